@@ -1,0 +1,42 @@
+"""Shared fixtures: every test gets its own empty workspace, never the developer's."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_cache(tmp_path_factory) -> Path:
+    """One cache of converted backbones and embeddings for the whole session: converting is slow."""
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["TRANSFERLAB_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def workspace(tmp_path_factory, monkeypatch) -> Path:
+    root = tmp_path_factory.mktemp("workspace")
+    monkeypatch.setenv("TRANSFERLAB_HOME", str(root))
+    return root
+
+
+@pytest.fixture
+def project(workspace):
+    from core.store import create_project
+
+    return create_project("test project", workspace)
+
+
+def shared_dataset(name: str) -> Path:
+    """A real photo set beside the checkout, or skip the test when it is absent."""
+    path = SHARED_DATASETS / name
+    if not path.is_dir():
+        pytest.skip(f"real photo set {path} not present")
+    return path
