@@ -144,7 +144,7 @@ def split_for(split_key: float, val_share: float) -> Literal["train", "val"]:
     return "val" if split_key < val_share else "train"
 
 
-def _split_key(sha256: str) -> float:
+def split_key(sha256: str) -> float:
     """A number in [0, 1) fixed by the photo's content: the split never changes as photos are added."""
     return int(sha256[:12], 16) / float(16**12)
 
@@ -193,6 +193,7 @@ class Project:
         con.row_factory = sqlite3.Row
         try:
             con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; a full fsync per photo made imports crawl
             con.execute("PRAGMA foreign_keys=ON")
             with con:
                 yield con
@@ -342,7 +343,7 @@ class Project:
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (class_id, path.name, decoded.sha256, f"{decoded.phash:016x}", decoded.width, decoded.height,
                  len(decoded.stored_bytes), source, source_url, query, original_name,
-                 _split_key(decoded.sha256), time.time()),
+                 split_key(decoded.sha256), time.time()),
             )
             atomic_write(path, decoded.stored_bytes)  # inside the transaction: a failed write rolls the row back
         return AddResult("added", image_id=cur.lastrowid, path=path)
@@ -421,6 +422,15 @@ class Project:
         if row is None:
             raise StoreError(f"There is no photo with id {image_id}.")
         return self._record(row, self.val_share)
+
+    def image_at(self, path: Path) -> ImageRecord | None:
+        """The photo stored at a path (as written in a run's evaluation), if it is still there."""
+        path = Path(path)
+        with self._tx() as con:
+            row = con.execute(
+                "SELECT i.*, c.name AS class_name FROM images i JOIN classes c ON c.id=i.class_id "
+                "WHERE c.name=? AND i.file=?", (path.parent.name, path.name)).fetchone()
+        return self._record(row, self.val_share) if row else None
 
     def _record(self, r: sqlite3.Row, share: float) -> ImageRecord:
         return ImageRecord(

@@ -25,3 +25,30 @@ def photo_bytes(seed: int, fmt: str = "JPEG", size: tuple[int, int] = (240, 180)
     buffer = io.BytesIO()
     photo(seed, size).save(buffer, fmt, **save_args)
     return buffer.getvalue()
+
+
+def class_photo(label: int, seed: int, size: tuple[int, int] = (200, 160)) -> Image.Image:
+    """Photos of visually distinct 'classes' (warm stripes vs. cool blobs) that a frozen backbone separates easily."""
+    rng = np.random.default_rng(1000 * label + seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    if label % 2 == 0:
+        pattern = np.sin(yy / (4 + rng.random() * 4) + rng.random() * 6)[..., None]
+        tint = np.array([220, 120 + rng.integers(0, 60), 40])
+    else:
+        cx, cy = rng.integers(0, w), rng.integers(0, h)
+        pattern = np.cos(np.hypot(xx - cx, yy - cy) / (6 + rng.random() * 6))[..., None]
+        tint = np.array([40, 90 + rng.integers(0, 60), 220])
+    pixels = 128 + pattern * 0.45 * tint + rng.normal(0, 8, (h, w, 3))
+    return Image.fromarray(pixels.clip(0, 255).astype(np.uint8), "RGB")
+
+
+def write_image_folder(root, counts: dict[str, int], offset: int = 0) -> None:
+    """An ImageFolder tree of class_photo pictures: {class name: number of photos}."""
+    from pathlib import Path
+
+    for label, (name, n) in enumerate(counts.items()):
+        folder = Path(root) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            class_photo(label, offset + i).save(folder / f"{name}_{offset + i}.jpg", quality=90)

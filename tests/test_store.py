@@ -185,3 +185,9 @@ def test_import_folder(project, tmp_path):
     (tmp_path / "bees" / "notes.txt").write_text("hi")
     report = import_folder(project, tmp_path)
     assert report.added == 2 and len(report.rejected) == 1
+
+
+def test_image_at_finds_a_photo_by_path(project):
+    result = project.add_image("a", photo_bytes(1), source="upload")
+    assert project.image_at(result.path).id == result.image_id
+    assert project.image_at(result.path.with_name("nope.jpg")) is None

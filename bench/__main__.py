@@ -1,0 +1,12 @@
+"""Every benchmark in one run: `python -m bench` (or `make bench`)."""
+
+import importlib
+
+for name in ("bench_embed", "bench_train", "bench_download", "bench_suspects"):
+    print(f"\n=== {name} ===", flush=True)
+    try:
+        module = importlib.import_module(f"bench.{name}")
+    except ModuleNotFoundError as exc:
+        print(f"skipped: {exc}")
+        continue
+    module.main()

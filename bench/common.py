@@ -1,0 +1,23 @@
+"""Helpers shared by the benchmarks: photo sets and a plain table printer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+def dataset(name: str) -> Path:
+    path = SHARED / name
+    if not path.is_dir():
+        raise SystemExit(f"{path} is missing: the benchmarks measure on the real photo sets in ../shared/datasets")
+    return path
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    """A fixed-width text table."""
+    cells = [[str(h) for h in headers]] + [[f"{v:.2f}" if isinstance(v, float) else str(v) for v in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,202 @@
+"""Command line: the app's capabilities without the browser (and the contract the benchmarks use).
+
+    python -m core train DATA_DIR --out RUN_DIR [--backbone NAME] [--unfreeze-blocks N] [--epochs N]
+                         [--val-dir DIR | --val-split F] [--seed N]
+    python -m core evaluate RUN_DIR TEST_DIR [--json]
+    python -m core predict RUN_DIR IMAGE... [--top-k K]
+    python -m core export RUN_DIR --format {tflite,tflite-quant}
+    python -m core collect OUT_DIR "class one" "class two" ... [--per-class N] [--filter photo] [--no-safe-search]
+    python -m core backbones
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the terminal
+
+
+class TerminalProgress:
+    """A one-line progress bar on stderr per training stage; also a TrainingListener."""
+
+    def __init__(self):
+        self._last = 0.0
+
+    def bar(self, label: str, done: int, total: int, extra: str = "") -> None:
+        now = time.time()
+        if done < total and now - self._last < 0.2:
+            return
+        self._last = now
+        width = 30
+        filled = int(width * done / total) if total else width
+        print(f"\r{label:<12} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {extra}".ljust(90),
+              end="\n" if done >= total else "", file=sys.stderr, flush=True)
+
+    def on_stage(self, stage, info):
+        self._stage = stage
+
+    def on_batch(self, stage, epoch, batch, batches, logs):
+        if batches:
+            self.bar(stage if stage == "embedding" else f"{stage} e{epoch}", batch, batches)
+
+    def on_epoch(self, stage, epoch, epochs, logs):
+        shown = " ".join(f"{k}={v:.3f}" for k, v in logs.items())
+        print(f"\r{stage} epoch {epoch}/{epochs}: {shown}".ljust(90), file=sys.stderr, flush=True)
+
+    def should_stop(self):
+        return False
+
+
+def cmd_train(args) -> int:
+    from core.runs import data_from_folders, train_and_save
+    from core.train import TrainConfig
+
+    data = data_from_folders(Path(args.data_dir), Path(args.val_dir) if args.val_dir else None, args.val_split)
+    cfg = TrainConfig(backbone=args.backbone, unfreeze_blocks=args.unfreeze_blocks, seed=args.seed)
+    if args.epochs:
+        cfg.epochs = args.epochs
+        cfg.finetune_epochs = args.epochs
+    metrics = train_and_save(data, cfg, Path(args.out), TerminalProgress())
+    shown = {k: metrics[k] for k in ("val_accuracy", "images_used", "images_rejected", "embed_seconds",
+                                     "embed_images_per_second", "train_seconds")}
+    print(json.dumps(shown, indent=2))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from core.evaluate import evaluate_folder
+
+    evaluation = evaluate_folder(Path(args.run_dir), Path(args.test_dir))
+    if args.json:
+        print(json.dumps({k: v for k, v in evaluation.to_dict().items() if k != "misclassified"}, indent=2))
+    else:
+        print(f"accuracy {evaluation.accuracy:.3f} on {evaluation.n} photos")
+        for row in evaluation.per_class:
+            print(f"  {row['class']:<20} precision {row['precision']:.2f}  recall {row['recall']:.2f}  "
+                  f"f1 {row['f1']:.2f}  ({row['support']} photos)")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from core.images import ImageRejected
+    from core.predict import Classifier, decode_upload
+
+    classifier = Classifier.load(Path(args.run_dir))
+    failures = 0
+    for path in args.images:
+        try:
+            image = decode_upload(Path(path).read_bytes())
+        except (OSError, ImageRejected) as exc:
+            print(f"{path}: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        prediction = classifier.predict_images([image], top_k=args.top_k)[0]
+        print(f"{path}: " + ", ".join(f"{name} {p:.1%}" for name, p in prediction.top))
+    return 1 if failures else 0
+
+
+def cmd_export(args) -> int:
+    from core.export import export_tflite
+
+    print(export_tflite(Path(args.run_dir), quantize=args.format == "tflite-quant"))
+    return 0
+
+
+def cmd_collect(args) -> int:
+    from core.collect import CollectRequest, collect
+    from core.store import Project
+
+    out = Path(args.out_dir)
+    project = Project(out / ".transferlab", out, create=True)  # the ImageFolder tree is OUT_DIR itself
+    progress = TerminalProgress()
+
+    def on_event(event):
+        if event.kind in ("image_saved", "class_finished"):
+            progress.bar(event.class_name[:12], event.saved, event.wanted)
+
+    request = CollectRequest(args.classes, per_class=args.per_class, image_type=args.filter,
+                             safe_search=not args.no_safe_search, extra_words=args.extra_words)
+    report = collect(project, request, on_event=on_event)
+    print(json.dumps(report.to_dict(), indent=2))
+    return 0
+
+
+def cmd_backbones(args) -> int:
+    from core.backbones import REGISTRY
+
+    for spec in REGISTRY.values():
+        where = "offline" if spec.offline else ("cached" if spec.weights_cached() else "needs download")
+        print(f"{spec.name:<20} {spec.input_size}px  {spec.params / 1e6:5.1f}M params  {where}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    from core.backbones import DEFAULT_BACKBONE
+
+    p = argparse.ArgumentParser(prog="python -m core", description="TransferLab from the command line.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a classifier on an ImageFolder tree")
+    t.add_argument("data_dir")
+    t.add_argument("--out", required=True, help="run folder to write model.keras, labels.txt, metrics.json into")
+    t.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    t.add_argument("--unfreeze-blocks", type=int, default=0)
+    t.add_argument("--epochs", type=int, default=0, help="maximum epochs per stage (default: built-in)")
+    group = t.add_mutually_exclusive_group()
+    group.add_argument("--val-dir")
+    group.add_argument("--val-split", type=float, default=0.2)
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a run on an ImageFolder tree")
+    e.add_argument("run_dir")
+    e.add_argument("test_dir")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="top-k classes for photos")
+    pr.add_argument("run_dir")
+    pr.add_argument("images", nargs="+")
+    pr.add_argument("--top-k", type=int, default=3)
+    pr.set_defaults(func=cmd_predict)
+
+    x = sub.add_parser("export", help="export a run's model")
+    x.add_argument("run_dir")
+    x.add_argument("--format", choices=["tflite", "tflite-quant"], default="tflite")
+    x.set_defaults(func=cmd_export)
+
+    c = sub.add_parser("collect", help="gather photos by web image search into an ImageFolder tree")
+    c.add_argument("out_dir")
+    c.add_argument("classes", nargs="+")
+    c.add_argument("--per-class", type=int, default=50)
+    c.add_argument("--filter", default="photo", help="photo, clipart, linedrawing, gif, transparent or '' for any")
+    c.add_argument("--extra-words", default="")
+    c.add_argument("--no-safe-search", action="store_true")
+    c.set_defaults(func=cmd_collect)
+
+    b = sub.add_parser("backbones", help="list the backbones")
+    b.set_defaults(func=cmd_backbones)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one clear line, not a traceback, for anything the user can fix
+        print(f"error: {exc}", file=sys.stderr)
+        if os.environ.get("TRANSFERLAB_DEBUG"):
+            raise
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

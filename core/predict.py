@@ -1,0 +1,127 @@
+"""Using a trained model: top-k classes for photos and a Grad-CAM heat map of where it looked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from core.images import decode_image, load_rgb
+
+MODEL_FILE = "model.keras"
+LABELS_FILE = "labels.txt"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    top: list[tuple[str, float]]   # best first
+    probabilities: dict[str, float]
+
+    @property
+    def label(self) -> str:
+        return self.top[0][0]
+
+    @property
+    def confidence(self) -> float:
+        return self.top[0][1]
+
+
+def read_labels(run_dir: Path) -> list[str]:
+    return [line for line in (Path(run_dir) / LABELS_FILE).read_text(encoding="utf-8").splitlines() if line]
+
+
+class Classifier:
+    """A saved run's model with its labels."""
+
+    def __init__(self, model, class_names: list[str]):
+        self.model = model
+        self.class_names = class_names
+        self.input_size = int(model.input_shape[1])
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "Classifier":
+        import keras
+
+        path = Path(run_dir) / MODEL_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{run_dir} has no {MODEL_FILE}: the run did not finish or is not a run folder.")
+        return cls(keras.saving.load_model(path, safe_mode=True), read_labels(run_dir))
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.predict(pixels.astype(np.float32), verbose=0, batch_size=16))
+
+    def _prediction(self, row: np.ndarray, top_k: int) -> Prediction:
+        order = np.argsort(-row)[:top_k]
+        return Prediction([(self.class_names[i], float(row[i])) for i in order],
+                          {name: float(p) for name, p in zip(self.class_names, row)})
+
+    def predict_images(self, images: Sequence[Image.Image], top_k: int = 3) -> list[Prediction]:
+        """Top-k for already-decoded RGB photos (see `decode_upload`)."""
+        if not images:
+            return []
+        pixels = np.stack([load_rgb(img, self.input_size) for img in images])
+        return [self._prediction(row, top_k) for row in self.probabilities(pixels)]
+
+    def predict_paths(self, paths: Sequence[Path]) -> tuple[np.ndarray, list[int]]:
+        """Probabilities for photos on disk, and the indices that could be read."""
+        arrays, ok = [], []
+        for i, path in enumerate(paths):
+            try:
+                arrays.append(load_rgb(Path(path), self.input_size))
+                ok.append(i)
+            except (OSError, ValueError, SyntaxError):
+                continue
+        if not arrays:
+            return np.zeros((0, len(self.class_names))), ok
+        return self.probabilities(np.stack(arrays)), ok
+
+    def gradcam(self, image: Image.Image, class_index: int | None = None) -> np.ndarray:
+        """Heat map in [0, 1], shape (S, S): where the backbone's last features pushed towards the class."""
+        import tensorflow as tf
+
+        backbone = self.model.get_layer("backbone")
+        pixels = tf.constant(load_rgb(image, self.input_size)[None].astype(np.float32))
+        with tf.GradientTape() as tape:
+            features = backbone(pixels, training=False)
+            tape.watch(features)
+            pooled = self.model.get_layer("pooled")(features)
+            probs = self.model.get_layer("predictions")(pooled)
+            index = int(tf.argmax(probs[0])) if class_index is None else class_index
+            score = probs[:, index]
+        grads = tape.gradient(score, features)[0]
+        weights = tf.reduce_mean(grads, axis=(0, 1))
+        cam = tf.nn.relu(tf.reduce_sum(features[0] * weights, axis=-1)).numpy()
+        cam = cam / cam.max() if cam.max() > 0 else cam
+        return np.asarray(Image.fromarray((cam * 255).astype(np.uint8)).resize(
+            (self.input_size, self.input_size), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
+
+
+def overlay_heatmap(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.45) -> Image.Image:
+    """The photo with the heat map laid over it in warm colours (red = looked at most)."""
+    heat = Image.fromarray((np.clip(heatmap, 0, 1) * 255).astype(np.uint8)).resize(image.size, Image.Resampling.BICUBIC)
+    h = np.asarray(heat, dtype=np.float32) / 255.0
+    colour = np.stack([np.clip(1.5 * h, 0, 1), np.clip(1.5 * h - 0.5, 0, 1) * 0.9, np.clip(0.6 - h, 0, 1) * 0.5], -1)
+    base = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    mixed = base * (1 - alpha * h[..., None]) + colour * alpha * h[..., None]
+    return Image.fromarray((np.clip(mixed, 0, 1) * 255).astype(np.uint8))
+
+
+def decode_upload(data: bytes) -> Image.Image:
+    """An uploaded or webcam photo, decoded with the same rules as the dataset; ImageRejected if not usable."""
+    return decode_image(data).image
+
+
+def summary_rows(names: Sequence[str], outcomes: Sequence[Prediction | str], threshold: float) -> list[dict]:
+    """One row per photo for a results table or CSV; an outcome that is a str says why the photo could not be read."""
+    rows = []
+    for name, outcome in zip(names, outcomes, strict=True):
+        if isinstance(outcome, Prediction):
+            verdict = "sure" if outcome.confidence >= threshold else "not sure"
+            rows.append({"file": name, "prediction": outcome.label, "confidence": round(outcome.confidence, 4),
+                         "verdict": verdict})
+        else:
+            rows.append({"file": name, "prediction": None, "confidence": None, "verdict": f"not read: {outcome}"})
+    return rows

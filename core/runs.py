@@ -1,0 +1,67 @@
+"""One training run from data to saved artifacts: the path shared by the app's jobs and the CLI."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from core.evaluate import evaluate_predictions, image_folder
+from core.export import save_run
+from core.images import sha256_hex
+from core.store import Project, split_for, split_key
+from core.train import Sample, TrainConfig, TrainData, TrainingListener, train
+
+
+def data_from_project(project: Project) -> TrainData:
+    """The project's kept photos, split as the store assigned them."""
+    class_names = [c.name for c in project.classes() if c.kept > 0]
+    index = {name: i for i, name in enumerate(class_names)}
+    train_samples, val_samples = [], []
+    for record in project.images(status="kept"):
+        sample = Sample(record.path, index[record.class_name], record.sha256)
+        (val_samples if record.split == "val" else train_samples).append(sample)
+    return TrainData(class_names, train_samples, val_samples)
+
+
+def data_from_folders(data_dir: Path, val_dir: Path | None = None, val_split: float = 0.2) -> TrainData:
+    """An ImageFolder tree, validated against `val_dir` or split by content hash like the store does."""
+    paths, labels, class_names = image_folder(Path(data_dir))
+    samples = [Sample(p, y, sha256_hex(p.read_bytes())) for p, y in zip(paths, labels)]
+    if val_dir is not None:
+        val_paths, val_labels, _ = image_folder(Path(val_dir), class_names)
+        val = [Sample(p, y, sha256_hex(p.read_bytes())) for p, y in zip(val_paths, val_labels)]
+        return TrainData(class_names, samples, val)
+    is_val = [split_for(split_key(s.sha256), val_split) == "val" for s in samples]  # the store's rule
+    return TrainData(class_names, [s for s, v in zip(samples, is_val) if not v], [s for s, v in zip(samples, is_val) if v])
+
+
+def train_and_save(data: TrainData, cfg: TrainConfig, run_dir: Path, listener: TrainingListener | None = None) -> dict:
+    """Train, evaluate on the validation photos and write model.keras, labels.txt, metrics.json, evaluation.json."""
+    started = time.time()
+    result = train(data, cfg, listener)
+    evaluation = evaluate_predictions([s.label for s in result.val_samples], result.val_probabilities,
+                                      result.class_names, [s.path for s in result.val_samples])
+    n_used = len(data.train) + len(data.val) - len(result.skipped)
+    metrics = {
+        "val_accuracy": evaluation.accuracy if evaluation.n else None,
+        "val_images": evaluation.n,
+        "train_images": n_used - evaluation.n,
+        "images_used": n_used,
+        "images_rejected": len(result.skipped),
+        "rejected": result.skipped,
+        "classes": result.class_names,
+        "backbone": cfg.backbone,
+        "unfreeze_blocks": cfg.unfreeze_blocks,
+        "stopped_early_by_user": result.stopped,
+        "best_epoch": result.best_epoch,
+        "embed_seconds": round(result.timings.get("embed_seconds", 0.0), 2),
+        "embed_images_per_second": round(result.embed_images_per_second, 2),
+        "head_seconds": round(result.timings.get("head_seconds", 0.0), 2),
+        "finetune_seconds": round(result.timings.get("finetune_seconds", 0.0), 2),
+        "train_seconds": round(result.timings["train_seconds"], 2),
+        "config": cfg.to_dict(),
+        "started": started,
+    }
+    save_run(result.model, result.class_names, Path(run_dir), metrics, evaluation.to_dict())
+    return metrics
+

@@ -1,0 +1,96 @@
+"""What every page shares: the current project, cached heavy objects, and 'what is missing' notes.
+
+Pages draw and call `core`; nothing here trains or touches files itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from core import config
+from core.store import Project, StoreError, create_project, list_projects, open_project
+
+PAGES = {
+    "start": "pages/home.py",
+    "collect": "pages/collect.py",
+    "review": "pages/review.py",
+    "train": "pages/train.py",
+    "results": "pages/results.py",
+    "predict": "pages/predict.py",
+}
+
+
+def _select(name: str) -> None:
+    st.session_state["project"] = name
+    st.query_params["project"] = name
+
+
+def project_sidebar() -> None:
+    """Sidebar: pick a project or create one. The choice survives a refresh through the URL."""
+    names = list_projects()
+    wanted = st.session_state.get("project") or st.query_params.get("project")
+    if wanted not in names:
+        wanted = names[0] if names else None
+    if wanted:
+        _select(wanted)
+    with st.sidebar:
+        st.markdown("### 🧪 TransferLab")
+        if names:
+            choice = st.selectbox("Project", names, index=names.index(wanted), key="project_picker")
+            if choice != wanted:
+                _select(choice)
+                st.rerun()
+        with st.expander("New project", expanded=not names):
+            with st.form("new_project", clear_on_submit=True, border=False):
+                new_name = st.text_input("Project name", placeholder="e.g. alpaca or llama")
+                if st.form_submit_button("Create project", type="primary"):
+                    try:
+                        project = create_project(new_name)
+                    except StoreError as exc:
+                        st.error(str(exc))
+                    else:
+                        _select(project.name)
+                        st.rerun()
+        st.caption(f"Projects are stored in `{config.workspace_root()}`")
+
+
+def current_project() -> Project | None:
+    name = st.session_state.get("project")
+    if not name:
+        return None
+    try:
+        return open_project(name)
+    except StoreError:
+        return None
+
+
+def require_project() -> Project:
+    """The current project, or a friendly note (and stop) when there is none yet."""
+    project = current_project()
+    if project is None:
+        st.info("Create a project first: give it a name in the sidebar under **New project**.")
+        st.page_link(PAGES["start"], label="How TransferLab works", icon="🏠")
+        st.stop()
+    return project
+
+
+def missing(message: str, page: str, label: str, icon: str = "➡️") -> None:
+    """Say what this page needs and link to the page that provides it, then stop drawing."""
+    st.info(message)
+    st.page_link(PAGES[page], label=label, icon=icon)
+    st.stop()
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
+def classifier(run_dir: str, modified: float):
+    """A run's model, loaded once per server (keyed by file time so a re-save reloads)."""
+    from core.predict import Classifier
+
+    return Classifier.load(Path(run_dir))
+
+
+def load_classifier(run_dir: Path):
+    model_file = Path(run_dir) / "model.keras"
+    return classifier(str(run_dir), model_file.stat().st_mtime)
