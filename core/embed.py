@@ -7,6 +7,8 @@ keyed by the photo's content hash, so re-training or adding a class embeds only 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sqlite3
 import threading
@@ -23,7 +25,7 @@ from core import config
 from core.backbones import BackboneSpec
 from core.images import load_rgb
 
-CONVERSION_VERSION = 2  # bump when the backbone graph or preprocessing changes: old caches become stale
+CONVERSION_VERSION = 3  # bump when the backbone graph or preprocessing changes: old caches become stale
 BATCH = 16
 
 Progress = Callable[[int, int], None]
@@ -50,7 +52,8 @@ def tflite_bytes(model, input_size: int, *, quantize: bool = False) -> bytes:
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if quantize:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic-range: int8 weights, float activations
-    flatbuffer = converter.convert()
+    with contextlib.redirect_stdout(io.StringIO()):  # Keras prints the whole exported signature otherwise
+        flatbuffer = converter.convert()
     probe = np.random.default_rng(0).uniform(0, 255, (1, input_size, input_size, 3)).astype(np.float32)
     if not np.isfinite(LiteRTRunner(flatbuffer)(probe)).all():
         raise RuntimeError("The LiteRT conversion produced a model with non-finite outputs.")
@@ -150,11 +153,12 @@ class EmbedResult:
 
 
 def embed_files(paths: Sequence[Path], shas: Sequence[str], spec: BackboneSpec, *,
-                cache: EmbeddingCache | None = None, engine: str = "litert",
+                cache: EmbeddingCache | None = None, engine: str = "litert", flip: bool = False,
                 on_progress: Progress | None = None, should_stop: Callable[[], bool] | None = None) -> EmbedResult:
-    """Embeddings for photos on disk, from the cache where possible; unreadable photos are reported, not fatal."""
+    """Embeddings for photos on disk (mirrored with flip=True), from the cache where possible;
+    unreadable photos are reported, not fatal."""
     cache = cache or EmbeddingCache()
-    key = cache_key(spec)
+    key = cache_key(spec) + ("-flip" if flip else "")
     cached = cache.get(key, shas)
     todo = [i for i, sha in enumerate(shas) if sha not in cached]
     vectors: dict[int, np.ndarray] = {i: cached[sha] for i, sha in enumerate(shas) if sha in cached}
@@ -163,7 +167,7 @@ def embed_files(paths: Sequence[Path], shas: Sequence[str], spec: BackboneSpec, 
     if todo:
         embedder = make_embedder(spec, engine)
         done = len(vectors)
-        for batch_ids, pixels, errors in _decoded_batches(paths, todo, spec.input_size):
+        for batch_ids, pixels, errors in _decoded_batches(paths, todo, spec.input_size, flip):
             if should_stop and should_stop():
                 raise InterruptedError("stopped while embedding")
             failed.update(errors)
@@ -183,12 +187,12 @@ def embed_files(paths: Sequence[Path], shas: Sequence[str], spec: BackboneSpec, 
     return EmbedResult(stacked, ok, failed, len(todo) - len(failed), seconds)
 
 
-def _decoded_batches(paths: Sequence[Path], ids: list[int], size: int):
+def _decoded_batches(paths: Sequence[Path], ids: list[int], size: int, flip: bool):
     """Yield (ids, pixel batch, {id: error}) with decoding of the next batches running in threads."""
 
     def load(i: int):
         try:
-            return i, load_rgb(Path(paths[i]), size), None
+            return i, load_rgb(Path(paths[i]), size, flip=flip), None
         except Exception as exc:  # any unreadable file is reported per photo, never fatal for the run
             return i, None, f"{type(exc).__name__}: {exc}"
 

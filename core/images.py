@@ -26,7 +26,7 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 REJECT_REASONS = {
     "empty": "The file is empty (0 bytes).",
-    "not_image": "The file is not an image Pillow can read.",
+    "not_image": "The file is not a picture (expected JPEG, PNG, WebP, GIF, BMP or TIFF).",
     "truncated": "The image file is truncated or corrupt.",
     "too_small": f"The image is smaller than {MIN_SIDE} pixels on a side.",
     "too_large": f"The image has more than {MAX_PIXELS // 1_000_000} million pixels.",
@@ -138,15 +138,27 @@ def phash_distance(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
 
-def load_rgb(source: Path | bytes | Image.Image, size: int) -> np.ndarray:
-    """A photo as a (size, size, 3) uint8 array, squashed to the square: what models see in training and prediction."""
+def center_square(img: Image.Image) -> Image.Image:
+    """The largest centred square: what the model sees of a photo (ImageNet models learnt from such crops)."""
+    w, h = img.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    return img.crop((left, top, left + side, top + side))
+
+
+def load_rgb(source: Path | bytes | Image.Image, size: int, *, flip: bool = False) -> np.ndarray:
+    """A photo as the (size, size, 3) uint8 array models see, in training and prediction alike:
+    upright, RGB, centre square, resized; optionally mirrored (training augmentation)."""
     if isinstance(source, Image.Image):
         img = source
     else:
         img = Image.open(source if isinstance(source, Path) else io.BytesIO(source))
         img.draft("RGB", (size, size))  # JPEG decodes at reduced scale: much faster for big photos
         img = ImageOps.exif_transpose(img)
-    return np.asarray(to_rgb(img).resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+    img = center_square(to_rgb(img)).resize((size, size), Image.Resampling.BILINEAR)
+    if flip:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return np.asarray(img, dtype=np.uint8)
 
 
 def thumbnail_bytes(path: Path, side: int = THUMBNAIL_SIDE) -> bytes:

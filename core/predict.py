@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from core.images import decode_image, load_rgb
+from core.images import center_square, decode_image, load_rgb
 
 MODEL_FILE = "model.keras"
 LABELS_FILE = "labels.txt"
@@ -100,7 +100,8 @@ class Classifier:
 
 
 def overlay_heatmap(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.45) -> Image.Image:
-    """The photo with the heat map laid over it in warm colours (red = looked at most)."""
+    """The part of the photo the model saw (its centre square) with the heat map laid over it in warm colours."""
+    image = center_square(image.convert("RGB"))
     heat = Image.fromarray((np.clip(heatmap, 0, 1) * 255).astype(np.uint8)).resize(image.size, Image.Resampling.BICUBIC)
     h = np.asarray(heat, dtype=np.float32) / 255.0
     colour = np.stack([np.clip(1.5 * h, 0, 1), np.clip(1.5 * h - 0.5, 0, 1) * 0.9, np.clip(0.6 - h, 0, 1) * 0.5], -1)

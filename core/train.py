@@ -180,12 +180,16 @@ def _floats(logs: dict | None) -> dict:
     return {k: float(v) for k, v in (logs or {}).items()}
 
 
-def _embed_split(samples: list[Sample], spec, cache, listener, offset: int, total: int):
-    result = embed_files(
-        [s.path for s in samples], [s.sha256 for s in samples], spec, cache=cache,
-        on_progress=lambda done, _n: listener.on_batch(STAGE_EMBED, 1, offset + done, total, {}),
-        should_stop=listener.should_stop,
-    )
+def _embed_split(samples: list[Sample], spec, cache, listener, progress: list[int], flip: bool = False):
+    """Embed one split; `progress` is [done so far, total] across all splits, for one smooth bar."""
+    start = progress[0]
+
+    def report(done: int, _n: int) -> None:
+        progress[0] = start + done
+        listener.on_batch(STAGE_EMBED, 1, progress[0], progress[1], {})
+
+    result = embed_files([s.path for s in samples], [s.sha256 for s in samples], spec, cache=cache, flip=flip,
+                         on_progress=report, should_stop=listener.should_stop)
     kept = [samples[i] for i in result.ok]
     skipped = {str(samples[i].path): why for i, why in result.failed.items()}
     return result, kept, skipped
@@ -204,20 +208,23 @@ def train(data: TrainData, cfg: TrainConfig, listener: TrainingListener | None =
     n_classes = len(data.class_names)
 
     t0 = time.perf_counter()
-    listener.on_stage(STAGE_EMBED, {"images": len(data.train) + len(data.val)})
+    progress = [0, len(data.train) * (2 if cfg.augment_flip else 1) + len(data.val)]
+    listener.on_stage(STAGE_EMBED, {"images": progress[1]})
     try:
-        train_emb, train_samples, skipped = _embed_split(data.train, spec, cache, listener, 0,
-                                                         len(data.train) + len(data.val))
-        val_emb, val_samples, val_skipped = _embed_split(data.val, spec, cache, listener, len(data.train),
-                                                         len(data.train) + len(data.val))
+        train_emb, train_samples, skipped = _embed_split(data.train, spec, cache, listener, progress)
+        val_emb, val_samples, val_skipped = _embed_split(data.val, spec, cache, listener, progress)
+        # Mirrored copies double the head's training photos for the price of embedding them once.
+        flipped = _embed_split(train_samples, spec, cache, listener, progress, flip=True) if cfg.augment_flip else None
     except InterruptedError:
         raise TrainingStopped("Stopped before any model was trained.") from None
     skipped.update(val_skipped)
     timings["embed_seconds"] = time.perf_counter() - t0
-    computed = train_emb.computed + val_emb.computed
+    computed = train_emb.computed + val_emb.computed + (flipped[0].computed if flipped else 0)
     embed_rate = computed / timings["embed_seconds"] if computed else 0.0
+    head_x = np.concatenate([train_emb.vectors, flipped[0].vectors]) if flipped else train_emb.vectors
+    head_samples = train_samples + (flipped[1] if flipped else [])
 
-    y_train = np.array([s.label for s in train_samples])
+    y_train = np.array([s.label for s in head_samples])
     y_val = np.array([s.label for s in val_samples])
     has_val = len(val_samples) > 0
     weights = class_weights(y_train, n_classes)
@@ -232,7 +239,7 @@ def train(data: TrainData, cfg: TrainConfig, listener: TrainingListener | None =
     relay = _listener_callback(listener, STAGE_HEAD, cfg.epochs)
     callbacks = [relay, keras.callbacks.EarlyStopping(monitor="val_loss" if has_val else "loss",
                                                       patience=cfg.patience)]
-    head.fit(train_emb.vectors, one_hot(y_train), batch_size=cfg.batch_size, epochs=cfg.epochs,
+    head.fit(head_x, one_hot(y_train), batch_size=cfg.batch_size, epochs=cfg.epochs,
              validation_data=(val_emb.vectors, one_hot(y_val)) if has_val else None,
              class_weight=weights, callbacks=callbacks, verbose=0, shuffle=True)
     timings["head_seconds"] = time.perf_counter() - t1

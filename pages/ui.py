@@ -22,6 +22,23 @@ PAGES = {
 }
 
 
+def _leave_pages_folder_mode() -> None:
+    """Make the first request after a server start that asks for /collect (say) run inside app.py.
+
+    Streamlit serves each file of a folder named `pages/` as a bare page (multipage v1) until some
+    session has called `st.navigation`; the project keeps that folder name, so the first bare run
+    switches the process to app.py's navigation and reruns, which lands on the page asked for.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_leave_pages_folder_mode()
+
+
 def _select(name: str) -> None:
     st.session_state["project"] = name
     st.query_params["project"] = name

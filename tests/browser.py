@@ -88,9 +88,8 @@ def browser_page(width: int = 1400, height: int = 1000):
 def wait_idle(page, timeout: float = 60_000) -> None:
     """Wait until Streamlit has finished the current script run."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
+    page.wait_for_function(  # while a run is going, Streamlit 1.67 shows this icon (no "Running" text any more)
+        "() => !document.querySelector('[data-testid=\"stStatusWidgetRunningIcon\"]')",
         timeout=timeout,
     )
     page.wait_for_timeout(300)

@@ -93,6 +93,10 @@ def test_perceptual_hash_survives_resize_but_not_new_content():
     assert phash_distance(perceptual_hash(original), perceptual_hash(photo(10, (400, 300)))) > 12
 
 
-def test_load_rgb_squashes_to_square():
-    array = load_rgb(photo_bytes(11, size=(300, 100)), 64)
+def test_load_rgb_takes_the_centre_square():
+    wide = Image.new("RGB", (300, 100), (255, 0, 0))
+    wide.paste((0, 0, 255), (100, 0, 200, 100))  # blue centre square between red sides
+    array = load_rgb(save(wide, "PNG"), 64)
     assert array.shape == (64, 64, 3) and array.dtype == np.uint8
+    assert (array[..., 2] > 200).all() and (array[..., 0] < 50).all()
+    assert (load_rgb(wide, 64, flip=True) == array[:, ::-1]).all()

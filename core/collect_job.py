@@ -1,0 +1,207 @@
+"""Web collections that run in the background while a page keeps drawing.
+
+A page starts a `CollectJob` for a project and, on every redraw (or after a browser refresh),
+finds it again in a process-wide registry keyed by project. The job's thread runs
+`core.collect.collect` and folds its events into state the page reads through `view()`;
+the thread never touches the UI.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from core.collect import CollectEvent, CollectReport, CollectRequest, collect
+from core.download import Downloader
+from core.search import SearchUnavailable
+from core.store import Project, StoreError, validate_name
+
+log = logging.getLogger(__name__)
+
+RECENT_PHOTOS = 12  # thumbnails of the newest photos kept for the live view
+
+
+class CollectBusy(StoreError):
+    """A collection is already running for this project."""
+
+
+@dataclass(frozen=True)
+class ClassNames:
+    """Class names typed one per line: the cleaned names, and what is wrong with the input (empty when fine)."""
+
+    names: list[str]
+    problems: list[str]
+
+
+def parse_class_names(text: str) -> ClassNames:
+    """Read class names, one per line; blank lines are ignored, bad or repeated names become problems."""
+    names: list[str] = []
+    problems: list[str] = []
+    seen: dict[str, int] = {}  # lower-cased name -> line: the store compares class names without case
+    for line_no, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            name = validate_name(line)
+        except StoreError as exc:
+            problems.append(f"Line {line_no}: {exc}")
+            continue
+        if name.lower() in seen:
+            problems.append(f"Line {line_no}: '{name}' is already on line {seen[name.lower()]} "
+                            "(capitals don't make a different class).")
+            continue
+        seen[name.lower()] = line_no
+        names.append(name)
+    if not names and not problems:
+        problems.append("Type at least one class name, one per line.")
+    return ClassNames(names, problems)
+
+
+@dataclass(frozen=True)
+class ClassProgress:
+    name: str
+    wanted: int
+    saved: int = 0
+    failed: int = 0  # links that gave no new photo (broken, not a picture, already had it)
+    state: Literal["waiting", "running", "done"] = "waiting"
+
+
+@dataclass(frozen=True)
+class RecentPhoto:
+    class_name: str
+    thumbnail: bytes  # small JPEG
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A consistent copy of a job's state at one moment."""
+
+    classes: list[ClassProgress]
+    recent: list[RecentPhoto]  # newest first
+    running: bool
+    cancelling: bool
+    report: CollectReport | None
+    error: str | None  # set when the run could not start or broke off; str is for the user
+    elapsed: float
+
+    @property
+    def saved(self) -> int:
+        return sum(c.saved for c in self.classes)
+
+
+class CollectJob:
+    """One collection running on its own thread; `view()` may be called from any thread at any time."""
+
+    def __init__(self, project: Project, request: CollectRequest, downloader: Downloader | None = None):
+        self.project = project
+        self.request = request
+        self._downloader = downloader
+        self._cancel = threading.Event()
+        self._lock = threading.Lock()
+        self._classes = {name: ClassProgress(name, request.per_class)
+                         for name in (validate_name(n) for n in request.class_names)}
+        self._recent: deque[RecentPhoto] = deque(maxlen=RECENT_PHOTOS)
+        self._report: CollectReport | None = None
+        self._error: str | None = None
+        self._started = time.monotonic()
+        self._ended: float | None = None
+        self._thread = threading.Thread(target=self._run, name=f"collect {project.name}", daemon=True)
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+        self._thread.start()
+
+    def cancel(self) -> None:
+        """Stop soon: no new downloads; photos already stored stay."""
+        self._cancel.set()
+
+    @property
+    def running(self) -> bool:
+        with self._lock:
+            return self._ended is None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run has ended; False if it is still going after `timeout` seconds."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def view(self) -> JobView:
+        with self._lock:
+            end = self._ended or time.monotonic()
+            return JobView(
+                classes=list(self._classes.values()), recent=list(reversed(self._recent)),
+                running=self._ended is None, cancelling=self._cancel.is_set() and self._ended is None,
+                report=self._report, error=self._error, elapsed=end - self._started,
+            )
+
+    def _run(self) -> None:
+        report, error = None, None
+        try:
+            report = collect(self.project, self.request, on_event=self._on_event, cancel=self._cancel,
+                             downloader=self._downloader)
+        except (SearchUnavailable, StoreError) as exc:  # messages written for the user
+            error = str(exc)
+        except Exception as exc:  # the page must learn that the run ended, whatever happened
+            log.exception("collecting photos for %s failed", self.project.name)
+            error = f"Collecting stopped because of an unexpected error: {exc}"
+        with self._lock:
+            self._report, self._error, self._ended = report, error, time.monotonic()
+            if report is not None:
+                for c in report.classes:  # exact final counts, including links skipped without an event
+                    self._classes[c.class_name] = replace(
+                        self._classes[c.class_name], saved=c.saved, failed=sum(c.failed.values()), state="done")
+
+    def _on_event(self, event: CollectEvent) -> None:
+        thumbnail = self._thumbnail(event) if event.kind == "image_saved" else None  # outside the lock: it decodes
+        with self._lock:
+            progress = self._classes[event.class_name]
+            state = {"class_started": "running", "class_finished": "done"}.get(event.kind, progress.state)
+            failed = progress.failed + (event.kind == "image_failed")
+            self._classes[event.class_name] = replace(progress, saved=event.saved, failed=failed, state=state)
+            if thumbnail:
+                self._recent.append(RecentPhoto(event.class_name, thumbnail))
+
+    def _thumbnail(self, event: CollectEvent) -> bytes | None:
+        record = self.project.image_at(event.path) if event.path else None
+        return self.project.thumbnail(record) if record else None
+
+
+# ---- the registry: one job per project, for the life of the server process --------------------
+
+_jobs: dict[str, CollectJob] = {}
+_jobs_lock = threading.Lock()
+
+
+def _key(project: Project) -> str:
+    return str(project.meta_dir.resolve())
+
+
+def start(project: Project, request: CollectRequest, *, downloader: Downloader | None = None) -> CollectJob:
+    """Start collecting in the background; CollectBusy if this project already has a run going."""
+    with _jobs_lock:
+        job = _jobs.get(_key(project))
+        if job is not None and job.running:
+            raise CollectBusy("Photos are already being collected for this project; "
+                              "wait for that search to finish or cancel it.")
+        job = CollectJob(project, request, downloader)
+        _jobs[_key(project)] = job
+        job.start()
+    return job
+
+
+def current(project: Project) -> CollectJob | None:
+    """The project's running job, or its last finished one until `forget` is called."""
+    with _jobs_lock:
+        return _jobs.get(_key(project))
+
+
+def forget(project: Project) -> None:
+    """Drop the project's finished job (a running one stays)."""
+    with _jobs_lock:
+        job = _jobs.get(_key(project))
+        if job is not None and not job.running:
+            del _jobs[_key(project)]

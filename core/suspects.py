@@ -1,0 +1,192 @@
+"""Photos that are probably in the wrong class or off-topic, most suspicious first.
+
+Each kept photo is embedded once by the frozen backbone (cached). Two signals are combined:
+how likely a quick classifier that never saw the photo thinks its label is (k-fold, so every
+photo is judged by a model trained on the others), and how far the photo lies from its class
+centre, compared with the rest of that class. A mislabeled photo fails the first; an odd one
+(a logo, a drawing, a photo of the wrong thing in every class) tends to fail the second.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from core.store import Project
+
+if TYPE_CHECKING:  # core.embed pulls in the backbones; only the ranking itself needs them
+    from core.embed import EmbeddingCache
+
+MIN_PHOTOS_PER_CLASS = 3  # below this a class cannot be learned from the other folds
+FOLDS = 5
+LABEL_WEIGHT = 0.75  # share of the score from the classifier; the rest from the distance to the class centre
+COMPONENTS = 256  # the classifier sees the top principal components: 5x less work, the same ranking
+REGULARIZATION = 1e-3
+ITERATIONS = 150
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Suspect:
+    image_id: int
+    class_name: str            # the class the photo is labelled with
+    score: float               # 0..1, higher is more suspicious
+    label_probability: float   # what a classifier that never saw the photo gives its own class
+    predicted_class: str       # that classifier's best guess
+    predicted_probability: float
+    centre_distance: float     # cosine distance to the class centre, z-scored within the class
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Per-photo signals, in the order of the input vectors."""
+
+    label_probability: np.ndarray
+    predicted: np.ndarray
+    predicted_probability: np.ndarray
+    centre_distance: np.ndarray
+    score: np.ndarray
+
+
+def too_small(counts: dict[str, int]) -> list[str]:
+    """Classes with photos, but too few to judge; they are left out of the ranking."""
+    return sorted(name for name, n in counts.items() if 0 < n < MIN_PHOTOS_PER_CLASS)
+
+
+def rank_suspects(project: Project, *, backbone: str | None = None, on_progress: Progress | None = None,
+                  cache: EmbeddingCache | None = None) -> list[Suspect]:
+    """Every kept photo of the classes with enough photos, most suspicious first.
+
+    `backbone` defaults to `core.backbones.DEFAULT_BACKBONE`; embeddings come from the shared cache.
+    Raises ValueError (a sentence for the user) when fewer than two classes can be judged.
+    """
+    from core.backbones import DEFAULT_BACKBONE, get_backbone
+    from core.embed import embed_files
+
+    records = project.images(status="kept")
+    usable = _usable_classes([r.class_name for r in records])
+    records = [r for r in records if r.class_name in usable]
+    result = embed_files([r.path for r in records], [r.sha256 for r in records],
+                         get_backbone(backbone or DEFAULT_BACKBONE), cache=cache, on_progress=on_progress)
+    records = [records[i] for i in result.ok]
+    names = [r.class_name for r in records]
+    usable = _usable_classes(names)
+    keep = [i for i, name in enumerate(names) if name in usable]
+    class_names = sorted(usable)
+    index = {name: i for i, name in enumerate(class_names)}
+    labels = np.array([index[names[i]] for i in keep])
+    scores = score_embeddings(result.vectors[keep], labels)
+    suspects = [
+        Suspect(records[i].id, records[i].class_name, float(scores.score[j]), float(scores.label_probability[j]),
+                class_names[scores.predicted[j]], float(scores.predicted_probability[j]),
+                float(scores.centre_distance[j]))
+        for j, i in enumerate(keep)
+    ]
+    return sorted(suspects, key=lambda s: s.score, reverse=True)
+
+
+def _usable_classes(names: list[str]) -> set[str]:
+    """Classes with enough photos to judge, or ValueError when fewer than two have."""
+    counts = Counter(names)
+    usable = {name for name, n in counts.items() if n >= MIN_PHOTOS_PER_CLASS}
+    if len(usable) < 2:
+        raise ValueError(f"Finding suspects needs at least two classes with {MIN_PHOTOS_PER_CLASS} or more kept "
+                         f"photos each; this project has {len(usable)}. Add photos first.")
+    return usable
+
+
+def score_embeddings(vectors: np.ndarray, labels: np.ndarray, *, folds: int = FOLDS, seed: int = 0) -> Scores:
+    """Out-of-fold label probabilities and within-class centre distances, combined into one score."""
+    vectors = np.asarray(vectors, dtype=np.float64)  # float32 mixed with float64 falls off the fast BLAS path
+    x = _normalize(vectors - vectors.mean(axis=0))  # CNN features are all positive: centre them first
+    reduced = principal_components(x, COMPONENTS)  # unsupervised, so computing it on all folds leaks no label
+    n_classes = int(labels.max()) + 1
+    probs = np.zeros((len(x), n_classes))
+    fold_of = _stratified_folds(labels, folds, seed)
+    for fold in range(folds):
+        test = fold_of == fold
+        if test.any():
+            weights = fit_softmax(reduced[~test], labels[~test], n_classes)
+            probs[test] = softmax(_with_bias(reduced[test]) @ weights)
+    label_probability = probs[np.arange(len(x)), labels]
+    distance = centre_distances(x, labels)
+    score = LABEL_WEIGHT * (1 - label_probability) + (1 - LABEL_WEIGHT) / (1 + np.exp(-distance))
+    return Scores(label_probability, probs.argmax(axis=1), probs.max(axis=1), distance, score)
+
+
+def principal_components(x: np.ndarray, k: int) -> np.ndarray:
+    """x projected on its top-k principal directions, by randomized SVD with one power iteration."""
+    if min(x.shape) <= k:
+        return x
+    sketch = x @ np.random.default_rng(0).normal(size=(x.shape[1], k + 10))
+    basis = np.linalg.qr(x @ (x.T @ sketch))[0]
+    directions = np.linalg.svd(basis.T @ x, full_matrices=False)[2][:k]
+    return x @ directions.T
+
+
+def centre_distances(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Cosine distance of each vector to its class centre, as a z-score within the class."""
+    z = np.zeros(len(x))
+    for label in np.unique(labels):
+        members = labels == label
+        centre = _normalize(x[members].mean(axis=0, keepdims=True))[0]
+        distance = 1 - x[members] @ centre
+        z[members] = (distance - distance.mean()) / (distance.std() + 1e-9)
+    return z
+
+
+def fit_softmax(x: np.ndarray, labels: np.ndarray, n_classes: int, *, reg: float = REGULARIZATION,
+                iterations: int = ITERATIONS) -> np.ndarray:
+    """Class-balanced multinomial logistic regression by accelerated gradient descent; returns (d+1, k) weights."""
+    xb = _with_bias(x)
+    onehot = np.eye(n_classes)[labels]
+    counts = np.bincount(labels, minlength=n_classes)
+    sample_weight = (len(labels) / (n_classes * np.maximum(counts, 1)))[labels] / len(labels)
+    # Step 1/L, where L bounds the loss curvature: 1/2 (softmax) x the top eigenvalue of the weighted Gram matrix.
+    step = 1.0 / (0.5 * _top_eigenvalue(xb * np.sqrt(sample_weight)[:, None]) + reg)
+    weights = np.zeros((xb.shape[1], n_classes))
+    momentum = weights
+    for t in range(1, iterations + 1):
+        gradient = xb.T @ ((softmax(xb @ momentum) - onehot) * sample_weight[:, None]) + reg * momentum
+        updated = momentum - step * gradient
+        momentum = updated + (t - 1) / (t + 2) * (updated - weights)
+        weights = updated
+    return weights
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _top_eigenvalue(a: np.ndarray, steps: int = 30) -> float:
+    """Largest eigenvalue of aᵀa by power iteration (a few steps are plenty for a step size)."""
+    v = np.random.default_rng(0).normal(size=a.shape[1])
+    value = 1.0
+    for _ in range(steps):
+        w = a.T @ (a @ v)
+        value = float(np.linalg.norm(w))
+        v = w / (value + 1e-12)
+    return value * 1.05  # power iteration approaches from below
+
+
+def _stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """A fold number per sample, each class spread evenly over the folds in random order."""
+    rng = np.random.default_rng(seed)
+    fold_of = np.empty(len(labels), dtype=int)
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        fold_of[members] = (np.arange(len(members)) + rng.integers(folds)) % folds
+    return fold_of
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)
+
+
+def _with_bias(x: np.ndarray) -> np.ndarray:
+    return np.hstack([x, np.ones((len(x), 1))])

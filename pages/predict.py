@@ -1,0 +1,220 @@
+"""Try it: show a trained model new photos (files or a webcam shot): its guess, how sure it is, where it looked."""
+
+from __future__ import annotations
+
+import io
+import math
+from datetime import datetime
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+from core.backbones import REGISTRY
+from core.images import ImageRejected
+from core.predict import Prediction, decode_upload, overlay_heatmap, summary_rows
+from core.store import Project, RunRecord
+from pages import ui
+
+PREVIEW_SIDE = 800   # shown on screen and under the heat map; the model itself looks at far fewer pixels
+TOP_K = 5
+PER_PAGE = 8         # photo details per page, so heat maps are only worked out for what is on screen
+OPEN_DETAILS = 3
+HEAT_ALPHA = 0.7     # stronger than overlay_heatmap's default: the glow must be obvious to a newcomer
+SURE_COLOUR, UNSURE_COLOUR, LINE_COLOUR = "#2e7d32", "#9e9e9e", "#c62828"
+
+
+def finished_runs(project: Project) -> list[RunRecord]:
+    """Runs that left a usable model, newest first."""
+    return [r for r in project.runs() if r.status in ("completed", "stopped") and (r.dir / "model.keras").exists()]
+
+
+def run_label(run: RunRecord) -> str:
+    when = datetime.fromtimestamp(run.finished or run.created).strftime("%d %b %Y, %H:%M")
+    name = run.summary.get("backbone") or run.config.get("backbone")
+    backbone = REGISTRY[name].label if name in REGISTRY else name or "unknown network"
+    accuracy = run.summary.get("val_accuracy")
+    score = f"{accuracy:.0%} right on validation photos" if accuracy is not None else "no validation score"
+    return f"Run {run.id} · {when} · {backbone} · {score}" + (" · stopped early" if run.status == "stopped" else "")
+
+
+def jpeg(image: Image.Image) -> bytes:
+    small = image.copy()
+    small.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    small.save(buffer, "JPEG", quality=88)
+    return buffer.getvalue()
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def preview(data: bytes) -> bytes:
+    """The photo decoded by the dataset's rules, as a screen-sized JPEG; raises ImageRejected when unusable."""
+    return jpeg(decode_upload(data))
+
+
+@st.cache_data(max_entries=32, show_spinner="Looking at your photos…")
+def predict(run_dir: str, photos: tuple[bytes, ...], top_k: int) -> list[Prediction]:
+    """All photos in one batch through the model (cached, so moving the slider costs nothing)."""
+    return ui.load_classifier(Path(run_dir)).predict_images([decode_upload(p) for p in photos], top_k)
+
+
+@st.cache_data(max_entries=256, show_spinner="Working out where the model looked…")
+def heat_map(run_dir: str, data: bytes) -> bytes:
+    """The photo with the Grad-CAM heat map for the model's top class laid over it, as a JPEG."""
+    image = decode_upload(data)
+    image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.BILINEAR)
+    return jpeg(overlay_heatmap(image, ui.load_classifier(Path(run_dir)).gradcam(image), HEAT_ALPHA))
+
+
+def verdict(prediction: Prediction, threshold: float) -> str:
+    if prediction.confidence >= threshold:
+        return f"Looks like **{prediction.label}** ({prediction.confidence:.0%})"
+    return (f"Not sure — its best guess is **{prediction.label}** ({prediction.confidence:.0%}), "
+            f"below your {threshold:.0%} bar")
+
+
+def probability_chart(prediction: Prediction, threshold: float) -> alt.LayerChart:
+    """Horizontal bars of the top classes, green where they clear the user's bar, with the bar as a dashed line."""
+    data = pd.DataFrame(prediction.top, columns=["class", "probability"])
+    base = alt.Chart(data).encode(
+        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%", title="how sure")),
+        y=alt.Y("class:N", sort=None, title=None, axis=alt.Axis(labelLimit=160)),
+        tooltip=["class", alt.Tooltip("probability:Q", format=".1%")],
+    )
+    bars = base.mark_bar().encode(color=alt.condition(alt.datum.probability >= threshold,
+                                                      alt.value(SURE_COLOUR), alt.value(UNSURE_COLOUR)))
+    labels = base.mark_text(align="left", dx=4).encode(text=alt.Text("probability:Q", format=".0%"))
+    line = alt.Chart(pd.DataFrame({"bar": [threshold]})).mark_rule(color=LINE_COLOUR, strokeDash=[4, 3]).encode(
+        x="bar:Q")
+    return (bars + labels + line).properties(height=34 * len(data) + 40)
+
+
+def photo_details(name: str, data: bytes, prediction: Prediction, threshold: float, run_dir: str) -> None:
+    """The photo, the model's top classes and verdict, and where it looked."""
+    photo, guess, heat = st.columns([1, 1.3, 1], gap="medium")
+    photo.image(preview(data), caption=name, width="stretch")
+    with guess:
+        (st.success if prediction.confidence >= threshold else st.warning)(verdict(prediction, threshold))
+        st.altair_chart(probability_chart(prediction, threshold), width="stretch")
+        st.caption("Its top guesses. The dashed red line is your “sure” bar; green bars clear it.")
+    heat.image(heat_map(run_dir, data), caption="Where it looked", width="stretch")
+    heat.caption(f"The glow marks the parts of the photo that made the model say **{prediction.label}**; "
+                 "bright yellow counts most. If it sits on the background rather than the subject, the model "
+                 "may have learned a shortcut.")
+
+
+def photo_inputs() -> list[tuple[str, bytes]]:
+    """Uploaded files plus, when switched on, a webcam shot."""
+    left, right = st.columns([2, 1], gap="large")
+    files = left.file_uploader("Photos to try", accept_multiple_files=True, key="predict_uploads",
+                               help="JPEG, PNG, WebP, GIF, BMP or TIFF. Use photos the model has not seen in "
+                                    "training: that is the honest test.")
+    photos = [(f.name, f.getvalue()) for f in files or []]
+    with right:
+        # The browser only asks for the camera once this is on, not on every visit to the page.
+        if st.toggle("Use the webcam", key="predict_camera_on", help="Take a photo with this computer's camera."):
+            shot = st.camera_input("Webcam photo", key="predict_camera", label_visibility="collapsed")
+            if shot is not None:
+                photos.append(("webcam photo", shot.getvalue()))
+    return photos
+
+
+def unreadable(data: bytes) -> str | None:
+    """Why a photo cannot be used, or None when it can."""
+    try:
+        preview(data)
+    except ImageRejected as exc:
+        return str(exc)
+    return None
+
+
+def summary(names: list[str], outcomes: list[Prediction | str], threshold: float) -> None:
+    """A table of every photo's verdict, downloadable as CSV."""
+    table = pd.DataFrame(summary_rows(names, outcomes, threshold))
+    sure, unsure = (table["verdict"] == "sure").sum(), (table["verdict"] == "not sure").sum()
+    unread = len(table) - sure - unsure
+    parts = [f"sure about **{sure}**", f"not sure about **{unsure}**"]
+    parts += [f"could not read **{unread}**"] if unread else []
+    st.subheader("Summary")
+    st.markdown(f"**{len(table)} photos** — " + ", ".join(parts) + ". Most often: "
+                + ", ".join(f"**{label}** ({n})" for label, n in table["prediction"].value_counts().items()))
+    st.dataframe(table.assign(confidence=table["confidence"] * 100), hide_index=True, key="predict_table",
+                 column_config={
+                     "file": st.column_config.TextColumn("Photo"),
+                     "prediction": st.column_config.TextColumn("Looks like"),
+                     "confidence": st.column_config.ProgressColumn("How sure", format="%.0f%%", min_value=0,
+                                                                   max_value=100),
+                     "verdict": st.column_config.TextColumn("Verdict"),
+                 })
+    st.download_button("Download table (CSV)", table.to_csv(index=False).encode("utf-8"), "predictions.csv",
+                       "text/csv", key="predict_csv", icon="⬇️")
+
+
+def details(photos: list[tuple[str, bytes]], predictions: list[Prediction], threshold: float, run_dir: str) -> None:
+    """One expander per photo, a page at a time."""
+    st.subheader("Photo by photo")
+    pages = math.ceil(len(photos) / PER_PAGE)
+    page = st.pagination(pages, key=f"predict_page_{pages}") if pages > 1 else 1
+    start = (page - 1) * PER_PAGE
+    for i, ((name, data), prediction) in enumerate(zip(photos[start:start + PER_PAGE],
+                                                        predictions[start:start + PER_PAGE])):
+        icon = "✅" if prediction.confidence >= threshold else "❓"
+        with st.expander(f"{name} — {prediction.label} ({prediction.confidence:.0%})", expanded=i < OPEN_DETAILS,
+                         icon=icon):
+            photo_details(name, data, prediction, threshold, run_dir)
+
+
+st.title("🔮 Try your model")
+st.markdown("Show your model photos it has never seen — your own files or a webcam shot — and see what it "
+            "thinks they are, how sure it is, and which part of the photo it looked at.")
+
+project = ui.require_project()
+runs = finished_runs(project)
+if not runs:
+    ui.missing("Train a model first: once a training run has finished, you can try it on new photos here.",
+               "train", "Go to training", icon="🏋️")
+
+model_column, threshold_column = st.columns([3, 2], gap="large")
+by_id = {r.id: r for r in runs}
+run = by_id[model_column.selectbox(
+    "Model", list(by_id), format_func=lambda i: run_label(by_id[i]), key="predict_run",
+    help="Each finished training run left a model. The newest one is picked for you.")]
+threshold = threshold_column.slider(
+    "Say “not sure” below", 0, 100, 60, step=5, format="%d%%", key="predict_threshold",
+    help="When the model's best guess is less sure than this, the page says “Not sure” instead of a class. "
+         "Raise it when a wrong answer is costly.") / 100
+classes = run.summary.get("classes") or []
+if classes:
+    model_column.caption("This model knows: " + ", ".join(f"**{c}**" for c in classes))
+
+photos = photo_inputs()
+problems = {i: reason for i, (_, data) in enumerate(photos) if (reason := unreadable(data))}
+if problems:
+    st.error("These files could not be used (the others are fine):\n"
+             + "\n".join(f"- **{photos[i][0]}**: {reason}" for i, reason in problems.items())
+             + "\n\nUpload a photo file such as JPEG or PNG instead.")
+if not photos:
+    st.info("👆 Upload one or more photos, or switch on the webcam, to see what the model makes of them.")
+good = [photo for i, photo in enumerate(photos) if i not in problems]
+if not good:
+    st.stop()
+
+run_dir = str(run.dir)
+try:
+    predictions = predict(run_dir, tuple(data for _, data in good), TOP_K)
+except (OSError, ValueError) as exc:  # a damaged or foreign model.keras
+    st.error(f"The model of run {run.id} could not be loaded ({exc}). Pick another run above, or train again.")
+    st.stop()
+if len(photos) == 1:
+    photo_details(*good[0], predictions[0], threshold, run_dir)
+else:
+    found = iter(predictions)
+    outcomes = [problems[i] if i in problems else next(found) for i in range(len(photos))]
+    summary([name for name, _ in photos], outcomes, threshold)
+    details(good, predictions, threshold, run_dir)
+
+st.divider()
+st.page_link(ui.PAGES["results"], label="See how this model did on its validation photos, and download it",
+             icon="📊")

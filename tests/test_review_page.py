@@ -1,0 +1,414 @@
+"""The Review page (reject, restore, move, delete, duplicates, classes, warnings, suspects) and core/suspects.py."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from core import suspects
+from core.embed import EmbedResult
+from core.store import Project, open_project
+from tests.photos import class_photo, photo_bytes
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+
+def fill(project: Project, cats: int = 12, dogs: int = 12) -> None:
+    """Two classes of synthetic photos; cat photos are uploads, dog photos come from a web search."""
+    for i in range(cats):
+        project.add_image("cats", photo_bytes(i), source="upload", original_name=f"cat{i}.jpg")
+    for i in range(dogs):
+        project.add_image("dogs", photo_bytes(100 + i), source="web", source_url=f"https://example.org/dog{i}.jpg",
+                          query="dog photo")
+
+
+def ids(project: Project, class_name: str) -> list[int]:
+    return [r.id for r in project.images(class_name)]
+
+
+def open_review(project: Project, tab: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["project"] = project.name
+    at.switch_page("pages/review.py")
+    at.run()
+    if tab:
+        at.session_state["review_tab"] = next(t.label for t in at.tabs if tab in t.label)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def click(at: AppTest, key: str) -> AppTest:
+    at.button(key=key).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+# ---- photos grid ------------------------------------------------------------------------------
+
+
+def test_without_a_project_it_asks_for_one(workspace):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.switch_page("pages/review.py")
+    at.run()
+    assert "Create a project first" in texts(at.info)
+
+
+def test_without_photos_it_links_to_collect(project):
+    at = open_review(project)
+    assert "no photos yet" in texts(at.info)
+    assert any("collect" in str(link.proto.page).lower() for link in at.get("page_link"))
+
+
+def test_reject_with_reason_then_restore(project):
+    fill(project)
+    first, second = ids(project, "cats")[:2]
+    at = open_review(project)
+    assert at.selectbox(key="grid_class").value == "cats"
+    at.checkbox(key=f"pick_{first}").check()
+    at.checkbox(key=f"pick_{second}").check()
+    at.run()
+    at.selectbox(key="reject_reason").select("poor quality")
+    at.run()
+    click(at, "reject_selected")
+    assert {project.image(i).status for i in (first, second)} == {"rejected"}
+    assert project.image(first).reject_reason == "poor quality"
+    assert "Rejected 2 photos" in texts(at.toast)
+    assert f"pick_{first}" not in [c.key for c in at.checkbox]  # the kept filter hides them now
+
+    at.segmented_control(key="grid_status").set_value("rejected").run()
+    assert [c.key for c in at.checkbox] == [f"pick_{first}", f"pick_{second}"]
+    assert "poor quality" in texts(at.caption)
+    at.checkbox(key=f"pick_{first}").check().run()
+    click(at, "restore_selected")
+    assert project.image(first).status == "kept" and project.image(first).reject_reason is None
+    assert project.image(second).status == "rejected"
+
+
+def test_move_selected_to_another_class(project):
+    fill(project)
+    moving = ids(project, "cats")[0]
+    at = open_review(project)
+    at.checkbox(key=f"pick_{moving}").check().run()
+    assert at.selectbox(key="move_target").options == ["dogs"]
+    click(at, "move_selected")
+    record = project.image(moving)
+    assert record.class_name == "dogs" and record.path.exists() and record.path.parent.name == "dogs"
+
+
+def test_delete_asks_first_then_removes_for_good(project):
+    fill(project)
+    doomed = ids(project, "cats")[0]
+    path = project.image(doomed).path
+    at = open_review(project)
+    at.button(key="select_page").click().run()
+    assert "12 photos selected" in texts(at.markdown)
+    at.button(key="clear_selection").click().run()
+    at.checkbox(key=f"pick_{doomed}").check().run()
+    click(at, "delete_selected")
+    assert "cannot be restored" in texts(at.warning) and path.exists()
+    click(at, "cancel_delete")
+    assert path.exists() and "cannot be restored" not in texts(at.warning)
+
+    at.checkbox(key=f"pick_{doomed}").check().run()
+    click(at, "delete_selected")
+    click(at, "confirm_delete")
+    assert not path.exists() and doomed not in ids(project, "cats")
+
+
+def test_grid_pages_through_large_classes(project):
+    fill(project, cats=60, dogs=3)
+    at = open_review(project)
+    assert len(at.checkbox) == 40
+    at.pagination(key="grid_page").set_value(2).run()
+    assert len(at.checkbox) == 20 and "Photos 41–60 of 60" in texts(at.caption)
+    at.selectbox(key="grid_class").select("dogs").run()
+    assert len(at.checkbox) == 3 and not at.pagination
+
+
+# ---- duplicates -------------------------------------------------------------------------------
+
+
+def add_copies(project: Project) -> tuple[int, int]:
+    """A photo and a bigger copy of it in the same class: (small id, large id)."""
+    small = project.add_image("cats", photo_bytes(500, size=(240, 180)), source="upload").image_id
+    large = project.add_image("cats", photo_bytes(500, size=(480, 360)), source="web").image_id
+    return small, large
+
+
+def test_keep_one_per_duplicate_group_keeps_the_largest(project):
+    fill(project)
+    small, large = add_copies(project)
+    at = open_review(project, "Duplicates")
+    assert at.button(key=f"dup_keep_{large}").label == "Keep this (largest)"
+    click(at, "dup_keep_all")
+    assert project.image(small).status == "rejected" and project.image(small).reject_reason == "duplicate"
+    assert project.image(large).status == "kept"
+    assert "No duplicates" in texts(at.success)
+
+
+def test_keep_a_chosen_copy(project):
+    fill(project)
+    small, large = add_copies(project)
+    at = open_review(project, "Duplicates")
+    click(at, f"dup_keep_{small}")
+    assert project.image(large).status == "rejected" and project.image(small).status == "kept"
+
+
+# ---- classes and warnings ---------------------------------------------------------------------
+
+
+def test_add_rename_and_delete_classes(project):
+    fill(project)
+    at = open_review(project, "Classes")
+    assert at.get("vega_lite_chart"), "the balance chart is drawn"
+
+    at.text_input(key="new_class").input("birds").run()
+    click(at, "add_class")
+    assert "birds" in project.class_names()
+    assert "**birds** has no kept photos" in texts(at.warning)
+
+    at.text_input(key="new_class").input("cats").run()
+    click(at, "add_class")
+    assert "already exists" in texts(at.error)
+
+    at.selectbox(key="rename_from").select("dogs").run()
+    at.text_input(key="rename_to").input("puppies").run()
+    click(at, "rename_class")
+    assert project.class_names() == ["birds", "cats", "puppies"]
+    assert len(ids(project, "puppies")) == 12
+
+    at.selectbox(key="delete_class_name").select("puppies").run()
+    click(at, "delete_class")
+    assert "its 12 photos" in texts(at.warning) and "puppies" in project.class_names()
+    click(at, "confirm_delete_class_yes")
+    assert project.class_names() == ["birds", "cats"]
+    assert "Deleted the class puppies and its 12 photos" in texts(at.toast)
+
+
+def test_balance_warnings(project):
+    fill(project, cats=40, dogs=6)
+    project.add_class("birds")
+    project.add_image("fish", photo_bytes(900), source="upload")
+    project.reject(ids(project, "fish"), "off-topic")
+    warning = texts(open_review(project).warning)
+    assert "**dogs** has only 6 kept photos" in warning
+    assert "**birds** has no kept photos:" in warning
+    assert "**fish** has no kept photos after cleaning" in warning
+    assert "unbalanced" in warning and "**cats** has 40" in warning
+
+
+def test_balanced_project_has_no_warnings(project):
+    fill(project)
+    assert not open_review(project).warning
+
+
+# ---- suspects on the page (ranking faked: the real one is tested below) -------------------------
+
+
+def fake_ranking(project: Project) -> list[suspects.Suspect]:
+    cat, dog = ids(project, "cats")[0], ids(project, "dogs")[0]
+    return [suspects.Suspect(cat, "cats", 0.95, 0.03, "dogs", 0.97, 2.5),
+            suspects.Suspect(dog, "dogs", 0.6, 0.4, "dogs", 0.4, 3.1)]
+
+
+def test_suspects_are_shown_and_acted_on(project, monkeypatch):
+    fill(project)
+    monkeypatch.setattr(suspects, "rank_suspects", lambda p, on_progress=None: fake_ranking(p))
+    cat, dog = ids(project, "cats")[0], ids(project, "dogs")[0]
+    at = open_review(project, "Suspects")
+    click(at, "find_suspects")
+    page = texts(at.markdown)
+    assert "Labelled **cats**, looks like **dogs** (97%)" in page and "unlike most of its class" in page
+    click(at, f"sus_move_{cat}")
+    assert project.image(cat).class_name == "dogs"
+    assert not any(b.key == f"sus_move_{cat}" for b in at.button), "a handled suspect leaves the list"
+    assert "added or restored" not in texts(at.info), "moving a suspect does not make the ranking stale"
+    click(at, f"sus_fine_{dog}")
+    assert project.image(dog).status == "kept" and "Nothing left to check" in texts(at.success)
+
+    project.add_image("cats", photo_bytes(77), source="upload")
+    at.run()
+    assert "added or restored" in texts(at.info)
+
+
+def test_suspects_explain_when_there_are_too_few_photos(project):
+    fill(project, cats=12, dogs=2)
+    at = open_review(project, "Suspects")
+    assert "Left out" in texts(at.caption) and "dogs" in texts(at.caption)
+    click(at, "find_suspects")
+    assert "at least two classes" in texts(at.error)
+
+
+# ---- core/suspects.py -------------------------------------------------------------------------
+
+
+def clustered(n_classes: int = 4, per_class: int = 30, dim: int = 64, seed: int = 0):
+    """Embedding-like vectors: positive, one cluster per class."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_classes, dim)) * 2
+    labels = np.repeat(np.arange(n_classes), per_class)
+    return np.abs(centres[labels] + rng.normal(size=(len(labels), dim))).astype(np.float32), labels
+
+
+def test_flipped_labels_rank_first_on_synthetic_embeddings():
+    vectors, labels = clustered()
+    noisy = labels.copy()
+    flipped = [3, 40, 75, 110]
+    noisy[flipped] = (labels[flipped] + 1) % 4
+    scores = suspects.score_embeddings(vectors, noisy)
+    assert set(np.argsort(-scores.score)[:4]) == set(flipped)
+    assert (scores.predicted[flipped] == labels[flipped]).all(), "the classifier names the true class"
+    assert np.median(scores.label_probability) > 0.7 and scores.label_probability[flipped].max() < 0.3
+    assert ((scores.score >= 0) & (scores.score <= 1)).all()
+
+
+def test_outlier_far_from_its_class_centre_scores_high():
+    vectors, labels = clustered(n_classes=2)
+    vectors[5] = np.abs(np.random.default_rng(9).normal(size=vectors.shape[1])) * 6  # off-topic: like nothing
+    scores = suspects.score_embeddings(vectors, labels)
+    assert scores.centre_distance[5] == scores.centre_distance[labels == 0].max() > 3
+    assert np.argsort(-scores.score)[:3].tolist().count(5) == 1
+
+
+def test_principal_components_keep_distances_of_low_rank_data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 20)) @ rng.normal(size=(20, 500))
+    reduced = suspects.principal_components(x, 32)
+    assert reduced.shape == (300, 32)
+    assert np.allclose(reduced @ reduced.T, x @ x.T, rtol=1e-6, atol=1e-6 * np.abs(x @ x.T).max())
+
+
+def test_rank_suspects_refuses_without_two_usable_classes(project):
+    fill(project, cats=12, dogs=2)
+    with pytest.raises(ValueError, match="at least two classes"):
+        suspects.rank_suspects(project)
+    assert suspects.too_small({c.name: c.kept for c in project.classes()}) == ["dogs"]
+
+
+def test_rank_suspects_maps_scores_to_photos(project, monkeypatch):
+    """With the embedding faked: unreadable photos and classes too small to judge are left out."""
+    fill(project, cats=12, dogs=12)
+    project.add_image("birds", photo_bytes(300), source="upload")
+    project.add_image("birds", photo_bytes(301), source="upload")
+    records = {r.sha256: r for r in project.images()}
+    wrong = ids(project, "dogs")[3]
+
+    def fake_embed(paths, shas, spec, cache=None, on_progress=None):
+        assert "birds" not in {records[s].class_name for s in shas}
+        vectors, labels = clustered(n_classes=2, per_class=len(shas))
+        like_cats, like_dogs = vectors[labels == 0], vectors[labels == 1]
+        rows = [like_cats[i] if (records[s].class_name == "cats") != (records[s].id == wrong) else like_dogs[i]
+                for i, s in enumerate(shas)]
+        on_progress(len(shas), len(shas))
+        return EmbedResult(np.stack(rows[1:]), list(range(1, len(shas))), {0: "unreadable"}, len(shas) - 1, 0.1)
+
+    monkeypatch.setattr("core.embed.embed_files", fake_embed)
+    progress = []
+    ranking = suspects.rank_suspects(project, on_progress=lambda done, total: progress.append((done, total)))
+    assert progress == [(24, 24)]
+    assert len(ranking) == 23 and ranking[0].image_id == wrong
+    assert ranking[0].class_name == "dogs" and ranking[0].predicted_class == "cats"
+    assert [s.score for s in ranking] == sorted((s.score for s in ranking), reverse=True)
+
+
+def jpeg(label: int, seed: int) -> bytes:
+    buffer = io.BytesIO()
+    class_photo(label, seed).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@pytest.mark.slow
+def test_real_backbone_puts_a_mislabeled_photo_on_top(project):
+    for seed in range(12):
+        project.add_image("stripes", jpeg(0, seed), source="upload")
+        project.add_image("rings", jpeg(1, seed), source="upload")
+    planted = project.add_image("rings", jpeg(0, 99), source="upload").image_id  # stripes, labelled rings
+    ranking = suspects.rank_suspects(project)
+    assert len(ranking) == 25
+    assert ranking[0].image_id == planted and ranking[0].predicted_class == "stripes"
+    again = suspects.rank_suspects(open_project(project.name))  # cached: same answer
+    assert [s.image_id for s in again] == [s.image_id for s in ranking]
+
+
+# ---- in a real browser ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_browser_review_flowers(workspace):
+    from core.ingest import import_folder
+    from core.store import create_project
+    from tests.browser import browser_page, require_chromium, streamlit_server, wait_idle
+    from tests.conftest import shared_dataset
+
+    source = shared_dataset("flowers5") / "train"
+    require_chromium()
+    project = create_project("flowers", workspace)
+    import_folder(project, source)
+    rng = np.random.default_rng(0)
+    names = project.class_names()
+    for i, name in enumerate(names):  # one photo per class in the wrong class, for the suspects to find
+        project.move([int(rng.choice(ids(project, name)))], names[(i + 1) % len(names)])
+    project.reject(ids(project, "roses")[:3], "off-topic")
+    original = project.images("tulips")[0]
+    bigger = io.BytesIO()
+    Image.open(original.path).resize((original.width * 2, original.height * 2)).save(bigger, "JPEG", quality=90)
+    project.add_image("tulips", bigger.getvalue(), source="upload", original_name="tulip-copy.jpg")
+
+    with streamlit_server(workspace) as url, browser_page(height=2200) as page:
+        # A deep link as the very first request of a fresh server runs the page without app.py
+        # (Streamlit's pages/ folder auto-discovery), so the first visit goes to the root.
+        page.goto(f"{url}/?project=flowers")
+        page.get_by_text("Project “flowers”").wait_for(timeout=60_000)
+        page.goto(f"{url}/review?project=flowers")
+        page.get_by_text("Review your photos").wait_for(timeout=60_000)
+        wait_idle(page)
+        page.get_by_text("Photos 1–40 of").wait_for()
+        page.locator('[data-testid="stCheckbox"]').nth(1).click()
+        wait_idle(page)
+        page.get_by_text("1 photo selected").wait_for()
+        settle_and_shoot(page, "review_grid")
+
+        open_tab(page, "Suspects")
+        page.get_by_role("button", name="Find suspects").click()
+        page.get_by_text("Suspicion").first.wait_for(timeout=300_000)
+        wait_idle(page)
+        assert page.get_by_text("looks like").count() >= 3
+        settle_and_shoot(page, "review_suspects")
+
+        open_tab(page, "Duplicates")
+        page.get_by_text("Keep this (largest)").wait_for()
+        settle_and_shoot(page, "review_duplicates")
+
+        open_tab(page, "Classes")
+        page.locator('[data-testid="stVegaLiteChart"]').wait_for()
+        settle_and_shoot(page, "review_balance")
+
+
+def open_tab(page, name: str) -> None:
+    from tests.browser import wait_idle
+
+    page.get_by_role("tab").filter(has_text=name).click()
+    wait_idle(page)
+
+
+def settle_and_shoot(page, name: str) -> None:
+    """Let thumbnails and charts paint, check for errors, keep a screenshot."""
+    from tests.browser import assert_no_errors, screenshot
+
+    page.wait_for_timeout(1500)
+    assert_no_errors(page)
+    screenshot(page, name)
