@@ -34,7 +34,7 @@ class TrainConfig:
     finetune_learning_rate: float = 1e-4
     batch_size: int = 32
     dropout: float = 0.2
-    label_smoothing: float = 0.1
+    label_smoothing: float = 0.0
     patience: int = 6
     augment_flip: bool = True
     augment_rotation: bool = True
@@ -141,8 +141,12 @@ def build_head(feature_dim: int, n_classes: int, dropout: float):
     return keras.Model(inputs, outputs, name="head")
 
 
-def _listener_callback(listener: TrainingListener, stage: str, epochs: int):
-    """Keras callback that reports progress, honours stop requests between batches and keeps the best weights."""
+def _listener_callback(listener: TrainingListener, stage: str, epochs: int, best: tuple | None = None):
+    """Keras callback that reports progress, honours stop requests between batches and keeps the best weights.
+
+    `best` is (score, epoch, weights) to beat from an earlier stage: fine-tuning keeps the stage-1
+    model unless an epoch of its own does better on validation.
+    """
     import keras
 
     class Relay(keras.callbacks.Callback):
@@ -151,7 +155,7 @@ def _listener_callback(listener: TrainingListener, stage: str, epochs: int):
             self.epoch = 0
             self.batches = 0
             self.stopped = False
-            self.best: tuple[float, int, list] | None = None
+            self.best: tuple[float, int, list] | None = best
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch + 1
@@ -254,9 +258,10 @@ def train(data: TrainData, cfg: TrainConfig, listener: TrainingListener | None =
     if cfg.unfreeze_blocks > 0 and not stopped:
         t2 = time.perf_counter()
         listener.on_stage(STAGE_FINETUNE, {"epochs": cfg.finetune_epochs, "blocks": cfg.unfreeze_blocks})
-        relay = _finetune(model, spec, cfg, train_samples, val_samples, weights, loss, listener)
+        head_val_loss = relay.best[0] if has_val and relay.best else None
+        relay = _finetune(model, spec, cfg, train_samples, val_samples, weights, loss, listener, head_val_loss)
         stopped = relay.stopped
-        best_epoch[STAGE_FINETUNE] = relay.best[1] if relay.best else 0
+        best_epoch[STAGE_FINETUNE] = relay.best[1] if relay.best else 0  # 0: no epoch beat the stage-1 model
         timings["finetune_seconds"] = time.perf_counter() - t2
         if has_val:
             val_probs = model.predict(_dataset(val_samples, spec.input_size, cfg.batch_size, n_classes),
@@ -270,7 +275,8 @@ class TrainingStopped(RuntimeError):
     """The user stopped the run before there was any model to keep."""
 
 
-def _finetune(model, spec, cfg: TrainConfig, train_samples, val_samples, weights, loss, listener):
+def _finetune(model, spec, cfg: TrainConfig, train_samples, val_samples, weights, loss, listener,
+              head_val_loss: float | None):
     import keras
 
     n_classes = model.output_shape[-1]
@@ -280,7 +286,9 @@ def _finetune(model, spec, cfg: TrainConfig, train_samples, val_samples, weights
     train_ds = _dataset(train_samples, spec.input_size, cfg.batch_size, n_classes, augment=_augmenter(cfg),
                         shuffle_seed=cfg.seed)
     val_ds = _dataset(val_samples, spec.input_size, cfg.batch_size, n_classes) if val_samples else None
-    relay = _listener_callback(listener, STAGE_FINETUNE, cfg.finetune_epochs)
+    # Snapshot after freezing: Keras orders weights by trainability, so restore in the same configuration.
+    baseline = (head_val_loss, 0, model.get_weights()) if val_ds is not None and head_val_loss is not None else None
+    relay = _listener_callback(listener, STAGE_FINETUNE, cfg.finetune_epochs, baseline)
     callbacks = [relay, keras.callbacks.EarlyStopping(monitor="val_loss" if val_ds else "loss",
                                                       patience=max(2, cfg.patience // 2))]
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.finetune_epochs, class_weight=weights,

@@ -88,8 +88,9 @@ def browser_page(width: int = 1400, height: int = 1000):
 def wait_idle(page, timeout: float = 60_000) -> None:
     """Wait until Streamlit has finished the current script run."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
-    page.wait_for_function(  # while a run is going, Streamlit 1.67 shows this icon (no "Running" text any more)
-        "() => !document.querySelector('[data-testid=\"stStatusWidgetRunningIcon\"]')",
+    page.wait_for_function(  # while a run is going, Streamlit 1.67 shows this icon; skeletons mark parts still drawing
+        "() => !document.querySelector('[data-testid=\"stStatusWidgetRunningIcon\"]')"
+        " && !document.querySelector('[data-testid=\"stSkeleton\"]')",
         timeout=timeout,
     )
     page.wait_for_timeout(300)

@@ -1,0 +1,89 @@
+"""Altair charts shared by the Train and Results pages: learning curves and the confusion heat map."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from core.train import STAGE_FINETUNE, STAGE_HEAD
+
+METRICS = {
+    "loss": "Loss: how wrong it is (lower is better)",
+    "accuracy": "Accuracy: share of photos it gets right",
+}
+SPLITS = {"": "training photos", "val_": "validation photos"}  # Keras log prefix -> plain name
+STAGES = {STAGE_HEAD: "new head", STAGE_FINETUNE: "fine-tuning"}
+SPLIT_COLOURS = alt.Scale(domain=list(SPLITS.values()), range=["#2f6fdf", "#e8710a"])
+CURVE_COLUMNS = ["run", "step", "stage", "epoch", "metric", "split", "value"]
+
+
+def curve_frame(epochs: list[dict], run: str = "") -> pd.DataFrame:
+    """One row per (epoch, metric, split); `step` counts epochs across both stages so they share one x axis."""
+    rows = [
+        {"run": run, "step": step, "stage": STAGES.get(e["stage"], e["stage"]), "epoch": e["epoch"],
+         "metric": metric, "split": split, "value": e[prefix + metric]}
+        for step, e in enumerate(epochs, start=1)
+        for metric in METRICS
+        for prefix, split in SPLITS.items()
+        if e.get(prefix + metric) is not None
+    ]
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def curve_chart(frame: pd.DataFrame, metric: str, *, colour: str = "split", dash: str | None = None,
+                height: int = 260) -> alt.LayerChart:
+    """Lines of one metric per epoch; a dashed rule marks where fine-tuning of the backbone began."""
+    data = frame[frame["metric"] == metric]
+    accuracy = metric == "accuracy"
+    y = alt.Y("value:Q", title=None, scale=alt.Scale(domain=[0, 1]) if accuracy else alt.Scale(zero=True),
+              axis=alt.Axis(format="%" if accuracy else ".2f"))
+    x = alt.X("step:Q", title="epoch (one pass over the training photos)",
+              axis=alt.Axis(tickMinStep=1, format="d"), scale=alt.Scale(nice=False))
+    colour_scale = SPLIT_COLOURS if colour == "split" else alt.Scale(scheme="category10")
+    encodings = {
+        "x": x, "y": y,
+        "color": alt.Color(f"{colour}:N", title=None, scale=colour_scale, legend=alt.Legend(orient="bottom")),
+        "tooltip": [alt.Tooltip("run:N"), alt.Tooltip("stage:N"), alt.Tooltip("epoch:Q", title="epoch of stage"),
+                    alt.Tooltip("split:N", title="measured on"),
+                    alt.Tooltip("value:Q", title=metric, format=".1%" if accuracy else ".3f")],
+    }
+    if dash:
+        encodings["strokeDash"] = alt.StrokeDash(f"{dash}:N", title=None, legend=alt.Legend(orient="bottom"))
+    # dots mark each epoch; when dashes tell training from validation, dots would hide the dashes
+    lines = alt.Chart(data).mark_line(point=False if dash else alt.OverlayMarkDef(size=30)).encode(**encodings)
+    starts = (data[data["stage"] == STAGES[STAGE_FINETUNE]].groupby("run", as_index=False)["step"].min()
+              .assign(step=lambda d: d["step"] - 0.5, label="fine-tuning starts"))
+    rule = alt.Chart(starts).mark_rule(strokeDash=[5, 4], color="#888").encode(x="step:Q")
+    # the label sits where the curves rarely are: low on the accuracy chart, high on the loss chart
+    note = alt.Chart(starts).mark_text(align="left", dx=4, baseline="bottom" if accuracy else "top",
+                                       color="#666").encode(
+        x="step:Q", y=alt.datum(0.0 if accuracy else float(data["value"].max())), text="label:N")
+    return alt.layer(lines, rule, note).properties(title=METRICS[metric], height=height)
+
+
+def confusion_chart(class_names: list[str], confusion: list[list[int]]) -> alt.LayerChart:
+    """Heat map of real class (rows) against predicted class (columns), each cell labelled with its count."""
+    rows = []
+    for i, true in enumerate(class_names):
+        total = sum(confusion[i]) or 1
+        for j, predicted in enumerate(class_names):
+            count = confusion[i][j]
+            rows.append({"real class": true, "model said": predicted, "photos": count, "share": count / total})
+    data = pd.DataFrame(rows)
+    side = max(28, min(72, 320 // max(1, len(class_names))))  # fits half a wide page, up to ~12 classes
+    base = alt.Chart(data).encode(
+        x=alt.X("model said:N", sort=class_names, title="what the model said",
+                axis=alt.Axis(labelAngle=-30, orient="top", labelLimit=140)),
+        y=alt.Y("real class:N", sort=class_names, title="real class", axis=alt.Axis(labelLimit=140)),
+    )
+    cells = base.mark_rect(stroke="white").encode(
+        color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]),
+                        legend=alt.Legend(title="share of the real class", format="%", orient="bottom",
+                                          direction="horizontal", gradientLength=max(120, side * len(class_names)))),
+        tooltip=["real class:N", "model said:N", "photos:Q", alt.Tooltip("share:Q", format=".0%")],
+    )
+    counts = base.mark_text(fontSize=14).encode(
+        text="photos:Q",
+        color=alt.condition(alt.datum.share > 0.5, alt.value("white"), alt.value("#222")),
+    )
+    return alt.layer(cells, counts).properties(width=alt.Step(side), height=alt.Step(side))

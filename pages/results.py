@@ -1,0 +1,316 @@
+"""Results & export: every training run at a glance, an honest look at one of them, and its files to take away.
+
+The numbers come from the validation photos each run never trained on (`evaluation.json` in the
+run folder). A mislabelled photo found here can be fixed in the dataset on the spot.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core import export
+from core.backbones import REGISTRY
+from core.store import Project, RunRecord, StoreError
+from core.train import TrainConfig
+from pages import charts, ui
+
+STATUS = {"completed": "✅ finished", "stopped": "⏹️ stopped early", "failed": "❌ failed",
+          "running": "⏳ training", "queued": "⏳ starting"}
+GALLERY_COLUMNS = 4
+GALLERY_STEP = 12
+# Square, letter-boxed thumbnails, so the cards of the mistakes gallery line up whatever the photo's shape.
+CARD_CSS = """<style>
+[class*="st-key-mistake_"] [data-testid="stImage"] img {
+  aspect-ratio: 1 / 1; object-fit: contain; background: rgba(128, 128, 128, 0.08); border-radius: 6px; }
+</style>"""
+
+
+def network(name: str) -> str:
+    return REGISTRY[name].label if name in REGISTRY else name
+
+
+def retrained(blocks: int) -> str:
+    return "new head only" if not blocks else f"last {blocks} block{'s' if blocks > 1 else ''} + head"
+
+
+def settings_text(cfg: TrainConfig) -> str:
+    text = f"≤{cfg.epochs} epochs, rate {cfg.learning_rate:g}, batch {cfg.batch_size}"
+    if cfg.unfreeze_blocks:
+        text += f"; then ≤{cfg.finetune_epochs} at {cfg.finetune_learning_rate:g}"
+    return text
+
+
+def took(run: RunRecord) -> str:
+    if not run.finished:
+        return "—"
+    seconds = run.finished - run.created
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def run_name(run: RunRecord) -> str:
+    accuracy = run.summary.get("val_accuracy")
+    score = f" · {accuracy:.0%} right" if accuracy is not None else ""
+    return f"Run {run.id} · {network(run.config.get('backbone', '?'))} · {retrained(run.config.get('unfreeze_blocks', 0))}{score}"
+
+
+def has_results(run: RunRecord) -> bool:
+    return run.status in ("completed", "stopped") and (run.dir / "model.keras").exists()
+
+
+# ---- all runs -------------------------------------------------------------------------------------
+
+
+def history(runs: list[RunRecord]) -> None:
+    rows = []
+    for run in runs:
+        cfg = TrainConfig.from_dict(run.config)
+        rows.append({
+            "Run": run.id, "Started": datetime.fromtimestamp(run.created), "Status": STATUS.get(run.status, run.status),
+            "Network": network(cfg.backbone), "Retrained": retrained(cfg.unfreeze_blocks),
+            "Settings": settings_text(cfg), "Photos": run.summary.get("images_used"),
+            "Validation accuracy": run.summary.get("val_accuracy"), "Took": took(run),
+        })
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="run_history", column_config={
+        "Run": st.column_config.NumberColumn(width="small"),
+        "Started": st.column_config.DatetimeColumn(format="D MMM, HH:mm"),
+        "Took": st.column_config.TextColumn(width="small"),
+        "Photos": st.column_config.NumberColumn(width="small", help="Photos used: training + validation."),
+        "Settings": st.column_config.TextColumn(width="medium", help="Most epochs, learning rate and batch size; then the same "
+                                                "for fine-tuning when the network was retrained too."),
+        "Validation accuracy": st.column_config.ProgressColumn(
+            format="percent", min_value=0, max_value=1,
+            help="Share of the validation photos (never trained on) that the model named right."),
+    })
+
+
+def compare(project: Project, runs: list[RunRecord]) -> None:
+    """Learning curves of up to two runs on the same axes."""
+    with_curves = [r for r in runs if project.epochs(r.id)]
+    if len(with_curves) < 2:
+        return
+    by_id = {r.id: r for r in with_curves}
+    st.subheader("Compare two runs")
+    chosen = st.multiselect("Runs to compare", list(by_id), default=list(by_id)[:2], max_selections=2,
+                            format_func=lambda i: run_name(by_id[i]), key="compare_runs",
+                            help="Pick two runs to lay their learning curves over each other.")
+    if not chosen:
+        return
+    frame = pd.concat([charts.curve_frame(project.epochs(i), f"run {i}") for i in chosen])
+    loss, accuracy = st.columns(2)
+    loss.altair_chart(charts.curve_chart(frame, "loss", colour="run", dash="split"), width="stretch")
+    accuracy.altair_chart(charts.curve_chart(frame, "accuracy", colour="run", dash="split"), width="stretch")
+    st.caption("One colour per run; solid lines are training photos, dashed lines validation photos. The run whose "
+               "dashed accuracy ends higher did better on photos it had never seen.")
+
+
+# ---- one run --------------------------------------------------------------------------------------
+
+
+def headline(run: RunRecord, evaluation: dict) -> None:
+    summary = run.summary
+    accuracy, n = evaluation["accuracy"], evaluation["n"]
+    a, b, c, d = st.columns(4)
+    a.metric("Validation accuracy", f"{accuracy:.0%}" if n else "—",
+             help="Share of the validation photos — never trained on — that the model named right.")
+    b.metric("Validation photos", n)
+    c.metric("Training photos", summary.get("train_images", "—"))
+    d.metric("Training time", f"{summary.get('train_seconds', 0):.0f} s")
+    if n and n < 20:
+        st.caption(f"⚠️ Only {n} validation photos: one more mistake or one fewer moves the score by "
+                   f"{1 / n:.0%}. More photos (or a larger validation share on Train) give a firmer figure.")
+
+
+def confusion(evaluation: dict) -> None:
+    names = evaluation["class_names"]
+    left, right = st.columns(2, gap="large")
+    with left:
+        st.markdown("**Where it goes wrong** (confusion matrix)")
+        st.altair_chart(charts.confusion_chart(names, evaluation["confusion"]), width="content")
+        st.caption("Each row is the real class of the validation photos, each column what the model said. "
+                   "The diagonal counts the right answers; any other cell is a mix-up.")
+    with right:
+        st.markdown("**Class by class**")
+        table = pd.DataFrame(evaluation["per_class"]).rename(columns={
+            "class": "Class", "precision": "Precision", "recall": "Recall", "f1": "F1", "support": "Photos"})
+        table[["Precision", "Recall", "F1"]] *= 100
+        st.dataframe(table, hide_index=True, key="per_class", column_config={
+            "Precision": st.column_config.NumberColumn(
+                format="%.0f%%", help="When the model says this class, how often it is right."),
+            "Recall": st.column_config.NumberColumn(
+                format="%.0f%%", help="Of the photos really in this class, how many the model finds."),
+            "F1": st.column_config.NumberColumn(format="%.0f%%", help="Precision and recall in one number."),
+            "Photos": st.column_config.NumberColumn(help="Validation photos in this class."),
+        })
+        st.caption("**Precision**: when it says *this class*, how often it is right. **Recall**: of the photos "
+                   "really in this class, how many it finds. **F1** combines the two.")
+
+
+def fix(project: Project, image_id: int, path: str, action: str, target: str) -> None:
+    """Move a photo to the class the model saw in it, or reject it; remembered so the card can say so."""
+    try:
+        if action == "move":
+            project.move([image_id], target)
+            done = f"moved to **{target}**"
+        else:
+            project.reject([image_id], "rejected from results")
+            done = "rejected"
+    except StoreError as exc:
+        done = f"not changed: {exc}"
+    st.session_state.setdefault("results_fixed", {})[path] = done
+
+
+def mistake_card(project: Project, run: RunRecord, index: int, item: dict) -> None:
+    fixed = st.session_state.get("results_fixed", {}).get(item["path"])
+    record = project.image_at(Path(item["path"]))
+    with st.container(border=True, key=f"mistake_{run.id}_{index}"):
+        if record is not None:
+            st.image(project.thumbnail(record), width="stretch")
+        st.markdown(f"Labelled **{item['true']}** · model said **{item['predicted']}** ({item['confidence']:.0%} sure)")
+        if fixed:
+            st.caption(f"✅ Photo {fixed}. Train again to use the change.")
+        elif record is None or record.class_name != item["true"]:
+            st.caption("This photo has been moved or deleted since this run.")
+        elif record.status == "rejected":
+            st.caption("This photo is rejected: it no longer takes part in training.")
+        else:
+            st.button(f"Move to {item['predicted']}", key=f"fix_{run.id}_{index}", on_click=fix,
+                      args=(project, record.id, item["path"], "move", item["predicted"]), width="stretch",
+                      help=f"The label was wrong: this photo really shows {item['predicted']}.")
+            st.button("Reject the photo", key=f"reject_{run.id}_{index}", on_click=fix,
+                      args=(project, record.id, item["path"], "reject", ""), width="stretch", type="tertiary",
+                      help="The photo is no good for any class (blurry, off-topic…): leave it out of training.")
+
+
+def mistakes(project: Project, run: RunRecord, evaluation: dict) -> None:
+    wrong = evaluation["misclassified"]
+    st.subheader(f"Photos it got wrong ({len(wrong)})")
+    if not wrong:
+        st.success("It named every validation photo right.", icon="🎯")
+        return
+    st.markdown("The most confident mistakes first. If the model is right and the **label is wrong**, move the "
+                "photo to the class it really shows; if the photo is no good, reject it. Otherwise the model simply "
+                "erred: more varied photos of that class help.")
+    st.html(CARD_CSS)
+    shown_key = f"results_shown_{run.id}"
+    shown = st.session_state.get(shown_key, GALLERY_STEP)
+    columns = st.columns(GALLERY_COLUMNS)
+    for i, item in enumerate(wrong[:shown]):
+        with columns[i % GALLERY_COLUMNS]:
+            mistake_card(project, run, i, item)
+    if len(wrong) > shown:
+        st.button(f"Show {min(GALLERY_STEP, len(wrong) - shown)} more", key="results_more",
+                  on_click=lambda: st.session_state.update({shown_key: shown + GALLERY_STEP}))
+    if st.session_state.get("results_fixed"):
+        st.page_link(ui.PAGES["train"], label="Train again with the fixed photos", icon="🏋️")
+
+
+# ---- export ---------------------------------------------------------------------------------------
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "transferlab"
+
+
+def size(path: Path) -> str:
+    n = path.stat().st_size
+    return f"{n / 1024 ** 2:.1f} MB" if n >= 1024 ** 2 else f"{max(1, round(n / 1024))} KB"
+
+
+def download(label: str, path: Path, file_name: str, key: str, explanation: str) -> None:
+    """A download button for a file (read only when clicked) with what the file is for."""
+    st.download_button(f"{label} ({size(path)})", data=path.read_bytes, file_name=file_name, key=key,
+                       mime="application/octet-stream", icon="⬇️", on_click="ignore", width="stretch")
+    st.caption(explanation)
+
+
+def make_tflite(run: RunRecord) -> None:
+    with st.spinner("Converting the model for small devices (up to a minute)…"):
+        try:
+            export.export_tflite(run.dir)
+            export.export_tflite(run.dir, quantize=True)
+        except Exception as exc:  # a conversion failure is reported, the .keras file is still there
+            st.error(f"The TFLite conversion failed: {type(exc).__name__}: {exc}")
+            return
+    st.rerun()
+
+
+def make_zip(project: Project, path: Path) -> None:
+    with st.spinner("Packing the photos…"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        export.dataset_zip(project, path)
+    st.rerun()
+
+
+def export_section(project: Project, run: RunRecord) -> None:
+    st.subheader("Download")
+    name = f"{slug(project.name)}-run{run.id}"
+    model, device, data = st.columns(3, gap="large")
+    with model:
+        st.markdown("**For Python**")
+        download("Model (.keras)", run.dir / "model.keras", f"{name}.keras", "download_keras",
+                 "The whole model for Keras / TensorFlow: `keras.saving.load_model(…)`; it takes raw RGB pixels.")
+        download("Class names (labels.txt)", run.dir / "labels.txt", f"{name}-labels.txt", "download_labels",
+                 "One class name per line, in the order of the model's outputs.")
+    with device:
+        st.markdown("**For phones and small devices** (TFLite / LiteRT)")
+        lite, quant = (run.dir / export.TFLITE_FILES[quantized] for quantized in (False, True))
+        if lite.exists() and quant.exists():
+            download("Model (.tflite)", lite, f"{name}.tflite", "download_tflite",
+                     "Full precision, for Android, iOS, Raspberry Pi and other LiteRT runtimes.")
+            download("Small model (quantized .tflite)", quant, f"{name}-quant.tflite", "download_tflite_quant",
+                     "About 4× smaller with nearly the same answers: best on phones and microcontroller boards.")
+        else:
+            if st.button("Make TFLite files", key="make_tflite", icon="📱"):
+                make_tflite(run)
+            st.caption("Converts this model for small devices: a full-precision file and a 4× smaller quantized one.")
+    with data:
+        st.markdown("**The photos**")
+        archive = project.meta_dir / "exports" / f"{slug(project.name)}-photos.zip"
+        if archive.exists():
+            made = datetime.fromtimestamp(archive.stat().st_mtime).strftime("%d %b, %H:%M")
+            download("Dataset (.zip)", archive, archive.name, "download_zip",
+                     f"Every kept photo, one folder per class, for any other tool. Packed {made}.")
+        if st.button("Pack the photos again" if archive.exists() else "Pack the photos into a zip", key="make_zip",
+                     icon="🗜️", help="Takes the photos as they are now, with every change made on Review."):
+            make_zip(project, archive)
+
+
+# ---- the page -------------------------------------------------------------------------------------
+
+st.title("📊 Results & export")
+st.markdown("How well each model did on photos it never trained on, where it goes wrong, and the files to use it "
+            "elsewhere.")
+
+project = ui.require_project()
+runs = project.runs()
+if not runs:
+    ui.missing("No model yet: train one first, and its results appear here.", "train", "Go to training", icon="🏋️")
+
+st.subheader("All runs")
+history(runs)
+compare(project, runs)
+
+finished = [r for r in runs if has_results(r)]
+if not finished:
+    ui.missing("No run has finished yet: results appear here once one has.", "train", "Go to training", icon="🏋️")
+
+st.divider()
+by_id = {r.id: r for r in finished}
+run = by_id[st.selectbox("Run to look at", list(by_id), format_func=lambda i: run_name(by_id[i]),
+                         key="results_run", help="The newest finished run is picked for you.")]
+evaluation = export.read_evaluation(run.dir)
+if evaluation is None or not evaluation["n"]:
+    st.info("This run had no validation photos, so there is nothing honest to show: raise the share of photos held "
+            "back on Train and train again.")
+else:
+    headline(run, evaluation)
+    confusion(evaluation)
+    mistakes(project, run, evaluation)
+st.divider()
+export_section(project, run)
+st.page_link(ui.PAGES["predict"], label="Try this model on new photos", icon="🔮")

@@ -1,0 +1,451 @@
+"""Train page: pick a pretrained network and how much of it to retrain, start a run, watch it learn live.
+
+Training is a background job (`core.jobs`): this page starts it, asks it to stop and reads its
+progress back from the project store. Leaving the page, refreshing or closing the tab never
+touches the run, and coming back finds it again (the active run, else the latest one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+
+import pandas as pd
+import streamlit as st
+
+from core import jobs, speed
+from core.backbones import DEFAULT_BACKBONE, REGISTRY, BackboneSpec, get_backbone, trainable_summary
+from core.store import Project, RunRecord
+from core.train import STAGE_EMBED, STAGE_FINETUNE, STAGE_HEAD, TrainConfig
+from pages import charts, ui
+
+DEFAULTS = dataclasses.replace(TrainConfig(), backbone=DEFAULT_BACKBONE)
+FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
+LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+FINETUNE_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3]
+BATCH_SIZES = [8, 16, 32, 64, 128]
+AUGMENTATIONS = {
+    "augment_flip": "Mirror left–right",
+    "augment_rotation": "Rotate a little",
+    "augment_zoom": "Zoom in and out",
+    "augment_contrast": "Change contrast",
+}
+STAGE_TEXT = {  # stage -> (what it is called, what happens in it)
+    STAGE_EMBED: ("Looking at your photos",
+                  ("The pretrained network turns each photo into a list of numbers that describe it. "
+                   "This happens once per photo; the next run reuses them.")),
+    STAGE_HEAD: ("Training the new head",
+                 "A small new layer learns which of those numbers point to which of your classes."),
+    STAGE_FINETUNE: ("Fine-tuning the network",
+                     ("The last blocks of the pretrained network are adjusted to your photos, shown with small "
+                      "random changes (flips, zoom…) so that it learns the subject rather than the exact pictures.")),
+}
+STARTING = ("Starting the training process", "Loading the deep-learning library takes a few seconds.")
+LIVE_SECONDS = 1
+
+
+def key(field: str) -> str:
+    """Widget key of a TrainConfig field."""
+    return f"train_{field}"
+
+
+def init_settings() -> None:
+    """Defaults on the first visit; afterwards keep the person's choices when they visit other pages."""
+    for field in FIELDS:
+        name = key(field)
+        st.session_state[name] = st.session_state.get(name, getattr(DEFAULTS, field))
+
+
+def settings() -> TrainConfig:
+    return TrainConfig(**{field: st.session_state[key(field)] for field in FIELDS})
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}{'es' if word.endswith('s') else 's'}"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def depth_label(blocks: int) -> str:
+    return "only the new head" if blocks == 0 else f"the last {plural(blocks, 'block')} + the head"
+
+
+# ---- the photos -----------------------------------------------------------------------------------
+
+
+def sync_val_share(project: Project) -> None:
+    project.set_val_share(st.session_state["train_val_share"] / 100)
+
+
+def photos_section(project: Project) -> bool:
+    """What the model will learn from, and the validation share; False when it cannot train yet."""
+    classes = [c for c in project.classes() if c.kept > 0]
+    train, val = sum(c.train for c in classes), sum(c.val for c in classes)
+    st.subheader("Your photos")
+    if len(classes) < 2:
+        st.warning("Training needs at least **two classes with photos** — it learns to tell them apart. "
+                   f"This project has {plural(len(classes), 'class')} with photos.")
+        st.page_link(ui.PAGES["collect"], label="Collect photos", icon="📷")
+        st.page_link(ui.PAGES["review"], label="Review the dataset", icon="🧹")
+        return False
+    st.markdown(f"**{plural(len(classes), 'class')}** ({', '.join(c.name for c in classes)}) · "
+                f"**{plural(train + val, 'photo')}**: {train:,} to learn from, {val:,} held back to check the model.")
+    thin = [c.name for c in classes if c.train < 10]
+    if thin:
+        st.caption(f"⚠️ Few photos in {', '.join(thin)}: 20 or more per class give a steadier model.")
+    st.session_state["train_val_share"] = round(project.val_share * 100)
+    st.slider("Photos held back to check the model", 5, 50, step=5, format="%d%%", key="train_val_share",
+              on_change=sync_val_share, args=(project,),
+              help="Validation photos are never trained on, so the score on them is an honest preview of new photos.")
+    st.caption("These *validation* photos are never learned from: the score on them tells how the model will do "
+               "on photos it has never seen. Each photo keeps its place when you add more.")
+    return True
+
+
+# ---- the settings ---------------------------------------------------------------------------------
+
+
+def speed_text(name: str, measured: dict[str, dict], relative: dict[str, float]) -> str:
+    if name not in measured:
+        return "not measured yet"
+    pace = "fastest" if relative[name] < 1.05 else f"{relative[name]:.1f}× slower"
+    return f"{pace}, {measured[name]['ms_per_photo']:.0f} ms"
+
+
+def availability(spec: BackboneSpec) -> str:
+    if spec.offline:
+        return "✅ works offline"
+    return "✅ downloaded already" if spec.weights_cached() else "🌐 needs a download (internet)"
+
+
+def backbone_table() -> pd.DataFrame:
+    """One row per backbone: what a person weighs when choosing one."""
+    measured = speed.cached_speeds()
+    relative = speed.relative_speeds(measured)
+    return pd.DataFrame([{
+        "Network": spec.label,
+        "Photo size": f"{spec.input_size} px",
+        "Parameters": f"{spec.params / 1e6:.1f} M",
+        "Available": availability(spec),
+        "Speed here": speed_text(spec.name, measured, relative),
+    } for spec in REGISTRY.values()])
+
+
+def measure_speeds(names: list[str]) -> None:
+    """Time the given backbones one after the other, saying which one is being timed."""
+    failures = {}
+    progress = st.progress(0.0)
+    for i, name in enumerate(names):
+        spec = REGISTRY[name]
+        progress.progress(i / len(names), text=f"Timing {spec.label} ({i + 1} of {len(names)})…")
+        try:
+            speed.measure(spec)
+        except Exception as exc:  # one network that cannot be timed must not stop the others
+            failures[spec.label] = f"{type(exc).__name__}: {exc}"
+    st.session_state["speed_failures"] = failures
+
+
+def backbone_picker(busy: bool) -> BackboneSpec:
+    names = list(REGISTRY)
+    st.selectbox(
+        "Pretrained network (backbone)", names, key=key("backbone"),
+        format_func=lambda n: REGISTRY[n].label + (" (recommended)" if n == DEFAULT_BACKBONE else ""),
+        help="The network that already knows thousands of everyday objects. Your model reuses what it sees.")
+    spec = REGISTRY[st.session_state[key("backbone")]]
+    st.caption(spec.description)
+    if not spec.weights_cached():
+        st.warning(f"{spec.label} downloads its pretrained weights the first time. Without an internet "
+                   "connection the run will fail; the EfficientNet-Lite networks work offline.")
+    table = backbone_table()
+    st.dataframe(table, hide_index=True, key="backbone_table", column_config={
+        "Photo size": st.column_config.TextColumn(width="small", help="Photos are resized to this before the network "
+                                                  "sees them."),
+        "Parameters": st.column_config.TextColumn(width="small", help="Numbers inside the network: its size."),
+    })
+    unmeasured = [n for n in names if n not in speed.cached_speeds()]
+    if st.button("⏱️ Measure speed on this computer" if unmeasured else "⏱️ Measure speed again",
+                 key="measure_speed", disabled=busy,
+                 help="Stop the training run first: it would slow the timing down." if busy else
+                 "Times each network on random pixels, here, so you can weigh speed against size."):
+        measure_speeds(unmeasured or names)
+        st.rerun()
+    st.caption("Speed: milliseconds the network takes to look at one photo on this computer; training time grows "
+               "with it." + (" Timing every network takes a few minutes." if unmeasured else ""))
+    for label, why in st.session_state.pop("speed_failures", {}).items():
+        st.warning(f"{label} could not be timed: {why}")
+    return spec
+
+
+@st.cache_resource(show_spinner="Reading the network's layers (once per network)…")
+def freeze_options(name: str) -> list[tuple[int, int]]:
+    """(trainable layers, parameters) in the backbone for 0, 1, 2, … retrained blocks; its model is built once."""
+    spec = get_backbone(name)
+    model = spec.build(weights=False)  # the architecture is all that counts here: no download
+    return [trainable_summary(spec, model, n) for n in range(len(spec.blocks(model)) + 1)]
+
+
+def depth_picker(spec: BackboneSpec, n_classes: int) -> int:
+    options = freeze_options(spec.name)
+    most = len(options) - 1
+    st.session_state[key("unfreeze_blocks")] = min(st.session_state[key("unfreeze_blocks")], most)
+    blocks = st.select_slider(
+        "How much of the network to retrain", options=list(range(most + 1)), key=key("unfreeze_blocks"),
+        format_func=lambda n: "head only" if n == 0 else f"last {n}",
+        help=f"{spec.label} is made of {most} blocks, from simple edges and colours at the start to whole "
+             "objects at the end. Retraining the last ones adapts them to your photos.")
+    head_params = spec.feature_dim * n_classes + n_classes
+    layers, params = options[blocks]
+    trainable = f"1 layer, {head_params:,} parameters" if blocks == 0 else \
+        f"{layers + 1} layers, {params + head_params:,} of {spec.params + head_params:,} parameters"
+    st.markdown(f"Training will change **{depth_label(blocks)}**: {trainable}.")
+    st.caption("Fast (seconds to a minute): the pretrained network stays as it is. The best start, especially "
+               "with few photos." if blocks == 0 else
+               "Slower (minutes): every photo goes through the whole network each epoch. Can help with 100+ photos "
+               "per class or unusual pictures; with few photos the model may learn them by heart.")
+    return blocks
+
+
+def explained(widget, explanation: str, *args, **kwargs):
+    """A settings widget with its one-line plain explanation under it."""
+    value = widget(*args, **kwargs)
+    st.caption(explanation)
+    return value
+
+
+def main_settings(fine_tuning: bool) -> None:
+    left, right = st.columns(2)
+    with left:
+        explained(st.number_input, "One epoch = one pass over every training photo. Training stops by itself "
+                  "once the validation photos stop improving.",
+                  "Epochs for the new head (at most)", 1, 500, step=5, key=key("epochs"))
+    with right:
+        explained(st.number_input, "Used only when part of the network is retrained (slider above)."
+                  if not fine_tuning else "Each fine-tuning epoch takes much longer than a head epoch.",
+                  "Epochs for fine-tuning (at most)", 1, 100, key=key("finetune_epochs"), disabled=not fine_tuning)
+
+
+def advanced_settings(fine_tuning: bool) -> None:
+    with st.expander("Advanced settings", icon="⚙️"):
+        left, middle, right = st.columns(3, gap="large")
+        with left:
+            explained(st.select_slider, "How big each learning step is. Too big jumps around, too small crawls.",
+                      "Learning rate (new head)", LEARNING_RATES, key=key("learning_rate"),
+                      format_func=lambda v: f"{v:g}")
+            explained(st.select_slider, "Smaller than the head's, so the pretrained knowledge is not wiped out.",
+                      "Learning rate (fine-tuning)", FINETUNE_RATES, key=key("finetune_learning_rate"),
+                      format_func=lambda v: f"{v:g}", disabled=not fine_tuning)
+        with middle:
+            explained(st.select_slider, "Photos looked at before each learning step. Bigger is smoother, "
+                      "uses more memory.", "Batch size", BATCH_SIZES, key=key("batch_size"))
+            explained(st.number_input, "Epochs to wait for the validation score to improve before stopping.",
+                      "Patience (epochs)", 1, 50, key=key("patience"))
+            explained(st.number_input, "Same number, same result: change it to see how much luck is involved.",
+                      "Random seed", 0, 10_000, key=key("seed"))
+        with right:
+            explained(st.slider, "Randomly ignores part of what the network sees while training, so the head "
+                      "does not lean on a few details.", "Dropout", 0.0, 0.7, step=0.05, key=key("dropout"))
+            explained(st.slider, "Keeps the model from being 100% sure, which helps when a few labels are wrong.",
+                      "Label smoothing", 0.0, 0.3, step=0.05, key=key("label_smoothing"))
+        st.markdown("**Random changes to photos while fine-tuning** (augmentation)")
+        columns = st.columns(len(AUGMENTATIONS))
+        for column, (field, label) in zip(columns, AUGMENTATIONS.items()):
+            column.checkbox(label, key=key(field), disabled=not fine_tuning)
+        st.caption("Shows the network slightly different versions of each photo, so it learns the subject, not "
+                   "the exact picture. Used only while fine-tuning: the head alone learns from stored summaries.")
+
+
+def start(project: Project, cfg: TrainConfig) -> None:
+    """Start a run, or say plainly why it cannot start."""
+    try:
+        jobs.start_training(project, cfg)
+    except jobs.JobRefused as exc:
+        st.error(f"{exc}", icon="⏳")
+    except ValueError as exc:
+        st.error(f"The photos are not ready for training yet: {exc} Add photos on Collect, or check on "
+                 "Review that every class has kept photos.", icon="📷")
+        st.page_link(ui.PAGES["collect"], label="Collect photos", icon="📷")
+        st.page_link(ui.PAGES["review"], label="Review the dataset", icon="🧹")
+    else:
+        st.rerun()
+
+
+# ---- the run --------------------------------------------------------------------------------------
+
+
+def run_caption(run: RunRecord) -> str:
+    cfg = TrainConfig.from_dict(run.config)
+    label = REGISTRY[cfg.backbone].label if cfg.backbone in REGISTRY else cfg.backbone
+    when = datetime.fromtimestamp(run.created).strftime("%d %b, %H:%M")
+    return f"Started {when} · {label} · retraining {depth_label(cfg.unfreeze_blocks)}"
+
+
+def stages_line(run: RunRecord, current: str | None) -> str:
+    """The steps of this run with the one in progress marked: ✅ done, ⏳ now, ⚪ to come."""
+    planned = [STAGE_EMBED, STAGE_HEAD] + ([STAGE_FINETUNE] if run.config.get("unfreeze_blocks") else [])
+    now = planned.index(current) if current in planned else -1
+    marks = ["✅" if i < now else "⏳" if i == now else "⚪" for i in range(len(planned))]
+    return " → ".join(f"{mark} {i + 1}. {STAGE_TEXT[stage][0]}" for i, (mark, stage) in enumerate(zip(marks, planned)))
+
+
+def progress_text(progress: dict) -> str:
+    stage, eta = progress.get("stage"), progress.get("eta_seconds")
+    left = f" · at most about {duration(eta)} left in this step" if eta is not None else ""
+    if stage is None:
+        return "Waiting for the training process…"
+    if stage == STAGE_EMBED and not progress.get("batches"):
+        return "Getting the network ready (the first run with a network prepares it: up to a minute)…"
+    if stage == STAGE_EMBED:
+        return f"{progress['batch']:,} of {progress['batches']:,} photos{left}"
+    return f"Epoch {max(1, progress.get('epoch', 0))} of at most {progress.get('epochs', 0)}{left}"
+
+
+def batch_text(progress: dict) -> str:
+    """The latest batch, or else the latest finished epoch, in a line."""
+    logs, batches = progress.get("logs") or {}, progress.get("batches")
+    if progress.get("stage") in (None, STAGE_EMBED):
+        return "Photos are read from disk and looked at in small batches."
+    if batches and "accuracy" in logs:
+        return (f"Batch {progress.get('batch', 0)} of {batches} · loss {logs.get('loss', 0):.3f} · right on "
+                f"{logs['accuracy']:.0%} of training photos so far this epoch")
+    if "val_accuracy" in logs:
+        return (f"Last epoch: right on {logs.get('accuracy', 0):.0%} of training photos and "
+                f"{logs['val_accuracy']:.0%} of validation photos")
+    return "Waiting for the first batch…"
+
+
+def live_view(project: Project, run: RunRecord) -> None:
+    # The same elements in the same order on every refresh, so that nothing jumps while the numbers change.
+    progress = run.progress
+    stage = progress.get("stage") if run.status == "running" else None
+    st.markdown(stages_line(run, stage))
+    title, explanation = STAGE_TEXT.get(stage, STARTING)
+    st.markdown(f"**Now: {title.lower()}.** {explanation}")
+    st.progress(min(1.0, progress.get("fraction", 0.0)) if stage else 0.0, text=progress_text(progress if stage else {}))
+    st.caption(batch_text(progress if stage else {}))
+    if run.stop_requested:
+        st.info("Stopping after the current batch… The best model so far is kept.", icon="⏹️")
+    else:
+        st.button("⏹️ Stop training", key="stop_run", on_click=jobs.stop, args=(project, run.id),
+                  help="Ends the run cleanly after the current batch and keeps the best model found so far.")
+    st.caption("You can leave this page or close the tab: training goes on, and this page shows it when you return.")
+
+
+def accuracy_sentence(summary: dict) -> str:
+    accuracy, n = summary.get("val_accuracy"), summary.get("val_images") or 0
+    if accuracy is None or not n:
+        return ("There were no validation photos to check it on, so there is no honest score: raise the share "
+                "of photos held back and train again.")
+    classes = len(summary.get("classes") or []) or 2
+    sentence = (f"On **{plural(n, 'validation photo')}** it had never seen, the model named the right class for "
+                f"**{round(accuracy * n)}** — **{accuracy:.0%}** (guessing would get about {1 / classes:.0%}).")
+    if n < 20:
+        sentence += " With so few validation photos this figure is rough."
+    return sentence
+
+
+def outcome_view(run: RunRecord) -> None:
+    has_model = (run.dir / "model.keras").exists()
+    if run.status == "failed":
+        st.error(f"This run failed: {(run.error or 'no reason was recorded').splitlines()[0]}", icon="❌")
+        with st.expander("Details (for a bug report)"):
+            st.code(run.error or "")
+        st.caption("Nothing you made is lost. Try again; if it fails again, check the photos on Review or pick "
+                   "the recommended network.")
+        return
+    if not has_model:
+        st.warning(f"{run.error or 'This run ended before a model was saved.'} Start a new run when you are ready.",
+                   icon="⏹️")
+        return
+    stopped = "You stopped this run early; the best model so far was kept. " if run.status == "stopped" else ""
+    st.success(f"{stopped}Finished in {duration(run.summary.get('train_seconds', 0))}. "
+               f"{accuracy_sentence(run.summary)}", icon="🎉")
+    rejected = run.summary.get("rejected") or {}
+    if rejected:
+        with st.expander(f"{plural(len(rejected), 'photo')} could not be read and were left out", icon="⚠️"):
+            st.markdown("\n".join(f"- `{path}`: {why}" for path, why in rejected.items()))
+    st.page_link(ui.PAGES["results"], label="See where it goes wrong, and download the model", icon="📊")
+    st.page_link(ui.PAGES["predict"], label="Try it on new photos", icon="🔮")
+
+
+def curves(project: Project, run: RunRecord) -> None:
+    frame = charts.curve_frame(project.epochs(run.id), f"run {run.id}")
+    if frame.empty:
+        if run.status in jobs.ACTIVE:
+            st.caption("📈 The learning curves appear here after the first epoch.")
+        return
+    loss, accuracy = st.columns(2)
+    loss.altair_chart(charts.curve_chart(frame, "loss"), width="stretch")
+    accuracy.altair_chart(charts.curve_chart(frame, "accuracy"), width="stretch")
+    st.caption("Blue: training photos. Orange: validation photos, never trained on. When blue keeps improving "
+               "but orange gets worse, the model is learning the training photos by heart (overfitting); "
+               "training keeps the epoch where orange was best.")
+
+
+def show_run(project: Project, run_id: int, live: bool) -> None:
+    """One run: live progress while it trains, its outcome afterwards, and its curves."""
+    run = jobs.refresh(project, run_id)
+    if live and run.status not in jobs.ACTIVE:
+        st.rerun()  # it just ended: redraw the whole page, so the Train button comes back
+    st.subheader(f"{'Training now' if live else 'Latest run'}: run {run.id}")
+    st.caption(run_caption(run))
+    if live:
+        live_view(project, run)
+    else:
+        outcome_view(run)
+    curves(project, run)
+
+
+def how_it_works(first_time: bool) -> None:
+    with st.expander("How training works", expanded=first_time, icon="💡"):
+        st.markdown(
+            f"1. **{STAGE_TEXT[STAGE_EMBED][0]}** — {STAGE_TEXT[STAGE_EMBED][1]}\n"
+            f"2. **{STAGE_TEXT[STAGE_HEAD][0]}** — {STAGE_TEXT[STAGE_HEAD][1]}\n"
+            f"3. *Optional:* **{STAGE_TEXT[STAGE_FINETUNE][0]}** — {STAGE_TEXT[STAGE_FINETUNE][1]}\n\n"
+            "The defaults suit most projects: click **Train** and watch it learn.")
+
+
+# ---- the page -------------------------------------------------------------------------------------
+
+st.title("🏋️ Train your classifier")
+st.markdown("TransferLab starts from a network already trained on millions of photos and teaches a small new "
+            "*head* on top of it your classes. If you like, it also retrains the last part of the network.")
+
+project = ui.require_project()
+init_settings()
+active = jobs.active_run(project)
+runs = project.runs()
+
+if active:
+    st.fragment(run_every=LIVE_SECONDS)(show_run)(project, active.id, True)
+elif runs:
+    show_run(project, runs[0].id, False)
+if runs:
+    st.divider()
+
+# While a run trains the settings stay out of the way: the page is short, so the live view is what is in sight.
+if not active or st.toggle("Show the photos and settings for the next run", key="train_show_setup"):
+    photos, about = st.columns([2, 1], gap="large")
+    with photos:
+        ready = photos_section(project)
+    with about:
+        how_it_works(first_time=not runs)
+
+    st.subheader("Settings for the next run" if runs else "Settings")
+    network, depth = st.columns([2, 1], gap="large")
+    with network:
+        spec = backbone_picker(busy=active is not None)
+    with depth:
+        blocks = depth_picker(spec, max(2, len([c for c in project.classes() if c.kept])))
+        main_settings(fine_tuning=blocks > 0)
+    advanced_settings(fine_tuning=blocks > 0)
+
+    if st.button("🏋️ Train", type="primary", key="train_start", disabled=not ready or active is not None,
+                 help="A run is in progress: stop it or wait for it to finish." if active else
+                 "Starts training in the background with the settings above."):
+        start(project, settings())
+    if active:
+        st.caption(f"Run {active.id} is training: stop it or wait for it to finish before starting another.")

@@ -1,0 +1,301 @@
+"""The Train and Results pages: settings, background runs (start, refuse, stop, re-attach, fail), results, export.
+
+Page tests use AppTest; the runs are real worker processes on a small synthetic project. The browser
+test drives the real server on the flowers5 photos and leaves screenshots in test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import jobs, speed
+from core.backbones import DEFAULT_BACKBONE, REGISTRY
+from core.export import EVALUATION_FILE, write_json
+from core.ingest import import_folder
+from core.runs import data_from_project, train_and_save
+from core.store import Project, create_project, open_project
+from core.train import TrainConfig
+from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
+from tests.conftest import shared_dataset
+from tests.photos import class_photo
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+CLASSES = ("stripes", "blobs")
+RUN_TIMEOUT = 300
+
+
+@pytest.fixture
+def two_classes(project: Project) -> Project:
+    """15 photos in each of two classes that a frozen backbone tells apart easily."""
+    for label, name in enumerate(CLASSES):
+        for i in range(15):
+            project.add_image(name, jpeg(label, i), source="upload", original_name=f"{name}_{i}.jpg")
+    project.set_val_share(0.3)
+    return project
+
+
+def jpeg(label: int, seed: int) -> bytes:
+    buffer = io.BytesIO()
+    class_photo(label, seed).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def page(project: Project, path: str = "pages/train.py") -> AppTest:
+    """A fresh browser session on a page of the app, with the project picked."""
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["project"] = project.name
+    at.switch_page(path)
+    return at.run()
+
+
+def texts(at: AppTest) -> str:
+    """Everything the page wrote, as one string to search."""
+    parts = [e.value for kind in ("markdown", "caption", "success", "info", "warning", "error", "subheader")
+             for e in at.get(kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def no_exceptions(at: AppTest) -> AppTest:
+    assert not at.exception, at.exception[0].message
+    return at
+
+
+def wait_until_done(project: Project, run_id: int) -> None:
+    deadline = time.time() + RUN_TIMEOUT
+    while jobs.refresh(project, run_id).status in jobs.ACTIVE:
+        assert time.time() < deadline, f"run {run_id} still going after {RUN_TIMEOUT} s"
+        time.sleep(1)
+
+
+def finished_run(project: Project, **settings) -> int:
+    """A completed run made in this process (no worker): train, evaluate, save, record."""
+    cfg = TrainConfig(epochs=3, **settings)
+    run_id = project.create_run(cfg.to_dict())
+    metrics = train_and_save(data_from_project(project), cfg, project.run_dir(run_id))
+    project.update_run(run_id, status="completed", summary=metrics)
+    return run_id
+
+
+# ---- the Train page, without training -------------------------------------------------------------
+
+
+def test_settings_start_from_the_defaults_and_show_what_will_train(two_classes):
+    at = no_exceptions(page(two_classes))
+    defaults = TrainConfig()
+    assert at.selectbox(key="train_backbone").value == DEFAULT_BACKBONE
+    assert at.select_slider(key="train_unfreeze_blocks").value == 0
+    assert at.number_input(key="train_epochs").value == defaults.epochs
+    assert at.select_slider(key="train_learning_rate").value == defaults.learning_rate
+    assert "only the new head" in texts(at)
+    assert not at.button(key="train_start").disabled
+    backbones = at.dataframe[0].value
+    assert list(backbones["Network"]) == [spec.label for spec in REGISTRY.values()]
+    assert "🌐 needs a download (internet)" in set(backbones["Available"])
+
+    at.select_slider(key="train_unfreeze_blocks").set_value(2).run()
+    shown = texts(at)
+    assert "the last 2 blocks + the head" in shown and "Slower (minutes)" in shown
+    assert not at.number_input(key="train_finetune_epochs").disabled
+
+
+def test_validation_share_is_saved_in_the_project(two_classes):
+    at = page(two_classes)
+    at.slider(key="train_val_share").set_value(40).run()
+    assert two_classes.val_share == pytest.approx(0.4)
+
+
+def test_one_class_is_not_enough_and_says_where_to_go(project):
+    project.add_image("cats", jpeg(0, 1), source="upload")
+    at = no_exceptions(page(project))
+    assert "two classes with photos" in texts(at)
+    assert at.button(key="train_start").disabled
+    assert {link.label for link in at.get("page_link")} >= {"Collect photos", "Review the dataset"}
+
+
+def test_a_class_without_training_photos_is_refused_clearly(two_classes):
+    for seed in range(100, 200):  # one photo whose place, fixed by its content, is in validation
+        added = two_classes.add_image("tiny", jpeg(0, seed), source="upload")
+        if two_classes.image(added.image_id).split == "val":
+            break
+        two_classes.delete_images([added.image_id])
+    at = page(two_classes)
+    at.button(key="train_start").click().run()
+    assert "no training photos: tiny" in at.error[0].value
+    assert {link.label for link in at.get("page_link")} >= {"Collect photos", "Review the dataset"}
+    assert not two_classes.runs()
+
+
+def test_speed_is_measured_on_demand_and_shown_relative(two_classes, monkeypatch, tmp_path):
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path))  # the made-up timings stay out of the shared cache
+    monkeypatch.setattr(speed, "time_backbone", lambda spec: (spec.params / 1e6, "fake"))
+    at = page(two_classes)
+    assert set(at.dataframe[0].value["Speed here"]) == {"not measured yet"}
+    at.button(key="measure_speed").click().run()
+    table = no_exceptions(at).dataframe[0].value.set_index("Network")
+    assert table.loc["MobileNetV2", "Speed here"].startswith("fastest")
+    assert table.loc["ResNet-50", "Speed here"].startswith("10.4× slower")
+    assert set(speed.cached_speeds()) == set(REGISTRY)
+
+
+def test_a_second_run_is_refused_when_one_started_elsewhere(two_classes, monkeypatch):
+    at = page(two_classes)  # drawn while nothing ran; then another tab starts a run
+
+    def refuse(project, cfg):
+        raise jobs.JobRefused("Run 7 is still training. Stop it or wait for it to finish first.")
+
+    monkeypatch.setattr(jobs, "start_training", refuse)
+    at.button(key="train_start").click().run()
+    assert "Run 7 is still training" in no_exceptions(at).error[0].value
+
+
+def test_a_failed_run_shows_its_error_not_a_spinner(two_classes):
+    run_id = two_classes.create_run(TrainConfig().to_dict())
+    two_classes.update_run(run_id, status="failed", error="RuntimeError: the disk is full\nTraceback…")
+    at = no_exceptions(page(two_classes))
+    assert "the disk is full" in at.error[0].value
+    assert not at.button(key="train_start").disabled
+    assert not [b for b in at.button if b.key == "stop_run"]
+
+
+# ---- real runs --------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_start_refuse_stop_reattach_and_finish(two_classes):
+    at = page(two_classes)
+    at.number_input(key="train_epochs").set_value(3).run()
+    at.button(key="train_start").click().run()
+    run = jobs.active_run(two_classes)
+    assert run is not None and run.config["epochs"] == 3
+    assert "Training now: run 1" in [h.value for h in no_exceptions(at).subheader]
+    assert not [b for b in at.button if b.key == "train_start"]  # the settings make way for the live view
+
+    fresh = no_exceptions(page(two_classes))  # a refresh, another tab, or the tab closed and opened again
+    assert "Training now: run 1" in [h.value for h in fresh.subheader]
+    fresh.toggle(key="train_show_setup").set_value(True).run()
+    assert fresh.button(key="train_start").disabled  # a second run is refused while this one trains
+    assert "Run 1 is training" in texts(fresh)
+    fresh.button(key="stop_run").click().run()
+    assert two_classes.run(run.id).stop_requested
+    wait_until_done(two_classes, run.id)
+    assert two_classes.run(run.id).status == "stopped"
+    after = no_exceptions(page(two_classes))
+    assert "Latest run: run 1" in [h.value for h in after.subheader]
+    assert "stop" in texts(after).lower()
+
+    after.number_input(key="train_epochs").set_value(3).run()
+    after.button(key="train_start").click().run()
+    second = jobs.active_run(two_classes)
+    wait_until_done(two_classes, second.id)
+    done = no_exceptions(page(two_classes))
+    finished = two_classes.run(second.id)
+    assert finished.status == "completed", finished.error
+    assert "validation photo" in done.success[0].value
+    assert {link.label for link in done.get("page_link")} >= {"Try it on new photos"}
+    assert len(done.get("vega_lite_chart")) == 2  # loss and accuracy curves
+
+
+@pytest.mark.slow
+def test_results_page_explains_a_run_and_exports_it(two_classes):
+    run_id = finished_run(two_classes)
+    run_dir = two_classes.run_dir(run_id)
+    photo = next(r for r in two_classes.images(class_name="blobs", split="val"))
+    evaluation = json.loads((run_dir / EVALUATION_FILE).read_text())
+    evaluation["misclassified"] = [{"path": str(photo.path), "true": "blobs", "predicted": "stripes",
+                                    "confidence": 0.9}]  # a deliberate mix-up to fix from the gallery
+    write_json(run_dir / EVALUATION_FILE, evaluation)
+
+    at = no_exceptions(page(two_classes, "pages/results.py"))
+    history = at.dataframe[0].value
+    assert list(history["Run"]) == [run_id] and history["Status"][0] == "✅ finished"
+    assert at.get("vega_lite_chart"), "confusion matrix missing"
+    assert set(at.dataframe[1].value["Class"]) == set(CLASSES)
+    assert {b.key for b in at.get("download_button")} == {"download_keras", "download_labels"}
+
+    at.button(key=f"fix_{run_id}_0").click().run()
+    assert two_classes.image(photo.id).class_name == "stripes"
+    assert "moved to **stripes**" in texts(no_exceptions(at))
+
+    at.button(key="make_zip").click().run()
+    at.button(key="make_tflite").click().run()
+    assert {b.key for b in no_exceptions(at).get("download_button")} == {
+        "download_keras", "download_labels", "download_tflite", "download_tflite_quant", "download_zip"}
+    archive = next((two_classes.meta_dir / "exports").glob("*.zip"))
+    assert len(zipfile.ZipFile(archive).namelist()) == 30
+
+
+def test_results_page_without_runs_points_to_training(project):
+    at = no_exceptions(page(project, "pages/results.py"))
+    assert "train one first" in at.info[0].value
+    assert [link.label for link in at.get("page_link")] == ["Go to training"]
+
+
+# ---- the real app in a browser ----------------------------------------------------------------------
+
+
+def open_page(browser, url: str, project: str, link: str) -> None:
+    """Open the app, then a page through the sidebar, as a person would."""
+    browser.goto(f"{url}/?project={project}")
+    browser.get_by_text("TransferLab").first.wait_for(timeout=60_000)
+    browser.get_by_role("link", name=link).first.click()
+
+
+def settled(browser) -> None:
+    """The script run is over and no placeholder is still waiting for its element."""
+    wait_idle(browser, 180_000)
+
+
+def curves_after(browser, project: Project, epochs: int) -> bytes:
+    """A picture of the loss chart once the run has stored this many epochs (and the page has had time to show them)."""
+    deadline = time.time() + RUN_TIMEOUT
+    while len(project.epochs(1)) < epochs:
+        assert time.time() < deadline, f"fewer than {epochs} epochs after {RUN_TIMEOUT} s"
+        assert project.run(1).status in jobs.ACTIVE, "the run ended before the curves could be watched"
+        time.sleep(0.2)
+    browser.wait_for_timeout(2500)  # the page refreshes every second
+    assert browser.get_by_text("Training now: run 1").count()
+    return browser.locator('[data-testid="stVegaLiteChart"]').first.screenshot()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_train_flowers_with_defaults_watch_it_learn_and_download(workspace):
+    photos = shared_dataset("flowers5") / "train"
+    import_folder(create_project("flowers", workspace), photos)
+    with streamlit_server(workspace) as url, browser_page(1400, 1800) as browser:
+        open_page(browser, url, "flowers", "3 · Train")
+        browser.locator(".st-key-train_start button").first.wait_for(timeout=180_000)
+        settled(browser)
+        assert_no_errors(browser)
+        screenshot(browser, "train_page_settings")
+
+        browser.locator(".st-key-train_start button").first.click()
+        browser.get_by_text("Training now: run 1").wait_for(timeout=60_000)
+        project = open_project("flowers", workspace)
+        first = curves_after(browser, project, epochs=2)
+        screenshot(browser, "train_page_live")
+        later = curves_after(browser, project, epochs=len(project.epochs(1)) + 3)
+        assert later != first, "the curves did not change while training went on"
+        screenshot(browser, "train_page_live_later")
+        browser.get_by_text("Latest run: run 1").wait_for(timeout=RUN_TIMEOUT * 1000)
+        settled(browser)
+        assert_no_errors(browser)
+        assert browser.get_by_text("validation photos it had never seen", exact=False).count()
+        screenshot(browser, "train_page_finished")
+
+        browser.get_by_role("link", name="See where it goes wrong, and download the model").click()
+        browser.get_by_text("Photos it got wrong").wait_for(timeout=120_000)
+        settled(browser)
+        assert_no_errors(browser)
+        screenshot(browser, "results_page")
+        with browser.expect_download() as download:
+            browser.locator(".st-key-download_keras button").first.click()
+        assert download.value.suggested_filename == "flowers-run1.keras"
+        assert zipfile.is_zipfile(download.value.path())  # a .keras file is a zip archive
