@@ -23,6 +23,7 @@ import numpy as np
 
 from core import config
 from core.backbones import BackboneSpec
+from core.files import atomic_write
 from core.images import load_rgb
 
 CONVERSION_VERSION = 3  # bump when the backbone graph or preprocessing changes: old caches become stale
@@ -65,8 +66,6 @@ _conversion_lock = threading.Lock()
 
 def litert_backbone(spec: BackboneSpec) -> Path:
     """Path of the backbone's cached LiteRT file, converting it on first use."""
-    from core.store import atomic_write
-
     path = config.cache_dir() / "backbones" / f"{cache_key(spec)}.tflite"
     with _conversion_lock:
         if not path.exists():

@@ -7,8 +7,6 @@ model file that half-loads.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 import zipfile
 from pathlib import Path
 from typing import Sequence
@@ -18,7 +16,8 @@ import numpy as np
 from core.embed import LiteRTRunner, tflite_bytes
 from core.images import load_rgb
 from core.predict import LABELS_FILE, MODEL_FILE, Classifier
-from core.store import Project, atomic_write
+from core.files import atomic_path, atomic_write
+from core.store import Project
 
 METRICS_FILE = "metrics.json"
 EVALUATION_FILE = "evaluation.json"
@@ -27,13 +26,8 @@ TFLITE_FILES = {False: "model.tflite", True: "model_quant.tflite"}
 
 def save_keras(model, path: Path) -> None:
     """Save a Keras model atomically (Keras insists on the .keras suffix, so the temp name keeps it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}.keras")
-    try:
+    with atomic_path(path) as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_json(path: Path, values: dict) -> None:
@@ -80,13 +74,8 @@ def read_evaluation(run_dir: Path) -> dict | None:
 
 def dataset_zip(project: Project, destination: Path) -> Path:
     """The kept photos as an ImageFolder zip (class/file), for use in any other tool."""
-    tmp = destination.with_name(f".tmp-{uuid.uuid4().hex}.zip")
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:  # photos are already compressed
-            for record in project.images(status="kept"):
-                zf.write(record.path, f"{record.class_name}/{record.path.name}")
-        os.replace(tmp, destination)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(destination) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+        for record in project.images(status="kept"):  # stored, not deflated: photos are already compressed
+            zf.write(record.path, f"{record.class_name}/{record.path.name}")
     return destination
 

@@ -17,7 +17,7 @@ import numpy as np
 from core import config
 from core.backbones import BackboneSpec
 from core.embed import LiteRTRunner, tflite_bytes
-from core.store import atomic_write
+from core.files import atomic_write
 
 SPEED_FILE = "backbone_speed.json"
 BATCH = 8           # photos per timed call, as embedding batches them

@@ -24,6 +24,7 @@ from typing import Iterator, Literal
 import numpy as np
 
 from core import config
+from core.files import TEMP_PREFIX, atomic_write
 from core.images import ImageRejected, decode_image, thumbnail_bytes
 
 DB_NAME = "project.sqlite"
@@ -155,17 +156,6 @@ def _file_stem(original_name: str | None) -> str:
     return stem or "image"
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write bytes so readers see the old file or the new one, never a partial one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 class Project:
     """One dataset and its runs. Safe to share between threads and processes."""
 
@@ -201,7 +191,7 @@ class Project:
             con.close()
 
     def _remove_leftover_temp_files(self) -> None:
-        for tmp in self.images_dir.glob("*/.tmp-*"):
+        for tmp in self.images_dir.glob(f"*/{TEMP_PREFIX}*"):
             tmp.unlink(missing_ok=True)
 
     def __repr__(self) -> str:
@@ -291,7 +281,7 @@ class Project:
             src, dst = self.images_dir / stored_old, self.images_dir / new
             if src.exists() and src != dst:
                 # Two-step rename so a case-only change works on case-insensitive file systems too.
-                tmp = self.images_dir / f".tmp-rename-{uuid.uuid4().hex}"
+                tmp = self.images_dir / f"{TEMP_PREFIX}rename-{uuid.uuid4().hex}"
                 os.replace(src, tmp)
                 os.replace(tmp, dst)
         return new

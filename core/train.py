@@ -112,6 +112,16 @@ def strategy():
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
 
+def reproducible(seed: int) -> None:
+    """Same photos + same settings = same model: seeded randomness and deterministic TensorFlow ops."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    if not tf.config.list_physical_devices("GPU"):  # some GPU kernels have no deterministic version and would raise
+        tf.config.experimental.enable_op_determinism()
+
+
 def class_weights(labels: Sequence[int], n_classes: int) -> dict[int, float]:
     """Inverse-frequency weights so a class with fewer photos counts as much in the loss."""
     counts = np.bincount(np.asarray(labels, dtype=int), minlength=n_classes).astype(float)
@@ -207,7 +217,6 @@ def train(data: TrainData, cfg: TrainConfig, listener: TrainingListener | None =
     data.check()
     listener = listener or SilentListener()
     spec = get_backbone(cfg.backbone)
-    keras.utils.set_random_seed(cfg.seed)
     timings: dict[str, float] = {}
     n_classes = len(data.class_names)
 
@@ -236,6 +245,7 @@ def train(data: TrainData, cfg: TrainConfig, listener: TrainingListener | None =
     one_hot = lambda y: keras.utils.to_categorical(y, n_classes)  # noqa: E731
 
     t1 = time.perf_counter()
+    reproducible(cfg.seed)  # here, not earlier: a cold cache builds a backbone first, which draws random numbers
     listener.on_stage(STAGE_HEAD, {"epochs": cfg.epochs})
     with strategy().scope():
         head = build_head(spec.feature_dim, n_classes, cfg.dropout)

@@ -183,7 +183,7 @@ def test_uploaded_files_go_into_a_new_class_with_reasons_for_the_rest(project):
     at.button(key="upload_files_add").click().run()
 
     assert "2 photos added, 1 rejected. Into: cats (2)." in texts(at.success)
-    assert "notes.txt" in texts(at.warning) and "not an image" in texts(at.warning)
+    assert "notes.txt" in texts(at.warning) and "not a picture" in texts(at.warning)
     assert stored_photos(project) == {"cats": 2}
     assert at.selectbox(key="upload_class").value == "cats"  # the new class is now picked
 
