@@ -9,6 +9,7 @@ import os
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -26,9 +27,9 @@ def main(n: int = 200) -> None:
     rows, vectors = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["TRANSFERLAB_CACHE"] = tmp
-        embed_files(photos[:16], shas[:16], spec, cache=EmbeddingCache(os.path.join(tmp, "warm.sqlite")))  # convert once
+        embed_files(photos[:16], shas[:16], spec, cache=EmbeddingCache(Path(tmp) / "warm.sqlite"))  # convert once
         for engine in ("litert", "keras"):
-            cache = EmbeddingCache(os.path.join(tmp, f"{engine}.sqlite"))
+            cache = EmbeddingCache(Path(tmp) / f"{engine}.sqlite")
             start = time.perf_counter()
             result = embed_files(photos, shas, spec, cache=cache, engine=engine)
             seconds = time.perf_counter() - start
