@@ -38,7 +38,7 @@ class TerminalProgress:
               end="\n" if done >= total else "", file=sys.stderr, flush=True)
 
     def on_stage(self, stage, info):
-        self._stage = stage
+        pass
 
     def on_batch(self, stage, epoch, batch, batches, logs):
         if batches:

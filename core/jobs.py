@@ -65,8 +65,8 @@ def _log_tail(path: Path, lines: int = 15) -> str:
 def active_run(project: Project) -> RunRecord | None:
     """The run in progress, if any (at most one per project)."""
     for run in project.runs():
-        if run.status in ACTIVE and refresh(project, run.id).status in ACTIVE:
-            return project.run(run.id)
+        if run.status in ACTIVE and (current := refresh(project, run.id)).status in ACTIVE:
+            return current
     return None
 
 

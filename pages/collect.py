@@ -37,10 +37,6 @@ REASON_WORDS = {
 }
 
 
-def _plural(n: int, word: str, plural: str | None = None) -> str:
-    return f"{n} {word if n == 1 else plural or word + 's'}"
-
-
 # ---- what the project has -------------------------------------------------------------------
 
 
@@ -59,8 +55,8 @@ def _overview(project: Project) -> None:
         badges = " ".join(f":{'green' if c.kept >= GOOD_COUNT else 'orange'}-badge[{_badge_text(c.name)} · {c.kept}]"
                           for c in classes)
         total = sum(c.kept for c in classes)
-        st.markdown(f"**Your classes** ({_plural(len(classes), 'class', 'classes')}, "
-                    f"{_plural(total, 'photo')}): {badges}")
+        st.markdown(f"**Your classes** ({ui.plural(len(classes), 'class')}, "
+                    f"{ui.plural(total, 'photo')}): {badges}")
         hint = f"Aim for {GOOD_COUNT} or more photos per class (green); fewer work, but the model will be less sure."
         if len(classes) < 2:
             hint = "Add at least one more class: a model needs two or more to choose between. " + hint
@@ -137,7 +133,7 @@ def live_progress(project: Project) -> None:
     view = job.view()
     with st.container(border=True):
         head, button = st.columns([4, 1], vertical_alignment="center")
-        head.markdown(f"**Searching the web…** {_plural(view.saved, 'new photo')} so far · {view.elapsed:.0f} s")
+        head.markdown(f"**Searching the web…** {ui.plural(view.saved, 'new photo')} so far · {view.elapsed:.0f} s")
         button.button("Cancel", key="collect_cancel", icon=":material/stop_circle:", on_click=job.cancel,
                       disabled=view.cancelling, width="stretch")
         if view.cancelling:
@@ -146,7 +142,7 @@ def live_progress(project: Project) -> None:
         photos = photos.container(key="collect_recent")
         for c in view.classes:
             state = {"waiting": "waiting", "running": "searching", "done": "done ✓"}[c.state]
-            skipped = f" · {_plural(c.failed, 'link')} skipped" if c.failed else ""
+            skipped = f" · {ui.plural(c.failed, 'link')} skipped" if c.failed else ""
             bars.progress(min(c.saved / c.wanted, 1.0),
                           text=f"**{c.name}** · {c.saved} of {c.wanted} · {state}{skipped}")
         if view.recent:
@@ -174,10 +170,10 @@ def run_result(project: Project, view: collect_job.JobView) -> None:
 def report_summary(report: CollectReport) -> None:
     saved = sum(c.saved for c in report.classes)
     if report.cancelled:
-        st.warning(f"Search cancelled after {report.seconds:.0f} s. The {_plural(saved, 'photo')} saved before "
+        st.warning(f"Search cancelled after {report.seconds:.0f} s. The {ui.plural(saved, 'photo')} saved before "
                    "then are kept; nothing half-downloaded was stored.", icon=":material/stop_circle:")
     else:
-        st.success(f"Done: {_plural(saved, 'new photo')} in {report.seconds:.0f} s.", icon=":material/check_circle:")
+        st.success(f"Done: {ui.plural(saved, 'new photo')} in {report.seconds:.0f} s.", icon=":material/check_circle:")
     short = [c.class_name for c in report.classes if c.exhausted]
     if short:
         st.info(f"The web search ran out of new results for {', '.join(short)}. Try other extra search words "
@@ -295,7 +291,7 @@ def webcam(project: Project, target: str | None) -> None:
     shots = st.session_state.setdefault("webcam_round", 0)
     shot = st.camera_input(f"Take a photo of {target}", key=f"webcam_shot_{shots}")
     taken = sum(record.source == "webcam" for record in project.images(target))
-    st.caption(f"📸 {_plural(taken, 'webcam photo')} in **{target}**.")
+    st.caption(f"📸 {ui.plural(taken, 'webcam photo')} in **{target}**.")
     if shot is not None:
         st.session_state["webcam_round"] = shots + 1  # a fresh camera widget, ready for the next shot
         name = f"webcam-{time.strftime('%Y%m%d-%H%M%S')}.jpg"
@@ -336,7 +332,7 @@ def _show_outcome(where: str) -> None:
     message = report.summary() + (f" Into: {into}." if into else "")
     (st.success if report.added else st.warning)(message)
     if report.rejected:
-        st.warning(f"{_plural(len(report.rejected), 'file')} left out:\n\n"
+        st.warning(f"{ui.plural(len(report.rejected), 'file')} left out:\n\n"
                    + "\n".join(f"- `{name}`: {reason}" for name, reason in report.rejected))
 
 

@@ -216,14 +216,9 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "transferlab"
 
 
-def size(path: Path) -> str:
-    n = path.stat().st_size
-    return f"{n / 1024 ** 2:.1f} MB" if n >= 1024 ** 2 else f"{max(1, round(n / 1024))} KB"
-
-
 def download(label: str, path: Path, file_name: str, key: str, explanation: str) -> None:
     """A download button for a file (read only when clicked) with what the file is for."""
-    st.download_button(f"{label} ({size(path)})", data=path.read_bytes, file_name=file_name, key=key,
+    st.download_button(f"{label} ({ui.file_size(path.stat().st_size)})", data=path.read_bytes, file_name=file_name, key=key,
                        mime="application/octet-stream", icon="⬇️", on_click="ignore", width="stretch")
     st.caption(explanation)
 

@@ -29,7 +29,6 @@ REASONS = ["off-topic", "wrong class", "poor quality", "drawing, text or logo", 
 TABS = [":material/photo_library: Photos", ":material/search: Suspects", ":material/content_copy: Duplicates",
         ":material/balance: Classes & balance"]
 STATUS_FILTERS = {"kept": "Kept", "rejected": "Rejected", "all": "All"}
-PLURALS = {"copy": "copies"}
 SOURCES = {"web": "web search", "upload": "upload", "zip": "zip file", "folder": "folder", "webcam": "webcam"}
 
 # Square, letter-boxed thumbnails: photos of every shape line up in a tidy grid and none is cropped.
@@ -44,17 +43,9 @@ THUMBNAIL_CSS = """<style>
 # ---- small helpers ----------------------------------------------------------------------------
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word if n == 1 else PLURALS.get(word, word + 's')}"
-
-
-def _file_size(n: int) -> str:
-    return f"{n / 1024:.0f} KB" if n < 1024**2 else f"{n / 1024**2:.1f} MB"
-
-
 def _facts(record: ImageRecord) -> str:
     """One caption line: size, weight and origin."""
-    return f"{record.width}×{record.height} · {_file_size(record.size_bytes)} · {SOURCES.get(record.source, record.source)}"
+    return f"{record.width}×{record.height} · {ui.file_size(record.size_bytes)} · {SOURCES.get(record.source, record.source)}"
 
 
 def _status(record: ImageRecord) -> str:
@@ -68,7 +59,7 @@ def _details(record: ImageRecord) -> None:
     st.markdown(f"**Photo #{record.id}** in **{record.class_name}**")
     st.caption(_status(record))
     rows = {
-        "Size": f"{record.width} × {record.height} pixels, {_file_size(record.size_bytes)}",
+        "Size": f"{record.width} × {record.height} pixels, {ui.file_size(record.size_bytes)}",
         "Came from": SOURCES.get(record.source, record.source),
         "Search words": record.query,
         "Original name": record.original_name,
@@ -130,7 +121,7 @@ def balance_warnings(classes: list[ClassInfo]) -> list[str]:
             warnings.append(f"**{c.name}** has no kept photos{after}: it will be left out of training. "
                             "Add photos, restore some, or delete the class.")
         elif c.kept < MIN_PHOTOS:
-            warnings.append(f"**{c.name}** has only {_plural(c.kept, 'kept photo')}. Aim for at least {MIN_PHOTOS} "
+            warnings.append(f"**{c.name}** has only {ui.plural(c.kept, 'kept photo')}. Aim for at least {MIN_PHOTOS} "
                             "(30 or more works better).")
     filled = [c for c in classes if c.kept]
     if len(filled) >= 2:
@@ -159,23 +150,23 @@ def _set_picks(ids: list[int], value: bool) -> None:
 
 def _reject(project: Project, ids: list[int], reason: str) -> str:
     project.reject(ids, reason or "rejected by you")
-    return f"Rejected {_plural(len(ids), 'photo')} ({reason}). They stay in the project; restore them any time."
+    return f"Rejected {ui.plural(len(ids), 'photo')} ({reason}). They stay in the project; restore them any time."
 
 
 def _restore(project: Project, ids: list[int]) -> str:
     project.restore(ids)
-    return f"Restored {_plural(len(ids), 'photo')}."
+    return f"Restored {ui.plural(len(ids), 'photo')}."
 
 
 def _move(project: Project, ids: list[int], target: str) -> str:
     project.move(ids, target)
-    return f"Moved {_plural(len(ids), 'photo')} to {target}."
+    return f"Moved {ui.plural(len(ids), 'photo')} to {target}."
 
 
 def _delete(project: Project, ids: list[int]) -> str:
     project.delete_images(ids)
     st.session_state.pop("confirm_delete_photos", None)
-    return f"Deleted {_plural(len(ids), 'photo')} for good."
+    return f"Deleted {ui.plural(len(ids), 'photo')} for good."
 
 
 def _page(key: str, items: int, per_page: int) -> tuple[int, int]:
@@ -196,7 +187,7 @@ def _action_bar(project: Project, class_names: list[str], shown: list[ImageRecor
     picked = [i for i in shown_ids if st.session_state.get(f"pick_{i}")]  # ticks on other pages or classes don't count
     with st.container(border=True):
         with st.container(horizontal=True, vertical_alignment="center"):
-            st.markdown(f"**{_plural(len(picked), 'photo')} selected**" if picked
+            st.markdown(f"**{ui.plural(len(picked), 'photo')} selected**" if picked
                         else "**Tick photos** below, then choose what to do with them.")
             st.button(f"Select all {len(shown_ids)} on this page", key="select_page", icon=":material/select_all:",
                       on_click=_set_picks, args=(shown_ids, True), disabled=not shown_ids, type="tertiary")
@@ -222,7 +213,7 @@ def _action_bar(project: Project, class_names: list[str], shown: list[ImageRecor
                       on_click=lambda: st.session_state.update(confirm_delete_photos=picked))
         doomed = st.session_state.get("confirm_delete_photos")
         if doomed:
-            st.warning(f"Delete {_plural(len(doomed), 'photo')} for good? The files are removed from disk and "
+            st.warning(f"Delete {ui.plural(len(doomed), 'photo')} for good? The files are removed from disk and "
                        "cannot be restored. (Rejecting keeps them out of training without losing them.)")
             with st.container(horizontal=True):
                 st.button("Yes, delete them", key="confirm_delete", type="primary", icon=":material/delete_forever:",
@@ -260,7 +251,7 @@ def photos_tab(project: Project, records: list[ImageRecord], classes: list[Class
                     st.checkbox(f"{record.width}×{record.height}", key=f"pick_{record.id}")
                     with st.popover("", icon=":material/info:", type="tertiary", help="Where this photo came from"):
                         _details(record)
-                st.caption(f"{_file_size(record.size_bytes)} · {SOURCES.get(record.source, record.source)}  \n"
+                st.caption(f"{ui.file_size(record.size_bytes)} · {SOURCES.get(record.source, record.source)}  \n"
                            f"{_status(record)}")
 
 
@@ -340,7 +331,7 @@ def suspects_tab(project: Project, kept: list[ImageRecord], classes: list[ClassI
         st.success("Nothing left to check. 🎉")
         return
     shown = st.session_state.get("suspects_shown", SUSPECTS_PER_STEP)
-    st.caption(f"The {min(shown, len(open_items))} most suspicious of {_plural(len(open_items), 'photo')} still "
+    st.caption(f"The {min(shown, len(open_items))} most suspicious of {ui.plural(len(open_items), 'photo')} still "
                "to check, most suspicious first.")
     for start in range(0, min(shown, len(open_items)), SUSPECT_COLUMNS):
         for column, suspect in zip(st.columns(SUSPECT_COLUMNS), open_items[start:start + SUSPECT_COLUMNS]):
@@ -358,7 +349,7 @@ def _keep_one(project: Project, groups: list[tuple[ImageRecord, list[ImageRecord
     """Reject all but the chosen photo of each group."""
     others = [r.id for keep, group in groups for r in group if r.id != keep.id]
     project.reject(others, "duplicate")
-    return f"Kept one photo of {_plural(len(groups), 'group')}; rejected {_plural(len(others), 'copy')}."
+    return f"Kept one photo of {ui.plural(len(groups), 'group')}; rejected {ui.plural(len(others), 'copy')}."
 
 
 def _largest(group: list[ImageRecord]) -> ImageRecord:
@@ -380,10 +371,10 @@ def duplicates_tab(project: Project, signature: int) -> None:
         st.success("No duplicates: every kept photo is a different picture.")
         return
     copies = sum(len(g) - 1 for g in groups)
-    st.markdown(f"**{_plural(len(groups), 'group')}** of look-alike photos (the same picture, perhaps resized or "
+    st.markdown(f"**{ui.plural(len(groups), 'group')}** of look-alike photos (the same picture, perhaps resized or "
                 "recompressed). Copies make the model look better than it is, so keep one of each: click "
                 "**Keep this** under the copy you want, or keep the largest of every group at once.")
-    st.button(f"Keep the largest of every group (rejects {_plural(copies, 'copy')})", key="dup_keep_all",
+    st.button(f"Keep the largest of every group (rejects {ui.plural(copies, 'copy')})", key="dup_keep_all",
               type="primary", icon=":material/filter_none:",
               on_click=lambda: _act(lambda: _keep_one(project, [(_largest(g), g) for g in groups])))
     page, pages = _page("dup_page", len(groups), GROUPS_PER_PAGE)
@@ -443,7 +434,7 @@ def _rename_class(project: Project, old: str) -> str:
 def _delete_class(project: Project, name: str) -> str:
     count = project.delete_class(name)
     st.session_state.pop("confirm_delete_class", None)
-    return f"Deleted the class {name} and its {_plural(count, 'photo')}."
+    return f"Deleted the class {name} and its {ui.plural(count, 'photo')}."
 
 
 def _class_table(classes: list[ClassInfo]) -> pd.DataFrame:
@@ -472,7 +463,7 @@ def _manage_classes(project: Project, classes: list[ClassInfo]) -> None:
                   on_click=lambda: st.session_state.update(confirm_delete_class=doomed))
         info = next((c for c in classes if c.name == st.session_state.get("confirm_delete_class")), None)
         if info:
-            st.warning(f"Delete **{info.name}** and its {_plural(info.kept + info.rejected, 'photo')} "
+            st.warning(f"Delete **{info.name}** and its {ui.plural(info.kept + info.rejected, 'photo')} "
                        f"({info.kept} kept, {info.rejected} rejected) for good? This cannot be undone.")
             with st.container(horizontal=True):
                 st.button("Yes, delete the class", key="confirm_delete_class_yes", type="primary",

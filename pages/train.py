@@ -60,10 +60,6 @@ def settings() -> TrainConfig:
     return TrainConfig(**{field: st.session_state[key(field)] for field in FIELDS})
 
 
-def plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}{'es' if word.endswith('s') else 's'}"
-
-
 def duration(seconds: float) -> str:
     if seconds < 90:
         return f"{max(1, round(seconds))} s"
@@ -71,7 +67,7 @@ def duration(seconds: float) -> str:
 
 
 def depth_label(blocks: int) -> str:
-    return "only the new head" if blocks == 0 else f"the last {plural(blocks, 'block')} + the head"
+    return "only the new head" if blocks == 0 else f"the last {ui.plural(blocks, 'block')} + the head"
 
 
 # ---- the photos -----------------------------------------------------------------------------------
@@ -88,12 +84,12 @@ def photos_section(project: Project) -> bool:
     st.subheader("Your photos")
     if len(classes) < 2:
         st.warning("Training needs at least **two classes with photos** — it learns to tell them apart. "
-                   f"This project has {plural(len(classes), 'class')} with photos.")
+                   f"This project has {ui.plural(len(classes), 'class')} with photos.")
         st.page_link(ui.PAGES["collect"], label="Collect photos", icon="📷")
         st.page_link(ui.PAGES["review"], label="Review the dataset", icon="🧹")
         return False
-    st.markdown(f"**{plural(len(classes), 'class')}** ({', '.join(c.name for c in classes)}) · "
-                f"**{plural(train + val, 'photo')}**: {train:,} to learn from, {val:,} held back to check the model.")
+    st.markdown(f"**{ui.plural(len(classes), 'class')}** ({', '.join(c.name for c in classes)}) · "
+                f"**{ui.plural(train + val, 'photo')}**: {train:,} to learn from, {val:,} held back to check the model.")
     thin = [c.name for c in classes if c.train < 10]
     if thin:
         st.caption(f"⚠️ Few photos in {', '.join(thin)}: 20 or more per class give a steadier model.")
@@ -340,7 +336,7 @@ def accuracy_sentence(summary: dict) -> str:
         return ("There were no validation photos to check it on, so there is no honest score: raise the share "
                 "of photos held back and train again.")
     classes = len(summary.get("classes") or []) or 2
-    sentence = (f"On **{plural(n, 'validation photo')}** it had never seen, the model named the right class for "
+    sentence = (f"On **{ui.plural(n, 'validation photo')}** it had never seen, the model named the right class for "
                 f"**{round(accuracy * n)}** — **{accuracy:.0%}** (guessing would get about {1 / classes:.0%}).")
     if n < 20:
         sentence += " With so few validation photos this figure is rough."
@@ -365,7 +361,7 @@ def outcome_view(run: RunRecord) -> None:
                f"{accuracy_sentence(run.summary)}", icon="🎉")
     rejected = run.summary.get("rejected") or {}
     if rejected:
-        with st.expander(f"{plural(len(rejected), 'photo')} could not be read and were left out", icon="⚠️"):
+        with st.expander(f"{ui.plural(len(rejected), 'photo')} could not be read and were left out", icon="⚠️"):
             st.markdown("\n".join(f"- `{path}`: {why}" for path, why in rejected.items()))
     st.page_link(ui.PAGES["results"], label="See where it goes wrong, and download the model", icon="📊")
     st.page_link(ui.PAGES["predict"], label="Try it on new photos", icon="🔮")

@@ -39,6 +39,22 @@ def _leave_pages_folder_mode() -> None:
 _leave_pages_folder_mode()
 
 
+def plural(n: int, word: str) -> str:
+    """'1 photo', '3 photos', '2 classes', '4 copies'."""
+    if n == 1:
+        return f"{n:,} {word}"
+    if word.endswith(("s", "sh", "ch", "x")):
+        return f"{n:,} {word}es"
+    if word.endswith("y") and word[-2:-1] not in "aeiou":
+        return f"{n:,} {word[:-1]}ies"
+    return f"{n:,} {word}s"
+
+
+def file_size(n: int) -> str:
+    """Bytes as '87 KB' or '2.4 MB'."""
+    return f"{n / 1024 ** 2:.1f} MB" if n >= 1024 ** 2 else f"{max(1, round(n / 1024))} KB"
+
+
 def _select(name: str) -> None:
     st.session_state["project"] = name
     st.query_params["project"] = name
