@@ -30,6 +30,7 @@ from core.images import ImageRejected, decode_image, thumbnail_bytes
 DB_NAME = "project.sqlite"
 MAX_NAME_LENGTH = 64
 DEFAULT_VAL_SHARE = 0.2
+LEFTOVER_AGE = 3600  # seconds: no photo write takes this long, so an older temp file is a crash's leftover
 NEAR_DUPLICATE_DISTANCE = 6  # of 64 hash bits: resized or recompressed copies fall well inside
 _FORBIDDEN = re.compile(r'[\\/<>:"|?*\x00-\x1f\x7f]')
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
@@ -63,6 +64,8 @@ CREATE TABLE IF NOT EXISTS run_epochs (
     run_id INTEGER NOT NULL REFERENCES runs(id), stage TEXT NOT NULL, epoch INTEGER NOT NULL,
     metrics TEXT NOT NULL, PRIMARY KEY (run_id, stage, epoch));
 """
+
+IMAGE_ROWS = "SELECT i.*, c.name AS class_name FROM images i JOIN classes c ON c.id=i.class_id"  # every photo query: the row plus its class name
 
 Status = Literal["kept", "rejected"]
 RunStatus = Literal["queued", "running", "completed", "stopped", "failed"]
@@ -166,12 +169,13 @@ class Project:
         if not create and not self.db_path.exists():
             raise StoreError(f"There is no project at {self.meta_dir}.")
         self._lock = threading.RLock()
-        self.meta_dir.mkdir(parents=True, exist_ok=True)
-        self.images_dir.mkdir(parents=True, exist_ok=True)
-        with self._tx() as con:
-            con.executescript(SCHEMA)
-            con.execute("INSERT OR IGNORE INTO meta VALUES ('name', ?)", (name or self.meta_dir.name,))
-            con.execute("INSERT OR IGNORE INTO meta VALUES ('val_share', ?)", (str(DEFAULT_VAL_SHARE),))
+        if create:  # opening (every page rerun does) must stay read-only and cheap
+            self.meta_dir.mkdir(parents=True, exist_ok=True)
+            self.images_dir.mkdir(parents=True, exist_ok=True)
+            with self._tx() as con:
+                con.executescript(SCHEMA)
+                con.execute("INSERT OR IGNORE INTO meta VALUES ('name', ?)", (name or self.meta_dir.name,))
+                con.execute("INSERT OR IGNORE INTO meta VALUES ('val_share', ?)", (str(DEFAULT_VAL_SHARE),))
         self._remove_leftover_temp_files()
 
     # ---- plumbing -------------------------------------------------------------------------
@@ -191,8 +195,14 @@ class Project:
             con.close()
 
     def _remove_leftover_temp_files(self) -> None:
+        """Delete temp files a crash left behind; young ones may be a write in progress in another thread."""
+        cutoff = time.time() - LEFTOVER_AGE
         for tmp in self.images_dir.glob(f"*/{TEMP_PREFIX}*"):
-            tmp.unlink(missing_ok=True)
+            try:
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink(missing_ok=True)
+            except FileNotFoundError:  # its writer finished meanwhile
+                pass
 
     def __repr__(self) -> str:
         return f"Project({self.name!r}, {self.meta_dir})"
@@ -242,11 +252,12 @@ class Project:
             for r in rows
         ]
 
-    def _class_id(self, con: sqlite3.Connection, name: str) -> int:
-        row = con.execute("SELECT id FROM classes WHERE name=?", (name,)).fetchone()
+    def _class(self, con: sqlite3.Connection, name: str) -> tuple[int, str]:
+        """An existing class's id and stored spelling (lookups ignore case)."""
+        row = con.execute("SELECT id, name FROM classes WHERE name=?", (name,)).fetchone()
         if row is None:
             raise StoreError(f"There is no class named '{name}'.")
-        return row["id"]
+        return row["id"], row["name"]
 
     def add_class(self, name: str) -> str:
         """Create a class (and its folder); returns the cleaned name. Adding an existing one is an error."""
@@ -255,9 +266,7 @@ class Project:
             existing = con.execute("SELECT name FROM classes WHERE name=?", (name,)).fetchone()
             if existing:
                 raise StoreError(f"A class named '{existing['name']}' already exists.")
-            con.execute("INSERT INTO classes (name, created) VALUES (?, ?)", (name, time.time()))
-            (self.images_dir / name).mkdir(parents=True, exist_ok=True)
-        return name
+            return self._ensure_class(con, name)[1]
 
     def _ensure_class(self, con: sqlite3.Connection, name: str) -> tuple[int, str]:
         """The class's id and stored spelling, creating it when missing."""
@@ -272,8 +281,7 @@ class Project:
     def rename_class(self, old: str, new: str) -> str:
         new = validate_name(new)
         with self._lock, self._tx() as con:
-            class_id = self._class_id(con, old)
-            stored_old = con.execute("SELECT name FROM classes WHERE id=?", (class_id,)).fetchone()["name"]
+            class_id, stored_old = self._class(con, old)
             clash = con.execute("SELECT name FROM classes WHERE name=? AND id<>?", (new, class_id)).fetchone()
             if clash:
                 raise StoreError(f"A class named '{clash['name']}' already exists.")
@@ -289,8 +297,7 @@ class Project:
     def delete_class(self, name: str) -> int:
         """Delete a class with all its photos, for good; returns how many photos went."""
         with self._lock, self._tx() as con:
-            class_id = self._class_id(con, name)
-            stored = con.execute("SELECT name FROM classes WHERE id=?", (class_id,)).fetchone()["name"]
+            class_id, stored = self._class(con, name)
             count = con.execute("DELETE FROM images WHERE class_id=?", (class_id,)).rowcount
             con.execute("DELETE FROM classes WHERE id=?", (class_id,))
             shutil.rmtree(self.images_dir / stored, ignore_errors=True)
@@ -397,7 +404,7 @@ class Project:
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         with self._tx() as con:
             rows = con.execute(
-                f"SELECT i.*, c.name AS class_name FROM images i JOIN classes c ON c.id=i.class_id {where} "
+                f"{IMAGE_ROWS} {where} "
                 "ORDER BY c.name COLLATE NOCASE, i.id",
                 params,
             ).fetchall()
@@ -406,7 +413,7 @@ class Project:
     def image(self, image_id: int) -> ImageRecord:
         with self._tx() as con:
             row = con.execute(
-                "SELECT i.*, c.name AS class_name FROM images i JOIN classes c ON c.id=i.class_id WHERE i.id=?",
+                f"{IMAGE_ROWS} WHERE i.id=?",
                 (image_id,),
             ).fetchone()
         if row is None:
@@ -418,7 +425,7 @@ class Project:
         path = Path(path)
         with self._tx() as con:
             row = con.execute(
-                "SELECT i.*, c.name AS class_name FROM images i JOIN classes c ON c.id=i.class_id "
+                f"{IMAGE_ROWS} "
                 "WHERE c.name=? AND i.file=?", (path.parent.name, path.name)).fetchone()
         return self._record(row, self.val_share) if row else None
 

@@ -191,3 +191,17 @@ def test_image_at_finds_a_photo_by_path(project):
     result = project.add_image("a", photo_bytes(1), source="upload")
     assert project.image_at(result.path).id == result.image_id
     assert project.image_at(result.path.with_name("nope.jpg")) is None
+
+
+def test_opening_removes_crash_leftovers_but_not_writes_in_progress(project):
+    import os
+    import time
+
+    project.add_class("a")
+    folder = project.images_dir / "a"
+    old, fresh = folder / ".tmp-crashed.jpg", folder / ".tmp-writing.jpg"
+    old.write_bytes(b"x")
+    fresh.write_bytes(b"x")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    Project(project.meta_dir)
+    assert not old.exists() and fresh.exists()
