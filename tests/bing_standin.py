@@ -74,6 +74,7 @@ class BingStandin:
     def __init__(self, *, latency: float = 0.0, hang: float = 5.0, hosts: int = 8, page_cap: int = 35,
                  per_query: int = 60, flaky_failures: int = 1, huge_bytes: int = 4 * 1024 * 1024):
         self.latency = latency
+        self.photo_latency = 0.0  # extra wait for good photos only: lets broken links answer first, deterministically
         self.hang = hang
         self.hosts = hosts
         self.page_cap = page_cap
@@ -228,6 +229,7 @@ class _Handler(BaseHTTPRequestHandler):
         route, name, ext = standin._image_route(path)
         seed = int(name) if name.isdigit() else 1
         if route in ("photo", "mirror") and ext in FORMATS:  # a mirror is the same file at another URL
+            standin._wait(standin.photo_latency)
             self._send(200, photo_file(seed, ext), CONTENT_TYPES[ext])
         elif route == "resized":
             self._send(200, photo_file(seed, "jpg", 0.6), "image/jpeg")
