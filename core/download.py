@@ -8,14 +8,17 @@ the store's full decode is the gate.
 
 from __future__ import annotations
 
+import heapq
 import http.client
 import ipaddress
+import itertools
 import logging
 import socket
 import ssl
 import threading
 import time
 import urllib.parse
+from collections import Counter, defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -143,8 +146,8 @@ class Downloader:
         self._resolve = resolve
         self._allow_private = config.allow_private_hosts() if settings.allow_private is None else settings.allow_private
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="download")
-        self._slots: dict[str, threading.BoundedSemaphore] = {}
-        self._slots_lock = threading.Lock()
+        self._hosts = _HostSlots(settings.per_host)
+        self._tickets = itertools.count()  # submission order, which is the order hosts serve requests in
 
     def __enter__(self) -> Downloader:
         return self
@@ -157,27 +160,34 @@ class Downloader:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def submit(self, url: str, cancel: CancelSignal | None = None) -> Future[Download]:
-        """Download `url` on a worker thread; the future never raises."""
-        return self._pool.submit(self.fetch, url, cancel)
+        """Download `url` on a worker thread; the future never raises.
+
+        Requests to one host start in the order they were submitted, so better-ranked search
+        results are fetched first whichever worker thread happens to run them.
+        """
+        return self._pool.submit(self._fetch, url, cancel, next(self._tickets))
 
     def fetch(self, url: str, cancel: CancelSignal | None = None) -> Download:
         """Download `url` in the calling thread, with the same limits and checks as `submit`."""
+        return self._fetch(url, cancel, next(self._tickets))
+
+    def _fetch(self, url: str, cancel: CancelSignal | None, ticket: int) -> Download:
         cancel = cancel or threading.Event()
         try:
             if cancel.is_set():
                 raise DownloadFailed("cancelled")
-            return Download(url, data=self._follow(url, _Clock(self.settings.deadline), cancel))
+            return Download(url, data=self._follow(url, _Clock(self.settings.deadline), cancel, ticket))
         except DownloadFailed as exc:
             return Download(url, reason=exc.reason)
         except Exception:  # a bug here must cost one image, not the whole collection
             log.exception("download of %s failed unexpectedly", url)
             return Download(url, reason="error")
 
-    def _follow(self, url: str, clock: _Clock, cancel: CancelSignal) -> bytes:
+    def _follow(self, url: str, clock: _Clock, cancel: CancelSignal, ticket: int) -> bytes:
         """The body at `url` after following redirects, each hop checked like the first."""
         visited = {url}
         for _ in range(self.settings.max_redirects + 1):
-            outcome = self._with_retries(url, clock, cancel)
+            outcome = self._with_retries(url, clock, cancel, ticket)
             if isinstance(outcome, bytes):
                 return outcome
             url = urllib.parse.urljoin(url, outcome.location)
@@ -186,11 +196,11 @@ class Downloader:
             visited.add(url)
         raise DownloadFailed("too_many_redirects")
 
-    def _with_retries(self, url: str, clock: _Clock, cancel: CancelSignal) -> bytes | _Redirect:
+    def _with_retries(self, url: str, clock: _Clock, cancel: CancelSignal, ticket: int) -> bytes | _Redirect:
         attempt = 0
         while True:
             try:
-                return self._get(url, clock, cancel)
+                return self._get(url, clock, cancel, ticket)
             except DownloadFailed as exc:
                 pause = max(self.settings.backoff * 2**attempt, exc.retry_after)
                 if not exc.transient or attempt >= self.settings.retries or pause >= clock.remaining():
@@ -199,11 +209,11 @@ class Downloader:
                     raise DownloadFailed("cancelled") from exc
                 attempt += 1
 
-    def _get(self, url: str, clock: _Clock, cancel: CancelSignal) -> bytes | _Redirect:
+    def _get(self, url: str, clock: _Clock, cancel: CancelSignal, ticket: int) -> bytes | _Redirect:
         """One GET: the body of a 2xx answer or where a redirect points."""
         target = _parse(url)
         addresses = self._vetted_addresses(target)
-        with self._host_slot(target.host, cancel):
+        with self._hosts.slot(target.host, ticket, cancel):
             clock.start()
             connection = _connection(target, addresses, clock.timeout(self.settings.timeout))
             try:
@@ -235,21 +245,6 @@ class Downloader:
             raise DownloadFailed("blocked_address")
         return addresses
 
-    @contextmanager
-    def _host_slot(self, host: str, cancel: CancelSignal) -> Iterator[None]:
-        """Hold one of the host's `per_host` request slots."""
-        with self._slots_lock:
-            slot = self._slots.setdefault(host.lower(), threading.BoundedSemaphore(self.settings.per_host))
-        while not slot.acquire(timeout=_POLL_SECONDS):
-            if cancel.is_set():
-                raise DownloadFailed("cancelled")
-        try:
-            if cancel.is_set():  # cancelled while we waited: don't start a request nobody wants
-                raise DownloadFailed("cancelled")
-            yield
-        finally:
-            slot.release()
-
     def _read_body(self, response: http.client.HTTPResponse, sock: socket.socket, clock: _Clock,
                    cancel: CancelSignal) -> bytes:
         """The whole body, read in chunks so cancel, deadline and byte cap apply as it streams."""
@@ -269,6 +264,53 @@ class Downloader:
             if size > self.settings.max_bytes:
                 raise DownloadFailed("too_big")
             chunks.append(chunk)
+
+
+class _HostSlots:
+    """Each host's `per_host` request slots, granted to the waiting request with the lowest ticket.
+
+    A plain semaphore would hand a freed slot to whichever thread polls first, so a top search
+    result could wait behind later ones.
+    """
+
+    def __init__(self, per_host: int):
+        self._per_host = per_host
+        self._changed = threading.Condition()
+        self._busy: Counter[str] = Counter()
+        self._waiting: defaultdict[str, list[int]] = defaultdict(list)  # heaps of tickets
+
+    @contextmanager
+    def slot(self, host: str, ticket: int, cancel: CancelSignal) -> Iterator[None]:
+        host = host.lower()
+        with self._changed:
+            heapq.heappush(self._waiting[host], ticket)
+            try:
+                while self._busy[host] >= self._per_host or self._waiting[host][0] != ticket:
+                    if cancel.is_set():
+                        raise DownloadFailed("cancelled")
+                    self._changed.wait(_POLL_SECONDS)
+            finally:
+                self._leave_queue(host, ticket)
+            if cancel.is_set():  # cancelled while we waited: don't start a request nobody wants
+                raise DownloadFailed("cancelled")
+            self._busy[host] += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._busy[host] -= 1
+                if not self._busy[host]:
+                    del self._busy[host]
+                self._changed.notify_all()
+
+    def _leave_queue(self, host: str, ticket: int) -> None:
+        """Take `ticket` out of the host's queue (the head, unless it gave up waiting) and wake the rest."""
+        queue = self._waiting[host]
+        queue.remove(ticket)
+        heapq.heapify(queue)
+        if not queue:
+            del self._waiting[host]
+        self._changed.notify_all()
 
 
 def _parse(url: str) -> _Target:

@@ -157,6 +157,21 @@ def test_downloads_run_concurrently_but_at_most_two_per_host(project, standin):
     assert standin.max_active_total == 4
 
 
+def test_a_busy_host_serves_waiting_downloads_in_the_order_they_were_submitted(standin):
+    standin.hang = 0.5
+    one_slot = DownloadSettings(workers=6, per_host=1, timeout=2.0, deadline=4.0)
+    photos = [standin.photo_url(seed) for seed in (40, 8, 32, 16, 24)]  # all on host 0, not in seed order
+    with downloader(standin, one_slot) as pool:
+        blocker = pool.submit(standin.url("hang", 1, host=0))
+        while not standin.image_hits():  # the host's only slot is taken
+            time.sleep(0.01)
+        results = [pool.submit(url) for url in photos]
+        assert all(f.result().ok for f in [blocker, *results])
+
+    served = [f"http://{hit.host}{hit.path}" for hit in standin.image_hits()[1:]]
+    assert served == photos
+
+
 def test_events_come_from_the_calling_thread(project, standin):
     threads = set()
     with downloader(standin) as pool:

@@ -92,7 +92,7 @@ def test_a_search_runs_in_the_background_and_ends_with_a_report(project, standin
     serve_photos(standin, "llama", n=4)  # fewer than asked for
     local = f"http://127.0.0.1:{standin.port}"
     standin.results["alpaca"][:0] = [f"{local}/missing/1.jpg", f"{local}/page/1.jpg", f"{local}/page/2.jpg"]
-    standin.photo_latency = 0.2  # the broken links are always counted before the class is full
+    standin.photo_latency = 0.2  # the broken links, ranked first, are answered before the class is full
     at = open_page(project)
     assert "none yet" in texts(at.markdown)
 
