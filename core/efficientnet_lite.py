@@ -155,11 +155,8 @@ def mbconv(x, filters_in: int, filters_out: int, stage: Stage, stride: int, pref
     """Inverted residual block: 1x1 expand, depthwise, 1x1 project, identity skip when shapes allow."""
     shortcut = x
     if stage.expand != 1:
-        x = layers.Conv2D(filters_in * stage.expand, 1, padding="same", use_bias=False, name=f"{prefix}_expand_conv")(x)
-        x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{prefix}_expand_bn")(x)
-        x = layers.ReLU(6.0, name=f"{prefix}_expand_activation")(x)
-        sources[f"{prefix}_expand_conv"] = f"{torch_prefix}._expand_conv"
-        sources[f"{prefix}_expand_bn"] = f"{torch_prefix}._bn0"
+        x = conv_bn(x, filters_in * stage.expand, 1, 1, f"{prefix}_expand", f"{torch_prefix}._expand_conv",
+                    f"{torch_prefix}._bn0", sources)
 
     x = layers.DepthwiseConv2D(stage.kernel, stride, padding="same", use_bias=False, name=f"{prefix}_dwconv")(x)
     x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{prefix}_bn")(x)

@@ -36,14 +36,22 @@ def cache_key(spec: BackboneSpec) -> str:
     return f"{spec.name}@{spec.input_size}v{CONVERSION_VERSION}"
 
 
-def feature_model(spec: BackboneSpec):
-    """Backbone + global average pooling: raw pixels in, one vector per photo out."""
+def pooled_features(spec: BackboneSpec):
+    """(pixels input, pooled output) tensors of the pretrained backbone, BatchNorm in inference mode:
+    the trunk that the embedding model and the classifier share."""
     import keras
 
     inputs = keras.Input((spec.input_size, spec.input_size, 3), name="pixels")
     backbone = spec.build()
     pooled = keras.layers.GlobalAveragePooling2D(name="pooled")(backbone(inputs, training=False))
-    return keras.Model(inputs, pooled, name=f"{spec.name}_features")
+    return inputs, pooled
+
+
+def feature_model(spec: BackboneSpec):
+    """Backbone + global average pooling: raw pixels in, one vector per photo out."""
+    import keras
+
+    return keras.Model(*pooled_features(spec), name=f"{spec.name}_features")
 
 
 def tflite_bytes(model, input_size: int, *, quantize: bool = False) -> bytes:

@@ -62,11 +62,6 @@ def tflite_agreement(run_dir: Path, tflite_path: Path, photos: Sequence[Path]) -
     return float((keras_top == lite_top).mean())
 
 
-def read_metrics(run_dir: Path) -> dict:
-    path = Path(run_dir) / METRICS_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
 def read_evaluation(run_dir: Path) -> dict | None:
     path = Path(run_dir) / EVALUATION_FILE
     return json.loads(path.read_text()) if path.exists() else None

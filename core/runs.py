@@ -25,14 +25,16 @@ def data_from_project(project: Project) -> TrainData:
 
 def data_from_folders(data_dir: Path, val_dir: Path | None = None, val_split: float = 0.2) -> TrainData:
     """An ImageFolder tree, validated against `val_dir` or split by content hash like the store does."""
-    paths, labels, class_names = image_folder(Path(data_dir))
-    samples = [Sample(p, y, sha256_hex(p.read_bytes())) for p, y in zip(paths, labels)]
+    samples, class_names = _folder_samples(Path(data_dir))
     if val_dir is not None:
-        val_paths, val_labels, _ = image_folder(Path(val_dir), class_names)
-        val = [Sample(p, y, sha256_hex(p.read_bytes())) for p, y in zip(val_paths, val_labels)]
-        return TrainData(class_names, samples, val)
+        return TrainData(class_names, samples, _folder_samples(Path(val_dir), class_names)[0])
     is_val = [split_for(split_key(s.sha256), val_split) == "val" for s in samples]  # the store's rule
     return TrainData(class_names, [s for s, v in zip(samples, is_val) if not v], [s for s, v in zip(samples, is_val) if v])
+
+
+def _folder_samples(folder: Path, class_names: list[str] | None = None) -> tuple[list[Sample], list[str]]:
+    paths, labels, class_names = image_folder(folder, class_names)
+    return [Sample(p, y, sha256_hex(p.read_bytes())) for p, y in zip(paths, labels)], class_names
 
 
 def train_and_save(data: TrainData, cfg: TrainConfig, run_dir: Path, listener: TrainingListener | None = None) -> dict:

@@ -411,22 +411,19 @@ class Project:
         return [self._record(r, share) for r in rows]
 
     def image(self, image_id: int) -> ImageRecord:
-        with self._tx() as con:
-            row = con.execute(
-                f"{IMAGE_ROWS} WHERE i.id=?",
-                (image_id,),
-            ).fetchone()
-        if row is None:
+        record = self._one_image("i.id=?", (image_id,))
+        if record is None:
             raise StoreError(f"There is no photo with id {image_id}.")
-        return self._record(row, self.val_share)
+        return record
 
     def image_at(self, path: Path) -> ImageRecord | None:
         """The photo stored at a path (as written in a run's evaluation), if it is still there."""
         path = Path(path)
+        return self._one_image("c.name=? AND i.file=?", (path.parent.name, path.name))
+
+    def _one_image(self, condition: str, params: tuple) -> ImageRecord | None:
         with self._tx() as con:
-            row = con.execute(
-                f"{IMAGE_ROWS} "
-                "WHERE c.name=? AND i.file=?", (path.parent.name, path.name)).fetchone()
+            row = con.execute(f"{IMAGE_ROWS} WHERE {condition}", params).fetchone()
         return self._record(row, self.val_share) if row else None
 
     def _record(self, r: sqlite3.Row, share: float) -> ImageRecord:

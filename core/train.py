@@ -18,7 +18,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from core.backbones import BackboneSpec, get_backbone, set_trainable_blocks
-from core.embed import EmbeddingCache, embed_files
+from core.embed import EmbeddingCache, embed_files, pooled_features
 from core.images import load_rgb
 
 STAGE_EMBED, STAGE_HEAD, STAGE_FINETUNE = "embedding", "head", "fine-tuning"
@@ -132,10 +132,7 @@ def build_classifier(spec: BackboneSpec, n_classes: int, dropout: float):
     """Pixels -> backbone (inference-mode BatchNorm) -> pooling -> dropout -> softmax; no Lambda layers."""
     import keras
 
-    inputs = keras.Input((spec.input_size, spec.input_size, 3), name="pixels")
-    backbone = spec.build()
-    features = backbone(inputs, training=False)
-    pooled = keras.layers.GlobalAveragePooling2D(name="pooled")(features)
+    inputs, pooled = pooled_features(spec)
     dropped = keras.layers.Dropout(dropout, name="dropout")(pooled)
     outputs = keras.layers.Dense(n_classes, activation="softmax", name="predictions")(dropped)
     return keras.Model(inputs, outputs, name="transferlab_classifier")
@@ -247,7 +244,8 @@ def train(data: TrainData, cfg: TrainConfig, listener: TrainingListener | None =
     t1 = time.perf_counter()
     reproducible(cfg.seed)  # here, not earlier: a cold cache builds a backbone first, which draws random numbers
     listener.on_stage(STAGE_HEAD, {"epochs": cfg.epochs})
-    with strategy().scope():
+    devices = strategy()  # one for the run: a model is compiled and fitted under the strategy it was built in
+    with devices.scope():
         head = build_head(spec.feature_dim, n_classes, cfg.dropout)
         head.compile(keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=["accuracy"])
     relay = _listener_callback(listener, STAGE_HEAD, cfg.epochs)
@@ -260,7 +258,7 @@ def train(data: TrainData, cfg: TrainConfig, listener: TrainingListener | None =
     best_epoch = {STAGE_HEAD: relay.best[1] if relay.best else 0}
     stopped = relay.stopped
 
-    with strategy().scope():
+    with devices.scope():
         model = build_classifier(spec, n_classes, cfg.dropout)
         model.get_layer("predictions").set_weights(head.get_layer("predictions").get_weights())
     val_probs = head.predict(val_emb.vectors, verbose=0) if has_val else np.zeros((0, n_classes))
@@ -269,7 +267,8 @@ def train(data: TrainData, cfg: TrainConfig, listener: TrainingListener | None =
         t2 = time.perf_counter()
         listener.on_stage(STAGE_FINETUNE, {"epochs": cfg.finetune_epochs, "blocks": cfg.unfreeze_blocks})
         head_val_loss = relay.best[0] if has_val and relay.best else None
-        relay = _finetune(model, spec, cfg, train_samples, val_samples, weights, loss, listener, head_val_loss)
+        relay = _finetune(model, spec, cfg, train_samples, val_samples, weights, loss, listener, head_val_loss,
+                          devices)
         stopped = relay.stopped
         best_epoch[STAGE_FINETUNE] = relay.best[1] if relay.best else 0  # 0: no epoch beat the stage-1 model
         timings["finetune_seconds"] = time.perf_counter() - t2
@@ -286,11 +285,11 @@ class TrainingStopped(RuntimeError):
 
 
 def _finetune(model, spec, cfg: TrainConfig, train_samples, val_samples, weights, loss, listener,
-              head_val_loss: float | None):
+              head_val_loss: float | None, devices):
     import keras
 
     n_classes = model.output_shape[-1]
-    with strategy().scope():
+    with devices.scope():
         set_trainable_blocks(spec, model.get_layer("backbone"), cfg.unfreeze_blocks)
         model.compile(keras.optimizers.Adam(cfg.finetune_learning_rate), loss=loss, metrics=["accuracy"])
     train_ds = _dataset(train_samples, spec.input_size, cfg.batch_size, n_classes, augment=_augmenter(cfg),
