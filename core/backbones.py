@@ -293,6 +293,11 @@ REGISTRY: dict[str, BackboneSpec] = {
 DEFAULT_BACKBONE = "efficientnet_lite0"
 
 
+def backbone_label(name: str) -> str:
+    """A backbone's display name; a name no longer in the registry (an old run's) as it is."""
+    return REGISTRY[name].label if name in REGISTRY else name
+
+
 def get_backbone(name: str) -> BackboneSpec:
     if name not in REGISTRY:
         raise ValueError(f"unknown backbone {name!r}; choose one of: {', '.join(REGISTRY)}")

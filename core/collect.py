@@ -57,6 +57,12 @@ class ClassReport:
     requested: int
     exhausted: bool  # the search ran out of new results before `requested` photos were saved
 
+    @property
+    def link_failures(self) -> list[tuple[str, int]]:
+        """(reason, count) for the URLs that gave nothing usable, copies of known pictures aside; most first."""
+        return sorted(((reason, n) for reason, n in self.failed.items() if reason not in DUPLICATE_REASONS),
+                      key=lambda item: (-item[1], item[0]))
+
 
 @dataclass
 class CollectReport:
@@ -76,7 +82,7 @@ class CollectReport:
                 "saved": c.saved,
                 "requested": c.requested,
                 "duplicates": c.duplicates,
-                "failed": sum(n for reason, n in c.failed.items() if reason not in DUPLICATE_REASONS),
+                "failed": sum(n for _, n in c.link_failures),
                 "reasons": ", ".join(f"{reason} {n}" for reason, n in sorted(c.failed.items(), key=lambda kv: -kv[1])),
                 "seconds": round(c.seconds, 1),
                 "results ran out": c.exhausted,

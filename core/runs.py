@@ -8,8 +8,19 @@ from pathlib import Path
 from core.evaluate import evaluate_predictions, image_folder
 from core.export import save_run
 from core.images import sha256_hex
-from core.store import Project, split_for, split_key
+from core.predict import MODEL_FILE
+from core.store import Project, RunRecord, split_for, split_key
 from core.train import Sample, TrainConfig, TrainData, TrainingListener, train
+
+
+def has_model(run: RunRecord) -> bool:
+    """The run ended well enough to leave a model behind (finished, or stopped with its best weights)."""
+    return run.status in ("completed", "stopped") and (run.dir / MODEL_FILE).exists()
+
+
+def finished_runs(project: Project) -> list[RunRecord]:
+    """Runs that left a usable model, newest first."""
+    return [run for run in project.runs() if has_model(run)]
 
 
 def data_from_project(project: Project) -> TrainData:

@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from core import collect_job
-from core.collect import DUPLICATE_REASONS, CollectReport, CollectRequest
+from core.collect import CollectReport, CollectRequest
 from core.ingest import ImportReport, Progress, import_files, import_zip
 from core.store import Project, StoreError, validate_name
 from pages import ui
@@ -185,9 +185,7 @@ def report_table(report: CollectReport) -> pd.DataFrame:
     rows = report.rows()
     for row, c in zip(rows, report.classes):
         row["saved"] = f"{c.saved} of {c.requested}"
-        failures = sorted(((n, reason) for reason, n in c.failed.items() if reason not in DUPLICATE_REASONS),
-                          reverse=True)
-        row["reasons"] = ", ".join(f"{_reason_words(reason)} {n}" for n, reason in failures) or "—"
+        row["reasons"] = ", ".join(f"{_reason_words(reason)} {n}" for reason, n in c.link_failures) or "—"
     columns = {"class": "Class", "query": "Searched for", "saved": "Saved", "duplicates": "Copies skipped",
                "failed": "Failed links", "reasons": "Why they failed", "seconds": "Seconds"}
     return pd.DataFrame(rows)[list(columns)].rename(columns=columns)

@@ -12,10 +12,11 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from core.backbones import REGISTRY
+from core.backbones import backbone_label
 from core.images import ImageRejected
 from core.predict import Prediction, decode_upload, overlay_heatmap, summary_rows
-from core.store import Project, RunRecord
+from core.runs import finished_runs
+from core.store import RunRecord
 from pages import ui
 
 PREVIEW_SIDE = 800   # shown on screen and under the heat map; the model itself looks at far fewer pixels
@@ -26,15 +27,10 @@ HEAT_ALPHA = 0.7     # stronger than overlay_heatmap's default: the glow must be
 SURE_COLOUR, UNSURE_COLOUR, LINE_COLOUR = "#2e7d32", "#9e9e9e", "#c62828"
 
 
-def finished_runs(project: Project) -> list[RunRecord]:
-    """Runs that left a usable model, newest first."""
-    return [r for r in project.runs() if r.status in ("completed", "stopped") and (r.dir / "model.keras").exists()]
-
-
 def run_label(run: RunRecord) -> str:
     when = datetime.fromtimestamp(run.finished or run.created).strftime("%d %b %Y, %H:%M")
     name = run.summary.get("backbone") or run.config.get("backbone")
-    backbone = REGISTRY[name].label if name in REGISTRY else name or "unknown network"
+    backbone = backbone_label(name) if name else "unknown network"
     accuracy = run.summary.get("val_accuracy")
     score = f"{accuracy:.0%} right on validation photos" if accuracy is not None else "no validation score"
     return f"Run {run.id} · {when} · {backbone} · {score}" + (" · stopped early" if run.status == "stopped" else "")

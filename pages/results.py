@@ -14,7 +14,8 @@ import pandas as pd
 import streamlit as st
 
 from core import export
-from core.backbones import REGISTRY
+from core.backbones import backbone_label
+from core.runs import has_model
 from core.store import Project, RunRecord, StoreError
 from core.train import TrainConfig
 from pages import charts, ui
@@ -30,12 +31,8 @@ CARD_CSS = """<style>
 </style>"""
 
 
-def network(name: str) -> str:
-    return REGISTRY[name].label if name in REGISTRY else name
-
-
 def retrained(blocks: int) -> str:
-    return "new head only" if not blocks else f"last {blocks} block{'s' if blocks > 1 else ''} + head"
+    return "new head only" if not blocks else f"last {ui.plural(blocks, 'block')} + head"
 
 
 def settings_text(cfg: TrainConfig) -> str:
@@ -46,20 +43,13 @@ def settings_text(cfg: TrainConfig) -> str:
 
 
 def took(run: RunRecord) -> str:
-    if not run.finished:
-        return "—"
-    seconds = run.finished - run.created
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+    return ui.duration(run.finished - run.created) if run.finished else "—"
 
 
 def run_name(run: RunRecord) -> str:
     accuracy = run.summary.get("val_accuracy")
     score = f" · {accuracy:.0%} right" if accuracy is not None else ""
-    return f"Run {run.id} · {network(run.config.get('backbone', '?'))} · {retrained(run.config.get('unfreeze_blocks', 0))}{score}"
-
-
-def has_results(run: RunRecord) -> bool:
-    return run.status in ("completed", "stopped") and (run.dir / "model.keras").exists()
+    return f"Run {run.id} · {backbone_label(run.config.get('backbone', '?'))} · {retrained(run.config.get('unfreeze_blocks', 0))}{score}"
 
 
 # ---- all runs -------------------------------------------------------------------------------------
@@ -71,7 +61,7 @@ def history(runs: list[RunRecord]) -> None:
         cfg = TrainConfig.from_dict(run.config)
         rows.append({
             "Run": run.id, "Started": datetime.fromtimestamp(run.created), "Status": STATUS.get(run.status, run.status),
-            "Network": network(cfg.backbone), "Retrained": retrained(cfg.unfreeze_blocks),
+            "Network": backbone_label(cfg.backbone), "Retrained": retrained(cfg.unfreeze_blocks),
             "Settings": settings_text(cfg), "Photos": run.summary.get("images_used"),
             "Validation accuracy": run.summary.get("val_accuracy"), "Took": took(run),
         })
@@ -90,17 +80,17 @@ def history(runs: list[RunRecord]) -> None:
 
 def compare(project: Project, runs: list[RunRecord]) -> None:
     """Learning curves of up to two runs on the same axes."""
-    with_curves = [r for r in runs if project.epochs(r.id)]
-    if len(with_curves) < 2:
+    epochs = {r.id: project.epochs(r.id) for r in runs}
+    by_id = {r.id: r for r in runs if epochs[r.id]}
+    if len(by_id) < 2:
         return
-    by_id = {r.id: r for r in with_curves}
     st.subheader("Compare two runs")
     chosen = st.multiselect("Runs to compare", list(by_id), default=list(by_id)[:2], max_selections=2,
                             format_func=lambda i: run_name(by_id[i]), key="compare_runs",
                             help="Pick two runs to lay their learning curves over each other.")
     if not chosen:
         return
-    frame = pd.concat([charts.curve_frame(project.epochs(i), f"run {i}") for i in chosen])
+    frame = pd.concat([charts.curve_frame(epochs[i], f"run {i}") for i in chosen])
     loss, accuracy = st.columns(2)
     loss.altair_chart(charts.curve_chart(frame, "loss", colour="run", dash="split"), width="stretch")
     accuracy.altair_chart(charts.curve_chart(frame, "accuracy", colour="run", dash="split"), width="stretch")
@@ -119,7 +109,7 @@ def headline(run: RunRecord, evaluation: dict) -> None:
              help="Share of the validation photos — never trained on — that the model named right.")
     b.metric("Validation photos", n)
     c.metric("Training photos", summary.get("train_images", "—"))
-    d.metric("Training time", f"{summary.get('train_seconds', 0):.0f} s")
+    d.metric("Training time", ui.duration(summary.get("train_seconds", 0)))
     if n and n < 20:
         st.caption(f"⚠️ Only {n} validation photos: one more mistake or one fewer moves the score by "
                    f"{1 / n:.0%}. More photos (or a larger validation share on Train) give a firmer figure.")
@@ -290,7 +280,7 @@ st.subheader("All runs")
 history(runs)
 compare(project, runs)
 
-finished = [r for r in runs if has_results(r)]
+finished = [r for r in runs if has_model(r)]
 if not finished:
     ui.missing("No run has finished yet: results appear here once one has.", "train", "Go to training", icon="🏋️")
 

@@ -14,7 +14,8 @@ import pandas as pd
 import streamlit as st
 
 from core import jobs, speed
-from core.backbones import DEFAULT_BACKBONE, REGISTRY, BackboneSpec, get_backbone, trainable_summary
+from core.backbones import DEFAULT_BACKBONE, REGISTRY, BackboneSpec, backbone_label, get_backbone, trainable_summary
+from core.runs import has_model
 from core.store import Project, RunRecord
 from core.train import STAGE_EMBED, STAGE_FINETUNE, STAGE_HEAD, TrainConfig
 from pages import charts, ui
@@ -58,12 +59,6 @@ def init_settings() -> None:
 
 def settings() -> TrainConfig:
     return TrainConfig(**{field: st.session_state[key(field)] for field in FIELDS})
-
-
-def duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{max(1, round(seconds))} s"
-    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def depth_label(blocks: int) -> str:
@@ -274,9 +269,8 @@ def start(project: Project, cfg: TrainConfig) -> None:
 
 def run_caption(run: RunRecord) -> str:
     cfg = TrainConfig.from_dict(run.config)
-    label = REGISTRY[cfg.backbone].label if cfg.backbone in REGISTRY else cfg.backbone
     when = datetime.fromtimestamp(run.created).strftime("%d %b, %H:%M")
-    return f"Started {when} · {label} · retraining {depth_label(cfg.unfreeze_blocks)}"
+    return f"Started {when} · {backbone_label(cfg.backbone)} · retraining {depth_label(cfg.unfreeze_blocks)}"
 
 
 def stages_line(run: RunRecord, current: str | None) -> str:
@@ -289,7 +283,7 @@ def stages_line(run: RunRecord, current: str | None) -> str:
 
 def progress_text(progress: dict) -> str:
     stage, eta = progress.get("stage"), progress.get("eta_seconds")
-    left = f" · at most about {duration(eta)} left in this step" if eta is not None else ""
+    left = f" · at most about {ui.duration(eta)} left in this step" if eta is not None else ""
     if stage is None:
         return "Waiting for the training process…"
     if stage == STAGE_EMBED and not progress.get("batches"):
@@ -344,7 +338,6 @@ def accuracy_sentence(summary: dict) -> str:
 
 
 def outcome_view(run: RunRecord) -> None:
-    has_model = (run.dir / "model.keras").exists()
     if run.status == "failed":
         st.error(f"This run failed: {(run.error or 'no reason was recorded').splitlines()[0]}", icon="❌")
         with st.expander("Details (for a bug report)"):
@@ -352,12 +345,12 @@ def outcome_view(run: RunRecord) -> None:
         st.caption("Nothing you made is lost. Try again; if it fails again, check the photos on Review or pick "
                    "the recommended network.")
         return
-    if not has_model:
+    if not has_model(run):
         st.warning(f"{run.error or 'This run ended before a model was saved.'} Start a new run when you are ready.",
                    icon="⏹️")
         return
     stopped = "You stopped this run early; the best model so far was kept. " if run.status == "stopped" else ""
-    st.success(f"{stopped}Finished in {duration(run.summary.get('train_seconds', 0))}. "
+    st.success(f"{stopped}Finished in {ui.duration(run.summary.get('train_seconds', 0))}. "
                f"{accuracy_sentence(run.summary)}", icon="🎉")
     rejected = run.summary.get("rejected") or {}
     if rejected:

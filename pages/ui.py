@@ -10,6 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from core import config
+from core.predict import MODEL_FILE
 from core.store import Project, StoreError, create_project, list_projects, open_project
 
 PAGES = {
@@ -48,6 +49,13 @@ def plural(n: int, word: str) -> str:
     if word.endswith("y") and word[-2:-1] not in "aeiou":
         return f"{n:,} {word[:-1]}ies"
     return f"{n:,} {word}s"
+
+
+def duration(seconds: float) -> str:
+    """'12 s', '4 min' or '2.5 h'."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def file_size(n: int) -> str:
@@ -125,5 +133,5 @@ def classifier(run_dir: str, modified: float):
 
 
 def load_classifier(run_dir: Path):
-    model_file = Path(run_dir) / "model.keras"
+    model_file = Path(run_dir) / MODEL_FILE
     return classifier(str(run_dir), model_file.stat().st_mtime)
