@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from core.runs import has_model
 from pages import ui
 
 st.title("🧪 TransferLab")
@@ -22,7 +23,7 @@ steps = [
      len(classes) >= 2 and kept > 0),
     ("2 · Review and train", "train", "🏋️",
      "Throw out the odd photos, pick how much of the network to retrain, and click **Train**. "
-     "Watch it learn live.", any(r.status in ("completed", "stopped") for r in runs)),
+     "Watch it learn live.", any(has_model(r) for r in runs)),
     ("3 · Try it", "predict", "🔮",
      "Test the model on new photos or your webcam, see where it looked, and download it.", False),
 ]

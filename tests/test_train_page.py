@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 from core import jobs, speed
 from core.backbones import DEFAULT_BACKBONE, REGISTRY
 from core.export import EVALUATION_FILE, write_json
+from core.predict import MODEL_FILE
 from core.ingest import import_folder
 from core.runs import data_from_project, train_and_save
 from core.store import Project, create_project, open_project
@@ -235,6 +236,20 @@ def test_results_page_without_runs_points_to_training(project):
     at = no_exceptions(page(project, "pages/results.py"))
     assert "train one first" in at.info[0].value
     assert [link.label for link in at.get("page_link")] == ["Go to training"]
+
+
+def test_start_page_ticks_training_only_once_a_run_left_a_model(two_classes):
+    run_id = two_classes.create_run(TrainConfig().to_dict())
+    two_classes.update_run(run_id, status="stopped", error="Stopped before any model was trained.")
+
+    def step_titles() -> list[str]:
+        at = no_exceptions(page(two_classes, "pages/home.py"))
+        return [str(e.value) for e in at.markdown if str(e.value).startswith("####")]
+
+    assert not any("✅" in title for title in step_titles() if "Review and train" in title)
+    (two_classes.run_dir(run_id) / MODEL_FILE).write_bytes(b"a model")  # the page only checks it is there
+    two_classes.update_run(run_id, status="completed")
+    assert any("✅" in title for title in step_titles() if "Review and train" in title)
 
 
 # ---- the real app in a browser ----------------------------------------------------------------------
