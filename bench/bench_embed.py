@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -25,8 +26,7 @@ def main(n: int = 200) -> None:
     spec = get_backbone(DEFAULT_BACKBONE)
     shas = [p.name for p in photos]
     rows, vectors = [], {}
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["TRANSFERLAB_CACHE"] = tmp
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, {"TRANSFERLAB_CACHE": tmp}):
         embed_files(photos[:16], shas[:16], spec, cache=EmbeddingCache(Path(tmp) / "warm.sqlite"))  # convert once
         for engine in ("litert", "keras"):
             cache = EmbeddingCache(Path(tmp) / f"{engine}.sqlite")

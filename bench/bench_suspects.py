@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -44,9 +45,9 @@ def mislabel(project: Project, n: int, seed: int) -> dict[int, str]:
 
 def main(seed: int = 0) -> None:
     source = dataset("flowers5") / "train"
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["TRANSFERLAB_HOME"] = tmp
-        os.environ.setdefault("TRANSFERLAB_CACHE", str(Path(tmp) / "cache"))  # set it yourself to re-run quickly
+    cache = os.environ.get("TRANSFERLAB_CACHE")  # set it yourself to re-run quickly
+    with tempfile.TemporaryDirectory() as tmp, \
+            mock.patch.dict(os.environ, {"TRANSFERLAB_CACHE": cache or str(Path(tmp) / "cache")}):
         project = create_project("bench", Path(tmp))
         import_folder(project, source)
         moved = mislabel(project, MISLABELED, seed)

@@ -26,8 +26,10 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 from PIL import Image
 
+from core.download import DownloadSettings
 from tests.photos import photo
 
+FAST = DownloadSettings(timeout=1.0, deadline=4.0, max_bytes=1_000_000, backoff=0.05)  # limits for quick tests
 HOST_SUFFIX = ".standin.test"
 PRIVATE_URL = "http://10.255.255.1/x.jpg"  # refused before any connection; nothing listens there anyway
 FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
@@ -305,6 +307,13 @@ def bing_standin(monkeypatch) -> Iterator[BingStandin]:
     with BingStandin() as standin:
         monkeypatch.setenv("TRANSFERLAB_SEARCH_URL", standin.endpoint)
         yield standin
+
+
+@pytest.fixture
+def standin(bing_standin, loopback_only, monkeypatch) -> BingStandin:
+    """The stand-in, loopback allowed (it is the only host there is), every connection checked."""
+    monkeypatch.setenv("TRANSFERLAB_ALLOW_PRIVATE_HOSTS", "1")
+    return bing_standin
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ def require_chromium() -> None:
 
 
 def free_port() -> int:
+    """A loopback port nothing listens on (for a server to take, or for a test of a refused connection)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -27,6 +27,15 @@ def workspace(tmp_path_factory, monkeypatch) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def chromium_for_browser_tests(request) -> None:
+    """Browser tests skip (fail, in CI) before any of their setup when Chromium is missing."""
+    if request.node.get_closest_marker("browser"):
+        from tests.browser import require_chromium
+
+        require_chromium()
+
+
 @pytest.fixture
 def project(workspace):
     from core.store import create_project

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zipfile
 
 import numpy as np
 from PIL import Image
@@ -41,6 +42,22 @@ def class_photo(label: int, seed: int, size: tuple[int, int] = (200, 160)) -> Im
         tint = np.array([40, 90 + rng.integers(0, 60), 220])
     pixels = 128 + pattern * 0.45 * tint + rng.normal(0, 8, (h, w, 3))
     return Image.fromarray(pixels.clip(0, 255).astype(np.uint8), "RGB")
+
+
+def class_photo_bytes(label: int, seed: int) -> bytes:
+    """A class_photo as JPEG bytes, the way an upload arrives."""
+    buffer = io.BytesIO()
+    class_photo(label, seed).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def zip_bytes(files: dict[str, bytes]) -> bytes:
+    """A zip archive of {name inside the archive: bytes}."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
 
 
 def write_image_folder(root, counts: dict[str, int], offset: int = 0) -> None:

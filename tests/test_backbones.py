@@ -175,7 +175,7 @@ def imagenet_lite(request):
 
 
 def pixels(image: np.ndarray, size: int) -> np.ndarray:
-    """Exactly what training feeds: whole image squashed to size x size (PIL bilinear), raw 0..255 float32."""
+    """Exactly what training feeds: the centre square resized to size x size (PIL bilinear), raw 0..255 float32."""
     from core.images import load_rgb
 
     return load_rgb(Image.fromarray(image), size).astype(np.float32)

@@ -5,7 +5,6 @@ Everything runs on 127.0.0.1; `loopback_only` turns any other connection into a 
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections import Counter
@@ -19,17 +18,8 @@ from core.download import Downloader, DownloadSettings, address_allowed
 from core.images import decode_image
 from core.search import HEADERS, SearchUnavailable, search_page
 from core.store import Project, StoreError
-from tests.bing_standin import PRIVATE_URL, BingStandin, bing_standin, loopback_only  # noqa: F401,F811 (fixtures)
-
-FAST = DownloadSettings(timeout=1.0, deadline=4.0, max_bytes=1_000_000, backoff=0.05)
-
-
-@pytest.fixture
-def standin(bing_standin, loopback_only, monkeypatch) -> BingStandin:
-    """The stand-in, loopback allowed (it is the only host there is), every connection checked."""
-    monkeypatch.setenv("TRANSFERLAB_ALLOW_PRIVATE_HOSTS", "1")
-    return bing_standin
-
+from tests.bing_standin import FAST, PRIVATE_URL, BingStandin, bing_standin, loopback_only, standin  # noqa: F401,F811 (fixtures)
+from tests.browser import free_port
 
 def downloader(standin: BingStandin, settings: DownloadSettings = FAST) -> Downloader:
     return Downloader(settings, resolve=standin.resolve)
@@ -52,12 +42,6 @@ def stored(project: Project, class_name: str) -> dict[str, Path]:
     for record in records:
         decode_image(record.path.read_bytes())
     return {r.source_url: r.path for r in records}
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ---- what lands and what is rejected --------------------------------------------------------
@@ -163,7 +147,9 @@ def test_a_busy_host_serves_waiting_downloads_in_the_order_they_were_submitted(s
     photos = [standin.photo_url(seed) for seed in (40, 8, 32, 16, 24)]  # all on host 0, not in seed order
     with downloader(standin, one_slot) as pool:
         blocker = pool.submit(standin.url("hang", 1, host=0))
-        while not standin.image_hits():  # the host's only slot is taken
+        deadline = time.monotonic() + 5
+        while not standin.image_hits():  # wait until the host's only slot is taken
+            assert time.monotonic() < deadline, "the first download never reached the server"
             time.sleep(0.01)
         results = [pool.submit(url) for url in photos]
         assert all(f.result().ok for f in [blocker, *results])
@@ -260,7 +246,7 @@ def test_result_urls_are_unescaped_like_the_library_does(project, standin):
 
 
 def test_unreachable_search_aborts_and_leaves_the_project_untouched(project, standin, monkeypatch):
-    monkeypatch.setenv("TRANSFERLAB_SEARCH_URL", f"http://127.0.0.1:{closed_port()}/images/async")
+    monkeypatch.setenv("TRANSFERLAB_SEARCH_URL", f"http://127.0.0.1:{free_port()}/images/async")
     with pytest.raises(SearchUnavailable) as caught:
         run(project, standin, ["cats", "dogs"])
     message = str(caught.value)

@@ -7,19 +7,10 @@ import pytest
 from core import collect_job
 from core.collect import CollectRequest
 from core.collect_job import CollectBusy, parse_class_names
-from core.download import Downloader, DownloadSettings
+from core.download import Downloader
 from core.store import create_project
-from tests.bing_standin import BingStandin, bing_standin, loopback_only  # noqa: F401,F811 (fixtures)
-from tests.test_collect import closed_port
-
-FAST = DownloadSettings(timeout=1.0, deadline=4.0, max_bytes=1_000_000, backoff=0.05)
-
-
-@pytest.fixture
-def standin(bing_standin, loopback_only, monkeypatch) -> BingStandin:
-    monkeypatch.setenv("TRANSFERLAB_ALLOW_PRIVATE_HOSTS", "1")
-    return bing_standin
-
+from tests.bing_standin import FAST, bing_standin, loopback_only, standin  # noqa: F401,F811 (fixtures)
+from tests.browser import free_port
 
 @pytest.fixture
 def pool(standin):
@@ -79,7 +70,7 @@ def test_cancel_ends_the_run_and_keeps_whole_photos(project, standin, pool):
 
 
 def test_an_unreachable_search_becomes_the_jobs_error(project, standin, pool, monkeypatch):
-    monkeypatch.setenv("TRANSFERLAB_SEARCH_URL", f"http://127.0.0.1:{closed_port()}/images/async")
+    monkeypatch.setenv("TRANSFERLAB_SEARCH_URL", f"http://127.0.0.1:{free_port()}/images/async")
     job = collect_job.start(project, CollectRequest(["cats"], per_class=3), downloader=pool)
     assert job.wait(10)
     view = job.view()

@@ -7,8 +7,6 @@ lists here point at 127.0.0.1 itself.
 
 from __future__ import annotations
 
-import io
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -17,18 +15,11 @@ from streamlit.testing.v1 import AppTest
 from core import collect_job
 from core.images import decode_image
 from core.store import Project, create_project
-from tests.bing_standin import BingStandin, bing_standin, loopback_only, query_seed  # noqa: F401,F811 (fixtures)
-from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
-from tests.photos import photo_bytes
-from tests.test_collect import closed_port
+from tests.bing_standin import BingStandin, bing_standin, loopback_only, query_seed, standin  # noqa: F401,F811 (fixtures)
+from tests.browser import assert_no_errors, browser_page, free_port, screenshot, streamlit_server, wait_idle
+from tests.photos import photo_bytes, zip_bytes
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-
-
-@pytest.fixture
-def standin(bing_standin, loopback_only, monkeypatch) -> BingStandin:
-    monkeypatch.setenv("TRANSFERLAB_ALLOW_PRIVATE_HOSTS", "1")
-    return bing_standin
 
 
 def serve_photos(standin: BingStandin, query: str, n: int = 60) -> None:
@@ -70,18 +61,6 @@ def stored_photos(project: Project) -> dict[str, int]:
     for path in files:
         decode_image(path.read_bytes())
     return {c.name: c.kept for c in project.classes()}
-
-
-def jpeg(seed: int) -> bytes:
-    return photo_bytes(seed, "JPEG")
-
-
-def zip_bytes(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return buffer.getvalue()
 
 
 # ---- web search -----------------------------------------------------------------------------------
@@ -147,7 +126,7 @@ def test_a_refreshed_page_finds_the_running_search_again(project, standin):
 
 
 def test_offline_search_says_so_once_and_leaves_the_project_untouched(project, standin, monkeypatch):
-    monkeypatch.setenv("TRANSFERLAB_SEARCH_URL", f"http://127.0.0.1:{closed_port()}/images/async")
+    monkeypatch.setenv("TRANSFERLAB_SEARCH_URL", f"http://127.0.0.1:{free_port()}/images/async")
     at = finish(start_search(open_page(project), "alpaca\nllama"), project, timeout=15)
 
     assert not at.exception
@@ -180,7 +159,7 @@ def test_uploaded_files_go_into_a_new_class_with_reasons_for_the_rest(project):
     assert at.button(key="upload_files_add").disabled  # no class yet
     at.text_input(key="upload_new_class").input("cats").run()
     at.file_uploader(key="upload_files").set_value(
-        [("a.jpg", jpeg(1), "image/jpeg"), ("b.jpg", jpeg(2), "image/jpeg"), ("notes.txt", b"hello", "text/plain")])
+        [("a.jpg", photo_bytes(1), "image/jpeg"), ("b.jpg", photo_bytes(2), "image/jpeg"), ("notes.txt", b"hello", "text/plain")])
     at.button(key="upload_files_add").click().run()
 
     assert "2 photos added, 1 rejected. Into: cats (2)." in texts(at.success)
@@ -202,20 +181,20 @@ def test_a_bad_new_class_name_is_explained(project):
 def test_a_zip_with_folders_makes_classes_and_a_flat_zip_needs_a_class(project):
     project.add_class("bees")
     at = open_page(project)
-    folders = zip_bytes({"set/ants/1.jpg": jpeg(1), "set/ants/2.jpg": jpeg(2), "set/bees/3.jpg": jpeg(3)})
+    folders = zip_bytes({"set/ants/1.jpg": photo_bytes(1), "set/ants/2.jpg": photo_bytes(2), "set/bees/3.jpg": photo_bytes(3)})
     at.file_uploader(key="upload_zip").set_value(("set.zip", folders, "application/zip"))
     at.button(key="upload_zip_add").click().run()
     assert "3 photos added. Into: ants (2), bees (1)." in texts(at.success)
 
     at.selectbox(key="upload_class").set_value("bees")
-    flat = zip_bytes({"4.jpg": jpeg(4), "5.jpg": jpeg(5)})
+    flat = zip_bytes({"4.jpg": photo_bytes(4), "5.jpg": photo_bytes(5)})
     at.file_uploader(key="upload_zip").set_value(("flat.zip", flat, "application/zip"))
     at.button(key="upload_zip_add").click().run()
     assert "2 photos added. Into: bees (2)." in texts(at.success)
     assert stored_photos(project) == {"ants": 2, "bees": 3}
 
     at.selectbox(key="upload_class").set_value("➕ New class…")
-    at.file_uploader(key="upload_zip").set_value(("flat.zip", zip_bytes({"6.jpg": jpeg(6)}), "application/zip"))
+    at.file_uploader(key="upload_zip").set_value(("flat.zip", zip_bytes({"6.jpg": photo_bytes(6)}), "application/zip"))
     at.button(key="upload_zip_add").click().run()
     assert "choose a class" in texts(at.error)
     assert stored_photos(project) == {"ants": 2, "bees": 3}
@@ -229,7 +208,7 @@ def test_webcam_shots_are_added_one_by_one_with_a_counter(project):
     assert "0 webcam photos in **me**" in texts(at.caption)
 
     for seed in (1, 2):
-        at.camera_input[0].set_value(("shot.jpg", jpeg(seed), "image/jpeg"))
+        at.camera_input[0].set_value(("shot.jpg", photo_bytes(seed), "image/jpeg"))
         at.run()
 
     assert "2 webcam photos in **me**" in texts(at.caption)
@@ -281,7 +260,7 @@ def test_collect_in_the_browser(workspace, standin):
         new_class.press("Enter")
         wait_idle(page)
         archive = workspace / "vicuna.zip"
-        archive.write_bytes(zip_bytes({f"v{seed}.jpg": jpeg(seed) for seed in range(6)} | {"notes.txt": b"hello"}))
+        archive.write_bytes(zip_bytes({f"v{seed}.jpg": photo_bytes(seed) for seed in range(6)} | {"notes.txt": b"hello"}))
         page.get_by_role("tabpanel").locator('input[type="file"]').set_input_files(str(archive))
         page.get_by_role("button", name="Import zip").click()
         page.get_by_text("6 photos added").wait_for(timeout=30_000)

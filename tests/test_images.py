@@ -95,7 +95,8 @@ def test_perceptual_hash_survives_resize_but_not_new_content():
 
 def test_load_rgb_takes_the_centre_square():
     wide = Image.new("RGB", (300, 100), (255, 0, 0))
-    wide.paste((0, 0, 255), (100, 0, 200, 100))  # blue centre square between red sides
+    wide.paste((0, 0, 255), (100, 0, 150, 100))  # a centre square, blue then cyan, between red sides:
+    wide.paste((0, 255, 255), (150, 0, 200, 100))  # lopsided, so its mirror image differs
     array = load_rgb(save(wide, "PNG"), 64)
     assert array.shape == (64, 64, 3) and array.dtype == np.uint8
     assert (array[..., 2] > 200).all() and (array[..., 0] < 50).all()

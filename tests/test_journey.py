@@ -9,10 +9,8 @@ it. Screenshots of each step are kept in test-artifacts/ (the README shows them)
 from __future__ import annotations
 
 import functools
-import io
 import re
 import threading
-import zipfile
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import pytest
 from core.store import open_project
 from tests.bing_standin import BingStandin
 from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
-from tests.photos import class_photo
+from tests.photos import class_photo, class_photo_bytes, zip_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -45,13 +43,7 @@ def photo_host(folder: Path) -> ThreadingHTTPServer:
 
 
 def stripes_zip() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for i in range(PER_CLASS):
-            image = io.BytesIO()
-            class_photo(0, 100 + i).save(image, "JPEG", quality=90)
-            zf.writestr(f"stripe_{i}.jpg", image.getvalue())
-    return buffer.getvalue()
+    return zip_bytes({f"stripe_{i}.jpg": class_photo_bytes(0, 100 + i) for i in range(PER_CLASS)})
 
 
 def step(page, name: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import shutil
 from pathlib import Path
 
@@ -13,17 +12,12 @@ from core.predict import Prediction, summary_rows
 from core.runs import data_from_project, train_and_save
 from core.store import create_project
 from core.train import TrainConfig
-from tests.photos import class_photo
+from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
+from tests.photos import class_photo_bytes
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PROJECT = "shapes"
 CLASSES = ("stripes", "rings")  # class_photo(0, ...) draws stripes, class_photo(1, ...) rings
-
-
-def jpeg(label: int, seed: int) -> bytes:
-    buffer = io.BytesIO()
-    class_photo(label, seed).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
 
 
 def open_page(project: str = PROJECT) -> AppTest:
@@ -49,7 +43,7 @@ def trained_home(tmp_path_factory) -> Path:
     project = create_project(PROJECT, root)
     for label, name in enumerate(CLASSES):
         for seed in range(12):
-            project.add_image(name, jpeg(label, seed), source="upload", original_name=f"{name}{seed}.jpg")
+            project.add_image(name, class_photo_bytes(label, seed), source="upload", original_name=f"{name}{seed}.jpg")
     cfg = TrainConfig(epochs=5)
     run_id = project.create_run(cfg.to_dict())
     metrics = train_and_save(data_from_project(project), cfg, project.run_dir(run_id))
@@ -102,7 +96,7 @@ def test_before_any_upload_the_page_offers_the_latest_run_and_inputs(trained):
 
 @pytest.mark.slow
 def test_one_photo_gets_a_verdict_a_chart_and_a_heat_map(trained):
-    at = upload(open_page(), [("mystery.jpg", jpeg(0, 500))])
+    at = upload(open_page(), [("mystery.jpg", class_photo_bytes(0, 500))])
     assert not at.exception and not at.error
     assert texts(at.success).startswith("Looks like **stripes**")
     assert len(at.get("vega_lite_chart")) == 1
@@ -116,7 +110,7 @@ def test_one_photo_gets_a_verdict_a_chart_and_a_heat_map(trained):
 def test_a_webcam_photo_is_predicted_like_an_upload(trained):
     at = open_page()
     at.toggle(key="predict_camera_on").set_value(True).run()
-    at.camera_input(key="predict_camera").upload("shot.jpg", jpeg(1, 501), "image/jpeg")
+    at.camera_input(key="predict_camera").upload("shot.jpg", class_photo_bytes(1, 501), "image/jpeg")
     at.run()
     assert not at.exception
     assert texts(at.success).startswith("Looks like **rings**")
@@ -125,8 +119,8 @@ def test_a_webcam_photo_is_predicted_like_an_upload(trained):
 
 @pytest.mark.slow
 def test_a_non_image_is_reported_and_the_other_photos_still_predicted(trained):
-    at = upload(open_page(), [("stripes.jpg", jpeg(0, 510)), ("notes.txt", b"not a photo at all"),
-                              ("rings.jpg", jpeg(1, 511))])
+    at = upload(open_page(), [("stripes.jpg", class_photo_bytes(0, 510)), ("notes.txt", b"not a photo at all"),
+                              ("rings.jpg", class_photo_bytes(1, 511))])
     assert not at.exception
     assert len(at.error) == 1 and "notes.txt" in at.error[0].value and "JPEG or PNG" in at.error[0].value
     table = at.dataframe[0].value
@@ -140,7 +134,7 @@ def test_a_non_image_is_reported_and_the_other_photos_still_predicted(trained):
 
 @pytest.mark.slow
 def test_the_threshold_decides_between_a_verdict_and_not_sure(trained):
-    at = upload(open_page(), [("a.jpg", jpeg(0, 520)), ("b.jpg", jpeg(1, 521))])
+    at = upload(open_page(), [("a.jpg", class_photo_bytes(0, 520)), ("b.jpg", class_photo_bytes(1, 521))])
     at.slider(key="predict_threshold").set_value(50).run()  # with two classes the best guess is always >= 50%
     assert len(at.success) == 2 and not at.warning
     at.slider(key="predict_threshold").set_value(100).run()
@@ -169,7 +163,7 @@ def browser_workspace(root: Path) -> None:
         for label, name in enumerate(CLASSES):
             (subset / name).mkdir(parents=True)
             for seed in range(12):
-                (subset / name / f"{seed}.jpg").write_bytes(jpeg(label, seed))
+                (subset / name / f"{seed}.jpg").write_bytes(class_photo_bytes(label, seed))
     import_folder(project, subset)
     cfg = TrainConfig()  # the head trains on cached embeddings: its 40 epochs take seconds
     run_id = project.create_run(cfg.to_dict())
@@ -187,17 +181,13 @@ def browser_photos(root: Path, n: int) -> list[Path]:
         return [sorted(folders[i % len(folders)].glob("*.jpg"))[i // len(folders)] for i in range(n)]
     paths = [root / f"new{i}.jpg" for i in range(n)]
     for i, path in enumerate(paths):
-        path.write_bytes(jpeg(i % 2, 900 + i))
+        path.write_bytes(class_photo_bytes(i % 2, 900 + i))
     return paths
 
 
 @pytest.mark.slow
 @pytest.mark.browser
 def test_browser_upload_shows_prediction_heat_map_and_table(workspace):
-    from tests.browser import (assert_no_errors, browser_page, require_chromium, screenshot, streamlit_server,
-                               wait_idle)
-
-    require_chromium()
     browser_workspace(workspace)
     photos = browser_photos(workspace, 5)
     with streamlit_server(workspace) as url, browser_page(height=1100) as page:

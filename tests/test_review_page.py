@@ -12,8 +12,11 @@ from streamlit.testing.v1 import AppTest
 
 from core import suspects
 from core.embed import EmbedResult
-from core.store import Project, open_project
-from tests.photos import class_photo, photo_bytes
+from core.ingest import import_folder
+from core.store import Project, create_project, open_project
+from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
+from tests.conftest import shared_dataset
+from tests.photos import class_photo_bytes, photo_bytes
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -324,18 +327,12 @@ def test_rank_suspects_maps_scores_to_photos(project, monkeypatch):
     assert [s.score for s in ranking] == sorted((s.score for s in ranking), reverse=True)
 
 
-def jpeg(label: int, seed: int) -> bytes:
-    buffer = io.BytesIO()
-    class_photo(label, seed).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
-
-
 @pytest.mark.slow
 def test_real_backbone_puts_a_mislabeled_photo_on_top(project):
     for seed in range(12):
-        project.add_image("stripes", jpeg(0, seed), source="upload")
-        project.add_image("rings", jpeg(1, seed), source="upload")
-    planted = project.add_image("rings", jpeg(0, 99), source="upload").image_id  # stripes, labelled rings
+        project.add_image("stripes", class_photo_bytes(0, seed), source="upload")
+        project.add_image("rings", class_photo_bytes(1, seed), source="upload")
+    planted = project.add_image("rings", class_photo_bytes(0, 99), source="upload").image_id  # stripes, labelled rings
     ranking = suspects.rank_suspects(project)
     assert len(ranking) == 25
     assert ranking[0].image_id == planted and ranking[0].predicted_class == "stripes"
@@ -349,13 +346,7 @@ def test_real_backbone_puts_a_mislabeled_photo_on_top(project):
 @pytest.mark.slow
 @pytest.mark.browser
 def test_browser_review_flowers(workspace):
-    from core.ingest import import_folder
-    from core.store import create_project
-    from tests.browser import browser_page, require_chromium, streamlit_server, wait_idle
-    from tests.conftest import shared_dataset
-
     source = shared_dataset("flowers5") / "train"
-    require_chromium()
     project = create_project("flowers", workspace)
     import_folder(project, source)
     rng = np.random.default_rng(0)
@@ -399,16 +390,12 @@ def test_browser_review_flowers(workspace):
 
 
 def open_tab(page, name: str) -> None:
-    from tests.browser import wait_idle
-
     page.get_by_role("tab").filter(has_text=name).click()
     wait_idle(page)
 
 
 def settle_and_shoot(page, name: str) -> None:
     """Let thumbnails and charts paint, check for errors, keep a screenshot."""
-    from tests.browser import assert_no_errors, screenshot
-
     page.wait_for_timeout(1500)
     assert_no_errors(page)
     screenshot(page, name)

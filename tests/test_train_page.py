@@ -6,7 +6,6 @@ test drives the real server on the flowers5 photos and leaves screenshots in tes
 
 from __future__ import annotations
 
-import io
 import json
 import time
 import zipfile
@@ -25,7 +24,7 @@ from core.store import Project, create_project, open_project
 from core.train import TrainConfig
 from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
 from tests.conftest import shared_dataset
-from tests.photos import class_photo
+from tests.photos import class_photo_bytes
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 CLASSES = ("stripes", "blobs")
@@ -37,15 +36,9 @@ def two_classes(project: Project) -> Project:
     """15 photos in each of two classes that a frozen backbone tells apart easily."""
     for label, name in enumerate(CLASSES):
         for i in range(15):
-            project.add_image(name, jpeg(label, i), source="upload", original_name=f"{name}_{i}.jpg")
+            project.add_image(name, class_photo_bytes(label, i), source="upload", original_name=f"{name}_{i}.jpg")
     project.set_val_share(0.3)
     return project
-
-
-def jpeg(label: int, seed: int) -> bytes:
-    buffer = io.BytesIO()
-    class_photo(label, seed).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
 
 
 def page(project: Project, path: str = "pages/train.py") -> AppTest:
@@ -113,7 +106,7 @@ def test_validation_share_is_saved_in_the_project(two_classes):
 
 
 def test_one_class_is_not_enough_and_says_where_to_go(project):
-    project.add_image("cats", jpeg(0, 1), source="upload")
+    project.add_image("cats", class_photo_bytes(0, 1), source="upload")
     at = no_exceptions(page(project))
     assert "two classes with photos" in texts(at)
     assert at.button(key="train_start").disabled
@@ -122,7 +115,7 @@ def test_one_class_is_not_enough_and_says_where_to_go(project):
 
 def test_a_class_without_training_photos_is_refused_clearly(two_classes):
     for seed in range(100, 200):  # one photo whose place, fixed by its content, is in validation
-        added = two_classes.add_image("tiny", jpeg(0, seed), source="upload")
+        added = two_classes.add_image("tiny", class_photo_bytes(0, seed), source="upload")
         if two_classes.image(added.image_id).split == "val":
             break
         two_classes.delete_images([added.image_id])
