@@ -5,7 +5,8 @@
     python -m core evaluate RUN_DIR TEST_DIR [--json]
     python -m core predict RUN_DIR IMAGE... [--top-k K]
     python -m core export RUN_DIR --format {tflite,tflite-quant}
-    python -m core collect OUT_DIR "class one" "class two" ... [--per-class N] [--filter photo] [--no-safe-search]
+    python -m core collect OUT_DIR "class one" "class two" ... [--per-class N] [--filter photo]
+                           [--extra-words WORDS] [--no-safe-search]
     python -m core backbones
 """
 
