@@ -2,77 +2,50 @@
 
 Folders hold the photos so a user can take the dataset anywhere; the database holds what
 folders cannot: where each photo came from, its hashes, kept/rejected status, its split,
-and the training runs. Every write is a transaction; files are written under a temporary
-name and renamed, so a crash never leaves a half-written photo or a row without its file.
+and the training runs. This module is the `Project` a caller sees; the pieces live in
+`core/storage/`: `db` (transactions, schema, backup), `names` (names that are safe folders),
+`journal` (file steps that are undone or redone so files and rows never part), `duplicates`,
+`runs` (one active run, worker liveness) and `consistency` (rows against files).
+
+Any number of `Project` objects, in any threads and processes, may share one project: every
+change is one `BEGIN IMMEDIATE` transaction with its file steps journalled inside it.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
 import sqlite3
-import threading
 import time
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal
-
-import numpy as np
+from typing import Callable, Iterator, Literal
 
 from core import config
 from core.files import TEMP_PREFIX, atomic_write
 from core.images import ImageRejected, decode_image, thumbnail_bytes
+from core.storage import journal as file_journal
+from core.storage.consistency import Consistency, check
+from core.storage.db import DB_NAME, Database
+from core.storage.duplicates import NEAR_DUPLICATE_DISTANCE, groups, nearest
+from core.storage.errors import ProjectDamaged, RunBusy, StoreError
+from core.storage.journal import JOURNAL_DIR, Journal
+from core.storage.names import MAX_NAME_BYTES, MAX_NAME_LENGTH, file_stem, name_key, normalize, validate_name
+from core.storage.runs import RunRecord, RunStatus, apply_updates, insert_run, run_record, run_updates
 
-DB_NAME = "project.sqlite"
-MAX_NAME_LENGTH = 64
+__all__ = [
+    "DB_NAME", "DEFAULT_VAL_SHARE", "MAX_NAME_BYTES", "MAX_NAME_LENGTH", "NEAR_DUPLICATE_DISTANCE",
+    "AddResult", "ClassInfo", "Consistency", "ImageRecord", "Project", "ProjectDamaged", "RunBusy", "RunRecord",
+    "RunStatus", "Status", "StoreError", "create_project", "list_projects", "name_key", "normalize",
+    "open_project", "restore_backup", "split_for", "split_key", "validate_name",
+]
+
 DEFAULT_VAL_SHARE = 0.2
 LEFTOVER_AGE = 3600  # seconds: no photo write takes this long, so an older temp file is a crash's leftover
-NEAR_DUPLICATE_DISTANCE = 6  # of 64 hash bits: resized or recompressed copies fall well inside
-_FORBIDDEN = re.compile(r'[\\/<>:"|?*\x00-\x1f\x7f]')
-_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS classes (
-    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE, created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS images (
-    id INTEGER PRIMARY KEY,
-    class_id INTEGER NOT NULL REFERENCES classes(id),
-    file TEXT NOT NULL,
-    sha256 TEXT NOT NULL UNIQUE,
-    phash TEXT NOT NULL,
-    width INTEGER NOT NULL, height INTEGER NOT NULL, bytes INTEGER NOT NULL,
-    source TEXT NOT NULL, source_url TEXT, query TEXT, original_name TEXT,
-    status TEXT NOT NULL DEFAULT 'kept' CHECK (status IN ('kept', 'rejected')),
-    reject_reason TEXT,
-    split_key REAL NOT NULL,
-    added REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS images_class ON images(class_id, status);
-CREATE TABLE IF NOT EXISTS rejected_inputs (
-    id INTEGER PRIMARY KEY, class_name TEXT, original_name TEXT, source TEXT, source_url TEXT,
-    reason TEXT NOT NULL, detail TEXT, at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY, created REAL NOT NULL,
-    status TEXT NOT NULL,
-    config TEXT NOT NULL, summary TEXT, progress TEXT, error TEXT,
-    pid INTEGER, stop_requested INTEGER NOT NULL DEFAULT 0, finished REAL);
-CREATE TABLE IF NOT EXISTS run_epochs (
-    run_id INTEGER NOT NULL REFERENCES runs(id), stage TEXT NOT NULL, epoch INTEGER NOT NULL,
-    metrics TEXT NOT NULL, PRIMARY KEY (run_id, stage, epoch));
-"""
 
 IMAGE_ROWS = "SELECT i.*, c.name AS class_name FROM images i JOIN classes c ON c.id=i.class_id"  # every photo query: the row plus its class name
 
 Status = Literal["kept", "rejected"]
-RunStatus = Literal["queued", "running", "completed", "stopped", "failed"]
-
-
-class StoreError(ValueError):
-    """A request the project cannot carry out; the message is meant for the user."""
 
 
 @dataclass(frozen=True)
@@ -111,37 +84,7 @@ class AddResult:
     reason: str | None = None
     path: Path | None = None
     detail: str | None = None
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    id: int
-    created: float
-    status: RunStatus
-    config: dict
-    summary: dict
-    progress: dict
-    error: str | None
-    pid: int | None
-    stop_requested: bool
-    finished: float | None
-    dir: Path
-
-
-def validate_name(name: str, what: str = "class name") -> str:
-    """A name that is safe as a folder on every OS, or StoreError saying what is wrong."""
-    cleaned = " ".join(str(name).split())
-    if not cleaned:
-        raise StoreError(f"The {what} is empty.")
-    if cleaned in (".", "..") or cleaned.startswith("."):
-        raise StoreError(f"The {what} '{cleaned}' cannot start with a dot.")
-    if _FORBIDDEN.search(cleaned):
-        raise StoreError(f"The {what} '{cleaned}' contains a character that can't be in a folder name (/ \\ < > : \" | ? *).")
-    if len(cleaned) > MAX_NAME_LENGTH:
-        raise StoreError(f"The {what} is {len(cleaned)} characters long; at most {MAX_NAME_LENGTH} are allowed.")
-    if cleaned.split(".")[0].lower() in _RESERVED:
-        raise StoreError(f"'{cleaned}' is a reserved file name on Windows; choose another {what}.")
-    return cleaned
+    class_id: int | None = None  # the class it went to: later photos of a collection follow it through a rename
 
 
 def split_for(split_key: float, val_share: float) -> Literal["train", "val"]:
@@ -153,12 +96,6 @@ def split_key(sha256: str) -> float:
     return int(sha256[:12], 16) / float(16**12)
 
 
-def _file_stem(original_name: str | None) -> str:
-    stem = Path(original_name or "").stem
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-")[:40]
-    return stem or "image"
-
-
 class Project:
     """One dataset and its runs. Safe to share between threads and processes."""
 
@@ -166,40 +103,76 @@ class Project:
         self.meta_dir = Path(meta_dir)
         self.images_dir = Path(images_dir) if images_dir else self.meta_dir / "images"
         self.db_path = self.meta_dir / DB_NAME
+        self.journal_dir = self.meta_dir / JOURNAL_DIR
+        self.db = Database(self.db_path)
         if not create and not self.db_path.exists():
             raise StoreError(f"There is no project at {self.meta_dir}.")
-        self._lock = threading.RLock()
-        if create:  # opening (every page rerun does) must stay read-only and cheap
+        if create:
             self.meta_dir.mkdir(parents=True, exist_ok=True)
             self.images_dir.mkdir(parents=True, exist_ok=True)
-            with self._tx() as con:
-                con.executescript(SCHEMA)
-                con.execute("INSERT OR IGNORE INTO meta VALUES ('name', ?)", (name or self.meta_dir.name,))
-                con.execute("INSERT OR IGNORE INTO meta VALUES ('val_share', ?)", (str(DEFAULT_VAL_SHARE),))
+            self.db.create({"name": name or self.meta_dir.name, "val_share": str(DEFAULT_VAL_SHARE)})
+        else:
+            self.db.open()  # reads the header and one row: every page rerun opens the project
+        self.repaired = self._finish_interrupted_changes()
         self._remove_leftover_temp_files()
+        try:
+            self.db.backup_if_due()
+        except OSError:
+            pass  # a full disk must not stop the project from opening; the next open tries again
 
     # ---- plumbing -------------------------------------------------------------------------
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A short-lived connection in one transaction: committed on success, rolled back on error."""
-        con = sqlite3.connect(self.db_path, timeout=30)
-        con.row_factory = sqlite3.Row
-        try:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; a full fsync per photo made imports crawl
-            con.execute("PRAGMA foreign_keys=ON")
-            with con:
-                yield con
-        finally:
-            con.close()
+    def _change(self, what: str) -> Iterator[tuple[sqlite3.Connection, Journal]]:
+        """One write transaction with journalled file steps; on any failure rows and files both go back."""
+        journal = Journal(self.images_dir, self.journal_dir)
+        with self.db.write() as con:
+            con.execute("SAVEPOINT change")
+            try:
+                yield con, journal
+            except BaseException as exc:
+                con.execute("ROLLBACK TO change")
+                if journal.steps:
+                    journal.put_right(self._wanted(con))
+                if isinstance(exc, OSError):
+                    raise StoreError(f"Could not {what}: {exc.strerror or exc}. Nothing was changed.") from exc
+                raise
+        if journal.steps:
+            journal.finish()
+
+    def _wanted(self, con: sqlite3.Connection) -> Callable[[str], bool]:
+        """Whether the rows expect a path under images/ (a class folder or a photo file) to exist."""
+        def wanted(rel: str) -> bool:
+            parts = rel.split("/")
+            if any(part.startswith(TEMP_PREFIX) for part in parts):
+                return False
+            if len(parts) == 1:
+                query, params = "SELECT 1 FROM classes WHERE name=? COLLATE BINARY", parts
+            elif len(parts) == 2:
+                query, params = ("SELECT 1 FROM images i JOIN classes c ON c.id=i.class_id "
+                                 "WHERE c.name=? COLLATE BINARY AND i.file=?", parts)
+            else:
+                return False
+            return con.execute(query, params).fetchone() is not None
+        return wanted
+
+    def _finish_interrupted_changes(self) -> int:
+        """Redo or undo the file steps of changes a crash cut short; returns how many there were."""
+        if not file_journal.pending(self.journal_dir):
+            return 0
+        with self.db.write() as con:  # the lock: a change still running elsewhere finishes first
+            found = file_journal.pending(self.journal_dir)
+            for path, steps in found:
+                file_journal.put_right(self.images_dir, steps, self._wanted(con))
+                path.unlink(missing_ok=True)
+        return len(found)
 
     def _remove_leftover_temp_files(self) -> None:
         """Delete temp files a crash left behind; young ones may be a write in progress in another thread."""
         cutoff = time.time() - LEFTOVER_AGE
         for tmp in self.images_dir.glob(f"*/{TEMP_PREFIX}*"):
             try:
-                if tmp.stat().st_mtime < cutoff:
+                if tmp.is_file() and tmp.stat().st_mtime < cutoff:
                     tmp.unlink(missing_ok=True)
             except FileNotFoundError:  # its writer finished meanwhile
                 pass
@@ -207,10 +180,34 @@ class Project:
     def __repr__(self) -> str:
         return f"Project({self.name!r}, {self.meta_dir})"
 
+    # ---- health ---------------------------------------------------------------------------
+
+    def check(self) -> Consistency:
+        """Rows against files, after putting right what a crash left unfinished."""
+        repaired = self._finish_interrupted_changes()
+        with self.db.read() as con:
+            report = check(con, self.images_dir)
+        report.repaired = self.repaired + repaired
+        return report
+
+    def take_in_stray_files(self) -> int:
+        """Add files found in class folders without a row (after restoring a backup) as photos; returns how many."""
+        taken = 0
+        for path in self.check().files_without_rows:
+            try:
+                result = self.add_image(path.parent.name, path.read_bytes(), source="recovered",
+                                        original_name=path.name)
+            except (StoreError, OSError):
+                continue  # a folder name no longer valid, a file gone: left for the check to report
+            if result.status in ("added", "duplicate", "near_duplicate") and result.path != path:
+                path.unlink(missing_ok=True)
+                taken += result.status == "added"
+        return taken
+
     # ---- settings -------------------------------------------------------------------------
 
     def _meta(self, key: str) -> str | None:
-        with self._tx() as con:
+        with self.db.read() as con:
             row = con.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row["value"] if row else None
 
@@ -226,25 +223,25 @@ class Project:
         """Share of each class held out for validation; photos keep their place as the set grows."""
         if not 0.05 <= share <= 0.5:
             raise StoreError("The validation share must be between 5% and 50%.")
-        with self._tx() as con:
+        with self.db.write() as con:
             con.execute("INSERT OR REPLACE INTO meta VALUES ('val_share', ?)", (str(share),))
 
     # ---- classes --------------------------------------------------------------------------
 
     def class_names(self) -> list[str]:
-        with self._tx() as con:
-            return [r["name"] for r in con.execute("SELECT name FROM classes ORDER BY name COLLATE NOCASE")]
+        with self.db.read() as con:
+            return [r["name"] for r in con.execute("SELECT name FROM classes ORDER BY name_key")]
 
     def classes(self) -> list[ClassInfo]:
         """Every class with its kept/rejected counts and kept photos per split."""
         share = self.val_share
-        with self._tx() as con:
+        with self.db.read() as con:
             rows = con.execute(
                 """SELECT c.name,
                           SUM(i.status='kept') AS kept, SUM(i.status='rejected') AS rejected,
                           SUM(i.status='kept' AND i.split_key < ?) AS val
                    FROM classes c LEFT JOIN images i ON i.class_id = c.id
-                   GROUP BY c.id ORDER BY c.name COLLATE NOCASE""",
+                   GROUP BY c.id ORDER BY c.name_key""",
                 (share,),
             ).fetchall()
         return [
@@ -252,55 +249,72 @@ class Project:
             for r in rows
         ]
 
+    def class_id(self, name: str) -> int | None:
+        """The id of an existing class (names compare as the store does), None when there is none."""
+        with self.db.read() as con:
+            row = con.execute("SELECT id FROM classes WHERE name_key=?", (name_key(name),)).fetchone()
+        return row["id"] if row else None
+
     def _class(self, con: sqlite3.Connection, name: str) -> tuple[int, str]:
-        """An existing class's id and stored spelling (lookups ignore case)."""
-        row = con.execute("SELECT id, name FROM classes WHERE name=?", (name,)).fetchone()
+        """An existing class's id and stored spelling (lookups ignore case and Unicode form)."""
+        row = con.execute("SELECT id, name FROM classes WHERE name_key=?", (name_key(name),)).fetchone()
         if row is None:
-            raise StoreError(f"There is no class named '{name}'.")
+            raise StoreError(f"There is no class named '{normalize(name)}'.")
         return row["id"], row["name"]
 
     def add_class(self, name: str) -> str:
         """Create a class (and its folder); returns the cleaned name. Adding an existing one is an error."""
         name = validate_name(name)
-        with self._lock, self._tx() as con:
-            existing = con.execute("SELECT name FROM classes WHERE name=?", (name,)).fetchone()
+        with self._change(f"create the class '{name}'") as (con, _):
+            existing = con.execute("SELECT name FROM classes WHERE name_key=?", (name_key(name),)).fetchone()
             if existing:
                 raise StoreError(f"A class named '{existing['name']}' already exists.")
             return self._ensure_class(con, name)[1]
 
     def _ensure_class(self, con: sqlite3.Connection, name: str) -> tuple[int, str]:
-        """The class's id and stored spelling, creating it when missing."""
+        """The class's id and stored spelling, creating it (and its folder) when missing."""
         name = validate_name(name)
-        row = con.execute("SELECT id, name FROM classes WHERE name=?", (name,)).fetchone()
+        row = con.execute("SELECT id, name FROM classes WHERE name_key=?", (name_key(name),)).fetchone()
         if row:
             return row["id"], row["name"]
-        cur = con.execute("INSERT INTO classes (name, created) VALUES (?, ?)", (name, time.time()))
-        (self.images_dir / name).mkdir(parents=True, exist_ok=True)
+        cur = con.execute("INSERT INTO classes (name, name_key, created) VALUES (?, ?, ?)",
+                          (name, name_key(name), time.time()))
+        (self.images_dir / name).mkdir(parents=True, exist_ok=True)  # an empty folder is harmless if this rolls back
         return cur.lastrowid, name
 
     def rename_class(self, old: str, new: str) -> str:
         new = validate_name(new)
-        with self._lock, self._tx() as con:
+        with self._change(f"rename the class to '{new}'") as (con, journal):
             class_id, stored_old = self._class(con, old)
-            clash = con.execute("SELECT name FROM classes WHERE name=? AND id<>?", (new, class_id)).fetchone()
+            clash = con.execute("SELECT name FROM classes WHERE name_key=? AND id<>?",
+                                (name_key(new), class_id)).fetchone()
             if clash:
                 raise StoreError(f"A class named '{clash['name']}' already exists.")
-            con.execute("UPDATE classes SET name=? WHERE id=?", (new, class_id))
+            con.execute("UPDATE classes SET name=?, name_key=? WHERE id=?", (new, name_key(new), class_id))
             src, dst = self.images_dir / stored_old, self.images_dir / new
-            if src.exists() and src != dst:
-                # Two-step rename so a case-only change works on case-insensitive file systems too.
-                tmp = self.images_dir / f"{TEMP_PREFIX}rename-{uuid.uuid4().hex}"
-                os.replace(src, tmp)
-                os.replace(tmp, dst)
+            if src.exists() and stored_old != new:
+                self._clear_way(src, dst)
+                journal.rename_folder(src, dst)
         return new
+
+    def _clear_way(self, src: Path, dst: Path) -> None:
+        """Refuse to rename onto a folder that is not the project's (an empty one is simply removed)."""
+        if not dst.exists() or dst.samefile(src):  # the same folder: a change of case on a case-insensitive disk
+            return
+        if dst.is_dir() and not any(dst.iterdir()):
+            dst.rmdir()
+            return
+        raise StoreError(f"There is already a folder named '{dst.name}' in {self.images_dir} that is not one of "
+                         "this project's classes. Move it away or choose another name.")
 
     def delete_class(self, name: str) -> int:
         """Delete a class with all its photos, for good; returns how many photos went."""
-        with self._lock, self._tx() as con:
+        with self._change(f"delete the class '{name}'") as (con, journal):
             class_id, stored = self._class(con, name)
             count = con.execute("DELETE FROM images WHERE class_id=?", (class_id,)).rowcount
             con.execute("DELETE FROM classes WHERE id=?", (class_id,))
-            shutil.rmtree(self.images_dir / stored, ignore_errors=True)
+            if (self.images_dir / stored).exists():
+                journal.trash([self.images_dir / stored])  # removed for good only once the rows are gone
         return count
 
     # ---- adding photos --------------------------------------------------------------------
@@ -315,8 +329,12 @@ class Project:
         query: str | None = None,
         original_name: str | None = None,
         reject_near_duplicates: bool = False,
+        class_id: int | None = None,
     ) -> AddResult:
-        """Validate and store one photo in a class (created if missing). Never overwrites anything."""
+        """Validate and store one photo in a class (created if missing). Never overwrites anything.
+
+        With `class_id`, the photo goes to that class whatever it is called now (a collection
+        renamed half-way keeps filling the renamed class); StoreError if it was deleted."""
         class_name = validate_name(class_name)
         try:
             decoded = decode_image(data)
@@ -324,16 +342,17 @@ class Project:
             self._record_rejected_input(class_name, original_name, source, source_url, exc.reason, str(exc))
             return AddResult("rejected", reason=exc.reason, detail=str(exc))
 
-        with self._lock, self._tx() as con:
+        with self._change("store the photo") as (con, journal):
+            # The write lock is held from here: a photo checked absent stays absent until it is inserted.
             same = con.execute("SELECT id FROM images WHERE sha256=?", (decoded.sha256,)).fetchone()
             if same:
                 return AddResult("duplicate", image_id=same["id"], reason="duplicate")
             if reject_near_duplicates:
-                near = self._nearest(con, decoded.phash)
+                near = nearest(con, decoded.phash)
                 if near is not None and near[1] <= NEAR_DUPLICATE_DISTANCE:
                     return AddResult("near_duplicate", image_id=near[0], reason="near_duplicate")
-            class_id, class_name = self._ensure_class(con, class_name)
-            path = self._free_path(class_name, _file_stem(original_name), decoded.sha256, decoded.extension)
+            class_id, class_name = self._class_by_id(con, class_id) if class_id else self._ensure_class(con, class_name)
+            path = self._free_path(class_name, file_stem(original_name), decoded.sha256, decoded.extension)
             cur = con.execute(
                 """INSERT INTO images (class_id, file, sha256, phash, width, height, bytes, source, source_url,
                                        query, original_name, split_key, added)
@@ -342,29 +361,25 @@ class Project:
                  len(decoded.stored_bytes), source, source_url, query, original_name,
                  split_key(decoded.sha256), time.time()),
             )
-            atomic_write(path, decoded.stored_bytes)  # inside the transaction: a failed write rolls the row back
-        return AddResult("added", image_id=cur.lastrowid, path=path)
+            journal.write(path, decoded.stored_bytes)
+        return AddResult("added", image_id=cur.lastrowid, path=path, class_id=class_id)
 
-    def _free_path(self, class_name: str, stem: str, sha256: str, ext: str) -> Path:
+    def _class_by_id(self, con: sqlite3.Connection, class_id: int) -> tuple[int, str]:
+        row = con.execute("SELECT id, name FROM classes WHERE id=?", (class_id,)).fetchone()
+        if row is None:
+            raise StoreError("The class was deleted while photos were being added to it.")
+        return row["id"], row["name"]
+
+    def _free_path(self, class_name: str, stem: str, sha256: str, ext: str, taken: set[Path] = frozenset()) -> Path:
         folder = self.images_dir / class_name
         for n in (8, 16, 64):
             candidate = folder / f"{stem}_{sha256[:n]}{ext}"
-            if not candidate.exists():
+            if not candidate.exists() and candidate not in taken:
                 return candidate
         raise StoreError(f"Could not find a free file name for {stem} in {folder}.")
 
-    def _nearest(self, con: sqlite3.Connection, phash: int) -> tuple[int, int] | None:
-        """(image id, distance) of the most similar stored photo by perceptual hash."""
-        rows = con.execute("SELECT id, phash FROM images").fetchall()
-        if not rows:
-            return None
-        hashes = np.array([int(r["phash"], 16) for r in rows], dtype=np.uint64)
-        distances = _popcount64(hashes ^ np.uint64(phash))
-        best = int(np.argmin(distances))
-        return rows[best]["id"], int(distances[best])
-
     def _record_rejected_input(self, class_name, original_name, source, source_url, reason, detail) -> None:
-        with self._tx() as con:
+        with self.db.write() as con:
             con.execute(
                 "INSERT INTO rejected_inputs (class_name, original_name, source, source_url, reason, detail, at) VALUES (?,?,?,?,?,?,?)",
                 (class_name, original_name, source, source_url, reason, detail, time.time()),
@@ -372,16 +387,17 @@ class Project:
 
     def rejected_inputs(self, limit: int = 200) -> list[dict]:
         """Files that never became photos (not an image, truncated...), newest first, with the reason."""
-        with self._tx() as con:
+        with self.db.read() as con:
             rows = con.execute("SELECT * FROM rejected_inputs ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [dict(r) for r in rows]
 
     def known_urls(self, class_name: str) -> set[str]:
         """Source URLs already stored in a class: a second web search skips them without downloading."""
-        with self._tx() as con:
+        with self.db.read() as con:
             rows = con.execute(
-                "SELECT source_url FROM images i JOIN classes c ON c.id=i.class_id WHERE c.name=? AND source_url IS NOT NULL",
-                (class_name,),
+                "SELECT source_url FROM images i JOIN classes c ON c.id=i.class_id "
+                "WHERE c.name_key=? AND source_url IS NOT NULL",
+                (name_key(class_name),),
             ).fetchall()
         return {r["source_url"] for r in rows}
 
@@ -393,8 +409,8 @@ class Project:
         share = self.val_share
         clauses, params = [], []
         if class_name is not None:
-            clauses.append("c.name=?")
-            params.append(class_name)
+            clauses.append("c.name_key=?")
+            params.append(name_key(class_name))
         if status is not None:
             clauses.append("i.status=?")
             params.append(status)
@@ -402,12 +418,8 @@ class Project:
             clauses.append("i.split_key < ?" if split == "val" else "i.split_key >= ?")
             params.append(share)
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        with self._tx() as con:
-            rows = con.execute(
-                f"{IMAGE_ROWS} {where} "
-                "ORDER BY c.name COLLATE NOCASE, i.id",
-                params,
-            ).fetchall()
+        with self.db.read() as con:
+            rows = con.execute(f"{IMAGE_ROWS} {where} ORDER BY c.name_key, i.id", params).fetchall()
         return [self._record(r, share) for r in rows]
 
     def image(self, image_id: int) -> ImageRecord:
@@ -419,10 +431,10 @@ class Project:
     def image_at(self, path: Path) -> ImageRecord | None:
         """The photo stored at a path (as written in a run's evaluation), if it is still there."""
         path = Path(path)
-        return self._one_image("c.name=? AND i.file=?", (path.parent.name, path.name))
+        return self._one_image("c.name=? COLLATE BINARY AND i.file=?", (path.parent.name, path.name))
 
     def _one_image(self, condition: str, params: tuple) -> ImageRecord | None:
-        with self._tx() as con:
+        with self.db.read() as con:
             row = con.execute(f"{IMAGE_ROWS} WHERE {condition}", params).fetchone()
         return self._record(row, self.val_share) if row else None
 
@@ -445,66 +457,51 @@ class Project:
     def duplicate_groups(self, max_distance: int = NEAR_DUPLICATE_DISTANCE) -> list[list[ImageRecord]]:
         """Groups of kept photos that show the same picture (perceptual hashes within max_distance)."""
         kept = self.images(status="kept")
-        if len(kept) < 2:
-            return []
-        hashes = np.array([r.phash for r in kept], dtype=np.uint64)
-        parent = list(range(len(kept)))
-
-        def find(i: int) -> int:
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
-
-        for i in range(len(kept) - 1):
-            close = np.nonzero(_popcount64(hashes[i + 1:] ^ hashes[i]) <= max_distance)[0] + i + 1
-            for j in close:
-                parent[find(int(j))] = find(i)
-        groups: dict[int, list[ImageRecord]] = {}
-        for i, record in enumerate(kept):
-            groups.setdefault(find(i), []).append(record)
-        return [g for g in groups.values() if len(g) > 1]
+        return groups(kept, [r.phash for r in kept], max_distance)
 
     # ---- changing photos ------------------------------------------------------------------
 
     def reject(self, image_ids: list[int], reason: str = "rejected by you") -> None:
         """Mark photos as rejected: kept on disk and restorable, left out of training."""
-        with self._lock, self._tx() as con:
+        with self.db.write() as con:
             con.executemany("UPDATE images SET status='rejected', reject_reason=? WHERE id=?",
                             [(reason, i) for i in image_ids])
 
     def restore(self, image_ids: list[int]) -> None:
-        with self._lock, self._tx() as con:
+        with self.db.write() as con:
             con.executemany("UPDATE images SET status='kept', reject_reason=NULL WHERE id=?", [(i,) for i in image_ids])
 
     def move(self, image_ids: list[int], class_name: str) -> None:
         """Move photos to another class (created if missing); files move folders too."""
-        with self._lock, self._tx() as con:
+        with self._change(f"move the photos to '{normalize(class_name)}'") as (con, journal):
             class_id, class_name = self._ensure_class(con, class_name)
+            moves: list[tuple[Path, Path]] = []
             for image_id in image_ids:
                 row = con.execute(
-                    "SELECT i.file, i.sha256, c.name FROM images i JOIN classes c ON c.id=i.class_id WHERE i.id=?",
-                    (image_id,),
+                    "SELECT i.class_id, i.file, i.sha256, c.name FROM images i JOIN classes c ON c.id=i.class_id "
+                    "WHERE i.id=?", (image_id,),
                 ).fetchone()
-                if row is None or row["name"] == class_name:
+                if row is None or row["class_id"] == class_id:
                     continue
                 src = self.images_dir / row["name"] / row["file"]
-                stem = src.stem.rsplit("_", 1)[0]
-                dst = self._free_path(class_name, stem, row["sha256"], src.suffix)
+                dst = self._free_path(class_name, src.stem.rsplit("_", 1)[0], row["sha256"], src.suffix,
+                                      {d for _, d in moves})
                 con.execute("UPDATE images SET class_id=?, file=? WHERE id=?", (class_id, dst.name, image_id))
-                os.replace(src, dst)
+                moves.append((src, dst))
+            journal.move_files(moves)
 
     def delete_images(self, image_ids: list[int]) -> None:
         """Delete photos for good: rows and files."""
-        with self._lock, self._tx() as con:
+        with self._change("delete the photos") as (con, journal):
+            files = []
             for image_id in image_ids:
                 row = con.execute(
                     "SELECT i.file, c.name FROM images i JOIN classes c ON c.id=i.class_id WHERE i.id=?", (image_id,)
                 ).fetchone()
-                if row is None:
-                    continue
-                con.execute("DELETE FROM images WHERE id=?", (image_id,))
-                (self.images_dir / row["name"] / row["file"]).unlink(missing_ok=True)
+                if row is not None:
+                    con.execute("DELETE FROM images WHERE id=?", (image_id,))
+                    files.append(self.images_dir / row["name"] / row["file"])
+            journal.trash(files)
 
     # ---- runs -----------------------------------------------------------------------------
 
@@ -512,64 +509,45 @@ class Project:
         return self.meta_dir / "runs" / f"run-{run_id:04d}"
 
     def create_run(self, run_config: dict) -> int:
-        with self._tx() as con:
-            cur = con.execute("INSERT INTO runs (created, status, config) VALUES (?, 'queued', ?)",
-                              (time.time(), json.dumps(run_config)))
-        self.run_dir(cur.lastrowid).mkdir(parents=True, exist_ok=True)
-        return cur.lastrowid
+        """A new queued run; RunBusy when one is already queued or training (one at a time, across processes)."""
+        with self.db.write() as con:
+            run_id = insert_run(con, run_config)
+        self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
+        return run_id
 
     def update_run(self, run_id: int, *, status: RunStatus | None = None, summary: dict | None = None,
                    progress: dict | None = None, error: str | None = None, pid: int | None = None) -> None:
-        fields = {"status": status, "summary": summary, "progress": progress, "error": error, "pid": pid}
-        sets = {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in fields.items() if v is not None}
-        if status in ("completed", "stopped", "failed"):
-            sets["finished"] = time.time()
-        if not sets:
-            return
-        with self._tx() as con:
-            con.execute(f"UPDATE runs SET {', '.join(f'{k}=?' for k in sets)} WHERE id=?", (*sets.values(), run_id))
+        sets = run_updates(status, summary, progress, error, pid)
+        with self.db.write() as con:
+            apply_updates(con, run_id, sets)
 
     def add_epoch(self, run_id: int, stage: str, epoch: int, metrics: dict) -> None:
-        with self._tx() as con:
+        with self.db.write() as con:
             con.execute("INSERT OR REPLACE INTO run_epochs VALUES (?, ?, ?, ?)",
                         (run_id, stage, epoch, json.dumps(metrics)))
 
     def epochs(self, run_id: int) -> list[dict]:
         """Per-epoch metrics of a run in order, each with its stage and epoch number."""
-        with self._tx() as con:
+        with self.db.read() as con:
             rows = con.execute("SELECT * FROM run_epochs WHERE run_id=? ORDER BY rowid", (run_id,)).fetchall()
         return [{"stage": r["stage"], "epoch": r["epoch"], **json.loads(r["metrics"])} for r in rows]
 
     def request_stop(self, run_id: int) -> None:
-        with self._tx() as con:
+        with self.db.write() as con:
             con.execute("UPDATE runs SET stop_requested=1 WHERE id=?", (run_id,))
 
     def run(self, run_id: int) -> RunRecord:
-        with self._tx() as con:
+        with self.db.read() as con:
             row = con.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
         if row is None:
             raise StoreError(f"There is no run {run_id}.")
-        return self._run_record(row)
+        return run_record(row, self.run_dir(row["id"]))
 
     def runs(self) -> list[RunRecord]:
         """All runs, newest first."""
-        with self._tx() as con:
+        with self.db.read() as con:
             rows = con.execute("SELECT * FROM runs ORDER BY id DESC").fetchall()
-        return [self._run_record(r) for r in rows]
-
-    def _run_record(self, r: sqlite3.Row) -> RunRecord:
-        return RunRecord(
-            id=r["id"], created=r["created"], status=r["status"], config=json.loads(r["config"]),
-            summary=json.loads(r["summary"] or "{}"), progress=json.loads(r["progress"] or "{}"),
-            error=r["error"], pid=r["pid"], stop_requested=bool(r["stop_requested"]), finished=r["finished"],
-            dir=self.run_dir(r["id"]),
-        )
-
-
-def _popcount64(values: np.ndarray) -> np.ndarray:
-    """Set bits per uint64, vectorized."""
-    as_bytes = values.astype(np.uint64).view(np.uint8).reshape(-1, 8)
-    return np.unpackbits(as_bytes, axis=1).sum(axis=1)
+        return [run_record(r, self.run_dir(r["id"])) for r in rows]
 
 
 # ---- the workspace: a folder of projects -----------------------------------------------------
@@ -579,16 +557,26 @@ def list_projects(root: Path | None = None) -> list[str]:
     root = root or config.workspace_root()
     if not root.exists():
         return []
-    return sorted((p.name for p in root.iterdir() if (p / DB_NAME).exists()), key=str.lower)
+    return sorted((p.name for p in root.iterdir() if (p / DB_NAME).exists()), key=name_key)
 
 
 def create_project(name: str, root: Path | None = None) -> Project:
     name = validate_name(name, "project name")
     root = root or config.workspace_root()
-    if any(existing.lower() == name.lower() for existing in list_projects(root)):
+    if any(name_key(existing) == name_key(name) for existing in list_projects(root)):
         raise StoreError(f"A project named '{name}' already exists.")
     return Project(root / name, create=True, name=name)
 
 
 def open_project(name: str, root: Path | None = None) -> Project:
+    """An existing project; ProjectDamaged (a StoreError saying what can be done) when its database is unreadable."""
     return Project((root or config.workspace_root()) / validate_name(name, "project name"))
+
+
+def restore_backup(name: str, root: Path | None = None) -> Project:
+    """Replace a damaged project's database by its automatic backup, and take back photos added since."""
+    folder = (root or config.workspace_root()) / validate_name(name, "project name")
+    Database(folder / DB_NAME).restore_backup()
+    project = Project(folder)
+    project.take_in_stray_files()
+    return project

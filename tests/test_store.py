@@ -89,15 +89,15 @@ def test_rename_and_delete_class(project):
 
 
 def test_failed_file_write_leaves_no_row(project, monkeypatch):
-    import core.store
+    import core.storage.journal
 
     def broken(path, data):
-        raise OSError("disk full")
+        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(core.store, "atomic_write", broken)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(core.storage.journal, "atomic_write", broken)
+    with pytest.raises(StoreError, match="No space left"):
         project.add_image("a", photo_bytes(1), source="upload")
-    assert project.images() == []
+    assert project.images() == [] and not list(project.journal_dir.glob("*"))
 
 
 def test_projects_in_workspace(workspace):

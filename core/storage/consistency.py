@@ -1,0 +1,44 @@
+"""Rows against files: every photo row has its file and every file in a class folder has its row."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Consistency:
+    """What is out of step between the database and the images/ folder (all empty when all is well)."""
+
+    missing_files: list[tuple[int, Path]] = field(default_factory=list)  # photo id, where its file should be
+    files_without_rows: list[Path] = field(default_factory=list)  # photos on disk the project does not know
+    repaired: int = 0  # unfinished changes put right on the way (a crash's journals)
+
+    @property
+    def problems(self) -> int:
+        return len(self.missing_files) + len(self.files_without_rows)
+
+    def describe(self) -> str:
+        """One plain sentence for the page, or '' when all is well."""
+        parts = []
+        if self.missing_files:
+            parts.append(f"{len(self.missing_files)} photo(s) are listed but their file is gone")
+        if self.files_without_rows:
+            parts.append(f"{len(self.files_without_rows)} file(s) in the class folders are not in the project")
+        return "; ".join(parts)
+
+
+def check(con: sqlite3.Connection, images_dir: Path) -> Consistency:
+    """Compare the rows with the class folders (dot-named entries are the store's own temporary files)."""
+    expected: dict[Path, int] = {}
+    for row in con.execute("SELECT i.id, i.file, c.name FROM images i JOIN classes c ON c.id=i.class_id"):
+        expected[images_dir / row["name"] / row["file"]] = row["id"]
+    on_disk = {
+        f for folder in images_dir.iterdir() if folder.is_dir() and not folder.name.startswith(".")
+        for f in folder.iterdir() if not f.name.startswith(".")
+    } if images_dir.is_dir() else set()
+    return Consistency(
+        missing_files=sorted((image_id, path) for path, image_id in expected.items() if path not in on_disk),
+        files_without_rows=sorted(on_disk - expected.keys()),
+    )

@@ -1,0 +1,124 @@
+"""File steps that cannot leave files and rows apart.
+
+A change that touches files (rename a class, move, delete or add photos) runs inside one
+`BEGIN IMMEDIATE` transaction. Before each file step, the step is written to a journal file
+(`.journal/<id>.json` in the project folder): the places the file or folder will pass through.
+If a step fails, the transaction is rolled back and the journal puts the files back where the
+unchanged rows say they are. If the process dies half-way, the next open does the same against
+whatever the database committed: redo when the rows changed, undo when they did not. Deleted
+files go to a trash folder first and are removed only after the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from core.files import TEMP_PREFIX, atomic_write
+
+JOURNAL_DIR = ".journal"
+
+Wanted = Callable[[str], bool]  # does the database expect this path (relative to images/) to exist?
+
+
+@dataclass
+class Step:
+    chain: list[str]  # the places, relative to images/, one file or folder passes through, first to last
+    discard: bool = False  # if no place in the chain is wanted, the object goes (a delete, an add rolled back)
+
+
+class Journal:
+    """The file steps of one change, recorded before they are taken."""
+
+    def __init__(self, images_dir: Path, journal_dir: Path):
+        self.images_dir = images_dir
+        self.id = uuid.uuid4().hex
+        self.path = journal_dir / f"{self.id}.json"
+        self.steps: list[Step] = []
+
+    def _record(self, steps: Iterable[Step]) -> None:
+        self.steps.extend(steps)
+        atomic_write(self.path, json.dumps([[s.chain, s.discard] for s in self.steps]).encode())
+
+    def _rel(self, path: Path) -> str:
+        return Path(path).relative_to(self.images_dir).as_posix()
+
+    def move_files(self, moves: list[tuple[Path, Path]]) -> None:
+        """Move files (to other class folders); all recorded before the first one moves."""
+        self._record(Step([self._rel(src), self._rel(dst)]) for src, dst in moves)
+        for src, dst in moves:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+
+    def rename_folder(self, src: Path, dst: Path) -> None:
+        """Rename a folder through a temporary name, so a change of case works on case-insensitive file systems."""
+        tmp = self.images_dir / f"{TEMP_PREFIX}rename-{self.id}"
+        self._record([Step([self._rel(src), self._rel(tmp), self._rel(dst)])])
+        os.replace(src, tmp)
+        os.replace(tmp, dst)
+
+    def trash(self, paths: list[Path]) -> None:
+        """Take files or folders out of the tree; they are removed for good once the change commits."""
+        trash = self.images_dir / f"{TEMP_PREFIX}trash-{self.id}"
+        targets = [trash / f"{n}-{p.name}" for n, p in enumerate(paths)]
+        self._record(Step([self._rel(p), self._rel(t)], discard=True) for p, t in zip(paths, targets))
+        trash.mkdir(exist_ok=True)
+        for path, target in zip(paths, targets):
+            if path.exists():
+                os.replace(path, target)
+
+    def write(self, path: Path, data: bytes) -> None:
+        """A new file, which goes again if its change does not commit."""
+        self._record([Step([self._rel(path)], discard=True)])
+        atomic_write(path, data)
+
+    def finish(self) -> None:
+        """After the commit: empty the trash and drop the journal."""
+        shutil.rmtree(self.images_dir / f"{TEMP_PREFIX}trash-{self.id}", ignore_errors=True)
+        self.path.unlink(missing_ok=True)
+
+    def put_right(self, wanted: Wanted) -> None:
+        """Make the files match the rows (after a rollback, or at the next open), then drop the journal."""
+        put_right(self.images_dir, self.steps, wanted)
+        self.finish()
+
+
+def put_right(images_dir: Path, steps: list[Step], wanted: Wanted) -> None:
+    """Move each journalled object to the place the database expects, or remove it when none is expected."""
+    for step in reversed(steps):  # undo in the reverse order of doing
+        places = [images_dir / p for p in step.chain]
+        present = [p for p in places if os.path.lexists(p)]
+        target = next((p for p, rel in zip(places, step.chain) if wanted(rel)), None)
+        if target is None and not step.discard:
+            target = places[0]  # rows gone some other way: keep the photo where it started, for the check to report
+        if target is not None:
+            if not os.path.lexists(target) and present:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(present[-1], target)
+            present = [p for p in present if p != target and _is_temporary(images_dir, p)]
+        for leftover in present:
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink(missing_ok=True)
+
+
+def _is_temporary(images_dir: Path, path: Path) -> bool:
+    return any(part.startswith(TEMP_PREFIX) for part in path.relative_to(images_dir).parts)
+
+
+def pending(journal_dir: Path) -> list[tuple[Path, list[Step]]]:
+    """Journals left by changes that did not finish (a crash, a killed process), oldest first."""
+    found = []
+    for path in sorted(journal_dir.glob("*.json"), key=lambda p: p.stat().st_mtime if p.exists() else 0):
+        try:
+            steps = [Step(chain, discard) for chain, discard in json.loads(path.read_text())]
+        except (OSError, ValueError):
+            continue  # vanished meanwhile (its change finished), or half-written: no step was taken yet
+        found.append((path, steps))
+    return found

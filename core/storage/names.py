@@ -1,0 +1,60 @@
+"""Names that become folders: one spelling per name on every file system, one key per name in the database.
+
+A class or project name is a folder name, so it must mean the same folder on Linux, macOS (which
+decomposes accents) and Windows (which ignores case and reserves some names). Names are stored
+NFC-normalised and compared through `name_key` (full Unicode case folding), and capped in UTF-8
+bytes, which is what file systems count.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path
+
+from core.storage.errors import StoreError
+
+MAX_NAME_LENGTH = 64  # characters: what fits in a label, a table cell and a labels.txt line
+MAX_NAME_BYTES = 128  # UTF-8 bytes: far under every file system's 255, room for encrypted home folders
+_FORBIDDEN = re.compile(r'[\\/<>:"|?*\x00-\x1f\x7f]')
+_RESERVED = {"con", "prn", "aux", "nul", "conin$", "conout$",
+             *(f"{dev}{n}" for dev in ("com", "lpt") for n in (*"0123456789", "¹", "²", "³"))}
+
+
+def normalize(text: str) -> str:
+    """NFC with runs of whitespace made one space: composed and decomposed 'café' are one name."""
+    return " ".join(unicodedata.normalize("NFC", str(text)).split())
+
+
+def name_key(name: str) -> str:
+    """What two names must share to be the same name: case-folded for all of Unicode ('Élan' = 'élan')."""
+    return unicodedata.normalize("NFC", normalize(name).casefold())
+
+
+def validate_name(name: str, what: str = "class name") -> str:
+    """A name that is safe as a folder on every OS, or StoreError saying what is wrong."""
+    cleaned = normalize(name)
+    if not cleaned:
+        raise StoreError(f"The {what} is empty.")
+    if cleaned in (".", "..") or cleaned.startswith("."):
+        raise StoreError(f"The {what} '{cleaned}' cannot start with a dot.")
+    if _FORBIDDEN.search(cleaned):
+        raise StoreError(f"The {what} '{cleaned}' contains a character that can't be in a folder name "
+                         "(/ \\ < > : \" | ? *).")
+    if cleaned.endswith("."):
+        raise StoreError(f"The {what} '{cleaned}' cannot end with a dot (Windows drops it).")
+    if len(cleaned) > MAX_NAME_LENGTH:
+        raise StoreError(f"The {what} is {len(cleaned)} characters long; at most {MAX_NAME_LENGTH} are allowed.")
+    size = len(cleaned.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        raise StoreError(f"The {what} is too long for a folder name: it takes {size} bytes on disk and at most "
+                         f"{MAX_NAME_BYTES} fit (emoji and letters outside A–Z take 2 to 4 bytes each).")
+    if cleaned.split(".")[0].rstrip().lower() in _RESERVED:
+        raise StoreError(f"'{cleaned}' is a reserved file name on Windows; choose another {what}.")
+    return cleaned
+
+
+def file_stem(original_name: str | None) -> str:
+    """A short ASCII stem for a stored photo's file name, from the name it came with."""
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(original_name or "").stem).strip("-")[:40]
+    return stem or "image"
