@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 from core.download import Download, Downloader
 from core.search import SearchUnavailable, search_page
-from core.store import Project, validate_name
+from core.store import ClassGone, Project, normalize, validate_name
 
 PAGE_SIZE = 50  # results asked per search request
 MAX_OFFSET = 1000  # Bing serves no results past about this many
@@ -39,7 +39,7 @@ class CollectRequest:
     extra_words: str = ""
 
     def query(self, class_name: str) -> str:
-        return f"{class_name} {self.extra_words}".strip()
+        return normalize(f"{class_name} {self.extra_words}")
 
 
 @dataclass
@@ -203,6 +203,8 @@ class _ClassRun:
         self.in_flight: set[Future[Download]] = set()
         self.failed: Counter[str] = Counter()
         self.saved = 0
+        self.class_id = project.class_id(class_name)  # None until the first photo creates the class
+        self.gone = False
 
     def run(self) -> ClassReport:
         started = time.monotonic()
@@ -226,14 +228,14 @@ class _ClassRun:
         )
 
     def _loop(self) -> None:
-        while self.saved < self.wanted and not self.cancel.is_set():
+        while self.saved < self.wanted and not self.cancel.is_set() and not self.gone:
             self._top_up()
             if not self.in_flight:
                 return  # no more results and every download has been handled
             finished, _ = wait(self.in_flight, timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
             for future in finished:
                 self.in_flight.remove(future)
-                if self.saved < self.wanted and not self.cancel.is_set():
+                if self.saved < self.wanted and not self.cancel.is_set() and not self.gone:
                     self._store(future.result())
 
     def _top_up(self) -> None:
@@ -247,10 +249,16 @@ class _ClassRun:
             if download.reason != "cancelled":  # ours, not the link's fault
                 self._failure(download.url, download.reason or "error")
             return
-        result = self.project.add_image(
-            self.class_name, download.data, source="web", source_url=download.url, query=self.query,
-            original_name=_file_name(download.url), reject_near_duplicates=True,
-        )
+        try:
+            result = self.project.add_image(
+                self.class_name, download.data, source="web", source_url=download.url, query=self.query,
+                original_name=_file_name(download.url), reject_near_duplicates=True, class_id=self.class_id,
+            )
+        except ClassGone:  # the class was deleted meanwhile: nothing more to collect for it
+            self.gone = True
+            self._failure(download.url, "class_deleted")
+            return
+        self.class_id = result.class_id or self.class_id  # later photos follow the class through a rename
         if result.status == "added":
             self.saved += 1
             self._event("image_saved", path=result.path, url=download.url)

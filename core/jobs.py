@@ -2,7 +2,9 @@
 
 The Streamlit page only starts a job, asks for a stop, and reads progress back from the
 database, so a refresh, a closed tab or another page never touches the run. A worker that
-dies without saying so is noticed (its process is gone) and its run marked failed.
+dies without saying so is noticed (its process is gone, or its pid now belongs to another
+process: `core.storage.runs.worker_alive`) and its run marked failed. The database admits one
+queued or running run per project, so two tabs or processes pressing Train start one run.
 """
 
 from __future__ import annotations
@@ -15,42 +17,26 @@ import time
 import traceback
 from pathlib import Path
 
-from core.runs import data_from_project, train_and_save
-from core.store import Project, RunRecord
+from core.runs import data_from_project, photo_snapshot, train_and_save
+from core.store import Project, RunBusy, RunRecord
+from core.storage.runs import worker_alive
 from core.train import STAGE_EMBED, STAGE_FINETUNE, TrainConfig, TrainingStopped
 
 ACTIVE = ("queued", "running")
 LOG_FILE = "log.txt"
+SNAPSHOT_DIR = "photos"  # in the run folder while it trains: the photos as they were when it started
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes: live enough, cheap for SQLite
-
-_start_lock = threading.Lock()
 
 
 class JobRefused(RuntimeError):
     """A job that cannot start now; the message says why."""
 
 
-def _alive(pid: int | None) -> bool:
-    """True while the process exists and is not a zombie."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except (OSError, IndexError):
-        return True  # no /proc (macOS): kill(0) succeeding is all we know
-
-
 def refresh(project: Project, run_id: int) -> RunRecord:
     """The run as stored, after marking it failed if its worker vanished without a word."""
     run = project.run(run_id)
     grace = time.time() - run.created < 10  # a queued run's worker may not have written its pid yet
-    if run.status in ACTIVE and not _alive(run.pid) and not grace:
+    if run.status in ACTIVE and not worker_alive(run.pid, run.worker_started) and not grace:
         log_tail = _log_tail(run.dir / LOG_FILE)
         project.update_run(run_id, status="failed",
                            error="The training process ended unexpectedly." + (f"\n\n{log_tail}" if log_tail else ""))
@@ -72,27 +58,33 @@ def active_run(project: Project) -> RunRecord | None:
 
 def start_training(project: Project, cfg: TrainConfig) -> int:
     """Check the data, record a run and start its worker process; returns the run id."""
-    with _start_lock:
-        running = active_run(project)
-        if running:
-            raise JobRefused(f"Run {running.id} is still training. Stop it or wait for it to finish first.")
-        data_from_project(project).check()
-        run_id = project.create_run(cfg.to_dict())
-        log = open(project.run_dir(run_id) / LOG_FILE, "ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "core.jobs", str(project.meta_dir), str(project.images_dir), str(run_id)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=Path(__file__).resolve().parents[1], start_new_session=True,  # outlives the page and the server
-        )
-        log.close()
-        project.update_run(run_id, pid=process.pid)
-        threading.Thread(target=process.wait, daemon=True).start()  # reap it, so a finished worker is no zombie
+    running = active_run(project)  # marks a dead worker's run failed, so it no longer holds the project
+    if running:
+        raise JobRefused(f"Run {running.id} is still training. Stop it or wait for it to finish first.")
+    data_from_project(project).check()
+    try:
+        run_id = project.create_run(cfg.to_dict())  # the database admits one active run, whoever asks
+    except RunBusy as exc:
+        raise JobRefused(str(exc)) from None
+    try:
+        with open(project.run_dir(run_id) / LOG_FILE, "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "core.jobs", str(project.meta_dir), str(project.images_dir), str(run_id)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=Path(__file__).resolve().parents[1], start_new_session=True,  # outlives the page and the server
+            )
+    except OSError as exc:  # the run must not hold the project while nothing trains it
+        project.update_run(run_id, status="failed", error=f"The training process could not start: {exc}")
+        raise JobRefused(f"The training process could not start: {exc}") from exc
+    project.update_run(run_id, pid=process.pid)
+    threading.Thread(target=process.wait, daemon=True).start()  # reap it, so a finished worker is no zombie
     return run_id
 
 
 def stop(project: Project, run_id: int) -> None:
     """Ask the run to stop after the current batch; it keeps its best weights so far."""
     project.request_stop(run_id)
+    refresh(project, run_id)  # a worker already gone cannot stop by itself: its run is marked failed now
 
 
 class StoreListener:
@@ -152,8 +144,8 @@ def run_job(project: Project, run_id: int) -> None:
     run = project.run(run_id)
     project.update_run(run_id, status="running", pid=os.getpid())
     try:
-        metrics = train_and_save(data_from_project(project), TrainConfig.from_dict(run.config), run.dir,
-                                 StoreListener(project, run_id))
+        with photo_snapshot(data_from_project(project), run.dir / SNAPSHOT_DIR) as data:
+            metrics = train_and_save(data, TrainConfig.from_dict(run.config), run.dir, StoreListener(project, run_id))
         project.update_run(run_id, status="stopped" if metrics["stopped_early_by_user"] else "completed",
                            summary=metrics)
     except TrainingStopped as exc:

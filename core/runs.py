@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
+from typing import Iterator
 
 from core.evaluate import evaluate_predictions, image_folder
 from core.export import save_run
@@ -32,6 +37,34 @@ def data_from_project(project: Project) -> TrainData:
         sample = Sample(record.path, index[record.class_name], record.sha256)
         (val_samples if record.split == "val" else train_samples).append(sample)
     return TrainData(class_names, train_samples, val_samples)
+
+
+@contextmanager
+def photo_snapshot(data: TrainData, folder: Path) -> Iterator[TrainData]:
+    """The same data read from hard links in `folder/<class>/<file>`, removed afterwards.
+
+    A photo moved, renamed or deleted while the run trains stays readable, so a run trains on
+    the photos it started with. A photo already gone keeps its old path, and training skips and
+    reports it like any unreadable photo. Paths keep `<class>/<file>`, so `Project.image_at` still
+    finds a photo from a run's evaluation."""
+    def pinned(sample):
+        link = folder / sample.path.parent.name / sample.path.name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(sample.path, link)
+        except FileNotFoundError:
+            return sample
+        except OSError:  # a file system without hard links, or the photos on another disk
+            try:
+                shutil.copyfile(sample.path, link)
+            except FileNotFoundError:
+                return sample
+        return replace(sample, path=link)
+
+    try:
+        yield TrainData(data.class_names, [pinned(s) for s in data.train], [pinned(s) for s in data.val])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def data_from_folders(data_dir: Path, val_dir: Path | None = None, val_split: float = 0.2) -> TrainData:

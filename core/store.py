@@ -28,14 +28,14 @@ from core.storage import journal as file_journal
 from core.storage.consistency import Consistency, check
 from core.storage.db import DB_NAME, Database
 from core.storage.duplicates import NEAR_DUPLICATE_DISTANCE, groups, nearest
-from core.storage.errors import ProjectDamaged, RunBusy, StoreError
+from core.storage.errors import ClassGone, ProjectDamaged, RunBusy, StoreError
 from core.storage.journal import JOURNAL_DIR, Journal
 from core.storage.names import MAX_NAME_BYTES, MAX_NAME_LENGTH, file_stem, name_key, normalize, validate_name
 from core.storage.runs import RunRecord, RunStatus, apply_updates, insert_run, run_record, run_updates
 
 __all__ = [
     "DB_NAME", "DEFAULT_VAL_SHARE", "MAX_NAME_BYTES", "MAX_NAME_LENGTH", "NEAR_DUPLICATE_DISTANCE",
-    "AddResult", "ClassInfo", "Consistency", "ImageRecord", "Project", "ProjectDamaged", "RunBusy", "RunRecord",
+    "AddResult", "ClassGone", "ClassInfo", "Consistency", "ImageRecord", "Project", "ProjectDamaged", "RunBusy", "RunRecord",
     "RunStatus", "Status", "StoreError", "create_project", "list_projects", "name_key", "normalize",
     "open_project", "restore_backup", "split_for", "split_key", "validate_name",
 ]
@@ -164,7 +164,7 @@ class Project:
             found = file_journal.pending(self.journal_dir)
             for path, steps in found:
                 file_journal.put_right(self.images_dir, steps, self._wanted(con))
-                path.unlink(missing_ok=True)
+                file_journal.finish(self.images_dir, path)
         return len(found)
 
     def _remove_leftover_temp_files(self) -> None:
@@ -367,7 +367,7 @@ class Project:
     def _class_by_id(self, con: sqlite3.Connection, class_id: int) -> tuple[int, str]:
         row = con.execute("SELECT id, name FROM classes WHERE id=?", (class_id,)).fetchone()
         if row is None:
-            raise StoreError("The class was deleted while photos were being added to it.")
+            raise ClassGone("The class was deleted while photos were being added to it.")
         return row["id"], row["name"]
 
     def _free_path(self, class_name: str, stem: str, sha256: str, ext: str, taken: set[Path] = frozenset()) -> Path:

@@ -17,3 +17,7 @@ class ProjectDamaged(StoreError):
 
 class RunBusy(StoreError):
     """Another run of this project is queued or training: one at a time."""
+
+
+class ClassGone(StoreError):
+    """Photos were sent to a class (by id) that has been deleted meanwhile."""

@@ -79,8 +79,7 @@ class Journal:
 
     def finish(self) -> None:
         """After the commit: empty the trash and drop the journal."""
-        shutil.rmtree(self.images_dir / f"{TEMP_PREFIX}trash-{self.id}", ignore_errors=True)
-        self.path.unlink(missing_ok=True)
+        finish(self.images_dir, self.path)
 
     def put_right(self, wanted: Wanted) -> None:
         """Make the files match the rows (after a rollback, or at the next open), then drop the journal."""
@@ -106,6 +105,12 @@ def put_right(images_dir: Path, steps: list[Step], wanted: Wanted) -> None:
                 shutil.rmtree(leftover)
             else:
                 leftover.unlink(missing_ok=True)
+
+
+def finish(images_dir: Path, journal_path: Path) -> None:
+    """Remove a change's trash folder, then its journal: the change is over."""
+    shutil.rmtree(images_dir / f"{TEMP_PREFIX}trash-{journal_path.stem}", ignore_errors=True)
+    journal_path.unlink(missing_ok=True)
 
 
 def _is_temporary(images_dir: Path, path: Path) -> bool:
