@@ -74,3 +74,12 @@ def dataset_zip(project: Project, destination: Path) -> Path:
             zf.write(record.path, f"{record.class_name}/{record.path.name}")
     return destination
 
+
+
+def folder_zip(images_dir: Path, destination: Path) -> Path:
+    """Every photo file in a project's class folders as a zip, read from disk alone (for a damaged database)."""
+    with atomic_path(destination) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+        for path in sorted(Path(images_dir).glob("*/*")):
+            if path.is_file() and not (path.name.startswith(".") or path.parent.name.startswith(".")):
+                zf.write(path, f"{path.parent.name}/{path.name}")
+    return destination

@@ -5,13 +5,14 @@ Pages draw and call `core`; nothing here trains or touches files itself.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import streamlit as st
 
 from core import config
 from core.predict import MODEL_FILE
-from core.store import Project, StoreError, create_project, list_projects, open_project
+from core.store import Project, ProjectDamaged, StoreError, create_project, list_projects, open_project, restore_backup
 
 PAGES = {
     "start": "pages/home.py",
@@ -98,13 +99,43 @@ def project_sidebar() -> None:
 
 
 def current_project() -> Project | None:
+    """The project picked in the sidebar; a damaged one is explained on the page, which then stops."""
     name = st.session_state.get("project")
     if not name:
         return None
     try:
         return open_project(name)
+    except ProjectDamaged as exc:
+        damaged_project(name, exc)
+        st.stop()
     except StoreError:
         return None
+
+
+def damaged_project(name: str, problem: ProjectDamaged) -> None:
+    """Say what is wrong with a project's database and offer what can be done: the backup, or the photos."""
+    st.error(f"**The project “{name}” cannot be opened.** {problem}", icon="🩹")
+    restore, photos = st.columns(2)
+    if problem.backup_time is not None:
+        when = time.strftime("%d %b %Y, %H:%M", time.localtime(problem.backup_time))
+        if restore.button(f"Restore the backup of {when}", type="primary", key="restore_backup"):
+            try:
+                restore_backup(name)
+            except (StoreError, OSError) as exc:
+                st.error(f"The backup could not be restored: {exc}")
+            else:
+                st.rerun()
+    folder = config.workspace_root() / name
+    archive = folder / "exports" / "photos-from-damaged-project.zip"
+    if photos.button("Prepare the photos as a zip", key="damaged_zip"):
+        from core.export import folder_zip  # loads the model stack: only when asked
+
+        with st.spinner("Packing the photos…"):
+            folder_zip(folder / "images", archive)
+    if archive.exists():
+        photos.download_button(f"Download the photos ({file_size(archive.stat().st_size)})", data=archive.read_bytes,
+                               file_name=f"{name}-photos.zip", mime="application/zip", key="damaged_download")
+        photos.caption("A new project can import this zip on its Collect page: one folder per class.")
 
 
 def require_project() -> Project:

@@ -411,3 +411,26 @@ def test_a_photo_deleted_and_one_moved_during_fine_tuning_leave_a_finished_run(p
     assert run.summary["images_used"] == 24
     assert not (run.dir / jobs.SNAPSHOT_DIR).exists()
     consistent(project)
+
+
+def test_the_page_explains_a_damaged_project_and_restores_its_backup(workspace, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    project = create_project("pets", workspace)
+    project.add_image("cats", photo_bytes(1), source="upload")
+    create_project("other", workspace)
+    monkeypatch.setattr(storage_db, "BACKUP_INTERVAL", 0)
+    project.db.backup_if_due()
+    project.db_path.write_bytes(b"")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["project"] = "pets"
+    at.run()
+    assert not at.exception
+    error = " ".join(e.value for e in at.error)
+    assert "cannot be opened" in error and "empty" in error and "photos are untouched" in error
+    assert at.sidebar.selectbox[0].value == "pets", "a damaged project must not be swapped for another"
+    at.button(key="damaged_zip").click().run()
+    assert (project.meta_dir / "exports" / "photos-from-damaged-project.zip").exists()
+    at.button(key="restore_backup").click().run()
+    assert not at.exception and not at.error
+    assert len(open_project("pets", workspace).images()) == 1
