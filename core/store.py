@@ -204,6 +204,13 @@ class Project:
                 taken += result.status == "added"
         return taken
 
+    def forget_missing_files(self) -> int:
+        """Drop the rows of photos whose file is gone (removed by hand); returns how many."""
+        with self._change("forget the missing photos") as (con, _):
+            gone = [image_id for image_id, path in check(con, self.images_dir).missing_files]
+            con.executemany("DELETE FROM images WHERE id=?", [(i,) for i in gone])
+        return len(gone)
+
     # ---- settings -------------------------------------------------------------------------
 
     def _meta(self, key: str) -> str | None:
@@ -471,10 +478,13 @@ class Project:
         with self.db.write() as con:
             con.executemany("UPDATE images SET status='kept', reject_reason=NULL WHERE id=?", [(i,) for i in image_ids])
 
-    def move(self, image_ids: list[int], class_name: str) -> None:
-        """Move photos to another class (created if missing); files move folders too."""
+    def move(self, image_ids: list[int], class_name: str, *, class_id: int | None = None) -> None:
+        """Move photos to another class (created if missing); files move folders too.
+
+        With `class_id`, to that class whatever it is called now (ClassGone if it was deleted):
+        a class renamed in another tab is not brought back under its old name."""
         with self._change(f"move the photos to '{normalize(class_name)}'") as (con, journal):
-            class_id, class_name = self._ensure_class(con, class_name)
+            class_id, class_name = self._class_by_id(con, class_id) if class_id else self._ensure_class(con, class_name)
             moves: list[tuple[Path, Path]] = []
             for image_id in image_ids:
                 row = con.execute(

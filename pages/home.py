@@ -45,3 +45,4 @@ else:
     b.metric("Photos kept", kept)
     best = max((r.summary.get("val_accuracy") or 0 for r in runs), default=None)
     c.metric("Best validation accuracy", f"{best:.0%}" if best else "—")
+    ui.out_of_step(project)

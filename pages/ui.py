@@ -138,6 +138,24 @@ def damaged_project(name: str, problem: ProjectDamaged) -> None:
         photos.caption("A new project can import this zip on its Collect page: one folder per class.")
 
 
+def out_of_step(project: Project) -> None:
+    """Warn when photo rows and files disagree (a file removed by hand, a restored backup) and offer the fix."""
+    report = project.check()
+    if report.repaired:
+        st.caption(f"{plural(report.repaired, 'change')} cut short by a crash {'was' if report.repaired == 1 else 'were'} "
+                   "finished or undone when the project opened.")
+    if not report.problems:
+        return
+    st.warning(f"Photos and files are out of step: {report.describe()}.", icon="⚠️")
+    if report.files_without_rows and st.button("Add the unknown files to their classes", key="take_in_strays"):
+        added = project.take_in_stray_files()
+        st.toast(f"{plural(added, 'photo')} added.")
+        st.rerun()
+    if report.missing_files and st.button("Forget the photos whose file is gone", key="forget_missing"):
+        project.forget_missing_files()
+        st.rerun()
+
+
 def require_project() -> Project:
     """The current project, or a friendly note (and stop) when there is none yet."""
     project = current_project()

@@ -434,3 +434,16 @@ def test_the_page_explains_a_damaged_project_and_restores_its_backup(workspace, 
     at.button(key="restore_backup").click().run()
     assert not at.exception and not at.error
     assert len(open_project("pets", workspace).images()) == 1
+
+
+def test_files_removed_or_added_by_hand_are_reported_and_put_right(two_classes):
+    cats = two_classes.images("cats")
+    cats[0].path.unlink()
+    stray = two_classes.images_dir / "dogs" / "from-a-friend.jpg"
+    stray.write_bytes(photo_bytes(99))
+    report = two_classes.check()
+    assert report.missing_files == [(cats[0].id, cats[0].path)] and report.files_without_rows == [stray]
+    assert "1 photo(s) are listed but their file is gone" in report.describe()
+    assert two_classes.take_in_stray_files() == 1 and two_classes.forget_missing_files() == 1
+    consistent(two_classes)
+    assert len(two_classes.images("dogs")) == 4 and not stray.exists()
