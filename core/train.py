@@ -17,6 +17,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from core.augment import Augmentation, augment as augment_photo
 from core.backbones import BackboneSpec, get_backbone, set_trainable_blocks
 from core.embed import EmbeddingCache, embed_files, pooled_features
 from core.images import load_rgb
@@ -305,25 +306,15 @@ def _finetune(model, spec, cfg: TrainConfig, train_samples, val_samples, weights
     return relay
 
 
-def _augmenter(cfg: TrainConfig):
+def _augmenter(cfg: TrainConfig) -> Augmentation | None:
     """The random flips/rotations/zooms/contrast chosen in the settings, or None."""
-    import keras
-
-    layers = []
-    if cfg.augment_flip:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=cfg.seed))
-    if cfg.augment_rotation:
-        layers.append(keras.layers.RandomRotation(0.08, seed=cfg.seed))
-    if cfg.augment_zoom:
-        layers.append(keras.layers.RandomZoom(0.15, seed=cfg.seed))
-    if cfg.augment_contrast:
-        layers.append(keras.layers.RandomContrast(0.2, value_range=(0, 255), seed=cfg.seed))
-    return keras.Sequential(layers, name="augment") if layers else None
+    choice = Augmentation(cfg.augment_flip, cfg.augment_rotation, cfg.augment_zoom, cfg.augment_contrast)
+    return choice if choice != Augmentation(False, False, False, False) else None
 
 
-def _dataset(samples: list[Sample], size: int, batch_size: int, n_classes: int, *, augment=None,
-             shuffle_seed: int | None = None):
-    """tf.data pipeline streaming photos from disk: decode in parallel, augment, batch, prefetch."""
+def _dataset(samples: list[Sample], size: int, batch_size: int, n_classes: int, *,
+             augment: Augmentation | None = None, shuffle_seed: int | None = None):
+    """tf.data pipeline streaming photos from disk: decode and augment in parallel, batch, prefetch."""
     import tensorflow as tf
 
     paths = [str(s.path) for s in samples]
@@ -333,10 +324,15 @@ def _dataset(samples: list[Sample], size: int, batch_size: int, n_classes: int, 
         ds = ds.shuffle(len(samples), seed=shuffle_seed, reshuffle_each_iteration=True)
 
     def load(path):
-        pixels = tf.numpy_function(lambda p: load_rgb(Path(p.decode()), size).astype(np.float32), [path], tf.float32)
+        # stateful=False: a photo depends on its path alone, so op determinism leaves the decoding parallel.
+        pixels = tf.numpy_function(lambda p: load_rgb(Path(p.decode()), size).astype(np.float32), [path], tf.float32,
+                                   stateful=False)
         return tf.ensure_shape(pixels, (size, size, 3))
 
-    ds = ds.map(lambda p, y: (load(p), y), num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
-    if augment is not None:
-        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    if augment is None:
+        ds = ds.map(lambda p, y: (load(p), y), num_parallel_calls=tf.data.AUTOTUNE)
+    else:  # a seed per photo, new each epoch, drawn in order: augmented photos are the same whatever runs first
+        seeds = tf.data.Dataset.random(seed=shuffle_seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, seeds).map(lambda item, seed: (augment_photo(load(item[0]), seed, augment), item[1]),
+                                                num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
