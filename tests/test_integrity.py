@@ -21,6 +21,7 @@ from core import jobs
 from core.store import (ClassGone, Project, ProjectDamaged, StoreError, create_project, list_projects,
                         open_project, restore_backup)
 from core.storage import db as storage_db
+from tests.bing_standin import bing_standin, loopback_only, standin  # noqa: F401 (fixtures)
 from tests.photos import class_photo_bytes, photo_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -447,3 +448,21 @@ def test_files_removed_or_added_by_hand_are_reported_and_put_right(two_classes):
     assert two_classes.take_in_stray_files() == 1 and two_classes.forget_missing_files() == 1
     consistent(two_classes)
     assert len(two_classes.images("dogs")) == 4 and not stray.exists()
+
+
+def test_a_class_renamed_while_its_web_search_runs_keeps_all_its_photos(project, standin):  # noqa: F811
+    from core.collect import CollectRequest, collect
+    from tests.test_collect import downloader
+
+    standin.results["llama"] = [standin.photo_url(i) for i in range(1, 9)]
+
+    def rename_after_first(event):
+        if event.kind == "image_saved" and event.saved == 1:
+            project.rename_class("llama", "alpaca")
+
+    with downloader(standin) as pool:
+        report = collect(project, CollectRequest(["llama"], per_class=6), on_event=rename_after_first,
+                         downloader=pool)
+    assert report.classes[0].saved == 6
+    assert project.class_names() == ["alpaca"] and len(project.images("alpaca")) == 6
+    consistent(project)
