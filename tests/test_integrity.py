@@ -466,3 +466,19 @@ def test_a_class_renamed_while_its_web_search_runs_keeps_all_its_photos(project,
     assert report.classes[0].saved == 6
     assert project.class_names() == ["alpaca"] and len(project.images("alpaca")) == 6
     consistent(project)
+
+
+def test_the_start_page_reports_files_out_of_step_and_fixes_them(two_classes):
+    from streamlit.testing.v1 import AppTest
+
+    two_classes.images("cats")[0].path.unlink()
+    (two_classes.images_dir / "dogs" / "from-a-friend.jpg").write_bytes(photo_bytes(99))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["project"] = two_classes.name
+    at.run()
+    assert not at.exception
+    assert "out of step" in at.warning[0].value and "file is gone" in at.warning[0].value
+    at.button(key="take_in_strays").click().run()
+    at.button(key="forget_missing").click().run()
+    assert not at.exception and not at.warning
+    consistent(two_classes)
