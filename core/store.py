@@ -19,7 +19,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Iterator, Literal, NamedTuple
 
 import numpy as np
 
@@ -111,6 +111,17 @@ class AddResult:
     reason: str | None = None
     path: Path | None = None
     detail: str | None = None
+
+
+class RejectedInput(NamedTuple):
+    """A file that never became a photo, as `rejected_inputs` records it."""
+
+    class_name: str | None
+    original_name: str | None
+    source: str
+    source_url: str | None
+    reason: str  # short code such as "not_image" or "corrupt"
+    detail: str  # the sentence shown to the user
 
 
 @dataclass(frozen=True)
@@ -315,13 +326,19 @@ class Project:
         query: str | None = None,
         original_name: str | None = None,
         reject_near_duplicates: bool = False,
+        record_rejection: bool = True,
     ) -> AddResult:
-        """Validate and store one photo in a class (created if missing). Never overwrites anything."""
+        """Validate and store one photo in a class (created if missing). Never overwrites anything.
+
+        A rejected file is recorded in `rejected_inputs`, unless the caller records it itself
+        (record_rejection=False), as imports do in batches through `record_rejected_inputs`."""
         class_name = validate_name(class_name)
         try:
             decoded = decode_image(data)
         except ImageRejected as exc:
-            self._record_rejected_input(class_name, original_name, source, source_url, exc.reason, str(exc))
+            if record_rejection:
+                self.record_rejected_inputs([RejectedInput(class_name, original_name, source, source_url,
+                                                           exc.reason, str(exc))])
             return AddResult("rejected", reason=exc.reason, detail=str(exc))
 
         with self._lock, self._tx() as con:
@@ -363,11 +380,13 @@ class Project:
         best = int(np.argmin(distances))
         return rows[best]["id"], int(distances[best])
 
-    def _record_rejected_input(self, class_name, original_name, source, source_url, reason, detail) -> None:
+    def record_rejected_inputs(self, rows: list[RejectedInput]) -> None:
+        """Record files that never became photos, all in one transaction."""
+        now = time.time()
         with self._tx() as con:
-            con.execute(
+            con.executemany(
                 "INSERT INTO rejected_inputs (class_name, original_name, source, source_url, reason, detail, at) VALUES (?,?,?,?,?,?,?)",
-                (class_name, original_name, source, source_url, reason, detail, time.time()),
+                [(*row, now) for row in rows],
             )
 
     def rejected_inputs(self, limit: int = 200) -> list[dict]:

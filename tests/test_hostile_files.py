@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import io
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from PIL import EpsImagePlugin, Image
+from PIL import EpsImagePlugin, Image, ImageFile
 
 from core import images
 from core.images import ImageRejected, decode_image, load_rgb
@@ -54,7 +52,7 @@ def test_any_decoder_failure_is_a_clean_rejection(monkeypatch):
     def explode(self):
         raise RuntimeError("decoder bug")
 
-    monkeypatch.setattr(Image.Image, "load", explode)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", explode)
     with pytest.raises(ImageRejected) as caught:
         decode_image(photo_bytes(1))
     assert caught.value.reason == "truncated"
@@ -68,13 +66,14 @@ def test_forged_jpeg_size_is_decoded_reduced():
     except ImageRejected as exc:  # refusing it is fine too
         assert exc.reason in ("too_large", "truncated")
         return
-    assert decoded.width * decoded.height <= images.WORKING_PIXELS
+    assert decoded.image.width * decoded.image.height <= images.WORKING_PIXELS
     assert images.DECODE_BUDGET.peak <= images.WORKING_PIXELS
 
 
 def test_big_png_is_reduced_after_decoding_and_hashes_like_a_photo():
     decoded = decode_image(forged_png(7000, 8400))
-    assert decoded.width * decoded.height <= images.WORKING_PIXELS
+    assert decoded.image.width * decoded.image.height <= images.WORKING_PIXELS
+    assert decoded.size == (7000, 8400)  # the original file is what is stored
     assert decoded.original_format == "PNG"
 
 
