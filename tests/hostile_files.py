@@ -15,6 +15,7 @@ EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\n%%EndComments\n"
 HTML = b"<!doctype html><html><head><title>Image</title></head><body><img src=x.jpg></body></html>"
 
 
+@lru_cache(maxsize=4)
 def forged_jpeg(width: int = 7000, height: int = 8000) -> bytes:
     """A small real JPEG whose frame header (SOF0) claims width x height."""
     data = bytearray(photo_bytes(5, "JPEG", (320, 240), quality=75))

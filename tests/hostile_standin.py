@@ -38,6 +38,7 @@ class HostileStandin(BingStandin):
         super().__init__(**kwargs)
         self.drip = drip
         self.limit = limit
+        forged_png(), forged_jpeg()  # made once, now: a slow first answer would look like a hostile one
 
     def hostile_urls(self, *, private_redirects: bool = False) -> list[str]:
         """One URL per hostile route; with private_redirects, also redirects to each private IPv6 form
@@ -78,8 +79,8 @@ class _HostileHandler(_Handler):
             for _ in self.standin.dripping():
                 pass
         elif route in ("eps", "forgedjpeg", "forgedpng", "html"):
-            body = {"eps": EPS, "forgedjpeg": forged_jpeg(), "forgedpng": forged_png(), "html": HTML}[route]
-            self._send(200, body, "image/png" if route == "forgedpng" else "image/jpeg")
+            body = {"eps": lambda: EPS, "forgedjpeg": forged_jpeg, "forgedpng": forged_png, "html": lambda: HTML}[route]
+            self._send(200, body(), "image/png" if route == "forgedpng" else "image/jpeg")
         else:
             super()._answer_image(path, params)
 
