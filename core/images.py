@@ -38,6 +38,11 @@ JPEG_QUALITY = 95
 
 # Pillow's own bomb check only warns below 2x its limit; ours is explicit and applied before decoding.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# Pillow allocates pixels in blocks (16 MB by default). glibc keeps freed blocks below its 32 MB mmap
+# threshold in per-thread arenas, so every decode thread would hoard a big photo's worth of memory;
+# larger blocks are mapped and unmapped, and a freed photo goes back to the system (small images are
+# allocated at their own size either way).
+Image.core.set_block_size(64 * 1024 * 1024)
 
 REJECT_REASONS = {
     "empty": "The file is empty (0 bytes).",
@@ -145,14 +150,14 @@ def _decoding(opened: Image.Image, *, keep_side: int | None = None,
     def factor(size: tuple[int, int]) -> int:
         return _keeping(size, keep_side) if keep_side else _reduction(size, fit_pixels)
 
-    orientation = _orientation(opened)
     if opened.format in ("JPEG", "MPO") and factor(opened.size) > 1:
         opened.draft("RGB", (opened.width // factor(opened.size), opened.height // factor(opened.size)))
     with DECODE_BUDGET.hold(opened.width * opened.height):
         try:
             opened.seek(0)  # first frame of an animation
             opened.load()
-            rgb = _upright(to_rgb(_reduced(opened, factor(opened.size))), orientation)
+            # Only now: reading a PNG's EXIF decodes the whole image first (its eXIf chunk may follow the pixels).
+            rgb = _upright(to_rgb(_reduced(opened, factor(opened.size))), _orientation(opened))
         except Exception as exc:  # any decoder failure costs this photo only, never the caller
             raise ImageRejected("truncated", f"The image file is truncated or corrupt ({exc}).") from exc
         yield rgb
@@ -203,11 +208,11 @@ def decode_image(data: bytes, *, min_side: int = MIN_SIDE, max_pixels: int = MAX
     """Fully decode and normalize `data`; raise ImageRejected with a reason when it can't be used."""
     opened = _open(data, max_pixels=max_pixels, min_side=min_side)
     fmt = opened.format or "unknown"
-    keep_original = _orientation(opened) == 1 and opened.mode == "RGB" and fmt in ("JPEG", "PNG")
+    keep_original = opened.mode == "RGB" and fmt in ("JPEG", "PNG")
     size = opened.size
     with _decoding(opened) as rgb:
         phash = perceptual_hash(rgb)
-        if keep_original:
+        if keep_original and _orientation(opened) == 1:  # read after decoding: see _decoding
             stored, ext = data, ".jpg" if fmt == "JPEG" else ".png"
         else:  # reduced photos are stored reduced
             stored, ext, size = _jpeg(rgb), ".jpg", rgb.size
