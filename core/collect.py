@@ -19,7 +19,7 @@ from typing import Callable, Literal
 from urllib.parse import unquote, urlsplit
 
 from core.download import Download, Downloader
-from core.search import SearchUnavailable, search_page
+from core.search import SearchCancelled, SearchUnavailable, search_page
 from core.store import ClassGone, Project, normalize, validate_name
 
 PAGE_SIZE = 50  # results asked per search request
@@ -146,8 +146,10 @@ class _EitherEvent:
 class _Results:
     """A query's result URLs not seen before, fetched a page at a time as they are needed."""
 
-    def __init__(self, query: str, request: CollectRequest, known: set[str], *, fail_fast: bool):
+    def __init__(self, query: str, request: CollectRequest, known: set[str], cancel: threading.Event, *,
+                 fail_fast: bool):
         self.query = query
+        self.cancel = cancel
         self.request = request
         self.known = known  # already in the class: skipped without downloading
         self.fail_fast = fail_fast  # let SearchUnavailable on the first page through
@@ -156,19 +158,23 @@ class _Results:
         self.pages = 0
         self.exhausted = False  # a page brought nothing new
         self.unavailable = False  # the search failed; no more pages are asked for
+        self.cancelled = False  # the run was cancelled while a page was on its way
         self.skipped_known = 0
         self._queue: deque[str] = deque()
 
     def next_url(self) -> str | None:
         """The next URL to try, or None when there are no more."""
-        while not self._queue and not (self.exhausted or self.unavailable):
+        while not self._queue and not (self.exhausted or self.unavailable or self.cancelled):
             self._fetch_page()
         return self._queue.popleft() if self._queue else None
 
     def _fetch_page(self) -> None:
         try:
             urls = search_page(self.query, self.offset, PAGE_SIZE, image_type=self.request.image_type,
-                               safe_search=self.request.safe_search)
+                               safe_search=self.request.safe_search, cancel=self.cancel)
+        except SearchCancelled:
+            self.cancelled = True
+            return
         except SearchUnavailable:
             if self.fail_fast and self.pages == 0:
                 raise
@@ -197,7 +203,7 @@ class _ClassRun:
         self.cancel = cancel
         self.emit = emit
         # In the run's first class a failing first search aborts the run, before anything is stored.
-        self.results = _Results(self.query, request, project.known_urls(class_name), fail_fast=first)
+        self.results = _Results(self.query, request, project.known_urls(class_name), cancel, fail_fast=first)
         self.done = threading.Event()
         self.signal = _EitherEvent(cancel, self.done)
         self.in_flight: set[Future[Download]] = set()

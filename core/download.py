@@ -4,15 +4,23 @@ refusing to reach into the local network.
 Downloads stay in memory: a file is either returned whole or not at all, so nothing partial
 is ever written. Whether the bytes are a usable photo is not decided here (content types lie);
 the store's full decode is the gate.
+
+The per-file deadline covers every step: DNS (looked up in a helper thread that is waited on
+with the deadline and cancel), connecting (non-blocking, polled), TLS, response headers and
+body. A watchdog thread shuts down the socket of a download that is cancelled or out of time,
+so a read blocked on a server that drips a byte every few seconds returns at once.
 """
 
 from __future__ import annotations
 
+import errno
 import heapq
 import http.client
 import ipaddress
 import itertools
 import logging
+import os
+import select
 import socket
 import ssl
 import threading
@@ -24,8 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol
 
-from core import config
-from core.search import HEADERS
+from core import config, search  # search imports this module too: a module reference breaks the cycle
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +41,9 @@ CHUNK_BYTES = 64 * 1024
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 _POLL_SECONDS = 0.05  # how quickly a waiting download notices it was cancelled
 _TLS = ssl.create_default_context()
+# IPv6 ranges that carry an IPv4 address in their last 32 bits: what they reach is that IPv4 address.
+_IPV4_IN_LOW_BITS = [ipaddress.ip_network(n) for n in ("::/96", "::ffff:0:0:0/96", "64:ff9b::/96")]
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # local-use NAT64 (RFC 8215): always a private network
 
 
 class CancelSignal(Protocol):
@@ -122,17 +132,38 @@ def resolve_host(host: str, port: int) -> list[str]:
 
 
 def address_allowed(ip: str, allow_private: bool) -> bool:
-    """Public unicast addresses only; allow_private also admits loopback, private and link-local ones."""
+    """Public unicast addresses only; allow_private also admits loopback, private and link-local ones.
+
+    An IPv6 address that carries an IPv4 one (mapped, compatible, translated, NAT64, 6to4, Teredo)
+    is judged by the IPv4 address it leads to.
+    """
     address = ipaddress.ip_address(ip)
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
     if address.is_multicast or address.is_unspecified:
         return False  # never a web server; 0.0.0.0 even reaches this machine
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.is_loopback or address.is_site_local or address in _NAT64_LOCAL:
+            return allow_private
+        embedded = _embedded_ipv4(address)
+        if embedded:
+            return all(address_allowed(str(v4), allow_private) for v4 in embedded)
     if address.is_global:
         return True
     if address.version == 4 and address.is_reserved:
         return False  # 240.0.0.0/4 and broadcast: not hosts at all
     return allow_private
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address leads to, if it is one of the forms that embed them."""
+    if address.ipv4_mapped:
+        return [address.ipv4_mapped]
+    if address.sixtofour:
+        return [address.sixtofour]
+    if address.teredo:
+        return list(address.teredo)  # (server, client)
+    if any(address in network for network in _IPV4_IN_LOW_BITS):
+        return [ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)]
+    return []
 
 
 class Downloader:
@@ -147,6 +178,7 @@ class Downloader:
         self._allow_private = config.allow_private_hosts() if settings.allow_private is None else settings.allow_private
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="download")
         self._hosts = _HostSlots(settings.per_host)
+        self._watchdog = _Watchdog()
         self._tickets = itertools.count()  # submission order, which is the order hosts serve requests in
 
     def __enter__(self) -> Downloader:
@@ -156,7 +188,7 @@ class Downloader:
         self.close()
 
     def close(self) -> None:
-        """Drop queued downloads; running ones end on their own (at their next chunk once cancelled)."""
+        """Drop queued downloads; running ones end on their own (within _POLL_SECONDS once cancelled)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def submit(self, url: str, cancel: CancelSignal | None = None) -> Future[Download]:
@@ -212,12 +244,14 @@ class Downloader:
     def _get(self, url: str, clock: _Clock, cancel: CancelSignal, ticket: int) -> bytes | _Redirect:
         """One GET: the body of a 2xx answer or where a redirect points."""
         target = _parse(url)
-        addresses = self._vetted_addresses(target)
         with self._hosts.slot(target.host, ticket, cancel):
             clock.start()
-            connection = _connection(target, addresses, clock.timeout(self.settings.timeout))
+            addresses = self._vetted_addresses(target, clock, cancel)
+            watch = self._watchdog.watch(clock, cancel)
+            connection = _Connection(target, lambda: _open_socket(target, addresses, clock, cancel, watch,
+                                                                  self.settings.timeout))
             try:
-                connection.request("GET", target.path, headers=HEADERS)
+                connection.request("GET", target.path, headers=search.HEADERS)
                 sock = connection.sock  # getresponse() may hand the socket to the response and forget it
                 response = connection.getresponse()
                 if response.status in REDIRECT_STATUSES and response.getheader("Location"):
@@ -225,19 +259,19 @@ class Downloader:
                 if not 200 <= response.status < 300:
                     raise _http_failure(response)
                 return self._read_body(response, sock, clock, cancel)
-            except TimeoutError as exc:
-                raise DownloadFailed("timeout") from exc
-            except ssl.SSLError as exc:
-                raise DownloadFailed("tls") from exc
+            except DownloadFailed:
+                raise
             except (OSError, http.client.HTTPException) as exc:
-                raise DownloadFailed("connection", transient=True) from exc
+                raise _network_failure(exc, clock, cancel) from exc
             finally:
+                watch.end()  # before closing: the watchdog must never touch a closed socket
                 connection.close()
 
-    def _vetted_addresses(self, target: _Target) -> list[str]:
+    def _vetted_addresses(self, target: _Target, clock: _Clock, cancel: CancelSignal) -> list[str]:
         """The host's addresses, all of them allowed, or DownloadFailed before any connection is made."""
         try:
-            addresses = self._resolve(target.host, target.port)
+            addresses = _within_deadline(lambda: self._resolve(target.host, target.port), clock, cancel,
+                                         self.settings.timeout)
         except (socket.gaierror, UnicodeError) as exc:
             raise DownloadFailed("dns") from exc
         # One bad address blocks the host: a resolver may answer differently on the next lookup.
@@ -259,11 +293,80 @@ class Downloader:
             sock.settimeout(clock.timeout(self.settings.timeout))
             chunk = response.read1(CHUNK_BYTES)
             if not chunk:
-                return b"".join(chunks)
+                break
             size += len(chunk)
             if size > self.settings.max_bytes:
                 raise DownloadFailed("too_big")
             chunks.append(chunk)
+        if cancel.is_set():  # the watchdog ends a cancelled read as if the body had ended
+            raise DownloadFailed("cancelled")
+        clock.timeout(self.settings.timeout)  # and one that ran out of time
+        if declared.isdigit() and size < int(declared):
+            raise DownloadFailed("connection", transient=True)  # cut short: never pass on part of a file
+        return b"".join(chunks)
+
+
+class _Watchdog:
+    """Shuts down the sockets of requests that were cancelled or ran past their deadline.
+
+    http.client reads response headers with blocking reads that only a per-read timeout bounds;
+    shutting the socket down makes such a read return at once. One thread serves all requests
+    and ends while none is watched.
+    """
+
+    def __init__(self):
+        self._watched: dict[int, _Watch] = {}
+        self._lock = threading.Lock()
+        self._running = False
+        self._ids = itertools.count()
+
+    def watch(self, clock: _Clock, cancel: CancelSignal) -> _Watch:
+        watch = _Watch(self, next(self._ids), clock, cancel)
+        with self._lock:
+            self._watched[watch.key] = watch
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="download-watchdog", daemon=True).start()
+        return watch
+
+    def _forget(self, watch: _Watch) -> None:
+        with self._lock:
+            self._watched.pop(watch.key, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(_POLL_SECONDS)
+            with self._lock:  # held while shutting down, so no socket is closed meanwhile (see _Watch.end)
+                if not self._watched:
+                    self._running = False
+                    return
+                for watch in self._watched.values():
+                    if watch.cancel.is_set() or watch.clock.remaining() <= 0:
+                        watch.shut_down()
+
+
+class _Watch:
+    """One request's sockets under the watchdog, from connecting until `end`."""
+
+    def __init__(self, watchdog: _Watchdog, key: int, clock: _Clock, cancel: CancelSignal):
+        self.key = key
+        self.clock = clock
+        self.cancel = cancel
+        self._watchdog = watchdog
+        self._sockets: list[socket.socket] = []
+
+    def add(self, sock: socket.socket) -> None:
+        self._sockets.append(sock)
+
+    def shut_down(self) -> None:
+        for sock in self._sockets:
+            try:
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the TCP socket under TLS too
+            except OSError:  # not connected yet, or already shut down
+                pass
+
+    def end(self) -> None:
+        self._watchdog._forget(self)
 
 
 class _HostSlots:
@@ -332,34 +435,103 @@ def _parse(url: str) -> _Target:
     return _Target(https, parts.hostname, port or (443 if https else 80), path)
 
 
-def _connection(target: _Target, addresses: list[str], timeout: float) -> http.client.HTTPConnection:
-    """A connection to `target` that can only reach the vetted addresses.
+class _Connection(http.client.HTTPConnection):
+    """An HTTP or HTTPS connection whose socket comes from `opener` (vetted addresses, TLS, deadline, cancel)."""
+
+    def __init__(self, target: _Target, opener: Callable[[], socket.socket]):
+        super().__init__(target.host, target.port)
+        self.default_port = 443 if target.https else 80  # the Host header leaves the usual port out
+        self._opener = opener
+
+    def connect(self) -> None:
+        self.sock = self._opener()
+
+
+def _open_socket(target: _Target, addresses: list[str], clock: _Clock, cancel: CancelSignal, watch: _Watch,
+                 step: float) -> socket.socket:
+    """A socket to the first vetted address that answers, TLS-wrapped for https, watched from the start.
 
     It never connects to what a second DNS lookup might say (DNS rebinding); TLS still checks
     the certificate against the host name.
     """
-
-    def connect(address: tuple[str, int], timeout: float, source: object = None) -> socket.socket:
-        return _connect_first(addresses, address[1], timeout)
-
-    if target.https:
-        connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-            target.host, target.port, timeout=timeout, context=_TLS)
-    else:
-        connection = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
-    connection._create_connection = connect  # type: ignore[attr-defined]  # http.client's socket-opening hook
-    return connection
-
-
-def _connect_first(addresses: list[str], port: int, timeout: float) -> socket.socket:
-    """A socket to the first address that answers."""
     error: OSError = OSError("no address")
     for address in addresses:
         try:
-            return socket.create_connection((address, port), timeout)
+            sock = _connect(address, target.port, clock, cancel, step)
+            break
         except OSError as exc:
             error = exc
-    raise error
+    else:
+        raise error
+    watch.add(sock)
+    if target.https:
+        sock = _TLS.wrap_socket(sock, server_hostname=target.host, do_handshake_on_connect=False)
+        watch.add(sock)
+        sock.do_handshake()
+    return sock
+
+
+def _connect(address: str, port: int, clock: _Clock, cancel: CancelSignal, step: float) -> socket.socket:
+    """A connected socket (blocking, with a timeout), waited for in short polls so cancel and the deadline apply."""
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        ends = time.monotonic() + clock.timeout(step)
+        status = sock.connect_ex((address, port))
+        while status in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY):
+            if cancel.is_set():
+                raise DownloadFailed("cancelled")
+            if time.monotonic() >= ends:
+                raise TimeoutError(f"connecting to {address} took too long")
+            if select.select([], [sock], [], min(_POLL_SECONDS, ends - time.monotonic()))[1]:
+                status = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if status:
+            raise OSError(status, os.strerror(status))
+        sock.settimeout(clock.timeout(step))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _within_deadline(work: Callable[[], list[str]], clock: _Clock, cancel: CancelSignal, step: float) -> list[str]:
+    """Run a blocking call (a DNS lookup) in a helper thread and wait for it under the deadline and cancel.
+
+    A lookup cannot be interrupted: one that hangs is left to finish in its daemon thread.
+    """
+    outcome: list = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome.append(work())
+        except BaseException as exc:  # handed to the waiting thread
+            outcome.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="dns-lookup", daemon=True).start()
+    ends = time.monotonic() + clock.timeout(step)
+    while not done.wait(_POLL_SECONDS):
+        if cancel.is_set():
+            raise DownloadFailed("cancelled")
+        if time.monotonic() >= ends:
+            raise DownloadFailed("timeout")
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
+def _network_failure(exc: BaseException, clock: _Clock, cancel: CancelSignal) -> DownloadFailed:
+    """Why a request failed on the network: cancelled or out of time (the watchdog's doing), TLS, or the connection."""
+    if cancel.is_set():
+        return DownloadFailed("cancelled")
+    if isinstance(exc, TimeoutError) or clock.remaining() <= 0:
+        return DownloadFailed("timeout")
+    if isinstance(exc, ssl.SSLError):
+        return DownloadFailed("tls")
+    return DownloadFailed("connection", transient=True)
 
 
 def _http_failure(response: http.client.HTTPResponse) -> DownloadFailed:

@@ -26,7 +26,7 @@ from core.backbones import BackboneSpec
 from core.files import atomic_write
 from core.images import load_rgb
 
-CONVERSION_VERSION = 3  # bump when the backbone graph or preprocessing changes: old caches become stale
+CONVERSION_VERSION = 4  # bump when the backbone graph or preprocessing changes: old caches become stale
 BATCH = 16
 
 Progress = Callable[[int, int], None]
@@ -161,9 +161,11 @@ class EmbedResult:
 
 def embed_files(paths: Sequence[Path], shas: Sequence[str], spec: BackboneSpec, *,
                 cache: EmbeddingCache | None = None, engine: str = "litert", flip: bool = False,
-                on_progress: Progress | None = None, should_stop: Callable[[], bool] | None = None) -> EmbedResult:
+                on_progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+                decode_threads: int | None = None) -> EmbedResult:
     """Embeddings for photos on disk (mirrored with flip=True), from the cache where possible;
-    unreadable photos are reported, not fatal."""
+    unreadable photos are reported, not fatal. Decoding memory is bounded by core.images' shared
+    budget however many `decode_threads` (default: one per core) there are."""
     cache = cache or EmbeddingCache()
     key = cache_key(spec) + ("-flip" if flip else "")
     cached = cache.get(key, shas)
@@ -174,7 +176,7 @@ def embed_files(paths: Sequence[Path], shas: Sequence[str], spec: BackboneSpec, 
     if todo:
         embedder = make_embedder(spec, engine)
         done = len(vectors)
-        for batch_ids, pixels, errors in _decoded_batches(paths, todo, spec.input_size, flip):
+        for batch_ids, pixels, errors in _decoded_batches(paths, todo, spec.input_size, flip, decode_threads):
             if should_stop and should_stop():
                 raise InterruptedError("stopped while embedding")
             failed.update(errors)
@@ -194,7 +196,7 @@ def embed_files(paths: Sequence[Path], shas: Sequence[str], spec: BackboneSpec, 
     return EmbedResult(stacked, ok, failed, len(todo) - len(failed), seconds)
 
 
-def _decoded_batches(paths: Sequence[Path], ids: list[int], size: int, flip: bool):
+def _decoded_batches(paths: Sequence[Path], ids: list[int], size: int, flip: bool, threads: int | None = None):
     """Yield (ids, pixel batch, {id: error}) with decoding of the next batches running in threads."""
 
     def load(i: int):
@@ -203,7 +205,7 @@ def _decoded_batches(paths: Sequence[Path], ids: list[int], size: int, flip: boo
         except Exception as exc:  # any unreadable file is reported per photo, never fatal for the run
             return i, None, f"{type(exc).__name__}: {exc}"
 
-    with ThreadPoolExecutor(max_workers=max(2, (os.cpu_count() or 2))) as pool:
+    with ThreadPoolExecutor(max_workers=threads or max(2, (os.cpu_count() or 2))) as pool:
         chunks = [ids[s:s + BATCH] for s in range(0, len(ids), BATCH)]
         futures = [[pool.submit(load, i) for i in chunk] for chunk in chunks[:2]]
         for n in range(len(chunks)):

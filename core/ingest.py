@@ -2,6 +2,12 @@
 
 Every file goes through `Project.add_image`, so uploads get exactly the validation and
 duplicate checks that web downloads get. Nothing is skipped without being counted.
+
+A zip is all-or-report: what its directory shows to be unsafe (zip-slip paths, a declared bomb,
+files without a class) refuses the whole archive before anything is written; a member that
+turns out unreadable while it is read (corrupt, password-protected, an unsupported compression
+method, larger than a photo can be whatever the directory claims) is rejected with its reason
+and the others go in. Rejections are recorded in batches, not one transaction per file.
 """
 
 from __future__ import annotations
@@ -12,12 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Callable, Iterable
 
-from core.store import AddResult, Project, StoreError, validate_name
+from core.store import AddResult, Project, RejectedInput, StoreError, validate_name
 
-MAX_ZIP_TOTAL_BYTES = 4 * 1024**3  # uncompressed
+MAX_FILES_PER_IMPORT = 50_000
+MAX_ZIP_TOTAL_BYTES = 4 * 1024**3  # uncompressed, as declared and as really read
 MAX_ZIP_MEMBER_BYTES = 100 * 1024**2
 MAX_ZIP_RATIO = 200  # uncompressed / compressed, per member: beyond this it is a zip bomb, not photos
+READABLE_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 SYSTEM_FILES = {".DS_Store", "Thumbs.db", "desktop.ini"}
+REJECTION_BATCH = 500  # rejected files recorded per transaction
 
 
 class ImportRefused(StoreError):
@@ -58,16 +67,69 @@ class ImportReport:
 Progress = Callable[[int, int], None]
 
 
+class _Batch:
+    """An import's progress: adds photos, keeps the report, and records rejected files in batches."""
+
+    def __init__(self, project: Project, source: str, total: int, on_progress: Progress | None):
+        if total > MAX_FILES_PER_IMPORT:
+            raise ImportRefused(f"That is {total:,} files; one import takes at most {MAX_FILES_PER_IMPORT:,}. "
+                                "Nothing was imported: split them into smaller batches.")
+        self.project = project
+        self.source = source
+        self.total = total
+        self.done = 0
+        self.report = ImportReport()
+        self._on_progress = on_progress
+        self._rejections: list[RejectedInput] = []
+
+    def add(self, shown_name: str, class_name: str, name: str, data: bytes) -> None:
+        result = self.project.add_image(class_name, data, source=self.source, original_name=name, record_rejection=False)
+        self.report.record(shown_name, class_name, result)
+        if result.status == "rejected":
+            self._remember(RejectedInput(class_name, name, self.source, None, result.reason or "rejected",
+                                         result.detail or ""))
+        self.step()
+
+    def reject(self, shown_name: str, class_name: str | None, name: str, reason: str, sentence: str) -> None:
+        """A file that could not even be read out of its container."""
+        self.report.rejected.append((shown_name, sentence))
+        self._remember(RejectedInput(class_name, name, self.source, None, reason, sentence))
+        self.step()
+
+    def skip_system_file(self) -> None:
+        self.report.skipped_system_files += 1
+        self.step()
+
+    def step(self) -> None:
+        self.done += 1
+        if self._on_progress:
+            self._on_progress(self.done, self.total)
+
+    def _remember(self, row: RejectedInput) -> None:
+        self._rejections.append(row)
+        if len(self._rejections) >= REJECTION_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._rejections:
+            self.project.record_rejected_inputs(self._rejections)
+            self._rejections = []
+
+    def __enter__(self) -> "_Batch":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.flush()  # even when the import stops half-way: what was rejected stays on record
+
+
 def import_files(project: Project, class_name: str, files: Iterable[tuple[str, bytes]], *,
                  source: str = "upload", on_progress: Progress | None = None) -> ImportReport:
     """Add (file name, bytes) pairs to one class."""
     files = list(files)
-    report = ImportReport()
-    for done, (name, data) in enumerate(files, 1):
-        report.record(name, class_name, project.add_image(class_name, data, source=source, original_name=name))
-        if on_progress:
-            on_progress(done, len(files))
-    return report
+    with _Batch(project, source, len(files), on_progress) as batch:
+        for name, data in files:
+            batch.add(name, class_name, name, data)
+    return batch.report
 
 
 def import_folder(project: Project, folder: Path, *, on_progress: Progress | None = None) -> ImportReport:
@@ -78,17 +140,14 @@ def import_folder(project: Project, folder: Path, *, on_progress: Progress | Non
     items = [(f.relative_to(folder).as_posix(), f) for f in sorted(folder.glob("*/*")) if f.is_file()]
     if not items:
         raise ImportRefused(f"{folder} has no sub-folders with files; expected one folder per class.")
-    report = ImportReport()
-    for done, (rel, path) in enumerate(items, 1):
-        class_name, name = rel.split("/", 1)
-        if name in SYSTEM_FILES or name.startswith("."):
-            report.skipped_system_files += 1
-        else:
-            report.record(rel, class_name,
-                          project.add_image(class_name, path.read_bytes(), source="folder", original_name=name))
-        if on_progress:
-            on_progress(done, len(items))
-    return report
+    with _Batch(project, "folder", len(items), on_progress) as batch:
+        for rel, path in items:
+            class_name, name = rel.split("/", 1)
+            if name in SYSTEM_FILES or name.startswith("."):
+                batch.skip_system_file()
+            else:
+                batch.add(rel, class_name, name, path.read_bytes())
+    return batch.report
 
 
 def import_zip(project: Project, archive: Path | IO[bytes], class_name: str | None = None, *,
@@ -99,18 +158,54 @@ def import_zip(project: Project, archive: Path | IO[bytes], class_name: str | No
             members = _safe_members(zf)
             plan = [(m, *_class_and_name(m.filename, class_name)) for m in members]
             _check_classes(plan)
-            report = ImportReport()
-            for done, (member, target, name) in enumerate(plan, 1):
-                if name in SYSTEM_FILES or name.startswith(".") or "__MACOSX" in member.filename:
-                    report.skipped_system_files += 1
-                else:
-                    result = project.add_image(target, zf.read(member), source="zip", original_name=name)
-                    report.record(member.filename, target, result)
-                if on_progress:
-                    on_progress(done, len(plan))
+            with _Batch(project, "zip", len(plan), on_progress) as batch:
+                budget = [MAX_ZIP_TOTAL_BYTES]  # bytes really read, whatever the directory says
+                for member, target, name in plan:
+                    if name in SYSTEM_FILES or name.startswith(".") or "__MACOSX" in member.filename:
+                        batch.skip_system_file()
+                        continue
+                    try:
+                        data = _read_member(zf, member, budget)
+                    except _Unreadable as exc:
+                        batch.reject(member.filename, target, name, exc.reason, str(exc))
+                    else:
+                        batch.add(member.filename, target, name, data)
     except zipfile.BadZipFile as exc:
         raise ImportRefused(f"This is not a readable zip file ({exc}).") from exc
-    return report
+    return batch.report
+
+
+class _Unreadable(Exception):
+    """A zip member that cannot be read; `reason` is a short code, str() a sentence."""
+
+    def __init__(self, reason: str, sentence: str):
+        super().__init__(sentence)
+        self.reason = reason
+
+
+def _read_member(zf: zipfile.ZipFile, member: zipfile.ZipInfo, budget: list[int]) -> bytes:
+    """A member's bytes, read with a cap that does not trust the directory; `budget` is what the
+    whole archive may still expand to."""
+    if member.flag_bits & 0x1:
+        raise _Unreadable("encrypted", "It is password-protected; zip it again without a password.")
+    if member.compress_type not in READABLE_METHODS:
+        raise _Unreadable("unsupported", f"It is compressed with a method this app cannot read "
+                                         f"(zip method {member.compress_type}); zip it again with standard compression.")
+    cap = min(MAX_ZIP_MEMBER_BYTES, budget[0])
+    try:
+        with zf.open(member) as f:
+            data = f.read(cap + 1)
+            if len(data) > cap:
+                raise _Unreadable("too_large", f"It expands to more than {cap / 1024**2:.0f} MB, too large for a photo"
+                                  + ("." if cap == MAX_ZIP_MEMBER_BYTES else
+                                     f" (the zip as a whole may expand to {MAX_ZIP_TOTAL_BYTES / 1024**3:.0f} GB)."))
+            f.read(1)  # at the end: the CRC check runs
+    except _Unreadable:
+        raise
+    except Exception as exc:  # zlib.error, BadZipFile (CRC), EOFError, lzma errors...: this member only
+        raise _Unreadable("corrupt", f"It is corrupt inside the zip ({exc}).") from exc
+    budget[0] -= len(data)
+    return data
 
 
 def _safe_members(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:

@@ -8,17 +8,13 @@ result offset, not the page counter the library sends.
 from __future__ import annotations
 
 import html
-import http.client
 import re
-import socket
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 from bing_image_downloader.bing import Bing
 
-from core import config
+from core import config, download
 
 # The library keeps its headers and filter table on an instance; one idle instance lends us both.
 _LIBRARY = Bing("", 1, Path("."), "off", 10, verbose=False)
@@ -26,10 +22,16 @@ HEADERS: dict[str, str] = dict(_LIBRARY.headers)
 IMAGE_TYPES = ("photo", "clipart", "line", "linedrawing", "gif", "transparent")  # the choices a page can offer
 _MEDIA_URL = re.compile("murl&quot;:&quot;(.*?)&quot;")
 _UNAVAILABLE_HINT = "You can still add photos by uploading files or a zip on this page."
+MAX_PAGE_BYTES = 5 * 1024 * 1024  # a real result page is about 100 KB
+DEADLINE = 20.0  # seconds for a whole result page: DNS, connecting, headers and body
 
 
 class SearchUnavailable(RuntimeError):
     """The image-search endpoint could not be reached; str() is one sentence for the user."""
+
+
+class SearchCancelled(Exception):
+    """The search request was cancelled before its page arrived."""
 
 
 def search_params(query: str, offset: int, count: int, *, image_type: str = "photo",
@@ -50,34 +52,37 @@ def parse_result_urls(page: str) -> list[str]:
 
 
 def search_page(query: str, offset: int, count: int, *, image_type: str = "photo", safe_search: bool = True,
-                timeout: float = 10) -> list[str]:
-    """Image URLs for `query` starting at result `offset`; an empty list once results run out."""
+                timeout: float = 10, cancel: download.CancelSignal | None = None) -> list[str]:
+    """Image URLs for `query` starting at result `offset`; an empty list once results run out.
+
+    The request is bounded like a download: `timeout` per network step, DEADLINE in all,
+    MAX_PAGE_BYTES at most, and `cancel` ends it within a fraction of a second.
+    """
     params = search_params(query, offset, count, image_type=image_type, safe_search=safe_search)
-    request = urllib.request.Request(f"{config.search_endpoint()}?{urllib.parse.urlencode(params)}", headers=HEADERS)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            if response.status != 200:
-                raise SearchUnavailable(_unavailable(f"it answered HTTP {response.status}"))
-            body = response.read()
-    except urllib.error.HTTPError as exc:  # before URLError: it is a subclass
-        raise SearchUnavailable(_unavailable(f"it answered HTTP {exc.code}")) from exc
-    except urllib.error.URLError as exc:
-        raise SearchUnavailable(_unavailable(_network_problem(exc.reason))) from exc
-    except (OSError, http.client.HTTPException) as exc:  # timeouts and resets while reading the body
-        raise SearchUnavailable(_unavailable(_network_problem(exc))) from exc
-    return parse_result_urls(body.decode("utf-8", errors="replace"))
+    settings = download.DownloadSettings(workers=1, timeout=min(timeout, DEADLINE), deadline=DEADLINE,
+                                         max_bytes=MAX_PAGE_BYTES, retries=0,
+                                         allow_private=True)  # the endpoint is configured, not found on the web
+    with download.Downloader(settings) as requester:
+        page = requester.fetch(f"{config.search_endpoint()}?{urllib.parse.urlencode(params)}", cancel)
+    if page.data is not None:
+        return parse_result_urls(page.data.decode("utf-8", errors="replace"))
+    if page.reason == "cancelled":
+        raise SearchCancelled()
+    raise SearchUnavailable(_unavailable(_problem(page.reason or "error")))
 
 
 def _unavailable(detail: str) -> str:
     return f"Could not reach Bing image search ({detail}). {_UNAVAILABLE_HINT}"
 
 
-def _network_problem(reason: object) -> str:
-    """A few words on why a connection failed, for the user."""
-    if isinstance(reason, socket.gaierror):
-        return "the address could not be found; is this computer offline?"
-    if isinstance(reason, TimeoutError):
-        return "no answer in time"
-    if isinstance(reason, ConnectionRefusedError):
-        return "the connection was refused"
-    return str(reason) or type(reason).__name__
+def _problem(reason: str) -> str:
+    """A few words on why the search request failed, for the user."""
+    if reason.startswith("http_"):
+        return f"it answered HTTP {reason[5:]}"
+    return {
+        "dns": "the address could not be found; is this computer offline?",
+        "timeout": "no answer in time",
+        "connection": "the connection failed or was refused",
+        "too_big": f"its answer was larger than {MAX_PAGE_BYTES // 1024**2} MB",
+        "tls": "its secure connection could not be verified",
+    }.get(reason, reason.replace("_", " "))

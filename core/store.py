@@ -19,7 +19,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Callable, Iterator, Literal, NamedTuple
 
 from core import config
 from core.files import TEMP_PREFIX, atomic_write
@@ -35,7 +35,7 @@ from core.storage.runs import RunRecord, RunStatus, apply_updates, insert_run, r
 
 __all__ = [
     "DB_NAME", "DEFAULT_VAL_SHARE", "MAX_NAME_BYTES", "MAX_NAME_LENGTH", "NEAR_DUPLICATE_DISTANCE",
-    "AddResult", "ClassGone", "ClassInfo", "Consistency", "ImageRecord", "Project", "ProjectDamaged", "RunBusy", "RunRecord",
+    "AddResult", "ClassGone", "RejectedInput", "ClassInfo", "Consistency", "ImageRecord", "Project", "ProjectDamaged", "RunBusy", "RunRecord",
     "RunStatus", "Status", "StoreError", "create_project", "list_projects", "name_key", "normalize",
     "open_project", "restore_backup", "split_for", "split_key", "validate_name",
 ]
@@ -85,6 +85,17 @@ class AddResult:
     path: Path | None = None
     detail: str | None = None
     class_id: int | None = None  # the class it went to: later photos of a collection follow it through a rename
+
+
+class RejectedInput(NamedTuple):
+    """A file that never became a photo, as `rejected_inputs` records it."""
+
+    class_name: str | None
+    original_name: str | None
+    source: str
+    source_url: str | None
+    reason: str  # short code such as "not_image" or "corrupt"
+    detail: str  # the sentence shown to the user
 
 
 def split_for(split_key: float, val_share: float) -> Literal["train", "val"]:
@@ -337,16 +348,21 @@ class Project:
         original_name: str | None = None,
         reject_near_duplicates: bool = False,
         class_id: int | None = None,
+        record_rejection: bool = True,
     ) -> AddResult:
         """Validate and store one photo in a class (created if missing). Never overwrites anything.
 
         With `class_id`, the photo goes to that class whatever it is called now (a collection
-        renamed half-way keeps filling the renamed class); StoreError if it was deleted."""
+        renamed half-way keeps filling the renamed class); StoreError if it was deleted.
+        A rejected file is recorded in `rejected_inputs`, unless the caller records it itself
+        (record_rejection=False), as imports do in batches through `record_rejected_inputs`."""
         class_name = validate_name(class_name)
         try:
             decoded = decode_image(data)
         except ImageRejected as exc:
-            self._record_rejected_input(class_name, original_name, source, source_url, exc.reason, str(exc))
+            if record_rejection:
+                self.record_rejected_inputs([RejectedInput(class_name, original_name, source, source_url,
+                                                           exc.reason, str(exc))])
             return AddResult("rejected", reason=exc.reason, detail=str(exc))
 
         with self._change("store the photo") as (con, journal):
@@ -385,11 +401,13 @@ class Project:
                 return candidate
         raise StoreError(f"Could not find a free file name for {stem} in {folder}.")
 
-    def _record_rejected_input(self, class_name, original_name, source, source_url, reason, detail) -> None:
+    def record_rejected_inputs(self, rows: list[RejectedInput]) -> None:
+        """Record files that never became photos, all in one transaction."""
+        now = time.time()
         with self.db.write() as con:
-            con.execute(
+            con.executemany(
                 "INSERT INTO rejected_inputs (class_name, original_name, source, source_url, reason, detail, at) VALUES (?,?,?,?,?,?,?)",
-                (class_name, original_name, source, source_url, reason, detail, time.time()),
+                [(*row, now) for row in rows],
             )
 
     def rejected_inputs(self, limit: int = 200) -> list[dict]:

@@ -24,6 +24,8 @@ GOOD_COUNT = 30  # photos per class that usually give a confident model
 IMAGE_TYPES = {"Photos": "photo", "Clip art": "clipart", "Line drawings": "linedrawing", "Any kind": "any"}
 NEW_CLASS = "➕ New class…"
 UPLOAD_ANCHOR = "add-your-own-photos"
+MAX_FILES_PER_UPLOAD = 1000  # picked files travel in the browser session's memory; more belong in a zip
+SHOWN_REJECTIONS = 50  # files listed by name after an import; the rest are counted
 # Square tiles for the newest photos, so portrait and landscape shots line up in a tidy grid.
 RECENT_CSS = """<style>
 .st-key-collect_recent [data-testid="stImage"] img { aspect-ratio: 1 / 1; object-fit: cover; border-radius: 6px; }
@@ -144,7 +146,7 @@ def live_progress(project: Project) -> None:
             state = {"waiting": "waiting", "running": "searching", "done": "done ✓"}[c.state]
             skipped = f" · {ui.plural(c.failed, 'link')} skipped" if c.failed else ""
             bars.progress(min(c.saved / c.wanted, 1.0),
-                          text=f"**{c.name}** · {c.saved} of {c.wanted} · {state}{skipped}")
+                          text=f"**{ui.md(c.name)}** · {c.saved} of {c.wanted} · {state}{skipped}")
         if view.recent:
             photos.html(RECENT_CSS)
             photos.caption("Newest photos")
@@ -176,7 +178,7 @@ def report_summary(report: CollectReport) -> None:
         st.success(f"Done: {ui.plural(saved, 'new photo')} in {report.seconds:.0f} s.", icon=":material/check_circle:")
     short = [c.class_name for c in report.classes if c.exhausted]
     if short:
-        st.info(f"The web search ran out of new results for {', '.join(short)}. Try other extra search words "
+        st.info(f"The web search ran out of new results for {ui.md(', '.join(short))}. Try other extra search words "
                 "(for example 'photo' or 'animal'), or add your own photos below.")
 
 
@@ -256,6 +258,9 @@ def upload_files(project: Project, target: str | None) -> None:
         st.caption("Choose a class above, or type the name of a new one, first.")
     if added and not files:
         st.warning("Choose some photo files first: drag them onto the box above or click *Browse files*.")
+    elif added and len(files) > MAX_FILES_PER_UPLOAD:
+        st.error(f"That is {len(files):,} files; add at most {MAX_FILES_PER_UPLOAD:,} at a time. "
+                 "For more, put them in a zip (one folder per class) and use the *Zip file* tab.")
     elif added:
         pairs = [(f.name, f.getvalue()) for f in files]
         _import("files", lambda progress: import_files(project, target, pairs, on_progress=progress), select=target)
@@ -264,7 +269,9 @@ def upload_files(project: Project, target: str | None) -> None:
 
 def upload_zip(project: Project, target: str | None) -> None:
     st.caption("Inside the zip, **one folder per class** (`alpaca/…`, `llama/…`) creates those classes. "
-               "Photos at the top of the zip go into the class chosen above.")
+               "Photos at the top of the zip go into the class chosen above. Files inside that can't be read "
+               "(broken, password-protected, not pictures) are left out and listed; the rest go in. A zip with "
+               "unsafe paths or that would expand far beyond its size is refused whole, before anything is added.")
     with st.form("upload_zip_form", clear_on_submit=True, border=False):
         archive = st.file_uploader("Zip file", type=["zip"], key="upload_zip")
         imported = st.form_submit_button("Import zip", type="primary", key="upload_zip_add",
@@ -305,7 +312,8 @@ def _import(where: str, work: Callable[[Progress], ImportReport], *, select: str
     bar = st.progress(0.0, text="Adding photos…")
 
     def progress(done: int, total: int) -> None:
-        bar.progress(done / total, text=f"Adding photos… {done} of {total}")
+        if done == total or done % max(1, total // 100) == 0:  # a hundred updates at most, however many files
+            bar.progress(done / total, text=f"Adding photos… {done:,} of {total:,}")
 
     try:
         report = work(progress)
@@ -323,15 +331,18 @@ def _show_outcome(where: str) -> None:
     if outcome is None or outcome.where != where:
         return
     if outcome.error:
-        st.error(outcome.error)
+        st.error(ui.md(outcome.error))
         return
     report = outcome.report
-    into = ", ".join(f"{name} ({n})" for name, n in sorted(report.per_class.items()))
+    into = ", ".join(f"{ui.md(name)} ({n})" for name, n in sorted(report.per_class.items()))
     message = report.summary() + (f" Into: {into}." if into else "")
     (st.success if report.added else st.warning)(message)
     if report.rejected:
+        shown = report.rejected[:SHOWN_REJECTIONS]
+        more = len(report.rejected) - len(shown)
         st.warning(f"{ui.plural(len(report.rejected), 'file')} left out:\n\n"
-                   + "\n".join(f"- `{name}`: {reason}" for name, reason in report.rejected))
+                   + "\n".join(f"- {ui.md(name)}: {ui.md(reason)}" for name, reason in shown)
+                   + (f"\n\n…and {more:,} more." if more else ""))
 
 
 # ---- the page -------------------------------------------------------------------------------

@@ -66,8 +66,8 @@ def heat_map(run_dir: str, data: bytes) -> bytes:
 
 def verdict(prediction: Prediction, threshold: float) -> str:
     if prediction.confidence >= threshold:
-        return f"Looks like **{prediction.label}** ({prediction.confidence:.0%})"
-    return (f"Not sure — its best guess is **{prediction.label}** ({prediction.confidence:.0%}), "
+        return f"Looks like **{ui.md(prediction.label)}** ({prediction.confidence:.0%})"
+    return (f"Not sure — its best guess is **{ui.md(prediction.label)}** ({prediction.confidence:.0%}), "
             f"below your {threshold:.0%} bar")
 
 
@@ -96,7 +96,7 @@ def photo_details(name: str, data: bytes, prediction: Prediction, threshold: flo
         st.altair_chart(probability_chart(prediction, threshold), width="stretch")
         st.caption("Its top guesses. The dashed red line is your “sure” bar; green bars clear it.")
     heat.image(heat_map(run_dir, data), caption="Where it looked", width="stretch")
-    heat.caption(f"The glow marks the parts of the photo that made the model say **{prediction.label}**; "
+    heat.caption(f"The glow marks the parts of the photo that made the model say **{ui.md(prediction.label)}**; "
                  "bright yellow counts most. If it sits on the background rather than the subject, the model "
                  "may have learned a shortcut.")
 
@@ -135,7 +135,7 @@ def summary(names: list[str], outcomes: list[Prediction | str], threshold: float
     parts += [f"could not read **{unread}**"] if unread else []
     st.subheader("Summary")
     st.markdown(f"**{len(table)} photos** — " + ", ".join(parts) + ". Most often: "
-                + ", ".join(f"**{label}** ({n})" for label, n in table["prediction"].value_counts().items()))
+                + ", ".join(f"**{ui.md(label)}** ({n})" for label, n in table["prediction"].value_counts().items()))
     st.dataframe(table.assign(confidence=table["confidence"] * 100), hide_index=True, key="predict_table",
                  column_config={
                      "file": st.column_config.TextColumn("Photo"),
@@ -157,7 +157,7 @@ def details(photos: list[tuple[str, bytes]], predictions: list[Prediction], thre
     for i, ((name, data), prediction) in enumerate(zip(photos[start:start + PER_PAGE],
                                                         predictions[start:start + PER_PAGE])):
         icon = "✅" if prediction.confidence >= threshold else "❓"
-        with st.expander(f"{name} — {prediction.label} ({prediction.confidence:.0%})", expanded=i < OPEN_DETAILS,
+        with st.expander(f"{ui.md(name)} — {ui.md(prediction.label)} ({prediction.confidence:.0%})", expanded=i < OPEN_DETAILS,
                          icon=icon):
             photo_details(name, data, prediction, threshold, run_dir)
 

@@ -145,7 +145,7 @@ def fix(project: Project, image_id: int, path: str, action: str, target: str) ->
     try:
         if action == "move":
             project.move([image_id], target)
-            done = f"moved to **{target}**"
+            done = f"moved to **{ui.md(target)}**"
         else:
             project.reject([image_id], "rejected from results")
             done = "rejected"
@@ -160,7 +160,8 @@ def mistake_card(project: Project, run: RunRecord, index: int, item: dict) -> No
     with st.container(border=True, key=f"mistake_{run.id}_{index}"):
         if record is not None:
             st.image(project.thumbnail(record), width="stretch")
-        st.markdown(f"Labelled **{item['true']}** · model said **{item['predicted']}** ({item['confidence']:.0%} sure)")
+        st.markdown(f"Labelled **{ui.md(item['true'])}** · model said **{ui.md(item['predicted'])}** "
+                    f"({item['confidence']:.0%} sure)")
         if fixed:
             st.caption(f"✅ Photo {fixed}. Train again to use the change.")
         elif record is None or record.class_name != item["true"]:

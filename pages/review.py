@@ -50,25 +50,25 @@ def _facts(record: ImageRecord) -> str:
 
 def _status(record: ImageRecord) -> str:
     if record.status == "rejected":
-        return f":red[:material/block:] rejected: {record.reject_reason or 'no reason given'}"
+        return f":red[:material/block:] rejected: {ui.md(record.reject_reason or 'no reason given')}"
     return f":green[:material/check_circle:] kept · {'validation' if record.split == 'val' else 'training'}"
 
 
 def _details(record: ImageRecord) -> None:
     """Everything the project knows about a photo (drawn in a popover)."""
-    st.markdown(f"**Photo #{record.id}** in **{record.class_name}**")
+    st.markdown(f"**Photo #{record.id}** in **{ui.md(record.class_name)}**")
     st.caption(_status(record))
     rows = {
         "Size": f"{record.width} × {record.height} pixels, {ui.file_size(record.size_bytes)}",
         "Came from": SOURCES.get(record.source, record.source),
-        "Search words": record.query,
-        "Original name": record.original_name,
+        "Search words": record.query and ui.md(record.query),
+        "Original name": record.original_name and ui.md(record.original_name),
         "Added": dt.datetime.fromtimestamp(record.added).strftime("%Y-%m-%d %H:%M"),
-        "File": f"`{record.path.name}`",
+        "File": ui.md(record.path.name),
     }
     st.markdown("\n".join(f"- **{k}:** {v}" for k, v in rows.items() if v))
-    if record.source_url:
-        st.markdown(f"[Open the original page ↗]({record.source_url})")
+    if link := ui.md_link("Open the original page ↗", record.source_url):
+        st.markdown(link)
 
 
 def _card(project: Project, record: ImageRecord, key: str):
@@ -281,10 +281,10 @@ def _suspect_card(project: Project, record: ImageRecord, suspect: suspects.Suspe
     elsewhere = suspect.predicted_class != suspect.class_name
     with _card(project, record, f"s{record.id}"):
         if elsewhere:
-            st.markdown(f"Labelled **{suspect.class_name}**, looks like **{suspect.predicted_class}** "
+            st.markdown(f"Labelled **{ui.md(suspect.class_name)}**, looks like **{ui.md(suspect.predicted_class)}** "
                         f"({suspect.predicted_probability:.0%})")
         else:
-            st.markdown(f"**{suspect.class_name}**, but unlike most of its class")
+            st.markdown(f"**{ui.md(suspect.class_name)}**, but unlike most of its class")
         st.progress(min(max(suspect.score, 0.0), 1.0), text=f"Suspicion {suspect.score:.0%}")
         st.caption(_facts(record))
         if elsewhere:

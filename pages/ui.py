@@ -5,8 +5,10 @@ Pages draw and call `core`; nothing here trains or touches files itself.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import streamlit as st
 
@@ -57,6 +59,26 @@ def duration(seconds: float) -> str:
     if seconds < 90:
         return f"{max(1, round(seconds))} s"
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>~$:#|])")  # enough that no link, image, tag, heading, code,
+# emphasis, emoji shortcode, :color[] directive or formula can form; "(" alone starts nothing
+
+
+def md(text: object) -> str:
+    """Text from outside (file and class names, search words, web addresses) made inert in Streamlit markdown;
+    line breaks become spaces."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+_URL_SAFE = "/:?#@!&'+,;=%~"  # everything else, brackets, parentheses and spaces included, is %-encoded
+
+
+def md_link(label: str, url: str | None) -> str | None:
+    """A markdown link to a web page whose address cannot break out of the link; None unless http(s)."""
+    if not url or urlsplit(url).scheme.lower() not in ("http", "https"):
+        return None
+    return f"[{label}]({quote(url, safe=_URL_SAFE)})"
 
 
 def file_size(n: int) -> str:

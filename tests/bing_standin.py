@@ -73,6 +73,8 @@ class BingStandin:
     flaky_failures: how many 500s a `/flaky/` link answers before its photo.
     """
 
+    handler: type[BaseHTTPRequestHandler]  # set below the handler's definition; subclasses serve more routes
+
     def __init__(self, *, latency: float = 0.0, hang: float = 5.0, hosts: int = 8, page_cap: int = 35,
                  per_query: int = 60, flaky_failures: int = 1, huge_bytes: int = 4 * 1024 * 1024):
         self.latency = latency
@@ -92,7 +94,7 @@ class BingStandin:
         self._answered: Counter[str] = Counter()  # per path, for flaky links
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server = _Server(("127.0.0.1", 0), self.handler)
         self._server.standin = self  # type: ignore[attr-defined]
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="bing-standin",
@@ -294,6 +296,9 @@ class _Handler(BaseHTTPRequestHandler):
             return False
 
 
+BingStandin.handler = _Handler
+
+
 @lru_cache(maxsize=1)
 def _tiny_png() -> bytes:
     buffer = io.BytesIO()
@@ -322,11 +327,26 @@ def loopback_only(monkeypatch) -> list[tuple[str, int]]:
     attempts: list[tuple[str, int]] = []
     real = socket.create_connection
 
-    def guarded(address, *args, **kwargs):
-        attempts.append(address)
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def check(address) -> None:
+        attempts.append(address[:2])
         if address[0] != "127.0.0.1":
             raise AssertionError(f"test tried to connect to {address}")
+
+    def guarded(address, *args, **kwargs):
+        check(address)
         return real(address, *args, **kwargs)
 
+    def guarded_connect(sock, address):
+        check(address)
+        return real_connect(sock, address)
+
+    def guarded_connect_ex(sock, address):
+        check(address)
+        return real_connect_ex(sock, address)
+
     monkeypatch.setattr(socket, "create_connection", guarded)
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
     return attempts

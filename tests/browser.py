@@ -48,7 +48,8 @@ def streamlit_server(workspace: Path, env: dict[str, str] | None = None) -> Iter
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none"],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "TRANSFERLAB_HOME": str(workspace), **(env or {})},
+        env={**os.environ, "TRANSFERLAB_HOME": str(workspace), "STREAMLIT_CLIENT_SHOW_ERROR_DETAILS": "full",
+             **(env or {})},  # a test that fails on a page error shows the traceback in its screenshot
     )
     url = f"http://127.0.0.1:{port}"
     try:
