@@ -482,3 +482,17 @@ def test_the_start_page_reports_files_out_of_step_and_fixes_them(two_classes):
     at.button(key="forget_missing").click().run()
     assert not at.exception and not at.warning
     consistent(two_classes)
+
+
+def test_zip_folder_names_follow_the_same_rules(project):
+    import io
+
+    from core.ingest import import_zip
+    from tests.photos import zip_bytes
+
+    with pytest.raises(StoreError, match="bytes"):
+        import_zip(project, io.BytesIO(zip_bytes({f"{'🦙' * 64}/1.jpg": photo_bytes(1)})))
+    assert project.images() == []
+    nfd, nfc = unicodedata.normalize("NFD", "café"), unicodedata.normalize("NFC", "Café")
+    import_zip(project, io.BytesIO(zip_bytes({f"{nfd}/1.jpg": photo_bytes(1), f"{nfc}/2.jpg": photo_bytes(2)})))
+    assert project.class_names() == ["café"] and len(project.images()) == 2
