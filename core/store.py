@@ -358,7 +358,7 @@ class Project:
                 near = nearest(con, decoded.phash)
                 if near is not None and near[1] <= NEAR_DUPLICATE_DISTANCE:
                     return AddResult("near_duplicate", image_id=near[0], reason="near_duplicate")
-            class_id, class_name = self._class_by_id(con, class_id) if class_id else self._ensure_class(con, class_name)
+            class_id, class_name = self._target_class(con, class_name, class_id)
             path = self._free_path(class_name, file_stem(original_name), decoded.sha256, decoded.extension)
             cur = con.execute(
                 """INSERT INTO images (class_id, file, sha256, phash, width, height, bytes, source, source_url,
@@ -371,10 +371,13 @@ class Project:
             journal.write(path, decoded.stored_bytes)
         return AddResult("added", image_id=cur.lastrowid, path=path, class_id=class_id)
 
-    def _class_by_id(self, con: sqlite3.Connection, class_id: int) -> tuple[int, str]:
+    def _target_class(self, con: sqlite3.Connection, name: str, class_id: int | None) -> tuple[int, str]:
+        """Where photos go: the class with that id whatever its name now, else the named one (created if missing)."""
+        if class_id is None:
+            return self._ensure_class(con, name)
         row = con.execute("SELECT id, name FROM classes WHERE id=?", (class_id,)).fetchone()
         if row is None:
-            raise ClassGone("The class was deleted while photos were being added to it.")
+            raise ClassGone(f"The class '{name}' was deleted while photos were being added to it.")
         return row["id"], row["name"]
 
     def _free_path(self, class_name: str, stem: str, sha256: str, ext: str, taken: set[Path] = frozenset()) -> Path:
@@ -484,7 +487,7 @@ class Project:
         With `class_id`, to that class whatever it is called now (ClassGone if it was deleted):
         a class renamed in another tab is not brought back under its old name."""
         with self._change(f"move the photos to '{normalize(class_name)}'") as (con, journal):
-            class_id, class_name = self._class_by_id(con, class_id) if class_id else self._ensure_class(con, class_name)
+            class_id, class_name = self._target_class(con, class_name, class_id)
             moves: list[tuple[Path, Path]] = []
             for image_id in image_ids:
                 row = con.execute(
