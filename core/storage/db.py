@@ -134,7 +134,9 @@ class Database:
     # ---- schema -------------------------------------------------------------------------------
 
     def create(self, defaults: dict[str, str]) -> None:
-        """Make the tables (when missing) and the settings' first values."""
+        """Make the tables (when missing) and the settings' first values; a damaged file is left as it is."""
+        if self.path.exists() and (problem := self.problem()):
+            raise self.damaged(problem)
         with self.write() as con:
             for statement in TABLES:
                 con.execute(statement)
