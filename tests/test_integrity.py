@@ -444,7 +444,8 @@ def test_files_removed_or_added_by_hand_are_reported_and_put_right(two_classes):
     stray.write_bytes(photo_bytes(99))
     report = two_classes.check()
     assert report.missing_files == [(cats[0].id, cats[0].path)] and report.files_without_rows == [stray]
-    assert "1 photo(s) are listed but their file is gone" in report.describe()
+    assert report.describe() == ("1 photo is listed but its file is gone; "
+                                 "1 file in the class folders is not in the project")
     assert two_classes.take_in_stray_files() == 1 and two_classes.forget_missing_files() == 1
     consistent(two_classes)
     assert len(two_classes.images("dogs")) == 4 and not stray.exists()
