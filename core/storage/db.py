@@ -112,7 +112,8 @@ class Database:
             try:
                 yield con
             except BaseException:
-                con.execute("ROLLBACK")
+                if con.in_transaction:  # SQLite may have rolled back already (a full disk, an I/O error)
+                    con.execute("ROLLBACK")
                 raise
             con.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
