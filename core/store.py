@@ -131,7 +131,8 @@ class Project:
             try:
                 yield con, journal
             except BaseException as exc:
-                con.execute("ROLLBACK TO change")
+                if con.in_transaction:  # else SQLite has already rolled it all back
+                    con.execute("ROLLBACK TO change")
                 if journal.steps:
                     journal.put_right(self._wanted(con))
                 if isinstance(exc, OSError):
