@@ -4,8 +4,9 @@ Folders hold the photos so a user can take the dataset anywhere; the database ho
 folders cannot: where each photo came from, its hashes, kept/rejected status, its split,
 and the training runs. This module is the `Project` a caller sees; the pieces live in
 `core/storage/`: `db` (transactions, schema, backup), `names` (names that are safe folders),
-`journal` (file steps that are undone or redone so files and rows never part), `duplicates`,
-`runs` (one active run, worker liveness) and `consistency` (rows against files).
+`journal` (file steps that are undone or redone so files and rows never part), `records`
+(what the store hands out), `duplicates`, `runs` (one active run, worker liveness) and
+`consistency` (rows against files).
 
 Any number of `Project` objects, in any threads and processes, may share one project: every
 change is one `BEGIN IMMEDIATE` transaction with its file steps journalled inside it.
@@ -17,9 +18,8 @@ import json
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Literal, NamedTuple
+from typing import Callable, Iterator, Literal
 
 from core import config
 from core.files import TEMP_PREFIX, atomic_write
@@ -31,80 +31,19 @@ from core.storage.duplicates import NEAR_DUPLICATE_DISTANCE, groups, nearest
 from core.storage.errors import ClassGone, ProjectDamaged, RunBusy, StoreError
 from core.storage.journal import JOURNAL_DIR, Journal
 from core.storage.names import MAX_NAME_BYTES, MAX_NAME_LENGTH, file_stem, name_key, normalize, validate_name
+from core.storage.records import (IMAGE_ROWS, AddResult, ClassInfo, ImageRecord, RejectedInput, Status, image_record,
+                                  split_for, split_key)
 from core.storage.runs import RunRecord, RunStatus, apply_updates, insert_run, run_record, run_updates
 
 __all__ = [
     "DB_NAME", "DEFAULT_VAL_SHARE", "MAX_NAME_BYTES", "MAX_NAME_LENGTH", "NEAR_DUPLICATE_DISTANCE",
-    "AddResult", "ClassGone", "RejectedInput", "ClassInfo", "Consistency", "ImageRecord", "Project", "ProjectDamaged", "RunBusy", "RunRecord",
-    "RunStatus", "Status", "StoreError", "create_project", "list_projects", "name_key", "normalize",
+    "AddResult", "ClassGone", "ClassInfo", "Consistency", "ImageRecord", "Project", "ProjectDamaged", "RejectedInput", "RunBusy",
+    "RunRecord", "RunStatus", "Status", "StoreError", "create_project", "list_projects", "name_key", "normalize",
     "open_project", "restore_backup", "split_for", "split_key", "validate_name",
 ]
 
 DEFAULT_VAL_SHARE = 0.2
 LEFTOVER_AGE = 3600  # seconds: no photo write takes this long, so an older temp file is a crash's leftover
-
-IMAGE_ROWS = "SELECT i.*, c.name AS class_name FROM images i JOIN classes c ON c.id=i.class_id"  # every photo query: the row plus its class name
-
-Status = Literal["kept", "rejected"]
-
-
-@dataclass(frozen=True)
-class ClassInfo:
-    name: str
-    kept: int
-    rejected: int
-    train: int
-    val: int
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    id: int
-    class_name: str
-    path: Path
-    sha256: str
-    phash: int
-    width: int
-    height: int
-    size_bytes: int
-    source: str
-    source_url: str | None
-    query: str | None
-    original_name: str | None
-    status: Status
-    reject_reason: str | None
-    split: Literal["train", "val"]
-    added: float
-
-
-@dataclass(frozen=True)
-class AddResult:
-    status: Literal["added", "duplicate", "near_duplicate", "rejected"]
-    image_id: int | None = None
-    reason: str | None = None
-    path: Path | None = None
-    detail: str | None = None
-    class_id: int | None = None  # the class it went to: later photos of a collection follow it through a rename
-
-
-class RejectedInput(NamedTuple):
-    """A file that never became a photo, as `rejected_inputs` records it."""
-
-    class_name: str | None
-    original_name: str | None
-    source: str
-    source_url: str | None
-    reason: str  # short code such as "not_image" or "corrupt"
-    detail: str  # the sentence shown to the user
-
-
-def split_for(split_key: float, val_share: float) -> Literal["train", "val"]:
-    return "val" if split_key < val_share else "train"
-
-
-def split_key(sha256: str) -> float:
-    """A number in [0, 1) fixed by the photo's content: the split never changes as photos are added."""
-    return int(sha256[:12], 16) / float(16**12)
 
 
 class Project:
@@ -142,7 +81,8 @@ class Project:
             try:
                 yield con, journal
             except BaseException as exc:
-                con.execute("ROLLBACK TO change")
+                if con.in_transaction:  # else SQLite has already rolled it all back
+                    con.execute("ROLLBACK TO change")
                 if journal.steps:
                     journal.put_right(self._wanted(con))
                 if isinstance(exc, OSError):
@@ -374,7 +314,7 @@ class Project:
                 near = nearest(con, decoded.phash)
                 if near is not None and near[1] <= NEAR_DUPLICATE_DISTANCE:
                     return AddResult("near_duplicate", image_id=near[0], reason="near_duplicate")
-            class_id, class_name = self._class_by_id(con, class_id) if class_id else self._ensure_class(con, class_name)
+            class_id, class_name = self._target_class(con, class_name, class_id)
             path = self._free_path(class_name, file_stem(original_name), decoded.sha256, decoded.extension)
             cur = con.execute(
                 """INSERT INTO images (class_id, file, sha256, phash, width, height, bytes, source, source_url,
@@ -387,10 +327,13 @@ class Project:
             journal.write(path, decoded.stored_bytes)
         return AddResult("added", image_id=cur.lastrowid, path=path, class_id=class_id)
 
-    def _class_by_id(self, con: sqlite3.Connection, class_id: int) -> tuple[int, str]:
+    def _target_class(self, con: sqlite3.Connection, name: str, class_id: int | None) -> tuple[int, str]:
+        """Where photos go: the class with that id whatever its name now, else the named one (created if missing)."""
+        if class_id is None:
+            return self._ensure_class(con, name)
         row = con.execute("SELECT id, name FROM classes WHERE id=?", (class_id,)).fetchone()
         if row is None:
-            raise ClassGone("The class was deleted while photos were being added to it.")
+            raise ClassGone(f"The class '{name}' was deleted while photos were being added to it.")
         return row["id"], row["name"]
 
     def _free_path(self, class_name: str, stem: str, sha256: str, ext: str, taken: set[Path] = frozenset()) -> Path:
@@ -445,7 +388,7 @@ class Project:
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         with self.db.read() as con:
             rows = con.execute(f"{IMAGE_ROWS} {where} ORDER BY c.name_key, i.id", params).fetchall()
-        return [self._record(r, share) for r in rows]
+        return [image_record(r, self.images_dir, share) for r in rows]
 
     def image(self, image_id: int) -> ImageRecord:
         record = self._one_image("i.id=?", (image_id,))
@@ -461,16 +404,7 @@ class Project:
     def _one_image(self, condition: str, params: tuple) -> ImageRecord | None:
         with self.db.read() as con:
             row = con.execute(f"{IMAGE_ROWS} WHERE {condition}", params).fetchone()
-        return self._record(row, self.val_share) if row else None
-
-    def _record(self, r: sqlite3.Row, share: float) -> ImageRecord:
-        return ImageRecord(
-            id=r["id"], class_name=r["class_name"], path=self.images_dir / r["class_name"] / r["file"],
-            sha256=r["sha256"], phash=int(r["phash"], 16), width=r["width"], height=r["height"],
-            size_bytes=r["bytes"], source=r["source"], source_url=r["source_url"], query=r["query"],
-            original_name=r["original_name"], status=r["status"], reject_reason=r["reject_reason"],
-            split=split_for(r["split_key"], share), added=r["added"],
-        )
+        return image_record(row, self.images_dir, self.val_share) if row else None
 
     def thumbnail(self, image: ImageRecord) -> bytes:
         """A cached small JPEG of a photo for grids."""
@@ -502,7 +436,7 @@ class Project:
         With `class_id`, to that class whatever it is called now (ClassGone if it was deleted):
         a class renamed in another tab is not brought back under its old name."""
         with self._change(f"move the photos to '{normalize(class_name)}'") as (con, journal):
-            class_id, class_name = self._class_by_id(con, class_id) if class_id else self._ensure_class(con, class_name)
+            class_id, class_name = self._target_class(con, class_name, class_id)
             moves: list[tuple[Path, Path]] = []
             for image_id in image_ids:
                 row = con.execute(

@@ -333,6 +333,7 @@ def _dataset(samples: list[Sample], size: int, batch_size: int, n_classes: int, 
         ds = ds.map(lambda p, y: (load(p), y), num_parallel_calls=tf.data.AUTOTUNE)
     else:  # a seed per photo, new each epoch, drawn in order: augmented photos are the same whatever runs first
         seeds = tf.data.Dataset.random(seed=shuffle_seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip(ds, seeds).map(lambda item, seed: (augment_photo(load(item[0]), seed, augment), item[1]),
-                                                num_parallel_calls=tf.data.AUTOTUNE)
+        ds = tf.data.Dataset.zip(ds, seeds).map(
+            lambda item, seed: (augment_photo(load(item[0]), seed, augment), item[1]),
+            num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

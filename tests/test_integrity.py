@@ -444,7 +444,8 @@ def test_files_removed_or_added_by_hand_are_reported_and_put_right(two_classes):
     stray.write_bytes(photo_bytes(99))
     report = two_classes.check()
     assert report.missing_files == [(cats[0].id, cats[0].path)] and report.files_without_rows == [stray]
-    assert "1 photo(s) are listed but their file is gone" in report.describe()
+    assert report.describe() == ("1 photo is listed but its file is gone; "
+                                 "1 file in the class folders is not in the project")
     assert two_classes.take_in_stray_files() == 1 and two_classes.forget_missing_files() == 1
     consistent(two_classes)
     assert len(two_classes.images("dogs")) == 4 and not stray.exists()
@@ -482,3 +483,17 @@ def test_the_start_page_reports_files_out_of_step_and_fixes_them(two_classes):
     at.button(key="forget_missing").click().run()
     assert not at.exception and not at.warning
     consistent(two_classes)
+
+
+def test_zip_folder_names_follow_the_same_rules(project):
+    import io
+
+    from core.ingest import import_zip
+    from tests.photos import zip_bytes
+
+    with pytest.raises(StoreError, match="bytes"):
+        import_zip(project, io.BytesIO(zip_bytes({f"{'🦙' * 64}/1.jpg": photo_bytes(1)})))
+    assert project.images() == []
+    nfd, nfc = unicodedata.normalize("NFD", "café"), unicodedata.normalize("NFC", "Café")
+    import_zip(project, io.BytesIO(zip_bytes({f"{nfd}/1.jpg": photo_bytes(1), f"{nfc}/2.jpg": photo_bytes(2)})))
+    assert project.class_names() == ["café"] and len(project.images()) == 2

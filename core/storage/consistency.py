@@ -22,10 +22,12 @@ class Consistency:
     def describe(self) -> str:
         """One plain sentence for the page, or '' when all is well."""
         parts = []
-        if self.missing_files:
-            parts.append(f"{len(self.missing_files)} photo(s) are listed but their file is gone")
-        if self.files_without_rows:
-            parts.append(f"{len(self.files_without_rows)} file(s) in the class folders are not in the project")
+        if n := len(self.missing_files):
+            parts.append("1 photo is listed but its file is gone" if n == 1
+                         else f"{n} photos are listed but their files are gone")
+        if n := len(self.files_without_rows):
+            parts.append("1 file in the class folders is not in the project" if n == 1
+                         else f"{n} files in the class folders are not in the project")
         return "; ".join(parts)
 
 

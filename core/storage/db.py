@@ -112,7 +112,8 @@ class Database:
             try:
                 yield con
             except BaseException:
-                con.execute("ROLLBACK")
+                if con.in_transaction:  # SQLite may have rolled back already (a full disk, an I/O error)
+                    con.execute("ROLLBACK")
                 raise
             con.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
@@ -134,7 +135,9 @@ class Database:
     # ---- schema -------------------------------------------------------------------------------
 
     def create(self, defaults: dict[str, str]) -> None:
-        """Make the tables (when missing) and the settings' first values."""
+        """Make the tables (when missing) and the settings' first values; a damaged file is left as it is."""
+        if self.path.exists() and (problem := self.problem()):
+            raise self.damaged(problem)
         with self.write() as con:
             for statement in TABLES:
                 con.execute(statement)
