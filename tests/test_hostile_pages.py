@@ -16,6 +16,15 @@ HOSTILE_URL = "https://example.org/a.jpg)![pwned](https://evil.example/x.png)[cl
 HOSTILE_NAME = "**bold** [link](https://evil.example) :red[alarm] <b>x</b> `code`.jpg"
 
 
+def _open(project, page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["project"] = project.name
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
 def _markdown(at: AppTest) -> str:
     return "\n".join(str(e.value) for e in at.markdown)
 
@@ -23,11 +32,7 @@ def _markdown(at: AppTest) -> str:
 def test_review_details_escape_urls_and_file_names(project):
     project.add_image("cats", photo_bytes(1), source="web", source_url=HOSTILE_URL, original_name=HOSTILE_NAME,
                       query="cat [x](https://evil.example)")
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["project"] = project.name
-    at.switch_page("pages/review.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = _open(project, "pages/review.py")
     shown = _markdown(at)
     assert "Open the original page" in shown
     assert "](https://evil.example" not in shown  # neither an image nor a link can be injected
@@ -37,10 +42,7 @@ def test_review_details_escape_urls_and_file_names(project):
 
 def test_a_non_web_source_url_is_not_a_link(project):
     project.add_image("cats", photo_bytes(1), source="web", source_url="javascript:alert(1)")
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["project"] = project.name
-    at.switch_page("pages/review.py")
-    at.run()
+    at = _open(project, "pages/review.py")
     assert "javascript" not in _markdown(at)
 
 
@@ -50,10 +52,7 @@ def test_error_details_stay_on_the_server():
 
 
 def test_an_upload_of_too_many_files_is_refused_with_a_message(project):
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["project"] = project.name
-    at.switch_page("pages/collect.py")
-    at.run()
+    at = _open(project, "pages/collect.py")
     at.text_input(key="upload_new_class").input("cats").run()
     too_many = 1001
     at.file_uploader(key="upload_files").set_value([(f"{i}.jpg", b"x", "image/jpeg") for i in range(too_many)])
@@ -64,10 +63,7 @@ def test_an_upload_of_too_many_files_is_refused_with_a_message(project):
 
 
 def test_file_names_in_an_import_report_are_escaped(project):
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["project"] = project.name
-    at.switch_page("pages/collect.py")
-    at.run()
+    at = _open(project, "pages/collect.py")
     at.text_input(key="upload_new_class").input("cats").run()
     at.file_uploader(key="upload_files").set_value([("[x](https://evil.example).jpg", b"not a photo", "image/jpeg")])
     at.button(key="upload_files_add").click().run()
