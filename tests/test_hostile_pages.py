@@ -6,8 +6,10 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
 from tests.photos import photo_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,3 +71,25 @@ def test_file_names_in_an_import_report_are_escaped(project):
     at.button(key="upload_files_add").click().run()
     warnings = "\n".join(str(e.value) for e in at.warning)
     assert "not a picture" in warnings and "](https://evil.example" not in warnings
+
+
+@pytest.mark.browser
+def test_hostile_names_render_as_plain_text_in_the_browser(workspace):
+    from core.store import create_project
+
+    project = create_project("hostile", workspace)
+    project.add_image("cats", photo_bytes(1), source="web", source_url=HOSTILE_URL, original_name=HOSTILE_NAME)
+    with streamlit_server(workspace) as url, browser_page() as page:
+        page.goto(f"{url}/review?project=hostile")
+        page.get_by_text("Review your photos").wait_for(timeout=60_000)
+        wait_idle(page)
+        page.locator("[data-testid='stPopover'] button").first.click()
+        page.get_by_text("Open the original page").wait_for()
+        wait_idle(page)
+        screenshot(page, "hostile-review-details")
+        assert_no_errors(page)
+        assert page.locator("img[src*='evil.example']").count() == 0
+        assert page.locator("a[href^='https://evil.example']").count() == 0  # no link, not even an automatic one
+        href = page.get_by_role("link", name="Open the original page").get_attribute("href")
+        assert href.startswith("https://example.org/a.jpg%29")
+        assert page.get_by_text(":red[alarm]").count() == 1  # shown as typed, not as red text
