@@ -6,11 +6,12 @@ search whose results mix good photos with every hostile link (header drip, body 
 never answers, PostScript, HTML and forged sizes posing as photos), then a search page that never
 ends and one that drips: its wall time is bounded by the downloader's and the search's deadlines.
 The embedding run is repeated without the shared decode budget, as the code decoded before, when
-the machine has the memory to spare.
+the machine has the memory to spare. Last, a zip of 20,000 tiny non-photos is imported in-process.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -28,6 +29,7 @@ from tests.hostile_files import forged_png
 from tests.hostile_standin import ENDLESS_QUERY, SLOW_QUERY, HostileStandin
 
 GOOD_PHOTOS = 12
+JUNK_FILES = 20_000
 PNGS = 16
 RSS_LIMIT_COLLECT_MB = 500
 RSS_LIMIT_EMBED_MB = 600
@@ -79,6 +81,24 @@ def collect_run() -> None:
     print(table(["class", "saved", "failures by reason", "seconds"], rows))
     print(table(["wall seconds", "peak RSS MB", f"RSS limit MB", "partial files left", "stored files that don't decode"],
                 [[seconds, peak, RSS_LIMIT_COLLECT_MB, len(leftovers), len(unreadable)]]))
+
+
+def zip_run() -> None:
+    """Importing a zip of 20,000 tiny files that are not photos: rejections are recorded in batches."""
+    from core.ingest import import_zip
+    from core.store import Project
+    from tests.photos import zip_bytes
+
+    archive = zip_bytes({f"junk/{i}.jpg": b"not a photo %d" % i for i in range(JUNK_FILES)})
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Project(Path(tmp), create=True)
+        started = time.perf_counter()
+        report = import_zip(project, io.BytesIO(archive))
+        seconds = time.perf_counter() - started
+        recorded = len(project.rejected_inputs(limit=JUNK_FILES + 1))
+    print(f"\nImporting a zip of {JUNK_FILES:,} tiny files that are not photos")
+    print(table(["seconds", "files/s", "rejected", "recorded"], [[seconds, JUNK_FILES / seconds, len(report.rejected),
+                                                                 recorded]]))
 
 
 def _decodes(path: Path) -> bool:
@@ -145,6 +165,7 @@ def _available_gb() -> float:
 def main() -> None:
     collect_run()
     embed_run()
+    zip_run()
 
 
 if __name__ == "__main__":

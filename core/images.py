@@ -131,8 +131,10 @@ def _open(source: Path | bytes, *, max_pixels: int = MAX_PIXELS, min_side: int =
     except Exception as exc:  # a broken header trips parsers in many ways; all of them mean "not usable"
         raise ImageRejected("truncated", f"The image file is truncated or corrupt ({exc}).") from exc
     if opened.width * opened.height > max_pixels:
+        opened.close()
         raise ImageRejected("too_large")
     if min(opened.size) < min_side:
+        opened.close()
         raise ImageRejected("too_small", f"The image is {opened.width}x{opened.height}; "
                                          f"at least {min_side} pixels a side are needed.")
     return opened

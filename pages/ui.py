@@ -63,12 +63,14 @@ def duration(seconds: float) -> str:
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>~$:#|])")  # enough that no link, image, tag, heading, code,
 # emphasis, emoji shortcode, :color[] directive or formula can form; "(" alone starts nothing
+_AUTOLINK = re.compile(r"(?i)(\\:|www)(//|\.)")  # what GitHub-flavoured markdown links by itself
 
 
 def md(text: object) -> str:
     """Text from outside (file and class names, search words, web addresses) made inert in Streamlit markdown;
     line breaks become spaces."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+    return _AUTOLINK.sub("\\1\u2060\\2", escaped)  # a word joiner: shown as typed, not turned into a link
 
 
 _URL_SAFE = "/:?#@!&'+,;=%~"  # everything else, brackets, parentheses and spaces included, is %-encoded

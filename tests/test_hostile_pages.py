@@ -6,14 +6,25 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
 from tests.photos import photo_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 HOSTILE_URL = "https://example.org/a.jpg)![pwned](https://evil.example/x.png)[click](https://evil.example/"
 HOSTILE_NAME = "**bold** [link](https://evil.example) :red[alarm] <b>x</b> `code`.jpg"
+
+
+def _open(project, page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["project"] = project.name
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
 
 
 def _markdown(at: AppTest) -> str:
@@ -23,11 +34,7 @@ def _markdown(at: AppTest) -> str:
 def test_review_details_escape_urls_and_file_names(project):
     project.add_image("cats", photo_bytes(1), source="web", source_url=HOSTILE_URL, original_name=HOSTILE_NAME,
                       query="cat [x](https://evil.example)")
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["project"] = project.name
-    at.switch_page("pages/review.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = _open(project, "pages/review.py")
     shown = _markdown(at)
     assert "Open the original page" in shown
     assert "](https://evil.example" not in shown  # neither an image nor a link can be injected
@@ -37,10 +44,7 @@ def test_review_details_escape_urls_and_file_names(project):
 
 def test_a_non_web_source_url_is_not_a_link(project):
     project.add_image("cats", photo_bytes(1), source="web", source_url="javascript:alert(1)")
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["project"] = project.name
-    at.switch_page("pages/review.py")
-    at.run()
+    at = _open(project, "pages/review.py")
     assert "javascript" not in _markdown(at)
 
 
@@ -50,10 +54,7 @@ def test_error_details_stay_on_the_server():
 
 
 def test_an_upload_of_too_many_files_is_refused_with_a_message(project):
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["project"] = project.name
-    at.switch_page("pages/collect.py")
-    at.run()
+    at = _open(project, "pages/collect.py")
     at.text_input(key="upload_new_class").input("cats").run()
     too_many = 1001
     at.file_uploader(key="upload_files").set_value([(f"{i}.jpg", b"x", "image/jpeg") for i in range(too_many)])
@@ -64,12 +65,31 @@ def test_an_upload_of_too_many_files_is_refused_with_a_message(project):
 
 
 def test_file_names_in_an_import_report_are_escaped(project):
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["project"] = project.name
-    at.switch_page("pages/collect.py")
-    at.run()
+    at = _open(project, "pages/collect.py")
     at.text_input(key="upload_new_class").input("cats").run()
     at.file_uploader(key="upload_files").set_value([("[x](https://evil.example).jpg", b"not a photo", "image/jpeg")])
     at.button(key="upload_files_add").click().run()
     warnings = "\n".join(str(e.value) for e in at.warning)
     assert "not a picture" in warnings and "](https://evil.example" not in warnings
+
+
+@pytest.mark.browser
+def test_hostile_names_render_as_plain_text_in_the_browser(workspace):
+    from core.store import create_project
+
+    project = create_project("hostile", workspace)
+    project.add_image("cats", photo_bytes(1), source="web", source_url=HOSTILE_URL, original_name=HOSTILE_NAME)
+    with streamlit_server(workspace) as url, browser_page() as page:
+        page.goto(f"{url}/review?project=hostile")
+        page.get_by_text("Review your photos").wait_for(timeout=60_000)
+        wait_idle(page)
+        page.locator("[data-testid='stPopover'] button").first.click()
+        page.get_by_text("Open the original page").wait_for()
+        wait_idle(page)
+        screenshot(page, "hostile-review-details")
+        assert_no_errors(page)
+        assert page.locator("img[src*='evil.example']").count() == 0
+        assert page.locator("a[href^='https://evil.example']").count() == 0  # no link, not even an automatic one
+        href = page.get_by_role("link", name="Open the original page").get_attribute("href")
+        assert href.startswith("https://example.org/a.jpg%29")
+        assert page.get_by_text(":red[alarm]").count() == 1  # shown as typed, not as red text
