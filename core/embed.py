@@ -103,11 +103,12 @@ class LiteRTRunner:
         return self._interpreter.get_tensor(self._output).copy()
 
 
-def make_embedder(spec: BackboneSpec, engine: str = "litert") -> Callable[[np.ndarray], np.ndarray]:
+def make_embedder(spec: BackboneSpec, engine: str = "litert",
+                  threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """A function from a pixel batch to embeddings: LiteRT when installed, else Keras."""
     if engine == "litert":
         try:
-            return LiteRTRunner(litert_backbone(spec))
+            return LiteRTRunner(litert_backbone(spec), threads)
         except ImportError:
             engine = "keras"
     model = feature_model(spec)
@@ -170,9 +171,9 @@ def embed_files(paths: Sequence[Path], shas: Sequence[str], spec: BackboneSpec, 
 
 def embed_views(paths: Sequence[Path], shas: Sequence[str], spec: BackboneSpec, views: Sequence[bool] = (False, True),
                 *, cache: EmbeddingCache | None = None, engine: str = "litert", on_progress: Progress | None = None,
-                should_stop: Callable[[], bool] | None = None) -> list[EmbedResult]:
+                should_stop: Callable[[], bool] | None = None, threads: int | None = None) -> list[EmbedResult]:
     """One EmbedResult per view (False: as is, True: mirrored); a photo missing from any view's cache is
-    decoded once for all of them."""
+    decoded once for all of them. `threads` caps the backbone's threads (default: every core)."""
     cache = cache or EmbeddingCache()
     keys = [view_key(spec, flip) for flip in views]
     cached = [cache.get(key, shas) for key in keys]
@@ -181,9 +182,9 @@ def embed_views(paths: Sequence[Path], shas: Sequence[str], spec: BackboneSpec, 
     failed: dict[int, str] = {}
     start = time.perf_counter()
     if todo:
-        embedder = make_embedder(spec, engine)
+        embedder = make_embedder(spec, engine, threads)
         done = len(shas) - len(todo)
-        for batch_ids, pixels, errors in _decoded_batches(paths, todo, spec.input_size):
+        for batch_ids, pixels, errors in _decoded_batches(paths, todo, spec.input_size, threads):
             if should_stop and should_stop():
                 raise InterruptedError("stopped while embedding")
             failed.update(errors)
@@ -212,7 +213,7 @@ def _result(vectors: dict[int, np.ndarray], failed: dict[int, str], computed: in
     return EmbedResult(stacked, ok, failed, computed, seconds)
 
 
-def _decoded_batches(paths: Sequence[Path], ids: list[int], size: int):
+def _decoded_batches(paths: Sequence[Path], ids: list[int], size: int, threads: int | None = None):
     """Yield (ids, pixel batch, {id: error}) with decoding of the next batches running in threads."""
 
     def load(i: int):
@@ -221,7 +222,7 @@ def _decoded_batches(paths: Sequence[Path], ids: list[int], size: int):
         except Exception as exc:  # any unreadable file is reported per photo, never fatal for the run
             return i, None, f"{type(exc).__name__}: {exc}"
 
-    with ThreadPoolExecutor(max_workers=max(2, (os.cpu_count() or 2))) as pool:
+    with ThreadPoolExecutor(max_workers=threads or max(2, (os.cpu_count() or 2))) as pool:
         chunks = [ids[s:s + BATCH] for s in range(0, len(ids), BATCH)]
         futures = [[pool.submit(load, i) for i in chunk] for chunk in chunks[:2]]
         for n in range(len(chunks)):

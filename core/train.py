@@ -24,6 +24,7 @@ from core.head import STRENGTHS, HeadSearch, LinearHead, search_head
 from core.images import load_rgb
 
 STAGE_EMBED, STAGE_HEAD, STAGE_FINETUNE = "embedding", "head", "fine-tuning"
+MIN_IMPROVEMENT = 1e-3  # a validation loss lower by less than this is noise: not a better epoch
 
 
 @dataclass
@@ -176,7 +177,7 @@ def _listener_callback(listener: TrainingListener, stage: str, epochs: int, best
         def on_epoch_end(self, epoch, logs=None):
             logs = _floats(logs)
             score = logs.get("val_loss", logs.get("loss", math.inf))
-            if self.best is None or score < self.best[0]:
+            if self.best is None or score < self.best[0] - MIN_IMPROVEMENT:
                 self.best = (score, epoch + 1, self.model.get_weights())
             listener.on_epoch(stage, epoch + 1, epochs, logs)
 
@@ -297,8 +298,9 @@ def _finetune(model, spec, cfg: TrainConfig, train_samples, val_samples, weights
     # Snapshot after freezing: Keras orders weights by trainability, so restore in the same configuration.
     baseline = (head_val_loss, 0, model.get_weights()) if val_ds is not None and head_val_loss is not None else None
     relay = _listener_callback(listener, STAGE_FINETUNE, cfg.finetune_epochs, baseline)
-    # The baseline is the head's own validation loss: fine-tuning that never beats it stops after `patience`.
+    # The baseline is the head's own validation loss: fine-tuning that never beats it stops after `patience` epochs.
     callbacks = [relay, keras.callbacks.EarlyStopping(monitor="val_loss" if val_ds else "loss", patience=cfg.patience,
+                                                      min_delta=MIN_IMPROVEMENT,
                                                       baseline=head_val_loss if val_ds is not None else None)]
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.finetune_epochs, class_weight=weights,
               callbacks=callbacks, verbose=0)
