@@ -13,7 +13,7 @@ from datetime import datetime
 import pandas as pd
 import streamlit as st
 
-from core import jobs, preembed, speed
+from core import jobs, speed
 from core.backbones import DEFAULT_BACKBONE, REGISTRY, BackboneSpec, backbone_label, get_backbone, trainable_summary
 from core.runs import has_model
 from core.store import Project, RunRecord

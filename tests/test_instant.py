@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from core.store import create_project
-from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
+from tests.browser import assert_no_errors, browser_page, new_class, screenshot, streamlit_server, wait_idle
 from tests.photos import class_photo_bytes
 
 CLASSES = {"stripes": 0, "blobs": 1}
@@ -24,12 +24,7 @@ def upload(page, tmp_path, name: str, label: int) -> None:
         path = folder / f"{name}_{i}.jpg"
         path.write_bytes(class_photo_bytes(label, i))
         files.append(str(path))
-    page.get_by_role("combobox", name="Add photos to class").click()
-    page.get_by_role("option", name="➕ New class…").click()
-    box = page.get_by_role("textbox", name="New class name")
-    box.fill(name)
-    box.press("Enter")
-    wait_idle(page)
+    new_class(page, name)
     page.get_by_role("tabpanel").first.locator('input[type="file"]').set_input_files(files)
     page.get_by_role("button", name=f"Add to {name}").click()
     page.get_by_text(f"{PER_CLASS} photos added", exact=False).first.wait_for(timeout=60_000)

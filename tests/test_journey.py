@@ -18,7 +18,7 @@ import pytest
 
 from core.store import open_project
 from tests.bing_standin import BingStandin
-from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
+from tests.browser import assert_no_errors, browser_page, new_class, screenshot, streamlit_server, wait_idle
 from tests.photos import class_photo, class_photo_bytes, zip_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -92,12 +92,7 @@ def walk_through(page, url: str, workspace: Path, tmp_path: Path) -> None:
     step(page, "journey_2_collect_search")
 
     page.get_by_role("tab", name="Zip file").click()
-    page.get_by_role("combobox", name="Add photos to class").click()
-    page.get_by_role("option", name="➕ New class…").click()
-    new_class = page.get_by_role("textbox", name="New class name")
-    new_class.fill(ZIPPED)
-    new_class.press("Enter")
-    wait_idle(page)
+    new_class(page, ZIPPED)
     archive = tmp_path / f"{ZIPPED}.zip"
     archive.write_bytes(stripes_zip())
     page.get_by_role("tabpanel").locator('input[type="file"]').set_input_files(str(archive))

@@ -20,7 +20,7 @@ from core.export import EVALUATION_FILE, write_json
 from core.predict import MODEL_FILE
 from core.ingest import import_folder
 from core.runs import data_from_project, train_and_save
-from core.store import Project, create_project, open_project
+from core.store import Project, create_project
 from core.train import TrainConfig
 from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
 from tests.conftest import shared_dataset
