@@ -59,7 +59,7 @@ def init_settings(project: Project) -> None:
     for field in FIELDS:
         name = key(field)
         st.session_state[name] = st.session_state.get(name, getattr(DEFAULTS, field))
-    if project.backbone in REGISTRY and "train_backbone_project" not in st.session_state:
+    if project.backbone in REGISTRY and st.session_state.get("train_backbone_project") != project.name:
         st.session_state[key("backbone")] = project.backbone
     st.session_state["train_backbone_project"] = project.name
 
