@@ -46,8 +46,9 @@ class TerminalProgress:
             self.bar(stage if stage == "embedding" else f"{stage} e{epoch}", batch, batches)
 
     def on_epoch(self, stage, epoch, epochs, logs):
-        shown = " ".join(f"{k}={v:.3f}" for k, v in logs.items())
-        print(f"\r{stage} epoch {epoch}/{epochs}: {shown}".ljust(90), file=sys.stderr, flush=True)
+        shown = " ".join(f"{k}={v:.3g}" for k, v in logs.items() if isinstance(v, float))
+        step = "strength" if stage == "head" else "epoch"
+        print(f"\r{stage} {step} {epoch}/{epochs}: {shown}".ljust(90), file=sys.stderr, flush=True)
 
     def should_stop(self):
         return False
@@ -60,9 +61,8 @@ def cmd_train(args) -> int:
     data = data_from_folders(Path(args.data_dir), Path(args.val_dir) if args.val_dir else None, args.val_split)
     cfg = TrainConfig(backbone=args.backbone, unfreeze_blocks=args.unfreeze_blocks, seed=args.seed)
     if args.epochs:
-        cfg.epochs = args.epochs
         cfg.finetune_epochs = args.epochs
-    metrics = train_and_save(data, cfg, Path(args.out), TerminalProgress())
+    metrics, _ = train_and_save(data, cfg, Path(args.out), TerminalProgress())
     shown = {k: metrics[k] for k in ("val_accuracy", "images_used", "images_rejected", "embed_seconds",
                                      "embed_images_per_second", "train_seconds")}
     print(json.dumps(shown, indent=2))
@@ -147,7 +147,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="run folder to write model.keras, labels.txt, metrics.json into")
     t.add_argument("--backbone", default=DEFAULT_BACKBONE)
     t.add_argument("--unfreeze-blocks", type=int, default=0)
-    t.add_argument("--epochs", type=int, default=0, help="maximum epochs per stage (default: built-in)")
+    t.add_argument("--epochs", type=int, default=0, help="maximum fine-tuning epochs (default: built-in; the head is solved, not trained in epochs)")
     group = t.add_mutually_exclusive_group()
     group.add_argument("--val-dir")
     group.add_argument("--val-split", type=float, default=0.2)

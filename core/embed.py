@@ -103,11 +103,24 @@ class LiteRTRunner:
         return self._interpreter.get_tensor(self._output).copy()
 
 
-def make_embedder(spec: BackboneSpec, engine: str = "litert") -> Callable[[np.ndarray], np.ndarray]:
+_runners = threading.local()
+
+
+def _runner(path: Path, threads: int | None) -> LiteRTRunner:
+    """This thread's interpreter for a model file, kept: a new one costs a few hundred ms before its first answer
+    (an interpreter must not be shared between threads)."""
+    kept = _runners.__dict__.setdefault("by_key", {})
+    if (path, threads) not in kept:
+        kept[(path, threads)] = LiteRTRunner(path, threads)
+    return kept[(path, threads)]
+
+
+def make_embedder(spec: BackboneSpec, engine: str = "litert",
+                  threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """A function from a pixel batch to embeddings: LiteRT when installed, else Keras."""
     if engine == "litert":
         try:
-            return LiteRTRunner(litert_backbone(spec))
+            return _runner(litert_backbone(spec), threads)
         except ImportError:
             engine = "keras"
     model = feature_model(spec)
@@ -166,42 +179,62 @@ def embed_files(paths: Sequence[Path], shas: Sequence[str], spec: BackboneSpec, 
     """Embeddings for photos on disk (mirrored with flip=True), from the cache where possible;
     unreadable photos are reported, not fatal. Decoding memory is bounded by core.images' shared
     budget however many `decode_threads` (default: one per core) there are."""
+    return embed_views(paths, shas, spec, (flip,), cache=cache, engine=engine, on_progress=on_progress,
+                       should_stop=should_stop, decode_threads=decode_threads)[0]
+
+
+def embed_views(paths: Sequence[Path], shas: Sequence[str], spec: BackboneSpec, views: Sequence[bool] = (False, True),
+                *, cache: EmbeddingCache | None = None, engine: str = "litert", on_progress: Progress | None = None,
+                should_stop: Callable[[], bool] | None = None, threads: int | None = None,
+                decode_threads: int | None = None) -> list[EmbedResult]:
+    """One EmbedResult per view (False: as is, True: mirrored); a photo missing from any view's cache is
+    decoded once for all of them. `threads` caps the backbone's threads and, unless `decode_threads`
+    says otherwise, the decoding threads (default: every core)."""
     cache = cache or EmbeddingCache()
-    key = cache_key(spec) + ("-flip" if flip else "")
-    cached = cache.get(key, shas)
-    todo = [i for i, sha in enumerate(shas) if sha not in cached]
-    vectors: dict[int, np.ndarray] = {i: cached[sha] for i, sha in enumerate(shas) if sha in cached}
+    keys = [view_key(spec, flip) for flip in views]
+    cached = [cache.get(key, shas) for key in keys]
+    todo = [i for i, sha in enumerate(shas) if any(sha not in found for found in cached)]
+    vectors = [{i: found[sha] for i, sha in enumerate(shas) if sha in found} for found in cached]
     failed: dict[int, str] = {}
     start = time.perf_counter()
     if todo:
-        embedder = make_embedder(spec, engine)
-        done = len(vectors)
-        for batch_ids, pixels, errors in _decoded_batches(paths, todo, spec.input_size, flip, decode_threads):
+        embedder = make_embedder(spec, engine, threads)
+        done = len(shas) - len(todo)
+        for batch_ids, pixels, errors in _decoded_batches(paths, todo, spec.input_size, decode_threads or threads):
             if should_stop and should_stop():
                 raise InterruptedError("stopped while embedding")
             failed.update(errors)
-            if batch_ids:
-                out = embedder(pixels)
-                fresh = dict(zip(batch_ids, out))
-                vectors.update(fresh)
-                cache.put(key, {shas[i]: v for i, v in fresh.items()})
+            for key, flip, found in zip(keys, views, vectors):
+                if batch_ids:
+                    fresh = dict(zip(batch_ids, embedder(np.ascontiguousarray(pixels[:, :, ::-1]) if flip else pixels)))
+                    found.update(fresh)
+                    cache.put(key, {shas[i]: v for i, v in fresh.items()})
             done += len(batch_ids) + len(errors)
             if on_progress:
                 on_progress(done, len(shas))
     elif on_progress:
         on_progress(len(shas), len(shas))
     seconds = time.perf_counter() - start if todo else 0.0
+    return [_result(found, failed, len(todo) - len(failed), seconds) for found in vectors]
+
+
+def view_key(spec: BackboneSpec, flip: bool) -> str:
+    """Cache key of a backbone's embeddings of photos as they are or mirrored."""
+    return cache_key(spec) + ("-flip" if flip else "")
+
+
+def _result(vectors: dict[int, np.ndarray], failed: dict[int, str], computed: int, seconds: float) -> EmbedResult:
     ok = sorted(vectors)
     stacked = np.stack([vectors[i] for i in ok]) if ok else np.zeros((0, 0), np.float32)
-    return EmbedResult(stacked, ok, failed, len(todo) - len(failed), seconds)
+    return EmbedResult(stacked, ok, failed, computed, seconds)
 
 
-def _decoded_batches(paths: Sequence[Path], ids: list[int], size: int, flip: bool, threads: int | None = None):
+def _decoded_batches(paths: Sequence[Path], ids: list[int], size: int, threads: int | None = None):
     """Yield (ids, pixel batch, {id: error}) with decoding of the next batches running in threads."""
 
     def load(i: int):
         try:
-            return i, load_rgb(Path(paths[i]), size, flip=flip), None
+            return i, load_rgb(Path(paths[i]), size), None
         except Exception as exc:  # any unreadable file is reported per photo, never fatal for the run
             return i, None, f"{type(exc).__name__}: {exc}"
 

@@ -1,7 +1,10 @@
-"""Taking a model away: the run folder's .keras, labels.txt and metrics, TFLite files, a dataset zip.
+"""The run folder and taking a model away: labels, head, metrics, .keras, TFLite files, a dataset zip.
 
-Every file is written under a temporary name and renamed, so a crash mid-save never leaves a
-model file that half-loads.
+A run is usable as soon as `save_usable` has written labels.txt, head.npz (head-only runs) or
+model.keras (fine-tuned runs), evaluation.json and metrics.json. The downloads (model.keras and
+the two TFLite files) are assembled afterwards by `assemble_downloads`, in the background in the
+app. Every file is written under a temporary name and renamed, so a crash mid-save never leaves
+a model file that half-loads.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 
@@ -17,11 +20,15 @@ from core.embed import LiteRTRunner, tflite_bytes
 from core.images import load_rgb
 from core.predict import LABELS_FILE, MODEL_FILE, Classifier
 from core.files import atomic_path, atomic_write
+from core.head import HEAD_FILE, LinearHead
 from core.store import Project
 
 METRICS_FILE = "metrics.json"
 EVALUATION_FILE = "evaluation.json"
 TFLITE_FILES = {False: "model.tflite", True: "model_quant.tflite"}
+DOWNLOAD_FILES = (MODEL_FILE, *TFLITE_FILES.values())
+DOWNLOADS_ERROR_FILE = "downloads_error.txt"  # why the downloads could not be made; its absence: not failed
+DownloadsState = Literal["ready", "preparing", "failed"]
 
 
 def save_keras(model, path: Path) -> None:
@@ -34,21 +41,65 @@ def write_json(path: Path, values: dict) -> None:
     atomic_write(path, json.dumps(values, indent=2).encode())
 
 
-def save_run(model, class_names: list[str], run_dir: Path, metrics: dict, evaluation: dict | None = None) -> None:
-    """Write what a finished run leaves behind: labels and metrics first, the model last."""
+def save_usable(run_dir: Path, class_names: list[str], metrics: dict, evaluation: dict | None,
+                head: LinearHead | None = None, model=None) -> None:
+    """What makes a run usable: labels, then the head (head-only) or the fine-tuned model, then evaluation and
+    metrics (metrics.json last: its presence says the rest is there)."""
     run_dir = Path(run_dir)
     atomic_write(run_dir / LABELS_FILE, ("\n".join(class_names) + "\n").encode())
+    if model is not None:
+        save_keras(model, run_dir / MODEL_FILE)
+    else:
+        head.save(run_dir / HEAD_FILE)
     if evaluation is not None:
         write_json(run_dir / EVALUATION_FILE, evaluation)
     write_json(run_dir / METRICS_FILE, metrics)
-    save_keras(model, run_dir / MODEL_FILE)
 
 
-def export_tflite(run_dir: Path, *, quantize: bool = False) -> Path:
+def assemble_downloads(run_dir: Path, model=None) -> None:
+    """model.keras (built from head.npz when it is not there yet) and both TFLite files; a failure is recorded
+    in the run folder for the pages and raised."""
+    run_dir = Path(run_dir)
+    (run_dir / DOWNLOADS_ERROR_FILE).unlink(missing_ok=True)
+    try:
+        if model is None and not (run_dir / MODEL_FILE).exists():
+            model = _classifier_from_head(run_dir)
+            save_keras(model, run_dir / MODEL_FILE)
+        for quantize in (False, True):
+            if not (run_dir / TFLITE_FILES[quantize]).exists():
+                export_tflite(run_dir, quantize=quantize, model=model)
+    except Exception as exc:
+        atomic_write(run_dir / DOWNLOADS_ERROR_FILE, f"{type(exc).__name__}: {exc}".encode())
+        raise
+
+
+def downloads_state(run_dir: Path) -> DownloadsState:
+    """Whether a usable run's files to take away are there, being made, or could not be made."""
+    run_dir = Path(run_dir)
+    if all((run_dir / name).exists() for name in DOWNLOAD_FILES):
+        return "ready"
+    return "failed" if (run_dir / DOWNLOADS_ERROR_FILE).exists() else "preparing"
+
+
+def downloads_error(run_dir: Path) -> str:
+    path = Path(run_dir) / DOWNLOADS_ERROR_FILE
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _classifier_from_head(run_dir: Path):
+    """The Keras classifier of a head-only run: its backbone with head.npz in the Dense layer."""
+    from core.backbones import get_backbone
+    from core.train import assemble_classifier
+
+    metrics = json.loads((run_dir / METRICS_FILE).read_text())
+    return assemble_classifier(get_backbone(metrics["backbone"]), LinearHead.load(run_dir / HEAD_FILE))
+
+
+def export_tflite(run_dir: Path, *, quantize: bool = False, model=None) -> Path:
     """model.tflite (float32) or model_quant.tflite (dynamic-range int8 weights) beside the .keras file."""
-    classifier = Classifier.load(run_dir)
+    model = model if model is not None else Classifier.load(run_dir).model
     path = Path(run_dir) / TFLITE_FILES[quantize]
-    atomic_write(path, tflite_bytes(classifier.model, classifier.input_size, quantize=quantize))
+    atomic_write(path, tflite_bytes(model, int(model.input_shape[1]), quantize=quantize))
     return path
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Iterator
 
 from core.evaluate import evaluate_predictions, image_folder
-from core.export import save_run
+from core.export import assemble_downloads, save_usable
+from core.head import HEAD_FILE
 from core.images import sha256_hex
 from core.predict import MODEL_FILE
 from core.store import Project, RunRecord, split_for, split_key
@@ -19,8 +20,9 @@ from core.train import Sample, TrainConfig, TrainData, TrainingListener, train
 
 
 def has_model(run: RunRecord) -> bool:
-    """The run ended well enough to leave a model behind (finished, or stopped with its best weights)."""
-    return run.status in ("completed", "stopped") and (run.dir / MODEL_FILE).exists()
+    """The run ended well enough to leave a usable model (finished, or stopped with its best weights): head.npz
+    for a head-only run, model.keras for a fine-tuned one."""
+    return run.status in ("completed", "stopped") and any((run.dir / f).exists() for f in (HEAD_FILE, MODEL_FILE))
 
 
 def finished_runs(project: Project) -> list[RunRecord]:
@@ -81,8 +83,11 @@ def _folder_samples(folder: Path, class_names: list[str] | None = None) -> tuple
     return [Sample(p, y, sha256_hex(p.read_bytes())) for p, y in zip(paths, labels)], class_names
 
 
-def train_and_save(data: TrainData, cfg: TrainConfig, run_dir: Path, listener: TrainingListener | None = None) -> dict:
-    """Train, evaluate on the validation photos and write model.keras, labels.txt, metrics.json, evaluation.json."""
+def train_and_save(data: TrainData, cfg: TrainConfig, run_dir: Path, listener: TrainingListener | None = None, *,
+                   assemble: bool = True):
+    """Train, evaluate on the validation photos and write the usable run (labels.txt, head.npz or model.keras,
+    evaluation.json, metrics.json); then, with `assemble`, the downloads. Returns the metrics and the fine-tuned
+    Keras model (None for a head-only run), which spares the assembly rebuilding it."""
     started = time.time()
     result = train(data, cfg, listener)
     evaluation = evaluate_predictions([s.label for s in result.val_samples], result.val_probabilities,
@@ -100,6 +105,9 @@ def train_and_save(data: TrainData, cfg: TrainConfig, run_dir: Path, listener: T
         "unfreeze_blocks": cfg.unfreeze_blocks,
         "stopped_early_by_user": result.stopped,
         "best_epoch": result.best_epoch,
+        "head_C": result.search.strength,
+        "head_strengths_tried": len(result.search.tried),
+        "head_cv_folds": result.search.folds,
         "embed_seconds": round(result.timings.get("embed_seconds", 0.0), 2),
         "embed_images_per_second": round(result.embed_images_per_second, 2),
         "head_seconds": round(result.timings.get("head_seconds", 0.0), 2),
@@ -108,6 +116,8 @@ def train_and_save(data: TrainData, cfg: TrainConfig, run_dir: Path, listener: T
         "config": cfg.to_dict(),
         "started": started,
     }
-    save_run(result.model, result.class_names, Path(run_dir), metrics, evaluation.to_dict())
-    return metrics
+    save_usable(Path(run_dir), result.class_names, metrics, evaluation.to_dict(), result.head, result.model)
+    if assemble:
+        assemble_downloads(Path(run_dir), result.model)
+    return metrics, result.model
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from core.head import fit_softmax, principal_directions
 from core.store import Project
 
 if TYPE_CHECKING:  # core.embed pulls in the backbones; only the ranking itself needs them
@@ -24,8 +25,7 @@ MIN_PHOTOS_PER_CLASS = 3  # below this a class cannot be learned from the other 
 FOLDS = 5
 LABEL_WEIGHT = 0.75  # share of the score from the classifier; the rest from the distance to the class centre
 COMPONENTS = 256  # the classifier sees the top principal components: 5x less work, the same ranking
-REGULARIZATION = 1e-3
-ITERATIONS = 150
+REGULARIZATION = 1e-3  # per photo: scikit-learn's C is 1 / (this x the number of photos)
 
 Progress = Callable[[int, int], None]
 
@@ -103,29 +103,19 @@ def score_embeddings(vectors: np.ndarray, labels: np.ndarray, *, folds: int = FO
     """Out-of-fold label probabilities and within-class centre distances, combined into one score."""
     vectors = np.asarray(vectors, dtype=np.float64)  # float32 mixed with float64 falls off the fast BLAS path
     x = _normalize(vectors - vectors.mean(axis=0))  # CNN features are all positive: centre them first
-    reduced = principal_components(x, COMPONENTS)  # unsupervised, so computing it on all folds leaks no label
+    reduced = x @ principal_directions(x, COMPONENTS)  # unsupervised, so computing it on all folds leaks no label
     n_classes = int(labels.max()) + 1
     probs = np.zeros((len(x), n_classes))
     fold_of = _stratified_folds(labels, folds, seed)
     for fold in range(folds):
         test = fold_of == fold
         if test.any():
-            weights = fit_softmax(reduced[~test], labels[~test], n_classes)
-            probs[test] = softmax(_with_bias(reduced[test]) @ weights)
+            head, _ = fit_softmax(reduced[~test], labels[~test], n_classes, 1 / (REGULARIZATION * (~test).sum()))
+            probs[test] = head.probabilities(reduced[test])
     label_probability = probs[np.arange(len(x)), labels]
     distance = centre_distances(x, labels)
     score = LABEL_WEIGHT * (1 - label_probability) + (1 - LABEL_WEIGHT) / (1 + np.exp(-distance))
     return Scores(label_probability, probs.argmax(axis=1), probs.max(axis=1), distance, score)
-
-
-def principal_components(x: np.ndarray, k: int) -> np.ndarray:
-    """x projected on its top-k principal directions, by randomized SVD with one power iteration."""
-    if min(x.shape) <= k:
-        return x
-    sketch = x @ np.random.default_rng(0).normal(size=(x.shape[1], k + 10))
-    basis = np.linalg.qr(x @ (x.T @ sketch))[0]
-    directions = np.linalg.svd(basis.T @ x, full_matrices=False)[2][:k]
-    return x @ directions.T
 
 
 def centre_distances(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -137,41 +127,6 @@ def centre_distances(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
         distance = 1 - x[members] @ centre
         z[members] = (distance - distance.mean()) / (distance.std() + 1e-9)
     return z
-
-
-def fit_softmax(x: np.ndarray, labels: np.ndarray, n_classes: int, *, reg: float = REGULARIZATION,
-                iterations: int = ITERATIONS) -> np.ndarray:
-    """Class-balanced multinomial logistic regression by accelerated gradient descent; returns (d+1, k) weights."""
-    xb = _with_bias(x)
-    onehot = np.eye(n_classes)[labels]
-    counts = np.bincount(labels, minlength=n_classes)
-    sample_weight = (len(labels) / (n_classes * np.maximum(counts, 1)))[labels] / len(labels)
-    # Step 1/L, where L bounds the loss curvature: 1/2 (softmax) x the top eigenvalue of the weighted Gram matrix.
-    step = 1.0 / (0.5 * _top_eigenvalue(xb * np.sqrt(sample_weight)[:, None]) + reg)
-    weights = np.zeros((xb.shape[1], n_classes))
-    momentum = weights
-    for t in range(1, iterations + 1):
-        gradient = xb.T @ ((softmax(xb @ momentum) - onehot) * sample_weight[:, None]) + reg * momentum
-        updated = momentum - step * gradient
-        momentum = updated + (t - 1) / (t + 2) * (updated - weights)
-        weights = updated
-    return weights
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _top_eigenvalue(a: np.ndarray, steps: int = 30) -> float:
-    """Largest eigenvalue of aᵀa by power iteration (a few steps are plenty for a step size)."""
-    v = np.random.default_rng(0).normal(size=a.shape[1])
-    value = 1.0
-    for _ in range(steps):
-        w = a.T @ (a @ v)
-        value = float(np.linalg.norm(w))
-        v = w / (value + 1e-12)
-    return value * 1.05  # power iteration approaches from below
 
 
 def _stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
@@ -186,7 +141,3 @@ def _stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
 
 def _normalize(x: np.ndarray) -> np.ndarray:
     return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)
-
-
-def _with_bias(x: np.ndarray) -> np.ndarray:
-    return np.hstack([x, np.ones((len(x), 1))])

@@ -1,10 +1,11 @@
 """Transfer learning in two stages, as in the keras-io guide.
 
-Stage 1 trains a small head (dropout + dense) on cached embeddings of the frozen backbone:
-seconds, not minutes. Stage 2, when the user unfreezes the last N backbone blocks, fine-tunes
-end to end from that head on photos streamed from disk, with augmentation, a lower learning
-rate and BatchNorm kept in inference mode. The result is one Keras model that takes raw RGB
-pixels, so prediction and export need nothing else.
+Stage 1 fits a linear head on cached embeddings of the frozen backbone (photos and their mirror
+images): a convex problem solved in about a second (`core.head`), no Keras involved. That head
+plus the backbone's LiteRT file is already a usable model. Stage 2, when the user unfreezes the
+last N backbone blocks, fine-tunes end to end from that head on photos streamed from disk, with
+augmentation, a lower learning rate and BatchNorm kept in inference mode. Either way the saved
+model is one Keras model that takes raw RGB pixels, so prediction and export need nothing else.
 """
 
 from __future__ import annotations
@@ -19,24 +20,25 @@ import numpy as np
 
 from core.augment import Augmentation, augment as augment_photo
 from core.backbones import BackboneSpec, get_backbone, set_trainable_blocks
-from core.embed import EmbeddingCache, embed_files, pooled_features
+from core.embed import EmbeddingCache, embed_views, pooled_features
+from core.head import STRENGTHS, HeadSearch, LinearHead, search_head
 from core.images import load_rgb
 
 STAGE_EMBED, STAGE_HEAD, STAGE_FINETUNE = "embedding", "head", "fine-tuning"
+MIN_IMPROVEMENT = 1e-3  # a validation loss lower by less than this is noise: not a better epoch
 
 
 @dataclass
 class TrainConfig:
     backbone: str = "efficientnet_lite0"
     unfreeze_blocks: int = 0
-    epochs: int = 40              # stage 1 maximum; early stopping usually ends it sooner
-    finetune_epochs: int = 6      # stage 2 maximum
-    learning_rate: float = 1e-3
+    # The rest is for fine-tuning only: the head is solved, with its regularisation chosen for it.
+    finetune_epochs: int = 6      # at most; early stopping usually ends it sooner
     finetune_learning_rate: float = 1e-4
     batch_size: int = 32
     dropout: float = 0.2
     label_smoothing: float = 0.0
-    patience: int = 6
+    patience: int = 2             # epochs without a better validation loss before fine-tuning stops
     augment_flip: bool = True
     augment_rotation: bool = True
     augment_zoom: bool = True
@@ -76,7 +78,11 @@ class TrainData:
 
 
 class TrainingListener(Protocol):
-    """What a training run tells its watcher; `should_stop` is asked between batches."""
+    """What a training run tells its watcher; `should_stop` is asked between batches.
+
+    In the head stage there are no epochs: `on_epoch` reports each regularisation strength tried, numbered
+    from 1, with C, the cross-validated (cv_), training and validation (val_) loss and accuracy in `logs`.
+    """
 
     def on_stage(self, stage: str, info: dict) -> None: ...
     def on_batch(self, stage: str, epoch: int, batch: int, batches: int, logs: dict) -> None: ...
@@ -93,12 +99,14 @@ class SilentListener:
 
 @dataclass
 class TrainResult:
-    model: object                       # keras.Model: raw RGB pixels (S, S, 3) -> class probabilities
+    head: LinearHead                    # stage 1 on the backbone's pooled embedding
+    model: object | None                # fine-tuned keras.Model (pixels -> probabilities); None: head only
     class_names: list[str]
     input_size: int
     val_probabilities: np.ndarray       # (n_val_used, n_classes)
     val_samples: list[Sample]
     stopped: bool
+    search: HeadSearch
     skipped: dict[str, str] = field(default_factory=dict)  # path -> why it could not be read
     timings: dict[str, float] = field(default_factory=dict)
     embed_images_per_second: float = 0.0
@@ -139,14 +147,11 @@ def build_classifier(spec: BackboneSpec, n_classes: int, dropout: float):
     return keras.Model(inputs, outputs, name="transferlab_classifier")
 
 
-def build_head(feature_dim: int, n_classes: int, dropout: float):
-    """The stage-1 model: the classifier's last layers, fed cached embeddings."""
-    import keras
-
-    inputs = keras.Input((feature_dim,), name="embedding")
-    dropped = keras.layers.Dropout(dropout, name="dropout")(inputs)
-    outputs = keras.layers.Dense(n_classes, activation="softmax", name="predictions")(dropped)
-    return keras.Model(inputs, outputs, name="head")
+def assemble_classifier(spec: BackboneSpec, head: LinearHead, dropout: float = 0.0):
+    """The Keras classifier with the solved head in its Dense layer: the model the downloads are made of."""
+    model = build_classifier(spec, head.kernel.shape[1], dropout)
+    model.get_layer("predictions").set_weights([head.kernel, head.bias])
+    return model
 
 
 def _listener_callback(listener: TrainingListener, stage: str, epochs: int, best: tuple | None = None):
@@ -177,7 +182,7 @@ def _listener_callback(listener: TrainingListener, stage: str, epochs: int, best
         def on_epoch_end(self, epoch, logs=None):
             logs = _floats(logs)
             score = logs.get("val_loss", logs.get("loss", math.inf))
-            if self.best is None or score < self.best[0]:
+            if self.best is None or score < self.best[0] - MIN_IMPROVEMENT:
                 self.best = (score, epoch + 1, self.model.get_weights())
             listener.on_epoch(stage, epoch + 1, epochs, logs)
 
@@ -192,26 +197,44 @@ def _floats(logs: dict | None) -> dict:
     return {k: float(v) for k, v in (logs or {}).items()}
 
 
-def _embed_split(samples: list[Sample], spec, cache, listener, progress: list[int], flip: bool = False):
-    """Embed one split; `progress` is [done so far, total] across all splits, for one smooth bar."""
-    start = progress[0]
+@dataclass
+class Embedded:
+    """Stage 1's input: training vectors (mirror images appended) and the validation vectors."""
 
-    def report(done: int, _n: int) -> None:
-        progress[0] = start + done
-        listener.on_batch(STAGE_EMBED, 1, progress[0], progress[1], {})
+    x: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray                  # a photo and its mirror image share a group
+    train_samples: list[Sample]         # the readable ones, in the order of x's first block
+    val_x: np.ndarray
+    val_samples: list[Sample]
+    skipped: dict[str, str]
+    computed: int                       # photos that were not in the cache
 
-    result = embed_files([s.path for s in samples], [s.sha256 for s in samples], spec, cache=cache, flip=flip,
-                         on_progress=report, should_stop=listener.should_stop)
-    kept = [samples[i] for i in result.ok]
-    skipped = {str(samples[i].path): why for i, why in result.failed.items()}
-    return result, kept, skipped
+
+def _embed(data: TrainData, spec: BackboneSpec, cfg: TrainConfig, cache, listener) -> Embedded:
+    """Embed every photo once per view (as is, and mirrored when flips are on), each decoded once."""
+    samples = data.train + data.val
+    listener.on_stage(STAGE_EMBED, {"images": len(samples)})
+    report = lambda done, total: listener.on_batch(STAGE_EMBED, 1, done, total, {})  # noqa: E731
+    # Validation photos get their mirror image too: the background embedder makes both for every photo.
+    results = embed_views([s.path for s in samples], [s.sha256 for s in samples], spec,
+                          (False, True) if cfg.augment_flip else (False,), cache=cache,
+                          on_progress=report, should_stop=listener.should_stop)
+    plain = results[0]
+    train_rows = [r for r, i in enumerate(plain.ok) if i < len(data.train)]
+    val_rows = [r for r, i in enumerate(plain.ok) if i >= len(data.train)]
+    train_samples = [samples[plain.ok[r]] for r in train_rows]
+    return Embedded(np.concatenate([result.vectors[train_rows] for result in results]),
+                    np.array([s.label for s in train_samples] * len(results), dtype=int),
+                    np.tile(np.arange(len(train_samples)), len(results)), train_samples,
+                    plain.vectors[val_rows], [samples[plain.ok[r]] for r in val_rows],
+                    {str(samples[i].path): why for i, why in plain.failed.items()}, plain.computed)
 
 
 def train(data: TrainData, cfg: TrainConfig, listener: TrainingListener | None = None,
           cache: EmbeddingCache | None = None) -> TrainResult:
-    """Run stage 1 and, if asked, stage 2; returns the model with the best validation weights."""
-    import keras
-
+    """Stage 1 and, if asked, stage 2; the head with the regularisation that cross-validates best, and the
+    fine-tuned model with the best validation weights."""
     data.check()
     listener = listener or SilentListener()
     spec = get_backbone(cfg.backbone)
@@ -219,66 +242,47 @@ def train(data: TrainData, cfg: TrainConfig, listener: TrainingListener | None =
     n_classes = len(data.class_names)
 
     t0 = time.perf_counter()
-    progress = [0, len(data.train) * (2 if cfg.augment_flip else 1) + len(data.val)]
-    listener.on_stage(STAGE_EMBED, {"images": progress[1]})
     try:
-        train_emb, train_samples, skipped = _embed_split(data.train, spec, cache, listener, progress)
-        val_emb, val_samples, val_skipped = _embed_split(data.val, spec, cache, listener, progress)
-        # Mirrored copies double the head's training photos for the price of embedding them once.
-        flipped = _embed_split(train_samples, spec, cache, listener, progress, flip=True) if cfg.augment_flip else None
+        e = _embed(data, spec, cfg, cache, listener)
     except InterruptedError:
         raise TrainingStopped("Stopped before any model was trained.") from None
-    skipped.update(val_skipped)
     timings["embed_seconds"] = time.perf_counter() - t0
-    computed = train_emb.computed + val_emb.computed + (flipped[0].computed if flipped else 0)
-    embed_rate = computed / timings["embed_seconds"] if computed else 0.0
-    head_x = np.concatenate([train_emb.vectors, flipped[0].vectors]) if flipped else train_emb.vectors
-    head_samples = train_samples + (flipped[1] if flipped else [])
-
-    y_train = np.array([s.label for s in head_samples])
-    y_val = np.array([s.label for s in val_samples])
-    has_val = len(val_samples) > 0
-    weights = class_weights(y_train, n_classes)
-    loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
-    one_hot = lambda y: keras.utils.to_categorical(y, n_classes)  # noqa: E731
+    embed_rate = e.computed / timings["embed_seconds"] if e.computed else 0.0
+    TrainData(data.class_names, e.train_samples, e.val_samples).check()  # unreadable photos may have emptied a class
 
     t1 = time.perf_counter()
-    reproducible(cfg.seed)  # here, not earlier: a cold cache builds a backbone first, which draws random numbers
-    listener.on_stage(STAGE_HEAD, {"epochs": cfg.epochs})
-    devices = strategy()  # one for the run: a model is compiled and fitted under the strategy it was built in
-    with devices.scope():
-        head = build_head(spec.feature_dim, n_classes, cfg.dropout)
-        head.compile(keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=["accuracy"])
-    relay = _listener_callback(listener, STAGE_HEAD, cfg.epochs)
-    callbacks = [relay, keras.callbacks.EarlyStopping(monitor="val_loss" if has_val else "loss",
-                                                      patience=cfg.patience)]
-    head.fit(head_x, one_hot(y_train), batch_size=cfg.batch_size, epochs=cfg.epochs,
-             validation_data=(val_emb.vectors, one_hot(y_val)) if has_val else None,
-             class_weight=weights, callbacks=callbacks, verbose=0, shuffle=True)
+    val_x, val_samples = e.val_x, e.val_samples
+    listener.on_stage(STAGE_HEAD, {"epochs": len(STRENGTHS)})
+    search = search_head(e.x, e.labels, n_classes, e.groups, seed=cfg.seed,
+                         val=(val_x, np.array([s.label for s in val_samples], dtype=int)),
+                         on_try=lambda i, row: listener.on_epoch(STAGE_HEAD, i + 1, len(STRENGTHS), row),
+                         should_stop=listener.should_stop)
+    stopped = listener.should_stop()
     timings["head_seconds"] = time.perf_counter() - t1
-    best_epoch = {STAGE_HEAD: relay.best[1] if relay.best else 0}
-    stopped = relay.stopped
+    val_probs = search.head.probabilities(val_x) if len(val_samples) else np.zeros((0, n_classes))
+    chosen = next(row for row in search.tried if row["chosen"])
 
-    with devices.scope():
-        model = build_classifier(spec, n_classes, cfg.dropout)
-        model.get_layer("predictions").set_weights(head.get_layer("predictions").get_weights())
-    val_probs = head.predict(val_emb.vectors, verbose=0) if has_val else np.zeros((0, n_classes))
-
+    model, best_epoch = None, {}
     if cfg.unfreeze_blocks > 0 and not stopped:
+        import keras
+
         t2 = time.perf_counter()
+        reproducible(cfg.seed)
         listener.on_stage(STAGE_FINETUNE, {"epochs": cfg.finetune_epochs, "blocks": cfg.unfreeze_blocks})
-        head_val_loss = relay.best[0] if has_val and relay.best else None
-        relay = _finetune(model, spec, cfg, train_samples, val_samples, weights, loss, listener, head_val_loss,
-                          devices)
+        devices = strategy()  # one for the run: a model is compiled and fitted under the strategy it was built in
+        with devices.scope():
+            model = assemble_classifier(spec, search.head, cfg.dropout)
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+        relay = _finetune(model, spec, cfg, e.train_samples, val_samples, class_weights(e.labels, n_classes), loss,
+                          listener, chosen.get("val_loss"), devices)
         stopped = relay.stopped
         best_epoch[STAGE_FINETUNE] = relay.best[1] if relay.best else 0  # 0: no epoch beat the stage-1 model
         timings["finetune_seconds"] = time.perf_counter() - t2
-        if has_val:
-            val_probs = model.predict(_dataset(val_samples, spec.input_size, cfg.batch_size, n_classes),
-                                      verbose=0)
+        if len(val_samples):
+            val_probs = model.predict(_dataset(val_samples, spec.input_size, cfg.batch_size, n_classes), verbose=0)
     timings["train_seconds"] = time.perf_counter() - t0
-    return TrainResult(model, data.class_names, spec.input_size, val_probs, val_samples, stopped,
-                       skipped, timings, embed_rate, best_epoch)
+    return TrainResult(search.head, model, data.class_names, spec.input_size, val_probs, val_samples, stopped,
+                       search, e.skipped, timings, embed_rate, best_epoch)
 
 
 class TrainingStopped(RuntimeError):
@@ -299,8 +303,10 @@ def _finetune(model, spec, cfg: TrainConfig, train_samples, val_samples, weights
     # Snapshot after freezing: Keras orders weights by trainability, so restore in the same configuration.
     baseline = (head_val_loss, 0, model.get_weights()) if val_ds is not None and head_val_loss is not None else None
     relay = _listener_callback(listener, STAGE_FINETUNE, cfg.finetune_epochs, baseline)
-    callbacks = [relay, keras.callbacks.EarlyStopping(monitor="val_loss" if val_ds else "loss",
-                                                      patience=max(2, cfg.patience // 2))]
+    # The baseline is the head's own validation loss: fine-tuning that never beats it stops after `patience` epochs.
+    callbacks = [relay, keras.callbacks.EarlyStopping(monitor="val_loss" if val_ds else "loss", patience=cfg.patience,
+                                                      min_delta=MIN_IMPROVEMENT,
+                                                      baseline=head_val_loss if val_ds is not None else None)]
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.finetune_epochs, class_weight=weights,
               callbacks=callbacks, verbose=0)
     return relay
