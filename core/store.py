@@ -183,7 +183,7 @@ class Project:
         return self._meta("backbone")
 
     def set_backbone(self, name: str) -> None:
-        with self._tx() as con:
+        with self.db.write() as con:
             con.execute("INSERT OR REPLACE INTO meta VALUES ('backbone', ?)", (name,))
 
     def set_val_share(self, share: float) -> None:
