@@ -108,11 +108,12 @@ class LiteRTRunner:
         return self._interpreter.get_tensor(self._output).copy()
 
 
-def make_embedder(spec: BackboneSpec, engine: str = "litert") -> Callable[[np.ndarray], np.ndarray]:
+def make_embedder(spec: BackboneSpec, engine: str = "litert",
+                  threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """A function from a pixel batch to embeddings: LiteRT when installed, else Keras."""
     if engine == "litert":
         try:
-            return LiteRTRunner(litert_backbone(spec))
+            return LiteRTRunner(litert_backbone(spec), threads)
         except ImportError:
             engine = "keras"
     model = feature_model(spec)
@@ -180,17 +181,18 @@ def embed_files(paths: Sequence[Path], shas: Sequence[str], spec: BackboneSpec, 
 
 def embed_views(paths: Sequence[Path], shas: Sequence[str], spec: BackboneSpec, views: Sequence[bool] = (False, True),
                 *, cache: EmbeddingCache | None = None, engine: str = "litert", on_progress: Progress | None = None,
-                should_stop: Callable[[], bool] | None = None) -> list[EmbedResult]:
+                should_stop: Callable[[], bool] | None = None, threads: int | None = None) -> list[EmbedResult]:
     """One EmbedResult per view (False: as is, True: mirrored); a photo missing from any view's cache is
-    decoded once for all of them."""
+    decoded once for all of them. `threads` caps the backbone's threads (default: every core)."""
     return cached_views(paths, shas, spec.input_size, {view_key(spec, flip): flip for flip in views},
-                        lambda: make_embedder(spec, engine), cache or EmbeddingCache(), on_progress=on_progress,
-                        should_stop=should_stop)
+                        lambda: make_embedder(spec, engine, threads), cache or EmbeddingCache(),
+                        on_progress=on_progress, should_stop=should_stop, threads=threads)
 
 
 def cached_views(paths: Sequence[Path], shas: Sequence[str], size: int, views: dict[str, bool],
                  make_runner: Callable[[], Callable[[np.ndarray], np.ndarray]], cache: EmbeddingCache, *,
-                 on_progress: Progress | None = None, should_stop: Callable[[], bool] | None = None) -> list[EmbedResult]:
+                 on_progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+                 threads: int | None = None) -> list[EmbedResult]:
     """Flattened outputs of a pixels -> array model for each view ({cache key: mirrored?}), from `cache` where
     possible; the model is made only when some photo is missing, and each missing photo is decoded once."""
     keys = list(views)
@@ -202,7 +204,7 @@ def cached_views(paths: Sequence[Path], shas: Sequence[str], size: int, views: d
     if todo:
         runner = make_runner()
         done = len(shas) - len(todo)
-        for batch_ids, pixels, errors in _decoded_batches(paths, todo, size):
+        for batch_ids, pixels, errors in _decoded_batches(paths, todo, size, threads):
             if should_stop and should_stop():
                 raise InterruptedError("stopped while embedding")
             failed.update(errors)
@@ -233,7 +235,7 @@ def _result(vectors: dict[int, np.ndarray], failed: dict[int, str], computed: in
     return EmbedResult(stacked, ok, failed, computed, seconds)
 
 
-def _decoded_batches(paths: Sequence[Path], ids: list[int], size: int):
+def _decoded_batches(paths: Sequence[Path], ids: list[int], size: int, threads: int | None = None):
     """Yield (ids, pixel batch, {id: error}) with decoding of the next batches running in threads."""
 
     def load(i: int):
@@ -242,7 +244,7 @@ def _decoded_batches(paths: Sequence[Path], ids: list[int], size: int):
         except Exception as exc:  # any unreadable file is reported per photo, never fatal for the run
             return i, None, f"{type(exc).__name__}: {exc}"
 
-    with ThreadPoolExecutor(max_workers=max(2, (os.cpu_count() or 2))) as pool:
+    with ThreadPoolExecutor(max_workers=threads or max(2, (os.cpu_count() or 2))) as pool:
         chunks = [ids[s:s + BATCH] for s in range(0, len(ids), BATCH)]
         futures = [[pool.submit(load, i) for i in chunk] for chunk in chunks[:2]]
         for n in range(len(chunks)):

@@ -1,21 +1,22 @@
-"""Training as a background job: a worker process that reports through the project store.
+"""Training as a background job in the warm worker process (`core.worker`), reported through the store.
 
 The Streamlit page only starts a job, asks for a stop, and reads progress back from the
 database, so a refresh, a closed tab or another page never touches the run. A worker that
-dies without saying so is noticed (its process is gone) and its run marked failed.
+dies without saying so is noticed (its process is gone) and its run marked failed. A run is
+usable as soon as its head is fit; its downloads are assembled afterwards (`downloads`).
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 import time
 import traceback
 from pathlib import Path
 
-from core.runs import data_from_project, train_and_save
+from core import worker
+from core.export import DownloadsState, downloads_state
+from core.runs import data_from_project, has_model, train_and_save
 from core.store import Project, RunRecord
 from core.train import STAGE_EMBED, STAGE_FINETUNE, TrainConfig, TrainingStopped
 
@@ -59,6 +60,8 @@ def refresh(project: Project, run_id: int) -> RunRecord:
 
 
 def _log_tail(path: Path, lines: int = 15) -> str:
+    if not path.exists():
+        path = worker.log_path()  # nothing of the run's own: what the worker said last
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
@@ -71,23 +74,43 @@ def active_run(project: Project) -> RunRecord | None:
 
 
 def start_training(project: Project, cfg: TrainConfig) -> int:
-    """Check the data, record a run and start its worker process; returns the run id."""
+    """Check the data, record a run and hand it to the worker; returns the run id."""
     with _start_lock:
         running = active_run(project)
         if running:
             raise JobRefused(f"Run {running.id} is still training. Stop it or wait for it to finish first.")
         data_from_project(project).check()
         run_id = project.create_run(cfg.to_dict())
-        log = open(project.run_dir(run_id) / LOG_FILE, "ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "core.jobs", str(project.meta_dir), str(project.images_dir), str(run_id)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=Path(__file__).resolve().parents[1], start_new_session=True,  # outlives the page and the server
-        )
-        log.close()
-        project.update_run(run_id, pid=process.pid)
-        threading.Thread(target=process.wait, daemon=True).start()  # reap it, so a finished worker is no zombie
+        try:
+            project.update_run(run_id, pid=worker.WORKER.submit("train", project, run=run_id))
+        except RuntimeError as exc:
+            project.update_run(run_id, status="failed", error=str(exc))
+            raise
     return run_id
+
+
+def prepare(project: Project) -> None:
+    """Have the worker keep this project's photos embedded ahead of training (cheap to repeat)."""
+    worker.WORKER.submit("watch", project)
+
+
+def downloads(project: Project, run: RunRecord) -> DownloadsState | None:
+    """Whether a usable run's downloads are ready, being made (asked of the worker again, in case it was
+    restarted meanwhile) or failed; None for a run without a model."""
+    if not has_model(run):
+        return None
+    state = downloads_state(run.dir)
+    if state == "preparing":
+        worker.WORKER.submit("assemble", project, run=run.id)
+    return state
+
+
+def retry_downloads(project: Project, run: RunRecord) -> None:
+    """Try making the downloads again after a failure."""
+    from core.export import DOWNLOADS_ERROR_FILE
+
+    (run.dir / DOWNLOADS_ERROR_FILE).unlink(missing_ok=True)
+    worker.WORKER.submit("assemble", project, run=run.id)
 
 
 def stop(project: Project, run_id: int) -> None:
@@ -147,22 +170,24 @@ def stage_fraction(stage: str, state: dict) -> float:
     return min(1.0, (max(done, 0) + within) / epochs)
 
 
-def run_job(project: Project, run_id: int) -> None:
-    """Worker side: train the project's data with the run's settings and record the outcome."""
+def run_job(project: Project, run_id: int) -> tuple[bool, object]:
+    """Worker side: train the project's data with the run's settings and record the outcome, usable before its
+    downloads exist. Returns whether it left a model, and the fine-tuned Keras model (None: head only)."""
     run = project.run(run_id)
+    if run.stop_requested:
+        project.update_run(run_id, status="stopped", error="Stopped before training started.")
+        return False, None
     project.update_run(run_id, status="running", pid=os.getpid())
     try:
-        metrics = train_and_save(data_from_project(project), TrainConfig.from_dict(run.config), run.dir,
-                                 StoreListener(project, run_id))
+        metrics, model = train_and_save(data_from_project(project), TrainConfig.from_dict(run.config), run.dir,
+                                        StoreListener(project, run_id), assemble=False)
         project.update_run(run_id, status="stopped" if metrics["stopped_early_by_user"] else "completed",
                            summary=metrics)
+        return True, model
     except TrainingStopped as exc:
         project.update_run(run_id, status="stopped", error=str(exc))
     except Exception as exc:  # the page must show the reason, never an endless spinner
-        traceback.print_exc()
+        with open(run.dir / LOG_FILE, "a") as log:
+            traceback.print_exc(file=log)
         project.update_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
-
-
-if __name__ == "__main__":
-    meta_dir, images_dir, run_arg = sys.argv[1:4]
-    run_job(Project(Path(meta_dir), Path(images_dir)), int(run_arg))
+    return False, None

@@ -222,6 +222,15 @@ class Project:
     def val_share(self) -> float:
         return float(self._meta("val_share") or DEFAULT_VAL_SHARE)
 
+    @property
+    def backbone(self) -> str | None:
+        """The backbone last chosen for this project (None: never chosen); photos are embedded ahead with it."""
+        return self._meta("backbone")
+
+    def set_backbone(self, name: str) -> None:
+        with self._tx() as con:
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('backbone', ?)", (name,))
+
     def set_val_share(self, share: float) -> None:
         """Share of each class held out for validation; photos keep their place as the set grows."""
         if not 0.05 <= share <= 0.5:

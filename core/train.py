@@ -28,6 +28,7 @@ from core.head import STRENGTHS, HeadSearch, LinearHead, search_head
 from core.images import load_rgb
 
 STAGE_EMBED, STAGE_HEAD, STAGE_FINETUNE = "embedding", "head", "fine-tuning"
+MIN_IMPROVEMENT = 1e-3  # a validation loss lower by less than this is noise: not a better epoch
 
 
 @dataclass
@@ -188,7 +189,7 @@ def _listener_callback(listener: TrainingListener, stage: str, epochs: int, best
         def on_epoch_end(self, epoch, logs=None):
             logs = _floats(logs)
             score = logs.get(MONITOR, logs.get("loss", math.inf))
-            if self.best is None or score < self.best[0]:
+            if self.best is None or score < self.best[0] - MIN_IMPROVEMENT:
                 self.best = (score, epoch + 1, self.model.get_weights())
             listener.on_epoch(stage, epoch + 1, epochs, logs)
 
@@ -337,9 +338,9 @@ def _finetune(result: TrainResult, spec: BackboneSpec, cfg: TrainConfig, e: Embe
     # Snapshot after freezing: Keras orders weights by trainability, so restore in the same configuration.
     baseline = (head_val_loss, 0, fit.trained.get_weights()) if has_val and head_val_loss is not None else None
     relay = _listener_callback(listener, STAGE_FINETUNE, cfg.finetune_epochs, baseline)
-    # The baseline is the head's own validation loss: fine-tuning that never beats it stops after `patience`.
+    # The baseline is the head's own validation loss: fine-tuning that never beats it stops after `patience` epochs.
     stopper = keras.callbacks.EarlyStopping(monitor=MONITOR if has_val else "loss", mode="min", patience=cfg.patience,
-                                            baseline=head_val_loss if has_val else None)
+                                            min_delta=MIN_IMPROVEMENT, baseline=head_val_loss if has_val else None)
     fit.trained.fit(fit.train, validation_data=fit.val, epochs=cfg.finetune_epochs,
                     class_weight=class_weights(e.labels, n_classes), callbacks=[relay, stopper], verbose=0)
     result.stopped = relay.stopped

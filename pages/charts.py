@@ -1,4 +1,5 @@
-"""Altair charts shared by the Train and Results pages: learning curves and the confusion heat map."""
+"""Altair charts shared by the Train and Results pages: learning curves, the head's regularisation search and
+the confusion heat map."""
 
 from __future__ import annotations
 
@@ -17,8 +18,14 @@ SPLIT_COLOURS = alt.Scale(domain=list(SPLITS.values()), range=["#2f6fdf", "#e871
 CURVE_COLUMNS = ["run", "step", "stage", "epoch", "metric", "split", "value"]
 
 
+def is_strength(row: dict) -> bool:
+    """A head fitted at one regularisation strength (C), not an epoch (older runs trained their head in epochs)."""
+    return "C" in row
+
+
 def curve_frame(epochs: list[dict], run: str = "") -> pd.DataFrame:
     """One row per (epoch, metric, split); `step` counts epochs across both stages so they share one x axis."""
+    epochs = [e for e in epochs if not is_strength(e)]
     rows = [
         {"run": run, "step": step, "stage": STAGES.get(e["stage"], e["stage"]), "epoch": e["epoch"],
          "metric": metric, "split": split, "value": e[prefix + metric]}
@@ -59,6 +66,33 @@ def curve_chart(frame: pd.DataFrame, metric: str, *, colour: str = "split", dash
                                        color="#666").encode(
         x="step:Q", y=alt.datum(0.0 if accuracy else float(data["value"].max())), text="label:N")
     return alt.layer(lines, rule, note).properties(title=METRICS[metric], height=height)
+
+
+STRENGTH_SPLITS = {"cv_": "training photos, cross-validated", "val_": "validation photos"}
+
+
+def strength_frame(tried: list[dict]) -> pd.DataFrame:
+    """One row per (strength, split) of the head's accuracy, from the run's strength rows."""
+    return pd.DataFrame([
+        {"C": row["C"], "split": split, "accuracy": row[prefix + "accuracy"], "loss": row[prefix + "loss"],
+         "chosen": row.get("chosen", False)}
+        for row in tried if is_strength(row)
+        for prefix, split in STRENGTH_SPLITS.items() if row.get(prefix + "accuracy") is not None
+    ], columns=["C", "split", "accuracy", "loss", "chosen"])
+
+
+def strength_chart(frame: pd.DataFrame, height: int = 260) -> alt.LayerChart:
+    """Accuracy against regularisation strength (left: strong, right: weak), the chosen strength marked."""
+    x = alt.X("C:Q", scale=alt.Scale(type="log"), title="C (left: strong regularisation, simple head; right: weak)",
+              axis=alt.Axis(format="~g"))
+    colours = alt.Scale(domain=list(STRENGTH_SPLITS.values()), range=["#2f6fdf", "#e8710a"])
+    lines = alt.Chart(frame).mark_line(point=alt.OverlayMarkDef(size=30)).encode(
+        x=x, y=alt.Y("accuracy:Q", title=None, scale=alt.Scale(zero=False), axis=alt.Axis(format="%")),
+        color=alt.Color("split:N", title=None, scale=colours, legend=alt.Legend(orient="bottom")),
+        tooltip=[alt.Tooltip("C:Q", format=".3g"), alt.Tooltip("split:N", title="measured on"),
+                 alt.Tooltip("accuracy:Q", format=".1%"), alt.Tooltip("loss:Q", format=".3f")])
+    chosen = alt.Chart(frame[frame["chosen"]].drop_duplicates("C")).mark_rule(strokeDash=[5, 4], color="#888").encode(x=x)
+    return alt.layer(lines, chosen).properties(title="Accuracy at each regularisation strength", height=height)
 
 
 def confusion_chart(class_names: list[str], confusion: list[list[int]]) -> alt.LayerChart:

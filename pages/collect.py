@@ -342,6 +342,7 @@ st.markdown("A model learns from examples. Give it photos of each thing it shoul
             "search the web for them, or add photos you already have.")
 job = collect_job.current(project)
 overview(project, live=job is not None and job.running)
+ui.readiness_line(project)
 search_section(project, job)
 st.divider()
 upload_section(project)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import export
+from core import export, jobs
 from core.backbones import backbone_label
 from core.runs import has_model
 from core.store import Project, RunRecord, StoreError
@@ -35,10 +35,12 @@ def retrained(blocks: int) -> str:
     return "new head only" if not blocks else f"last {ui.plural(blocks, 'block')} + head"
 
 
-def settings_text(cfg: TrainConfig) -> str:
-    text = f"≤{cfg.epochs} epochs, rate {cfg.learning_rate:g}, batch {cfg.batch_size}"
+def settings_text(run: RunRecord) -> str:
+    cfg = TrainConfig.from_dict(run.config)
+    strength = run.summary.get("head_C")
+    text = f"head C={strength:.3g}" if strength is not None else "head"
     if cfg.unfreeze_blocks:
-        text += f"; then ≤{cfg.finetune_epochs} at {cfg.finetune_learning_rate:g}"
+        text += f"; then ≤{cfg.finetune_epochs} epochs at rate {cfg.finetune_learning_rate:g}, batch {cfg.batch_size}"
     return text
 
 
@@ -62,7 +64,7 @@ def history(runs: list[RunRecord]) -> None:
         rows.append({
             "Run": run.id, "Started": datetime.fromtimestamp(run.created), "Status": STATUS.get(run.status, run.status),
             "Network": backbone_label(cfg.backbone), "Retrained": retrained(cfg.unfreeze_blocks),
-            "Settings": settings_text(cfg), "Photos": run.summary.get("images_used"),
+            "Settings": settings_text(run), "Photos": run.summary.get("images_used"),
             "Validation accuracy": run.summary.get("val_accuracy"), "Took": took(run),
         })
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="run_history", column_config={
@@ -70,8 +72,8 @@ def history(runs: list[RunRecord]) -> None:
         "Started": st.column_config.DatetimeColumn(format="D MMM, HH:mm"),
         "Took": st.column_config.TextColumn(width="small"),
         "Photos": st.column_config.NumberColumn(width="small", help="Photos used: training + validation."),
-        "Settings": st.column_config.TextColumn(width="medium", help="Most epochs, learning rate and batch size; then the same "
-                                                "for fine-tuning when the network was retrained too."),
+        "Settings": st.column_config.TextColumn(width="medium", help="The regularisation strength the new head picked "
+                                                "(C); then the fine-tuning settings when the network was retrained too."),
         "Validation accuracy": st.column_config.ProgressColumn(
             format="percent", min_value=0, max_value=1,
             help="Share of the validation photos (never trained on) that the model named right."),
@@ -80,7 +82,7 @@ def history(runs: list[RunRecord]) -> None:
 
 def compare(project: Project, runs: list[RunRecord]) -> None:
     """Learning curves of up to two runs on the same axes."""
-    epochs = {r.id: project.epochs(r.id) for r in runs}
+    epochs = {r.id: [e for e in project.epochs(r.id) if not charts.is_strength(e)] for r in runs}  # fine-tuning
     by_id = {r.id: r for r in runs if epochs[r.id]}
     if len(by_id) < 2:
         return
@@ -213,17 +215,6 @@ def download(label: str, path: Path, file_name: str, key: str, explanation: str)
     st.caption(explanation)
 
 
-def make_tflite(run: RunRecord) -> None:
-    with st.spinner("Converting the model for small devices (up to a minute)…"):
-        try:
-            export.export_tflite(run.dir)
-            export.export_tflite(run.dir, quantize=True)
-        except Exception as exc:  # a conversion failure is reported, the .keras file is still there
-            st.error(f"The TFLite conversion failed: {type(exc).__name__}: {exc}")
-            return
-    st.rerun()
-
-
 def make_zip(project: Project, path: Path) -> None:
     with st.spinner("Packing the photos…"):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -231,10 +222,20 @@ def make_zip(project: Project, path: Path) -> None:
     st.rerun()
 
 
-def export_section(project: Project, run: RunRecord) -> None:
-    st.subheader("Download")
-    name = f"{slug(project.name)}-run{run.id}"
-    model, device, data = st.columns(3, gap="large")
+def model_downloads(project: Project, run: RunRecord, name: str, waiting: bool) -> None:
+    """The model files once they are assembled; until then what is happening (polled while it happens)."""
+    state = jobs.downloads(project, run)
+    if waiting and state != "preparing":
+        st.rerun()  # made meanwhile: redraw the page with its buttons
+    if state == "preparing":
+        st.info("⏳ Preparing downloads… The .keras and TFLite files are being made from the model in the background "
+                "(under a minute); the model already works on *Try it*.")
+        return
+    if state == "failed":
+        st.warning(f"The model files could not be made: {export.downloads_error(run.dir)}", icon="⚠️")
+        st.button("Try again", key="retry_downloads", on_click=jobs.retry_downloads, args=(project, run))
+        return
+    model, device = st.columns(2, gap="large")
     with model:
         st.markdown("**For Python**")
         download("Model (.keras)", run.dir / "model.keras", f"{name}.keras", "download_keras",
@@ -244,15 +245,19 @@ def export_section(project: Project, run: RunRecord) -> None:
     with device:
         st.markdown("**For phones and small devices** (TFLite / LiteRT)")
         lite, quant = (run.dir / export.TFLITE_FILES[quantized] for quantized in (False, True))
-        if lite.exists() and quant.exists():
-            download("Model (.tflite)", lite, f"{name}.tflite", "download_tflite",
-                     "Full precision, for Android, iOS, Raspberry Pi and other LiteRT runtimes.")
-            download("Small model (quantized .tflite)", quant, f"{name}-quant.tflite", "download_tflite_quant",
-                     "About 4× smaller with nearly the same answers: best on phones and microcontroller boards.")
-        else:
-            if st.button("Make TFLite files", key="make_tflite", icon="📱"):
-                make_tflite(run)
-            st.caption("Converts this model for small devices: a full-precision file and a 4× smaller quantized one.")
+        download("Model (.tflite)", lite, f"{name}.tflite", "download_tflite",
+                 "Full precision, for Android, iOS, Raspberry Pi and other LiteRT runtimes.")
+        download("Small model (quantized .tflite)", quant, f"{name}-quant.tflite", "download_tflite_quant",
+                 "About 4× smaller with nearly the same answers: best on phones and microcontroller boards.")
+
+
+def export_section(project: Project, run: RunRecord) -> None:
+    st.subheader("Download")
+    name = f"{slug(project.name)}-run{run.id}"
+    models, data = st.columns([2, 1], gap="large")
+    with models:
+        waiting = jobs.downloads(project, run) == "preparing"
+        st.fragment(run_every=2 if waiting else None)(model_downloads)(project, run, name, waiting)
     with data:
         st.markdown("**The photos**")
         archive = project.meta_dir / "exports" / f"{slug(project.name)}-photos.zip"

@@ -531,4 +531,5 @@ if balance.open:
         classes_tab(project, classes)
 
 st.divider()
+ui.readiness_line(project)
 st.page_link(ui.PAGES["train"], label="Photos look good? Next: 3 · Train your model", icon="🏋️")

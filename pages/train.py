@@ -13,16 +13,16 @@ from datetime import datetime
 import pandas as pd
 import streamlit as st
 
-from core import advice, jobs, speed
+from core import advice, jobs, preembed, speed
 from core.backbones import DEFAULT_BACKBONE, REGISTRY, BackboneSpec, backbone_label, get_backbone, trainable_summary
 from core.runs import has_model
 from core.store import Project, RunRecord
+from core.head import STRENGTHS
 from core.train import STAGE_EMBED, STAGE_FINETUNE, STAGE_HEAD, TrainConfig
 from pages import charts, ui
 
 DEFAULTS = dataclasses.replace(TrainConfig(), backbone=DEFAULT_BACKBONE)
 FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
-LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 FINETUNE_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3]
 BATCH_SIZES = [8, 16, 32, 64, 128]
 AUGMENTATIONS = {
@@ -35,14 +35,17 @@ STAGE_TEXT = {  # stage -> (what it is called, what happens in it)
     STAGE_EMBED: ("Looking at your photos",
                   ("The pretrained network turns each photo into a list of numbers that describe it. "
                    "This happens once per photo; the next run reuses them.")),
-    STAGE_HEAD: ("Training the new head",
-                 "A small new layer learns which of those numbers point to which of your classes."),
+    STAGE_HEAD: ("Fitting the new head",
+                 (f"A small new layer learns which of those numbers point to which of your classes. It is solved "
+                  f"directly, at {len(STRENGTHS)} strengths of regularisation (how simple it is kept); the one that "
+                  "does best on training photos held out in turn is kept.")),
     STAGE_FINETUNE: ("Fine-tuning the network",
                      ("The last blocks of the pretrained network are adjusted to your photos and their mirror "
                       "images (deep retraining adds small random rotations, zoom…), so that it learns the subject "
                       "rather than the exact pictures.")),
 }
-STARTING = ("Starting the training process", "Loading the deep-learning library takes a few seconds.")
+STARTING = ("Handing the run to the training process",
+            "The first run after the app starts waits a few seconds for the deep-learning library to load.")
 LIVE_SECONDS = 1
 
 
@@ -51,11 +54,21 @@ def key(field: str) -> str:
     return f"train_{field}"
 
 
-def init_settings() -> None:
-    """Defaults on the first visit; afterwards keep the person's choices when they visit other pages."""
+def init_settings(project: Project) -> None:
+    """Defaults on the first visit (the project's backbone, if it has one); afterwards keep the person's choices
+    when they visit other pages."""
     for field in FIELDS:
         name = key(field)
         st.session_state[name] = st.session_state.get(name, getattr(DEFAULTS, field))
+    if project.backbone in REGISTRY and "train_backbone_project" not in st.session_state:
+        st.session_state[key("backbone")] = project.backbone
+    st.session_state["train_backbone_project"] = project.name
+
+
+def backbone_chosen(project: Project) -> None:
+    """Remember the backbone for the project, so its photos are embedded with it before Train is clicked."""
+    project.set_backbone(st.session_state[key("backbone")])
+    jobs.prepare(project)
 
 
 def settings() -> TrainConfig:
@@ -95,6 +108,7 @@ def photos_section(project: Project) -> bool:
               help="Validation photos are never trained on, so the score on them is an honest preview of new photos.")
     st.caption("These *validation* photos are never learned from: the score on them tells how the model will do "
                "on photos it has never seen. Each photo keeps its place when you add more.")
+    ui.readiness_line(project)
     return True
 
 
@@ -141,10 +155,10 @@ def measure_speeds(names: list[str]) -> None:
     st.session_state["speed_failures"] = failures
 
 
-def backbone_picker(busy: bool) -> BackboneSpec:
+def backbone_picker(project: Project, busy: bool) -> BackboneSpec:
     names = list(REGISTRY)
     st.selectbox(
-        "Pretrained network (backbone)", names, key=key("backbone"),
+        "Pretrained network (backbone)", names, key=key("backbone"), on_change=backbone_chosen, args=(project,),
         format_func=lambda n: REGISTRY[n].label + (" (recommended)" if n == DEFAULT_BACKBONE else ""),
         help="The network that already knows thousands of everyday objects. Your model reuses what it sees.")
     spec = REGISTRY[st.session_state[key("backbone")]]
@@ -226,45 +240,42 @@ def advice_view(photos: int) -> None:
 
 
 def main_settings(fine_tuning: bool) -> None:
-    left, right = st.columns(2)
-    with left:
-        explained(st.number_input, "One epoch = one pass over every training photo. Training stops by itself "
-                  "once the validation photos stop improving.",
-                  "Epochs for the new head (at most)", 1, 500, step=5, key=key("epochs"))
-    with right:
-        explained(st.number_input, "Used only when part of the network is retrained (slider above)."
-                  if not fine_tuning else "Each fine-tuning epoch takes much longer than a head epoch.",
-                  "Epochs for fine-tuning (at most)", 1, 100, key=key("finetune_epochs"), disabled=not fine_tuning)
+    explained(st.number_input, "One epoch = one pass over every training photo through the network. Used only when "
+              "part of the network is retrained (slider above); it stops by itself once the validation photos stop "
+              "improving. The new head needs no setting: it is solved directly.",
+              "Epochs for fine-tuning (at most)", 1, 100, key=key("finetune_epochs"), disabled=not fine_tuning)
 
 
 def advanced_settings(fine_tuning: bool) -> None:
     with st.expander("Advanced settings", icon="⚙️"):
+        st.caption("All but the seed and the mirroring apply to fine-tuning only, when part of the network is "
+                   "retrained.")
         left, middle, right = st.columns(3, gap="large")
         with left:
-            explained(st.select_slider, "How big each learning step is. Too big jumps around, too small crawls.",
-                      "Learning rate (new head)", LEARNING_RATES, key=key("learning_rate"),
-                      format_func=lambda v: f"{v:g}")
-            explained(st.select_slider, "Smaller than the head's, so the pretrained knowledge is not wiped out.",
-                      "Learning rate (fine-tuning)", FINETUNE_RATES, key=key("finetune_learning_rate"),
+            explained(st.select_slider, "How big each learning step is: small, so the pretrained knowledge is not "
+                      "wiped out.", "Learning rate (fine-tuning)", FINETUNE_RATES, key=key("finetune_learning_rate"),
                       format_func=lambda v: f"{v:g}", disabled=not fine_tuning)
-        with middle:
             explained(st.select_slider, "Photos looked at before each learning step. Bigger is smoother, "
-                      "uses more memory.", "Batch size", BATCH_SIZES, key=key("batch_size"))
-            explained(st.number_input, "Epochs to wait for the validation score to improve before stopping.",
-                      "Patience (epochs)", 1, 50, key=key("patience"))
+                      "uses more memory.", "Batch size", BATCH_SIZES, key=key("batch_size"), disabled=not fine_tuning)
+        with middle:
+            explained(st.number_input, "Epochs to wait for the validation score to beat the best so far (the new "
+                      "head's, to begin with) before stopping.",
+                      "Patience (epochs)", 1, 50, key=key("patience"), disabled=not fine_tuning)
             explained(st.number_input, "Same number, same result: change it to see how much luck is involved.",
                       "Random seed", 0, 10_000, key=key("seed"))
         with right:
             explained(st.slider, "Randomly ignores part of what the network sees while training, so the head "
-                      "does not lean on a few details.", "Dropout", 0.0, 0.7, step=0.05, key=key("dropout"))
+                      "does not lean on a few details.", "Dropout", 0.0, 0.7, step=0.05, key=key("dropout"),
+                      disabled=not fine_tuning)
             explained(st.slider, "Keeps the model from being 100% sure, which helps when a few labels are wrong.",
-                      "Label smoothing", 0.0, 0.3, step=0.05, key=key("label_smoothing"))
-        st.markdown("**Random changes to photos while fine-tuning** (augmentation)")
+                      "Label smoothing", 0.0, 0.3, step=0.05, key=key("label_smoothing"), disabled=not fine_tuning)
+        st.markdown("**Random changes to photos** (augmentation; the head learns from mirrored copies too)")
         columns = st.columns(len(AUGMENTATIONS))
         for column, (field, label) in zip(columns, AUGMENTATIONS.items()):
-            column.checkbox(label, key=key(field), disabled=not fine_tuning)
+            column.checkbox(label, key=key(field), disabled=not fine_tuning and field != "augment_flip")
         st.caption("Shows the network slightly different versions of each photo, so it learns the subject, not "
-                   "the exact picture. Used only while fine-tuning: the head alone learns from stored summaries.")
+                   "the exact picture. Mirroring also teaches the new head (from mirrored copies summarised once); "
+                   "the others are used only while fine-tuning.")
 
 
 def start(project: Project, cfg: TrainConfig) -> None:
@@ -278,6 +289,8 @@ def start(project: Project, cfg: TrainConfig) -> None:
                  "Review that every class has kept photos.", icon="📷")
         st.page_link(ui.PAGES["collect"], label="Collect photos", icon="📷")
         st.page_link(ui.PAGES["review"], label="Review the dataset", icon="🧹")
+    except RuntimeError as exc:  # the training process could not be started
+        st.error(f"Training could not start: {exc}", icon="❌")
     else:
         st.rerun()
 
@@ -308,6 +321,8 @@ def progress_text(progress: dict) -> str:
         return "Getting the network ready (the first run with a network prepares it: up to a minute)…"
     if stage == STAGE_EMBED:
         return f"{progress['batch']:,} of {progress['batches']:,} photos{left}"
+    if stage == STAGE_HEAD:
+        return f"Regularisation strength {max(1, progress.get('epoch', 0))} of {progress.get('epochs', 0)}"
     return f"Epoch {max(1, progress.get('epoch', 0))} of at most {progress.get('epochs', 0)}{left}"
 
 
@@ -316,6 +331,8 @@ def batch_text(progress: dict) -> str:
     logs, batches = progress.get("logs") or {}, progress.get("batches")
     if progress.get("stage") in (None, STAGE_EMBED):
         return "Photos are read from disk and looked at in small batches."
+    if progress.get("stage") == STAGE_HEAD:
+        return "Each strength is scored on training photos held out in turn; the validation photos only watch."
     if batches and "accuracy" in logs:
         return (f"Batch {progress.get('batch', 0)} of {batches} · loss {logs.get('loss', 0):.3f} · right on "
                 f"{logs['accuracy']:.0%} of training photos so far this epoch")
@@ -355,7 +372,32 @@ def accuracy_sentence(summary: dict) -> str:
     return sentence
 
 
-def outcome_view(run: RunRecord) -> None:
+def head_sentence(summary: dict) -> str:
+    """What the head search did, in a line."""
+    tried, strength, folds = summary.get("head_strengths_tried"), summary.get("head_C"), summary.get("head_cv_folds")
+    if not tried:
+        return ""
+    if not folds:
+        return (f"The new head was solved at one regularisation strength (C={strength:.3g}): too few photos per class "
+                "to compare strengths fairly.")
+    return (f"The new head tried {tried} strengths of regularisation and picked C={strength:.3g}, the one that named "
+            f"held-out training photos best ({folds}-fold cross-validation; validation photos were not used to pick).")
+
+
+def downloads_line(project: Project, run: RunRecord) -> None:
+    """Whether the files to take away are ready, and keep looking while they are being made."""
+    state = jobs.downloads(project, run)
+    if state == "ready":
+        st.caption("⬇️ Downloads ready: .keras and TFLite files on the Results page.")
+    elif state == "failed":
+        st.warning("The downloadable files could not be made; the model works here all the same.", icon="⚠️")
+        st.button("Try making the downloads again", key="retry_downloads", on_click=jobs.retry_downloads,
+                  args=(project, run))
+    else:
+        st.caption("⏳ Preparing downloads… (.keras and TFLite files; you can already try the model)")
+
+
+def outcome_view(project: Project, run: RunRecord) -> None:
     if run.status == "failed":
         st.error(f"This run failed: {(run.error or 'no reason was recorded').splitlines()[0]}", icon="❌")
         with st.expander("Details (for a bug report)"):
@@ -368,11 +410,12 @@ def outcome_view(run: RunRecord) -> None:
                    icon="⏹️")
         return
     stopped = "You stopped this run early; the best model so far was kept. " if run.status == "stopped" else ""
-    st.success(f"{stopped}Finished in {ui.duration(run.summary.get('train_seconds', 0))}. "
-               f"{accuracy_sentence(run.summary)}", icon="🎉")
+    st.success(f"{stopped}The model is ready, {ui.duration(run.summary.get('train_seconds', 0))} after training "
+               f"started. {accuracy_sentence(run.summary)}", icon="🎉")
     if run.summary.get("finetune_kept_head"):
         st.info("Retraining the network did not beat the new head alone on the validation photos, so the head alone "
                 "was kept: it is the better model for these photos.", icon="ℹ️")
+    downloads_line(project, run)
     rejected = run.summary.get("rejected") or {}
     if rejected:
         with st.expander(f"{ui.plural(len(rejected), 'photo')} could not be read and were left out", icon="⚠️"):
@@ -382,10 +425,19 @@ def outcome_view(run: RunRecord) -> None:
 
 
 def curves(project: Project, run: RunRecord) -> None:
-    frame = charts.curve_frame(project.epochs(run.id), f"run {run.id}")
+    rows = project.epochs(run.id)
+    strengths = charts.strength_frame(rows)
+    if not strengths.empty:
+        left, right = st.columns([3, 2], gap="large")
+        left.altair_chart(charts.strength_chart(strengths), width="stretch")
+        right.markdown(head_sentence(run.summary) or "The new head is fitted at each regularisation strength in turn.")
+        right.caption("No epochs here: the head is a small problem solved exactly at each strength. Strong "
+                      "regularisation (left) keeps it simple; weak (right) lets it fit every training photo. Blue: "
+                      "training photos, each judged by a head fitted without it. Orange: validation photos.")
+    frame = charts.curve_frame(rows, f"run {run.id}")
     if frame.empty:
-        if run.status in jobs.ACTIVE:
-            st.caption("📈 The learning curves appear here after the first epoch.")
+        if run.status in jobs.ACTIVE and run.config.get("unfreeze_blocks"):
+            st.caption("📈 The fine-tuning curves appear here after its first epoch.")
         return
     loss, accuracy = st.columns(2)
     loss.altair_chart(charts.curve_chart(frame, "loss"), width="stretch")
@@ -395,17 +447,21 @@ def curves(project: Project, run: RunRecord) -> None:
                "training keeps the epoch where orange was best.")
 
 
-def show_run(project: Project, run_id: int, live: bool) -> None:
+def preparing_downloads(project: Project, run: RunRecord) -> bool:
+    return jobs.downloads(project, run) == "preparing"
+
+
+def show_run(project: Project, run_id: int, live: bool, waiting_for_downloads: bool = False) -> None:
     """One run: live progress while it trains, its outcome afterwards, and its curves."""
     run = jobs.refresh(project, run_id)
-    if live and run.status not in jobs.ACTIVE:
-        st.rerun()  # it just ended: redraw the whole page, so the Train button comes back
+    if live and run.status not in jobs.ACTIVE or waiting_for_downloads and not preparing_downloads(project, run):
+        st.rerun()  # it just ended, or its downloads are ready: redraw the whole page (Train button, links)
     st.subheader(f"{'Training now' if live else 'Latest run'}: run {run.id}")
     st.caption(run_caption(run))
     if live:
         live_view(project, run)
     else:
-        outcome_view(run)
+        outcome_view(project, run)
     curves(project, run)
 
 
@@ -425,14 +481,15 @@ st.markdown("TransferLab starts from a network already trained on millions of ph
             "*head* on top of it your classes. If you like, it also retrains the last part of the network.")
 
 project = ui.require_project()
-init_settings()
+init_settings(project)
 active = jobs.active_run(project)
 runs = project.runs()
 
 if active:
     st.fragment(run_every=LIVE_SECONDS)(show_run)(project, active.id, True)
 elif runs:
-    show_run(project, runs[0].id, False)
+    waiting = preparing_downloads(project, runs[0])
+    st.fragment(run_every=LIVE_SECONDS if waiting else None)(show_run)(project, runs[0].id, False, waiting)
 if runs:
     st.divider()
 
@@ -447,7 +504,7 @@ if not active or st.toggle("Show the photos and settings for the next run", key=
     st.subheader("Settings for the next run" if runs else "Settings")
     network, depth = st.columns([2, 1], gap="large")
     with network:
-        spec = backbone_picker(busy=active is not None)
+        spec = backbone_picker(project, busy=active is not None)
         advice_view(sum(c.kept for c in project.classes()))
     with depth:
         blocks = depth_picker(spec, max(2, len([c for c in project.classes() if c.kept])))

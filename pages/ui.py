@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import config
+from core import config, jobs, preembed
 from core.predict import MODEL_FILE
 from core.store import Project, StoreError, create_project, list_projects, open_project
 
@@ -135,3 +135,21 @@ def classifier(run_dir: str, modified: float):
 def load_classifier(run_dir: Path):
     model_file = Path(run_dir) / MODEL_FILE
     return classifier(str(run_dir), model_file.stat().st_mtime)
+
+
+def readiness_line(project: Project) -> None:
+    """'Ready to train: 230 of 262 photos', live while the background embedder catches up."""
+    jobs.prepare(project)  # the worker embeds this project's new photos in the background
+
+    @st.fragment(run_every=2)
+    def line() -> None:
+        ready = preembed.readiness(project)
+        if not ready.total:
+            return
+        if ready.complete:
+            st.caption(f"🧠 Ready to train: all {ready.total:,} photos are prepared, so training takes seconds.")
+        else:
+            st.caption(f"🧠 Ready to train: {ready.ready:,} of {ready.total:,} photos prepared (the rest are being "
+                       "looked at in the background; training does them itself if you start now).")
+
+    line()

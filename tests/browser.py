@@ -63,12 +63,33 @@ def streamlit_server(workspace: Path, env: dict[str, str] | None = None) -> Iter
                 time.sleep(0.5)
         yield url
     finally:
+        workers = _children(process.pid)  # the training worker it started: ends once its server is gone
         process.terminate()
         try:
             process.wait(10)
         except subprocess.TimeoutExpired:
             process.kill()
+        _wait_or_kill(workers, 120)
         log.close()
+
+
+def _children(pid: int) -> list:
+    import psutil
+
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _wait_or_kill(processes: list, seconds: float) -> None:
+    """Wait for processes to exit on their own; kill the ones still there after `seconds` (none is left behind)."""
+    import psutil
+
+    _, alive = psutil.wait_procs(processes, timeout=seconds)
+    for process in alive:
+        process.kill()
+    psutil.wait_procs(alive, timeout=10)
 
 
 @contextmanager

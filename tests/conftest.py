@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -13,11 +14,14 @@ SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datas
 
 
 @pytest.fixture(scope="session", autouse=True)
-def shared_cache(tmp_path_factory) -> Path:
+def shared_cache(tmp_path_factory) -> Iterator[Path]:
     """One cache of converted backbones and embeddings for the whole session: converting is slow."""
+    from core.worker import WORKER
+
     path = tmp_path_factory.mktemp("cache")
     os.environ["TRANSFERLAB_CACHE"] = str(path)
-    return path
+    yield path
+    WORKER.shutdown()  # tests leave no worker behind: it finishes what it was given, then exits
 
 
 @pytest.fixture(autouse=True)

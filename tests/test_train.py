@@ -7,13 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import jobs
+from core import jobs, preembed
 from core.__main__ import main as cli
-from core.embed import EmbeddingCache, embed_files
+from core.embed import EmbeddingCache, LiteRTRunner, embed_files, embed_views, litert_backbone
 from core.export import export_tflite, tflite_agreement
 from core.backbones import get_backbone
+from core.head import HEAD_FILE, LinearHead
+from core.images import load_rgb
 from core.predict import Classifier
-from core.runs import data_from_folders, data_from_project, train_and_save
+from core.runs import data_from_folders, data_from_project, has_model, train_and_save
 from core.store import RunRecord
 from core.train import SilentListener, TrainConfig, TrainData, class_weights, train
 from tests.photos import class_photo, write_image_folder
@@ -32,7 +34,7 @@ def folders(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def trained_run(folders, tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("run")
-    train_and_save(data_from_folders(folders / "train", folders / "val"), TrainConfig(epochs=8), run_dir)
+    train_and_save(data_from_folders(folders / "train", folders / "val"), TrainConfig(), run_dir)
     return run_dir
 
 
@@ -48,8 +50,9 @@ def test_training_refuses_a_single_class(folders):
 
 
 def test_run_folder_has_a_safe_loading_model(trained_run):
-    assert sorted(p.name for p in trained_run.iterdir()) == ["evaluation.json", "labels.txt", "metrics.json",
-                                                              "model.keras"]
+    assert sorted(p.name for p in trained_run.iterdir()) == ["evaluation.json", "head.npz", "labels.txt",
+                                                              "metrics.json", "model.keras", "model.tflite",
+                                                              "model_quant.tflite"]
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert metrics["val_accuracy"] >= 0.9 and metrics["images_used"] == 44 and metrics["images_rejected"] == 0
     classifier = Classifier.load(trained_run)  # safe_mode=True: no Lambda layers, no custom code
@@ -57,6 +60,24 @@ def test_run_folder_has_a_safe_loading_model(trained_run):
     assert classifier.class_names == ["blobs", "stripes"] and prediction.label == "blobs"
     heat = classifier.gradcam(class_photo(0, 501))
     assert heat.shape == (classifier.input_size,) * 2 and 0 <= heat.min() and heat.max() <= 1
+
+
+def test_head_file_with_the_litert_backbone_predicts_like_the_keras_model(trained_run, folders):
+    """The run-folder contract: softmax(backbone embedding @ kernel + bias) is the saved model's answer."""
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    head = LinearHead.load(trained_run / HEAD_FILE)
+    assert head.kernel.dtype == head.bias.dtype == np.float32
+    assert head.kernel.shape == (get_backbone(metrics["backbone"]).feature_dim, 2) and head.bias.shape == (2,)
+    classifier = Classifier.load(trained_run)
+    pixels = np.stack([load_rgb(p, classifier.input_size) for p in sorted((folders / "val").glob("*/*.jpg"))])
+    embeddings = LiteRTRunner(litert_backbone(get_backbone(metrics["backbone"])))(pixels.astype(np.float32))
+    np.testing.assert_allclose(head.probabilities(embeddings), classifier.probabilities(pixels), atol=2e-3)
+
+
+def test_head_search_reports_every_strength_and_picks_by_cross_validation(trained_run):
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["head_strengths_tried"] == 8 and metrics["head_cv_folds"] == 4
+    assert metrics["train_seconds"] >= metrics["head_seconds"] > 0
 
 
 def test_tflite_exports_predict_like_keras(trained_run, folders):
@@ -85,7 +106,7 @@ def test_unreadable_photos_are_reported_not_fatal(folders, tmp_path):
     bad = tmp_path / "train" / "blobs" / "broken.jpg"
     write_image_folder(tmp_path / "train", {"stripes": 4, "blobs": 4})
     bad.write_bytes(b"not a jpeg")
-    result = train(data_from_folders(tmp_path / "train", val_split=0.0), TrainConfig(epochs=2))
+    result = train(data_from_folders(tmp_path / "train", val_split=0.0), TrainConfig())
     assert list(result.skipped) == [str(bad)]
 
 
@@ -106,27 +127,79 @@ class StopAfter(SilentListener):
 
 def test_finetuning_stops_between_batches_and_keeps_a_model(folders):
     listener = StopAfter(batches=1)
-    cfg = TrainConfig(epochs=3, unfreeze_blocks=2, finetune_epochs=3, batch_size=8)
+    cfg = TrainConfig(unfreeze_blocks=2, finetune_epochs=3, batch_size=8)
     result = train(data_from_folders(folders / "train", folders / "val"), cfg, listener)
     assert listener.stages == ["embedding", "head", "fine-tuning"]
     assert result.stopped and listener.seen == 1
     assert result.val_probabilities.shape == (12, 2)
 
 
-def test_background_job_trains_and_reports(project, folders):
+def test_finetuning_that_never_beats_the_head_stops_after_patience(folders):
+    """Early stopping stops: with a learning rate of zero no epoch can beat the head, so `patience` epochs run."""
+    epochs = []
+
+    class Epochs(SilentListener):
+        def on_epoch(self, stage, epoch, total, logs):
+            epochs.append((stage, epoch))
+
+    cfg = TrainConfig(unfreeze_blocks=1, finetune_epochs=6, finetune_learning_rate=0.0, patience=2, batch_size=16)
+    result = train(data_from_folders(folders / "train", folders / "val"), cfg, Epochs())
+    assert [e for stage, e in epochs if stage == "fine-tuning"] == [1, 2]
+    assert result.best_epoch["fine-tuning"] == 0, "the head's weights are kept"
+
+
+def wait_for(condition, what: str, seconds: float = 300):
+    """Poll the app's own signal with a generous deadline (the machine may be loaded)."""
+    deadline = time.time() + seconds
+    while not (value := condition()):
+        assert time.time() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.2)
+    return value
+
+
+def test_background_job_is_usable_first_then_assembles_downloads(project, folders):
     from core.ingest import import_folder
 
     import_folder(project, folders / "train")
-    run_id = jobs.start_training(project, TrainConfig(epochs=4))
+    run_id = jobs.start_training(project, TrainConfig())
     with pytest.raises(jobs.JobRefused):
         jobs.start_training(project, TrainConfig())
-    deadline = time.time() + 240
-    while (run := jobs.refresh(project, run_id)).status in jobs.ACTIVE and time.time() < deadline:
-        time.sleep(1)
+    run = wait_for(lambda: (r := jobs.refresh(project, run_id)).status not in jobs.ACTIVE and r, "the run to end")
     assert run.status == "completed", run.error
-    assert run.summary["val_accuracy"] is not None and (run.dir / "model.keras").exists()
-    assert [e["stage"] for e in project.epochs(run_id)][0] == "head"
+    assert has_model(run) and (run.dir / HEAD_FILE).exists() and (run.dir / "labels.txt").exists()
+    assert run.summary["val_accuracy"] is not None
+    assert [e["stage"] for e in project.epochs(run_id)] == ["head"] * 8
     assert jobs.active_run(project) is None
+    wait_for(lambda: jobs.downloads(project, run) == "ready", "the downloads")
+    assert Classifier.load(run.dir).class_names == ["blobs", "stripes"]
+
+
+def test_stop_before_the_worker_starts_the_run(project, folders):
+    from core.ingest import import_folder
+
+    import_folder(project, folders / "train")
+    project.set_backbone("efficientnet_lite0")
+    run_id = project.create_run(TrainConfig().to_dict())
+    project.request_stop(run_id)
+    usable, _ = jobs.run_job(project, run_id)
+    run = project.run(run_id)
+    assert not usable and run.status == "stopped" and not has_model(run)
+
+
+def test_background_embedding_makes_every_photo_ready(project, folders, tmp_path):
+    from core.ingest import import_folder
+
+    import_folder(project, folders / "val")
+    cache = EmbeddingCache(tmp_path / "e.sqlite")
+    assert preembed.readiness(project, cache).ready == 0
+    while preembed.embed_some(project, limit=5, cache=cache):
+        pass
+    ready = preembed.readiness(project, cache)
+    assert ready.complete and ready.total == 12
+    records = project.images(status="kept")
+    plain, mirrored = embed_views([r.path for r in records], [r.sha256 for r in records],
+                                  get_backbone(ready.backbone), cache=cache)
+    assert plain.computed == mirrored.computed == 0 and len(mirrored.ok) == 12
 
 
 def test_vanished_worker_is_marked_failed(project, monkeypatch):
@@ -149,8 +222,7 @@ def test_project_data_follows_store_split(project, folders):
 
 def test_cli_train_evaluate_predict_export(folders, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    assert cli(["train", str(folders / "train"), "--out", str(run_dir), "--val-dir", str(folders / "val"),
-                "--epochs", "6"]) == 0
+    assert cli(["train", str(folders / "train"), "--out", str(run_dir), "--val-dir", str(folders / "val")]) == 0
     assert json.loads(capsys.readouterr().out)["val_accuracy"] >= 0.9
     assert cli(["evaluate", str(run_dir), str(folders / "val"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -68,11 +68,11 @@ def wait_until_done(project: Project, run_id: int) -> None:
         time.sleep(1)
 
 
-def finished_run(project: Project, **settings) -> int:
-    """A completed run made in this process (no worker): train, evaluate, save, record."""
-    cfg = TrainConfig(epochs=3, **settings)
+def finished_run(project: Project, assemble: bool = True, **settings) -> int:
+    """A completed run made in this process (no worker): train, evaluate, save (with its downloads), record."""
+    cfg = TrainConfig(**settings)
     run_id = project.create_run(cfg.to_dict())
-    metrics = train_and_save(data_from_project(project), cfg, project.run_dir(run_id))
+    metrics, _ = train_and_save(data_from_project(project), cfg, project.run_dir(run_id), assemble=assemble)
     project.update_run(run_id, status="completed", summary=metrics)
     return run_id
 
@@ -85,8 +85,8 @@ def test_settings_start_from_the_defaults_and_show_what_will_train(two_classes):
     defaults = TrainConfig()
     assert at.selectbox(key="train_backbone").value == DEFAULT_BACKBONE
     assert at.select_slider(key="train_unfreeze_blocks").value == 0
-    assert at.number_input(key="train_epochs").value == defaults.epochs
-    assert at.select_slider(key="train_learning_rate").value == defaults.learning_rate
+    assert at.number_input(key="train_finetune_epochs").value == defaults.finetune_epochs
+    assert at.number_input(key="train_finetune_epochs").disabled  # the head is solved: no epochs to set
     assert "only the new head" in texts(at)
     assert not at.button(key="train_start").disabled
     backbones = at.dataframe[0].value
@@ -161,13 +161,23 @@ def test_a_failed_run_shows_its_error_not_a_spinner(two_classes):
 # ---- real runs --------------------------------------------------------------------------------------
 
 
+def test_the_backbone_chosen_is_remembered_for_embedding_ahead(two_classes):
+    at = page(two_classes)
+    at.selectbox(key="train_backbone").set_value("efficientnet_lite1").run()
+    assert two_classes.backbone == "efficientnet_lite1"
+    assert no_exceptions(page(two_classes)).selectbox(key="train_backbone").value == "efficientnet_lite1"
+
+
 @pytest.mark.slow
 def test_start_refuse_stop_reattach_and_finish(two_classes):
     at = page(two_classes)
-    at.number_input(key="train_epochs").set_value(3).run()
+    # Fine-tuning for many epochs: a run long enough to watch, refuse a second one beside, and stop.
+    at.select_slider(key="train_unfreeze_blocks").set_value(1).run()
+    at.number_input(key="train_finetune_epochs").set_value(40).run()
+    at.number_input(key="train_patience").set_value(40).run()
     at.button(key="train_start").click().run()
     run = jobs.active_run(two_classes)
-    assert run is not None and run.config["epochs"] == 3
+    assert run is not None and run.config["finetune_epochs"] == 40
     assert "Training now: run 1" in [h.value for h in no_exceptions(at).subheader]
     assert not [b for b in at.button if b.key == "train_start"]  # the settings make way for the live view
 
@@ -184,16 +194,17 @@ def test_start_refuse_stop_reattach_and_finish(two_classes):
     assert "Latest run: run 1" in [h.value for h in after.subheader]
     assert "stop" in texts(after).lower()
 
-    after.number_input(key="train_epochs").set_value(3).run()
+    after.select_slider(key="train_unfreeze_blocks").set_value(0).run()
     after.button(key="train_start").click().run()
     second = jobs.active_run(two_classes)
     wait_until_done(two_classes, second.id)
     done = no_exceptions(page(two_classes))
     finished = two_classes.run(second.id)
     assert finished.status == "completed", finished.error
-    assert "validation photo" in done.success[0].value
+    assert "validation photo" in done.success[0].value and "The model is ready" in done.success[0].value
     assert {link.label for link in done.get("page_link")} >= {"Try it on new photos"}
-    assert len(done.get("vega_lite_chart")) == 2  # loss and accuracy curves
+    assert len(done.get("vega_lite_chart")) == 1  # accuracy against regularisation strength: no epochs
+    assert "tried 8 strengths of regularisation and picked C=" in texts(done)
 
 
 @pytest.mark.slow
@@ -211,18 +222,34 @@ def test_results_page_explains_a_run_and_exports_it(two_classes):
     assert list(history["Run"]) == [run_id] and history["Status"][0] == "✅ finished"
     assert at.get("vega_lite_chart"), "confusion matrix missing"
     assert set(at.dataframe[1].value["Class"]) == set(CLASSES)
-    assert {b.key for b in at.get("download_button")} == {"download_keras", "download_labels"}
+    assert {b.key for b in at.get("download_button")} == {"download_keras", "download_labels", "download_tflite",
+                                                          "download_tflite_quant"}
 
     at.button(key=f"fix_{run_id}_0").click().run()
     assert two_classes.image(photo.id).class_name == "stripes"
     assert "moved to **stripes**" in texts(no_exceptions(at))
 
     at.button(key="make_zip").click().run()
-    at.button(key="make_tflite").click().run()
     assert {b.key for b in no_exceptions(at).get("download_button")} == {
         "download_keras", "download_labels", "download_tflite", "download_tflite_quant", "download_zip"}
     archive = next((two_classes.meta_dir / "exports").glob("*.zip"))
     assert len(zipfile.ZipFile(archive).namelist()) == 30
+
+
+@pytest.mark.slow
+def test_downloads_are_prepared_in_the_background_after_the_model_is_usable(two_classes):
+    run_id = finished_run(two_classes, assemble=False)  # as the worker leaves it: head.npz, no .keras yet
+    at = no_exceptions(page(two_classes, "pages/results.py"))
+    assert "Preparing downloads" in texts(at) and not at.get("download_button")
+    train_page = no_exceptions(page(two_classes))
+    assert "Preparing downloads" in texts(train_page)
+    deadline = time.time() + RUN_TIMEOUT
+    while jobs.downloads(two_classes, two_classes.run(run_id)) == "preparing":  # the worker assembles them
+        assert time.time() < deadline, "downloads not ready"
+        time.sleep(0.5)
+    at = no_exceptions(page(two_classes, "pages/results.py"))
+    assert {"download_keras", "download_tflite", "download_tflite_quant"} <= {b.key for b in at.get("download_button")}
+    assert "Downloads ready" in texts(no_exceptions(page(two_classes)))
 
 
 def test_results_page_without_runs_points_to_training(project):
