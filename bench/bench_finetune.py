@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -73,6 +74,7 @@ def depth_table(name: str, backbones: list[str], depths: list[int]) -> list[list
                          "head kept" if depth and result.model is None else result.best_epoch.get("fine-tuning", "-"),
                          result.timings["embed_seconds"], result.timings.get("boundary_seconds", 0.0), finetune, wall,
                          forward_ms, finetune / (views * forward_ms / 1000)])
+            print("done:", rows[-1], file=sys.stderr, flush=True)
     return rows
 
 
@@ -98,6 +100,7 @@ def harder_check(per_class: int, depths: list[int]) -> list[list]:
                      "head kept" if depth and result.model is None else result.best_epoch.get("fine-tuning", "-"),
                      accuracy(result.val_probabilities, result.val_samples), accuracy(plain, test),
                      accuracy(mirrored, test), wall])
+        print("done:", rows[-1], file=sys.stderr, flush=True)
     return rows
 
 

@@ -79,6 +79,10 @@ def depth_label(blocks: int) -> str:
     return "only the new head" if blocks == 0 else f"the last {ui.plural(blocks, 'block')} + the head"
 
 
+def depth_short(blocks: int) -> str:
+    return "head only" if blocks == 0 else f"last {blocks}"
+
+
 # ---- the photos -----------------------------------------------------------------------------------
 
 
@@ -200,7 +204,7 @@ def depth_picker(spec: BackboneSpec, n_classes: int) -> int:
     st.session_state[key("unfreeze_blocks")] = min(st.session_state[key("unfreeze_blocks")], most)
     blocks = st.select_slider(
         "How much of the network to retrain", options=list(range(most + 1)), key=key("unfreeze_blocks"),
-        format_func=lambda n: "head only" if n == 0 else f"last {n}",
+        format_func=depth_short,
         help=f"{spec.label} is made of {most} blocks, from simple edges and colours at the start to whole "
              "objects at the end. Retraining the last ones adapts them to your photos.")
     head_params = spec.feature_dim * n_classes + n_classes
@@ -227,11 +231,11 @@ def advice_view(photos: int) -> None:
     """Expected time of a first run on this computer and measured accuracy gain, per offline network and depth."""
     rows = advice.advice(photos, speed.cached_speeds())
     cell = lambda r: f"~{ui.duration(r.seconds)}" + (f" · {r.gain:+.1f} pts" if r.gain is not None else "")  # noqa: E731
-    table = pd.DataFrame([{"Network": backbone_label(name), **{depth_label(r.blocks): cell(r) for r in rows
+    table = pd.DataFrame([{"Network": backbone_label(name), **{depth_short(r.blocks): cell(r) for r in rows
                                                                if r.backbone == name}}
                           for name in dict.fromkeys(r.backbone for r in rows)])
     with st.expander(f"Which network and depth? Expected time for {ui.plural(photos, 'photo')}, and measured gain"):
-        st.dataframe(table, hide_index=True, key="advice_table")
+        st.dataframe(table, hide_index=True)
         untimed = not all(r.timed_here for r in rows)
         st.caption("Time of a first run here (later runs reuse what was computed)"
                    + (", estimated from a reference laptop until the speeds are measured above" if untimed else "")

@@ -17,17 +17,10 @@ from core.predict import Classifier
 from core.runs import data_from_folders, train_and_save
 from core.train import STAGE_EMBED, SilentListener, TrainConfig, assemble_classifier, train
 from tests.photos import write_image_folder
+from tests.test_train import folders  # noqa: F401  (the same two-class photo folders)
 
 pytestmark = pytest.mark.slow
 SPEC = get_backbone("efficientnet_lite0")
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    write_image_folder(root / "train", {"stripes": 10, "blobs": 10})
-    write_image_folder(root / "val", {"stripes": 4, "blobs": 4}, offset=100)
-    return root
 
 
 def photos(folders: Path, n: int = 4) -> list[Path]:

@@ -95,7 +95,10 @@ def test_settings_start_from_the_defaults_and_show_what_will_train(two_classes):
 
     at.select_slider(key="train_unfreeze_blocks").set_value(2).run()
     shown = texts(at)
-    assert "the last 2 blocks + the head" in shown and "Slower (minutes)" in shown
+    assert "the last 2 blocks + the head" in shown and "the run keeps the head" in shown
+    advice = at.dataframe[1].value  # expected time and measured gain per offline network and depth
+    assert list(advice.columns) == ["Network", "head only", "last 1", "last 2", "last 3", "last 4"]
+    assert len(advice) == 3 and advice.iloc[0, 1].startswith("~")
     assert not at.number_input(key="train_finetune_epochs").disabled
 
 
