@@ -86,7 +86,7 @@ def harder_check(per_class: int, depths: list[int]) -> list[list]:
 
     root = dataset("flowers5")
     full = data_from_folders(root / "train", root / "val")
-    everything = sorted(full.train + full.val, key=lambda s: s.sha256)
+    everything = sorted(full.train + full.val, key=lambda s: str(s.path))  # not by hash: that would pick the split too
     chosen = [s for c in range(len(full.class_names)) for s in [s for s in everything if s.label == c][:per_class]]
     test = [s for s in everything if s not in set(chosen)]
     is_val = [split_for(split_key(s.sha256), 0.2) == "val" for s in chosen]
@@ -109,7 +109,8 @@ def main() -> None:
     parser.add_argument("--backbones", default="efficientnet_lite0")
     parser.add_argument("--depths", default="0,1,2,3,4")
     parser.add_argument("--sets", default="flowers5,hymenoptera")
-    parser.add_argument("--per-class", type=int, default=20, help="training photos per class in the harder check")
+    parser.add_argument("--per-class", type=int, default=20,
+                        help="training photos per class in the harder check (0: skip it)")
     parser.add_argument("--cache", help="reuse this cache of embeddings and activations (default: a fresh one)")
     args = parser.parse_args()
     depths = [int(d) for d in args.depths.split(",")]
@@ -118,10 +119,14 @@ def main() -> None:
         os.environ["TRANSFERLAB_CACHE"] = args.cache or str(Path(tmp) / "cache")
         try:
             load = os.getloadavg()[0]
-            rows = [row for name in args.sets.split(",") for row in depth_table(name, args.backbones.split(","), depths)]
+            rows = [row for name in args.sets.split(",") if name
+                    for row in depth_table(name, args.backbones.split(","), depths)]
             print(f"{os.cpu_count()} CPU cores, load average {load:.1f} at the start; default settings but the depth")
-            print(table(["set", "backbone", "blocks", "val acc", "+mirror", "best epoch", "embed s", "cache s",
-                         "fine-tune s", "wall s", "fwd ms", "factor"], rows))
+            if rows:
+                print(table(["set", "backbone", "blocks", "val acc", "+mirror", "best epoch", "embed s", "cache s",
+                             "fine-tune s", "wall s", "fwd ms", "factor"], rows))
+            if args.per_class <= 0:
+                return
             print(f"\nHarder check: flowers5, {args.per_class} photos per class to train (20 % of them for "
                   "validation), every other photo to test")
             print(table(["blocks", "train", "val", "test", "best epoch", "val acc", "test acc", "+mirror", "wall s"],
