@@ -230,17 +230,22 @@ def explained(widget, explanation: str, *args, **kwargs):
 def advice_view(photos: int) -> None:
     """Expected time of a first run on this computer and measured accuracy gain, per offline network and depth."""
     rows = advice.advice(photos, speed.cached_speeds())
-    cell = lambda r: f"~{ui.duration(r.seconds)}" + (f" · {r.gain:+.1f} pts" if r.gain is not None else "")  # noqa: E731
-    table = pd.DataFrame([{"Network": backbone_label(name), **{depth_short(r.blocks): cell(r) for r in rows
-                                                               if r.backbone == name}}
-                          for name in dict.fromkeys(r.backbone for r in rows)])
+    cell = lambda r: f"~{ui.duration(r.seconds)}" + ("" if r.gain is None else f" · {gain_text(r.gain)}")  # noqa: E731
+    networks = list(dict.fromkeys(r.backbone for r in rows))
+    table = pd.DataFrame([{"Retrain": depth_short(blocks), **{backbone_label(r.backbone): cell(r) for r in rows
+                                                               if r.blocks == blocks}}
+                          for blocks in advice.DEPTHS], columns=["Retrain", *map(backbone_label, networks)])
     with st.expander(f"Which network and depth? Expected time for {ui.plural(photos, 'photo')}, and measured gain"):
         st.dataframe(table, hide_index=True)
         untimed = not all(r.timed_here for r in rows)
         st.caption("Time of a first run here (later runs reuse what was computed)"
                    + (", estimated from a reference laptop until the speeds are measured above" if untimed else "")
                    + ". Gain: validation accuracy points over EfficientNet-Lite0's head alone, measured on two small "
-                   "photo sets (flowers, ants vs bees); your photos may differ.")
+                   "photo sets (flowers, ants vs bees), where it was measured; your photos may differ.")
+
+
+def gain_text(points: float) -> str:
+    return "no gain" if abs(points) < 0.05 else f"{points:+.1f} pts"
 
 
 def main_settings(fine_tuning: bool) -> None:

@@ -97,8 +97,9 @@ def test_settings_start_from_the_defaults_and_show_what_will_train(two_classes):
     shown = texts(at)
     assert "the last 2 blocks + the head" in shown and "the run keeps the head" in shown
     advice = at.dataframe[1].value  # expected time and measured gain per offline network and depth
-    assert list(advice.columns) == ["Network", "head only", "last 1", "last 2", "last 3", "last 4"]
-    assert len(advice) == 3 and advice.iloc[0, 1].startswith("~")
+    assert list(advice.columns) == ["Retrain", "EfficientNet-Lite0", "EfficientNet-Lite1", "EfficientNet-Lite2"]
+    assert list(advice["Retrain"]) == ["head only", "last 1", "last 2", "last 3", "last 4"]
+    assert advice.iloc[0, 1].startswith("~")
     assert not at.number_input(key="train_finetune_epochs").disabled
 
 
