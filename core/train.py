@@ -84,7 +84,11 @@ class TrainData:
 
 
 class TrainingListener(Protocol):
-    """What a training run tells its watcher; `should_stop` is asked between batches."""
+    """What a training run tells its watcher; `should_stop` is asked between batches.
+
+    In the head stage there are no epochs: `on_epoch` reports each regularisation strength tried, numbered
+    from 1, with C, the cross-validated (cv_), training and validation (val_) loss and accuracy in `logs`.
+    """
 
     def on_stage(self, stage: str, info: dict) -> None: ...
     def on_batch(self, stage: str, epoch: int, batch: int, batches: int, logs: dict) -> None: ...
