@@ -108,12 +108,24 @@ class LiteRTRunner:
         return self._interpreter.get_tensor(self._output).copy()
 
 
+_runners = threading.local()
+
+
+def _runner(path: Path, threads: int | None) -> LiteRTRunner:
+    """This thread's interpreter for a model file, kept: a new one costs a few hundred ms before its first answer
+    (an interpreter must not be shared between threads)."""
+    kept = _runners.__dict__.setdefault("by_key", {})
+    if (path, threads) not in kept:
+        kept[(path, threads)] = LiteRTRunner(path, threads)
+    return kept[(path, threads)]
+
+
 def make_embedder(spec: BackboneSpec, engine: str = "litert",
                   threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """A function from a pixel batch to embeddings: LiteRT when installed, else Keras."""
     if engine == "litert":
         try:
-            return LiteRTRunner(litert_backbone(spec), threads)
+            return _runner(litert_backbone(spec), threads)
         except ImportError:
             engine = "keras"
     model = feature_model(spec)

@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 
 from core import worker
-from core.export import DownloadsState, downloads_state
+from core.export import DOWNLOADS_ERROR_FILE, DownloadsState, downloads_state
 from core.runs import data_from_project, has_model, train_and_save
 from core.store import Project, RunRecord
 from core.train import STAGE_EMBED, STAGE_FINETUNE, TrainConfig, TrainingStopped
@@ -107,8 +107,6 @@ def downloads(project: Project, run: RunRecord) -> DownloadsState | None:
 
 def retry_downloads(project: Project, run: RunRecord) -> None:
     """Try making the downloads again after a failure."""
-    from core.export import DOWNLOADS_ERROR_FILE
-
     (run.dir / DOWNLOADS_ERROR_FILE).unlink(missing_ok=True)
     worker.WORKER.submit("assemble", project, run=run.id)
 

@@ -47,16 +47,19 @@ def readiness(project: Project, cache: EmbeddingCache | None = None) -> Readines
     return Readiness(total - len(todo), total, project_backbone(project))
 
 
-def embed_some(project: Project, limit: int = BATCH, *, threads: int | None = 1,
+def embed_some(project: Project, limit: int = BATCH, *, unreadable: set[str] | None = None, threads: int | None = 1,
                cache: EmbeddingCache | None = None) -> int:
     """Embed up to `limit` photos that lack an embedding; returns how many were tried (0: nothing left).
 
     One thread by default: the background must leave the other cores to the pages and to collection.
-    Unreadable photos are left for training to report.
+    Photos that cannot be read are added to `unreadable` (content hashes) and not tried again; training
+    reports them.
     """
     cache = cache or EmbeddingCache()
-    todo = missing(project, cache)[0][:limit]
+    unreadable = unreadable if unreadable is not None else set()
+    todo = [r for r in missing(project, cache)[0] if r.sha256 not in unreadable][:limit]
     if todo:
-        embed_views([r.path for r in todo], [r.sha256 for r in todo], get_backbone(project_backbone(project)),
-                    VIEWS, cache=cache, threads=threads)
+        result = embed_views([r.path for r in todo], [r.sha256 for r in todo], get_backbone(project_backbone(project)),
+                             VIEWS, cache=cache, threads=threads)[0]
+        unreadable.update(todo[i].sha256 for i in result.failed)
     return len(todo)

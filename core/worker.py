@@ -155,6 +155,7 @@ class Embedder(threading.Thread):
     def __init__(self):
         super().__init__(name="embedder", daemon=True)
         self.projects: dict[str, object] = {}
+        self.unreadable: set[str] = set()  # content hashes of photos that failed to decode: not retried
         self.allowed = threading.Event()
         self.allowed.set()
         self.stopping = threading.Event()
@@ -170,7 +171,7 @@ class Embedder(threading.Thread):
             done = 0
             for key, project in list(self.projects.items()):
                 try:
-                    done += embed_some(project)
+                    done += embed_some(project, unreadable=self.unreadable)
                 except Exception:  # a deleted or broken project is dropped until a page asks again
                     traceback.print_exc()
                     self.projects.pop(key, None)

@@ -83,11 +83,13 @@ def strength_frame(tried: list[dict]) -> pd.DataFrame:
 
 def strength_chart(frame: pd.DataFrame, height: int = 260) -> alt.LayerChart:
     """Accuracy against regularisation strength (left: strong, right: weak), the chosen strength marked."""
+    powers = [10.0 ** k for k in range(-4, 4)]
     x = alt.X("C:Q", scale=alt.Scale(type="log"), title="C (left: strong regularisation, simple head; right: weak)",
-              axis=alt.Axis(format="~g"))
+              axis=alt.Axis(format="~g", values=powers, grid=False))
     colours = alt.Scale(domain=list(STRENGTH_SPLITS.values()), range=["#2f6fdf", "#e8710a"])
     lines = alt.Chart(frame).mark_line(point=alt.OverlayMarkDef(size=30)).encode(
-        x=x, y=alt.Y("accuracy:Q", title=None, scale=alt.Scale(zero=False), axis=alt.Axis(format="%")),
+        x=x, y=alt.Y("accuracy:Q", title=None, scale=alt.Scale(zero=False, nice=True),
+                     axis=alt.Axis(format=".0%", tickCount=5)),
         color=alt.Color("split:N", title=None, scale=colours, legend=alt.Legend(orient="bottom")),
         tooltip=[alt.Tooltip("C:Q", format=".3g"), alt.Tooltip("split:N", title="measured on"),
                  alt.Tooltip("accuracy:Q", format=".1%"), alt.Tooltip("loss:Q", format=".3f")])

@@ -13,7 +13,7 @@ from datetime import datetime
 import pandas as pd
 import streamlit as st
 
-from core import advice, jobs, preembed, speed
+from core import advice, jobs, speed
 from core.backbones import DEFAULT_BACKBONE, REGISTRY, BackboneSpec, backbone_label, get_backbone, trainable_summary
 from core.runs import has_model
 from core.store import Project, RunRecord
@@ -60,7 +60,7 @@ def init_settings(project: Project) -> None:
     for field in FIELDS:
         name = key(field)
         st.session_state[name] = st.session_state.get(name, getattr(DEFAULTS, field))
-    if project.backbone in REGISTRY and "train_backbone_project" not in st.session_state:
+    if project.backbone in REGISTRY and st.session_state.get("train_backbone_project") != project.name:
         st.session_state[key("backbone")] = project.backbone
     st.session_state["train_backbone_project"] = project.name
 

@@ -131,3 +131,13 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def new_class(page, name: str) -> None:
+    """On the Collect page: send added photos to a new class of this name."""
+    page.get_by_role("combobox", name="Add photos to class").click()
+    page.get_by_role("option", name="➕ New class…").click()
+    box = page.get_by_role("textbox", name="New class name")
+    box.fill(name)
+    box.press("Enter")
+    wait_idle(page)

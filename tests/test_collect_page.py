@@ -16,7 +16,8 @@ from core import collect_job
 from core.images import decode_image
 from core.store import Project, create_project
 from tests.bing_standin import BingStandin, bing_standin, loopback_only, query_seed, standin  # noqa: F401,F811 (fixtures)
-from tests.browser import assert_no_errors, browser_page, free_port, screenshot, streamlit_server, wait_idle
+from tests.browser import (assert_no_errors, browser_page, free_port, new_class, screenshot, streamlit_server,
+                           wait_idle)
 from tests.photos import photo_bytes, zip_bytes
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -253,12 +254,7 @@ def test_collect_in_the_browser(workspace, standin):
         screenshot(page, "collect_report")
 
         page.get_by_role("tab", name="Zip file").click()
-        page.get_by_role("combobox", name="Add photos to class").click()
-        page.get_by_role("option", name="➕ New class…").click()
-        new_class = page.get_by_role("textbox", name="New class name")
-        new_class.fill("vicuna")
-        new_class.press("Enter")
-        wait_idle(page)
+        new_class(page, "vicuna")
         archive = workspace / "vicuna.zip"
         archive.write_bytes(zip_bytes({f"v{seed}.jpg": photo_bytes(seed) for seed in range(6)} | {"notes.txt": b"hello"}))
         page.get_by_role("tabpanel").locator('input[type="file"]').set_input_files(str(archive))

@@ -18,7 +18,7 @@ import pytest
 
 from core.store import open_project
 from tests.bing_standin import BingStandin
-from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
+from tests.browser import assert_no_errors, browser_page, new_class, screenshot, streamlit_server, wait_idle
 from tests.photos import class_photo, class_photo_bytes, zip_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -92,12 +92,7 @@ def walk_through(page, url: str, workspace: Path, tmp_path: Path) -> None:
     step(page, "journey_2_collect_search")
 
     page.get_by_role("tab", name="Zip file").click()
-    page.get_by_role("combobox", name="Add photos to class").click()
-    page.get_by_role("option", name="➕ New class…").click()
-    new_class = page.get_by_role("textbox", name="New class name")
-    new_class.fill(ZIPPED)
-    new_class.press("Enter")
-    wait_idle(page)
+    new_class(page, ZIPPED)
     archive = tmp_path / f"{ZIPPED}.zip"
     archive.write_bytes(stripes_zip())
     page.get_by_role("tabpanel").locator('input[type="file"]').set_input_files(str(archive))
@@ -123,7 +118,7 @@ def walk_through(page, url: str, workspace: Path, tmp_path: Path) -> None:
     wait_idle(page)
     step(page, "journey_5_train_setup")
     page.get_by_role("button", name=re.compile(r"^\S*\s*Train$")).click()
-    page.get_by_text(re.compile("Training the new head|Embedding|Looking at")).first.wait_for(timeout=60_000)
+    page.get_by_text(re.compile("Fitting the new head|Looking at|The model is ready")).first.wait_for(timeout=60_000)
     screenshot(page, "journey_6_training")
     page.get_by_text(re.compile("had never seen")).first.wait_for(timeout=300_000)
     step(page, "journey_7_trained")
@@ -132,8 +127,10 @@ def walk_through(page, url: str, workspace: Path, tmp_path: Path) -> None:
     page.goto(f"{url}/results?project={PROJECT}")
     page.get_by_text(re.compile("confusion", re.I)).first.wait_for(timeout=60_000)
     step(page, "journey_8_results")
+    keras_button = page.get_by_role("button", name=re.compile(r"\.keras")).first
+    keras_button.wait_for(timeout=300_000)  # the downloads are assembled just after the model is ready
     with page.expect_download() as download:
-        page.get_by_role("button", name=re.compile(r"\.keras")).first.click()
+        keras_button.click()
     model_path = tmp_path / "model.keras"
     download.value.save_as(model_path)
 

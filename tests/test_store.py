@@ -205,3 +205,9 @@ def test_opening_removes_crash_leftovers_but_not_writes_in_progress(project):
     os.utime(old, (time.time() - 7200, time.time() - 7200))
     Project(project.meta_dir)
     assert not old.exists() and fresh.exists()
+
+
+def test_the_chosen_backbone_is_remembered_per_project(project, workspace):
+    assert project.backbone is None
+    project.set_backbone("efficientnet_lite1")
+    assert open_project(project.name, workspace).backbone == "efficientnet_lite1"

@@ -18,7 +18,7 @@ from core.predict import Classifier
 from core.runs import data_from_folders, data_from_project, has_model, train_and_save
 from core.store import RunRecord
 from core.train import SilentListener, TrainConfig, TrainData, class_weights, train
-from tests.photos import class_photo, write_image_folder
+from tests.photos import class_photo, class_photo_bytes, write_image_folder
 
 pytestmark = pytest.mark.slow
 
@@ -239,3 +239,14 @@ def test_cli_bad_input_is_one_clear_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error:") and err.count("\n") == 1
     assert cli(["evaluate", str(tmp_path), str(tmp_path)]) == 2
+
+
+def test_background_embedding_tries_an_unreadable_photo_once(project, tmp_path):
+    added = project.add_image("cats", class_photo_bytes(0, 7), source="upload")
+    project.image(added.image_id).path.write_bytes(b"no longer a photo")  # damaged on disk after it was stored
+    unreadable: set[str] = set()
+    cache = EmbeddingCache(tmp_path / "e.sqlite")
+    assert preembed.embed_some(project, unreadable=unreadable, cache=cache) == 1
+    assert unreadable == {project.image(added.image_id).sha256}
+    assert preembed.embed_some(project, unreadable=unreadable, cache=cache) == 0
+    assert preembed.readiness(project, cache).ready == 0

@@ -20,7 +20,7 @@ from core.export import EVALUATION_FILE, write_json
 from core.predict import MODEL_FILE
 from core.ingest import import_folder
 from core.runs import data_from_project, train_and_save
-from core.store import Project, create_project, open_project
+from core.store import Project, create_project
 from core.train import TrainConfig
 from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
 from tests.conftest import shared_dataset
@@ -292,21 +292,9 @@ def settled(browser) -> None:
     wait_idle(browser, 180_000)
 
 
-def curves_after(browser, project: Project, epochs: int) -> bytes:
-    """A picture of the loss chart once the run has stored this many epochs (and the page has had time to show them)."""
-    deadline = time.time() + RUN_TIMEOUT
-    while len(project.epochs(1)) < epochs:
-        assert time.time() < deadline, f"fewer than {epochs} epochs after {RUN_TIMEOUT} s"
-        assert project.run(1).status in jobs.ACTIVE, "the run ended before the curves could be watched"
-        time.sleep(0.2)
-    browser.wait_for_timeout(2500)  # the page refreshes every second
-    assert browser.get_by_text("Training now: run 1").count()
-    return browser.locator('[data-testid="stVegaLiteChart"]').first.screenshot()
-
-
 @pytest.mark.slow
 @pytest.mark.browser
-def test_train_flowers_with_defaults_watch_it_learn_and_download(workspace):
+def test_train_flowers_with_defaults_and_download(workspace):
     photos = shared_dataset("flowers5") / "train"
     import_folder(create_project("flowers", workspace), photos)
     with streamlit_server(workspace) as url, browser_page(1400, 1800) as browser:
@@ -317,18 +305,13 @@ def test_train_flowers_with_defaults_watch_it_learn_and_download(workspace):
         screenshot(browser, "train_page_settings")
 
         browser.locator(".st-key-train_start button").first.click()
-        browser.get_by_text("Training now: run 1").wait_for(timeout=60_000)
-        project = open_project("flowers", workspace)
-        first = curves_after(browser, project, epochs=2)
-        screenshot(browser, "train_page_live")
-        later = curves_after(browser, project, epochs=len(project.epochs(1)) + 3)
-        assert later != first, "the curves did not change while training went on"
-        screenshot(browser, "train_page_live_later")
-        browser.get_by_text("Latest run: run 1").wait_for(timeout=RUN_TIMEOUT * 1000)
+        browser.get_by_text("The model is ready", exact=False).wait_for(timeout=RUN_TIMEOUT * 1000)
         settled(browser)
         assert_no_errors(browser)
         assert browser.get_by_text("validation photos it had never seen", exact=False).count()
+        assert browser.get_by_text("strengths of regularisation and picked C=", exact=False).count()
         screenshot(browser, "train_page_finished")
+        browser.get_by_text("Downloads ready", exact=False).wait_for(timeout=RUN_TIMEOUT * 1000)
 
         browser.get_by_role("link", name="See where it goes wrong, and download the model").click()
         browser.get_by_text("Photos it got wrong").wait_for(timeout=120_000)
