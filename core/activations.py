@@ -24,9 +24,10 @@ if TYPE_CHECKING:
     import keras
 
 ACTIVATION_DTYPE = np.float16
-# Above this many bytes of activations for one run, caching costs more memory than it saves time: the
+# Above this many bytes of activations for one run (held in memory while training, and tf.data copies them;
+# a tensor past 2 GB cannot be one), caching costs more memory than it saves time: the
 # boundary is early in the network, so most of the work is above it anyway. Fine-tuning then streams photos.
-CACHE_BUDGET_BYTES = 1_500_000_000
+CACHE_BUDGET_BYTES = 1_000_000_000
 
 
 def activation_cache() -> EmbeddingCache:

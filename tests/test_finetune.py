@@ -134,3 +134,13 @@ def test_advice_covers_every_offline_backbone_and_depth():
     assert lite0[0].seconds < lite0[2].seconds and lite0[0].gain == 0.0
     assert advice(800, {"efficientnet_lite0": {"ms_per_photo": 20.0}})[2].seconds > lite0[2].seconds
     assert all(key[0] in {r.backbone for r in rows} for key in MEASURED)
+
+
+def test_a_run_that_cannot_beat_the_head_keeps_it_and_says_so(folders, tmp_path):
+    # A learning rate of zero: no epoch can do better than the head on validation.
+    cfg = TrainConfig(unfreeze_blocks=1, finetune_learning_rate=0.0, finetune_epochs=3, patience=1, batch_size=16)
+    metrics, model = train_and_save(data_from_folders(folders / "train", folders / "val"), cfg, tmp_path / "run",
+                                    assemble=False)
+    assert model is None and metrics["finetune_kept_head"] and metrics["best_epoch"] == {"fine-tuning": 0}
+    assert (tmp_path / "run" / "head.npz").exists() and not (tmp_path / "run" / "model.keras").exists()
+    assert metrics["val_accuracy_mirrored"] is not None and metrics["mirror_tta_helps"] in (True, False)
