@@ -240,8 +240,9 @@ def advice_view(photos: int) -> None:
         untimed = not all(r.timed_here for r in rows)
         st.caption("Time of a first run here (later runs reuse what was computed)"
                    + (", estimated from a reference laptop until the speeds are measured above" if untimed else "")
-                   + ". Gain: validation accuracy points over EfficientNet-Lite0's head alone, measured on two small "
-                   "photo sets (flowers, ants vs bees), where it was measured; your photos may differ.")
+                   + ". Gain: validation accuracy points over EfficientNet-Lite0's head alone, the mean over two small "
+                   "photo sets (flowers, ants vs bees), where measured. The two sets disagreed by up to 8 points, so "
+                   "your photos may well differ: try the head alone first, it takes seconds.")
 
 
 def gain_text(points: float) -> str:
