@@ -17,8 +17,8 @@ import numpy as np
 
 from core import config
 from core.backbones import BackboneSpec
-from core.embed import (EmbeddingCache, EmbedResult, LiteRTRunner, Progress, cache_key, cached_views,
-                        litert_file)
+from core.embed import (EmbeddingCache, EmbedResult, LiteRTRunner, Progress, View, as_is, cache_key, cached_views,
+                        litert_file, mirrored)
 
 if TYPE_CHECKING:
     import keras
@@ -81,8 +81,25 @@ def top_model(classifier: "keras.Model", spec: BackboneSpec, unfreeze_blocks: in
     return keras.Model(inputs, classifier.get_layer("predictions")(x), name="unfrozen_classifier")
 
 
-def activation_key(spec: BackboneSpec, unfreeze_blocks: int, flip: bool) -> str:
-    return f"{cache_key(spec)}-cut{unfreeze_blocks}" + ("-flip" if flip else "")
+ZOOM = 0.8  # the zoomed views show the middle 80 % of the photo, enlarged back to the input size
+
+
+def zoomed(pixels: np.ndarray) -> np.ndarray:
+    """The middle of each photo, enlarged: a fixed stand-in for the random zoom of streamed fine-tuning."""
+    from PIL import Image
+
+    size = pixels.shape[1]
+    margin = int(round(size * (1 - ZOOM) / 2))
+    crops = [Image.fromarray(p.clip(0, 255).astype(np.uint8)).crop((margin, margin, size - margin, size - margin))
+             .resize((size, size), Image.Resampling.BILINEAR) for p in pixels]
+    return np.stack([np.asarray(c, dtype=np.float32) for c in crops]) if crops else pixels
+
+
+VIEWS: dict[str, View] = {"": as_is, "-flip": mirrored, "-zoom": zoomed, "-zoom-flip": lambda p: mirrored(zoomed(p))}
+
+
+def activation_key(spec: BackboneSpec, unfreeze_blocks: int, view: str) -> str:
+    return f"{cache_key(spec)}-cut{unfreeze_blocks}{view}"
 
 
 def litert_frozen_part(spec: BackboneSpec, unfreeze_blocks: int) -> Path:
@@ -92,16 +109,16 @@ def litert_frozen_part(spec: BackboneSpec, unfreeze_blocks: int) -> Path:
 
 
 def boundary_activations(paths: Sequence[Path], shas: Sequence[str], spec: BackboneSpec, unfreeze_blocks: int,
-                         views: Sequence[bool] = (False, True), *, cache: EmbeddingCache | None = None,
+                         views: Sequence[str] = ("", "-flip"), *, cache: EmbeddingCache | None = None,
                          on_progress: Progress | None = None,
                          should_stop: Callable[[], bool] | None = None) -> tuple[list[EmbedResult], tuple[int, ...]]:
-    """One result per view (mirrored or not) with one flattened float16 activation per readable photo, and the
-    activation's shape; unreadable photos are reported per photo, as for embeddings."""
+    """One result per view (names from VIEWS: as is, mirrored, zoomed...) with one flattened float16 activation
+    per readable photo, and the activation's shape; unreadable photos are reported per photo, as for embeddings."""
     shape = boundary_shape(spec, unfreeze_blocks)
     if shape is None:
         raise ValueError(f"{spec.label} with {unfreeze_blocks} blocks unfrozen has no frozen part to cache.")
     results = cached_views(paths, shas, spec.input_size,
-                           {activation_key(spec, unfreeze_blocks, flip): flip for flip in views},
+                           {activation_key(spec, unfreeze_blocks, view): VIEWS[view] for view in views},
                            lambda: LiteRTRunner(litert_frozen_part(spec, unfreeze_blocks)),
                            cache or activation_cache(), on_progress=on_progress, should_stop=should_stop)
     return results, shape

@@ -196,16 +196,27 @@ def embed_views(paths: Sequence[Path], shas: Sequence[str], spec: BackboneSpec, 
                 should_stop: Callable[[], bool] | None = None, threads: int | None = None) -> list[EmbedResult]:
     """One EmbedResult per view (False: as is, True: mirrored); a photo missing from any view's cache is
     decoded once for all of them. `threads` caps the backbone's threads (default: every core)."""
-    return cached_views(paths, shas, spec.input_size, {view_key(spec, flip): flip for flip in views},
+    return cached_views(paths, shas, spec.input_size, {view_key(spec, flip): mirrored if flip else as_is for flip in views},
                         lambda: make_embedder(spec, engine, threads), cache or EmbeddingCache(),
                         on_progress=on_progress, should_stop=should_stop, threads=threads)
 
 
-def cached_views(paths: Sequence[Path], shas: Sequence[str], size: int, views: dict[str, bool],
+View = Callable[[np.ndarray], np.ndarray]  # a pixel batch -> the same photos seen another way
+
+
+def as_is(pixels: np.ndarray) -> np.ndarray:
+    return pixels
+
+
+def mirrored(pixels: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(pixels[:, :, ::-1])
+
+
+def cached_views(paths: Sequence[Path], shas: Sequence[str], size: int, views: dict[str, View],
                  make_runner: Callable[[], Callable[[np.ndarray], np.ndarray]], cache: EmbeddingCache, *,
                  on_progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
                  threads: int | None = None) -> list[EmbedResult]:
-    """Flattened outputs of a pixels -> array model for each view ({cache key: mirrored?}), from `cache` where
+    """Flattened outputs of a pixels -> array model for each view ({cache key: View}), from `cache` where
     possible; the model is made only when some photo is missing, and each missing photo is decoded once."""
     keys = list(views)
     cached = [cache.get(key, shas) for key in keys]
@@ -222,7 +233,7 @@ def cached_views(paths: Sequence[Path], shas: Sequence[str], size: int, views: d
             failed.update(errors)
             for key, found in zip(keys, vectors):
                 if batch_ids:
-                    out = runner(np.ascontiguousarray(pixels[:, :, ::-1]) if views[key] else pixels)
+                    out = runner(views[key](pixels))
                     # Stored precision from the start: a photo gives the same numbers computed or read back.
                     fresh = {i: row.reshape(-1).astype(cache.dtype) for i, row in zip(batch_ids, out)}
                     found.update(fresh)

@@ -46,6 +46,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     patience: int = 3             # epochs without a better validation loss before fine-tuning stops
     augment_flip: bool = True
+    # Cached fine-tuning also trains on the middle of each photo enlarged (and its mirror image): measured on three
+    # flowers5 splits, two blocks went from +0.0 to +0.8 points over the head on held-out photos, never below it.
+    finetune_zoom_views: bool = True
     augment_rotation: bool = True
     augment_zoom: bool = True
     augment_contrast: bool = True
@@ -262,7 +265,8 @@ def train(data: TrainData, cfg: TrainConfig, listener: TrainingListener | None =
     t0 = time.perf_counter()
     try:
         cached = cfg.unfreeze_blocks > 0 and activations.cacheable(
-            activations.boundary_shape(spec, cfg.unfreeze_blocks), len(data.train) + len(data.val), len(_views(cfg)))
+            activations.boundary_shape(spec, cfg.unfreeze_blocks), len(data.train) + len(data.val),
+            len(_views(cfg)) * (2 if cfg.finetune_zoom_views else 1))
         e = _embed(data, spec, cfg, cache, listener, passes=2 if cached else 1)
         timings["embed_seconds"] = time.perf_counter() - t0
         boundary = _boundary(e, spec, cfg, listener) if cached else None
@@ -312,8 +316,9 @@ def _boundary(e: Embedded, spec: BackboneSpec, cfg: TrainConfig, listener: Train
     """The boundary activations fine-tuning will train on, computed in the embedding stage (its second pass)."""
     samples = e.train_samples + e.val_samples
     n = len(samples)
+    views = ("", "-flip")[:len(_views(cfg))] + (("-zoom", "-zoom-flip")[:len(_views(cfg))] if cfg.finetune_zoom_views else ())
     results, shape = activations.boundary_activations(
-        [s.path for s in samples], [s.sha256 for s in samples], spec, cfg.unfreeze_blocks, _views(cfg),
+        [s.path for s in samples], [s.sha256 for s in samples], spec, cfg.unfreeze_blocks, views,
         on_progress=lambda done, total: listener.on_batch(STAGE_EMBED, 1, n + done, 2 * n, {}),
         should_stop=listener.should_stop)
     return Boundary(results, shape)
@@ -409,7 +414,7 @@ def _fit_cached(model, spec, cfg: TrainConfig, e: Embedded, boundary: Boundary, 
     train_ds = (tf.data.Dataset.from_tensor_slices((train_x, train_y))
                 .shuffle(len(train_x), seed=cfg.seed, reshuffle_each_iteration=True)
                 .batch(cfg.batch_size).map(_as_float).prefetch(tf.data.AUTOTUNE))
-    val_views = [unpack(v, val_rows) for v in views_out]
+    val_views = [unpack(v, val_rows) for v in views_out[:len(_views(cfg))]]  # as is (and mirrored): never zoomed
     val_y = np.eye(n_classes, dtype=np.float32)[[s.label for s in result.val_samples]]
     val_ds = (tf.data.Dataset.from_tensor_slices((val_views[0], val_y)).batch(cfg.batch_size).map(_as_float)
               if len(val_rows) else None)

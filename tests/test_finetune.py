@@ -144,3 +144,11 @@ def test_a_run_that_cannot_beat_the_head_keeps_it_and_says_so(folders, tmp_path)
     assert model is None and metrics["finetune_kept_head"] and metrics["best_epoch"] == {"fine-tuning": 0}
     assert (tmp_path / "run" / "head.npz").exists() and not (tmp_path / "run" / "model.keras").exists()
     assert metrics["val_accuracy_mirrored"] is not None and metrics["mirror_tta_helps"] in (True, False)
+
+
+def test_zoomed_view_enlarges_the_middle():
+    pixels = np.zeros((2, 100, 100, 3), np.float32)
+    pixels[:, 10:90, 10:90] = 200.0  # a bright square framed by a black border 10 % wide
+    zoomed = activations.zoomed(pixels)
+    assert zoomed.shape == pixels.shape and zoomed.dtype == np.float32
+    assert zoomed.min() > 150  # the border is cropped away: only the middle, enlarged, is left
