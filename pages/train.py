@@ -40,9 +40,9 @@ STAGE_TEXT = {  # stage -> (what it is called, what happens in it)
                   f"directly, at {len(STRENGTHS)} strengths of regularisation (how simple it is kept); the one that "
                   "does best on training photos held out in turn is kept.")),
     STAGE_FINETUNE: ("Fine-tuning the network",
-                     ("The last blocks of the pretrained network are adjusted to your photos and their mirror "
-                      "images (deep retraining adds small random rotations, zoom…), so that it learns the subject "
-                      "rather than the exact pictures.")),
+                     ("The last blocks of the pretrained network are adjusted to your photos, their mirror images "
+                      "and zoomed-in views (deep retraining adds small random rotations, contrast…), so that it "
+                      "learns the subject rather than the exact pictures.")),
 }
 STARTING = ("Handing the run to the training process",
             "The first run after the app starts waits a few seconds for the deep-learning library to load.")
