@@ -230,7 +230,7 @@ def explained(widget, explanation: str, *args, **kwargs):
 def advice_view(photos: int) -> None:
     """Expected time of a first run on this computer and measured accuracy gain, per offline network and depth."""
     rows = advice.advice(photos, speed.cached_speeds())
-    cell = lambda r: f"~{ui.duration(r.seconds)}" + ("" if r.gain is None else f" · {gain_text(r.gain)}")  # noqa: E731
+    cell = lambda r: f"~{ui.duration(r.seconds)}" + ("" if r.gain is None else f" · {gain_text(r)}")  # noqa: E731
     networks = list(dict.fromkeys(r.backbone for r in rows))
     table = pd.DataFrame([{"Retrain": depth_short(blocks), **{backbone_label(r.backbone): cell(r) for r in rows
                                                                if r.blocks == blocks}}
@@ -245,8 +245,10 @@ def advice_view(photos: int) -> None:
                    "your photos may well differ: try the head alone first, it takes seconds.")
 
 
-def gain_text(points: float) -> str:
-    return "no gain" if abs(points) < 0.05 else f"{points:+.1f} pts"
+def gain_text(row: advice.Advice) -> str:
+    if (row.backbone, row.blocks) == (DEFAULT_BACKBONE, 0):
+        return "the reference"
+    return "no gain" if abs(row.gain) < 0.05 else f"{row.gain:+.1f} pts"
 
 
 def main_settings(fine_tuning: bool) -> None:
