@@ -63,8 +63,10 @@ def cmd_train(args) -> int:
     if args.epochs:
         cfg.finetune_epochs = args.epochs
     metrics, _ = train_and_save(data, cfg, Path(args.out), TerminalProgress())
-    shown = {k: metrics[k] for k in ("val_accuracy", "images_used", "images_rejected", "embed_seconds",
-                                     "embed_images_per_second", "train_seconds")}
+    fine_tuning = ("finetune_path", "finetune_kept_head", "boundary_seconds", "finetune_seconds") \
+        if cfg.unfreeze_blocks else ()
+    shown = {k: metrics[k] for k in ("val_accuracy", "val_accuracy_mirrored", "images_used", "images_rejected",
+                                     "embed_seconds", "embed_images_per_second", *fine_tuning, "train_seconds")}
     print(json.dumps(shown, indent=2))
     return 0
 

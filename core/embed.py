@@ -74,10 +74,15 @@ _conversion_lock = threading.Lock()
 
 def litert_backbone(spec: BackboneSpec) -> Path:
     """Path of the backbone's cached LiteRT file, converting it on first use."""
-    path = config.cache_dir() / "backbones" / f"{cache_key(spec)}.tflite"
+    return litert_file(cache_key(spec), spec.input_size, lambda: feature_model(spec))
+
+
+def litert_file(key: str, input_size: int, build: Callable[[], object]) -> Path:
+    """Path of a cached LiteRT file named `key`, converted from the Keras model `build()` makes on first use."""
+    path = config.cache_dir() / "backbones" / f"{key}.tflite"
     with _conversion_lock:
         if not path.exists():
-            atomic_write(path, tflite_bytes(feature_model(spec), spec.input_size))
+            atomic_write(path, tflite_bytes(build(), input_size))
     return path
 
 
@@ -128,10 +133,15 @@ def make_embedder(spec: BackboneSpec, engine: str = "litert",
 
 
 class EmbeddingCache:
-    """SQLite table of vectors keyed by (backbone key, photo sha256); safe across threads and processes."""
+    """SQLite table of vectors keyed by (backbone key, photo sha256); safe across threads and processes.
 
-    def __init__(self, path: Path | None = None):
+    `dtype` is how vectors are stored: float32 for embeddings, float16 for the larger freeze-boundary
+    activations (core.activations), whose rounding is far below what fine-tuning notices.
+    """
+
+    def __init__(self, path: Path | None = None, dtype: type = np.float32):
         self.path = path or config.cache_dir() / "embeddings.sqlite"
+        self.dtype = np.dtype(dtype)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as con, con:
             con.execute("CREATE TABLE IF NOT EXISTS embeddings (key TEXT, sha256 TEXT, vector BLOB, "
@@ -150,13 +160,13 @@ class EmbeddingCache:
                 marks = ",".join("?" * len(chunk))
                 rows = con.execute(f"SELECT sha256, vector FROM embeddings WHERE key=? AND sha256 IN ({marks})",
                                    [key, *chunk])
-                found.update((sha, np.frombuffer(blob, dtype=np.float32)) for sha, blob in rows)
+                found.update((sha, np.frombuffer(blob, dtype=self.dtype)) for sha, blob in rows)
         return found
 
     def put(self, key: str, vectors: dict[str, np.ndarray]) -> None:
         with closing(self._connect()) as con, con:
             con.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
-                            [(key, sha, v.astype(np.float32).tobytes()) for sha, v in vectors.items()])
+                            [(key, sha, v.astype(self.dtype).tobytes()) for sha, v in vectors.items()])
 
 
 @dataclass
@@ -190,23 +200,47 @@ def embed_views(paths: Sequence[Path], shas: Sequence[str], spec: BackboneSpec, 
     """One EmbedResult per view (False: as is, True: mirrored); a photo missing from any view's cache is
     decoded once for all of them. `threads` caps the backbone's threads and, unless `decode_threads`
     says otherwise, the decoding threads (default: every core)."""
-    cache = cache or EmbeddingCache()
-    keys = [view_key(spec, flip) for flip in views]
+    return cached_views(paths, shas, spec.input_size, {view_key(spec, flip): mirrored if flip else as_is for flip in views},
+                        lambda: make_embedder(spec, engine, threads), cache or EmbeddingCache(),
+                        on_progress=on_progress, should_stop=should_stop, threads=threads,
+                        decode_threads=decode_threads)
+
+
+View = Callable[[np.ndarray], np.ndarray]  # a pixel batch -> the same photos seen another way
+
+
+def as_is(pixels: np.ndarray) -> np.ndarray:
+    return pixels
+
+
+def mirrored(pixels: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(pixels[:, :, ::-1])
+
+
+def cached_views(paths: Sequence[Path], shas: Sequence[str], size: int, views: dict[str, View],
+                 make_runner: Callable[[], Callable[[np.ndarray], np.ndarray]], cache: EmbeddingCache, *,
+                 on_progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+                 threads: int | None = None, decode_threads: int | None = None) -> list[EmbedResult]:
+    """Flattened outputs of a pixels -> array model for each view ({cache key: View}), from `cache` where
+    possible; the model is made only when some photo is missing, and each missing photo is decoded once."""
+    keys = list(views)
     cached = [cache.get(key, shas) for key in keys]
     todo = [i for i, sha in enumerate(shas) if any(sha not in found for found in cached)]
     vectors = [{i: found[sha] for i, sha in enumerate(shas) if sha in found} for found in cached]
     failed: dict[int, str] = {}
     start = time.perf_counter()
     if todo:
-        embedder = make_embedder(spec, engine, threads)
+        runner = make_runner()
         done = len(shas) - len(todo)
-        for batch_ids, pixels, errors in _decoded_batches(paths, todo, spec.input_size, decode_threads or threads):
+        for batch_ids, pixels, errors in _decoded_batches(paths, todo, size, decode_threads or threads):
             if should_stop and should_stop():
                 raise InterruptedError("stopped while embedding")
             failed.update(errors)
-            for key, flip, found in zip(keys, views, vectors):
+            for key, found in zip(keys, vectors):
                 if batch_ids:
-                    fresh = dict(zip(batch_ids, embedder(np.ascontiguousarray(pixels[:, :, ::-1]) if flip else pixels)))
+                    out = runner(views[key](pixels))
+                    # Stored precision from the start: a photo gives the same numbers computed or read back.
+                    fresh = {i: row.reshape(-1).astype(cache.dtype) for i, row in zip(batch_ids, out)}
                     found.update(fresh)
                     cache.put(key, {shas[i]: v for i, v in fresh.items()})
             done += len(batch_ids) + len(errors)

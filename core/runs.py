@@ -12,6 +12,7 @@ from typing import Iterator
 
 from core.evaluate import evaluate_predictions, image_folder
 from core.export import assemble_downloads, save_usable
+from core.advice import MIRROR_TTA_HELPS
 from core.head import HEAD_FILE
 from core.images import sha256_hex
 from core.predict import MODEL_FILE
@@ -93,6 +94,9 @@ def train_and_save(data: TrainData, cfg: TrainConfig, run_dir: Path, listener: T
     evaluation = evaluate_predictions([s.label for s in result.val_samples], result.val_probabilities,
                                       result.class_names, [s.path for s in result.val_samples])
     n_used = len(data.train) + len(data.val) - len(result.skipped)
+    mirrored = (evaluate_predictions([s.label for s in result.val_samples], result.val_probabilities_mirrored,
+                                     result.class_names).accuracy
+                if result.val_probabilities_mirrored is not None and evaluation.n else None)
     metrics = {
         "val_accuracy": evaluation.accuracy if evaluation.n else None,
         "val_images": evaluation.n,
@@ -105,11 +109,19 @@ def train_and_save(data: TrainData, cfg: TrainConfig, run_dir: Path, listener: T
         "unfreeze_blocks": cfg.unfreeze_blocks,
         "stopped_early_by_user": result.stopped,
         "best_epoch": result.best_epoch,
+        # "cached": the top blocks trained on cached boundary activations; "streamed": end to end on photos
+        "finetune_path": result.finetune_path,
+        # fine-tuning ran but no epoch beat the stage-1 head on validation, so the head is the saved model
+        "finetune_kept_head": bool(cfg.unfreeze_blocks and result.model is None and not result.stopped),
+        # the same model with each validation photo averaged with its mirror image (test-time mirroring)
+        "val_accuracy_mirrored": mirrored,
+        "mirror_tta_helps": MIRROR_TTA_HELPS,
         "head_C": result.search.strength,
         "head_strengths_tried": len(result.search.tried),
         "head_cv_folds": result.search.folds,
         "embed_seconds": round(result.timings.get("embed_seconds", 0.0), 2),
         "embed_images_per_second": round(result.embed_images_per_second, 2),
+        "boundary_seconds": round(result.timings.get("boundary_seconds", 0.0), 2),
         "head_seconds": round(result.timings.get("head_seconds", 0.0), 2),
         "finetune_seconds": round(result.timings.get("finetune_seconds", 0.0), 2),
         "train_seconds": round(result.timings["train_seconds"], 2),

@@ -1,0 +1,73 @@
+"""Which offline backbone and fine-tuning depth to pick: expected time on this machine, and measured gain.
+
+Time comes from the backbone's measured speed here (core.speed) and, for fine-tuning, from how many
+forward passes' worth of work a whole fine-tuning stage took in the measurements below; gain is
+what those measurements found, in validation-accuracy points over the Lite0 head alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.backbones import REGISTRY
+
+DEPTHS = range(5)   # blocks unfrozen: 0 (head only) to 4
+VIEWS = 2           # every photo is embedded as is and mirrored
+# One pass over the photos (decode, resize, every view through the network) took this many forward passes' worth of
+# time per view in the measurements below (2 to 3 on a quiet machine, 7 under heavy load): reading and resizing
+# JPEGs costs about as much as the network itself.
+PASS_FACTOR = 2.5
+
+# Measured with `python -m bench.bench_finetune` on 2025-11-25 (flowers5: 400 train / 200 val photos; hymenoptera:
+# 244 / 153), default settings, on the 2-core development machine (load 1.7-5 from other work). (backbone, blocks) ->
+# (validation-accuracy points over the Lite0 head, mean of the two sets; the fine-tuning stage's seconds /
+# (2 x training photos x one forward pass), mean of the two sets). flowers5: one block 0.925 (+1.0), two 0.920 (+0.5),
+# three 0.910 (-0.5), four kept the head (0.915); hymenoptera: every depth kept the head (0.928).
+MEASURED: dict[tuple[str, int], tuple[float, float]] = {
+    ("efficientnet_lite0", 0): (0.0, 0.0),
+    ("efficientnet_lite0", 1): (0.5, 2.9),
+    ("efficientnet_lite0", 2): (0.3, 4.3),
+    ("efficientnet_lite0", 3): (-0.3, 5.9),
+    ("efficientnet_lite0", 4): (0.0, 7.2),
+    # Heads alone: Lite1 0.860 on flowers5 (-5.5) and 0.954 on hymenoptera (+2.6); Lite2 0.875 (-4.0) and 0.961 (+3.3).
+    ("efficientnet_lite1", 0): (-1.5, 0.0),
+    ("efficientnet_lite2", 0): (-0.3, 0.0),
+}
+# Forward milliseconds per photo (LiteRT, batches of 8) measured beside those figures, for backbones not yet
+# timed on this machine.
+REFERENCE_MS = {"efficientnet_lite0": 5.9, "efficientnet_lite1": 11.4, "efficientnet_lite2": 15.2}
+# Test-time mirroring (a photo averaged with its mirror image): +1.0 point on flowers5's and +0.7 on hymenoptera's
+# validation photos (Lite0 head), but from -2.0 to +1.5 (mean +0.2) on held-out photos of three other flowers5
+# splits: not worth doubling the prediction time.
+MIRROR_TTA_HELPS = False
+
+
+@dataclass(frozen=True)
+class Advice:
+    backbone: str
+    blocks: int
+    seconds: float              # expected wall time of a first run (nothing cached) for the photo count
+    gain: float | None          # measured accuracy points over the Lite0 head; None: not measured
+    timed_here: bool            # the backbone's speed was measured on this machine (else the reference figure)
+
+
+def advice(photos: int, speeds: dict[str, dict]) -> list[Advice]:
+    """One row per offline backbone and depth 0..4 for a project of `photos` photos; `speeds` as core.speed keeps them."""
+    rows = []
+    for name, spec in REGISTRY.items():
+        if not spec.offline:
+            continue
+        timed = name in speeds
+        forward_s = (speeds[name]["ms_per_photo"] if timed else REFERENCE_MS[name]) / 1000
+        for blocks in DEPTHS:
+            gain, finetune_factor = MEASURED.get((name, blocks), (None, _nearest_factor(blocks)))
+            passes = 1 if blocks == 0 else 2   # fine-tuning adds a pass for the boundary activations
+            seconds = photos * VIEWS * forward_s * (PASS_FACTOR * passes + finetune_factor)
+            rows.append(Advice(name, blocks, seconds, gain, timed))
+    return rows
+
+
+def _nearest_factor(blocks: int) -> float:
+    """A depth's fine-tuning cost measured on any backbone (relative to its own speed, so it carries over)."""
+    factors = [factor for (_, b), (_, factor) in MEASURED.items() if b == blocks]
+    return max(factors) if factors else 0.0

@@ -1,0 +1,154 @@
+"""Fine-tuning on cached freeze-boundary activations: the cache, the weights going back into the full model,
+determinism, photos that vanish mid-run, and the backbone advice."""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import activations
+from core.advice import MEASURED, advice
+from core.backbones import get_backbone
+from core.embed import EmbeddingCache
+from core.head import LinearHead
+from core.images import load_rgb
+from core.predict import Classifier
+from core.runs import data_from_folders, train_and_save
+from core.train import STAGE_EMBED, SilentListener, TrainConfig, assemble_classifier, train
+from tests.photos import write_image_folder
+from tests.test_train import folders  # noqa: F401  (the same two-class photo folders)
+
+pytestmark = pytest.mark.slow
+SPEC = get_backbone("efficientnet_lite0")
+
+
+def photos(folders: Path, n: int = 4) -> list[Path]:
+    return sorted((folders / "val").glob("*/*.jpg"))[:n]
+
+
+def random_head(n_classes: int = 2) -> LinearHead:
+    rng = np.random.default_rng(0)
+    return LinearHead(rng.normal(0, 0.05, (SPEC.feature_dim, n_classes)).astype(np.float32),
+                      np.zeros(n_classes, np.float32))
+
+
+def test_activations_are_cached_per_content_and_match_the_full_model(folders, tmp_path):
+    paths = photos(folders)
+    shas = [f"sha-{p.name}" for p in paths]
+    cache = EmbeddingCache(tmp_path / "a.sqlite", np.float16)
+    first, shape = activations.boundary_activations(paths, shas, SPEC, 2, cache=cache)
+    again, _ = activations.boundary_activations(paths, shas, SPEC, 2, cache=cache)
+    assert [r.computed for r in first] == [4, 4] and [r.computed for r in again] == [0, 0]
+    assert first[0].vectors.dtype == np.float16 and shape == (7, 7, 192)
+    np.testing.assert_array_equal(first[0].vectors, again[0].vectors)  # computed or read back: the same numbers
+    assert not np.array_equal(first[0].vectors, first[1].vectors)  # the mirrored view is its own entry
+
+    classifier = assemble_classifier(SPEC, random_head())
+    pixels = np.stack([load_rgb(p, SPEC.input_size) for p in paths]).astype(np.float32)
+    full = classifier.predict(pixels, verbose=0)
+    top = activations.top_model(classifier, SPEC, 2)
+    through_cache = top.predict(first[0].vectors.reshape(-1, *shape).astype(np.float32), verbose=0)
+    np.testing.assert_allclose(through_cache, full, atol=2e-3)  # LiteRT + float16 rounding only
+
+
+def test_top_model_shares_the_classifiers_layers():
+    classifier = assemble_classifier(SPEC, random_head())
+    top = activations.top_model(classifier, SPEC, 1)
+    dense = classifier.get_layer("predictions")
+    dense.set_weights([w + 1 for w in dense.get_weights()])
+    assert top.layers[-1] is dense
+    assert {id(w) for w in top.weights} <= {id(w) for w in classifier.weights}
+
+
+def test_no_frozen_part_means_no_cache():
+    backbone = SPEC.build(weights=False)
+    everything = len(SPEC.blocks(backbone))
+    assert activations.boundary_layer(SPEC, backbone, everything) is None
+    assert activations.boundary_shape(SPEC, everything) is None
+    assert not activations.cacheable(None, 10, 2)
+    assert not activations.cacheable((112, 112, 16), 10**5, 2)  # over the budget: fine-tuning streams photos
+
+
+def test_finetuned_weights_are_in_the_saved_model(folders, tmp_path):
+    # No validation photos: nothing to keep the head for, so the fine-tuned weights are saved.
+    data = data_from_folders(folders / "train", val_split=0.0)
+    cfg = TrainConfig(unfreeze_blocks=2, finetune_epochs=2, finetune_learning_rate=1e-3, batch_size=8)
+    metrics, model = train_and_save(data, cfg, tmp_path / "run", assemble=False)
+    assert metrics["finetune_path"] == "cached" and not metrics["finetune_kept_head"]
+    head = LinearHead.load(tmp_path / "run" / "head.npz") if (tmp_path / "run" / "head.npz").exists() else None
+    assert head is None and model is not None  # a fine-tuned run saves model.keras, not the head
+
+    paths = photos(folders)
+    results, shape = activations.boundary_activations(paths, [f"probe-{p.name}" for p in paths], SPEC, 2)
+    top = activations.top_model(model, SPEC, 2)
+    expected = top.predict(results[0].vectors.reshape(-1, *shape).astype(np.float32), verbose=0)
+    saved = Classifier.load(tmp_path / "run")  # model.keras, loaded with safe_mode=True
+    pixels = np.stack([load_rgb(p, SPEC.input_size) for p in paths]).astype(np.float32)
+    np.testing.assert_allclose(saved.model.predict(pixels, verbose=0), expected, atol=2e-3)
+
+
+def test_finetuning_is_deterministic(folders):
+    data = data_from_folders(folders / "train", folders / "val")
+    cfg = TrainConfig(unfreeze_blocks=1, finetune_epochs=2, finetune_learning_rate=1e-3, batch_size=8, patience=5)
+    first, second = train(data, cfg), train(data, cfg)
+    assert first.finetune_path == "cached"
+    np.testing.assert_array_equal(first.val_probabilities, second.val_probabilities)
+    assert first.best_epoch == second.best_epoch
+    if first.model is not None:
+        for a, b in zip(first.model.get_weights(), second.model.get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+
+class DeleteBeforeBoundary(SilentListener):
+    """Deletes a photo once its embedding is done, before its boundary activation is computed."""
+
+    def __init__(self, victim: Path):
+        self.victim = victim
+
+    def on_batch(self, stage, epoch, batch, batches, logs):
+        if stage == STAGE_EMBED and batch * 2 >= batches and self.victim.exists():
+            self.victim.unlink()
+
+
+def test_a_photo_that_vanishes_mid_run_is_skipped(folders, tmp_path):
+    # Photos no other test has seen: a cached activation would (rightly) spare reading the file.
+    write_image_folder(tmp_path / "train", {"stripes": 8, "blobs": 8}, offset=300)
+    write_image_folder(tmp_path / "val", {"stripes": 3, "blobs": 3}, offset=400)
+    data = data_from_folders(tmp_path / "train", tmp_path / "val")
+    victims = [data.train[0].path, data.val[0].path]
+    cfg = TrainConfig(unfreeze_blocks=1, finetune_epochs=1, batch_size=8, patience=5)
+    result = train(data, cfg, DeleteBeforeBoundary(victims[0]))
+    assert list(result.skipped) == [str(victims[0])]
+    deeper = dataclasses.replace(cfg, unfreeze_blocks=2)  # another boundary: nothing of it cached yet
+    result = train(data_from_folders(tmp_path / "train", tmp_path / "val"), deeper, DeleteBeforeBoundary(victims[1]))
+    assert list(result.skipped) == [str(victims[1])]
+    assert len(result.val_samples) == 5 == len(result.val_probabilities)
+
+
+def test_advice_covers_every_offline_backbone_and_depth():
+    rows = advice(400, {"efficientnet_lite0": {"ms_per_photo": 20.0}})
+    assert {(r.backbone, r.blocks) for r in rows} == {(b, n) for b in ("efficientnet_lite0", "efficientnet_lite1",
+                                                                        "efficientnet_lite2") for n in range(5)}
+    lite0 = {r.blocks: r for r in rows if r.backbone == "efficientnet_lite0"}
+    assert lite0[0].seconds < lite0[2].seconds and lite0[0].gain == 0.0
+    assert advice(800, {"efficientnet_lite0": {"ms_per_photo": 20.0}})[2].seconds > lite0[2].seconds
+    assert all(key[0] in {r.backbone for r in rows} for key in MEASURED)
+
+
+def test_a_run_that_cannot_beat_the_head_keeps_it_and_says_so(folders, tmp_path):
+    # A learning rate of zero: no epoch can do better than the head on validation.
+    cfg = TrainConfig(unfreeze_blocks=1, finetune_learning_rate=0.0, finetune_epochs=3, patience=1, batch_size=16)
+    metrics, model = train_and_save(data_from_folders(folders / "train", folders / "val"), cfg, tmp_path / "run",
+                                    assemble=False)
+    assert model is None and metrics["finetune_kept_head"] and metrics["best_epoch"] == {"fine-tuning": 0}
+    assert (tmp_path / "run" / "head.npz").exists() and not (tmp_path / "run" / "model.keras").exists()
+    assert metrics["val_accuracy_mirrored"] is not None and metrics["mirror_tta_helps"] in (True, False)
+
+
+def test_zoomed_view_enlarges_the_middle():
+    pixels = np.zeros((2, 100, 100, 3), np.float32)
+    pixels[:, 10:90, 10:90] = 200.0  # a bright square framed by a black border 10 % wide
+    zoomed = activations.zoomed(pixels)
+    assert zoomed.shape == pixels.shape and zoomed.dtype == np.float32
+    assert zoomed.min() > 150  # the border is cropped away: only the middle, enlarged, is left
