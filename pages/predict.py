@@ -53,7 +53,7 @@ def preview(data: bytes) -> bytes:
 @st.cache_data(max_entries=32, show_spinner="Looking at your photos…")
 def predict(run_dir: str, photos: tuple[bytes, ...], top_k: int) -> list[Prediction]:
     """All photos in one batch through the model (cached, so moving the slider costs nothing)."""
-    return ui.load_classifier(Path(run_dir)).predict_images([decode_upload(p) for p in photos], top_k)
+    return ui.load_predictor(Path(run_dir)).predict_images([decode_upload(p) for p in photos], top_k)
 
 
 @st.cache_data(max_entries=256, show_spinner="Working out where the model looked…")
@@ -95,7 +95,12 @@ def photo_details(name: str, data: bytes, prediction: Prediction, threshold: flo
         (st.success if prediction.confidence >= threshold else st.warning)(verdict(prediction, threshold))
         st.altair_chart(probability_chart(prediction, threshold), width="stretch")
         st.caption("Its top guesses. The dashed red line is your “sure” bar; green bars clear it.")
-    heat.image(heat_map(run_dir, data), caption="Where it looked", width="stretch")
+    try:
+        heat.image(heat_map(run_dir, data), caption="Where it looked", width="stretch")
+    except FileNotFoundError:  # the head is usable at once; the full Keras model is saved a little later
+        heat.info("The heat map of where it looked needs the full model file, which is still being saved. "
+                  "It appears here once the Results page says the downloads are ready.")
+        return
     heat.caption(f"The glow marks the parts of the photo that made the model say **{prediction.label}**; "
                  "bright yellow counts most. If it sits on the background rather than the subject, the model "
                  "may have learned a shortcut.")
@@ -200,7 +205,7 @@ if not good:
 run_dir = str(run.dir)
 try:
     predictions = predict(run_dir, tuple(data for _, data in good), TOP_K)
-except (OSError, ValueError) as exc:  # a damaged or foreign model.keras
+except (OSError, ValueError) as exc:  # a damaged or foreign model file
     st.error(f"The model of run {run.id} could not be loaded ({exc}). Pick another run above, or train again.")
     st.stop()
 if len(photos) == 1:
