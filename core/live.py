@@ -36,10 +36,6 @@ class LiveVerdict:
     arrived: float
     classified: float
 
-    @property
-    def latency(self) -> float:
-        return self.classified - self.arrived
-
 
 class LiveClassifier:
     """Classifies the newest of the frames handed to it; older ones waiting behind it are dropped, never queued."""
@@ -51,10 +47,9 @@ class LiveClassifier:
         self._latest: LiveVerdict | None = None
         self._done: deque[LiveVerdict] = deque(maxlen=256)
         self._clock_offset = math.inf  # our clock minus the camera stream's, for the fastest frame seen
-        self.skipped = 0
 
-    def classify(self, frame: np.ndarray, captured: float | None = None, skipped: int = 0) -> LiveVerdict:
-        """Classify the newest frame; `skipped` older ones came while the previous frame was being classified.
+    def classify(self, frame: np.ndarray, captured: float | None = None) -> LiveVerdict:
+        """Classify the newest frame (the caller drops those that came while the previous one was classified).
 
         `captured` is the frame's timestamp on the camera's stream clock (seconds, any origin). The
         frame that reached us fastest so far fixes that clock against ours, so a frame's arrival is
@@ -73,7 +68,6 @@ class LiveClassifier:
         with self._lock:
             self._latest = verdict
             self._done.append(verdict)
-            self.skipped += skipped
         return verdict
 
     def latest(self) -> LiveVerdict | None:
@@ -88,12 +82,6 @@ class LiveClassifier:
         if len(recent) < 2:
             return 0.0
         return (len(recent) - 1) / max(recent[-1].classified - recent[0].classified, 1e-6)
-
-    def median_latency(self) -> float | None:
-        """Median seconds from a frame's arrival to its verdict, over the recent frames."""
-        with self._lock:
-            latencies = [v.latency for v in self._done]
-        return float(np.median(latencies)) if latencies else None
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ second. No STUN/TURN server is used unless TRANSFERLAB_ICE_SERVERS names one.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Callable
+from typing import Awaitable, Callable
 
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
@@ -35,8 +36,9 @@ TRANSLATIONS = {
 }
 
 
-def camera(key: str, on_frames: Callable[[list], list]):
-    """A camera widget streaming to this server; `on_frames` gets the frames waiting, newest last."""
+def camera(key: str, on_frames: Callable[[list], Awaitable[list]]):
+    """A camera widget streaming to this server; the coroutine `on_frames` gets the frames waiting, newest last,
+    and returns the frames to show (streamlit-webrtc logs, and then stops on, an exception raised there)."""
     try:
         servers = config.ice_servers()
     except ValueError as exc:
@@ -66,9 +68,9 @@ def live_verdicts(run_dir: Path, threshold: float, verdict: Callable[[Prediction
     live: LiveClassifier = _session_object("predict_live_classifier", lambda: LiveClassifier(predictor),
                                            lambda obj: obj.predictor is predictor)
 
-    def on_frames(frames: list) -> list:  # streamlit-webrtc's worker thread
+    async def on_frames(frames: list) -> list:  # on streamlit-webrtc's worker thread, in its own event loop
         newest = frames[-1]
-        live.classify(newest.to_ndarray(format="rgb24"), captured=newest.time, skipped=len(frames) - 1)
+        live.classify(newest.to_ndarray(format="rgb24"), captured=newest.time)
         return [newest]
 
     video, bars = st.columns([1, 1], gap="large")
@@ -96,9 +98,8 @@ def _live_bars(live: LiveClassifier, threshold: float, verdict: Callable[[Predic
     with st.container(key="predict_live_bars"):
         for name, p in prediction.top:
             st.progress(p, text=f"**{name}** · {p:.0%}")
-    behind = live.median_latency()
-    st.caption(f"{live.frames_per_second():.0f} pictures a second"
-               + (f" · about {behind * 1000:.0f} ms behind the camera" if behind is not None else ""))
+    behind = time.time() - latest.arrived  # what is on screen now is this far behind the camera picture
+    st.caption(f"{live.frames_per_second():.0f} pictures a second · {behind * 1000:.0f} ms behind the camera")
 
 
 # ---- Collect: record frames into a class ----------------------------------------------------
@@ -109,7 +110,7 @@ def live_recording(project: Project, target: str | None) -> None:
     recorder: FrameRecorder = _session_object("collect_recorder", lambda: FrameRecorder(project),
                                               lambda obj: obj.project.meta_dir == project.meta_dir)
 
-    def on_frames(frames: list) -> list:  # streamlit-webrtc's worker thread
+    async def on_frames(frames: list) -> list:  # on streamlit-webrtc's worker thread, in its own event loop
         newest = frames[-1]
         recorder.offer(newest.to_ndarray(format="rgb24"))
         return [newest]
