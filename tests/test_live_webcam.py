@@ -9,13 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from core.runs import data_from_project, train_and_save
 from core.store import create_project, open_project
-from core.train import TrainConfig
 from tests.browser import (assert_no_errors, browser_page, fake_camera_args, screenshot, streamlit_server,
                            wait_idle)
 from tests.photos import class_photo_bytes
-from tests.test_predictor import write_head
+from tests.runs import finished_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -26,11 +24,7 @@ def trained_workspace(root: Path) -> Path:
     for label, name in enumerate(("stripes", "rings")):
         for seed in range(12):
             project.add_image(name, class_photo_bytes(label, seed), source="upload", original_name=f"{name}{seed}.jpg")
-    cfg = TrainConfig(epochs=5)
-    run_id = project.create_run(cfg.to_dict())
-    metrics = train_and_save(data_from_project(project), cfg, project.run_dir(run_id))
-    project.update_run(run_id, status="completed", summary=metrics)
-    write_head(project.run_dir(run_id))
+    finished_run(project)
     create_project("recording", root).add_class("me")
     return root
 

@@ -15,6 +15,7 @@ from core.predictor import HEAD_FILE, TFLITE_FILE, load_predictor, model_file
 from core.runs import data_from_folders, train_and_save
 from core.train import TrainConfig
 from tests.photos import class_photo, write_image_folder
+from tests.runs import write_head
 
 pytestmark = pytest.mark.slow
 
@@ -28,12 +29,6 @@ def keras_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("run")
     train_and_save(data_from_folders(data / "train", data / "val"), TrainConfig(epochs=6), run_dir)
     return run_dir
-
-
-def write_head(run_dir: Path) -> None:
-    """head.npz from the trained model's Dense layer, as head-only training writes it."""
-    kernel, bias = Classifier.load(run_dir).model.get_layer("predictions").get_weights()
-    np.savez(run_dir / HEAD_FILE, kernel=kernel.astype(np.float32), bias=bias.astype(np.float32))
 
 
 def copy_run(run_dir: Path, tmp_path: Path, *names: str) -> Path:
