@@ -2,7 +2,7 @@
 
 import importlib
 
-for name in ("bench_embed", "bench_train", "bench_download", "bench_suspects"):
+for name in ("bench_embed", "bench_train", "bench_download", "bench_suspects", "bench_live"):
     print(f"\n=== {name} ===", flush=True)
     try:
         module = importlib.import_module(f"bench.{name}")

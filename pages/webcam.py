@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 from typing import Awaitable, Callable
 
+import av
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from core import config
-from core.live import FrameRecorder, LiveClassifier
+from core.live import FrameRecorder, LiveClassifier, dim_outside_model_view
 from core.predict import Prediction
 from core.store import Project
 from pages import ui
@@ -36,19 +37,27 @@ TRANSLATIONS = {
 }
 
 
-def camera(key: str, on_frames: Callable[[list], Awaitable[list]]):
+def camera(key: str, on_frames: Callable[[list], Awaitable[list]], fallback: str):
     """A camera widget streaming to this server; the coroutine `on_frames` gets the frames waiting, newest last,
-    and returns the frames to show (streamlit-webrtc logs, and then stops on, an exception raised there)."""
+    and returns the frames to show (streamlit-webrtc logs, and then stops on, an exception raised there).
+    `fallback` names the still-photo choice to offer when the camera does not work."""
     try:
         servers = config.ice_servers()
     except ValueError as exc:
-        st.error(f"The live webcam is switched off: {exc}")
+        st.error(f"The live webcam is switched off: {exc} Use **{fallback}** instead.")
         return None
-    return webrtc_streamer(
+    context = webrtc_streamer(
         key=key, mode=WebRtcMode.SENDRECV, rtc_configuration={"iceServers": servers},
         media_stream_constraints={"video": True, "audio": False}, queued_video_frames_callback=on_frames,
         async_processing=True, translations=TRANSLATIONS, video_html_attrs={
             "autoPlay": True, "muted": True, "playsInline": True, "style": {"width": "100%"}})
+    if not context.state.playing:
+        # The widget reports a failed start in the browser's own words; say what they mean.
+        st.caption(f"No picture? **NotAllowedError** means the browser refused the camera: allow it with the "
+                   f"camera icon in the address bar, then start again. **NotFoundError** or **NotReadableError**: "
+                   f"no camera was found, or another program is using it. **{fallback}** works without the live "
+                   f"camera.")
+    return context
 
 
 def _session_object(key: str, make: Callable[[], object], fits: Callable[[object], bool]):
@@ -70,12 +79,13 @@ def live_verdicts(run_dir: Path, threshold: float, verdict: Callable[[Prediction
 
     async def on_frames(frames: list) -> list:  # on streamlit-webrtc's worker thread, in its own event loop
         newest = frames[-1]
-        live.classify(newest.to_ndarray(format="rgb24"), captured=newest.time)
-        return [newest]
+        pixels = newest.to_ndarray(format="rgb24")
+        live.classify(pixels, captured=newest.time)
+        return [av.VideoFrame.from_ndarray(dim_outside_model_view(pixels), format="rgb24")]
 
     video, bars = st.columns([1, 1], gap="large")
     with video:
-        context = camera("predict_live", on_frames)
+        context = camera("predict_live", on_frames, fallback="Still photo")
     if context is None:
         return
     playing = context.state.playing
@@ -88,7 +98,7 @@ def _live_bars(live: LiveClassifier, threshold: float, verdict: Callable[[Predic
     latest = live.latest()
     if not playing:
         st.info("Click **Start the camera** and hold things up to it: the model's top guesses follow the "
-                "picture here. The model looks at the centre square of the picture, as in training.")
+                "picture here. It looks only at the bright centre square of the picture, as in training.")
         return
     if latest is None:
         st.caption("Waiting for the first picture from the camera…")
@@ -99,7 +109,7 @@ def _live_bars(live: LiveClassifier, threshold: float, verdict: Callable[[Predic
         for name, p in prediction.top:
             st.progress(p, text=f"**{name}** · {p:.0%}")
     behind = time.time() - latest.arrived  # what is on screen now is this far behind the camera picture
-    st.caption(f"{live.frames_per_second():.0f} pictures a second · {behind * 1000:.0f} ms behind the camera")
+    st.caption(f"{ui.plural(round(live.frames_per_second()), 'picture')} a second · {behind * 1000:.0f} ms behind the camera")
 
 
 # ---- Collect: record frames into a class ----------------------------------------------------
@@ -117,7 +127,7 @@ def live_recording(project: Project, target: str | None) -> None:
 
     video, controls = st.columns([1, 1], gap="large")
     with video:
-        context = camera("collect_live", on_frames)
+        context = camera("collect_live", on_frames, fallback="One photo at a time")
     if context is None:
         return
     playing = context.state.playing

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from core.images import load_rgb
-from core.live import FrameRecorder, LiveClassifier, jpeg_bytes
+from core.live import FrameRecorder, LiveClassifier, dim_outside_model_view, jpeg_bytes
 from core.predictor import Predictor
 from tests.photos import class_photo, photo
 
@@ -108,3 +108,10 @@ def test_recording_from_several_threads_loses_nothing(project):
 def test_a_frame_becomes_the_jpeg_an_upload_would_be():
     data = jpeg_bytes(frame(0, 3))
     assert data[:2] == b"\xff\xd8" and Image.open(__import__("io").BytesIO(data)).size == (640, 480)
+
+
+def test_the_shown_picture_is_darker_outside_what_the_model_looks_at():
+    picture = np.full((480, 640, 3), 200, np.uint8)
+    shown = dim_outside_model_view(picture)
+    assert (shown[:, 80:560] == 200).all()  # the centre 480 x 480 square, untouched
+    assert (shown[:, :80] < 100).all() and (shown[:, 560:] < 100).all()

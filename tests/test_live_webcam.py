@@ -46,18 +46,19 @@ def test_live_bars_follow_the_camera_picture(app):
     with browser_page(extra_args=fake_camera_args()) as page:
         page.goto(f"{url}/predict?project=shapes")
         page.get_by_text("Use the webcam").click(timeout=60_000)
-        page.get_by_text("Click Start the camera").wait_for(timeout=60_000)
+        page.get_by_text("bright centre square").wait_for(timeout=60_000)
         start_camera(page)
         bars = page.locator(".st-key-predict_live_bars")
         bars.wait_for(timeout=120_000)
         seen, deadline = set(), time.time() + 120
         while len(seen) < 3 and time.time() < deadline:  # the fake camera's picture moves: so must the bars
-            seen.add(bars.inner_text())
+            text = bars.inner_text() if bars.count() else ""  # caught mid-redraw, a read may be partial: skip it
+            if re.search(r"rings · \d+%", text) and re.search(r"stripes · \d+%", text):
+                seen.add(text)
             page.wait_for_timeout(200)
         assert len(seen) >= 3, f"the bars did not change: {seen}"
-        assert all(re.search(r"rings · \d+%", text) and re.search(r"stripes · \d+%", text) for text in seen)
         page.get_by_text(re.compile(r"Looks like|Not sure")).first.wait_for()
-        page.get_by_text(re.compile(r"\d+ pictures a second · \d+ ms behind the camera")).wait_for()
+        page.get_by_text(re.compile(r"\d+ pictures? a second · \d+ ms behind the camera")).wait_for()
         assert_no_errors(page)
         screenshot(page, "live-try-it")
 
