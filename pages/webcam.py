@@ -60,6 +60,14 @@ def camera(key: str, on_frames: Callable[[list], Awaitable[list]], fallback: str
     return context
 
 
+def camera_beside(key: str, on_frames: Callable[[list], Awaitable[list]], fallback: str):
+    """The camera in the left half; returns its context (None when switched off) and the right half."""
+    video, panel = st.columns([1, 1], gap="large")
+    with video:
+        context = camera(key, on_frames, fallback)
+    return context, panel
+
+
 def _session_object(key: str, make: Callable[[], object], fits: Callable[[object], bool]):
     """One object per browser session, shared with that session's webcam thread; replaced when it no longer fits."""
     current = st.session_state.get(key)
@@ -83,9 +91,7 @@ def live_verdicts(run_dir: Path, threshold: float, verdict: Callable[[Prediction
         live.classify(pixels, captured=newest.time)
         return [av.VideoFrame.from_ndarray(dim_outside_model_view(pixels), format="rgb24")]
 
-    video, bars = st.columns([1, 1], gap="large")
-    with video:
-        context = camera("predict_live", on_frames, fallback="Still photo")
+    context, bars = camera_beside("predict_live", on_frames, fallback="Still photo")
     if context is None:
         return
     playing = context.state.playing
@@ -125,9 +131,7 @@ def live_recording(project: Project, target: str | None) -> None:
         recorder.offer(newest.to_ndarray(format="rgb24"))
         return [newest]
 
-    video, controls = st.columns([1, 1], gap="large")
-    with video:
-        context = camera("collect_live", on_frames, fallback="One photo at a time")
+    context, controls = camera_beside("collect_live", on_frames, fallback="One photo at a time")
     if context is None:
         return
     playing = context.state.playing
