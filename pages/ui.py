@@ -8,6 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
+# Before anything can import TensorFlow: aiortc's SRTP library (the live webcam's) crashes the interpreter
+# when it is loaded into a process that already holds TensorFlow. Every page and app.py import this module first.
+import streamlit_webrtc  # noqa: F401, E402
 
 from core import config
 from core.predict import MODEL_FILE

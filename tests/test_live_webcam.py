@@ -45,6 +45,12 @@ def test_live_bars_follow_the_camera_picture(app):
     url, _ = app
     with browser_page(extra_args=fake_camera_args()) as page:
         page.goto(f"{url}/predict?project=shapes")
+        # A heat map first: TensorFlow is then loaded in the server, which must not stop the webcam's WebRTC.
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+            files=[{"name": "rings.jpg", "mimeType": "image/jpeg", "buffer": class_photo_bytes(1, 700)}])
+        page.get_by_text("Where it looked").wait_for(timeout=180_000)
+        page.locator('[data-testid="stFileChipDeleteBtn"]').first.click()
+        page.get_by_text("Where it looked").wait_for(state="detached", timeout=60_000)
         page.get_by_text("Use the webcam").click(timeout=60_000)
         page.get_by_text("bright centre square").wait_for(timeout=60_000)
         start_camera(page)
