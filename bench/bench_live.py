@@ -33,7 +33,7 @@ from core.export import export_tflite  # noqa: E402
 from core.ingest import import_folder  # noqa: E402
 from core.predictor import HEAD_FILE, TFLITE_FILE, load_predictor  # noqa: E402
 from core.store import create_project  # noqa: E402
-from tests.browser import browser_page, fake_camera_args, streamlit_server  # noqa: E402
+from tests.browser import CHROMIUM, browser_page, fake_camera_args, streamlit_server  # noqa: E402
 from tests.runs import finished_run  # noqa: E402
 
 PER_CLASS = 40          # training photos per class: enough for a confident model, quick to embed
@@ -150,6 +150,9 @@ def engine_figures(run_dir: Path, photos: list[Path]) -> list[list]:
 
 
 def main(seconds: float = 20.0) -> None:
+    if not Path(CHROMIUM).exists():
+        print(f"skipped: this benchmark drives {CHROMIUM} (apt-get install chromium)")
+        return
     load = os.getloadavg()[0]
     val = dataset("hymenoptera") / "val"
     ant, bee = sorted((val / "ants").glob("*.jpg"))[0], sorted((val / "bees").glob("*.jpg"))[0]
