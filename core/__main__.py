@@ -87,9 +87,10 @@ def cmd_evaluate(args) -> int:
 
 def cmd_predict(args) -> int:
     from core.images import ImageRejected
-    from core.predict import Classifier, decode_upload
+    from core.predict import decode_upload
+    from core.predictor import load_predictor
 
-    classifier = Classifier.load(Path(args.run_dir))
+    predictor = load_predictor(Path(args.run_dir))
     failures = 0
     for path in args.images:
         try:
@@ -98,7 +99,7 @@ def cmd_predict(args) -> int:
             print(f"{path}: {exc}", file=sys.stderr)
             failures += 1
             continue
-        prediction = classifier.predict_images([image], top_k=args.top_k)[0]
+        prediction = predictor.predict_images([image], top_k=args.top_k)[0]
         print(f"{path}: " + ", ".join(f"{name} {p:.1%}" for name, p in prediction.top))
     return 1 if failures else 0
 

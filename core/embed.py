@@ -94,7 +94,9 @@ class LiteRTRunner:
 
         kwargs = {"model_path": str(model)} if isinstance(model, Path) else {"model_content": model}
         self._interpreter = Interpreter(**kwargs, num_threads=threads or os.cpu_count() or 1)
-        self._input = self._interpreter.get_input_details()[0]["index"]
+        details = self._interpreter.get_input_details()[0]
+        self._input = details["index"]
+        self.input_size = int(details["shape"][1])  # (batch, S, S, 3)
         self._output = self._interpreter.get_output_details()[0]["index"]
         self._batch = 0
 

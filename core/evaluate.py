@@ -79,10 +79,10 @@ def image_folder(folder: Path, class_names: list[str] | None = None) -> tuple[li
 
 def evaluate_folder(run_dir: Path, folder: Path) -> Evaluation:
     """Evaluate a saved run on an ImageFolder tree whose class folders match the run's labels."""
-    from core.predict import Classifier
+    from core.predictor import load_predictor
 
-    classifier = Classifier.load(run_dir)
-    paths, labels, _ = image_folder(folder, classifier.class_names)
-    probabilities, ok = classifier.predict_paths(paths)
-    return evaluate_predictions([labels[i] for i in ok], probabilities, classifier.class_names,
+    predictor = load_predictor(run_dir)
+    paths, labels, _ = image_folder(folder, predictor.class_names)
+    probabilities, ok = predictor.predict_paths(paths)
+    return evaluate_predictions([labels[i] for i in ok], probabilities, predictor.class_names,
                                 [paths[i] for i in ok])

@@ -34,7 +34,7 @@ def read_labels(run_dir: Path) -> list[str]:
 
 
 class Classifier:
-    """A saved run's model with its labels."""
+    """A saved run's Keras model with its labels: for Grad-CAM and export (`core.predictor` predicts faster)."""
 
     def __init__(self, model, class_names: list[str]):
         self.model = model
@@ -52,31 +52,6 @@ class Classifier:
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.predict(pixels.astype(np.float32), verbose=0, batch_size=16))
-
-    def _prediction(self, row: np.ndarray, top_k: int) -> Prediction:
-        order = np.argsort(-row)[:top_k]
-        return Prediction([(self.class_names[i], float(row[i])) for i in order],
-                          {name: float(p) for name, p in zip(self.class_names, row)})
-
-    def predict_images(self, images: Sequence[Image.Image], top_k: int = 3) -> list[Prediction]:
-        """Top-k for already-decoded RGB photos (see `decode_upload`)."""
-        if not images:
-            return []
-        pixels = np.stack([load_rgb(img, self.input_size) for img in images])
-        return [self._prediction(row, top_k) for row in self.probabilities(pixels)]
-
-    def predict_paths(self, paths: Sequence[Path]) -> tuple[np.ndarray, list[int]]:
-        """Probabilities for photos on disk, and the indices that could be read."""
-        arrays, ok = [], []
-        for i, path in enumerate(paths):
-            try:
-                arrays.append(load_rgb(Path(path), self.input_size))
-                ok.append(i)
-            except (OSError, ValueError, SyntaxError):
-                continue
-        if not arrays:
-            return np.zeros((0, len(self.class_names))), ok
-        return self.probabilities(np.stack(arrays)), ok
 
     def gradcam(self, image: Image.Image, class_index: int | None = None) -> np.ndarray:
         """Heat map in [0, 1], shape (S, S): where the backbone's last features pushed towards the class."""

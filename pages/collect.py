@@ -19,10 +19,12 @@ from core.collect import CollectReport, CollectRequest
 from core.ingest import ImportReport, Progress, import_files, import_zip
 from core.store import Project, StoreError, validate_name
 from pages import ui
+from pages import webcam as webcam_live
 
 GOOD_COUNT = 30  # photos per class that usually give a confident model
 IMAGE_TYPES = {"Photos": "photo", "Clip art": "clipart", "Line drawings": "linedrawing", "Any kind": "any"}
 NEW_CLASS = "➕ New class…"
+WEBCAM_MODES = ["Record continuously", "One photo at a time"]
 UPLOAD_ANCHOR = "add-your-own-photos"
 MAX_FILES_PER_UPLOAD = 1000  # picked files travel in the browser session's memory; more belong in a zip
 SHOWN_REJECTIONS = 50  # files listed by name after an import; the rest are counted
@@ -287,8 +289,14 @@ def webcam(project: Project, target: str | None) -> None:
     """Webcam shots straight into a class; the camera is only asked for once the toggle is on."""
     if not st.toggle("Turn on the camera", key="webcam_on", help="Your browser asks for permission first. "
                      "Photos stay on this computer."):
-        st.caption("Hold things up to your webcam and take a photo of each; every shot is added to the class "
-                   "chosen above.")
+        st.caption("Hold things up to your webcam: record a few frames a second, or take one photo at a time. "
+                   "Every frame is added to the class chosen above.")
+        return
+    mode = st.segmented_control("How to take photos", WEBCAM_MODES, default=WEBCAM_MODES[0], key="webcam_mode",
+                                help="Record: a few frames a second go into the class while you move the "
+                                     "object around. One at a time: click for each photo.")
+    if mode == WEBCAM_MODES[0]:
+        webcam_live.live_recording(project, target)
         return
     if target is None:
         st.info("Choose a class above, or type the name of a new one, first.")

@@ -17,13 +17,14 @@ from core.images import ImageRejected
 from core.predict import Prediction, decode_upload, overlay_heatmap, summary_rows
 from core.runs import finished_runs
 from core.store import RunRecord
-from pages import ui
+from pages import ui, webcam
 
 PREVIEW_SIDE = 800   # shown on screen and under the heat map; the model itself looks at far fewer pixels
 TOP_K = 5
 PER_PAGE = 8         # photo details per page, so heat maps are only worked out for what is on screen
 OPEN_DETAILS = 3
 HEAT_ALPHA = 0.7     # stronger than overlay_heatmap's default: the glow must be obvious to a newcomer
+WEBCAM_MODES = ["Live", "Still photo"]
 SURE_COLOUR, UNSURE_COLOUR, LINE_COLOUR = "#2e7d32", "#9e9e9e", "#c62828"
 
 
@@ -53,7 +54,7 @@ def preview(data: bytes) -> bytes:
 @st.cache_data(max_entries=32, show_spinner="Looking at your photos…")
 def predict(run_dir: str, photos: tuple[bytes, ...], top_k: int) -> list[Prediction]:
     """All photos in one batch through the model (cached, so moving the slider costs nothing)."""
-    return ui.load_classifier(Path(run_dir)).predict_images([decode_upload(p) for p in photos], top_k)
+    return ui.load_predictor(Path(run_dir)).predict_images([decode_upload(p) for p in photos], top_k)
 
 
 @st.cache_data(max_entries=256, show_spinner="Working out where the model looked…")
@@ -95,14 +96,19 @@ def photo_details(name: str, data: bytes, prediction: Prediction, threshold: flo
         (st.success if prediction.confidence >= threshold else st.warning)(verdict(prediction, threshold))
         st.altair_chart(probability_chart(prediction, threshold), width="stretch")
         st.caption("Its top guesses. The dashed red line is your “sure” bar; green bars clear it.")
-    heat.image(heat_map(run_dir, data), caption="Where it looked", width="stretch")
+    try:
+        heat.image(heat_map(run_dir, data), caption="Where it looked", width="stretch")
+    except FileNotFoundError:  # the head is usable at once; the full Keras model is saved a little later
+        heat.info("The heat map of where it looked needs the full model file, which is still being saved. "
+                  "It appears here once the Results page says the downloads are ready.")
+        return
     heat.caption(f"The glow marks the parts of the photo that made the model say **{ui.md(prediction.label)}**; "
                  "bright yellow counts most. If it sits on the background rather than the subject, the model "
                  "may have learned a shortcut.")
 
 
-def photo_inputs() -> list[tuple[str, bytes]]:
-    """Uploaded files plus, when switched on, a webcam shot."""
+def photo_inputs() -> tuple[list[tuple[str, bytes]], bool]:
+    """Uploaded files plus, when switched on, a webcam shot; and whether the live webcam is wanted."""
     left, right = st.columns([2, 1], gap="large")
     files = left.file_uploader("Photos to try", accept_multiple_files=True, key="predict_uploads",
                                help="JPEG, PNG, WebP, GIF, BMP or TIFF. Use photos the model has not seen in "
@@ -110,11 +116,17 @@ def photo_inputs() -> list[tuple[str, bytes]]:
     photos = [(f.name, f.getvalue()) for f in files or []]
     with right:
         # The browser only asks for the camera once this is on, not on every visit to the page.
-        if st.toggle("Use the webcam", key="predict_camera_on", help="Take a photo with this computer's camera."):
+        if not st.toggle("Use the webcam", key="predict_camera_on", help="Show the model this computer's camera."):
+            return photos, False
+        mode = st.segmented_control("Webcam", WEBCAM_MODES, default=WEBCAM_MODES[0], key="predict_camera_mode",
+                                    label_visibility="collapsed",
+                                    help="Live: the model's guesses follow the camera picture. "
+                                         "Still photo: one shot at a time, with a heat map.")
+        if mode != WEBCAM_MODES[0]:
             shot = st.camera_input("Webcam photo", key="predict_camera", label_visibility="collapsed")
             if shot is not None:
                 photos.append(("webcam photo", shot.getvalue()))
-    return photos
+    return photos, mode == WEBCAM_MODES[0]
 
 
 def unreadable(data: bytes) -> str | None:
@@ -185,13 +197,19 @@ classes = run.summary.get("classes") or []
 if classes:
     model_column.caption("This model knows: " + ", ".join(f"**{c}**" for c in classes))
 
-photos = photo_inputs()
+photos, live = photo_inputs()
+if live:
+    with st.container(border=True):
+        try:
+            webcam.live_verdicts(run.dir, threshold, verdict)
+        except (OSError, ValueError) as exc:  # a damaged or foreign model file
+            st.error(f"The model of run {run.id} could not be loaded ({exc}). Pick another run above.")
 problems = {i: reason for i, (_, data) in enumerate(photos) if (reason := unreadable(data))}
 if problems:
     st.error("These files could not be used (the others are fine):\n"
              + "\n".join(f"- **{photos[i][0]}**: {reason}" for i, reason in problems.items())
              + "\n\nUpload a photo file such as JPEG or PNG instead.")
-if not photos:
+if not photos and not live:
     st.info("👆 Upload one or more photos, or switch on the webcam, to see what the model makes of them.")
 good = [photo for i, photo in enumerate(photos) if i not in problems]
 if not good:
@@ -200,7 +218,7 @@ if not good:
 run_dir = str(run.dir)
 try:
     predictions = predict(run_dir, tuple(data for _, data in good), TOP_K)
-except (OSError, ValueError) as exc:  # a damaged or foreign model.keras
+except (OSError, ValueError) as exc:  # a damaged or foreign model file
     st.error(f"The model of run {run.id} could not be loaded ({exc}). Pick another run above, or train again.")
     st.stop()
 if len(photos) == 1:

@@ -1,4 +1,4 @@
-"""What every page shares: the current project, cached heavy objects, and 'what is missing' notes.
+"""What every page shares: the current project, cached models, and 'what is missing' notes.
 
 Pages draw and call `core`; nothing here trains or touches files itself.
 """
@@ -11,6 +11,9 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import streamlit as st
+# Before anything can import TensorFlow: aiortc's SRTP library (the live webcam's) crashes the interpreter
+# when it is loaded into a process that already holds TensorFlow. Every page and app.py import this module first.
+import streamlit_webrtc  # noqa: F401, E402
 
 from core import config, jobs, preembed
 from core.predict import MODEL_FILE
@@ -198,16 +201,36 @@ def missing(message: str, page: str, label: str, icon: str = "➡️") -> None:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")
-def classifier(run_dir: str, modified: float):
-    """A run's model, loaded once per server (keyed by file time so a re-save reloads)."""
+def _predictor(run_dir: str, model: str, modified: float):
+    """A run's fast predictor, loaded once per server and shared by every session and webcam thread
+    (keyed by the model file and its time, so a run that gains a better file reloads)."""
+    from core.predictor import load_predictor
+
+    return load_predictor(Path(run_dir))
+
+
+def load_predictor(run_dir: Path):
+    """The predictor for a finished run (`core.predictor.Predictor`)."""
+    from core.predictor import model_file
+
+    path = model_file(run_dir)
+    return _predictor(str(run_dir), path.name, path.stat().st_mtime)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the full model for the heat map…")
+def _classifier(run_dir: str, modified: float):
+    """A run's Keras model, only for Grad-CAM heat maps: loaded once, and only when one is asked for."""
     from core.predict import Classifier
 
     return Classifier.load(Path(run_dir))
 
 
 def load_classifier(run_dir: Path):
+    """The run's Keras model; FileNotFoundError while model.keras is not saved yet."""
     model_file = Path(run_dir) / MODEL_FILE
-    return classifier(str(run_dir), model_file.stat().st_mtime)
+    if not model_file.exists():
+        raise FileNotFoundError(MODEL_FILE)
+    return _classifier(str(run_dir), model_file.stat().st_mtime)
 
 
 def readiness_line(project: Project) -> None:

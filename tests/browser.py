@@ -93,14 +93,20 @@ def _wait_or_kill(processes: list, seconds: float) -> None:
     psutil.wait_procs(alive, timeout=10)
 
 
+def fake_camera_args(video_file: Path | None = None) -> list[str]:
+    """Chromium flags for a fake webcam, allowed without asking: its test pattern, or a .y4m/.mjpeg file."""
+    args = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+    return args + ([f"--use-file-for-fake-video-capture={video_file}"] if video_file else [])
+
+
 @contextmanager
-def browser_page(width: int = 1400, height: int = 1000):
+def browser_page(width: int = 1400, height: int = 1000, extra_args: list[str] | None = None):
     """A Playwright page in Debian's headless Chromium."""
     require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + (extra_args or []))
         page = browser.new_page(viewport={"width": width, "height": height})
         try:
             yield page

@@ -8,6 +8,9 @@ from typing import Iterator
 
 import pytest
 
+# Page tests import the live webcam's aiortc; loaded after TensorFlow, its SRTP library crashes the interpreter.
+import aiortc  # noqa: F401, E402
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"

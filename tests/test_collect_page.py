@@ -205,6 +205,7 @@ def test_webcam_shots_are_added_one_by_one_with_a_counter(project):
     project.add_class("me")
     at = open_page(project)
     assert not at.camera_input  # the camera is not asked for until the toggle is on
+    at.session_state["webcam_mode"] = "One photo at a time"  # live recording needs a real server: browser tests
     at.toggle(key="webcam_on").set_value(True).run()
     assert "0 webcam photos in **me**" in texts(at.caption)
 

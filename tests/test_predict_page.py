@@ -90,6 +90,7 @@ def test_before_any_upload_the_page_offers_the_latest_run_and_inputs(trained):
     assert "Run 1" in at.selectbox(key="predict_run").format_func(1)
     assert "Upload one or more photos" in texts(at.info)
     assert not at.camera_input  # the camera is only requested after the toggle
+    at.session_state["predict_camera_mode"] = "Still photo"  # the live camera needs a real server: browser tests
     at.toggle(key="predict_camera_on").set_value(True).run()
     assert at.camera_input(key="predict_camera")
 
@@ -109,6 +110,7 @@ def test_one_photo_gets_a_verdict_a_chart_and_a_heat_map(trained):
 @pytest.mark.slow
 def test_a_webcam_photo_is_predicted_like_an_upload(trained):
     at = open_page()
+    at.session_state["predict_camera_mode"] = "Still photo"
     at.toggle(key="predict_camera_on").set_value(True).run()
     at.camera_input(key="predict_camera").upload("shot.jpg", class_photo_bytes(1, 501), "image/jpeg")
     at.run()

@@ -15,6 +15,7 @@ from core.backbones import get_backbone
 from core.head import HEAD_FILE, LinearHead
 from core.images import load_rgb
 from core.predict import Classifier
+from core.predictor import load_predictor
 from core.runs import data_from_folders, data_from_project, has_model, train_and_save
 from core.store import RunRecord
 from core.train import SilentListener, TrainConfig, TrainData, class_weights, train
@@ -56,7 +57,7 @@ def test_run_folder_has_a_safe_loading_model(trained_run):
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert metrics["val_accuracy"] >= 0.9 and metrics["images_used"] == 44 and metrics["images_rejected"] == 0
     classifier = Classifier.load(trained_run)  # safe_mode=True: no Lambda layers, no custom code
-    prediction = classifier.predict_images([class_photo(1, 500)], top_k=2)[0]
+    prediction = load_predictor(trained_run).predict_images([class_photo(1, 500)], top_k=2)[0]
     assert classifier.class_names == ["blobs", "stripes"] and prediction.label == "blobs"
     heat = classifier.gradcam(class_photo(0, 501))
     assert heat.shape == (classifier.input_size,) * 2 and 0 <= heat.min() and heat.max() <= 1

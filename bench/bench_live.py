@@ -1,0 +1,205 @@
+"""Try it, measured through the real app: the live webcam fed by Chromium's fake camera, and one uploaded photo.
+
+    python -m bench.bench_live [SECONDS]
+
+Trains a head-only run on ants vs. bees (hymenoptera), starts the app on a free port, and feeds
+Chromium's fake camera a video made of two real photos (an ant, then a bee, a second each). It
+reads the live caption every 100 ms: frames classified per second, and how far behind the
+camera the shown verdict is (from the frame's arrival at the server to the moment the page
+draws it; the browser's own capture and encoding are not in it). Then it uploads photos one at
+a time and times the click to the verdict on screen. Beside the app figures, the same photos
+go through each predictor in this process: backbone LiteRT + numpy head, the run's TFLite
+file, and Keras.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from unittest import mock
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from PIL import Image, ImageOps  # noqa: E402
+
+from bench.common import dataset, table  # noqa: E402
+from core.export import export_tflite  # noqa: E402
+from core.ingest import import_folder  # noqa: E402
+from core.predictor import HEAD_FILE, TFLITE_FILE, load_predictor  # noqa: E402
+from core.store import create_project  # noqa: E402
+from tests.browser import CHROMIUM, browser_page, fake_camera_args, streamlit_server  # noqa: E402
+from tests.runs import finished_run  # noqa: E402
+
+PER_CLASS = 40          # training photos per class: enough for a confident model, quick to embed
+FPS, WIDTH, HEIGHT = 20, 640, 480
+CAPTION = re.compile(r"(\d+) pictures? a second · (\d+) ms behind the camera")
+VERDICT = re.compile(r"Looks like|Not sure")
+
+
+def write_y4m(path: Path, photos: list[Path], seconds_each: float = 1.0) -> None:
+    """A raw 4:2:0 video for Chromium's fake camera: each photo, cropped to 4:3, shown for `seconds_each`."""
+    frames = []
+    for photo in photos:
+        img = ImageOps.fit(Image.open(photo).convert("RGB"), (WIDTH, HEIGHT))
+        y, cb, cr = img.convert("YCbCr").split()
+        half = (WIDTH // 2, HEIGHT // 2)
+        frames += [b"FRAME\n" + y.tobytes() + cb.resize(half).tobytes() + cr.resize(half).tobytes()] * int(
+            FPS * seconds_each)
+    path.write_bytes(f"YUV4MPEG2 W{WIDTH} H{HEIGHT} F{FPS}:1 Ip A1:1 C420jpeg\n".encode() + b"".join(frames))
+
+
+def small_training_set(root: Path) -> Path:
+    """PER_CLASS hymenoptera training photos per class, as an ImageFolder tree."""
+    source = dataset("hymenoptera") / "train"
+    for folder in sorted(p for p in source.iterdir() if p.is_dir()):
+        (root / folder.name).mkdir(parents=True)
+        for photo in sorted(folder.glob("*.jpg"))[:PER_CLASS]:
+            shutil.copy(photo, root / folder.name / photo.name)
+    return root
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU time used so far by the app server and by the browser (the processes this one started)."""
+    import psutil
+
+    used = {"server": 0.0, "browser": 0.0}
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times, command = child.cpu_times(), " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        kind = "server" if "streamlit" in command else "browser" if "chrom" in command else None
+        if kind:
+            used[kind] += times.user + times.system
+    return used
+
+
+def live_figures(page, url: str, seconds: float) -> tuple[list[int], list[int], int, dict[str, float]]:
+    """Sample the live caption for `seconds`: frames per second, ms behind the camera, label changes seen,
+    and the CPU seconds the server and the browser used meanwhile."""
+    page.goto(f"{url}/predict?project=bench")
+    page.get_by_text("Use the webcam").click(timeout=120_000)
+    page.frame_locator("iframe").first.get_by_role("button", name="Start the camera").click(timeout=120_000)
+    caption = page.get_by_text(CAPTION)
+    caption.wait_for(timeout=120_000)
+    page.wait_for_timeout(3000)  # past the first frames, which carry the connection's start-up
+    rates, behind, labels = [], [], []
+    cpu_before = cpu_seconds()
+    end = time.time() + seconds
+    while time.time() < end:
+        found = CAPTION.search(caption.inner_text())
+        if found:
+            rates.append(int(found.group(1)))
+            behind.append(int(found.group(2)))
+        labels.append(page.locator(".st-key-predict_live_bars p").first.inner_text().split(" · ")[0])
+        page.wait_for_timeout(100)
+    cpu = {k: v - cpu_before[k] for k, v in cpu_seconds().items()}
+    changes = sum(a != b for a, b in zip(labels, labels[1:]))
+    page.frame_locator("iframe").first.get_by_role("button", name="Stop the camera").click()
+    return rates, behind, changes, cpu
+
+
+def upload_figures(page, url: str, photos: list[Path]) -> list[tuple[float, float]]:
+    """Seconds from choosing each photo in the uploader to its verdict, and to its heat map, on screen."""
+    page.goto(f"{url}/predict?project=bench")
+    uploader = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    uploader.wait_for(state="attached", timeout=120_000)
+    seconds = []
+    for photo in photos:
+        start = time.perf_counter()
+        uploader.set_input_files(str(photo))
+        page.get_by_text(VERDICT).first.wait_for(timeout=120_000)
+        verdict = time.perf_counter() - start
+        page.get_by_text("Where it looked").first.wait_for(timeout=300_000)
+        seconds.append((verdict, time.perf_counter() - start))
+        page.locator('[data-testid="stFileChipDeleteBtn"]').first.click()
+        page.get_by_text(VERDICT).first.wait_for(state="detached", timeout=120_000)
+    return seconds
+
+
+def engine_figures(run_dir: Path, photos: list[Path]) -> list[list]:
+    """Load time and one-photo prediction time of each predictor the run folder can give, in this process."""
+    variants = {"LiteRT backbone + numpy head": (HEAD_FILE,), "run's TFLite file": (TFLITE_FILE,),
+                "Keras model.keras": ()}
+    export_tflite(run_dir)
+    images = [Image.open(p).convert("RGB") for p in photos]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, keep in variants.items():
+            folder = Path(tmp) / name.split()[0]
+            folder.mkdir()
+            for file in ("labels.txt", "metrics.json", "model.keras", *keep):
+                shutil.copy(run_dir / file, folder / file)
+            start = time.perf_counter()
+            predictor = load_predictor(folder)
+            loaded = time.perf_counter() - start
+            predictor.predict_images(images[:1])  # first call allocates
+            times = []
+            for image in images:
+                start = time.perf_counter()
+                predictor.predict_images([image])
+                times.append(time.perf_counter() - start)
+            rows.append([name, predictor.kind, loaded, statistics.median(times) * 1000])
+    return rows
+
+
+def main(seconds: float = 20.0) -> None:
+    if not Path(CHROMIUM).exists():
+        print(f"skipped: this benchmark drives {CHROMIUM} (apt-get install chromium)")
+        return
+    load = os.getloadavg()[0]
+    val = dataset("hymenoptera") / "val"
+    ant, bee = sorted((val / "ants").glob("*.jpg"))[0], sorted((val / "bees").glob("*.jpg"))[0]
+    tries = sorted((val / "ants").glob("*.jpg"))[1:4] + sorted((val / "bees").glob("*.jpg"))[1:4]
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, {"TRANSFERLAB_HOME": f"{tmp}/home"}):
+        tmp = Path(tmp)
+        project = create_project("bench", tmp / "home")
+        import_folder(project, small_training_set(tmp / "train"))
+        run_dir = finished_run(project)
+        video = tmp / "ant-then-bee.y4m"
+        write_y4m(video, [ant, bee])
+        with streamlit_server(tmp / "home") as url, browser_page(extra_args=fake_camera_args(video)) as page:
+            rates, behind, changes, cpu = live_figures(page, url, seconds)
+            uploads = upload_figures(page, url, tries)
+        engine = engine_figures(run_dir, tries)
+    print(f"Try it on a warm server, {os.cpu_count()} CPU cores, load average {load:.1f} before and "
+          f"{os.getloadavg()[0]:.1f} after; "
+          f"EfficientNet-Lite0 head-only run on {2 * PER_CLASS} hymenoptera photos")
+    print(f"\nLive webcam, Chromium's fake camera playing {video.name} ({WIDTH}x{HEIGHT}, {FPS} fps), "
+          f"{len(rates)} samples over {seconds:.0f} s (targets: >= 10 frames/s, <= 300 ms):")
+    print(table(["figure", "median", "10th pct", "90th pct"], [
+        ["frames classified per second", *_spread(rates)],
+        ["ms from frame arrival to verdict on screen", *_spread(behind)],
+    ]))
+    print(f"top class changed {changes} times in {seconds:.0f} s (the video switches between the ant and the bee "
+          "every second)")
+    print(f"CPU while live: server {100 * cpu['server'] / seconds:.0f}% of one core, browser "
+          f"{100 * cpu['browser'] / seconds:.0f}% (decoding every camera frame, classifying the newest, sending the "
+          "picture back)")
+    print("\nOne uploaded photo, choose -> verdict on screen (target <= 1 s warm), and -> heat map (Keras, Grad-CAM):")
+    print(table(["photo", "verdict s", "heat map s"], [[p.name, *s] for p, s in zip(tries, uploads)]))
+    warm = statistics.median(v for v, _ in uploads[1:])
+    print(f"first (loads the predictor): {uploads[0][0]:.2f} s; warm median: {warm:.2f} s")
+    print("\nThe same photos through each predictor, in this process:")
+    print(table(["predictor", "kind", "load s", "ms per photo"], engine))
+    head, keras = engine[0][3], engine[2][3]
+    print(f"head path vs. Keras for one photo: {keras / head:.1f}x faster; load {engine[2][2] / engine[0][2]:.1f}x "
+          "faster")
+
+
+def _spread(values: list[int]) -> list[float]:
+    if not values:
+        return [float("nan")] * 3
+    ordered = sorted(values)
+    return [float(statistics.median(ordered)), float(ordered[len(ordered) // 10]),
+            float(ordered[min(len(ordered) - 1, len(ordered) * 9 // 10)])]
+
+
+if __name__ == "__main__":
+    main(float(sys.argv[1]) if len(sys.argv) > 1 else 20.0)

@@ -1,0 +1,112 @@
+"""The fast predictor: backbone LiteRT + numpy head agrees with the saved Keras model, falls back by what a run holds."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.export import export_tflite
+from core.predict import Classifier
+from core.predictor import HEAD_FILE, TFLITE_FILE, load_predictor, model_file
+from core.runs import data_from_folders, train_and_save
+from core.train import TrainConfig
+from tests.photos import class_photo, write_image_folder
+from tests.runs import write_head
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def keras_run(tmp_path_factory) -> Path:
+    """A head-only run as saved before head.npz existed: model.keras, labels.txt, metrics.json."""
+    data = tmp_path_factory.mktemp("data")
+    write_image_folder(data / "train", {"stripes": 12, "blobs": 12})
+    write_image_folder(data / "val", {"stripes": 4, "blobs": 4}, offset=100)
+    run_dir = tmp_path_factory.mktemp("run")
+    train_and_save(data_from_folders(data / "train", data / "val"), TrainConfig(epochs=6), run_dir)
+    return run_dir
+
+
+def copy_run(run_dir: Path, tmp_path: Path, *names: str) -> Path:
+    target = tmp_path / "run"
+    target.mkdir()
+    for name in names:
+        shutil.copy(run_dir / name, target / name)
+    return target
+
+
+def photos() -> list:
+    return [class_photo(label, 300 + i, size=(260, 190)) for label in (0, 1) for i in range(3)]
+
+
+def test_head_predictor_agrees_with_keras_and_needs_no_keras_file(keras_run, tmp_path):
+    write_head(keras_run)
+    try:
+        head_only = copy_run(keras_run, tmp_path, "labels.txt", "metrics.json", HEAD_FILE)
+        predictor = load_predictor(head_only)
+        keras = Classifier.load(keras_run)
+        assert predictor.kind == "head" and model_file(head_only).name == HEAD_FILE
+        assert predictor.class_names == keras.class_names and predictor.input_size == keras.input_size
+        from core.images import load_rgb
+
+        pixels = np.stack([load_rgb(img, keras.input_size) for img in photos()]).astype(np.float32)
+        fast, slow = predictor.probabilities(pixels), keras.probabilities(pixels)
+        assert fast.shape == (6, 2) and np.allclose(fast.sum(axis=1), 1, atol=1e-5)
+        assert np.abs(fast - slow).max() < 1e-3
+        verdicts = predictor.predict_images(photos(), top_k=2)
+        assert [p.label for p in verdicts] == ["stripes"] * 3 + ["blobs"] * 3
+    finally:
+        (keras_run / HEAD_FILE).unlink()
+
+
+def test_predictor_is_safe_to_share_between_threads(keras_run, tmp_path):
+    write_head(keras_run)
+    try:
+        predictor = load_predictor(copy_run(keras_run, tmp_path, "labels.txt", "metrics.json", HEAD_FILE))
+    finally:
+        (keras_run / HEAD_FILE).unlink()
+    from core.images import load_rgb
+
+    batches = [np.stack([load_rgb(img, predictor.input_size)]).astype(np.float32) for img in photos()]
+    expected = [predictor.probabilities(b) for b in batches]
+    results: dict[int, list] = {}
+
+    def worker(n: int) -> None:
+        results[n] = [predictor.probabilities(b) for b in batches for _ in range(3)]
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got in results.values():
+        assert all(np.allclose(g, expected[i // 3], atol=1e-6) for i, g in enumerate(got))
+
+
+def test_without_a_head_the_tflite_file_then_keras_serve(keras_run, tmp_path):
+    keras_only = copy_run(keras_run, tmp_path, "labels.txt", "metrics.json", "model.keras")
+    assert load_predictor(keras_only).kind == "keras"
+    export_tflite(keras_only)
+    predictor = load_predictor(keras_only)
+    assert predictor.kind == "tflite" and model_file(keras_only).name == TFLITE_FILE
+    paths = []
+    for i, img in enumerate(photos()):
+        paths.append(tmp_path / f"{i}.jpg")
+        img.save(paths[-1])
+    (tmp_path / "broken.jpg").write_bytes(b"not a photo")
+    probabilities, ok = predictor.predict_paths([paths[0], tmp_path / "broken.jpg", *paths[1:]])
+    assert ok == [0, 2, 3, 4, 5, 6] and probabilities.shape == (6, 2)
+    assert [predictor.class_names[i] for i in probabilities.argmax(axis=1)] == ["stripes"] * 3 + ["blobs"] * 3
+
+
+def test_a_folder_without_a_model_or_with_a_wrong_head_is_refused(keras_run, tmp_path):
+    empty = copy_run(keras_run, tmp_path, "labels.txt", "metrics.json")
+    with pytest.raises(FileNotFoundError, match="holds no model"):
+        load_predictor(empty)
+    np.savez(empty / HEAD_FILE, kernel=np.zeros((7, 2), np.float32), bias=np.zeros(2, np.float32))
+    with pytest.raises(ValueError, match="needs"):
+        load_predictor(empty)
