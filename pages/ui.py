@@ -91,6 +91,19 @@ def _select(name: str) -> None:
     st.query_params["project"] = name
 
 
+def _create_project() -> None:
+    """Form callback: make the project, open it, close the panel and say so on the next run."""
+    try:
+        project = create_project(st.session_state.get("new_project_name", ""))
+    except StoreError as exc:
+        st.session_state["new_project_error"] = str(exc)
+        return
+    _select(project.name)
+    st.session_state["project_picker"] = project.name
+    st.session_state["new_project_panel"] = False
+    st.session_state["project_created"] = project.name
+
+
 def project_sidebar() -> None:
     """Sidebar: pick a project or create one. The choice survives a refresh through the URL."""
     names = list_projects()
@@ -99,24 +112,21 @@ def project_sidebar() -> None:
         wanted = names[0] if names else None
     if wanted:
         _select(wanted)
+        if st.session_state.get("project_picker") != wanted:  # the URL or a new project chose it, not the picker
+            st.session_state["project_picker"] = wanted
+    if created := st.session_state.pop("project_created", None):
+        st.toast(f"Created the project “{md(created)}” and opened it.", icon="✅")
     with st.sidebar:
         st.markdown("### 🧪 TransferLab")
         if names:
-            choice = st.selectbox("Project", names, index=names.index(wanted), key="project_picker")
-            if choice != wanted:
-                _select(choice)
-                st.rerun()
-        with st.expander("New project", expanded=not names):
+            st.selectbox("Project", names, key="project_picker",
+                         on_change=lambda: _select(st.session_state["project_picker"]))
+        with st.expander("New project", expanded=not names, key="new_project_panel", on_change="rerun"):
             with st.form("new_project", clear_on_submit=True, border=False):
-                new_name = st.text_input("Project name", placeholder="e.g. alpaca or llama")
-                if st.form_submit_button("Create project", type="primary"):
-                    try:
-                        project = create_project(new_name)
-                    except StoreError as exc:
-                        st.error(str(exc))
-                    else:
-                        _select(project.name)
-                        st.rerun()
+                st.text_input("Project name", placeholder="e.g. alpaca or llama", key="new_project_name")
+                st.form_submit_button("Create project", type="primary", on_click=_create_project)
+            if problem := st.session_state.pop("new_project_error", None):
+                st.error(problem)
         st.caption(f"Projects are stored in `{config.workspace_root()}`")
 
 
