@@ -20,7 +20,6 @@ from core.ingest import ImportReport, Progress, import_files, import_zip
 from core.store import Project, StoreError, validate_name
 from pages import ui
 
-GOOD_COUNT = 30  # photos per class that usually give a confident model
 IMAGE_TYPES = {"Photos": "photo", "Clip art": "clipart", "Line drawings": "linedrawing", "Any kind": "any"}
 NEW_CLASS = "➕ New class…"
 UPLOAD_ANCHOR = "add-your-own-photos"
@@ -54,12 +53,12 @@ def _overview(project: Project) -> None:
             st.markdown("**Your classes:** none yet. A *class* is one kind of thing the model should recognise, "
                         "for example *alpaca* and *llama*. You need at least two.")
             return
-        badges = " ".join(f":{'green' if c.kept >= GOOD_COUNT else 'orange'}-badge[{_badge_text(c.name)} · {c.kept}]"
+        badges = " ".join(f":{'green' if c.kept >= ui.GOOD_PHOTOS_PER_CLASS else 'orange'}-badge[{_badge_text(c.name)} · {c.kept}]"
                           for c in classes)
         total = sum(c.kept for c in classes)
         st.markdown(f"**Your classes** ({ui.plural(len(classes), 'class')}, "
                     f"{ui.plural(total, 'photo')}): {badges}")
-        hint = f"Aim for {GOOD_COUNT} or more photos per class (green); fewer work, but the model will be less sure."
+        hint = f"{ui.photo_advice()} Green: {ui.GOOD_PHOTOS_PER_CLASS} or more."
         if len(classes) < 2:
             hint = "Add at least one more class: a model needs two or more to choose between. " + hint
         left, right = st.columns([3, 1], vertical_alignment="center")

@@ -23,7 +23,6 @@ GRID_COLUMNS = 5
 SUSPECT_COLUMNS = 4
 SUSPECTS_PER_STEP = 12
 GROUPS_PER_PAGE = 8
-MIN_PHOTOS = 10
 MAX_IMBALANCE = 3
 REASONS = ["off-topic", "wrong class", "poor quality", "drawing, text or logo", "duplicate"]
 TABS = [":material/photo_library: Photos", ":material/search: Suspects", ":material/content_copy: Duplicates",
@@ -120,9 +119,8 @@ def balance_warnings(classes: list[ClassInfo]) -> list[str]:
             after = " after cleaning" if c.rejected else ""
             warnings.append(f"**{c.name}** has no kept photos{after}: it will be left out of training. "
                             "Add photos, restore some, or delete the class.")
-        elif c.kept < MIN_PHOTOS:
-            warnings.append(f"**{c.name}** has only {ui.plural(c.kept, 'kept photo')}. Aim for at least {MIN_PHOTOS} "
-                            "(30 or more works better).")
+        elif c.kept < ui.MIN_PHOTOS_PER_CLASS:
+            warnings.append(f"**{c.name}** has only {ui.plural(c.kept, 'kept photo')}. {ui.photo_advice()}")
     filled = [c for c in classes if c.kept]
     if len(filled) >= 2:
         big = max(filled, key=lambda c: c.kept)
@@ -141,6 +139,14 @@ def _valid_choice(key: str, options: list[str]) -> None:
     """Forget a remembered choice that is gone (a renamed or deleted class) before its widget is drawn."""
     if st.session_state.get(key) not in options:
         st.session_state.pop(key, None)
+
+
+def _relabel(key: str, labels: dict[str, str]) -> None:
+    """Make a selectbox show its choice's new label: the browser keeps the label it was sent until told again."""
+    chosen = st.session_state.get(key)
+    if chosen in labels and st.session_state.get(f"{key}_label") != labels[chosen]:
+        st.session_state[key] = chosen  # a value set by the script is sent to the browser with its label
+    st.session_state[f"{key}_label"] = labels.get(chosen)
 
 
 def _set_picks(ids: list[int], value: bool) -> None:
@@ -226,10 +232,10 @@ def photos_tab(project: Project, records: list[ImageRecord], classes: list[Class
     class_names = [c.name for c in classes]
     counts = {c.name: c for c in classes}
     _valid_choice("grid_class", class_names)
+    labels = {n: f"{n}  ({counts[n].kept} kept · {counts[n].rejected} rejected)" for n in class_names}
+    _relabel("grid_class", labels)
     left, right = st.columns([3, 2], vertical_alignment="bottom")
-    current = left.selectbox(
-        "Class", class_names, key="grid_class", on_change=_reset_page,
-        format_func=lambda n: f"{n}  ({counts[n].kept} kept · {counts[n].rejected} rejected)")
+    current = left.selectbox("Class", class_names, key="grid_class", on_change=_reset_page, format_func=labels.get)
     status = right.segmented_control("Show", list(STATUS_FILTERS), format_func=STATUS_FILTERS.get,
                                       key="grid_status", default="kept", required=True, on_change=_reset_page)
     shown = [r for r in records if r.class_name == current and status in ("all", r.status)]

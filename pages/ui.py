@@ -43,6 +43,18 @@ def _leave_pages_folder_mode() -> None:
 _leave_pages_folder_mode()
 
 
+# How many kept photos a class needs: below the minimum the pages warn; the recommendation is what usually
+# gives a confident model. Collect, Review and Train all advise with these two and `photo_advice`.
+MIN_PHOTOS_PER_CLASS = 10
+GOOD_PHOTOS_PER_CLASS = 30
+
+
+def photo_advice() -> str:
+    """The one sentence every page uses to say how many photos a class needs."""
+    return (f"Aim for at least {MIN_PHOTOS_PER_CLASS} photos per class; {GOOD_PHOTOS_PER_CLASS} or more give a "
+            "steadier model.")
+
+
 def plural(n: int, word: str) -> str:
     """'1 photo', '3 photos', '2 classes', '4 copies'."""
     if n == 1:

@@ -399,3 +399,25 @@ def settle_and_shoot(page, name: str) -> None:
     page.wait_for_timeout(1500)
     assert_no_errors(page)
     screenshot(page, name)
+
+
+@pytest.mark.browser
+def test_browser_class_dropdown_counts_follow_a_reject(workspace):
+    project = create_project("pets", workspace)
+    fill(project, cats=6, dogs=3)
+    with streamlit_server(workspace) as url, browser_page() as page:
+        page.goto(f"{url}/?project=pets")
+        page.get_by_text("Project “pets”").wait_for(timeout=60_000)
+        page.goto(f"{url}/review?project=pets")
+        page.get_by_text("Photos 1–6 of 6").wait_for(timeout=60_000)
+        wait_idle(page)
+        dropdown = page.locator('[data-testid="stMain"] [data-testid="stSelectbox"] input').first
+        assert "6 kept · 0 rejected" in dropdown.input_value()
+        page.locator('[data-testid="stCheckbox"]').first.click()
+        wait_idle(page)
+        page.get_by_role("button", name="Reject", exact=True).click()
+        page.get_by_text("Photos 1–5 of 5").wait_for(timeout=60_000)
+        wait_idle(page)
+        screenshot(page, "review_dropdown_after_reject")
+        assert "5 kept · 1 rejected" in dropdown.input_value()
+        assert_no_errors(page)
