@@ -43,6 +43,18 @@ def _leave_pages_folder_mode() -> None:
 _leave_pages_folder_mode()
 
 
+def land_unknown_paths_on_start() -> None:
+    """Send an address that names no page (a typo, /start, an old bookmark) to the Start page, without Streamlit's
+    'Page not found' box: the Start page is the default and lives at the root, so /start names nothing either."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    manager = ctx.pages_manager if ctx else None
+    if manager and manager.intended_page_name and not manager.intended_page_script_hash \
+            and manager.intended_page_name.strip("/") not in PAGES.keys() - {"start"}:
+        manager.set_script_intent("", "")
+
+
 # How many kept photos a class needs: below the minimum the pages warn; the recommendation is what usually
 # gives a confident model. Collect, Review and Train all advise with these two and `photo_advice`.
 MIN_PHOTOS_PER_CLASS = 10

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.store import create_project, list_projects
+from tests.browser import assert_no_errors, browser_page, streamlit_server, wait_idle
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -59,3 +61,20 @@ def test_a_bad_project_name_is_explained_and_nothing_changes(workspace):
     assert at.sidebar.error, "no message for a reserved name"
     assert at.session_state["project"] == "first"
     assert list_projects() == ["first"]
+
+
+@pytest.mark.browser
+def test_browser_an_unknown_address_lands_on_start_without_page_not_found(workspace):
+    create_project("pets", workspace)
+    with streamlit_server(workspace) as url, browser_page() as page:
+        page.goto(f"{url}/?project=pets")
+        wait_idle(page)
+        for path in ("start", "no-such-page"):
+            page.goto(f"{url}/{path}?project=pets")
+            page.get_by_text("Project “pets”").wait_for(timeout=60_000)
+            wait_idle(page)
+            assert page.get_by_text("Page not found").count() == 0, path
+            assert "project=pets" in page.url
+        page.goto(f"{url}/review?project=pets")  # a real page is still reached by its address
+        page.get_by_text("Review your photos").or_(page.get_by_text("no photos yet")).first.wait_for(timeout=60_000)
+        assert_no_errors(page)
