@@ -78,6 +78,8 @@ def _badge_text(name: str) -> str:
 def search_section(project: Project, job: collect_job.CollectJob | None) -> None:
     st.subheader("🔎 Search the web")
     busy = job is not None and job.running
+    if busy and not st.session_state.get("collect_names"):  # a refresh during the search: show what it searches
+        st.session_state["collect_names"] = "\n".join(job.request.class_names)
     request = search_form(busy)
     if request is not None:
         try:
