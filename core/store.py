@@ -237,6 +237,15 @@ class Project:
     def val_share(self) -> float:
         return float(self._meta("val_share") or DEFAULT_VAL_SHARE)
 
+    def note(self, key: str) -> str | None:
+        """A remembered result (say, the suspect ranking) that survives a refresh; None when there is none."""
+        return self._meta(f"note:{key}")
+
+    def put_note(self, key: str, value: str) -> None:
+        """Remember a result for every tab and process; the last writer wins, a reader never sees half of one."""
+        with self.db.write() as con:
+            con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"note:{key}", value))
+
     def set_val_share(self, share: float) -> None:
         """Share of each class held out for validation; photos keep their place as the set grows."""
         if not 0.05 <= share <= 0.5:

@@ -1,7 +1,7 @@
 """Review page: look through the photos, throw out the bad ones, fix labels and balance the classes.
 
 Every change goes through `core.store.Project`; a rejected photo stays in the project and can be
-restored. The suspect ranking (`core.suspects`) is kept in the session until the photos change.
+restored. The suspect ranking (`core.suspects`) is kept in the project, so a refresh shows it again.
 """
 
 from __future__ import annotations
@@ -274,11 +274,10 @@ def _find_suspects(project: Project, kept: list[ImageRecord]) -> None:
         ranking = suspects.rank_suspects(project, on_progress=progress)
     except (ValueError, BackboneUnavailable) as exc:  # too few photos, or no network weights: both say what to do
         bar.empty()
-        st.session_state.pop("review_suspects", None)
         _say("error", str(exc))
         return
     bar.empty()
-    st.session_state["review_suspects"] = {"project": project.name, "items": ranking, "ids": {r.id for r in kept}}
+    suspects.remember(project, ranking, {r.id for r in kept})
     st.session_state["review_dismissed"] = set()
     st.session_state["suspects_shown"] = SUSPECTS_PER_STEP
 
@@ -287,16 +286,20 @@ def _suspect_card(project: Project, record: ImageRecord, suspect: suspects.Suspe
     elsewhere = suspect.predicted_class != suspect.class_name
     with _card(project, record, f"s{record.id}"):
         if elsewhere:
-            st.markdown(f"Labelled **{ui.md(suspect.class_name)}**, looks like **{ui.md(suspect.predicted_class)}** "
+            verb = "looks like" if suspect.clearly_elsewhere else "might be"
+            st.markdown(f"Labelled **{ui.md(suspect.class_name)}**, {verb} **{ui.md(suspect.predicted_class)}** "
                         f"({suspect.predicted_probability:.0%})")
         else:
             st.markdown(f"**{ui.md(suspect.class_name)}**, but unlike most of its class")
         st.progress(min(max(suspect.score, 0.0), 1.0), text=f"Suspicion {suspect.score:.0%}")
         st.caption(_facts(record))
-        if elsewhere:
-            sure = suspect.predicted_probability >= 0.5  # don't push a move the classifier itself doubts
-            st.button(f"Move to {suspect.predicted_class}", key=f"sus_move_{record.id}",
-                      type="primary" if sure else "secondary",
+        if suspect.clearly_elsewhere:
+            st.button(f"Move to {suspect.predicted_class}", key=f"sus_move_{record.id}", type="primary",
+                      icon=":material/drive_file_move:", width="stretch",
+                      on_click=lambda: _act(lambda: _move(project, [record.id], suspect.predicted_class)))
+        elif elsewhere:
+            st.caption("The check is unsure: look closely before you move it.")
+            st.button(f"Move to {suspect.predicted_class}?", key=f"sus_move_{record.id}", type="tertiary",
                       icon=":material/drive_file_move:", width="stretch",
                       on_click=lambda: _act(lambda: _move(project, [record.id], suspect.predicted_class)))
         reject, fine = st.columns(2, gap="small")
@@ -316,10 +319,8 @@ def suspects_tab(project: Project, kept: list[ImageRecord], classes: list[ClassI
     small = suspects.too_small({c.name: c.kept for c in classes})
     if small:
         st.caption(f"Left out (fewer than {suspects.MIN_PHOTOS_PER_CLASS} kept photos): {', '.join(small)}.")
-    state = st.session_state.get("review_suspects")
-    if state and state["project"] != project.name:
-        state = None
-    fresh = state is not None and not {r.id for r in kept} - state["ids"]
+    state = suspects.remembered(project)
+    fresh = state is not None and not {r.id for r in kept} - state.photo_ids
     label, icon = ("Find suspects", ":material/search:") if state is None else ("Check again", ":material/refresh:")
     if st.button(label, key="find_suspects", icon=icon, type="primary" if not fresh else "secondary"):
         _find_suspects(project, kept)
@@ -331,7 +332,7 @@ def suspects_tab(project: Project, kept: list[ImageRecord], classes: list[ClassI
         st.info("Photos were added or restored since the last check; click **Check again** to include them.")
     by_id = {r.id: r for r in kept}
     dismissed = st.session_state.setdefault("review_dismissed", set())
-    open_items = [s for s in state["items"] if s.image_id not in dismissed
+    open_items = [s for s in state.items if s.image_id not in dismissed
                   and by_id.get(s.image_id) is not None and by_id[s.image_id].class_name == s.class_name]
     if not open_items:
         st.success("Nothing left to check. 🎉")
