@@ -9,6 +9,7 @@ from pages import ui
 
 st.set_page_config(page_title="TransferLab", page_icon="🧪", layout="wide")
 
+ui.land_unknown_paths_on_start()
 navigation = st.navigation(
     {
         "": [st.Page("pages/home.py", title="Start", icon="🏠", url_path="start", default=True)],

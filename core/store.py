@@ -183,15 +183,25 @@ class Project:
         return self._meta("backbone")
 
     def set_backbone(self, name: str) -> None:
+        self._put_meta("backbone", name)
+
+    def note(self, key: str) -> str | None:
+        """A remembered result (say, the suspect ranking) that survives a refresh; None when there is none."""
+        return self._meta(f"note:{key}")
+
+    def put_note(self, key: str, value: str) -> None:
+        """Remember a result for every tab and process; the last writer wins, a reader never sees half of one."""
+        self._put_meta(f"note:{key}", value)
+
+    def _put_meta(self, key: str, value: str) -> None:
         with self.db.write() as con:
-            con.execute("INSERT OR REPLACE INTO meta VALUES ('backbone', ?)", (name,))
+            con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def set_val_share(self, share: float) -> None:
         """Share of each class held out for validation; photos keep their place as the set grows."""
         if not 0.05 <= share <= 0.5:
             raise StoreError("The validation share must be between 5% and 50%.")
-        with self.db.write() as con:
-            con.execute("INSERT OR REPLACE INTO meta VALUES ('val_share', ?)", (str(share),))
+        self._put_meta("val_share", str(share))
 
     # ---- classes --------------------------------------------------------------------------
 

@@ -9,8 +9,9 @@ centre, compared with the rest of that class. A mislabeled photo fails the first
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -26,6 +27,11 @@ FOLDS = 5
 LABEL_WEIGHT = 0.75  # share of the score from the classifier; the rest from the distance to the class centre
 COMPONENTS = 256  # the classifier sees the top principal components: 5x less work, the same ranking
 REGULARIZATION = 1e-3  # per photo: scikit-learn's C is 1 / (this x the number of photos)
+# A move is advised only when the other class is at least MOVE_LEVEL likely AND MOVE_MARGIN more likely than the
+# photo's own class: with two classes that is 75 % or more (53 % is a coin toss); with many, 60 % against at most 10 %.
+MOVE_LEVEL = 0.6
+MOVE_MARGIN = 0.5
+NOTE = "suspects"
 
 Progress = Callable[[int, int], None]
 
@@ -39,6 +45,34 @@ class Suspect:
     predicted_class: str       # that classifier's best guess
     predicted_probability: float
     centre_distance: float     # cosine distance to the class centre, z-scored within the class
+
+    @property
+    def clearly_elsewhere(self) -> bool:
+        """Whether the evidence is strong enough to advise moving the photo to `predicted_class`."""
+        return (self.predicted_class != self.class_name and self.predicted_probability >= MOVE_LEVEL
+                and self.predicted_probability - self.label_probability >= MOVE_MARGIN)
+
+
+@dataclass(frozen=True)
+class SavedRanking:
+    """A ranking kept in the project, and the kept photos it looked at (new ones call for a fresh check)."""
+
+    items: list[Suspect]
+    photo_ids: set[int]
+
+
+def remember(project: Project, ranking: list[Suspect], photo_ids: set[int]) -> None:
+    """Keep a ranking in the project, so a refresh, another tab or a later visit shows it again."""
+    project.put_note(NOTE, json.dumps({"items": [asdict(s) for s in ranking], "photo_ids": sorted(photo_ids)}))
+
+
+def remembered(project: Project) -> SavedRanking | None:
+    """The ranking kept by `remember`, or None when there is none (or it cannot be read)."""
+    try:
+        data = json.loads(project.note(NOTE) or "null")
+        return SavedRanking([Suspect(**item) for item in data["items"]], set(data["photo_ids"])) if data else None
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ from core.store import Project, StoreError, validate_name
 from pages import ui
 from pages import webcam as webcam_live
 
-GOOD_COUNT = 30  # photos per class that usually give a confident model
 IMAGE_TYPES = {"Photos": "photo", "Clip art": "clipart", "Line drawings": "linedrawing", "Any kind": "any"}
 NEW_CLASS = "➕ New class…"
 WEBCAM_MODES = ["Record continuously", "One photo at a time"]
@@ -56,12 +55,12 @@ def _overview(project: Project) -> None:
             st.markdown("**Your classes:** none yet. A *class* is one kind of thing the model should recognise, "
                         "for example *alpaca* and *llama*. You need at least two.")
             return
-        badges = " ".join(f":{'green' if c.kept >= GOOD_COUNT else 'orange'}-badge[{_badge_text(c.name)} · {c.kept}]"
+        badges = " ".join(f":{'green' if c.kept >= ui.GOOD_PHOTOS_PER_CLASS else 'orange'}-badge[{_badge_text(c.name)} · {c.kept}]"
                           for c in classes)
         total = sum(c.kept for c in classes)
         st.markdown(f"**Your classes** ({ui.plural(len(classes), 'class')}, "
                     f"{ui.plural(total, 'photo')}): {badges}")
-        hint = f"Aim for {GOOD_COUNT} or more photos per class (green); fewer work, but the model will be less sure."
+        hint = f"{ui.photo_advice()} Green: {ui.GOOD_PHOTOS_PER_CLASS} or more."
         if len(classes) < 2:
             hint = "Add at least one more class: a model needs two or more to choose between. " + hint
         left, right = st.columns([3, 1], vertical_alignment="center")
@@ -81,6 +80,8 @@ def _badge_text(name: str) -> str:
 def search_section(project: Project, job: collect_job.CollectJob | None) -> None:
     st.subheader("🔎 Search the web")
     busy = job is not None and job.running
+    if busy and not st.session_state.get("collect_names"):  # a refresh during the search: show what it searches
+        st.session_state["collect_names"] = "\n".join(job.request.class_names)
     request = search_form(busy)
     if request is not None:
         try:

@@ -1,7 +1,7 @@
 """Review page: look through the photos, throw out the bad ones, fix labels and balance the classes.
 
 Every change goes through `core.store.Project`; a rejected photo stays in the project and can be
-restored. The suspect ranking (`core.suspects`) is kept in the session until the photos change.
+restored. The suspect ranking (`core.suspects`) is kept in the project, so a refresh shows it again.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ GRID_COLUMNS = 5
 SUSPECT_COLUMNS = 4
 SUSPECTS_PER_STEP = 12
 GROUPS_PER_PAGE = 8
-MIN_PHOTOS = 10
 MAX_IMBALANCE = 3
 REASONS = ["off-topic", "wrong class", "poor quality", "drawing, text or logo", "duplicate"]
 TABS = [":material/photo_library: Photos", ":material/search: Suspects", ":material/content_copy: Duplicates",
@@ -120,9 +119,8 @@ def balance_warnings(classes: list[ClassInfo]) -> list[str]:
             after = " after cleaning" if c.rejected else ""
             warnings.append(f"**{c.name}** has no kept photos{after}: it will be left out of training. "
                             "Add photos, restore some, or delete the class.")
-        elif c.kept < MIN_PHOTOS:
-            warnings.append(f"**{c.name}** has only {ui.plural(c.kept, 'kept photo')}. Aim for at least {MIN_PHOTOS} "
-                            "(30 or more works better).")
+        elif c.kept < ui.MIN_PHOTOS_PER_CLASS:
+            warnings.append(f"**{c.name}** has only {ui.plural(c.kept, 'kept photo')}. {ui.photo_advice()}")
     filled = [c for c in classes if c.kept]
     if len(filled) >= 2:
         big = max(filled, key=lambda c: c.kept)
@@ -141,6 +139,14 @@ def _valid_choice(key: str, options: list[str]) -> None:
     """Forget a remembered choice that is gone (a renamed or deleted class) before its widget is drawn."""
     if st.session_state.get(key) not in options:
         st.session_state.pop(key, None)
+
+
+def _relabel(key: str, labels: dict[str, str]) -> None:
+    """Make a selectbox show its choice's new label: the browser keeps the label it was sent until told again."""
+    chosen = st.session_state.get(key)
+    if chosen in labels and st.session_state.get(f"{key}_label") != labels[chosen]:
+        st.session_state[key] = chosen  # a value set by the script is sent to the browser with its label
+    st.session_state[f"{key}_label"] = labels.get(chosen)
 
 
 def _set_picks(ids: list[int], value: bool) -> None:
@@ -226,10 +232,10 @@ def photos_tab(project: Project, records: list[ImageRecord], classes: list[Class
     class_names = [c.name for c in classes]
     counts = {c.name: c for c in classes}
     _valid_choice("grid_class", class_names)
+    labels = {n: f"{n}  ({counts[n].kept} kept · {counts[n].rejected} rejected)" for n in class_names}
+    _relabel("grid_class", labels)
     left, right = st.columns([3, 2], vertical_alignment="bottom")
-    current = left.selectbox(
-        "Class", class_names, key="grid_class", on_change=_reset_page,
-        format_func=lambda n: f"{n}  ({counts[n].kept} kept · {counts[n].rejected} rejected)")
+    current = left.selectbox("Class", class_names, key="grid_class", on_change=_reset_page, format_func=labels.get)
     status = right.segmented_control("Show", list(STATUS_FILTERS), format_func=STATUS_FILTERS.get,
                                       key="grid_status", default="kept", required=True, on_change=_reset_page)
     shown = [r for r in records if r.class_name == current and status in ("all", r.status)]
@@ -268,11 +274,10 @@ def _find_suspects(project: Project, kept: list[ImageRecord]) -> None:
         ranking = suspects.rank_suspects(project, on_progress=progress)
     except (ValueError, BackboneUnavailable) as exc:  # too few photos, or no network weights: both say what to do
         bar.empty()
-        st.session_state.pop("review_suspects", None)
         _say("error", str(exc))
         return
     bar.empty()
-    st.session_state["review_suspects"] = {"project": project.name, "items": ranking, "ids": {r.id for r in kept}}
+    suspects.remember(project, ranking, {r.id for r in kept})
     st.session_state["review_dismissed"] = set()
     st.session_state["suspects_shown"] = SUSPECTS_PER_STEP
 
@@ -281,16 +286,20 @@ def _suspect_card(project: Project, record: ImageRecord, suspect: suspects.Suspe
     elsewhere = suspect.predicted_class != suspect.class_name
     with _card(project, record, f"s{record.id}"):
         if elsewhere:
-            st.markdown(f"Labelled **{ui.md(suspect.class_name)}**, looks like **{ui.md(suspect.predicted_class)}** "
+            verb = "looks like" if suspect.clearly_elsewhere else "might be"
+            st.markdown(f"Labelled **{ui.md(suspect.class_name)}**, {verb} **{ui.md(suspect.predicted_class)}** "
                         f"({suspect.predicted_probability:.0%})")
         else:
             st.markdown(f"**{ui.md(suspect.class_name)}**, but unlike most of its class")
         st.progress(min(max(suspect.score, 0.0), 1.0), text=f"Suspicion {suspect.score:.0%}")
         st.caption(_facts(record))
-        if elsewhere:
-            sure = suspect.predicted_probability >= 0.5  # don't push a move the classifier itself doubts
-            st.button(f"Move to {suspect.predicted_class}", key=f"sus_move_{record.id}",
-                      type="primary" if sure else "secondary",
+        if suspect.clearly_elsewhere:
+            st.button(f"Move to {suspect.predicted_class}", key=f"sus_move_{record.id}", type="primary",
+                      icon=":material/drive_file_move:", width="stretch",
+                      on_click=lambda: _act(lambda: _move(project, [record.id], suspect.predicted_class)))
+        elif elsewhere:
+            st.caption("The check is unsure: look closely before you move it.")
+            st.button(f"Move to {suspect.predicted_class}?", key=f"sus_move_{record.id}", type="tertiary",
                       icon=":material/drive_file_move:", width="stretch",
                       on_click=lambda: _act(lambda: _move(project, [record.id], suspect.predicted_class)))
         reject, fine = st.columns(2, gap="small")
@@ -310,10 +319,8 @@ def suspects_tab(project: Project, kept: list[ImageRecord], classes: list[ClassI
     small = suspects.too_small({c.name: c.kept for c in classes})
     if small:
         st.caption(f"Left out (fewer than {suspects.MIN_PHOTOS_PER_CLASS} kept photos): {', '.join(small)}.")
-    state = st.session_state.get("review_suspects")
-    if state and state["project"] != project.name:
-        state = None
-    fresh = state is not None and not {r.id for r in kept} - state["ids"]
+    state = suspects.remembered(project)
+    fresh = state is not None and not {r.id for r in kept} - state.photo_ids
     label, icon = ("Find suspects", ":material/search:") if state is None else ("Check again", ":material/refresh:")
     if st.button(label, key="find_suspects", icon=icon, type="primary" if not fresh else "secondary"):
         _find_suspects(project, kept)
@@ -325,7 +332,7 @@ def suspects_tab(project: Project, kept: list[ImageRecord], classes: list[ClassI
         st.info("Photos were added or restored since the last check; click **Check again** to include them.")
     by_id = {r.id: r for r in kept}
     dismissed = st.session_state.setdefault("review_dismissed", set())
-    open_items = [s for s in state["items"] if s.image_id not in dismissed
+    open_items = [s for s in state.items if s.image_id not in dismissed
                   and by_id.get(s.image_id) is not None and by_id[s.image_id].class_name == s.class_name]
     if not open_items:
         st.success("Nothing left to check. 🎉")

@@ -103,9 +103,9 @@ def photos_section(project: Project) -> bool:
         return False
     st.markdown(f"**{ui.plural(len(classes), 'class')}** ({', '.join(c.name for c in classes)}) · "
                 f"**{ui.plural(train + val, 'photo')}**: {train:,} to learn from, {val:,} held back to check the model.")
-    thin = [c.name for c in classes if c.train < 10]
+    thin = [c.name for c in classes if c.kept < ui.MIN_PHOTOS_PER_CLASS]
     if thin:
-        st.caption(f"⚠️ Few photos in {', '.join(thin)}: 20 or more per class give a steadier model.")
+        st.caption(f"⚠️ Few photos in {', '.join(thin)}. {ui.photo_advice()}")
     st.session_state["train_val_share"] = round(project.val_share * 100)
     st.slider("Photos held back to check the model", 5, 50, step=5, format="%d%%", key="train_val_share",
               on_change=sync_val_share, args=(project,),

@@ -46,6 +46,30 @@ def _leave_pages_folder_mode() -> None:
 _leave_pages_folder_mode()
 
 
+def land_unknown_paths_on_start() -> None:
+    """Send an address that names no page (a typo, /start, an old bookmark) to the Start page, without Streamlit's
+    'Page not found' box: the Start page is the default and lives at the root, so /start names nothing either."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    manager = ctx.pages_manager if ctx else None
+    if manager and manager.intended_page_name and not manager.intended_page_script_hash \
+            and manager.intended_page_name.strip("/") not in PAGES.keys() - {"start"}:
+        manager.set_script_intent("", "")
+
+
+# How many kept photos a class needs: below the minimum the pages warn; the recommendation is what usually
+# gives a confident model. Collect, Review and Train all advise with these two and `photo_advice`.
+MIN_PHOTOS_PER_CLASS = 10
+GOOD_PHOTOS_PER_CLASS = 30
+
+
+def photo_advice() -> str:
+    """The one sentence every page uses to say how many photos a class needs."""
+    return (f"Aim for at least {MIN_PHOTOS_PER_CLASS} photos per class; {GOOD_PHOTOS_PER_CLASS} or more give a "
+            "steadier model.")
+
+
 def plural(n: int, word: str) -> str:
     """'1 photo', '3 photos', '2 classes', '4 copies'."""
     if n == 1:
@@ -96,6 +120,19 @@ def _select(name: str) -> None:
     st.query_params["project"] = name
 
 
+def _create_project() -> None:
+    """Form callback: make the project, open it, close the panel and say so on the next run."""
+    try:
+        project = create_project(st.session_state.get("new_project_name", ""))
+    except StoreError as exc:
+        st.session_state["new_project_error"] = str(exc)
+        return
+    _select(project.name)
+    st.session_state["project_picker"] = project.name
+    st.session_state["new_project_panel"] = False
+    st.session_state["project_created"] = project.name
+
+
 def project_sidebar() -> None:
     """Sidebar: pick a project or create one. The choice survives a refresh through the URL."""
     names = list_projects()
@@ -104,24 +141,21 @@ def project_sidebar() -> None:
         wanted = names[0] if names else None
     if wanted:
         _select(wanted)
+        if st.session_state.get("project_picker") != wanted:  # the URL or a new project chose it, not the picker
+            st.session_state["project_picker"] = wanted
+    if created := st.session_state.pop("project_created", None):
+        st.toast(f"Created the project “{md(created)}” and opened it.", icon="✅")
     with st.sidebar:
         st.markdown("### 🧪 TransferLab")
         if names:
-            choice = st.selectbox("Project", names, index=names.index(wanted), key="project_picker")
-            if choice != wanted:
-                _select(choice)
-                st.rerun()
-        with st.expander("New project", expanded=not names):
+            st.selectbox("Project", names, key="project_picker",
+                         on_change=lambda: _select(st.session_state["project_picker"]))
+        with st.expander("New project", expanded=not names, key="new_project_panel", on_change="rerun"):
             with st.form("new_project", clear_on_submit=True, border=False):
-                new_name = st.text_input("Project name", placeholder="e.g. alpaca or llama")
-                if st.form_submit_button("Create project", type="primary"):
-                    try:
-                        project = create_project(new_name)
-                    except StoreError as exc:
-                        st.error(str(exc))
-                    else:
-                        _select(project.name)
-                        st.rerun()
+                st.text_input("Project name", placeholder="e.g. alpaca or llama", key="new_project_name")
+                st.form_submit_button("Create project", type="primary", on_click=_create_project)
+            if problem := st.session_state.pop("new_project_error", None):
+                st.error(problem)
         st.caption(f"Projects are stored in `{config.workspace_root()}`")
 
 

@@ -122,6 +122,7 @@ def test_a_refreshed_page_finds_the_running_search_again(project, standin):
     again = open_page(project)  # a new browser session, as after a refresh
 
     assert "Searching the web" in texts(again.markdown) and again.button(key="collect_start").disabled
+    assert again.text_area(key="collect_names").value == "alpaca"  # the box still shows what is searched
     again.button(key="collect_cancel").click().run()
     assert "Search cancelled" in texts(finish(again, project, timeout=10).warning)
 

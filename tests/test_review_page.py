@@ -248,6 +248,34 @@ def test_suspects_are_shown_and_acted_on(project, monkeypatch):
     assert "added or restored" in texts(at.info)
 
 
+def test_only_strong_evidence_gets_the_primary_move_button(project, monkeypatch):
+    fill(project)
+    cat, cat2, dog = ids(project, "cats")[0], ids(project, "cats")[1], ids(project, "dogs")[0]
+    ranking = [suspects.Suspect(cat, "cats", 0.9, 0.08, "dogs", 0.92, 1.0),   # clear: primary move
+               suspects.Suspect(cat2, "cats", 0.5, 0.47, "dogs", 0.53, 1.0),  # a coin toss between two classes
+               suspects.Suspect(dog, "dogs", 0.4, 0.3, "cats", 0.7, 1.0)]     # above 50 % but not clearly above its own
+    monkeypatch.setattr(suspects, "rank_suspects", lambda p, on_progress=None: ranking)
+    at = click(open_review(project, "Suspects"), "find_suspects")
+    assert at.button(key=f"sus_move_{cat}").proto.type == "primary"
+    for unsure in (cat2, dog):
+        assert at.button(key=f"sus_move_{unsure}").proto.type != "primary"
+    page = texts(at.markdown)
+    assert "Labelled **cats**, looks like **dogs** (92%)" in page and "might be **dogs** (53%)" in page
+    assert "unsure" in texts(at.caption)
+
+
+def test_the_suspect_ranking_survives_a_refresh_until_photos_change(project, monkeypatch):
+    fill(project)
+    calls = []
+    monkeypatch.setattr(suspects, "rank_suspects", lambda p, on_progress=None: calls.append(1) or fake_ranking(p))
+    click(open_review(project, "Suspects"), "find_suspects")
+    again = open_review(project, "Suspects")  # a new browser session, as after a refresh
+    assert "looks like **dogs**" in texts(again.markdown) and len(calls) == 1
+    assert "added or restored" not in texts(again.info)
+    project.add_image("dogs", photo_bytes(555), source="upload")
+    assert "added or restored" in texts(open_review(project, "Suspects").info)
+
+
 def test_suspects_explain_when_there_are_too_few_photos(project):
     fill(project, cats=12, dogs=2)
     at = open_review(project, "Suspects")
@@ -400,3 +428,25 @@ def settle_and_shoot(page, name: str) -> None:
     page.wait_for_timeout(1500)
     assert_no_errors(page)
     screenshot(page, name)
+
+
+@pytest.mark.browser
+def test_browser_class_dropdown_counts_follow_a_reject(workspace):
+    project = create_project("pets", workspace)
+    fill(project, cats=6, dogs=3)
+    with streamlit_server(workspace) as url, browser_page() as page:
+        page.goto(f"{url}/?project=pets")
+        page.get_by_text("Project “pets”").wait_for(timeout=60_000)
+        page.goto(f"{url}/review?project=pets")
+        page.get_by_text("Photos 1–6 of 6").wait_for(timeout=60_000)
+        wait_idle(page)
+        dropdown = page.locator('[data-testid="stMain"] [data-testid="stSelectbox"] input').first
+        assert "6 kept · 0 rejected" in dropdown.input_value()
+        page.locator('[data-testid="stCheckbox"]').first.click()
+        wait_idle(page)
+        page.get_by_role("button", name="Reject", exact=True).click()
+        page.get_by_text("Photos 1–5 of 5").wait_for(timeout=60_000)
+        wait_idle(page)
+        screenshot(page, "review_dropdown_after_reject")
+        assert "5 kept · 1 rejected" in dropdown.input_value()
+        assert_no_errors(page)

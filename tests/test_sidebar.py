@@ -1,0 +1,80 @@
+"""The project sidebar: creating a project opens it, says so and closes the New-project panel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.store import create_project, list_projects
+from tests.browser import assert_no_errors, browser_page, streamlit_server, wait_idle
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def run_app(project: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    if project:
+        at.query_params["project"] = project
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def create(at: AppTest, name: str) -> AppTest:
+    at.sidebar.text_input[0].input(name)
+    at.sidebar.button[0].click().run()  # the form's submit button
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_a_new_project_is_created_opened_and_announced(workspace):
+    create_project("first", workspace)
+    at = run_app("first")
+    assert at.sidebar.selectbox[0].value == "first"
+    create(at, "second")
+    assert "second" in list_projects()
+    assert at.session_state["project"] == "second"
+    assert at.sidebar.selectbox[0].value == "second"
+    assert at.query_params["project"] == ["second"] or at.query_params["project"] == "second"
+    assert any("second" in t.value and "opened" in t.value for t in at.toast)
+    assert at.sidebar.expander[0].proto.expanded is False
+    at.run()  # later runs stay on it
+    assert at.session_state["project"] == "second"
+    assert at.sidebar.selectbox[0].value == "second"
+
+
+def test_picking_another_project_still_switches(workspace):
+    create_project("first", workspace)
+    create_project("second", workspace)
+    at = run_app("first")
+    at.sidebar.selectbox[0].select("second").run()
+    assert at.session_state["project"] == "second"
+    at.run()
+    assert at.sidebar.selectbox[0].value == "second"
+
+
+def test_a_bad_project_name_is_explained_and_nothing_changes(workspace):
+    create_project("first", workspace)
+    at = create(run_app("first"), "CON")
+    assert at.sidebar.error, "no message for a reserved name"
+    assert at.session_state["project"] == "first"
+    assert list_projects() == ["first"]
+
+
+@pytest.mark.browser
+def test_browser_an_unknown_address_lands_on_start_without_page_not_found(workspace):
+    create_project("pets", workspace)
+    with streamlit_server(workspace) as url, browser_page() as page:
+        page.goto(f"{url}/?project=pets")
+        wait_idle(page)
+        for path in ("start", "no-such-page"):
+            page.goto(f"{url}/{path}?project=pets")
+            page.get_by_text("Project “pets”").wait_for(timeout=60_000)
+            wait_idle(page)
+            assert page.get_by_text("Page not found").count() == 0, path
+            assert "project=pets" in page.url
+        page.goto(f"{url}/review?project=pets")  # a real page is still reached by its address
+        page.get_by_text("Review your photos").or_(page.get_by_text("no photos yet")).first.wait_for(timeout=60_000)
+        assert_no_errors(page)
