@@ -31,7 +31,9 @@ from PIL import Image, ImageOps  # noqa: E402
 from bench.common import dataset, table  # noqa: E402
 from core.export import export_tflite  # noqa: E402
 from core.ingest import import_folder  # noqa: E402
-from core.predictor import HEAD_FILE, TFLITE_FILE, load_predictor  # noqa: E402
+from core.export import TFLITE_FILES  # noqa: E402
+from core.head import HEAD_FILE  # noqa: E402
+from core.predictor import load_predictor  # noqa: E402
 from core.store import create_project  # noqa: E402
 from tests.browser import CHROMIUM, browser_page, fake_camera_args, streamlit_server  # noqa: E402
 from tests.runs import finished_run  # noqa: E402
@@ -125,7 +127,7 @@ def upload_figures(page, url: str, photos: list[Path]) -> list[tuple[float, floa
 
 def engine_figures(run_dir: Path, photos: list[Path]) -> list[list]:
     """Load time and one-photo prediction time of each predictor the run folder can give, in this process."""
-    variants = {"LiteRT backbone + numpy head": (HEAD_FILE,), "run's TFLite file": (TFLITE_FILE,),
+    variants = {"LiteRT backbone + numpy head": (HEAD_FILE,), "run's TFLite file": (TFLITE_FILES[False],),
                 "Keras model.keras": ()}
     export_tflite(run_dir)
     images = [Image.open(p).convert("RGB") for p in photos]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from core.predict import Classifier
-from core.predictor import HEAD_FILE
+from core.head import HEAD_FILE
 from core.runs import data_from_project, train_and_save
 from core.store import Project
 from core.train import TrainConfig

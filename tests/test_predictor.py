@@ -11,7 +11,9 @@ import pytest
 
 from core.export import export_tflite
 from core.predict import Classifier
-from core.predictor import HEAD_FILE, TFLITE_FILE, load_predictor, model_file
+from core.export import TFLITE_FILES
+from core.head import HEAD_FILE
+from core.predictor import load_predictor, model_file
 from core.runs import data_from_folders, train_and_save
 from core.train import TrainConfig
 from tests.photos import class_photo, write_image_folder
@@ -92,7 +94,7 @@ def test_without_a_head_the_tflite_file_then_keras_serve(keras_run, tmp_path):
     assert load_predictor(keras_only).kind == "keras"
     export_tflite(keras_only)
     predictor = load_predictor(keras_only)
-    assert predictor.kind == "tflite" and model_file(keras_only).name == TFLITE_FILE
+    assert predictor.kind == "tflite" and model_file(keras_only).name == TFLITE_FILES[False]
     paths = []
     for i, img in enumerate(photos()):
         paths.append(tmp_path / f"{i}.jpg")
