@@ -11,22 +11,6 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import streamlit as st
-# Before anything can import TensorFlow: aiortc's SRTP library (the live webcam's) crashes the interpreter
-# when it is loaded into a process that already holds TensorFlow. Every page and app.py import this module first.
-import streamlit_webrtc  # noqa: F401, E402
-
-from core import config, jobs, preembed
-from core.predict import MODEL_FILE
-from core.store import Project, ProjectDamaged, StoreError, create_project, list_projects, open_project, restore_backup
-
-PAGES = {
-    "start": "pages/home.py",
-    "collect": "pages/collect.py",
-    "review": "pages/review.py",
-    "train": "pages/train.py",
-    "results": "pages/results.py",
-    "predict": "pages/predict.py",
-}
 
 
 def _leave_pages_folder_mode() -> None:
@@ -44,6 +28,27 @@ def _leave_pages_folder_mode() -> None:
 
 
 _leave_pages_folder_mode()
+
+
+# Before anything can import TensorFlow: aiortc's SRTP library (the live webcam's) crashes the interpreter
+# when it is loaded into a process that already holds TensorFlow. Every page and app.py import this module first.
+import streamlit_webrtc  # noqa: F401, E402
+
+from core import config, jobs, preembed  # noqa: E402
+from core.predict import MODEL_FILE  # noqa: E402
+from core.store import (Project, ProjectDamaged, StoreError, create_project, list_projects,  # noqa: E402
+                        open_project, restore_backup)
+
+PAGES = {
+    "start": "pages/home.py",
+    "collect": "pages/collect.py",
+    "review": "pages/review.py",
+    "train": "pages/train.py",
+    "results": "pages/results.py",
+    "predict": "pages/predict.py",
+}
+
+
 
 
 def land_unknown_paths_on_start() -> None:

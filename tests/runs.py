@@ -23,9 +23,9 @@ def write_head(run_dir: Path) -> None:
 
 def finished_run(project: Project, cfg: TrainConfig | None = None) -> Path:
     """Train the project's photos as the app does, mark the run completed, and give it a head.npz."""
-    cfg = cfg or TrainConfig(epochs=5)
+    cfg = cfg or TrainConfig()
     run_id = project.create_run(cfg.to_dict())
-    metrics = train_and_save(data_from_project(project), cfg, project.run_dir(run_id))
+    metrics, _ = train_and_save(data_from_project(project), cfg, project.run_dir(run_id))
     project.update_run(run_id, status="completed", summary=metrics)
     write_head(project.run_dir(run_id))
     return project.run_dir(run_id)

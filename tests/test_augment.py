@@ -48,6 +48,6 @@ def test_same_photos_and_settings_give_the_same_fine_tuned_model(samples):
     from core.train import TrainData
 
     data = TrainData(["blobs", "stripes"], samples, [])
-    cfg = TrainConfig(epochs=2, finetune_epochs=2, unfreeze_blocks=1)
+    cfg = TrainConfig(finetune_epochs=2, unfreeze_blocks=1)
     first, second = (train(data, cfg).model.get_weights() for _ in range(2))
     assert all(np.array_equal(a, b) for a, b in zip(first, second))

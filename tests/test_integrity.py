@@ -290,12 +290,8 @@ START_RUN = WAIT_FOR_GO + """
     from core.store import Project
     from core.train import TrainConfig
 
-    class FakeWorker:  # stands for the worker process: this process, alive until the test ends
-        pid = os.getpid()
-        def __init__(self, *args, **kwargs): pass
-        def wait(self): pass
-
-    jobs.subprocess.Popen = FakeWorker
+    # Stands for the warm worker: this process, alive until the test ends, takes the run and does nothing with it.
+    jobs.worker.WORKER.submit = lambda task, project, **fields: os.getpid()
     try:
         print(json.dumps({"run": jobs.start_training(Project(Path(sys.argv[1])), TrainConfig())}))
     except jobs.JobRefused as exc:
@@ -405,7 +401,7 @@ def test_a_photo_deleted_and_one_moved_during_fine_tuning_leave_a_finished_run(p
         real(self, stage, info)
 
     monkeypatch.setattr(jobs.StoreListener, "on_stage", meddle)
-    run_id = project.create_run(TrainConfig(epochs=2, finetune_epochs=1, unfreeze_blocks=1).to_dict())
+    run_id = project.create_run(TrainConfig(finetune_epochs=1, unfreeze_blocks=1).to_dict())
     jobs.run_job(project, run_id)
     run = project.run(run_id)
     assert run.status == "completed", run.error

@@ -29,7 +29,7 @@ def keras_run(tmp_path_factory) -> Path:
     write_image_folder(data / "train", {"stripes": 12, "blobs": 12})
     write_image_folder(data / "val", {"stripes": 4, "blobs": 4}, offset=100)
     run_dir = tmp_path_factory.mktemp("run")
-    train_and_save(data_from_folders(data / "train", data / "val"), TrainConfig(epochs=6), run_dir)
+    train_and_save(data_from_folders(data / "train", data / "val"), TrainConfig(), run_dir)
     return run_dir
 
 
