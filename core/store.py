@@ -138,6 +138,9 @@ class Project:
         repaired = self._finish_interrupted_changes()
         with self.db.read() as con:
             report = check(con, self.images_dir)
+        if report.problems:  # a photo being added has its file before its row: look again with writers held off
+            with self.db.write() as con:
+                report = check(con, self.images_dir)
         report.repaired = self.repaired + repaired
         return report
 
@@ -148,9 +151,10 @@ class Project:
             try:
                 result = self.add_image(path.parent.name, path.read_bytes(), source="recovered",
                                         original_name=path.name)
+                kept_at = result.path or (self.image(result.image_id).path if result.image_id else path)
             except (StoreError, OSError):
                 continue  # a folder name no longer valid, a file gone: left for the check to report
-            if result.status in ("added", "duplicate", "near_duplicate") and result.path != path:
+            if kept_at != path:  # kept under another name now; a file that is itself the photo stays
                 path.unlink(missing_ok=True)
                 taken += result.status == "added"
         return taken
@@ -425,12 +429,16 @@ class Project:
             row = con.execute(f"{IMAGE_ROWS} WHERE {condition}", params).fetchone()
         return image_record(row, self.images_dir, self.val_share) if row else None
 
-    def thumbnail(self, image: ImageRecord) -> bytes:
-        """A cached small JPEG of a photo for grids."""
+    def thumbnail(self, image: ImageRecord) -> bytes | None:
+        """A cached small JPEG of a photo for grids; None when its file is gone or unreadable
+        (deleted from another tab a moment ago, removed by hand: the consistency check says which)."""
         path = self.meta_dir / "thumbs" / f"{image.sha256[:32]}.jpg"
-        if not path.exists():
-            atomic_write(path, thumbnail_bytes(image.path))
-        return path.read_bytes()
+        try:
+            if not path.exists():
+                atomic_write(path, thumbnail_bytes(image.path))
+            return path.read_bytes()
+        except (OSError, ImageRejected):
+            return None
 
     def duplicate_groups(self, max_distance: int = NEAR_DUPLICATE_DISTANCE) -> list[list[ImageRecord]]:
         """Groups of kept photos that show the same picture (perceptual hashes within max_distance)."""

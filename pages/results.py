@@ -161,7 +161,7 @@ def mistake_card(project: Project, run: RunRecord, index: int, item: dict) -> No
     record = project.image_at(Path(item["path"]))
     with st.container(border=True, key=f"mistake_{run.id}_{index}"):
         if record is not None:
-            st.image(project.thumbnail(record), width="stretch")
+            ui.thumbnail(project, record)
         st.markdown(f"Labelled **{ui.md(item['true'])}** · model said **{ui.md(item['predicted'])}** "
                     f"({item['confidence']:.0%} sure)")
         if fixed:

@@ -74,7 +74,7 @@ def _card(project: Project, record: ImageRecord, key: str):
     """A bordered card with the photo's thumbnail; returns it so callers can add their controls."""
     card = st.container(border=True, key=f"card_{record.status}_{key}")
     with card:
-        st.image(project.thumbnail(record), width="stretch")
+        ui.thumbnail(project, record)
     return card
 
 

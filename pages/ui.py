@@ -36,7 +36,7 @@ import streamlit_webrtc  # noqa: F401, E402
 
 from core import config, jobs, preembed  # noqa: E402
 from core.predict import MODEL_FILE  # noqa: E402
-from core.store import (Project, ProjectDamaged, StoreError, create_project, list_projects,  # noqa: E402
+from core.store import (ImageRecord, Project, ProjectDamaged, StoreError, create_project, list_projects,  # noqa: E402
                         open_project, restore_backup)
 
 PAGES = {
@@ -220,6 +220,15 @@ def out_of_step(project: Project) -> None:
     if report.missing_files and st.button("Forget the photos whose file is gone", key="forget_missing"):
         project.forget_missing_files()
         st.rerun()
+
+
+def thumbnail(project: Project, record: ImageRecord) -> None:
+    """A photo's thumbnail, or a plain line where its file has gone."""
+    data = project.thumbnail(record)
+    if data is None:
+        st.caption("🚫 This photo's file is gone or cannot be read.")
+    else:
+        st.image(data, width="stretch")
 
 
 def require_project() -> Project:

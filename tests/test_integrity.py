@@ -21,6 +21,7 @@ from core import jobs
 from core.store import (ClassGone, Project, ProjectDamaged, StoreError, create_project, list_projects,
                         open_project, restore_backup)
 from core.storage import db as storage_db
+from core.storage.consistency import Consistency
 from tests.bing_standin import bing_standin, loopback_only, standin  # noqa: F401 (fixtures)
 from tests.photos import class_photo_bytes, photo_bytes
 
@@ -114,6 +115,39 @@ def test_threads_creating_the_same_new_classes_at_once_share_them(project):
     assert len(project.images()) == len({i % 60 + n * 20 for n in range(3) for i in range(40)})
     consistent(project)
 
+
+
+def test_projects_opened_and_checked_while_photos_arrive_see_no_damage_and_no_strays(project):
+    """Pages open the project and check it on every rerun while a search adds photos: nothing may look wrong."""
+    stop, seen = threading.Event(), []
+
+    def adder() -> None:
+        for i in range(400):
+            if stop.is_set():
+                return
+            result = project.add_image("alpaca", photo_bytes(i, size=(64, 48)), source="web")
+            if not result.path.exists():
+                seen.append(f"photo {i} gone right after it was added")
+
+    def page() -> None:
+        while not stop.is_set():
+            try:
+                report = Project(project.meta_dir).check()
+            except Exception as exc:  # noqa: BLE001 - a damage report or a crash is the failure under test
+                seen.append(repr(exc))
+                return
+            if report.problems:
+                seen.append(report.describe())
+
+    threads = [threading.Thread(target=adder)] + [threading.Thread(target=page) for _ in range(2)]
+    for t in threads:
+        t.start()
+    threads[0].join(timeout=120)
+    stop.set()
+    for t in threads[1:]:
+        t.join()
+    assert seen == []
+    consistent(project)
 
 # ---- file steps that fail half-way -----------------------------------------------------------
 
@@ -446,6 +480,15 @@ def test_files_removed_or_added_by_hand_are_reported_and_put_right(two_classes):
     consistent(two_classes)
     assert len(two_classes.images("dogs")) == 4 and not stray.exists()
 
+
+def test_a_stray_that_became_a_photo_before_it_was_taken_in_is_kept(two_classes, monkeypatch):
+    """A check can list a file whose row arrives a moment later; taking it in must not delete the photo."""
+    photo = two_classes.images("cats")[0]
+    monkeypatch.setattr(two_classes, "check", lambda: Consistency(files_without_rows=[photo.path]))
+    assert two_classes.take_in_stray_files() == 0
+    monkeypatch.undo()
+    assert photo.path.exists()
+    consistent(two_classes)
 
 def test_a_class_renamed_while_its_web_search_runs_keeps_all_its_photos(project, standin):  # noqa: F811
     from core.collect import CollectRequest, collect

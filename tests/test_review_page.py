@@ -101,6 +101,15 @@ def test_reject_with_reason_then_restore(project):
     assert project.image(second).status == "rejected"
 
 
+def test_a_photo_whose_file_has_gone_shows_a_line_instead_of_breaking_the_grid(project):
+    fill(project, cats=3, dogs=3)
+    gone = project.images("cats")[0]
+    gone.path.unlink()  # deleted from another tab a moment ago, or by hand
+    assert project.thumbnail(gone) is None
+    at = open_review(project)
+    assert texts(at.caption).count("file is gone or cannot be read") == 1
+    assert len(at.get("image")) == 2  # the class's other photos still show
+
 def test_move_selected_to_another_class(project):
     fill(project)
     moving = ids(project, "cats")[0]

@@ -26,6 +26,7 @@ BACKUP_INTERVAL = 600  # seconds: a changed database is copied at most this ofte
 BUSY_TIMEOUT = 120  # seconds a writer waits for another's transaction; ours last milliseconds
 SCHEMA_VERSION = 1  # PRAGMA user_version; 0 is the first released layout, upgraded on open
 _HEADER = b"SQLite format 3\x00"
+SHORT_FILE_LOOKS = 5  # a checkpoint in flight lasts milliseconds; a truncated file stays short
 
 # Version 0, exactly as the first release wrote it: new projects start here and are upgraded like old ones.
 TABLES = [
@@ -171,11 +172,22 @@ class Database:
     # ---- health and backup --------------------------------------------------------------------
 
     def problem(self) -> str | None:
-        """What is visibly wrong with the file, read from its header without opening it (so nothing is written)."""
+        """What is visibly wrong with the file, read from its header without opening it (so nothing is written).
+
+        A checkpoint in another connection writes the header before the pages it adds, so a file that
+        looks cut short is looked at again: only a shortfall that lasts is damage."""
+        for attempt in range(SHORT_FILE_LOOKS):
+            problem = self._header_problem()
+            if problem is None or not problem.startswith("the database file is cut short"):
+                return problem
+            time.sleep(0.02 * (attempt + 1))
+        return problem
+
+    def _header_problem(self) -> str | None:
         try:
-            size = self.path.stat().st_size
             with open(self.path, "rb") as f:
                 head = f.read(100)
+                size = os.fstat(f.fileno()).st_size
         except FileNotFoundError:
             return "the database file is missing"
         if size == 0:

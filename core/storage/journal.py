@@ -120,10 +120,19 @@ def _is_temporary(images_dir: Path, path: Path) -> bool:
 def pending(journal_dir: Path) -> list[tuple[Path, list[Step]]]:
     """Journals left by changes that did not finish (a crash, a killed process), oldest first."""
     found = []
-    for path in sorted(journal_dir.glob("*.json"), key=lambda p: p.stat().st_mtime if p.exists() else 0):
+    journals = [p for p in journal_dir.glob("*.json") if not p.name.startswith(TEMP_PREFIX)]  # not one being written
+    for path in sorted(journals, key=_age_order):
         try:
             steps = [Step(chain, discard) for chain, discard in json.loads(path.read_text())]
         except (OSError, ValueError):
             continue  # vanished meanwhile (its change finished), or half-written: no step was taken yet
         found.append((path, steps))
     return found
+
+
+def _age_order(path: Path) -> float:
+    """A journal's modification time; 0 for one that finished while the folder was being listed."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
