@@ -7,7 +7,7 @@ last N backbone blocks, fine-tunes from that head: on the cached activations at 
 through the top N blocks only (`core.activations`), or, when the boundary is too early to cache,
 end to end on photos streamed from disk with augmentation. AdamW with warm-up and cosine decay,
 BatchNorm kept in inference mode; the stage-1 model is kept unless an epoch beats it on validation
-loss. Either way the saved model is one Keras model that takes raw RGB pixels, so prediction and
+loss without getting fewer validation photos right. Either way the saved model is one Keras model that takes raw RGB pixels, so prediction and
 export need nothing else.
 """
 
@@ -357,9 +357,19 @@ def _finetune(result: TrainResult, spec: BackboneSpec, cfg: TrainConfig, e: Embe
     result.best_epoch[STAGE_FINETUNE] = relay.best[1] if relay.best else 0
     if result.best_epoch[STAGE_FINETUNE] == 0:
         return  # no epoch beat the stage-1 head on validation: keep it (the run saves head.npz)
-    result.model = model
     if len(result.val_samples):
-        result.val_probabilities, result.val_probabilities_mirrored = fit.predict()
+        tuned = fit.predict()
+        if _right(tuned[0], result.val_samples) < _right(result.val_probabilities, result.val_samples):
+            # A lower loss bought with fewer right answers (seen on 15-photo validation sets) is no gain to the user.
+            result.best_epoch[STAGE_FINETUNE] = 0
+            return
+        result.val_probabilities, result.val_probabilities_mirrored = tuned
+    result.model = model
+
+
+def _right(probabilities: np.ndarray, samples: Sequence[Sample]) -> int:
+    """How many photos the probabilities put in their own class."""
+    return int((probabilities.argmax(axis=1) == np.array([s.label for s in samples])).sum())
 
 
 @dataclass

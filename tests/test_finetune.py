@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import core.train
 from core import activations
 from core.advice import MEASURED, advice
 from core.backbones import get_backbone
@@ -145,6 +146,26 @@ def test_a_run_that_cannot_beat_the_head_keeps_it_and_says_so(folders, tmp_path)
     assert (tmp_path / "run" / "head.npz").exists() and not (tmp_path / "run" / "model.keras").exists()
     assert metrics["val_accuracy_mirrored"] is not None and metrics["mirror_tta_helps"] in (True, False)
 
+
+def test_a_fine_tuned_model_with_fewer_right_answers_is_not_kept(folders, monkeypatch):
+    """A lower validation loss with fewer validation photos right (tiny validation sets) keeps the head."""
+    data = data_from_folders(folders / "train", folders / "val")
+    cfg = TrainConfig(unfreeze_blocks=1, finetune_epochs=1, batch_size=8)
+    finetune = core.train._finetune
+    # A head whose validation loss every epoch beats, so that only the right answers decide.
+    monkeypatch.setattr(core.train, "_finetune", lambda *a: finetune(*a[:5], 10.0, a[6]))
+    assert train(data, cfg).model is not None
+
+    fit_cached = core.train._fit_cached
+
+    def wrong_answers(*args, **kwargs):
+        fit = fit_cached(*args, **kwargs)
+        swapped = lambda: tuple(None if p is None else p[:, ::-1] for p in fit.predict())  # noqa: E731
+        return dataclasses.replace(fit, predict=swapped)
+
+    monkeypatch.setattr(core.train, "_fit_cached", wrong_answers)
+    result = train(data, cfg)
+    assert result.model is None and result.best_epoch == {"fine-tuning": 0}
 
 def test_zoomed_view_enlarges_the_middle():
     pixels = np.zeros((2, 100, 100, 3), np.float32)
