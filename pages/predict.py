@@ -206,7 +206,8 @@ model_column, threshold_column = st.columns([3, 2], gap="large")
 by_id = {r.id: r for r in runs}
 run = by_id[model_column.selectbox(
     "Model", list(by_id), format_func=lambda i: ui.run_label(by_id[i]), key="predict_run",
-    help="Each finished training run left a model. The newest one is picked for you.")]
+    help="Each finished training run left a model, named by when it started, its network, what it retrained "
+         "and how many of its validation photos it named right. The newest one is picked for you.")]
 threshold = threshold_column.slider(
     "Say “not sure” below", 0, 100, 60, step=5, format="%d%%", key="predict_threshold",
     help="When the model's best guess is less sure than this, the page says “Not sure” instead of a class. "

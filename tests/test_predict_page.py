@@ -321,10 +321,11 @@ def test_browser_upload_shows_prediction_heat_map_and_table(workspace):
         screenshot(page, "predict_several_photos")
 
 
-def image_ratios(page, scope) -> list[float]:
-    """Width / height of each picture in `scope`, as the browser decoded it."""
-    return [page.evaluate("img => img.naturalWidth / img.naturalHeight", img.element_handle())
-            for img in scope.locator('[data-testid="stImage"] img').all()]
+def image_ratios(scope) -> list[float]:
+    """Width / height of the photo and the heat map in `scope`, as the browser decoded them."""
+    images = scope.locator('[data-testid="stImage"] img')
+    images.nth(1).wait_for(timeout=120_000)
+    return [img.evaluate("img => img.decode().then(() => img.naturalWidth / img.naturalHeight)") for img in images.all()]
 
 
 @pytest.mark.slow
@@ -341,8 +342,9 @@ def test_browser_heat_map_lies_over_the_photo_beside_it_and_a_webcam_shot_comes_
         page.get_by_text("Photo by photo").wait_for(timeout=120_000)
         page.get_by_text("Where it looked").first.wait_for(timeout=120_000)
         wait_idle(page, 120_000)
-        first = page.locator('[data-testid="stExpander"]').first
-        photo, heat = image_ratios(page, first)
+        expanders = page.locator('[data-testid="stMain"] [data-testid="stExpander"]')  # not the sidebar's
+        first = expanders.first
+        photo, heat = image_ratios(first)
         assert photo != pytest.approx(1, abs=0.02), "the test needs a photo that is not square"
         assert heat == pytest.approx(photo, rel=0.02), "the heat map is not drawn on the photo shown beside it"
         assert first.get_by_text("dimmed").count() >= 1
@@ -351,13 +353,13 @@ def test_browser_heat_map_lies_over_the_photo_beside_it_and_a_webcam_shot_comes_
         screenshot(page, "tryit-two-photos")
 
         page.get_by_text("Use the webcam").click()
-        page.get_by_text("Still photo").click()
+        page.get_by_role("radio", name="Still photo").click()
         page.get_by_role("button", name="Take Photo").click(timeout=60_000)
-        page.locator('[data-testid="stExpander"]').first.get_by_text("webcam photo").first.wait_for(timeout=120_000)
+        expanders.first.get_by_text("webcam photo").first.wait_for(timeout=120_000)
         wait_idle(page, 120_000)
-        first = page.locator('[data-testid="stExpander"]').first
-        first.get_by_text("Where it looked").first.wait_for(timeout=120_000)  # open: its heat map is shown
-        assert page.locator('[data-testid="stExpander"]').count() == 3
-        assert_no_errors(page)
+        expanders.first.get_by_text("Where it looked").first.wait_for(timeout=120_000)  # open: its heat map is shown
+        expanders.nth(2).wait_for(timeout=60_000)  # the two uploads below it
         page.wait_for_timeout(1000)
         screenshot(page, "tryit-webcam-shot-first")
+        assert_no_errors(page)
+        assert expanders.count() == 3
