@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -10,7 +9,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from core.images import decode_image, dim_outside_square, load_rgb, square_box, unseen_share
+from core.images import decode_image, dim_outside_square, load_rgb, sha256_hex, square_box, unseen_share
 
 MODEL_FILE = "model.keras"
 LABELS_FILE = "labels.txt"
@@ -120,7 +119,7 @@ class Arrivals:
         unique: dict[str, tuple[str, bytes]] = {}
         copies = []
         for name, data in photos:
-            digest = hashlib.sha256(data).hexdigest()
+            digest = sha256_hex(data)
             if digest in unique:
                 copies.append((name, unique[digest][0]))
             else:

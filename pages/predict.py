@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from core.images import ImageRejected, unseen_share
+from core.images import ImageRejected, sha256_hex, unseen_share
 from core.predict import Arrivals, Prediction, decode_upload, overlay_heatmap, summary_rows
 from core.runs import finished_runs
 from pages import ui, webcam
@@ -74,7 +74,9 @@ def probability_chart(prediction: Prediction, threshold: float) -> alt.LayerChar
     data = pd.DataFrame(prediction.top, columns=["class", "probability"])
     base = alt.Chart(data).encode(
         x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%", title="how sure")),
-        y=alt.Y("class:N", sort=None, title=None, axis=alt.Axis(labelLimit=160)),
+        # The order is written into the chart itself: with sort=None the browser kept the order of the chart drawn
+        # there before (another photo's) when a new photo pushed the others down the list.
+        y=alt.Y("class:N", sort=list(data["class"]), title=None, axis=alt.Axis(labelLimit=160)),
         tooltip=["class", alt.Tooltip("probability:Q", format=".1%")],
     )
     bars = base.mark_bar().encode(color=alt.condition(alt.datum.probability >= threshold,
@@ -87,11 +89,12 @@ def probability_chart(prediction: Prediction, threshold: float) -> alt.LayerChar
 
 def photo_details(name: str, data: bytes, prediction: Prediction, threshold: float, run_dir: str) -> None:
     """The photo, the model's top classes and verdict, and where it looked."""
+    key = sha256_hex(data)[:16]  # a chart keeps its photo as newer photos push it down the list
     photo, guess, heat = st.columns([1, 1.3, 1], gap="medium")
     photo.image(preview(data), caption=name, width="stretch")
     with guess:
         (st.success if prediction.confidence >= threshold else st.warning)(verdict(prediction, threshold))
-        st.altair_chart(probability_chart(prediction, threshold), width="stretch")
+        st.altair_chart(probability_chart(prediction, threshold), width="stretch", key=f"predict_chart_{key}")
         st.caption("Its top guesses. The dashed red line is your “sure” bar; green bars clear it.")
     try:
         heat_jpeg, unseen = heat_map(run_dir, data)
@@ -135,6 +138,7 @@ def webcam_choice(shots: list[tuple[str, bytes]]) -> bool:
         if mode == WEBCAM_MODES[0]:
             return True
         shot = st.camera_input("Webcam photo", key="predict_camera", label_visibility="collapsed")
+        st.caption("Each shot joins the photos below, newest first. **Clear photo** takes another.")
         # The widget holds only its last shot, through every rerun: a shot is new when its upload id is.
         if shot is not None and shot.file_id != st.session_state.get("predict_last_shot"):
             st.session_state["predict_last_shot"] = shot.file_id
@@ -187,8 +191,8 @@ def details(photos: list[tuple[str, bytes]], predictions: list[Prediction], thre
     for i, ((name, data), prediction) in enumerate(zip(photos[start:start + PER_PAGE],
                                                         predictions[start:start + PER_PAGE])):
         icon = "✅" if prediction.confidence >= threshold else "❓"
-        with st.expander(f"{ui.md(name)} — {ui.md(prediction.label)} ({prediction.confidence:.0%})", expanded=i < OPEN_DETAILS,
-                         icon=icon):
+        with st.expander(f"{ui.md(name)} — {ui.md(prediction.label)} ({prediction.confidence:.0%})",
+                         expanded=i < OPEN_DETAILS, icon=icon, key=f"predict_photo_{sha256_hex(data)[:16]}"):
             photo_details(name, data, prediction, threshold, run_dir)
 
 

@@ -13,11 +13,11 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.images import unseen_share
-from core.predict import Prediction, overlay_heatmap, summary_rows
+from core.predict import Arrivals, Prediction, overlay_heatmap, summary_rows
 from core.runs import data_from_project, train_and_save
 from core.store import create_project
 from core.train import TrainConfig
-from tests.browser import (assert_no_errors, browser_page, fake_camera_args, screenshot, streamlit_server,
+from tests.browser import (ARTIFACTS, assert_no_errors, browser_page, fake_camera_args, screenshot, streamlit_server,
                            wait_idle)
 from tests.photos import class_photo, class_photo_bytes
 
@@ -117,6 +117,16 @@ def test_a_square_photo_is_not_dimmed_anywhere():
     assert shown.shape == (200, 200, 3) and np.abs(shown - 200).max() <= 2  # no heat, nothing cut off
 
 
+def test_arrivals_put_the_newest_first_keep_a_batch_in_order_and_drop_copies():
+    arrivals = Arrivals()
+    a, b, c, d = (("a", b"1"), ("b", b"2"), ("c", b"3"), ("d", b"4"))
+    assert arrivals.arrange([a, b, c]) == ([a, b, c], [])
+    assert arrivals.arrange([a, b, c, d]) == ([d, a, b, c], [])  # d came last: on top
+    assert arrivals.arrange([a, b, c, d, ("a again", b"1")]) == ([d, a, b, c], [("a again", "a")])
+    assert arrivals.arrange([b, c, d]) == ([d, b, c], [])
+    assert arrivals.arrange([b, c, d, a]) == ([a, d, b, c], [])  # taken off and added again: new
+
+
 # ---- with a trained model ----------------------------------------------------------------------
 
 
@@ -178,6 +188,9 @@ def test_a_webcam_shot_lands_at_the_top_open_and_earlier_shots_stay(trained):
     files = list(at.dataframe[0].value["file"])
     assert len(files) == 6 and files[0].startswith("webcam photo") and files[1].startswith("webcam photo")
     assert files[0] != files[1]
+    at.button(key="predict_forget_shots").click().run()
+    at.run()  # the camera still holds its last shot: it must not come back
+    assert list(at.dataframe[0].value["file"]) == ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
 
 
 @pytest.mark.slow
@@ -333,7 +346,8 @@ def image_ratios(scope) -> list[float]:
 def test_browser_heat_map_lies_over_the_photo_beside_it_and_a_webcam_shot_comes_first(workspace):
     browser_workspace(workspace)
     photos = browser_photos(workspace, 2)
-    with streamlit_server(workspace) as url, browser_page(height=1400, extra_args=fake_camera_args()) as page:
+    # tall enough that nothing scrolls inside the page (Streamlit does), so the screenshots show it all
+    with streamlit_server(workspace) as url, browser_page(height=2400, extra_args=fake_camera_args()) as page:
         page.goto(f"{url}/?project=flowers")
         page.get_by_text("Three steps").or_(page.get_by_text("Project “flowers”")).first.wait_for(timeout=60_000)
         page.goto(f"{url}/predict?project=flowers")
@@ -351,9 +365,14 @@ def test_browser_heat_map_lies_over_the_photo_beside_it_and_a_webcam_shot_comes_
         assert_no_errors(page)
         page.wait_for_timeout(1000)  # let the charts and images paint
         screenshot(page, "tryit-two-photos")
+        first.screenshot(path=str(ARTIFACTS / "tryit-heat-map.png"))
 
+        page.set_viewport_size({"width": 1400, "height": 3800})
         page.get_by_text("Use the webcam").click()
         page.get_by_role("radio", name="Still photo").click()
+        page.wait_for_function(  # the fake camera's first frames are black: shoot once its picture moves
+            "() => { const v = document.querySelector('[data-testid=\"stCameraInput\"] video');"
+            " return v && v.readyState >= 2 && v.currentTime > 1; }", timeout=60_000)
         page.get_by_role("button", name="Take Photo").click(timeout=60_000)
         expanders.first.get_by_text("webcam photo").first.wait_for(timeout=120_000)
         wait_idle(page, 120_000)
