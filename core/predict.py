@@ -79,16 +79,17 @@ def overlay_heatmap(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.45
     """The whole photo with the heat map laid in warm colours over its centre square, the part the model saw;
     the rest, cut off before the model looked, is dimmed and the square outlined."""
     image = image.convert("RGB")
-    box = square_box(image.size)
-    left, top, right, bottom = box
+    left, top, right, bottom = square_box(image.size)
     heat = Image.fromarray((np.clip(heatmap, 0, 1) * 255).astype(np.uint8)).resize(
         (right - left, bottom - top), Image.Resampling.BICUBIC)
     h = np.asarray(heat, dtype=np.float32)[..., None] / 255.0
-    colour = np.concatenate([np.clip(1.5 * h, 0, 1), np.clip(1.5 * h - 0.5, 0, 1) * 0.9, np.clip(0.6 - h, 0, 1) * 0.5], -1)
+    colour = np.concatenate([np.clip(1.5 * h, 0, 1), np.clip(1.5 * h - 0.5, 0, 1) * 0.9,
+                             np.clip(0.6 - h, 0, 1) * 0.5], -1)
     pixels = np.asarray(image)
     square = pixels[top:bottom, left:right].astype(np.float32) / 255.0
     shown = dim_outside_square(pixels)
-    shown[top:bottom, left:right] = (np.clip(square * (1 - alpha * h) + colour * alpha * h, 0, 1) * 255).astype(np.uint8)
+    glow = np.clip(square * (1 - alpha * h) + colour * alpha * h, 0, 1)
+    shown[top:bottom, left:right] = (glow * 255).astype(np.uint8)
     result = Image.fromarray(shown)
     if unseen_share(image.size) > 0:
         # drawn just outside the square, over the dimmed part, so none of the heat map is covered

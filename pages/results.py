@@ -283,8 +283,8 @@ if not finished:
 st.divider()
 by_id = {r.id: r for r in finished}
 run = by_id[st.selectbox("Run to look at", list(by_id), format_func=lambda i: ui.run_label(by_id[i]),
-                         key="results_run", help="The newest finished run is picked for you; “% right” is the share of its "
-                         "validation photos it named right.")]
+                         key="results_run", help="The newest finished run is picked for you; “% right” is the "
+                                                 "share of its validation photos it named right.")]
 evaluation = export.read_evaluation(run.dir)
 if evaluation is None or not evaluation["n"]:
     st.info("This run had no validation photos, so there is nothing honest to show: raise the share of photos held "

@@ -107,7 +107,7 @@ def run_label(run: RunRecord) -> str:
     network = backbone_label(run.config["backbone"]) if run.config.get("backbone") else "unknown network"
     parts = [f"Run {run.id}", f"started {started}", network, retrained(run.config.get("unfreeze_blocks", 0))]
     accuracy = run.summary.get("val_accuracy")
-    parts += [f"{accuracy:.0%} right"] if accuracy is not None else []  # of the validation photos (pickers' help says so)
+    parts += [f"{accuracy:.0%} right"] if accuracy is not None else []  # of its validation photos: the pickers' help
     parts += ["stopped early"] if run.status == "stopped" else []
     return " · ".join(parts)
 

@@ -338,7 +338,8 @@ def image_ratios(scope) -> list[float]:
     """Width / height of the photo and the heat map in `scope`, as the browser decoded them."""
     images = scope.locator('[data-testid="stImage"] img')
     images.nth(1).wait_for(timeout=120_000)
-    return [img.evaluate("img => img.decode().then(() => img.naturalWidth / img.naturalHeight)") for img in images.all()]
+    ratio = "img => img.decode().then(() => img.naturalWidth / img.naturalHeight)"
+    return [img.evaluate(ratio) for img in images.all()]
 
 
 @pytest.mark.slow
