@@ -122,7 +122,8 @@ def photo_inputs() -> tuple[list[tuple[str, bytes]], bool]:
     photos, copies = arrivals.arrange([(f.name, f.getvalue()) for f in files or []] + shots)
     if copies:
         st.info("Already in the list, so shown once:\n"
-                + "\n".join(f"- **{ui.md(copy)}** is the same photo as **{ui.md(original)}**"
+                + "\n".join(f"- **{ui.md(copy)}** " + ("(added again)" if copy == original else
+                                                        f"(the same photo as **{ui.md(original)}**)")
                              for copy, original in copies))
     return photos, live
 

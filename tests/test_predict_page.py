@@ -368,6 +368,12 @@ def test_browser_heat_map_lies_over_the_photo_beside_it_and_a_webcam_shot_comes_
         screenshot(page, "tryit-two-photos")
         first.screenshot(path=str(ARTIFACTS / "tryit-heat-map.png"))
 
+        page.set_input_files('[data-testid="stFileUploaderDropzoneInput"]', str(photos[0]))  # the same file again
+        page.get_by_text("Already in the list, so shown once").wait_for(timeout=120_000)
+        wait_idle(page, 120_000)
+        assert page.get_by_text("2 photos").count() == 1 and expanders.count() == 2
+        screenshot(page, "tryit-same-photo-twice")
+
         page.set_viewport_size({"width": 1400, "height": 3800})
         page.get_by_text("Use the webcam").click()
         page.get_by_role("radio", name="Still photo").click()
