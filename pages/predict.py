@@ -89,12 +89,11 @@ def probability_chart(prediction: Prediction, threshold: float) -> alt.LayerChar
 
 def photo_details(name: str, data: bytes, prediction: Prediction, threshold: float, run_dir: str) -> None:
     """The photo, the model's top classes and verdict, and where it looked."""
-    key = sha256_hex(data)[:16]  # a chart keeps its photo as newer photos push it down the list
     photo, guess, heat = st.columns([1, 1.3, 1], gap="medium")
     photo.image(preview(data), caption=name, width="stretch")
     with guess:
         (st.success if prediction.confidence >= threshold else st.warning)(verdict(prediction, threshold))
-        st.altair_chart(probability_chart(prediction, threshold), width="stretch", key=f"predict_chart_{key}")
+        st.altair_chart(probability_chart(prediction, threshold), width="stretch")
         st.caption("Its top guesses. The dashed red line is your “sure” bar; green bars clear it.")
     try:
         heat_jpeg, unseen = heat_map(run_dir, data)
@@ -192,6 +191,7 @@ def details(photos: list[tuple[str, bytes]], predictions: list[Prediction], thre
     for i, ((name, data), prediction) in enumerate(zip(photos[start:start + PER_PAGE],
                                                         predictions[start:start + PER_PAGE])):
         icon = "✅" if prediction.confidence >= threshold else "❓"
+        # keyed by content, so a photo stays open or closed as the user left it when newer ones push it down
         with st.expander(f"{ui.md(name)} — {ui.md(prediction.label)} ({prediction.confidence:.0%})",
                          expanded=i < OPEN_DETAILS, icon=icon, key=f"predict_photo_{sha256_hex(data)[:16]}"):
             photo_details(name, data, prediction, threshold, run_dir)

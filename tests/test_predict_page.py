@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -183,6 +184,9 @@ def test_a_webcam_shot_lands_at_the_top_open_and_earlier_shots_stay(trained):
     assert labels[0].startswith("webcam photo") and at.expander[0].proto.expanded
     assert [label.split(" —")[0] for label in labels[1:]] == ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]  # uploads in order
     assert list(at.dataframe[0].value["file"])[0].startswith("webcam photo")
+    for chart, label in zip(at.get("vega_lite_chart"), labels):  # each chart carries its photo's order of classes:
+        encoding = json.loads(chart.proto.spec)["layer"][0]["encoding"]  # the browser reuses a chart moved down
+        assert encoding["y"]["sort"][0] == label.split(" — ")[1].split(" (")[0]
     at.camera_input(key="predict_camera").upload("shot.jpg", class_photo_bytes(0, 545), "image/jpeg")
     at.run()  # a second shot: the newest first, the first one kept below it
     files = list(at.dataframe[0].value["file"])
