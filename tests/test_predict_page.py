@@ -376,6 +376,8 @@ def test_browser_heat_map_lies_over_the_photo_beside_it_and_a_webcam_shot_comes_
         page.get_by_text("Already in the list, so shown once").wait_for(timeout=120_000)
         wait_idle(page, 120_000)
         assert page.get_by_text("2 photos").count() == 1 and expanders.count() == 2
+        expanders.nth(1).get_by_text("Where it looked").wait_for(timeout=120_000)
+        page.wait_for_timeout(1000)  # let the charts paint
         screenshot(page, "tryit-same-photo-twice")
 
         page.set_viewport_size({"width": 1400, "height": 3800})
