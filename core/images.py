@@ -260,20 +260,32 @@ def phash_distance(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
 
-def center_square(img: Image.Image) -> Image.Image:
-    """The largest centred square: what the model sees of a photo (ImageNet models learnt from such crops)."""
-    w, h = img.size
+def square_box(size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the largest centred square of a (width, height) picture: all a model sees of
+    a photo (ImageNet models learnt from such crops)."""
+    w, h = size
     side = min(w, h)
     left, top = (w - side) // 2, (h - side) // 2
-    return img.crop((left, top, left + side, top + side))
+    return left, top, left + side, top + side
+
+
+def unseen_share(size: tuple[int, int]) -> float:
+    """The share of a (width, height) picture that falls outside its centre square, so no model sees it."""
+    w, h = size
+    return 1 - min(w, h) / max(w, h)
+
+
+def dim_outside_square(pixels: np.ndarray, keep: float = 0.45) -> np.ndarray:
+    """An (H, W, 3) uint8 picture with everything outside its centre square darkened to `keep` of its brightness."""
+    left, top, right, bottom = square_box((pixels.shape[1], pixels.shape[0]))
+    shown = (pixels * keep).astype(np.uint8)
+    shown[top:bottom, left:right] = pixels[top:bottom, left:right]
+    return shown
 
 
 def _square(img: Image.Image, size: int) -> Image.Image:
     """The centre square resized to size x size, in one pass: no full-size crop is copied."""
-    w, h = img.size
-    side = min(w, h)
-    left, top = (w - side) // 2, (h - side) // 2
-    return img.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side))
+    return img.resize((size, size), Image.Resampling.BILINEAR, box=square_box(img.size))
 
 
 def load_rgb(source: Path | bytes | Image.Image, size: int, *, flip: bool = False) -> np.ndarray:

@@ -148,13 +148,3 @@ def jpeg_bytes(frame: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(frame, dtype=np.uint8), "RGB").save(buffer, "JPEG", quality=FRAME_JPEG_QUALITY)
     return buffer.getvalue()
-
-
-def dim_outside_model_view(frame: np.ndarray, keep: float = 0.45) -> np.ndarray:
-    """The frame with everything outside its centre square darkened: that square is all the model looks at."""
-    h, w = frame.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    shown = (frame * keep).astype(np.uint8)
-    shown[top:top + side, left:left + side] = frame[top:top + side, left:left + side]
-    return shown

@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
-from core.images import center_square, decode_image, load_rgb
+from core.images import decode_image, dim_outside_square, load_rgb, sha256_hex, square_box, unseen_share
 
 MODEL_FILE = "model.keras"
 LABELS_FILE = "labels.txt"
+OUTLINE_COLOUR = (255, 255, 255)  # around the square the model saw, on a heat map of a photo that is not square
 
 
 @dataclass(frozen=True)
@@ -75,19 +76,61 @@ class Classifier:
 
 
 def overlay_heatmap(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.45) -> Image.Image:
-    """The part of the photo the model saw (its centre square) with the heat map laid over it in warm colours."""
-    image = center_square(image.convert("RGB"))
-    heat = Image.fromarray((np.clip(heatmap, 0, 1) * 255).astype(np.uint8)).resize(image.size, Image.Resampling.BICUBIC)
-    h = np.asarray(heat, dtype=np.float32) / 255.0
-    colour = np.stack([np.clip(1.5 * h, 0, 1), np.clip(1.5 * h - 0.5, 0, 1) * 0.9, np.clip(0.6 - h, 0, 1) * 0.5], -1)
-    base = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    mixed = base * (1 - alpha * h[..., None]) + colour * alpha * h[..., None]
-    return Image.fromarray((np.clip(mixed, 0, 1) * 255).astype(np.uint8))
+    """The whole photo with the heat map laid in warm colours over its centre square, the part the model saw;
+    the rest, cut off before the model looked, is dimmed and the square outlined."""
+    image = image.convert("RGB")
+    left, top, right, bottom = square_box(image.size)
+    heat = Image.fromarray((np.clip(heatmap, 0, 1) * 255).astype(np.uint8)).resize(
+        (right - left, bottom - top), Image.Resampling.BICUBIC)
+    h = np.asarray(heat, dtype=np.float32)[..., None] / 255.0
+    colour = np.concatenate([np.clip(1.5 * h, 0, 1), np.clip(1.5 * h - 0.5, 0, 1) * 0.9,
+                             np.clip(0.6 - h, 0, 1) * 0.5], -1)
+    pixels = np.asarray(image)
+    square = pixels[top:bottom, left:right].astype(np.float32) / 255.0
+    shown = dim_outside_square(pixels)
+    glow = np.clip(square * (1 - alpha * h) + colour * alpha * h, 0, 1)
+    shown[top:bottom, left:right] = (glow * 255).astype(np.uint8)
+    result = Image.fromarray(shown)
+    if unseen_share(image.size) > 0:
+        # drawn just outside the square, over the dimmed part, so none of the heat map is covered
+        width = max(2, min(image.size) // 120)
+        ImageDraw.Draw(result).rectangle((left - width, top - width, right + width - 1, bottom + width - 1),
+                                         outline=OUTLINE_COLOUR, width=width)
+    return result
 
 
 def decode_upload(data: bytes) -> Image.Image:
     """An uploaded or webcam photo, decoded with the same rules as the dataset; ImageRejected if not usable."""
     return decode_image(data).image
+
+
+class Arrivals:
+    """Photos put in front of a model over a session, each content once, the latest arrivals first.
+
+    A page keeps one between reruns and hands it everything on screen each time (uploads, webcam shots);
+    photos that came in together keep the order they came in. A photo taken off and added again counts as new.
+    """
+
+    def __init__(self) -> None:
+        self._arrived: dict[str, int] = {}  # content digest -> arrival number
+        self._count = 0
+
+    def arrange(self, photos: Sequence[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], list[tuple[str, str]]]:
+        """The photos newest first, copies left out; and (name of a copy, name it is already there under)."""
+        unique: dict[str, tuple[str, bytes]] = {}
+        copies = []
+        for name, data in photos:
+            digest = sha256_hex(data)
+            if digest in unique:
+                copies.append((name, unique[digest][0]))
+            else:
+                unique[digest] = (name, data)
+        self._arrived = {d: n for d, n in self._arrived.items() if d in unique}
+        if unique.keys() - self._arrived.keys():
+            self._count += 1
+            self._arrived |= {d: self._count for d in unique if d not in self._arrived}
+        newest_first = sorted(unique, key=lambda d: -self._arrived[d])  # stable: a batch keeps its order
+        return [unique[d] for d in newest_first], copies
 
 
 def summary_rows(names: Sequence[str], outcomes: Sequence[Prediction | str], threshold: float) -> list[dict]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-from datetime import datetime
 from pathlib import Path
 
 import altair as alt
@@ -12,11 +11,9 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from core.backbones import backbone_label
-from core.images import ImageRejected
-from core.predict import Prediction, decode_upload, overlay_heatmap, summary_rows
+from core.images import ImageRejected, sha256_hex, unseen_share
+from core.predict import Arrivals, Prediction, decode_upload, overlay_heatmap, summary_rows
 from core.runs import finished_runs
-from core.store import RunRecord
 from pages import ui, webcam
 
 PREVIEW_SIDE = 800   # shown on screen and under the heat map; the model itself looks at far fewer pixels
@@ -26,15 +23,6 @@ OPEN_DETAILS = 3
 HEAT_ALPHA = 0.7     # stronger than overlay_heatmap's default: the glow must be obvious to a newcomer
 WEBCAM_MODES = ["Live", "Still photo"]
 SURE_COLOUR, UNSURE_COLOUR, LINE_COLOUR = "#2e7d32", "#9e9e9e", "#c62828"
-
-
-def run_label(run: RunRecord) -> str:
-    when = datetime.fromtimestamp(run.finished or run.created).strftime("%d %b %Y, %H:%M")
-    name = run.summary.get("backbone") or run.config.get("backbone")
-    backbone = backbone_label(name) if name else "unknown network"
-    accuracy = run.summary.get("val_accuracy")
-    score = f"{accuracy:.0%} right on validation photos" if accuracy is not None else "no validation score"
-    return f"Run {run.id} · {when} · {backbone} · {score}" + (" · stopped early" if run.status == "stopped" else "")
 
 
 def jpeg(image: Image.Image) -> bytes:
@@ -58,11 +46,20 @@ def predict(run_dir: str, photos: tuple[bytes, ...], top_k: int) -> list[Predict
 
 
 @st.cache_data(max_entries=256, show_spinner="Working out where the model looked…")
-def heat_map(run_dir: str, data: bytes) -> bytes:
-    """The photo with the Grad-CAM heat map for the model's top class laid over it, as a JPEG."""
+def heat_map(run_dir: str, data: bytes) -> tuple[bytes, float]:
+    """The whole photo with the Grad-CAM heat map for the model's top class laid over the part the model saw,
+    as a JPEG; and the share of the photo cut off before the model looked."""
     image = decode_upload(data)
     image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.BILINEAR)
-    return jpeg(overlay_heatmap(image, ui.load_classifier(Path(run_dir)).gradcam(image), HEAT_ALPHA))
+    return (jpeg(overlay_heatmap(image, ui.load_classifier(Path(run_dir)).gradcam(image), HEAT_ALPHA)),
+            unseen_share(image.size))
+
+
+def heat_caption(unseen: float) -> str:
+    if unseen < 0.01:  # a pixel row or two: not worth a word
+        return "Where it looked"
+    return (f"Where it looked. The model sees only the square in the middle: the dimmed edges "
+            f"({unseen:.0%} of the photo) were cut off.")
 
 
 def verdict(prediction: Prediction, threshold: float) -> str:
@@ -77,7 +74,9 @@ def probability_chart(prediction: Prediction, threshold: float) -> alt.LayerChar
     data = pd.DataFrame(prediction.top, columns=["class", "probability"])
     base = alt.Chart(data).encode(
         x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%", title="how sure")),
-        y=alt.Y("class:N", sort=None, title=None, axis=alt.Axis(labelLimit=160)),
+        # The order is written into the chart itself: with sort=None the browser kept the order of the chart drawn
+        # there before (another photo's) when a new photo pushed the others down the list.
+        y=alt.Y("class:N", sort=list(data["class"]), title=None, axis=alt.Axis(labelLimit=160)),
         tooltip=["class", alt.Tooltip("probability:Q", format=".1%")],
     )
     bars = base.mark_bar().encode(color=alt.condition(alt.datum.probability >= threshold,
@@ -97,36 +96,59 @@ def photo_details(name: str, data: bytes, prediction: Prediction, threshold: flo
         st.altair_chart(probability_chart(prediction, threshold), width="stretch")
         st.caption("Its top guesses. The dashed red line is your “sure” bar; green bars clear it.")
     try:
-        heat.image(heat_map(run_dir, data), caption="Where it looked", width="stretch")
+        heat_jpeg, unseen = heat_map(run_dir, data)
     except FileNotFoundError:  # the head is usable at once; the full Keras model is saved a little later
         heat.info("The heat map of where it looked needs the full model file, which is still being saved. "
                   "It appears here once the Results page says the downloads are ready.")
         return
+    heat.image(heat_jpeg, caption=heat_caption(unseen), width="stretch")
     heat.caption(f"The glow marks the parts of the photo that made the model say **{ui.md(prediction.label)}**; "
                  "bright yellow counts most. If it sits on the background rather than the subject, the model "
                  "may have learned a shortcut.")
 
 
 def photo_inputs() -> tuple[list[tuple[str, bytes]], bool]:
-    """Uploaded files plus, when switched on, a webcam shot; and whether the live webcam is wanted."""
+    """Uploaded files and this session's webcam shots, the newest first and each photo once (telling the user
+    about copies); and whether the live webcam is wanted."""
     left, right = st.columns([2, 1], gap="large")
     files = left.file_uploader("Photos to try", accept_multiple_files=True, key="predict_uploads",
                                help="JPEG, PNG, WebP, GIF, BMP or TIFF. Use photos the model has not seen in "
                                     "training: that is the honest test.")
-    photos = [(f.name, f.getvalue()) for f in files or []]
+    shots: list[tuple[str, bytes]] = st.session_state.setdefault("predict_shots", [])
     with right:
+        live = webcam_choice(shots)
+    arrivals: Arrivals = st.session_state.setdefault("predict_arrivals", Arrivals())
+    photos, copies = arrivals.arrange([(f.name, f.getvalue()) for f in files or []] + shots)
+    if copies:
+        st.info("Already in the list, so shown once:\n"
+                + "\n".join(f"- **{ui.md(copy)}** " + ("(added again)" if copy == original else
+                                                        f"(the same photo as **{ui.md(original)}**)")
+                             for copy, original in copies))
+    return photos, live
+
+
+def webcam_choice(shots: list[tuple[str, bytes]]) -> bool:
+    """The webcam switch and mode; a new still photo joins `shots`. True when the live webcam is wanted."""
+    if st.toggle("Use the webcam", key="predict_camera_on", help="Show the model this computer's camera."):
         # The browser only asks for the camera once this is on, not on every visit to the page.
-        if not st.toggle("Use the webcam", key="predict_camera_on", help="Show the model this computer's camera."):
-            return photos, False
         mode = st.segmented_control("Webcam", WEBCAM_MODES, default=WEBCAM_MODES[0], key="predict_camera_mode",
                                     label_visibility="collapsed",
                                     help="Live: the model's guesses follow the camera picture. "
                                          "Still photo: one shot at a time, with a heat map.")
-        if mode != WEBCAM_MODES[0]:
-            shot = st.camera_input("Webcam photo", key="predict_camera", label_visibility="collapsed")
-            if shot is not None:
-                photos.append(("webcam photo", shot.getvalue()))
-    return photos, mode == WEBCAM_MODES[0]
+        if mode == WEBCAM_MODES[0]:
+            return True
+        shot = st.camera_input("Webcam photo", key="predict_camera", label_visibility="collapsed")
+        st.caption("Each shot joins the photos below, newest first. **Clear photo** takes another.")
+        # The widget holds only its last shot, through every rerun: a shot is new when its upload id is.
+        if shot is not None and shot.file_id != st.session_state.get("predict_last_shot"):
+            st.session_state["predict_last_shot"] = shot.file_id
+            st.session_state["predict_shot_count"] = st.session_state.get("predict_shot_count", 0) + 1
+            shots.append((f"webcam photo {st.session_state['predict_shot_count']}", shot.getvalue()))
+    if shots:
+        st.button(f"Remove {ui.plural(len(shots), 'webcam photo')}", key="predict_forget_shots",
+                  icon=":material/delete:", on_click=shots.clear,
+                  help="Take this session's webcam shots off the list below.")
+    return False
 
 
 def unreadable(data: bytes) -> str | None:
@@ -169,8 +191,9 @@ def details(photos: list[tuple[str, bytes]], predictions: list[Prediction], thre
     for i, ((name, data), prediction) in enumerate(zip(photos[start:start + PER_PAGE],
                                                         predictions[start:start + PER_PAGE])):
         icon = "✅" if prediction.confidence >= threshold else "❓"
-        with st.expander(f"{ui.md(name)} — {ui.md(prediction.label)} ({prediction.confidence:.0%})", expanded=i < OPEN_DETAILS,
-                         icon=icon):
+        # keyed by content, so a photo stays open or closed as the user left it when newer ones push it down
+        with st.expander(f"{ui.md(name)} — {ui.md(prediction.label)} ({prediction.confidence:.0%})",
+                         expanded=i < OPEN_DETAILS, icon=icon, key=f"predict_photo_{sha256_hex(data)[:16]}"):
             photo_details(name, data, prediction, threshold, run_dir)
 
 
@@ -187,8 +210,9 @@ if not runs:
 model_column, threshold_column = st.columns([3, 2], gap="large")
 by_id = {r.id: r for r in runs}
 run = by_id[model_column.selectbox(
-    "Model", list(by_id), format_func=lambda i: run_label(by_id[i]), key="predict_run",
-    help="Each finished training run left a model. The newest one is picked for you.")]
+    "Model", list(by_id), format_func=lambda i: ui.run_label(by_id[i]), key="predict_run",
+    help="Each finished training run left a model, named by when it started, its network, what it retrained "
+         "and how many of its validation photos it named right. The newest one is picked for you.")]
 threshold = threshold_column.slider(
     "Say “not sure” below", 0, 100, 60, step=5, format="%d%%", key="predict_threshold",
     help="When the model's best guess is less sure than this, the page says “Not sure” instead of a class. "

@@ -31,10 +31,6 @@ CARD_CSS = """<style>
 </style>"""
 
 
-def retrained(blocks: int) -> str:
-    return "new head only" if not blocks else f"last {ui.plural(blocks, 'block')} + head"
-
-
 def settings_text(run: RunRecord) -> str:
     cfg = TrainConfig.from_dict(run.config)
     strength = run.summary.get("head_C")
@@ -48,12 +44,6 @@ def took(run: RunRecord) -> str:
     return ui.duration(run.finished - run.created) if run.finished else "—"
 
 
-def run_name(run: RunRecord) -> str:
-    accuracy = run.summary.get("val_accuracy")
-    score = f" · {accuracy:.0%} right" if accuracy is not None else ""
-    return f"Run {run.id} · {backbone_label(run.config.get('backbone', '?'))} · {retrained(run.config.get('unfreeze_blocks', 0))}{score}"
-
-
 # ---- all runs -------------------------------------------------------------------------------------
 
 
@@ -63,7 +53,7 @@ def history(runs: list[RunRecord]) -> None:
         cfg = TrainConfig.from_dict(run.config)
         rows.append({
             "Run": run.id, "Started": datetime.fromtimestamp(run.created), "Status": STATUS.get(run.status, run.status),
-            "Network": backbone_label(cfg.backbone), "Retrained": retrained(cfg.unfreeze_blocks),
+            "Network": backbone_label(cfg.backbone), "Retrained": ui.retrained(cfg.unfreeze_blocks),
             "Settings": settings_text(run), "Photos": run.summary.get("images_used"),
             "Validation accuracy": run.summary.get("val_accuracy"), "Took": took(run),
         })
@@ -88,7 +78,7 @@ def compare(project: Project, runs: list[RunRecord]) -> None:
         return
     st.subheader("Compare two runs")
     chosen = st.multiselect("Runs to compare", list(by_id), default=list(by_id)[:2], max_selections=2,
-                            format_func=lambda i: run_name(by_id[i]), key="compare_runs",
+                            format_func=lambda i: ui.run_label(by_id[i]), key="compare_runs",
                             help="Pick two runs to lay their learning curves over each other.")
     if not chosen:
         return
@@ -292,8 +282,9 @@ if not finished:
 
 st.divider()
 by_id = {r.id: r for r in finished}
-run = by_id[st.selectbox("Run to look at", list(by_id), format_func=lambda i: run_name(by_id[i]),
-                         key="results_run", help="The newest finished run is picked for you.")]
+run = by_id[st.selectbox("Run to look at", list(by_id), format_func=lambda i: ui.run_label(by_id[i]),
+                         key="results_run", help="The newest finished run is picked for you; “% right” is the "
+                                                 "share of its validation photos it named right.")]
 evaluation = export.read_evaluation(run.dir)
 if evaluation is None or not evaluation["n"]:
     st.info("This run had no validation photos, so there is nothing honest to show: raise the share of photos held "

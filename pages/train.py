@@ -8,7 +8,6 @@ touches the run, and coming back finds it again (the active run, else the latest
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
 
 import pandas as pd
 import streamlit as st
@@ -310,12 +309,6 @@ def start(project: Project, cfg: TrainConfig) -> None:
 # ---- the run --------------------------------------------------------------------------------------
 
 
-def run_caption(run: RunRecord) -> str:
-    cfg = TrainConfig.from_dict(run.config)
-    when = datetime.fromtimestamp(run.created).strftime("%d %b, %H:%M")
-    return f"Started {when} · {backbone_label(cfg.backbone)} · retraining {depth_label(cfg.unfreeze_blocks)}"
-
-
 def stages_line(run: RunRecord, current: str | None) -> str:
     """The steps of this run with the one in progress marked: ✅ done, ⏳ now, ⚪ to come."""
     planned = [STAGE_EMBED, STAGE_HEAD] + ([STAGE_FINETUNE] if run.config.get("unfreeze_blocks") else [])
@@ -469,7 +462,7 @@ def show_run(project: Project, run_id: int, live: bool, waiting_for_downloads: b
     if live and run.status not in jobs.ACTIVE or waiting_for_downloads and not preparing_downloads(project, run):
         st.rerun()  # it just ended, or its downloads are ready: redraw the whole page (Train button, links)
     st.subheader(f"{'Training now' if live else 'Latest run'}: run {run.id}")
-    st.caption(run_caption(run))
+    st.caption(ui.run_label(run))
     if live:
         live_view(project, run)
     else:

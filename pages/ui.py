@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -35,9 +36,10 @@ _leave_pages_folder_mode()
 import streamlit_webrtc  # noqa: F401, E402
 
 from core import config, jobs, preembed  # noqa: E402
+from core.backbones import backbone_label  # noqa: E402
 from core.predict import MODEL_FILE  # noqa: E402
-from core.store import (ImageRecord, Project, ProjectDamaged, StoreError, create_project, list_projects,  # noqa: E402
-                        open_project, restore_backup)
+from core.store import (ImageRecord, Project, ProjectDamaged, RunRecord, StoreError, create_project,  # noqa: E402
+                        list_projects, open_project, restore_backup)
 
 PAGES = {
     "start": "pages/home.py",
@@ -91,6 +93,23 @@ def duration(seconds: float) -> str:
     if seconds < 90:
         return f"{max(1, round(seconds))} s"
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def retrained(blocks: int) -> str:
+    """What a run trained, in a few words: 'new head only' or 'last 2 blocks + head'."""
+    return "new head only" if not blocks else f"last {plural(blocks, 'block')} + head"
+
+
+def run_label(run: RunRecord) -> str:
+    """The one name a run goes by on every page: number, start time (known from the moment it is queued, so the
+    label never changes), network, what it retrained, and its validation score once it has one."""
+    started = datetime.fromtimestamp(run.created).strftime("%d %b, %H:%M")
+    network = backbone_label(run.config["backbone"]) if run.config.get("backbone") else "unknown network"
+    parts = [f"Run {run.id}", f"started {started}", network, retrained(run.config.get("unfreeze_blocks", 0))]
+    accuracy = run.summary.get("val_accuracy")
+    parts += [f"{accuracy:.0%} right"] if accuracy is not None else []  # of its validation photos: the pickers' help
+    parts += ["stopped early"] if run.status == "stopped" else []
+    return " · ".join(parts)
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>~$:#|])")  # enough that no link, image, tag, heading, code,

@@ -18,7 +18,8 @@ import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from core import config
-from core.live import FrameRecorder, LiveClassifier, dim_outside_model_view
+from core.images import dim_outside_square
+from core.live import FrameRecorder, LiveClassifier
 from core.predict import Prediction
 from core.store import Project
 from pages import ui
@@ -89,7 +90,7 @@ def live_verdicts(run_dir: Path, threshold: float, verdict: Callable[[Prediction
         newest = frames[-1]
         pixels = newest.to_ndarray(format="rgb24")
         live.classify(pixels, captured=newest.time)
-        return [av.VideoFrame.from_ndarray(dim_outside_model_view(pixels), format="rgb24")]
+        return [av.VideoFrame.from_ndarray(dim_outside_square(pixels), format="rgb24")]
 
     context, bars = camera_beside("predict_live", on_frames, fallback="Still photo")
     if context is None:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.images import load_rgb
-from core.live import FrameRecorder, LiveClassifier, dim_outside_model_view, jpeg_bytes
+from core.images import dim_outside_square, load_rgb
+from core.live import FrameRecorder, LiveClassifier, jpeg_bytes
 from core.predictor import Predictor
 from tests.photos import class_photo, photo
 
@@ -112,6 +112,6 @@ def test_a_frame_becomes_the_jpeg_an_upload_would_be():
 
 def test_the_shown_picture_is_darker_outside_what_the_model_looks_at():
     picture = np.full((480, 640, 3), 200, np.uint8)
-    shown = dim_outside_model_view(picture)
+    shown = dim_outside_square(picture)
     assert (shown[:, 80:560] == 200).all()  # the centre 480 x 480 square, untouched
     assert (shown[:, :80] < 100).all() and (shown[:, 560:] < 100).all()

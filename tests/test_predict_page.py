@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import io
+import json
 import shutil
+from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core.predict import Prediction, summary_rows
+from core.images import unseen_share
+from core.predict import Arrivals, Prediction, overlay_heatmap, summary_rows
 from core.runs import data_from_project, train_and_save
 from core.store import create_project
 from core.train import TrainConfig
-from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
-from tests.photos import class_photo_bytes
+from tests.browser import (ARTIFACTS, assert_no_errors, browser_page, fake_camera_args, screenshot, streamlit_server,
+                           wait_idle)
+from tests.photos import class_photo, class_photo_bytes
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PROJECT = "shapes"
@@ -34,6 +41,20 @@ def upload(at: AppTest, files: list[tuple[str, bytes]]) -> AppTest:
 
 def texts(elements) -> str:
     return "\n".join(e.value for e in elements)
+
+
+def wide_photo_bytes(label: int, seed: int) -> bytes:
+    """A class photo twice as wide as high: the model sees only its middle half."""
+    buffer = io.BytesIO()
+    class_photo(label, seed, size=(400, 200)).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def take_webcam_shot(at: AppTest, data: bytes) -> AppTest:
+    at.session_state["predict_camera_mode"] = "Still photo"  # the live camera needs a real server: browser tests
+    at.toggle(key="predict_camera_on").set_value(True).run()
+    at.camera_input(key="predict_camera").upload("shot.jpg", data, "image/jpeg")
+    return at.run()
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +100,34 @@ def test_summary_rows_keep_every_photo_in_order():
     assert rows[0]["confidence"] == 0.9 and rows[1]["confidence"] is None
 
 
+def test_the_heat_map_covers_the_whole_photo_and_dims_what_the_model_did_not_see():
+    photo = Image.new("RGB", (300, 200), (200, 200, 200))
+    shown = np.asarray(overlay_heatmap(photo, np.ones((224, 224), np.float32), 0.7), dtype=np.int16)
+    assert shown.shape == (200, 300, 3)  # the whole photo, as shown beside it
+    left, middle, right = shown[100, 5], shown[100, 150], shown[100, 295]
+    assert left.mean() < 120 and right.mean() < 120  # the cut-off strips are dimmed
+    assert middle[0] > middle[2] + 60  # the square the model saw glows warm
+    inside_edge = shown[100, 60]  # next to the outline, inside the square: the glow, not the outline
+    assert inside_edge[0] > inside_edge[2] + 60
+    assert unseen_share((300, 200)) == pytest.approx(1 / 3) and unseen_share((200, 200)) == 0
+
+
+def test_a_square_photo_is_not_dimmed_anywhere():
+    photo = Image.new("RGB", (200, 200), (200, 200, 200))
+    shown = np.asarray(overlay_heatmap(photo, np.zeros((224, 224), np.float32), 0.7), dtype=np.int16)
+    assert shown.shape == (200, 200, 3) and np.abs(shown - 200).max() <= 2  # no heat, nothing cut off
+
+
+def test_arrivals_put_the_newest_first_keep_a_batch_in_order_and_drop_copies():
+    arrivals = Arrivals()
+    a, b, c, d = (("a", b"1"), ("b", b"2"), ("c", b"3"), ("d", b"4"))
+    assert arrivals.arrange([a, b, c]) == ([a, b, c], [])
+    assert arrivals.arrange([a, b, c, d]) == ([d, a, b, c], [])  # d came last: on top
+    assert arrivals.arrange([a, b, c, d, ("a again", b"1")]) == ([d, a, b, c], [("a again", "a")])
+    assert arrivals.arrange([b, c, d]) == ([d, b, c], [])
+    assert arrivals.arrange([b, c, d, a]) == ([a, d, b, c], [])  # taken off and added again: new
+
+
 # ---- with a trained model ----------------------------------------------------------------------
 
 
@@ -102,21 +151,87 @@ def test_one_photo_gets_a_verdict_a_chart_and_a_heat_map(trained):
     assert texts(at.success).startswith("Looks like **stripes**")
     assert len(at.get("vega_lite_chart")) == 1
     images = at.get("image")
-    assert [img.captions for img in images] == [["mystery.jpg"], ["Where it looked"]]
+    assert images[0].captions == ["mystery.jpg"] and images[1].captions[0].startswith("Where it looked")
     assert "made the model say **stripes**" in texts(at.caption)
     assert not at.dataframe  # one photo: no summary table
 
 
 @pytest.mark.slow
 def test_a_webcam_photo_is_predicted_like_an_upload(trained):
-    at = open_page()
-    at.session_state["predict_camera_mode"] = "Still photo"
-    at.toggle(key="predict_camera_on").set_value(True).run()
-    at.camera_input(key="predict_camera").upload("shot.jpg", class_photo_bytes(1, 501), "image/jpeg")
-    at.run()
+    at = take_webcam_shot(open_page(), class_photo_bytes(1, 501))
     assert not at.exception
     assert texts(at.success).startswith("Looks like **rings**")
-    assert [img.captions for img in at.get("image")][0] == ["webcam photo"]
+    assert at.get("image")[0].captions[0].startswith("webcam photo")
+
+
+@pytest.mark.slow
+def test_the_heat_map_says_the_model_saw_only_the_middle_of_a_wide_photo(trained):
+    at = upload(open_page(), [("wide.jpg", wide_photo_bytes(0, 530))])
+    assert not at.exception and not at.error
+    heat = at.get("image")[1].captions[0]
+    assert heat.startswith("Where it looked") and "square" in heat and "50%" in heat and "dimmed" in heat
+    at = upload(at, [("square.jpg", class_photo_bytes(0, 531))])  # 200 x 160 is near square: still cut off
+    assert "dimmed" in at.get("image")[1].captions[0]
+
+
+@pytest.mark.slow
+def test_a_webcam_shot_lands_at_the_top_open_and_earlier_shots_stay(trained):
+    at = upload(open_page(), [("a.jpg", class_photo_bytes(0, 540)), ("b.jpg", class_photo_bytes(0, 541)),
+                              ("c.jpg", class_photo_bytes(1, 542)), ("d.jpg", class_photo_bytes(0, 543))])
+    at = take_webcam_shot(at, class_photo_bytes(1, 544))
+    assert not at.exception
+    labels = [e.label for e in at.expander]
+    assert labels[0].startswith("webcam photo") and at.expander[0].proto.expanded
+    assert [label.split(" —")[0] for label in labels[1:]] == ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]  # uploads in order
+    assert list(at.dataframe[0].value["file"])[0].startswith("webcam photo")
+    for chart, label in zip(at.get("vega_lite_chart"), labels):  # each chart carries its photo's order of classes:
+        encoding = json.loads(chart.proto.spec)["layer"][0]["encoding"]  # the browser reuses a chart moved down
+        assert encoding["y"]["sort"][0] == label.split(" — ")[1].split(" (")[0]
+    at.camera_input(key="predict_camera").upload("shot.jpg", class_photo_bytes(0, 545), "image/jpeg")
+    at.run()  # a second shot: the newest first, the first one kept below it
+    files = list(at.dataframe[0].value["file"])
+    assert len(files) == 6 and files[0].startswith("webcam photo") and files[1].startswith("webcam photo")
+    assert files[0] != files[1]
+    at.button(key="predict_forget_shots").click().run()
+    at.run()  # the camera still holds its last shot: it must not come back
+    assert list(at.dataframe[0].value["file"]) == ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+
+
+@pytest.mark.slow
+def test_the_same_photo_added_twice_counts_once_and_the_user_is_told(trained):
+    a, b = class_photo_bytes(0, 550), class_photo_bytes(1, 551)
+    at = upload(open_page(), [("a.jpg", a), ("b.jpg", b), ("a copy.jpg", a)])
+    assert not at.exception and not at.error
+    assert "**2 photos**" in texts(at.markdown)
+    assert list(at.dataframe[0].value["file"]) == ["a.jpg", "b.jpg"]
+    assert len(at.expander) == 2
+    told = texts(at.info).lower()
+    assert "a copy.jpg" in told and "a.jpg" in told and "already" in told
+
+
+@pytest.mark.slow
+def test_a_run_has_the_same_label_on_try_it_train_and_results(trained):
+    from core.store import open_project
+
+    project = open_project(PROJECT, trained)
+    with project.db.write() as con:  # started two hours before it finished: the label must not hesitate
+        con.execute("UPDATE runs SET created = finished - 7200 WHERE id = 1")
+    run = project.run(1)
+    started = datetime.fromtimestamp(run.created).strftime("%H:%M")
+    label = open_page().selectbox(key="predict_run").format_func(1)
+    assert label.startswith("Run 1 ·") and started in label
+    train = AppTest.from_file(APP, default_timeout=120)
+    train.session_state["project"] = PROJECT
+    train.switch_page("pages/train.py")
+    train.run()
+    assert not train.exception
+    assert label in [c.value for c in train.caption] + [m.value for m in train.markdown]
+    results = AppTest.from_file(APP, default_timeout=120)
+    results.session_state["project"] = PROJECT
+    results.switch_page("pages/results.py")
+    results.run()
+    assert not results.exception
+    assert results.selectbox(key="results_run").format_func(1) == label
 
 
 @pytest.mark.slow
@@ -221,3 +336,62 @@ def test_browser_upload_shows_prediction_heat_map_and_table(workspace):
         assert page.get_by_text("Download table (CSV)").count() == 1
         assert_no_errors(page)
         screenshot(page, "predict_several_photos")
+
+
+def image_ratios(scope) -> list[float]:
+    """Width / height of the photo and the heat map in `scope`, as the browser decoded them."""
+    images = scope.locator('[data-testid="stImage"] img')
+    images.nth(1).wait_for(timeout=120_000)
+    ratio = "img => img.decode().then(() => img.naturalWidth / img.naturalHeight)"
+    return [img.evaluate(ratio) for img in images.all()]
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_browser_heat_map_lies_over_the_photo_beside_it_and_a_webcam_shot_comes_first(workspace):
+    browser_workspace(workspace)
+    photos = browser_photos(workspace, 2)
+    # tall enough that nothing scrolls inside the page (Streamlit does), so the screenshots show it all
+    with streamlit_server(workspace) as url, browser_page(height=2400, extra_args=fake_camera_args()) as page:
+        page.goto(f"{url}/?project=flowers")
+        page.get_by_text("Three steps").or_(page.get_by_text("Project “flowers”")).first.wait_for(timeout=60_000)
+        page.goto(f"{url}/predict?project=flowers")
+        page.get_by_text("Photos to try").wait_for(timeout=60_000)
+        page.set_input_files('[data-testid="stFileUploaderDropzoneInput"]', [str(p) for p in photos])
+        page.get_by_text("Photo by photo").wait_for(timeout=120_000)
+        page.get_by_text("Where it looked").first.wait_for(timeout=120_000)
+        wait_idle(page, 120_000)
+        expanders = page.locator('[data-testid="stMain"] [data-testid="stExpander"]')  # not the sidebar's
+        first = expanders.first
+        photo, heat = image_ratios(first)
+        assert photo != pytest.approx(1, abs=0.02), "the test needs a photo that is not square"
+        assert heat == pytest.approx(photo, rel=0.02), "the heat map is not drawn on the photo shown beside it"
+        assert first.get_by_text("dimmed").count() >= 1
+        assert_no_errors(page)
+        page.wait_for_timeout(1000)  # let the charts and images paint
+        screenshot(page, "tryit-two-photos")
+        first.screenshot(path=str(ARTIFACTS / "tryit-heat-map.png"))
+
+        page.set_input_files('[data-testid="stFileUploaderDropzoneInput"]', str(photos[0]))  # the same file again
+        page.get_by_text("Already in the list, so shown once").wait_for(timeout=120_000)
+        wait_idle(page, 120_000)
+        assert page.get_by_text("2 photos").count() == 1 and expanders.count() == 2
+        expanders.nth(1).get_by_text("Where it looked").wait_for(timeout=120_000)
+        page.wait_for_timeout(1000)  # let the charts paint
+        screenshot(page, "tryit-same-photo-twice")
+
+        page.set_viewport_size({"width": 1400, "height": 3800})
+        page.get_by_text("Use the webcam").click()
+        page.get_by_role("radio", name="Still photo").click()
+        page.wait_for_function(  # the fake camera's first frames are black: shoot once its picture moves
+            "() => { const v = document.querySelector('[data-testid=\"stCameraInput\"] video');"
+            " return v && v.readyState >= 2 && v.currentTime > 1; }", timeout=60_000)
+        page.get_by_role("button", name="Take Photo").click(timeout=60_000)
+        expanders.first.get_by_text("webcam photo").first.wait_for(timeout=120_000)
+        wait_idle(page, 120_000)
+        expanders.first.get_by_text("Where it looked").first.wait_for(timeout=120_000)  # open: its heat map is shown
+        expanders.nth(2).wait_for(timeout=60_000)  # the two uploads below it
+        page.wait_for_timeout(1000)
+        screenshot(page, "tryit-webcam-shot-first")
+        assert_no_errors(page)
+        assert expanders.count() == 3
