@@ -86,6 +86,14 @@ def plural(n: int, word: str) -> str:
     return f"{n:,} {word}s"
 
 
+PERCENT = ".0%"  # the one way a share is written, in text, tables and chart axes alike (Python and d3 read it the same)
+
+
+def percent(share: float) -> str:
+    """'98%': a share written as every page and chart writes it."""
+    return format(share, PERCENT)
+
+
 def duration(seconds: float) -> str:
     """'12 s', '4 min' or '2.5 h'."""
     if seconds < 90:
