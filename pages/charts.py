@@ -64,13 +64,20 @@ def zoomed(values: pd.Series, *, least: float = 0.04, margin: float = 0.15) -> l
     return [math.floor(low * 100) / 100, math.ceil(high * 100) / 100]
 
 
+def inner_axis(**kwargs) -> alt.Axis:
+    """A y axis whose labels sit inside the plot, above their grid lines: Streamlit gives each panel of a stacked
+    chart the page's whole width for its plot, so labels outside it would push the chart past the page's edge."""
+    return alt.Axis(labelAlign="left", labelBaseline="bottom", labelPadding=-4, labelOffset=-2, ticks=False,
+                    domain=False, labelColor="#666", minExtent=0, maxExtent=0, **kwargs)
+
+
 def accuracy_axis(frame: pd.DataFrame) -> alt.Y:
-    return alt.Y("accuracy:Q", title=None, scale=alt.Scale(domain=zoomed(frame["accuracy"]), nice=False),
-                 axis=alt.Axis(format=PERCENT, tickMinStep=0.01, tickCount=5))
+    return alt.Y("accuracy:Q", title=None, scale=alt.Scale(domain=zoomed(frame["accuracy"]), nice=False, padding=8),
+                 axis=inner_axis(format=PERCENT, tickMinStep=0.01, tickCount=5))
 
 
 def loss_axis() -> alt.Y:
-    return alt.Y("loss:Q", title=None, scale=alt.Scale(zero=False, nice=True), axis=alt.Axis(format=".2f"))
+    return alt.Y("loss:Q", title=None, scale=alt.Scale(zero=False, nice=True, padding=8), axis=inner_axis(format=".3~f", tickCount=5))
 
 
 def tooltips(x: alt.Tooltip) -> list[alt.Tooltip]:
@@ -84,8 +91,8 @@ def lines(frame: pd.DataFrame, x: alt.X, y: alt.Y, tooltip: alt.Tooltip, colours
     (the same colour for a run in every panel, even one where the other run has no line)."""
     base = alt.Chart(frame).encode(x=x, y=y, tooltip=tooltips(tooltip))
     if not runs:
-        return base.mark_line(point=alt.OverlayMarkDef(size=30)).encode(
-            color=alt.Color("split:N", title=None, scale=colours, legend=alt.Legend(orient="bottom")))
+        return base.mark_line(point=alt.OverlayMarkDef(size=30, clip=True), clip=True).encode(
+            color=alt.Color("split:N", title=None, scale=colours, legend=alt.Legend(orient="bottom", labelLimit=320)))
     legend = alt.Legend(orient="bottom", symbolType="stroke", symbolSize=400)
     by_run = {"color": alt.Color("run:N", title=None, legend=legend,
                                  scale=alt.Scale(domain=runs, range=RUN_COLOURS[:len(runs)])),
@@ -93,16 +100,19 @@ def lines(frame: pd.DataFrame, x: alt.X, y: alt.Y, tooltip: alt.Tooltip, colours
                                              scale=alt.Scale(domain=runs, range=RUN_WIDTHS[:len(runs)])),
               "opacity": alt.Opacity("run:N", title=None, legend=legend,
                                      scale=alt.Scale(domain=runs, range=RUN_OPACITIES[:len(runs)])),
-              "strokeDash": alt.StrokeDash("split:N", title=None, scale=DASHES, legend=alt.Legend(orient="bottom"))}
+              "strokeDash": alt.StrokeDash("split:N", title=None, scale=DASHES,
+                                           legend=alt.Legend(orient="bottom", labelLimit=320, symbolType="stroke",
+                                                             symbolStrokeColor="#555", symbolSize=400,
+                                                             symbolStrokeWidth=2))}
     # one layer per run, in order: the wide pale line lies under the thin one
-    return alt.layer(*[base.transform_filter(alt.datum.run == run).mark_line(point=alt.OverlayMarkDef(size=25))
+    return alt.layer(*[base.transform_filter(alt.datum.run == run).mark_line(point=alt.OverlayMarkDef(size=25, clip=True), clip=True)
                        .encode(**by_run) for run in runs])
 
 
 def strength_x() -> alt.X:
     powers = [10.0 ** k for k in range(-4, 4)]
     return alt.X("C:Q", scale=alt.Scale(type="log"), title="C (left: strong regularisation, simple head; right: weak)",
-                 axis=alt.Axis(format="~g", values=powers, grid=False))
+                 axis=alt.Axis(format="~g", values=powers, grid=False, labelFlush=True))
 
 
 def strength_chart(frame: pd.DataFrame, runs: list[str] | None = None, height: int = HEIGHT) -> alt.LayerChart:
@@ -110,7 +120,7 @@ def strength_chart(frame: pd.DataFrame, runs: list[str] | None = None, height: i
     to compare several."""
     x = strength_x()
     chosen = alt.Chart(frame[frame["chosen"]].drop_duplicates(["run", "C"])).mark_rule(
-        strokeDash=[2, 3], color="#888").encode(x=x)
+        clip=True, strokeDash=[2, 3], color="#888").encode(x=x)
     return alt.layer(lines(frame, x, accuracy_axis(frame), alt.Tooltip("C:Q", format=".3g"), STRENGTH_COLOURS, runs),
                      chosen).properties(title="New head: accuracy at each regularisation strength", height=height)
 
@@ -122,7 +132,7 @@ def epoch_charts(frame: pd.DataFrame, runs: list[str] | None = None, height: int
     for stage, data in frame.groupby("stage", sort=False):
         x = alt.X("epoch:Q", title=f"{stage}: epoch (one pass over the training photos)",
                   scale=alt.Scale(domain=[1, max(2, int(data["epoch"].max()))], nice=False),
-                  axis=alt.Axis(tickMinStep=1, format="d"))
+                  axis=alt.Axis(tickMinStep=1, format="d", labelFlush=True))
         tip = alt.Tooltip("epoch:Q", title=f"epoch of {stage}")
         charts.append(lines(data, x, accuracy_axis(data), tip, SPLIT_COLOURS, runs).properties(
             title=f"{stage.capitalize()}: accuracy, the share of photos it gets right", height=height))
@@ -132,8 +142,11 @@ def epoch_charts(frame: pd.DataFrame, runs: list[str] | None = None, height: int
 
 
 def panels(charts: list) -> alt.VConcatChart:
-    """Charts stacked in one spec, so they appear together and share one legend; each keeps its own axes."""
-    return alt.vconcat(*charts, spacing=28).resolve_scale(x="independent", y="independent")
+    """Charts stacked in one spec, so they appear together and share one legend; each keeps its own axes. Drawn
+    stretched, each plot is as wide as the page's column and as tall as its `height` (one chart alone too)."""
+    # no padding left or right: the plots already take the column's whole width
+    return alt.vconcat(*charts, spacing=28, padding={"left": 0, "right": 0, "top": 6, "bottom": 20}).resolve_scale(
+        x="independent", y="independent")
 
 
 def confusion_chart(class_names: list[str], confusion: list[list[int]]) -> alt.LayerChart:

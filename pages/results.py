@@ -87,15 +87,20 @@ def history(runs: list[RunRecord]) -> None:
     })
 
 
+def epochs(n: int) -> str:
+    """'1 epoch', '8 epochs' (ui.plural would say 'epoches')."""
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
+
+
 def finetune_text(run: RunRecord, rows: list[dict]) -> str:
     """How fine-tuning went, in a cell."""
     if not run.config.get("unfreeze_blocks"):
         return "—"
     ran = sum(1 for r in rows if r["stage"] == STAGE_FINETUNE)
     if run.summary.get("finetune_kept_head"):
-        return f"{ui.plural(ran, 'epoch')}, none beat the head: head kept"
+        return f"{epochs(ran)}, none beat the head: head kept"
     best = (run.summary.get("best_epoch") or {}).get(STAGE_FINETUNE)
-    return f"{ui.plural(ran, 'epoch')}, best: {best}" if best else ui.plural(ran, "epoch")
+    return f"{epochs(ran)}, best: {best}" if best else epochs(ran)
 
 
 def compare_table(runs: list[RunRecord], rows: dict[int, list[dict]]) -> pd.DataFrame:

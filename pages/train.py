@@ -454,7 +454,7 @@ def curves(project: Project, run: RunRecord) -> None:
     strengths = charts.strength_frame(rows)
     if not strengths.empty:
         left, right = st.columns([3, 2], gap="large")
-        left.altair_chart(charts.strength_chart(strengths), width="stretch")
+        left.altair_chart(charts.panels([charts.strength_chart(strengths)]), width="stretch")
         right.markdown(head_sentence(run.summary) or "The new head is fitted at each regularisation strength in turn.")
         right.caption("No epochs here: the head is a small problem solved exactly at each strength. Strong "
                       "regularisation (left) keeps it simple; weak (right) lets it fit every training photo. Blue: "
