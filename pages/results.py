@@ -30,6 +30,9 @@ CARD_CSS = """<style>
 [class*="st-key-mistake_"] [data-testid="stImage"] img {
   aspect-ratio: 1 / 1; object-fit: contain; background: rgba(128, 128, 128, 0.08); border-radius: 6px; }
 </style>"""
+# Streamlit floats a narrow chart's toolbar (full screen, download…) above the chart: room for it there, so that it
+# covers no text above the confusion matrix.
+TOOLBAR_ROOM_CSS = "<style>.st-key-confusion_chart { padding-top: 2.75rem; }</style>"
 
 
 def retrained(blocks: int) -> str:
@@ -87,7 +90,7 @@ def history(runs: list[RunRecord]) -> None:
     })
 
 
-def epochs(n: int) -> str:
+def epoch_count(n: int) -> str:
     """'1 epoch', '8 epochs' (ui.plural would say 'epoches')."""
     return f"{n} epoch" if n == 1 else f"{n} epochs"
 
@@ -98,9 +101,9 @@ def finetune_text(run: RunRecord, rows: list[dict]) -> str:
         return "—"
     ran = sum(1 for r in rows if r["stage"] == STAGE_FINETUNE)
     if run.summary.get("finetune_kept_head"):
-        return f"{epochs(ran)}, none beat the head: head kept"
+        return f"{epoch_count(ran)}, none beat the head: head kept"
     best = (run.summary.get("best_epoch") or {}).get(STAGE_FINETUNE)
-    return f"{epochs(ran)}, best: {best}" if best else epochs(ran)
+    return f"{epoch_count(ran)}, best: {best}" if best else epoch_count(ran)
 
 
 def compare_table(runs: list[RunRecord], rows: dict[int, list[dict]]) -> pd.DataFrame:
@@ -184,7 +187,9 @@ def confusion(evaluation: dict) -> None:
     left, right = st.columns(2, gap="large")
     with left:
         st.markdown("**Where it goes wrong** (confusion matrix)")
-        st.altair_chart(charts.confusion_chart(names, evaluation["confusion"]), width="content")
+        st.html(TOOLBAR_ROOM_CSS)
+        with st.container(key="confusion_chart"):
+            st.altair_chart(charts.confusion_chart(names, evaluation["confusion"]), width="content")
         st.caption("Each row is the real class of the validation photos, each column what the model said. "
                    "The diagonal counts the right answers; any other cell is a mix-up.")
     with right:

@@ -171,11 +171,15 @@ def test_chart_toolbar_never_covers_the_text_about_the_chart(two_classes, worksp
             screenshot(browser, f"compare_{name}")
 
 
-# Text (markdown, captions) whose box intersects a visible chart toolbar or a Vega actions menu.
+# Text (markdown, captions) whose box intersects a shown element toolbar (the hovered chart's) or Vega actions menu.
 OVERLAPS = """() => {
+  const shown = e => { const r = e.getBoundingClientRect(), style = getComputedStyle(e);
+                       return r.width > 0 && r.height > 0 && style.visibility !== 'hidden' && +style.opacity > 0.5; };
   const bars = [...document.querySelectorAll('[data-testid="stElementToolbar"], .vega-embed details')]
-    .map(e => e.getBoundingClientRect()).filter(r => r.width > 0 && r.height > 0);
+    .filter(shown).map(e => e.getBoundingClientRect());
   const texts = [...document.querySelectorAll('[data-testid="stCaptionContainer"], [data-testid="stMarkdownContainer"]')];
+  const lines = t => { const range = document.createRange(); range.selectNodeContents(t);
+                       return [...range.getClientRects()]; };  // the text itself, not its full-width box
   const hit = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
-  return texts.filter(t => bars.some(b => hit(t.getBoundingClientRect(), b))).map(t => t.innerText.slice(0, 80));
+  return texts.filter(t => lines(t).some(l => bars.some(b => hit(l, b)))).map(t => t.innerText.slice(0, 80));
 }"""
