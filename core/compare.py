@@ -8,8 +8,10 @@ import math
 def same_stages(a: list[dict], b: list[dict]) -> list[str]:
     """Stages (in `a`'s order) in which both runs recorded the same rows, strengths or epochs with equal metrics:
     a head solved twice on the same photos with the same settings, say. Their curves coincide on a chart."""
-    stages = list(dict.fromkeys(row["stage"] for row in a))
-    return [stage for stage in stages if alike([r for r in a if r["stage"] == stage], [r for r in b if r["stage"] == stage])]
+    def of(rows: list[dict], stage: str) -> list[dict]:
+        return [r for r in rows if r["stage"] == stage]
+
+    return [stage for stage in dict.fromkeys(row["stage"] for row in a) if alike(of(a, stage), of(b, stage))]
 
 
 def alike(rows_a: list[dict], rows_b: list[dict]) -> bool:

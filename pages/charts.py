@@ -60,7 +60,10 @@ def zoomed(values: pd.Series, *, least: float = 0.04, margin: float = 0.15) -> l
     low, high = float(values.min()), float(values.max())
     pad = max((least - (high - low)) / 2, (high - low) * margin)
     low, high = low - pad, high + pad
-    low, high = max(0.0, low - max(0.0, high - 1.0)), min(1.0, high + max(0.0, -low))  # shift back inside 0..1
+    if high > 1.0:  # shifted back inside 0..1, keeping its height
+        low, high = max(0.0, low - (high - 1.0)), 1.0
+    if low < 0.0:
+        low, high = 0.0, min(1.0, high - low)
     return [math.floor(low * 100) / 100, math.ceil(high * 100) / 100]
 
 
@@ -77,7 +80,8 @@ def accuracy_axis(frame: pd.DataFrame) -> alt.Y:
 
 
 def loss_axis() -> alt.Y:
-    return alt.Y("loss:Q", title=None, scale=alt.Scale(zero=False, nice=True, padding=8), axis=inner_axis(format=".3~f", tickCount=5))
+    return alt.Y("loss:Q", title=None, scale=alt.Scale(zero=False, nice=True, padding=8),
+                 axis=inner_axis(format=".3~f", tickCount=5))
 
 
 def tooltips(x: alt.Tooltip) -> list[alt.Tooltip]:
@@ -105,8 +109,8 @@ def lines(frame: pd.DataFrame, x: alt.X, y: alt.Y, tooltip: alt.Tooltip, colours
                                                              symbolStrokeColor="#555", symbolSize=400,
                                                              symbolStrokeWidth=2))}
     # one layer per run, in order: the wide pale line lies under the thin one
-    return alt.layer(*[base.transform_filter(alt.datum.run == run).mark_line(point=alt.OverlayMarkDef(size=25, clip=True), clip=True)
-                       .encode(**by_run) for run in runs])
+    marks = {"point": alt.OverlayMarkDef(size=25, clip=True), "clip": True}
+    return alt.layer(*[base.transform_filter(alt.datum.run == run).mark_line(**marks).encode(**by_run) for run in runs])
 
 
 def strength_x() -> alt.X:

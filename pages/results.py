@@ -60,10 +60,15 @@ def accuracy_text(summary: dict) -> str:
     return f"{ui.percent(accuracy)} ({round(accuracy * n)} of {n})"
 
 
+def model_text(run: RunRecord) -> str:
+    """'EfficientNet-Lite0 · last 1 block + head'."""
+    return f"{backbone_label(run.config.get('backbone', '?'))} · {retrained(run.config.get('unfreeze_blocks', 0))}"
+
+
 def run_name(run: RunRecord) -> str:
     accuracy = run.summary.get("val_accuracy")
     score = f" · {ui.percent(accuracy)} right" if accuracy is not None else ""
-    return f"Run {run.id} · {backbone_label(run.config.get('backbone', '?'))} · {retrained(run.config.get('unfreeze_blocks', 0))}{score}"
+    return f"Run {run.id} · {model_text(run)}{score}"
 
 
 # ---- all runs -------------------------------------------------------------------------------------
@@ -72,7 +77,7 @@ def run_name(run: RunRecord) -> str:
 def history(runs: list[RunRecord]) -> None:
     rows = [{
         "Run": run.id, "Started": datetime.fromtimestamp(run.created), "Status": STATUS.get(run.status, run.status),
-        "Model": f"{backbone_label(run.config.get('backbone', '?'))} · {retrained(run.config.get('unfreeze_blocks', 0))}",
+        "Model": model_text(run),
         "Photos": run.summary.get("images_used"),
         "Validation accuracy": ui.percent(run.summary["val_accuracy"])
         if run.summary.get("val_accuracy") is not None else "—",

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from core import jobs
+from core.compare import same_stages
 from core.store import Project
 from core.train import STAGE_FINETUNE, TrainConfig
 from pages import ui
@@ -41,7 +42,8 @@ def fine_tuned_twin(project: Project, head_run: int) -> int:
     cfg = TrainConfig(unfreeze_blocks=1, finetune_epochs=10)
     run_id = project.create_run(cfg.to_dict())
     for row in project.epochs(head_run):
-        project.add_epoch(run_id, row["stage"], row["epoch"], {k: v for k, v in row.items() if k not in ("stage", "epoch")})
+        metrics = {k: v for k, v in row.items() if k not in ("stage", "epoch")}
+        project.add_epoch(run_id, row["stage"], row["epoch"], metrics)
     for epoch in range(1, FINETUNE_EPOCHS + 1):
         project.add_epoch(run_id, STAGE_FINETUNE, epoch, {
             "loss": 0.30 - 0.02 * epoch, "accuracy": 0.95 + 0.005 * epoch,
@@ -107,6 +109,16 @@ def test_two_runs_compare_stage_by_stage_with_zoomed_axes_and_a_side_by_side_tab
     assert len(history.columns) <= 7, "the runs table fits the page: fewer, narrower columns"
     assert history["Validation accuracy"][0] == ui.percent(0.9804), "one percent format on the page"
     assert f"{ui.percent(0.9804)} right" in at.selectbox(key="results_run").format_func(tuned)
+
+
+def test_same_stages_finds_the_stages_two_runs_recorded_alike():
+    head = [{"stage": "head", "epoch": i, "C": c, "cv_accuracy": 0.9 + i / 100, "chosen": i == 2}
+            for i, c in enumerate((0.01, 0.1, 1.0), start=1)]
+    tuned = [{"stage": STAGE_FINETUNE, "epoch": 1, "accuracy": 0.95, "val_accuracy": 0.97}]
+    reread = [{**row, "cv_accuracy": json.loads(json.dumps(row["cv_accuracy"]))} for row in head]  # as stored
+    assert same_stages(head + tuned, reread) == ["head"]
+    assert same_stages(head, [{**head[0], "cv_accuracy": 0.5}, *head[1:]]) == []
+    assert same_stages(head, head[:2]) == []  # a stage cut short is not the same
 
 
 def running_run(project: Project, progress: dict) -> int:
@@ -177,7 +189,8 @@ OVERLAPS = """() => {
                        return r.width > 0 && r.height > 0 && style.visibility !== 'hidden' && +style.opacity > 0.5; };
   const bars = [...document.querySelectorAll('[data-testid="stElementToolbar"], .vega-embed details')]
     .filter(shown).map(e => e.getBoundingClientRect());
-  const texts = [...document.querySelectorAll('[data-testid="stCaptionContainer"], [data-testid="stMarkdownContainer"]')];
+  const texts = [...document.querySelectorAll(
+    '[data-testid="stCaptionContainer"], [data-testid="stMarkdownContainer"]')];
   const lines = t => { const range = document.createRange(); range.selectNodeContents(t);
                        return [...range.getClientRects()]; };  // the text itself, not its full-width box
   const hit = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
