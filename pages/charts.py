@@ -115,7 +115,7 @@ def lines(frame: pd.DataFrame, x: alt.X, y: alt.Y, tooltip: alt.Tooltip, colours
 
 def strength_x() -> alt.X:
     powers = [10.0 ** k for k in range(-4, 4)]
-    return alt.X("C:Q", scale=alt.Scale(type="log"), title="C (left: strong regularisation, simple head; right: weak)",
+    return alt.X("C:Q", scale=alt.Scale(type="log", padding=8), title="C (left: strong regularisation, simple head; right: weak)",
                  axis=alt.Axis(format="~g", values=powers, grid=False, labelFlush=True))
 
 
@@ -135,7 +135,7 @@ def epoch_charts(frame: pd.DataFrame, runs: list[str] | None = None, height: int
     charts = []
     for stage, data in frame.groupby("stage", sort=False):
         x = alt.X("epoch:Q", title=f"{stage}: epoch (one pass over the training photos)",
-                  scale=alt.Scale(domain=[1, max(2, int(data["epoch"].max()))], nice=False),
+                  scale=alt.Scale(domain=[1, max(2, int(data["epoch"].max()))], nice=False, padding=8),
                   axis=alt.Axis(tickMinStep=1, format="d", labelFlush=True))
         tip = alt.Tooltip("epoch:Q", title=f"epoch of {stage}")
         charts.append(lines(data, x, accuracy_axis(data), tip, SPLIT_COLOURS, runs).properties(
