@@ -44,11 +44,12 @@ def epoch_frame(epochs: list[dict], run: str = "") -> pd.DataFrame:
     ], columns=EPOCH_COLUMNS)
 
 
-def strength_frame(tried: list[dict], run: str = "") -> pd.DataFrame:
-    """One row per (strength, split) of the head's accuracy, from the run's strength rows."""
+def strength_frame(tried: list[dict], run: str = "", chosen: float | None = None) -> pd.DataFrame:
+    """One row per (strength, split) of the head's accuracy, from the run's strength rows; `chosen`: the strength the
+    run kept (its summary's head_C; the rows are written before the choice is made)."""
     return pd.DataFrame([
         {"run": run, "C": row["C"], "split": split, "accuracy": row[prefix + "accuracy"], "loss": row[prefix + "loss"],
-         "chosen": row.get("chosen", False)}
+         "chosen": chosen is not None and math.isclose(row["C"], chosen)}
         for row in tried if is_strength(row)
         for prefix, split in STRENGTH_SPLITS.items() if row.get(prefix + "accuracy") is not None
     ], columns=["run", "C", "split", "accuracy", "loss", "chosen"])
@@ -113,16 +114,20 @@ def lines(frame: pd.DataFrame, x: alt.X, y: alt.Y, tooltip: alt.Tooltip, colours
     return alt.layer(*[base.transform_filter(alt.datum.run == run).mark_line(**marks).encode(**by_run) for run in runs])
 
 
-def strength_x() -> alt.X:
-    powers = [10.0 ** k for k in range(-4, 4)]
-    return alt.X("C:Q", scale=alt.Scale(type="log", padding=8), title="C (left: strong regularisation, simple head; right: weak)",
-                 axis=alt.Axis(format="~g", values=powers, grid=False, labelFlush=True))
+def strength_x(strengths: pd.Series) -> alt.X:
+    """A log axis just wider than the strengths tried (the end points show whole), ticked at powers of ten, or at
+    the one strength of a head solved without a search."""
+    low, high = float(strengths.min()) / 1.3, float(strengths.max()) * 1.3
+    ticks = [10.0 ** k for k in range(-6, 7) if low <= 10.0 ** k <= high] or sorted(set(strengths))
+    return alt.X("C:Q", scale=alt.Scale(type="log", domain=[low, high], nice=False),
+                 title="C (left: strong regularisation, simple head; right: weak)",
+                 axis=alt.Axis(format="~g", values=ticks, grid=False, labelFlush=True))
 
 
 def strength_chart(frame: pd.DataFrame, runs: list[str] | None = None, height: int = HEIGHT) -> alt.LayerChart:
     """Accuracy against regularisation strength (left: strong, right: weak), the chosen strength marked; `runs`
     to compare several."""
-    x = strength_x()
+    x = strength_x(frame["C"])
     chosen = alt.Chart(frame[frame["chosen"]].drop_duplicates(["run", "C"])).mark_rule(
         clip=True, strokeDash=[2, 3], color="#888").encode(x=x)
     return alt.layer(lines(frame, x, accuracy_axis(frame), alt.Tooltip("C:Q", format=".3g"), STRENGTH_COLOURS, runs),

@@ -132,7 +132,7 @@ def compare_notes(runs: list[RunRecord], rows: dict[int, list[dict]]) -> str:
     notes = [f"One colour per run: run {first.id} is the wide pale line, run {second.id} the thin one on it. Solid "
              "lines are training photos, dashed lines validation photos, never trained on: the run whose dashed "
              "accuracy ends higher did better on photos it had never seen. Each panel has its own axes, zoomed on "
-             "its lines."]
+             "its lines; a dotted line marks the strength each head kept."]
     alike = same_stages(rows[first.id], rows[second.id])
     if STAGE_HEAD in alike:
         notes.append(f"Runs {first.id} and {second.id} solved **the same head** (same photos and settings), so their "
@@ -162,7 +162,8 @@ def compare(project: Project, runs: list[RunRecord]) -> None:
     st.dataframe(compare_table(pair, rows), hide_index=True, key="compare_table", width="stretch",
                  column_config={"": st.column_config.TextColumn(width="small")})
     names = [f"run {r.id}" for r in pair]
-    strengths = pd.concat([charts.strength_frame(rows[r.id], name) for r, name in zip(pair, names)])
+    strengths = pd.concat([charts.strength_frame(rows[r.id], name, r.summary.get("head_C"))
+                           for r, name in zip(pair, names)])
     epochs = pd.concat([charts.epoch_frame(rows[r.id], name) for r, name in zip(pair, names)])
     panels = ([charts.strength_chart(strengths, names)] if not strengths.empty else []) + \
         charts.epoch_charts(epochs, names)

@@ -451,14 +451,15 @@ def outcome_view(project: Project, run: RunRecord) -> None:
 
 def curves(project: Project, run: RunRecord) -> None:
     rows = project.epochs(run.id)
-    strengths = charts.strength_frame(rows)
+    strengths = charts.strength_frame(rows, chosen=run.summary.get("head_C"))
     if not strengths.empty:
         left, right = st.columns([3, 2], gap="large")
         left.altair_chart(charts.panels([charts.strength_chart(strengths)]), width="stretch")
         right.markdown(head_sentence(run.summary) or "The new head is fitted at each regularisation strength in turn.")
         right.caption("No epochs here: the head is a small problem solved exactly at each strength. Strong "
                       "regularisation (left) keeps it simple; weak (right) lets it fit every training photo. Blue: "
-                      "training photos, each judged by a head fitted without it. Orange: validation photos.")
+                      "training photos, each judged by a head fitted without it. Orange: validation photos. The dotted line "
+                      "marks the strength it kept.")
     epochs = charts.epoch_frame(rows)
     if epochs.empty:
         if run.status in jobs.ACTIVE and run.config.get("unfreeze_blocks"):
