@@ -105,10 +105,7 @@ def lines(frame: pd.DataFrame, x: alt.X, y: alt.Y, tooltip: alt.Tooltip, colours
                                              scale=alt.Scale(domain=runs, range=RUN_WIDTHS[:len(runs)])),
               "opacity": alt.Opacity("run:N", title=None, legend=legend,
                                      scale=alt.Scale(domain=runs, range=RUN_OPACITIES[:len(runs)])),
-              "strokeDash": alt.StrokeDash("split:N", title=None, scale=DASHES,
-                                           legend=alt.Legend(orient="bottom", labelLimit=320, symbolType="stroke",
-                                                             symbolStrokeColor="#555", symbolSize=400,
-                                                             symbolStrokeWidth=2))}
+              "strokeDash": alt.StrokeDash("split:N", scale=DASHES, legend=None)}  # the page's caption says which
     # one layer per run, in order: the wide pale line lies under the thin one
     marks = {"point": alt.OverlayMarkDef(size=25, clip=True), "clip": True}
     return alt.layer(*[base.transform_filter(alt.datum.run == run).mark_line(**marks).encode(**by_run) for run in runs])
