@@ -131,9 +131,9 @@ def compare_notes(runs: list[RunRecord], rows: dict[int, list[dict]]) -> str:
     first, second = runs
     notes = [f"One colour per run: run {first.id} is the wide pale line, run {second.id} the thin one on it. **Solid "
              "lines are training photos** (for the head, each judged by a head fitted without it), **dashed lines "
-             "validation photos**, never trained on: the run whose dashed "
-             "accuracy ends higher did better on photos it had never seen. Each panel has its own axes, zoomed on "
-             "its lines; a dotted line marks the strength each head kept."]
+             "validation photos**, never trained on: the run whose dashed accuracy ends higher did better on photos "
+             "it had never seen. Each panel has its own axes, zoomed on its lines; a dotted line marks the strength "
+             "each head kept."]
     alike = same_stages(rows[first.id], rows[second.id])
     if STAGE_HEAD in alike:
         notes.append(f"Runs {first.id} and {second.id} solved **the same head** (same photos and settings), so their "
