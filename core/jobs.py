@@ -142,8 +142,21 @@ class StoreListener:
         elapsed = now - self.stage_started
         eta = elapsed / fraction * (1 - fraction) if fraction > 0.02 else None
         self.project.update_run(self.run_id, progress={
-            "stage": self.stage, "fraction": fraction, "stage_elapsed": elapsed, "eta_seconds": eta,
+            "stage": self.stage, "fraction": fraction, "stage_elapsed": elapsed, "eta_seconds": eta, "written": now,
             "finetune_planned": self.stage_info.get("blocks", 0) > 0 or self.stage == STAGE_FINETUNE, **state})
+
+
+def time_left(progress: dict, now: float | None = None) -> float | None:
+    """Seconds the current stage should still take: its last estimate, counted down since it was written, never
+    below 0 (0: the counted work is done, what follows it in the stage is not counted); None while unknown."""
+    eta = progress.get("eta_seconds")
+    if eta is None:
+        return None
+    if progress.get("fraction", 0.0) >= 1.0:
+        return 0.0
+    now = time.time() if now is None else now
+    since = max(0.0, now - progress.get("written", now))  # progress written before this field existed: as fresh
+    return max(0.0, eta - since)
 
 
 def stage_fraction(stage: str, state: dict) -> float:

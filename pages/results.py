@@ -14,10 +14,11 @@ import pandas as pd
 import streamlit as st
 
 from core import export, jobs
+from core.compare import same_stages
 from core.backbones import backbone_label
 from core.runs import has_model
 from core.store import Project, RunRecord, StoreError
-from core.train import TrainConfig
+from core.train import STAGE_FINETUNE, STAGE_HEAD, TrainConfig
 from pages import charts, ui
 
 STATUS = {"completed": "✅ finished", "stopped": "⏹️ stopped early", "failed": "❌ failed",
@@ -29,6 +30,9 @@ CARD_CSS = """<style>
 [class*="st-key-mistake_"] [data-testid="stImage"] img {
   aspect-ratio: 1 / 1; object-fit: contain; background: rgba(128, 128, 128, 0.08); border-radius: 6px; }
 </style>"""
+# Streamlit floats a narrow chart's toolbar (full screen, download…) above the chart: room for it there, so that it
+# covers no text above the confusion matrix.
+TOOLBAR_ROOM_CSS = "<style>.st-key-confusion_chart { padding-top: 2.75rem; }</style>"
 
 
 def settings_text(run: RunRecord) -> str:
@@ -44,50 +48,113 @@ def took(run: RunRecord) -> str:
     return ui.duration(run.finished - run.created) if run.finished else "—"
 
 
+def accuracy_text(summary: dict) -> str:
+    """'98% (52 of 53)': the share, and the photos behind it, which tell 98.0 from 98.4 apart."""
+    accuracy, n = summary.get("val_accuracy"), summary.get("val_images") or 0
+    if accuracy is None or not n:
+        return "—"
+    return f"{ui.percent(accuracy)} ({round(accuracy * n)} of {n})"
+
+
+def model_text(run: RunRecord) -> str:
+    """'EfficientNet-Lite0 · last 1 block + head'."""
+    return f"{backbone_label(run.config.get('backbone', '?'))} · {ui.retrained(run.config.get('unfreeze_blocks', 0))}"
+
+
 # ---- all runs -------------------------------------------------------------------------------------
 
 
 def history(runs: list[RunRecord]) -> None:
-    rows = []
-    for run in runs:
-        cfg = TrainConfig.from_dict(run.config)
-        rows.append({
-            "Run": run.id, "Started": datetime.fromtimestamp(run.created), "Status": STATUS.get(run.status, run.status),
-            "Network": backbone_label(cfg.backbone), "Retrained": ui.retrained(cfg.unfreeze_blocks),
-            "Settings": settings_text(run), "Photos": run.summary.get("images_used"),
-            "Validation accuracy": run.summary.get("val_accuracy"), "Took": took(run),
-        })
+    rows = [{
+        "Run": run.id, "Started": datetime.fromtimestamp(run.created), "Status": STATUS.get(run.status, run.status),
+        "Model": model_text(run),
+        "Photos": run.summary.get("images_used"),
+        "Validation accuracy": ui.percent(run.summary["val_accuracy"])
+        if run.summary.get("val_accuracy") is not None else "—",
+        "Took": took(run),
+    } for run in runs]
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="run_history", column_config={
         "Run": st.column_config.NumberColumn(width="small"),
         "Started": st.column_config.DatetimeColumn(format="D MMM, HH:mm"),
+        "Model": st.column_config.TextColumn(width="large", help="The pretrained network, and how much of it was "
+                                             "retrained besides the new head."),
         "Took": st.column_config.TextColumn(width="small"),
         "Photos": st.column_config.NumberColumn(width="small", help="Photos used: training + validation."),
-        "Settings": st.column_config.TextColumn(width="medium", help="The regularisation strength the new head picked "
-                                                "(C); then the fine-tuning settings when the network was retrained too."),
-        "Validation accuracy": st.column_config.ProgressColumn(
-            format="percent", min_value=0, max_value=1,
+        "Validation accuracy": st.column_config.TextColumn(
             help="Share of the validation photos (never trained on) that the model named right."),
     })
 
 
+def finetune_text(run: RunRecord, rows: list[dict]) -> str:
+    """How fine-tuning went, in a cell."""
+    if not run.config.get("unfreeze_blocks"):
+        return "—"
+    ran = sum(1 for r in rows if r["stage"] == STAGE_FINETUNE)
+    if run.summary.get("finetune_kept_head"):
+        return f"{ui.plural(ran, 'epoch')}, none beat the head: head kept"
+    best = (run.summary.get("best_epoch") or {}).get(STAGE_FINETUNE)
+    return f"{ui.plural(ran, 'epoch')}, best: {best}" if best else ui.plural(ran, 'epoch')
+
+
+def compare_table(runs: list[RunRecord], rows: dict[int, list[dict]]) -> pd.DataFrame:
+    """Final figures of the runs side by side: one column per run."""
+    lines = {
+        "Validation accuracy": lambda r: accuracy_text(r.summary),
+        "Network": lambda r: backbone_label(r.config.get("backbone", "?")),
+        "Retrained": lambda r: ui.retrained(r.config.get("unfreeze_blocks", 0)),
+        "Settings": settings_text,
+        "Fine-tuning": lambda r: finetune_text(r, rows[r.id]),
+        "Photos used": lambda r: f"{r.summary['images_used']:,}" if r.summary.get("images_used") else "—",
+        "Took": took,
+        "Status": lambda r: STATUS.get(r.status, r.status),
+    }
+    return pd.DataFrame([{"": name, **{f"Run {r.id}": cell(r) for r in runs}} for name, cell in lines.items()])
+
+
+def compare_notes(runs: list[RunRecord], rows: dict[int, list[dict]]) -> str:
+    """What the chart cannot say by itself: lines that coincide, runs missing from a panel."""
+    first, second = runs
+    notes = [f"One colour per run: run {first.id} is the wide pale line, run {second.id} the thin one on it. **Solid "
+             "lines are training photos** (for the head, each judged by a head fitted without it), **dashed lines "
+             "validation photos**, never trained on: the run whose dashed accuracy ends higher did better on photos "
+             "it had never seen. Each panel has its own axes, zoomed on its lines; a dotted line marks the strength "
+             "each head kept."]
+    alike = same_stages(rows[first.id], rows[second.id])
+    if STAGE_HEAD in alike:
+        notes.append(f"Runs {first.id} and {second.id} solved **the same head** (same photos and settings), so their "
+                     "head lines lie exactly on each other.")
+    if STAGE_FINETUNE in alike:
+        notes.append("Their fine-tuning went exactly the same way too.")
+    for run in runs:
+        if not any(r["stage"] == STAGE_FINETUNE for r in rows[run.id]):
+            notes.append(f"Run {run.id} did not fine-tune the network: it has no line in the fine-tuning panels.")
+    return " ".join(notes)
+
+
 def compare(project: Project, runs: list[RunRecord]) -> None:
-    """Learning curves of up to two runs on the same axes."""
-    epochs = {r.id: [e for e in project.epochs(r.id) if not charts.is_strength(e)] for r in runs}  # fine-tuning
-    by_id = {r.id: r for r in runs if epochs[r.id]}
+    """Two runs side by side: their final figures in a table, their curves stage by stage on the same axes."""
+    rows = {r.id: project.epochs(r.id) for r in runs}
+    by_id = {r.id: r for r in runs if rows[r.id]}
     if len(by_id) < 2:
         return
     st.subheader("Compare two runs")
     chosen = st.multiselect("Runs to compare", list(by_id), default=list(by_id)[:2], max_selections=2,
                             format_func=lambda i: ui.run_label(by_id[i]), key="compare_runs",
-                            help="Pick two runs to lay their learning curves over each other.")
-    if not chosen:
+                            help="Pick two runs to see their figures side by side and their curves on the same axes.")
+    if len(chosen) < 2:
+        st.caption("Pick a second run to compare.")
         return
-    frame = pd.concat([charts.curve_frame(epochs[i], f"run {i}") for i in chosen])
-    loss, accuracy = st.columns(2)
-    loss.altair_chart(charts.curve_chart(frame, "loss", colour="run", dash="split"), width="stretch")
-    accuracy.altair_chart(charts.curve_chart(frame, "accuracy", colour="run", dash="split"), width="stretch")
-    st.caption("One colour per run; solid lines are training photos, dashed lines validation photos. The run whose "
-               "dashed accuracy ends higher did better on photos it had never seen.")
+    pair = [by_id[i] for i in chosen]
+    st.dataframe(compare_table(pair, rows), hide_index=True, key="compare_table", width="stretch",
+                 column_config={"": st.column_config.TextColumn(width="small")})
+    names = [f"run {r.id}" for r in pair]
+    strengths = pd.concat([charts.strength_frame(rows[r.id], name, r.summary.get("head_C"))
+                           for r, name in zip(pair, names)])
+    epochs = pd.concat([charts.epoch_frame(rows[r.id], name) for r, name in zip(pair, names)])
+    panels = ([charts.strength_chart(strengths, names)] if not strengths.empty else []) + \
+        charts.epoch_charts(epochs, names)
+    st.altair_chart(charts.panels(panels), width="stretch")
+    st.caption(compare_notes(pair, rows))
 
 
 # ---- one run --------------------------------------------------------------------------------------
@@ -97,14 +164,14 @@ def headline(run: RunRecord, evaluation: dict) -> None:
     summary = run.summary
     accuracy, n = evaluation["accuracy"], evaluation["n"]
     a, b, c, d = st.columns(4)
-    a.metric("Validation accuracy", f"{accuracy:.0%}" if n else "—",
+    a.metric("Validation accuracy", ui.percent(accuracy) if n else "—",
              help="Share of the validation photos — never trained on — that the model named right.")
     b.metric("Validation photos", n)
     c.metric("Training photos", summary.get("train_images", "—"))
     d.metric("Training time", ui.duration(summary.get("train_seconds", 0)))
     if n and n < 20:
         st.caption(f"⚠️ Only {n} validation photos: one more mistake or one fewer moves the score by "
-                   f"{1 / n:.0%}. More photos (or a larger validation share on Train) give a firmer figure.")
+                   f"{ui.percent(1 / n)}. More photos (or a larger validation share on Train) give a firmer figure.")
 
 
 def confusion(evaluation: dict) -> None:
@@ -112,7 +179,9 @@ def confusion(evaluation: dict) -> None:
     left, right = st.columns(2, gap="large")
     with left:
         st.markdown("**Where it goes wrong** (confusion matrix)")
-        st.altair_chart(charts.confusion_chart(names, evaluation["confusion"]), width="content")
+        st.html(TOOLBAR_ROOM_CSS)
+        with st.container(key="confusion_chart"):
+            st.altair_chart(charts.confusion_chart(names, evaluation["confusion"]), width="content")
         st.caption("Each row is the real class of the validation photos, each column what the model said. "
                    "The diagonal counts the right answers; any other cell is a mix-up.")
     with right:
@@ -153,7 +222,7 @@ def mistake_card(project: Project, run: RunRecord, index: int, item: dict) -> No
         if record is not None:
             ui.thumbnail(project, record)
         st.markdown(f"Labelled **{ui.md(item['true'])}** · model said **{ui.md(item['predicted'])}** "
-                    f"({item['confidence']:.0%} sure)")
+                    f"({ui.percent(item['confidence'])} sure)")
         if fixed:
             st.caption(f"✅ Photo {fixed}. Train again to use the change.")
         elif record is None or record.class_name != item["true"]:

@@ -317,9 +317,21 @@ def stages_line(run: RunRecord, current: str | None) -> str:
     return " → ".join(f"{mark} {i + 1}. {STAGE_TEXT[stage][0]}" for i, (mark, stage) in enumerate(zip(marks, planned)))
 
 
+def time_left_text(progress: dict) -> str:
+    """' · about 2 min left in this step', counting down between the worker's reports; once the estimate has run
+    out, the step is finishing what it does not count (checking the last epoch, saving), not '1 s left' for long."""
+    left = jobs.time_left(progress)
+    if left is None:
+        return ""
+    if left < 2:
+        return " · finishing this step…"
+    # fine-tuning may stop early, when the validation photos stop improving: its estimate is the longest it takes
+    bound = "at most about" if progress.get("stage") == STAGE_FINETUNE else "about"
+    return f" · {bound} {ui.duration(left)} left in this step"
+
+
 def progress_text(progress: dict) -> str:
-    stage, eta = progress.get("stage"), progress.get("eta_seconds")
-    left = f" · at most about {ui.duration(eta)} left in this step" if eta is not None else ""
+    stage, left = progress.get("stage"), time_left_text(progress)
     if stage is None:
         return "Waiting for the training process…"
     if stage == STAGE_EMBED and not progress.get("batches"):
@@ -340,10 +352,10 @@ def batch_text(progress: dict) -> str:
         return "Each strength is scored on training photos held out in turn; the validation photos only watch."
     if batches and "accuracy" in logs:
         return (f"Batch {progress.get('batch', 0)} of {batches} · loss {logs.get('loss', 0):.3f} · right on "
-                f"{logs['accuracy']:.0%} of training photos so far this epoch")
+                f"{ui.percent(logs['accuracy'])} of training photos so far this epoch")
     if "val_accuracy" in logs:
-        return (f"Last epoch: right on {logs.get('accuracy', 0):.0%} of training photos and "
-                f"{logs['val_accuracy']:.0%} of validation photos")
+        return (f"Last epoch: right on {ui.percent(logs.get('accuracy', 0))} of training photos and "
+                f"{ui.percent(logs['val_accuracy'])} of validation photos")
     return "Waiting for the first batch…"
 
 
@@ -371,7 +383,8 @@ def accuracy_sentence(summary: dict) -> str:
                 "of photos held back and train again.")
     classes = len(summary.get("classes") or []) or 2
     sentence = (f"On **{ui.plural(n, 'validation photo')}** it had never seen, the model named the right class for "
-                f"**{round(accuracy * n)}** — **{accuracy:.0%}** (guessing would get about {1 / classes:.0%}).")
+                f"**{round(accuracy * n)}** — **{ui.percent(accuracy)}** (guessing would get about "
+                f"{ui.percent(1 / classes)}).")
     if n < 20:
         sentence += " With so few validation photos this figure is rough."
     return sentence
@@ -431,25 +444,26 @@ def outcome_view(project: Project, run: RunRecord) -> None:
 
 def curves(project: Project, run: RunRecord) -> None:
     rows = project.epochs(run.id)
-    strengths = charts.strength_frame(rows)
+    strengths = charts.strength_frame(rows, chosen=run.summary.get("head_C"))
     if not strengths.empty:
         left, right = st.columns([3, 2], gap="large")
-        left.altair_chart(charts.strength_chart(strengths), width="stretch")
+        left.altair_chart(charts.panels([charts.strength_chart(strengths)]), width="stretch")
         right.markdown(head_sentence(run.summary) or "The new head is fitted at each regularisation strength in turn.")
         right.caption("No epochs here: the head is a small problem solved exactly at each strength. Strong "
                       "regularisation (left) keeps it simple; weak (right) lets it fit every training photo. Blue: "
-                      "training photos, each judged by a head fitted without it. Orange: validation photos.")
-    frame = charts.curve_frame(rows, f"run {run.id}")
-    if frame.empty:
+                      "training photos, each judged by a head fitted without it. Orange: validation photos. The dotted line "
+                      "marks the strength it kept.")
+    epochs = charts.epoch_frame(rows)
+    if epochs.empty:
         if run.status in jobs.ACTIVE and run.config.get("unfreeze_blocks"):
             st.caption("📈 The fine-tuning curves appear here after its first epoch.")
         return
-    loss, accuracy = st.columns(2)
-    loss.altair_chart(charts.curve_chart(frame, "loss"), width="stretch")
-    accuracy.altair_chart(charts.curve_chart(frame, "accuracy"), width="stretch")
-    st.caption("Blue: training photos. Orange: validation photos, never trained on. When blue keeps improving "
-               "but orange gets worse, the model is learning the training photos by heart (overfitting); "
-               "training keeps the epoch where orange was best.")
+    left, right = st.columns([3, 2], gap="large")
+    left.altair_chart(charts.panels(charts.epoch_charts(epochs)), width="stretch")
+    right.markdown("**Fine-tuning, epoch by epoch**")
+    right.caption("Blue: training photos. Orange: validation photos, never trained on. When blue keeps improving "
+                  "but orange gets worse, the model is learning the training photos by heart (overfitting); "
+                  "training keeps the epoch where orange was best, and keeps the head alone when no epoch beat it.")
 
 
 def preparing_downloads(project: Project, run: RunRecord) -> bool:

@@ -81,11 +81,19 @@ def plural(n: int, word: str) -> str:
     """'1 photo', '3 photos', '2 classes', '4 copies'."""
     if n == 1:
         return f"{n:,} {word}"
-    if word.endswith(("s", "sh", "ch", "x")):
+    if word.endswith(("s", "sh", "ch", "x")) and word != "epoch":  # a hard "ch" takes "s"
         return f"{n:,} {word}es"
     if word.endswith("y") and word[-2:-1] not in "aeiou":
         return f"{n:,} {word[:-1]}ies"
     return f"{n:,} {word}s"
+
+
+PERCENT = ".0%"  # the one way a share is written, in text, tables and chart axes alike (Python and d3 read it the same)
+
+
+def percent(share: float) -> str:
+    """'98%': a share written as every page and chart writes it."""
+    return format(share, PERCENT)
 
 
 def duration(seconds: float) -> str:
@@ -107,7 +115,7 @@ def run_label(run: RunRecord) -> str:
     network = backbone_label(run.config["backbone"]) if run.config.get("backbone") else "unknown network"
     parts = [f"Run {run.id}", f"started {started}", network, retrained(run.config.get("unfreeze_blocks", 0))]
     accuracy = run.summary.get("val_accuracy")
-    parts += [f"{accuracy:.0%} right"] if accuracy is not None else []  # of its validation photos: the pickers' help
+    parts += [f"{percent(accuracy)} right"] if accuracy is not None else []  # of its validation photos: the pickers' help
     parts += ["stopped early"] if run.status == "stopped" else []
     return " · ".join(parts)
 
