@@ -18,6 +18,7 @@ from typing import Literal
 from core.collect import CollectEvent, CollectReport, CollectRequest, collect
 from core.download import Downloader
 from core.search import SearchUnavailable
+from core.background import Busy, Registry, project_key
 from core.store import Project, StoreError, validate_name
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 RECENT_PHOTOS = 12  # thumbnails of the newest photos kept for the live view
 
 
-class CollectBusy(StoreError):
+class CollectBusy(Busy):
     """A collection is already running for this project."""
 
 
@@ -172,36 +173,20 @@ class CollectJob:
 
 # ---- the registry: one job per project, for the life of the server process --------------------
 
-_jobs: dict[str, CollectJob] = {}
-_jobs_lock = threading.Lock()
-
-
-def _key(project: Project) -> str:
-    return str(project.meta_dir.resolve())
+_jobs: Registry[CollectJob] = Registry(lambda: CollectBusy(
+    "Photos are already being collected for this project; wait for that search to finish or cancel it."))
 
 
 def start(project: Project, request: CollectRequest, *, downloader: Downloader | None = None) -> CollectJob:
     """Start collecting in the background; CollectBusy if this project already has a run going."""
-    with _jobs_lock:
-        job = _jobs.get(_key(project))
-        if job is not None and job.running:
-            raise CollectBusy("Photos are already being collected for this project; "
-                              "wait for that search to finish or cancel it.")
-        job = CollectJob(project, request, downloader)
-        _jobs[_key(project)] = job
-        job.start()
-    return job
+    return _jobs.start(project_key(project), lambda: CollectJob(project, request, downloader))
 
 
 def current(project: Project) -> CollectJob | None:
     """The project's running job, or its last finished one until `forget` is called."""
-    with _jobs_lock:
-        return _jobs.get(_key(project))
+    return _jobs.current(project_key(project))
 
 
 def forget(project: Project) -> None:
     """Drop the project's finished job (a running one stays)."""
-    with _jobs_lock:
-        job = _jobs.get(_key(project))
-        if job is not None and not job.running:
-            del _jobs[_key(project)]
+    _jobs.forget(project_key(project))
