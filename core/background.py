@@ -3,8 +3,8 @@
 A page starts a job under a key (a project, or the machine for work that concerns every project) in a
 `Registry`; every redraw, in any tab, finds it there again and reads its state, so nothing about it
 lives in a browser session. At most one job runs per key. `Task` is a job made of one function that
-reports progress and checks for a cancel; `core.collect_job` keeps its own richer job class but the
-same kind of registry.
+reports progress and checks for a cancel (the suspects check, timing the networks); `core.collect_job`
+builds its richer job on it.
 """
 
 from __future__ import annotations
@@ -96,11 +96,12 @@ class TaskView:
 
 class Task:
     """A function on its own thread: `work(task)` reports with `task.report` and calls `task.check` to honour a
-    cancel. Exceptions of the `expected` types are the person's message; any other is logged and summarised."""
+    cancel; what it returns is the result. Exceptions of the `expected` types are the person's message; any other
+    is logged and summarised. `view()` may be called from any thread at any time."""
 
-    def __init__(self, name: str, work: Callable[["Task"], object], *, text: str = "Starting…",
+    def __init__(self, name: str, work: Callable[["Task"], object], *, what: str, text: str = "Starting…",
                  expected: tuple[type[Exception], ...] = ()):
-        self.name = name
+        self.name, self.what = name, what  # what: the work, for the person ("Collecting", "The check")
         self._work, self._expected = work, expected
         self._cancel = threading.Event()
         self._lock = threading.Lock()
@@ -162,6 +163,6 @@ class Task:
             error = str(exc)
         except Exception as exc:  # the page must learn that the task ended, whatever happened
             log.exception("%s failed", self.name)
-            error = f"It stopped because of an unexpected error: {type(exc).__name__}: {exc}"
+            error = f"{self.what} stopped because of an unexpected error: {exc}"
         with self._lock:
             self._result, self._error, self._cancelled, self._ended = result, error, cancelled, time.monotonic()

@@ -94,7 +94,7 @@ def start_measuring(specs: list[BackboneSpec]) -> Task:
     """Time the backbones one after the other on a background thread; its result: {label: why} of those that
     could not be timed. Busy if a timing is already running."""
     return _measuring.start(str(speed_file()), lambda: Task("speed", lambda task: _measure_all(specs, task),
-                                                            text="Getting ready to time the networks…"))
+                                                            what="Timing", text="Getting ready to time the networks…"))
 
 
 def measuring() -> Task | None:

@@ -87,7 +87,7 @@ _checks: Registry[Task] = Registry(lambda: Busy("The photos are being checked al
 def start_check(project: Project) -> Task:
     """Rank the project's photos on a background thread and keep the ranking (`remembered`); Busy if one runs."""
     return _checks.start(project_key(project), lambda: Task(
-        f"suspects {project.name}", lambda task: _check(project, task), text=READYING,
+        f"suspects {project.name}", lambda task: _check(project, task), what="The check", text=READYING,
         expected=(ValueError, BackboneUnavailable)))
 
 

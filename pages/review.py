@@ -286,13 +286,10 @@ def _check_view(project: Project, checking: bool) -> None:
     if view is None:
         return
     if view.running:
-        st.progress(view.fraction, text=view.text)
-        if view.cancelling:
-            st.caption("Stopping…")
-        else:
-            st.button("Stop checking", key="stop_suspects", icon=":material/stop:", on_click=task.cancel,
-                      help="The photos looked at so far are remembered: the next check starts from there.")
-        st.caption("You can go on reviewing or leave this page: the check goes on, and its ranking appears here.")
+        ui.task_progress(task, view, stop_key="stop_suspects", stop="Stop checking", stopping="Stopping…",
+                         stop_help="The photos looked at so far are remembered: the next check starts from there.",
+                         note="You can go on reviewing or leave this page: the check goes on, and its ranking "
+                              "appears here.")
     elif view.cancelled:
         st.info("Check stopped. The photos it had looked at are remembered, so the next check is quicker.", icon="⏹️")
     elif view.error:

@@ -166,18 +166,16 @@ def measuring_view(timing: bool, timed: int) -> None:
     if view is None:
         return
     if view.running:
-        st.progress(view.fraction, text=view.text)
-        if view.cancelling:
-            st.caption("Stopping after the network being timed…")
-        else:
-            st.button("Stop timing", key="stop_measuring", icon=":material/stop:", on_click=task.cancel,
-                      help="The networks timed so far keep their figures.")
-        st.caption("You can leave this page: the timing goes on, and the table shows each figure once it is done.")
+        ui.task_progress(task, view, stop_key="stop_measuring", stop="Stop timing",
+                         stopping="Stopping after the network being timed…",
+                         stop_help="The networks timed so far keep their figures.",
+                         note="You can leave this page: the timing goes on, and the table shows each figure once "
+                              "it is done.")
         return
     if view.cancelled:
         st.info("Timing stopped; the networks timed before that keep their figures.", icon="⏹️")
     elif view.error:
-        st.error(f"The networks could not be timed: {view.error}")
+        st.error(view.error)
     for label, why in (view.result or {}).items():
         st.warning(f"{label} could not be timed: {why}")
 
