@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from core.background import Busy, Cancelled, Registry, Task, project_key
-from core.backbones import BackboneUnavailable
+from core.backbones import DEFAULT_BACKBONE, BackboneUnavailable, get_backbone
 from core.head import fit_softmax, principal_directions
 from core.store import Project
 
@@ -141,7 +141,6 @@ def rank_suspects(project: Project, *, backbone: str | None = None, on_progress:
     Raises ValueError (a sentence for the user) when fewer than two classes can be judged, InterruptedError
     when `should_stop` said so while photos were being embedded.
     """
-    from core.backbones import DEFAULT_BACKBONE, get_backbone
     from core.embed import embed_files
 
     records = project.images(status="kept")
