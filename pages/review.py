@@ -342,7 +342,9 @@ def suspects_tab(project: Project, kept: list[ImageRecord], classes: list[ClassI
               disabled=checking, on_click=_find_suspects, args=(project,))
     st.fragment(run_every=0.5 if checking else None)(_check_view)(project, checking)
     if state is None:
-        st.caption("The first check looks at every photo once (about 20–40 photos a second); later checks are quick.")
+        if not checking:
+            st.caption("The first check looks at every photo once (about 20–40 photos a second); later checks are "
+                       "quick.")
         return
     if not fresh and not checking:
         st.info("Photos were added or restored since the last check; click **Check again** to include them.")
