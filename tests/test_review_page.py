@@ -470,7 +470,7 @@ def test_browser_review_flowers(workspace):
 
         open_tab(page, "Suspects")
         page.get_by_role("button", name="Find suspects").click()
-        page.get_by_text("Suspicion").first.wait_for(timeout=300_000)
+        page.get_by_text("Suspicion").first.wait_for(timeout=600_000)  # the first check converts the backbone
         wait_idle(page)
         assert page.get_by_text("looks like").count() >= 3
         settle_and_shoot(page, "review_suspects")
