@@ -1,31 +1,27 @@
 """Web collections that run in the background while a page keeps drawing.
 
 A page starts a `CollectJob` for a project and, on every redraw (or after a browser refresh),
-finds it again in a process-wide registry keyed by project. The job's thread runs
+finds it again in a process-wide registry keyed by project (`core.background`). The job's thread runs
 `core.collect.collect` and folds its events into state the page reads through `view()`;
 the thread never touches the UI.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
 from collections import deque
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from core.background import Busy, Registry, Task, project_key
 from core.collect import CollectEvent, CollectReport, CollectRequest, collect
 from core.download import Downloader
 from core.search import SearchUnavailable
 from core.store import Project, StoreError, validate_name
 
-log = logging.getLogger(__name__)
-
 RECENT_PHOTOS = 12  # thumbnails of the newest photos kept for the live view
 
 
-class CollectBusy(StoreError):
+class CollectBusy(Busy):
     """A collection is already running for this project."""
 
 
@@ -93,67 +89,38 @@ class JobView:
         return sum(c.saved for c in self.classes)
 
 
-class CollectJob:
+class CollectJob(Task):
     """One collection running on its own thread; `view()` may be called from any thread at any time."""
 
     def __init__(self, project: Project, request: CollectRequest, downloader: Downloader | None = None):
+        super().__init__(f"collect {project.name}", self._collect, what="Collecting",
+                         expected=(SearchUnavailable, StoreError))  # their messages are written for the user
         self.project = project
         self.request = request
         self._downloader = downloader
-        self._cancel = threading.Event()
-        self._lock = threading.Lock()
         self._classes = {name: ClassProgress(name, request.per_class)
                          for name in (validate_name(n) for n in request.class_names)}
         self._recent: deque[RecentPhoto] = deque(maxlen=RECENT_PHOTOS)
-        self._report: CollectReport | None = None
-        self._error: str | None = None
-        self._started = time.monotonic()
-        self._ended: float | None = None
-        self._thread = threading.Thread(target=self._run, name=f"collect {project.name}", daemon=True)
-
-    def start(self) -> None:
-        self._started = time.monotonic()
-        self._thread.start()
 
     def cancel(self) -> None:
         """Stop soon: no new downloads; photos already stored stay."""
-        self._cancel.set()
-
-    @property
-    def running(self) -> bool:
-        with self._lock:
-            return self._ended is None
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the run has ended; False if it is still going after `timeout` seconds."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        super().cancel()
 
     def view(self) -> JobView:
+        task = super().view()
         with self._lock:
-            end = self._ended or time.monotonic()
-            return JobView(
-                classes=list(self._classes.values()), recent=list(reversed(self._recent)),
-                running=self._ended is None, cancelling=self._cancel.is_set() and self._ended is None,
-                report=self._report, error=self._error, elapsed=end - self._started,
-            )
+            return JobView(classes=list(self._classes.values()), recent=list(reversed(self._recent)),
+                           running=task.running, cancelling=task.cancelling, report=task.result, error=task.error,
+                           elapsed=task.elapsed)
 
-    def _run(self) -> None:
-        report, error = None, None
-        try:
-            report = collect(self.project, self.request, on_event=self._on_event, cancel=self._cancel,
-                             downloader=self._downloader)
-        except (SearchUnavailable, StoreError) as exc:  # messages written for the user
-            error = str(exc)
-        except Exception as exc:  # the page must learn that the run ended, whatever happened
-            log.exception("collecting photos for %s failed", self.project.name)
-            error = f"Collecting stopped because of an unexpected error: {exc}"
+    def _collect(self, _task: Task) -> CollectReport:
+        report = collect(self.project, self.request, on_event=self._on_event, cancel=self._cancel,
+                         downloader=self._downloader)
         with self._lock:
-            self._report, self._error, self._ended = report, error, time.monotonic()
-            if report is not None:
-                for c in report.classes:  # exact final counts, including links skipped without an event
-                    self._classes[c.class_name] = replace(
-                        self._classes[c.class_name], saved=c.saved, failed=sum(c.failed.values()), state="done")
+            for c in report.classes:  # exact final counts, including links skipped without an event
+                self._classes[c.class_name] = replace(
+                    self._classes[c.class_name], saved=c.saved, failed=sum(c.failed.values()), state="done")
+        return report
 
     def _on_event(self, event: CollectEvent) -> None:
         thumbnail = self._thumbnail(event) if event.kind == "image_saved" else None  # outside the lock: it decodes
@@ -172,36 +139,20 @@ class CollectJob:
 
 # ---- the registry: one job per project, for the life of the server process --------------------
 
-_jobs: dict[str, CollectJob] = {}
-_jobs_lock = threading.Lock()
-
-
-def _key(project: Project) -> str:
-    return str(project.meta_dir.resolve())
+_jobs: Registry[CollectJob] = Registry(lambda: CollectBusy(
+    "Photos are already being collected for this project; wait for that search to finish or cancel it."))
 
 
 def start(project: Project, request: CollectRequest, *, downloader: Downloader | None = None) -> CollectJob:
     """Start collecting in the background; CollectBusy if this project already has a run going."""
-    with _jobs_lock:
-        job = _jobs.get(_key(project))
-        if job is not None and job.running:
-            raise CollectBusy("Photos are already being collected for this project; "
-                              "wait for that search to finish or cancel it.")
-        job = CollectJob(project, request, downloader)
-        _jobs[_key(project)] = job
-        job.start()
-    return job
+    return _jobs.start(project_key(project), lambda: CollectJob(project, request, downloader))
 
 
 def current(project: Project) -> CollectJob | None:
     """The project's running job, or its last finished one until `forget` is called."""
-    with _jobs_lock:
-        return _jobs.get(_key(project))
+    return _jobs.current(project_key(project))
 
 
 def forget(project: Project) -> None:
     """Drop the project's finished job (a running one stays)."""
-    with _jobs_lock:
-        job = _jobs.get(_key(project))
-        if job is not None and not job.running:
-            del _jobs[_key(project)]
+    _jobs.forget(project_key(project))

@@ -1,7 +1,9 @@
 """How fast each backbone runs on this machine: milliseconds per photo, measured on demand and remembered.
 
 Timing needs no pretrained weights, so every backbone is timed with random ones, offline too. LiteRT
-is what embedding runs on, so that is what is timed when it is installed; Keras otherwise.
+is what embedding runs on, so that is what is timed when it is installed; Keras otherwise. Timing
+several backbones takes minutes, so the app does it as a background task (`start_measuring`), one
+at a time per machine: the figures are the machine's, kept in the shared cache for every project.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from core import config
+from core.background import Busy, Registry, Task
 from core.backbones import BackboneSpec
 from core.embed import LiteRTRunner, tflite_bytes
 from core.files import atomic_write
@@ -79,3 +82,38 @@ def measure(spec: BackboneSpec) -> dict:
         speeds[spec.name] = entry
         atomic_write(speed_file(), json.dumps(speeds, indent=2).encode())
     return entry
+
+
+# ---- timing as a background task: one at a time on this machine (timings side by side would slow each other) ----
+
+_measuring: Registry[Task] = Registry(lambda: Busy("The networks are being timed already; the figures appear "
+                                                   "when that is done."))
+
+
+def start_measuring(specs: list[BackboneSpec]) -> Task:
+    """Time the backbones one after the other on a background thread; its result: {label: why} of those that
+    could not be timed. Busy if a timing is already running."""
+    return _measuring.start(str(speed_file()), lambda: Task("speed", lambda task: _measure_all(specs, task),
+                                                            what="Timing", text="Getting ready to time the networks…"))
+
+
+def measuring() -> Task | None:
+    """The running timing, or the last finished one until `forget_measuring`."""
+    return _measuring.current(str(speed_file()))
+
+
+def forget_measuring() -> None:
+    _measuring.forget(str(speed_file()))
+
+
+def _measure_all(specs: list[BackboneSpec], task: Task) -> dict[str, str]:
+    failures = {}
+    for i, spec in enumerate(specs):
+        task.check()  # between networks: one being timed cannot be interrupted
+        task.report(i, len(specs), f"Timing {spec.label} ({i + 1} of {len(specs)})…")
+        try:
+            measure(spec)
+        except Exception as exc:  # one network that cannot be timed must not stop the others
+            failures[spec.label] = f"{type(exc).__name__}: {exc}"
+    task.report(len(specs), len(specs), "Done.")
+    return failures

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from core.background import Busy, Cancelled, Registry, Task, project_key
+from core.backbones import DEFAULT_BACKBONE, BackboneUnavailable, get_backbone
 from core.head import fit_softmax, principal_directions
 from core.store import Project
 
@@ -32,6 +34,7 @@ REGULARIZATION = 1e-3  # per photo: scikit-learn's C is 1 / (this x the number o
 MOVE_LEVEL = 0.6
 MOVE_MARGIN = 0.5
 NOTE = "suspects"
+READYING = "Getting the pretrained network ready (the first time takes about half a minute)…"
 
 Progress = Callable[[int, int], None]
 
@@ -75,6 +78,45 @@ def remembered(project: Project) -> SavedRanking | None:
         return None
 
 
+# ---- the check as a background task: the page starts it and polls it; the ranking lands in the project ----
+
+_checks: Registry[Task] = Registry(lambda: Busy("The photos are being checked already: the ranking appears "
+                                                "here when that check is done."))
+
+
+def start_check(project: Project) -> Task:
+    """Rank the project's photos on a background thread and keep the ranking (`remembered`); Busy if one runs."""
+    return _checks.start(project_key(project), lambda: Task(
+        f"suspects {project.name}", lambda task: _check(project, task), what="The check", text=READYING,
+        expected=(ValueError, BackboneUnavailable)))
+
+
+def current_check(project: Project) -> Task | None:
+    """The project's running check, or its last finished one until `forget_check`."""
+    return _checks.current(project_key(project))
+
+
+def forget_check(project: Project) -> None:
+    _checks.forget(project_key(project))
+
+
+def _check(project: Project, task: Task) -> int:
+    """The task's work: rank, keep the ranking; returns how many photos were ranked."""
+    photo_ids = {r.id for r in project.images(status="kept")}  # photos added meanwhile call for another check
+
+    def progress(done: int, total: int) -> None:
+        task.report(done, total, f"Looking at photo {done:,} of {total:,} (only new photos take time)…"
+                    if done < total else "Comparing every photo with the others…")
+
+    try:
+        ranking = rank_suspects(project, on_progress=progress, should_stop=lambda: task.cancel_requested)
+    except InterruptedError:
+        raise Cancelled from None
+    task.check()
+    remember(project, ranking, photo_ids)
+    return len(ranking)
+
+
 @dataclass(frozen=True)
 class Scores:
     """Per-photo signals, in the order of the input vectors."""
@@ -92,20 +134,21 @@ def too_small(counts: dict[str, int]) -> list[str]:
 
 
 def rank_suspects(project: Project, *, backbone: str | None = None, on_progress: Progress | None = None,
-                  cache: EmbeddingCache | None = None) -> list[Suspect]:
+                  cache: EmbeddingCache | None = None, should_stop: Callable[[], bool] | None = None) -> list[Suspect]:
     """Every kept photo of the classes with enough photos, most suspicious first.
 
     `backbone` defaults to `core.backbones.DEFAULT_BACKBONE`; embeddings come from the shared cache.
-    Raises ValueError (a sentence for the user) when fewer than two classes can be judged.
+    Raises ValueError (a sentence for the user) when fewer than two classes can be judged, InterruptedError
+    when `should_stop` said so while photos were being embedded.
     """
-    from core.backbones import DEFAULT_BACKBONE, get_backbone
     from core.embed import embed_files
 
     records = project.images(status="kept")
     usable = _usable_classes([r.class_name for r in records])
     records = [r for r in records if r.class_name in usable]
     result = embed_files([r.path for r in records], [r.sha256 for r in records],
-                         get_backbone(backbone or DEFAULT_BACKBONE), cache=cache, on_progress=on_progress)
+                         get_backbone(backbone or DEFAULT_BACKBONE), cache=cache, on_progress=on_progress,
+                         should_stop=should_stop)
     records = [records[i] for i in result.ok]
     names = [r.class_name for r in records]
     usable = _usable_classes(names)

@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from core import suspects
-from core.backbones import BackboneUnavailable
+from core.background import Busy
 from core.store import ClassInfo, ImageRecord, Project, StoreError
 from pages import ui
 
@@ -98,6 +98,8 @@ def _show_message() -> None:
         st.toast(text, icon="✅")
     elif kind == "error":
         st.error(text)
+    elif kind == "info":
+        st.info(text)
 
 
 def _signature(records: list[ImageRecord]) -> int:
@@ -264,22 +266,34 @@ def photos_tab(project: Project, records: list[ImageRecord], classes: list[Class
 # ---- suspects tab -----------------------------------------------------------------------------
 
 
-def _find_suspects(project: Project, kept: list[ImageRecord]) -> None:
-    bar = st.progress(0.0, text="Getting the pretrained network ready (the first time takes about half a minute)…")
-
-    def progress(done: int, total: int) -> None:
-        bar.progress(done / max(total, 1), text=f"Looking at photo {done} of {total} (only new photos take time)…")
-
+def _find_suspects(project: Project) -> None:
+    """Button callback: start checking the photos in the background (a finished check's report is dropped first)."""
+    suspects.forget_check(project)
     try:
-        ranking = suspects.rank_suspects(project, on_progress=progress)
-    except (ValueError, BackboneUnavailable) as exc:  # too few photos, or no network weights: both say what to do
-        bar.empty()
-        _say("error", str(exc))
-        return
-    bar.empty()
-    suspects.remember(project, ranking, {r.id for r in kept})
+        suspects.start_check(project)
+    except Busy as exc:  # another tab started one a moment ago: this page shows that one
+        _say("info", str(exc))
     st.session_state["review_dismissed"] = set()
     st.session_state["suspects_shown"] = SUSPECTS_PER_STEP
+
+
+def _check_view(project: Project, checking: bool) -> None:
+    """The check in progress (polled while it runs), or why the last one stopped."""
+    task = suspects.current_check(project)
+    view = task.view() if task else None
+    if checking and not (view and view.running):
+        st.rerun()  # it just ended: redraw the tab with the new ranking
+    if view is None:
+        return
+    if view.running:
+        ui.task_progress(task, view, stop_key="stop_suspects", stop="Stop checking", stopping="Stopping…",
+                         stop_help="The photos looked at so far are remembered: the next check starts from there.",
+                         note="You can go on reviewing or leave this page: the check goes on, and its ranking "
+                              "appears here.")
+    elif view.cancelled:
+        st.info("Check stopped. The photos it had looked at are remembered, so the next check is quicker.", icon="⏹️")
+    elif view.error:
+        st.error(view.error)
 
 
 def _suspect_card(project: Project, record: ImageRecord, suspect: suspects.Suspect) -> None:
@@ -321,14 +335,18 @@ def suspects_tab(project: Project, kept: list[ImageRecord], classes: list[ClassI
         st.caption(f"Left out (fewer than {suspects.MIN_PHOTOS_PER_CLASS} kept photos): {', '.join(small)}.")
     state = suspects.remembered(project)
     fresh = state is not None and not {r.id for r in kept} - state.photo_ids
+    task = suspects.current_check(project)
+    checking = task is not None and task.running
     label, icon = ("Find suspects", ":material/search:") if state is None else ("Check again", ":material/refresh:")
-    if st.button(label, key="find_suspects", icon=icon, type="primary" if not fresh else "secondary"):
-        _find_suspects(project, kept)
-        st.rerun()
+    st.button(label, key="find_suspects", icon=icon, type="primary" if not fresh else "secondary",
+              disabled=checking, on_click=_find_suspects, args=(project,))
+    st.fragment(run_every=0.5 if checking else None)(_check_view)(project, checking)
     if state is None:
-        st.caption("The first check looks at every photo once (about 20–40 photos a second); later checks are quick.")
+        if not checking:
+            st.caption("The first check looks at every photo once (about 20–40 photos a second); later checks are "
+                       "quick.")
         return
-    if not fresh:
+    if not fresh and not checking:
         st.info("Photos were added or restored since the last check; click **Check again** to include them.")
     by_id = {r.id: r for r in kept}
     dismissed = st.session_state.setdefault("review_dismissed", set())

@@ -13,7 +13,9 @@ import pandas as pd
 import streamlit as st
 
 from core import advice, jobs, speed
-from core.backbones import DEFAULT_BACKBONE, REGISTRY, BackboneSpec, backbone_label, get_backbone, trainable_summary
+from core.background import Busy
+from core.backbones import DEFAULT_BACKBONE, REGISTRY, BackboneSpec, backbone_label
+from core.freeze_depths import freeze_options
 from core.runs import has_model
 from core.store import Project, RunRecord
 from core.head import STRENGTHS
@@ -144,18 +146,37 @@ def backbone_table() -> pd.DataFrame:
     } for spec in REGISTRY.values()])
 
 
-def measure_speeds(names: list[str]) -> None:
-    """Time the given backbones one after the other, saying which one is being timed."""
-    failures = {}
-    progress = st.progress(0.0)
-    for i, name in enumerate(names):
-        spec = REGISTRY[name]
-        progress.progress(i / len(names), text=f"Timing {spec.label} ({i + 1} of {len(names)})…")
-        try:
-            speed.measure(spec)
-        except Exception as exc:  # one network that cannot be timed must not stop the others
-            failures[spec.label] = f"{type(exc).__name__}: {exc}"
-    st.session_state["speed_failures"] = failures
+def start_measuring(names: list[str]) -> None:
+    """Button callback: time the networks in the background (a finished timing's report is dropped first)."""
+    speed.forget_measuring()
+    try:
+        speed.start_measuring([REGISTRY[name] for name in names])
+    except Busy as exc:  # another tab started one a moment ago: this page shows that one
+        st.session_state["speed_busy"] = str(exc)
+
+
+def measuring_view(timing: bool, timed: int) -> None:
+    """The timing in progress (polled while it runs), then what could not be timed or why it stopped; `timed`:
+    how many networks were done when the page was drawn."""
+    task = speed.measuring()
+    view = task.view() if task else None
+    if timing and not (view and view.running and view.done == timed):
+        st.rerun()  # a network was timed, or the timing ended: redraw the page, its tables have the new figures
+    if view is None:
+        return
+    if view.running:
+        ui.task_progress(task, view, stop_key="stop_measuring", stop="Stop timing",
+                         stopping="Stopping after the network being timed…",
+                         stop_help="The networks timed so far keep their figures.",
+                         note="You can leave this page: the timing goes on, and the table shows each figure once "
+                              "it is done.")
+        return
+    if view.cancelled:
+        st.info("Timing stopped; the networks timed before that keep their figures.", icon="⏹️")
+    elif view.error:
+        st.error(view.error)
+    for label, why in (view.result or {}).items():
+        st.warning(f"{label} could not be timed: {why}")
 
 
 def backbone_picker(project: Project, busy: bool) -> BackboneSpec:
@@ -176,25 +197,19 @@ def backbone_picker(project: Project, busy: bool) -> BackboneSpec:
         "Parameters": st.column_config.TextColumn(width="small", help="Numbers inside the network: its size."),
     })
     unmeasured = [n for n in names if n not in speed.cached_speeds()]
-    if st.button("⏱️ Measure speed on this computer" if unmeasured else "⏱️ Measure speed again",
-                 key="measure_speed", disabled=busy,
-                 help="Stop the training run first: it would slow the timing down." if busy else
-                 "Times each network on random pixels, here, so you can weigh speed against size."):
-        measure_speeds(unmeasured or names)
-        st.rerun()
+    task = speed.measuring()
+    view = task.view() if task else None
+    timing = view is not None and view.running
+    st.button("⏱️ Measure speed on this computer" if unmeasured else "⏱️ Measure speed again",
+              key="measure_speed", disabled=busy or timing, on_click=start_measuring, args=(unmeasured or names,),
+              help="Stop the training run first: it would slow the timing down." if busy else
+              "Times each network on random pixels, here, so you can weigh speed against size.")
+    if busy_message := st.session_state.pop("speed_busy", None):
+        st.info(busy_message, icon="⏳")
+    st.fragment(run_every=LIVE_SECONDS if timing else None)(measuring_view)(timing, view.done if view else 0)
     st.caption("Speed: milliseconds the network takes to look at one photo on this computer; training time grows "
                "with it." + (" Timing every network takes a few minutes." if unmeasured else ""))
-    for label, why in st.session_state.pop("speed_failures", {}).items():
-        st.warning(f"{label} could not be timed: {why}")
     return spec
-
-
-@st.cache_resource(show_spinner="Reading the network's layers (once per network)…")
-def freeze_options(name: str) -> list[tuple[int, int]]:
-    """(trainable layers, parameters) in the backbone for 0, 1, 2, … retrained blocks; its model is built once."""
-    spec = get_backbone(name)
-    model = spec.build(weights=False)  # the architecture is all that counts here: no download
-    return [trainable_summary(spec, model, n) for n in range(len(spec.blocks(model)) + 1)]
 
 
 def depth_picker(spec: BackboneSpec, n_classes: int) -> int:

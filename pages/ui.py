@@ -37,6 +37,7 @@ import streamlit_webrtc  # noqa: F401, E402
 
 from core import config, jobs, preembed  # noqa: E402
 from core.backbones import backbone_label  # noqa: E402
+from core.background import Task, TaskView  # noqa: E402
 from core.predict import MODEL_FILE  # noqa: E402
 from core.store import (ImageRecord, Project, ProjectDamaged, RunRecord, StoreError, create_project,  # noqa: E402
                         list_projects, open_project, restore_backup)
@@ -324,3 +325,14 @@ def readiness_line(project: Project) -> None:
                        "looked at in the background; training does them itself if you start now).")
 
     line()
+
+
+def task_progress(task: Task, view: TaskView, *, stop_key: str, stop: str, stop_help: str, stopping: str,
+                  note: str) -> None:
+    """A background task while it runs: its progress bar, a Stop button (or that it is stopping), and a note."""
+    st.progress(view.fraction, text=view.text)
+    if view.cancelling:
+        st.caption(stopping)
+    else:
+        st.button(stop, key=stop_key, icon=":material/stop:", on_click=task.cancel, help=stop_help)
+    st.caption(note)

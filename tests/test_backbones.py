@@ -21,6 +21,7 @@ from core.backbones import (
     set_trainable_blocks,
     trainable_summary,
 )
+from core.freeze_depths import FREEZE_OPTIONS, counted, freeze_options
 from core.torch_pickle import LEGACY_MAGIC, LEGACY_PROTOCOL, load_legacy_checkpoint
 
 OFFLINE = [name for name, spec in REGISTRY.items() if spec.offline]
@@ -332,6 +333,17 @@ def test_online_backbone_graph_and_blocks(name):
     assert model.output_shape == (None, 7, 7, spec.feature_dim)
     assert model.count_params() == spec.params
     check_blocks_and_freezing(spec, model)
+
+
+def test_every_backbone_has_its_freeze_depths_counted():
+    assert set(FREEZE_OPTIONS) == set(REGISTRY)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_counted_freeze_depths_match_the_built_network(name):
+    """The Train page reads layers and parameters per depth from a table; building each network agrees with it."""
+    assert freeze_options(name) == counted(name)
 
 
 @pytest.mark.slow

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from tests.conftest import shared_dataset
 from tests.photos import class_photo_bytes, photo_bytes
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
+CHECK_TIMEOUT = 120  # seconds: generous, for a loaded machine
 
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -52,6 +55,15 @@ def open_review(project: Project, tab: str | None = None) -> AppTest:
 
 def click(at: AppTest, key: str) -> AppTest:
     at.button(key=key).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def find_suspects(at: AppTest, project: Project) -> AppTest:
+    """Click Find suspects, wait for the background check to end, and draw the page again."""
+    click(at, "find_suspects")
+    assert suspects.current_check(project).wait(CHECK_TIMEOUT), "the check is still running"
+    at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -239,10 +251,9 @@ def fake_ranking(project: Project) -> list[suspects.Suspect]:
 
 def test_suspects_are_shown_and_acted_on(project, monkeypatch):
     fill(project)
-    monkeypatch.setattr(suspects, "rank_suspects", lambda p, on_progress=None: fake_ranking(p))
+    monkeypatch.setattr(suspects, "rank_suspects", lambda p, **_: fake_ranking(p))
     cat, dog = ids(project, "cats")[0], ids(project, "dogs")[0]
-    at = open_review(project, "Suspects")
-    click(at, "find_suspects")
+    at = find_suspects(open_review(project, "Suspects"), project)
     page = texts(at.markdown)
     assert "Labelled **cats**, looks like **dogs** (97%)" in page and "unlike most of its class" in page
     click(at, f"sus_move_{cat}")
@@ -263,8 +274,8 @@ def test_only_strong_evidence_gets_the_primary_move_button(project, monkeypatch)
     ranking = [suspects.Suspect(cat, "cats", 0.9, 0.08, "dogs", 0.92, 1.0),   # clear: primary move
                suspects.Suspect(cat2, "cats", 0.5, 0.47, "dogs", 0.53, 1.0),  # a coin toss between two classes
                suspects.Suspect(dog, "dogs", 0.4, 0.3, "cats", 0.7, 1.0)]     # above 50 % but not clearly above its own
-    monkeypatch.setattr(suspects, "rank_suspects", lambda p, on_progress=None: ranking)
-    at = click(open_review(project, "Suspects"), "find_suspects")
+    monkeypatch.setattr(suspects, "rank_suspects", lambda p, **_: ranking)
+    at = find_suspects(open_review(project, "Suspects"), project)
     assert at.button(key=f"sus_move_{cat}").proto.type == "primary"
     for unsure in (cat2, dog):
         assert at.button(key=f"sus_move_{unsure}").proto.type != "primary"
@@ -276,8 +287,8 @@ def test_only_strong_evidence_gets_the_primary_move_button(project, monkeypatch)
 def test_the_suspect_ranking_survives_a_refresh_until_photos_change(project, monkeypatch):
     fill(project)
     calls = []
-    monkeypatch.setattr(suspects, "rank_suspects", lambda p, on_progress=None: calls.append(1) or fake_ranking(p))
-    click(open_review(project, "Suspects"), "find_suspects")
+    monkeypatch.setattr(suspects, "rank_suspects", lambda p, **_: calls.append(1) or fake_ranking(p))
+    find_suspects(open_review(project, "Suspects"), project)
     again = open_review(project, "Suspects")  # a new browser session, as after a refresh
     assert "looks like **dogs**" in texts(again.markdown) and len(calls) == 1
     assert "added or restored" not in texts(again.info)
@@ -289,8 +300,54 @@ def test_suspects_explain_when_there_are_too_few_photos(project):
     fill(project, cats=12, dogs=2)
     at = open_review(project, "Suspects")
     assert "Left out" in texts(at.caption) and "dogs" in texts(at.caption)
-    click(at, "find_suspects")
+    find_suspects(at, project)
     assert "at least two classes" in texts(at.error)
+    assert "at least two classes" in texts(open_review(project, "Suspects").error), "a refresh still says why"
+
+
+def test_finding_suspects_runs_in_the_background_and_survives_a_refresh(project, monkeypatch):
+    fill(project)
+    release = threading.Event()
+
+    def slow_ranking(p, on_progress=None, should_stop=None):
+        for done in range(1, 25):
+            on_progress(done, 24)
+            if done == 5:
+                assert release.wait(CHECK_TIMEOUT)
+        return fake_ranking(p)
+
+    monkeypatch.setattr(suspects, "rank_suspects", slow_ranking)
+    at = click(open_review(project, "Suspects"), "find_suspects")  # returns at once: the check runs on its own
+    assert at.button(key="find_suspects").disabled and at.button(key="stop_suspects")
+    fresh = open_review(project, "Suspects")  # a refresh, or a second tab, while it runs
+    assert fresh.button(key="find_suspects").disabled
+    assert "Looking at photo 5 of 24" in fresh.get("progress")[0].proto.text
+    release.set()
+    assert suspects.current_check(project).wait(CHECK_TIMEOUT)
+    after = open_review(project, "Suspects")
+    assert "looks like **dogs**" in texts(after.markdown)
+    assert not [b for b in after.button if b.key == "stop_suspects"]
+    assert not after.button(key="find_suspects").disabled
+
+
+def test_a_running_check_can_be_stopped(project, monkeypatch):
+    fill(project)
+    started = threading.Event()
+
+    def endless_ranking(p, on_progress=None, should_stop=None):
+        started.set()
+        while not should_stop():
+            time.sleep(0.05)
+        raise InterruptedError("stopped while embedding")
+
+    monkeypatch.setattr(suspects, "rank_suspects", endless_ranking)
+    at = click(open_review(project, "Suspects"), "find_suspects")
+    assert started.wait(CHECK_TIMEOUT)
+    click(at, "stop_suspects")
+    assert suspects.current_check(project).wait(CHECK_TIMEOUT)
+    after = open_review(project, "Suspects")
+    assert "Check stopped" in texts(after.info) and suspects.remembered(project) is None
+    assert not after.button(key="find_suspects").disabled
 
 
 # ---- core/suspects.py -------------------------------------------------------------------------
@@ -347,7 +404,7 @@ def test_rank_suspects_maps_scores_to_photos(project, monkeypatch):
     records = {r.sha256: r for r in project.images()}
     wrong = ids(project, "dogs")[3]
 
-    def fake_embed(paths, shas, spec, cache=None, on_progress=None):
+    def fake_embed(paths, shas, spec, cache=None, on_progress=None, should_stop=None):
         assert "birds" not in {records[s].class_name for s in shas}
         vectors, labels = clustered(n_classes=2, per_class=len(shas))
         like_cats, like_dogs = vectors[labels == 0], vectors[labels == 1]
@@ -413,7 +470,7 @@ def test_browser_review_flowers(workspace):
 
         open_tab(page, "Suspects")
         page.get_by_role("button", name="Find suspects").click()
-        page.get_by_text("Suspicion").first.wait_for(timeout=300_000)
+        page.get_by_text("Suspicion").first.wait_for(timeout=600_000)  # the first check converts the backbone
         wait_idle(page)
         assert page.get_by_text("looks like").count() >= 3
         settle_and_shoot(page, "review_suspects")

@@ -7,6 +7,7 @@ test drives the real server on the flowers5 photos and leaves screenshots in tes
 from __future__ import annotations
 
 import json
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -15,7 +16,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import jobs, speed
-from core.backbones import DEFAULT_BACKBONE, REGISTRY
+from core.backbones import DEFAULT_BACKBONE, REGISTRY, BackboneSpec
+from core.freeze_depths import freeze_options
 from core.export import EVALUATION_FILE, write_json
 from core.predict import MODEL_FILE
 from core.ingest import import_folder
@@ -136,10 +138,77 @@ def test_speed_is_measured_on_demand_and_shown_relative(two_classes, monkeypatch
     at = page(two_classes)
     assert set(at.dataframe[0].value["Speed here"]) == {"not measured yet"}
     at.button(key="measure_speed").click().run()
-    table = no_exceptions(at).dataframe[0].value.set_index("Network")
+    assert speed.measuring().wait(RUN_TIMEOUT)
+    table = no_exceptions(page(two_classes)).dataframe[0].value.set_index("Network")  # after a refresh too
     assert table.loc["MobileNetV2", "Speed here"].startswith("fastest")
     assert table.loc["ResNet-50", "Speed here"].startswith("10.4× slower")
     assert set(speed.cached_speeds()) == set(REGISTRY)
+
+
+def test_speed_is_measured_in_the_background_one_timing_at_a_time(two_classes, monkeypatch, tmp_path):
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path))
+    release, timed = threading.Event(), []
+
+    def slow_timing(spec):
+        timed.append(spec.name)
+        if len(timed) == 2:
+            assert release.wait(RUN_TIMEOUT)
+        if spec.name == "convnext_tiny":
+            raise MemoryError("not enough memory")
+        return spec.params / 1e6, "fake"
+
+    monkeypatch.setattr(speed, "time_backbone", slow_timing)
+    at = page(two_classes)
+    at.button(key="measure_speed").click().run()  # returns at once: the timing runs on its own
+    assert no_exceptions(at).button(key="measure_speed").disabled
+    fresh = no_exceptions(page(two_classes))  # a refresh, or a second tab
+    assert fresh.button(key="measure_speed").disabled and fresh.button(key="stop_measuring")
+    deadline = time.time() + RUN_TIMEOUT
+    while len(timed) < 2:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert "Timing " in no_exceptions(page(two_classes)).get("progress")[0].proto.text
+    first = REGISTRY[timed[0]].label
+    assert page(two_classes).dataframe[0].value.set_index("Network").loc[first, "Speed here"] != "not measured yet"
+    release.set()
+    assert speed.measuring().wait(RUN_TIMEOUT)
+    done = no_exceptions(page(two_classes))
+    assert "ConvNeXt-Tiny could not be timed: MemoryError: not enough memory" in texts(done)
+    assert not done.button(key="measure_speed").disabled
+    assert set(speed.cached_speeds()) == set(REGISTRY) - {"convnext_tiny"}
+    assert "estimated from a reference laptop" not in texts(done)  # the advice uses the figures measured here
+
+
+def test_a_timing_can_be_stopped_between_networks(two_classes, monkeypatch, tmp_path):
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path))
+    release = threading.Event()
+
+    def slow_timing(spec):
+        assert release.wait(RUN_TIMEOUT)
+        return 1.0, "fake"
+
+    monkeypatch.setattr(speed, "time_backbone", slow_timing)
+    at = page(two_classes)
+    at.button(key="measure_speed").click().run()
+    at.button(key="stop_measuring").click().run()
+    assert "Stopping after the network being timed" in texts(no_exceptions(at))
+    release.set()
+    assert speed.measuring().wait(RUN_TIMEOUT)
+    assert len(speed.cached_speeds()) == 1
+    assert "Timing stopped" in texts(no_exceptions(page(two_classes)))
+
+
+def test_the_first_visit_builds_no_network(two_classes, monkeypatch):
+    def no_build(self, weights=True):
+        raise AssertionError(f"{self.name} was built on a page visit")
+
+    monkeypatch.setattr(BackboneSpec, "build", no_build)
+    at = no_exceptions(page(two_classes))
+    for name in REGISTRY:
+        at.selectbox(key="train_backbone").set_value(name).run()
+        assert at.select_slider(key="train_unfreeze_blocks").options[-1] == f"last {len(freeze_options(name)) - 1}"
+        no_exceptions(at.select_slider(key="train_unfreeze_blocks").set_value(2).run())
+        assert "Training will change **the last 2 blocks + the head**" in texts(at)
 
 
 def test_a_second_run_is_refused_when_one_started_elsewhere(two_classes, monkeypatch):
