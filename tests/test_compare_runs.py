@@ -132,6 +132,11 @@ def progress_caption(at) -> str:
     return next(p.proto.text for p in at.get("progress"))
 
 
+def test_counts_are_written_in_plain_english():
+    assert [ui.plural(n, w) for n, w in [(1, "epoch"), (8, "epoch"), (2, "class"), (3, "copy"), (2, "batch")]] == \
+        ["1 epoch", "8 epochs", "2 classes", "3 copies", "2 batches"]
+    assert ui.percent(0.9804) == "98%"
+
 def test_time_left_counts_down_from_when_it_was_measured_and_never_below_zero():
     now = 1000.0
     assert jobs.time_left({"eta_seconds": 100.0, "written": now - 40}, now) == pytest.approx(60.0)
