@@ -91,7 +91,7 @@ def writer(kind: str, meta_dir: str, deadline: float, results) -> None:
 def train_until(project: Project, deadline: float) -> Counter:
     """Start runs back to back (small settings) until the deadline; count how each ended."""
     outcomes: Counter = Counter()
-    cfg = TrainConfig(epochs=3, finetune_epochs=1, unfreeze_blocks=1)
+    cfg = TrainConfig(finetune_epochs=1, unfreeze_blocks=1)
     while time.time() < deadline:
         run_id = jobs.start_training(project, cfg)
         while (run := jobs.refresh(project, run_id)).status in jobs.ACTIVE:

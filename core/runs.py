@@ -33,10 +33,11 @@ def finished_runs(project: Project) -> list[RunRecord]:
 
 def data_from_project(project: Project) -> TrainData:
     """The project's kept photos, split as the store assigned them."""
-    class_names = [c.name for c in project.classes() if c.kept > 0]
+    records = project.images(status="kept")  # one read: classes taken from it cannot be renamed in between
+    class_names = list(dict.fromkeys(r.class_name for r in records))  # ordered by name, as Project.classes()
     index = {name: i for i, name in enumerate(class_names)}
     train_samples, val_samples = [], []
-    for record in project.images(status="kept"):
+    for record in records:
         sample = Sample(record.path, index[record.class_name], record.sha256)
         (val_samples if record.split == "val" else train_samples).append(sample)
     return TrainData(class_names, train_samples, val_samples)

@@ -18,6 +18,7 @@ import pytest
 
 import core.storage.journal
 from core import jobs
+from core.runs import data_from_project
 from core.store import (ClassGone, Project, ProjectDamaged, StoreError, create_project, list_projects,
                         open_project, restore_backup)
 from core.storage import db as storage_db
@@ -321,6 +322,7 @@ def test_windows_reserved_names_are_refused(project, name):
 
 START_RUN = WAIT_FOR_GO + """
     from core import jobs
+from core.runs import data_from_project
     from core.store import Project
     from core.train import TrainConfig
 
@@ -489,6 +491,20 @@ def test_a_stray_that_became_a_photo_before_it_was_taken_in_is_kept(two_classes,
     monkeypatch.undo()
     assert photo.path.exists()
     consistent(two_classes)
+
+def test_training_data_read_while_a_class_is_renamed_is_one_consistent_picture(two_classes, monkeypatch):
+    """The soak found a run failing with KeyError: classes read before a rename, photos after it."""
+    real_images, renamed = two_classes.images, []
+
+    def renamed_meanwhile(*args, **kwargs):
+        if not renamed:
+            renamed.append(two_classes.rename_class("cats", "kittens"))
+        return real_images(*args, **kwargs)
+
+    monkeypatch.setattr(two_classes, "images", renamed_meanwhile)
+    data = data_from_project(two_classes)
+    assert data.class_names == ["dogs", "kittens"]
+    assert len(data.train) + len(data.val) == len(real_images(status="kept"))
 
 def test_a_class_renamed_while_its_web_search_runs_keeps_all_its_photos(project, standin):  # noqa: F811
     from core.collect import CollectRequest, collect
