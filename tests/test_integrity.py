@@ -322,7 +322,6 @@ def test_windows_reserved_names_are_refused(project, name):
 
 START_RUN = WAIT_FOR_GO + """
     from core import jobs
-from core.runs import data_from_project
     from core.store import Project
     from core.train import TrainConfig
 
