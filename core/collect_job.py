@@ -90,7 +90,8 @@ class JobView:
 
 
 class CollectJob(Task):
-    """One collection running on its own thread; `view()` may be called from any thread at any time."""
+    """One collection running on its own thread; `view()` may be called from any thread at any time.
+    `cancel()` stops it soon: no new downloads, and photos already stored stay."""
 
     def __init__(self, project: Project, request: CollectRequest, downloader: Downloader | None = None):
         super().__init__(f"collect {project.name}", self._collect, what="Collecting",
@@ -101,10 +102,6 @@ class CollectJob(Task):
         self._classes = {name: ClassProgress(name, request.per_class)
                          for name in (validate_name(n) for n in request.class_names)}
         self._recent: deque[RecentPhoto] = deque(maxlen=RECENT_PHOTOS)
-
-    def cancel(self) -> None:
-        """Stop soon: no new downloads; photos already stored stay."""
-        super().cancel()
 
     def view(self) -> JobView:
         task = super().view()

@@ -44,5 +44,5 @@ else:
     a.metric("Classes", len(classes))
     b.metric("Photos kept", kept)
     best = max((r.summary.get("val_accuracy") or 0 for r in runs), default=None)
-    c.metric("Best validation accuracy", f"{best:.0%}" if best else "—")
+    c.metric("Best validation accuracy", ui.percent(best) if best else "—")
     ui.out_of_step(project)

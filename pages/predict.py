@@ -59,14 +59,14 @@ def heat_caption(unseen: float) -> str:
     if unseen < 0.01:  # a pixel row or two: not worth a word
         return "Where it looked"
     return (f"Where it looked. The model sees only the square in the middle: the dimmed edges "
-            f"({unseen:.0%} of the photo) were cut off.")
+            f"({ui.percent(unseen)} of the photo) were cut off.")
 
 
 def verdict(prediction: Prediction, threshold: float) -> str:
     if prediction.confidence >= threshold:
-        return f"Looks like **{ui.md(prediction.label)}** ({prediction.confidence:.0%})"
-    return (f"Not sure — its best guess is **{ui.md(prediction.label)}** ({prediction.confidence:.0%}), "
-            f"below your {threshold:.0%} bar")
+        return f"Looks like **{ui.md(prediction.label)}** ({ui.percent(prediction.confidence)})"
+    return (f"Not sure — its best guess is **{ui.md(prediction.label)}** ({ui.percent(prediction.confidence)}), "
+            f"below your {ui.percent(threshold)} bar")
 
 
 def probability_chart(prediction: Prediction, threshold: float) -> alt.LayerChart:
@@ -192,7 +192,7 @@ def details(photos: list[tuple[str, bytes]], predictions: list[Prediction], thre
                                                         predictions[start:start + PER_PAGE])):
         icon = "✅" if prediction.confidence >= threshold else "❓"
         # keyed by content, so a photo stays open or closed as the user left it when newer ones push it down
-        with st.expander(f"{ui.md(name)} — {ui.md(prediction.label)} ({prediction.confidence:.0%})",
+        with st.expander(f"{ui.md(name)} — {ui.md(prediction.label)} ({ui.percent(prediction.confidence)})",
                          expanded=i < OPEN_DETAILS, icon=icon, key=f"predict_photo_{sha256_hex(data)[:16]}"):
             photo_details(name, data, prediction, threshold, run_dir)
 

@@ -302,10 +302,10 @@ def _suspect_card(project: Project, record: ImageRecord, suspect: suspects.Suspe
         if elsewhere:
             verb = "looks like" if suspect.clearly_elsewhere else "might be"
             st.markdown(f"Labelled **{ui.md(suspect.class_name)}**, {verb} **{ui.md(suspect.predicted_class)}** "
-                        f"({suspect.predicted_probability:.0%})")
+                        f"({ui.percent(suspect.predicted_probability)})")
         else:
             st.markdown(f"**{ui.md(suspect.class_name)}**, but unlike most of its class")
-        st.progress(min(max(suspect.score, 0.0), 1.0), text=f"Suspicion {suspect.score:.0%}")
+        st.progress(min(max(suspect.score, 0.0), 1.0), text=f"Suspicion {ui.percent(suspect.score)}")
         st.caption(_facts(record))
         if suspect.clearly_elsewhere:
             st.button(f"Move to {suspect.predicted_class}", key=f"sus_move_{record.id}", type="primary",
@@ -507,9 +507,9 @@ def classes_tab(project: Project, classes: list[ClassInfo]) -> None:
     with table:
         st.markdown("#### Counts")
         st.dataframe(_class_table(classes), hide_index=True, width="stretch")
-        st.caption(f"About {project.val_share:.0%} of each class is held out as **validation** photos: the model "
-                   "never trains on them, so they show honestly how well it does on new photos. Each photo keeps "
-                   "its part as the set grows.")
+        st.caption(f"About {ui.percent(project.val_share)} of each class is held out as **validation** photos: "
+                   "the model never trains on them, so they show honestly how well it does on new photos. Each photo "
+                   "keeps its part as the set grows.")
     st.markdown("#### Manage classes")
     _manage_classes(project, classes)
 

@@ -114,7 +114,7 @@ def _live_bars(live: LiveClassifier, threshold: float, verdict: Callable[[Predic
     (st.success if prediction.confidence >= threshold else st.warning)(verdict(prediction, threshold))
     with st.container(key="predict_live_bars"):
         for name, p in prediction.top:
-            st.progress(p, text=f"**{name}** · {p:.0%}")
+            st.progress(p, text=f"**{name}** · {ui.percent(p)}")
     behind = time.time() - latest.arrived  # what is on screen now is this far behind the camera picture
     st.caption(f"{ui.plural(round(live.frames_per_second()), 'picture')} a second · {behind * 1000:.0f} ms behind the camera")
 
