@@ -17,6 +17,7 @@ from pathlib import Path
 
 from core import worker
 from core.export import DOWNLOADS_ERROR_FILE, DownloadsState, downloads_state
+from core.formats import FORMATS_FILE, REQUEST_FILE, formats_state
 from core.runs import data_from_project, has_model, photo_snapshot, train_and_save
 from core.store import Project, RunBusy, RunRecord
 from core.storage.runs import worker_alive
@@ -90,6 +91,21 @@ def downloads(project: Project, run: RunRecord) -> DownloadsState | None:
     if state == "preparing":
         worker.WORKER.submit("assemble", project, run=run.id)
     return state
+
+
+def more_formats(project: Project, run: RunRecord) -> str:
+    """Whether the full-integer TFLite and ONNX files are checked and ready, being made, or not asked for."""
+    state = formats_state(run.dir)
+    if state == "preparing":
+        worker.WORKER.submit("formats", project, run=run.id)
+    return state
+
+
+def request_formats(project: Project, run: RunRecord) -> None:
+    """Have the worker make (or make again) the full-integer TFLite and ONNX files."""
+    (run.dir / FORMATS_FILE).unlink(missing_ok=True)
+    (run.dir / REQUEST_FILE).touch()
+    worker.WORKER.submit("formats", project, run=run.id)
 
 
 def retry_downloads(project: Project, run: RunRecord) -> None:

@@ -12,6 +12,7 @@ from typing import Iterator
 
 from core.evaluate import evaluate_predictions, image_folder
 from core.export import assemble_downloads, save_usable
+from core.formats import write_photo_list
 from core.advice import MIRROR_TTA_HELPS
 from core.head import HEAD_FILE
 from core.images import sha256_hex
@@ -130,6 +131,7 @@ def train_and_save(data: TrainData, cfg: TrainConfig, run_dir: Path, listener: T
         "started": started,
     }
     save_usable(Path(run_dir), result.class_names, metrics, evaluation.to_dict(), result.head, result.model)
+    write_photo_list(Path(run_dir), [s for s in data.train if str(s.path) not in result.skipped], result.val_samples)
     if assemble:
         assemble_downloads(Path(run_dir), result.model)
     return metrics, result.model

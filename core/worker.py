@@ -26,7 +26,7 @@ from core import config
 
 IDLE_EXIT = 30 * 60  # seconds without any work before the worker ends itself
 POLL = 1.0           # seconds between looks for photos to embed
-PRIORITY = {"train": 0, "assemble": 1, "watch": 2, "exit": 9}  # "exit" comes after everything already sent
+PRIORITY = {"train": 0, "assemble": 1, "formats": 1, "watch": 2, "exit": 9}  # "exit" comes after everything already sent
 LOG_NAME = "worker.log"
 
 
@@ -124,24 +124,29 @@ class Assembler(threading.Thread):
         self.pending: set[Path] = set()
         self.last_work = time.time()
 
-    def add(self, run_dir: Path, model=None) -> None:
-        if run_dir not in self.pending:
-            self.pending.add(run_dir)
-            self.tasks.put((run_dir, model))
+    def add(self, run_dir: Path, model=None, more_formats: bool = False) -> None:
+        """Queue the run's downloads; with `more_formats`, then its full-integer TFLite and ONNX files."""
+        if (run_dir, more_formats) not in self.pending:
+            self.pending.add((run_dir, more_formats))
+            self.tasks.put((run_dir, model, more_formats))
 
     def run(self) -> None:
         from core.export import assemble_downloads, downloads_state
+        from core.formats import assemble_more
 
         while (item := self.tasks.get()) is not None:
-            run_dir, model = item
+            run_dir, model, more_formats = item
             try:
                 if downloads_state(run_dir) != "ready":
                     with KERAS_LOCK:
                         assemble_downloads(run_dir, model)
+                if more_formats:
+                    with KERAS_LOCK:
+                        assemble_more(run_dir)
             except Exception:  # recorded in the run folder for the page; the worker goes on
                 traceback.print_exc()
             finally:
-                self.pending.discard(run_dir)
+                self.pending.discard((run_dir, more_formats))
                 self.last_work = time.time()
 
     def finish(self) -> None:
@@ -228,6 +233,8 @@ def main() -> None:
                     assembler.add(project.run_dir(task["run"]), model)
             elif task["task"] == "assemble" and downloads_state(project.run_dir(task["run"])) == "preparing":
                 assembler.add(project.run_dir(task["run"]))
+            elif task["task"] == "formats":
+                assembler.add(project.run_dir(task["run"]), more_formats=True)
             elif task["task"] == "watch":
                 embedder.projects[str(project.meta_dir)] = project
         except Exception:  # one bad task (a deleted project...) must not end the worker
