@@ -37,6 +37,7 @@ BATCH = 16  # photos decoded at once: calibration and checks never hold more in 
 ONNX_MIN_AGREEMENT = 0.99
 ONNX_OPSET = 17
 OUTPUT_NAMES = ("probabilities", "novelty")
+NOVELTY_FILE = "novelty.json"
 
 Photo = tuple[Path, int]  # path, class index
 
@@ -98,11 +99,16 @@ def pixel_batches(photos: Sequence[Photo], size: int) -> Iterator[tuple[np.ndarr
 
 
 class ModelRunner:
-    """A LiteRT or ONNX model on float pixels 0-255: quantizes and dequantizes for a full-integer file."""
+    """A LiteRT, ONNX or Keras model file on float pixels 0-255: quantizes and dequantizes for a full-integer
+    file."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        if self.path.suffix == ".onnx":
+        if self.path.suffix == ".keras":
+            from core.predict import Classifier
+
+            self._keras = Classifier.load(self.path.parent)
+        elif self.path.suffix == ".onnx":
             import onnxruntime
 
             self._session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -112,6 +118,8 @@ class ModelRunner:
             self._runner = Interpreter(model_path=str(path)).get_signature_runner()
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        if self.path.suffix == ".keras":
+            return self._keras.probabilities(pixels)
         if self.path.suffix == ".onnx":
             return np.asarray(self._session.run([OUTPUT_NAMES[0]], {"pixels": pixels.astype(np.float32)})[0])
         rows = [self._one(pixels[i:i + 1]) for i in range(len(pixels))]  # a full-integer file is fixed at batch 1
@@ -227,6 +235,12 @@ def export_onnx(run_dir: Path) -> Path:
     path = run_dir / ONNX_FILE
     atomic_write(path, proto.SerializeToString())
     return path
+
+
+def novelty_threshold(run_dir: Path) -> float | None:
+    """The run's novelty threshold in force (novelty.json, issue 21's check): above it, "not one of your classes"."""
+    path = Path(run_dir) / NOVELTY_FILE
+    return float(json.loads(path.read_text(encoding="utf-8"))["threshold"]) if path.exists() else None
 
 
 def read_report(run_dir: Path) -> dict:

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.formats import novelty_threshold
 from core.predict import read_labels
 
 
@@ -24,6 +25,7 @@ class RunFiles:
     stem: str  # the downloads' common name, e.g. "bees-run3" for bees-run3.tflite
     probabilities: str = "probabilities"  # the TFLite signature's output names
     novelty: str | None = None
+    novelty_threshold: float | None = None  # above it: "not one of your classes"
 
     @classmethod
     def of(cls, run_dir: Path, stem: str) -> "RunFiles":
@@ -34,7 +36,8 @@ class RunFiles:
         outputs = interpreter.get_signature_list()["serving_default"]["outputs"]
         size = int(interpreter.get_input_details()[0]["shape"][1])
         probabilities = "probabilities" if "probabilities" in outputs else outputs[0]
-        return cls(read_labels(run_dir), size, stem, probabilities, "novelty" if "novelty" in outputs else None)
+        novelty = "novelty" if "novelty" in outputs else None
+        return cls(read_labels(run_dir), size, stem, probabilities, novelty, novelty_threshold(run_dir))
 
 
 def _pixels_function(size: int) -> str:
@@ -56,15 +59,16 @@ def _pixels_function(size: int) -> str:
 def python_litert(files: RunFiles, model_file: str | None = None) -> str:
     """Python with LiteRT (`ai-edge-litert`), for model.tflite, the quantized or the full-integer file."""
     model_file = model_file or f"{files.stem}.tflite"
-    novelty = (f'\nif outputs["{files.novelty}"][0] >= NOVELTY_THRESHOLD:  # the run\'s novelty check\n'
-               '    print("This does not look like any of the classes.")') if files.novelty else ""
+    checks_novelty = files.novelty and files.novelty_threshold is not None
+    novelty = (f'\nif outputs["{files.novelty}"][0] > NOVELTY_THRESHOLD:  # the run\'s novelty check\n'
+               '    print("This does not look like any of your classes.")') if checks_novelty else ""
     return f'''# pip install ai-edge-litert pillow numpy
 import numpy as np
 from PIL import Image, ImageOps
 from ai_edge_litert.interpreter import Interpreter
 
 LABELS = {json.dumps(files.labels, ensure_ascii=False)}  # in the order of the model's outputs
-{"NOVELTY_THRESHOLD = ...  # novelty_threshold in the run's metrics.json" + chr(10) if files.novelty else ""}
+{f"NOVELTY_THRESHOLD = {files.novelty_threshold!r}  # the run's threshold when exported" + chr(10) if checks_novelty else ""}
 {_pixels_function(files.input_size)}
 
 interpreter = Interpreter(model_path="{model_file}")
@@ -114,10 +118,11 @@ def javascript(config: dict) -> str:
   import {{photoPixels}} from './preprocess.js';  // centre square, resized as TransferLab does
 
   const LABELS = {json.dumps(config["labels"], ensure_ascii=False)};  // in the order of the model's outputs
-  await loadLiteRt(new URL('litertjs/wasm/', location.href).href);
-  const model = await loadAndCompile(new URL('model.tflite', location.href).href, {{accelerator: 'wasm'}});
+  const ready = loadLiteRt(new URL('litertjs/wasm/', location.href).href)
+    .then(() => loadAndCompile(new URL('model.tflite', location.href).href, {{accelerator: 'wasm'}}));
 
   document.getElementById('photo').addEventListener('change', async (event) => {{
+    const model = await ready;
     const pixels = await photoPixels(event.target.files[0], {size});  // {size} x {size} x 3 bytes
     const input = new Tensor(Float32Array.from(pixels), [1, {size}, {size}, 3]);
     const outputs = await model.run([input]);

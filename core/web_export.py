@@ -15,6 +15,7 @@ from pathlib import Path
 
 from core.export import METRICS_FILE, TFLITE_FILES, assemble_downloads
 from core.files import atomic_path
+from core.formats import novelty_threshold
 from core.predict import LABELS_FILE, read_labels
 from core.web_runtime import runtime_files
 
@@ -30,7 +31,7 @@ def page_config(run_dir: Path, title: str) -> dict:
     metrics = json.loads((Path(run_dir) / METRICS_FILE).read_text(encoding="utf-8"))
     return {"title": title, "labels": read_labels(run_dir), "input_size": _input_size(run_dir),
             "model": "model.tflite", "threshold": DEFAULT_THRESHOLD,
-            "novelty_threshold": metrics.get("novelty_threshold"), "backbone": metrics.get("backbone")}
+            "novelty_threshold": novelty_threshold(run_dir), "backbone": metrics.get("backbone")}
 
 
 def _input_size(run_dir: Path) -> int:

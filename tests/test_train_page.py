@@ -297,7 +297,7 @@ def test_results_page_explains_a_run_and_exports_it(two_classes):
     assert at.get("vega_lite_chart"), "confusion matrix missing"
     assert set(at.dataframe[1].value["Class"]) == set(CLASSES)
     assert {b.key for b in at.get("download_button")} == {"download_keras", "download_labels", "download_tflite",
-                                                          "download_tflite_quant"}
+                                                          "download_tflite_quant", *web_download()}
 
     at.button(key=f"fix_{run_id}_0").click().run()
     assert two_classes.image(photo.id).class_name == "stripes"
@@ -305,7 +305,8 @@ def test_results_page_explains_a_run_and_exports_it(two_classes):
 
     at.button(key="make_zip").click().run()
     assert {b.key for b in no_exceptions(at).get("download_button")} == {
-        "download_keras", "download_labels", "download_tflite", "download_tflite_quant", "download_zip"}
+        "download_keras", "download_labels", "download_tflite", "download_tflite_quant", "download_zip",
+        *web_download()}
     archive = next((two_classes.meta_dir / "exports").glob("*.zip"))
     assert len(zipfile.ZipFile(archive).namelist()) == 30
 
@@ -324,6 +325,17 @@ def test_downloads_are_prepared_in_the_background_after_the_model_is_usable(two_
     at = no_exceptions(page(two_classes, "pages/results.py"))
     assert {"download_keras", "download_tflite", "download_tflite_quant"} <= {b.key for b in at.get("download_button")}
     assert "Downloads ready" in texts(no_exceptions(page(two_classes)))
+
+
+def web_download() -> set[str]:
+    """The web page's download button, there when LiteRT.js is installed (see tests/test_exports_page.py)."""
+    from core.web_runtime import RuntimeMissing, runtime_files
+
+    try:
+        runtime_files()
+        return {"download_web"}
+    except RuntimeMissing:
+        return set()
 
 
 def test_results_page_without_runs_points_to_training(project):

@@ -21,7 +21,7 @@ function verdict(result, config, threshold) {
   const order = result.probabilities.map((p, i) => [p, i]).sort((a, b) => b[0] - a[0]);
   const [best, index] = order[0];
   const label = config.labels[index];
-  if (result.novelty !== null && config.novelty_threshold !== null && result.novelty >= config.novelty_threshold) {
+  if (result.novelty !== null && config.novelty_threshold !== null && result.novelty > config.novelty_threshold) {
     return {kind: 'unknown', text: `This doesn't look like any of your classes (closest: ${label}, ${percent(best)})`, order};
   }
   if (best < threshold) {
