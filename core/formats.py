@@ -23,6 +23,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from core import run_folder
 from core.export import TFLITE_FILES
 from core.files import atomic_write
 from core.images import ImageRejected, load_rgb
@@ -54,11 +55,10 @@ def run_photos(run_dir: Path, split: str) -> list[Photo]:
     """The run's photos of `split` that are still there unchanged. A project run trained on hard links in its
     photos/ folder, removed afterwards: those are found again in the project's images/ folder."""
     run_dir = Path(run_dir)
-    path = run_dir / PHOTOS_FILE
-    if not path.exists():
+    if not (run_dir / PHOTOS_FILE).exists():
         return []
     found = []
-    for name, label, sha256 in json.loads(path.read_text(encoding="utf-8"))[split]:
+    for name, label, sha256 in run_folder.read_json(run_dir, PHOTOS_FILE).get(split, []):
         photo = Path(name)
         if not photo.exists() and photo.is_relative_to(run_dir / "photos"):
             photo = run_dir.parents[1] / "images" / photo.relative_to(run_dir / "photos")
@@ -244,8 +244,7 @@ def novelty_threshold(run_dir: Path) -> float | None:
 
 
 def read_report(run_dir: Path) -> dict:
-    path = Path(run_dir) / FORMATS_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    return run_folder.read_json(run_dir, FORMATS_FILE) if (Path(run_dir) / FORMATS_FILE).exists() else {}
 
 
 def _record(run_dir: Path, key: str, values: dict) -> None:
