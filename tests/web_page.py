@@ -90,9 +90,11 @@ def classify_in_page(page, photos: list[Path], timeout_ms: float = 600_000) -> l
 
 
 def camera_frames(page, frames: int = 10, timeout_ms: float = 120_000) -> dict:
-    """Start the page's camera and wait for `frames` live verdicts; the latest, with the rate the page shows."""
-    page.click("#camera-start")
-    page.wait_for_function(f"Number(document.getElementById('live').dataset.frames) >= {frames}", timeout=timeout_ms)
+    """Start the page's camera (unless on) and wait for `frames` live verdicts and a rate on the page; the latest."""
+    if page.is_visible("#camera-start"):
+        page.click("#camera-start")
+    page.wait_for_function(f"Number(document.getElementById('live').dataset.frames) >= {frames}"
+                           " && document.getElementById('live-rate').innerText.length > 0", timeout=timeout_ms)
     return page.evaluate("""() => { const live = document.getElementById('live');
         return {frames: Number(live.dataset.frames), top: live.dataset.top, verdict: live.dataset.verdict,
                 probabilities: JSON.parse(live.dataset.probabilities),
