@@ -8,6 +8,7 @@ what `core.images.load_rgb` does), so its verdicts are the app's.
 
 from __future__ import annotations
 
+import html
 import json
 import struct
 import zipfile
@@ -103,8 +104,9 @@ def export_web(run_dir: Path, destination: Path, title: str | None = None) -> Pa
     config = page_config(run_dir, title or default_title(read_labels(run_dir)))
     folder = Path(destination).stem
     with atomic_path(Path(destination)) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name in PAGE_FILES:
-            zf.write(PAGE_DIR / name, f"{folder}/{name}")
+        for name in PAGE_FILES:  # the title in the page itself: it shows even opened from disk
+            text = (PAGE_DIR / name).read_text(encoding="utf-8").replace("{{title}}", html.escape(config["title"]))
+            zf.writestr(f"{folder}/{name}", text)
         zf.writestr(f"{folder}/model.tflite", one_photo_batch((run_dir / TFLITE_FILES[False]).read_bytes()))
         zf.write(run_dir / LABELS_FILE, f"{folder}/labels.txt")
         zf.writestr(f"{folder}/model.json", json.dumps(config, indent=2, ensure_ascii=False))

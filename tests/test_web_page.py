@@ -17,7 +17,7 @@ from core.runs import data_from_folders, train_and_save
 from core.snippets import javascript
 from core.train import TrainConfig
 from core.web_export import export_web
-from tests.browser import browser_page, fake_camera_args, screenshot
+from tests.browser import ARTIFACTS, browser_page, fake_camera_args, screenshot
 from tests.conftest import SHARED_DATASETS
 from tests.photos import write_image_folder
 from tests.test_exports import require_runtime
@@ -87,7 +87,9 @@ def test_served_page_answers_like_the_app_offline_on_photos_and_the_camera(page_
         # hundredths apart at most, as the app's own WebRTC decoding would be.
         assert np.abs(np.array(live["probabilities"]) - on_frame).max() <= 0.05, (live, on_frame)
         assert "frames a second" in live["rate"]
-        screenshot(page, "web-export-page")
+        page.evaluate("window.scrollTo(0, 0)")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "web-export-page.png"))  # the top: 200 photos make a very long page
 
         page.fill("#threshold", "100")  # every verdict under a 100 % bar is "not sure"
         page.dispatch_event("#threshold", "input")
@@ -110,5 +112,5 @@ def test_page_opened_from_disk_says_how_to_serve_it(page_folder):
         note = page.locator("#served-note")
         note.wait_for(state="visible", timeout=30_000)
         assert "python3 -m http.server 8000" in note.inner_text()
-        assert page.locator("#app").is_hidden()
+        assert page.locator("#app").is_hidden() and page.inner_text("h1") == "Ants or bees"
         screenshot(page, "web-export-from-disk")
