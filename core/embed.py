@@ -97,17 +97,26 @@ class LiteRTRunner:
         details = self._interpreter.get_input_details()[0]
         self._input = details["index"]
         self.input_size = int(details["shape"][1])  # (batch, S, S, 3)
-        self._output = self._interpreter.get_output_details()[0]["index"]
+        # A run's model has two named outputs (`probabilities`, `novelty`); a backbone file has one.
+        named = next(iter(self._interpreter._get_full_signature_list().values()), {}).get("outputs", {})
+        self._output = named.get("probabilities", self._interpreter.get_output_details()[0]["index"])
+        self.novelty_output = named.get("novelty")
         self._batch = 0
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        """The model's output (a run's model: its probabilities)."""
+        return self.outputs(pixels)[0]
+
+    def outputs(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The output and, for a run's model that has one, its `novelty` output."""
         if pixels.shape[0] != self._batch:
             self._interpreter.resize_tensor_input(self._input, pixels.shape)
             self._interpreter.allocate_tensors()
             self._batch = pixels.shape[0]
         self._interpreter.set_tensor(self._input, pixels.astype(np.float32, copy=False))
         self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._output).copy()
+        novelty = None if self.novelty_output is None else self._interpreter.get_tensor(self.novelty_output).copy()
+        return self._interpreter.get_tensor(self._output).copy(), novelty
 
 
 _runners = threading.local()

@@ -20,6 +20,7 @@ OUTLINE_COLOUR = (255, 255, 255)  # around the square the model saw, on a heat m
 class Prediction:
     top: list[tuple[str, float]]   # best first
     probabilities: dict[str, float]
+    novelty: float | None = None   # how unlike the training photos (core.novelty); None: the run has no check
 
     @property
     def label(self) -> str:
@@ -28,6 +29,10 @@ class Prediction:
     @property
     def confidence(self) -> float:
         return self.top[0][1]
+
+    def unfamiliar(self, threshold: float | None) -> bool:
+        """Unlike every class the model knows, at the novelty threshold in force (None: no check)."""
+        return self.novelty is not None and threshold is not None and self.novelty > threshold
 
 
 def read_labels(run_dir: Path) -> list[str]:
@@ -51,8 +56,15 @@ class Classifier:
             raise FileNotFoundError(f"{run_dir} has no {MODEL_FILE}: the run did not finish or is not a run folder.")
         return cls(keras.saving.load_model(path, safe_mode=True), read_labels(run_dir))
 
+    def outputs(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and, for a model with a novelty output, the novelty scores."""
+        out = self.model.predict(pixels.astype(np.float32), verbose=0, batch_size=16)
+        if isinstance(out, dict):
+            return np.asarray(out["probabilities"]), np.asarray(out["novelty"])
+        return np.asarray(out), None
+
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.predict(pixels.astype(np.float32), verbose=0, batch_size=16))
+        return self.outputs(pixels)[0]
 
     def gradcam(self, image: Image.Image, class_index: int | None = None) -> np.ndarray:
         """Heat map in [0, 1], shape (S, S): where the backbone's last features pushed towards the class."""
