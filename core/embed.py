@@ -89,7 +89,9 @@ def litert_file(key: str, input_size: int, build: Callable[[], object]) -> Path:
 class LiteRTRunner:
     """Batched inference of a LiteRT model on float pixels, resizing the batch dimension as needed."""
 
-    def __init__(self, model: Path | bytes, threads: int | None = None):
+    def __init__(self, model: Path | bytes, threads: int | None = None, n_classes: int | None = None):
+        """With `n_classes`, a run's model: checked against the run-folder contract before anything is allocated,
+        and its probabilities output is the one returned."""
         from ai_edge_litert.interpreter import Interpreter
 
         kwargs = {"model_path": str(model)} if isinstance(model, Path) else {"model_content": model}
@@ -97,10 +99,15 @@ class LiteRTRunner:
         details = self._interpreter.get_input_details()[0]
         self._input = details["index"]
         self.input_size = int(details["shape"][1])  # (batch, S, S, 3)
-        # A run's model has two named outputs (`probabilities`, `novelty`); a backbone file has one.
-        named = next(iter(self._interpreter._get_full_signature_list().values()), {}).get("outputs", {})
-        self._output = named.get("probabilities", self._interpreter.get_output_details()[0]["index"])
-        self.novelty_output = named.get("novelty")
+        output = 0
+        if n_classes is not None:
+            from core.run_folder import check_tflite
+
+            output = check_tflite(self._interpreter, n_classes)
+        details = self._interpreter.get_output_details()
+        self._output = details[output]["index"]
+        # A run's model may have a second output, the (N,) novelty score (core.novelty); told apart by rank.
+        self.novelty_output = next((d["index"] for d in details if len(d["shape"]) == 1), None)
         self._batch = 0
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ import numpy as np
 
 from core.files import atomic_write
 
-NOVELTY_FILE = "novelty.npz"          # reference (R, D) float16 unit vectors, their labels, k
+NOVELTY_FILE = "novelty.npz"          # reference (R, D) float16 unit vectors
 NOVELTY_SETTINGS = "novelty.json"     # the threshold in force and what the check measured
 K = 5
 FALSE_ALARMS = 0.05                   # share of the run's own validation photos the default threshold flags
@@ -46,10 +46,11 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class NoveltyReference:
-    """What the score compares a photo's embedding with: training embeddings, unit length, and their classes."""
+    """What the score compares a photo's embedding with: training embeddings, unit length, and (while training)
+    their classes."""
 
     vectors: np.ndarray   # (R, D) float16, unit rows
-    labels: np.ndarray    # (R,) class index of each row
+    labels: np.ndarray | None = None   # (R,) class index of each row; not kept in the run folder
     k: int = K
 
     def scores(self, embeddings: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
@@ -64,14 +65,8 @@ class NoveltyReference:
 
     def save(self, path: Path) -> None:
         buffer = io.BytesIO()
-        np.savez(buffer, reference=self.vectors.astype(np.float16), labels=self.labels.astype(np.int32),
-                 k=np.int32(self.k))
+        np.savez(buffer, reference=self.vectors.astype(np.float16))
         atomic_write(Path(path), buffer.getvalue())
-
-    @classmethod
-    def load(cls, path: Path) -> "NoveltyReference":
-        with np.load(Path(path)) as arrays:
-            return cls(arrays["reference"], arrays["labels"], int(arrays["k"]))
 
 
 def build_reference(views: Sequence[np.ndarray], labels: np.ndarray, *, max_bytes: int = MAX_REFERENCE_BYTES,
@@ -115,10 +110,12 @@ class NoveltySettings:
 
     @classmethod
     def load(cls, run_dir: Path) -> "NoveltySettings | None":
-        path = Path(run_dir) / NOVELTY_SETTINGS
-        if not path.exists():
+        """The run's settings (checked: core.run_folder), or None for a run without a novelty check."""
+        from core.run_folder import read_novelty_settings
+
+        if not (Path(run_dir) / NOVELTY_SETTINGS).exists():
             return None
-        values = json.loads(path.read_text(encoding="utf-8"))
+        values = read_novelty_settings(run_dir)
         return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
 
 
@@ -166,13 +163,16 @@ def save_novelty(run_dir: Path, reference: NoveltyReference, settings: NoveltySe
     settings.save(run_dir)
 
 
-def load_novelty(run_dir: Path) -> tuple[NoveltyReference, NoveltySettings] | None:
-    """The run's novelty check, or None for a run without one."""
+def load_novelty(run_dir: Path, feature_dim: int | None = None) -> tuple[NoveltyReference, NoveltySettings] | None:
+    """The run's novelty check (checked against the run-folder contract; D = `feature_dim` when given), or None for
+    a run without one."""
+    from core.run_folder import read_novelty_reference
+
     run_dir = Path(run_dir)
     settings = NoveltySettings.load(run_dir)
     if settings is None or not (run_dir / NOVELTY_FILE).exists():
         return None
-    return NoveltyReference.load(run_dir / NOVELTY_FILE), settings
+    return NoveltyReference(read_novelty_reference(run_dir, feature_dim), None, settings.k), settings
 
 
 def set_threshold(run_dir: Path, threshold: float) -> NoveltySettings:

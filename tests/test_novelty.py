@@ -144,3 +144,19 @@ def test_cli_reports_unknown_photos_and_predict_says_not_one_of_the_classes(tmp_
     assert sorted(out) == ["novelty", "probabilities"]
     slow = out["probabilities"], out["novelty"]
     assert np.allclose(fast[1], slow[1], atol=1e-3) and np.allclose(fast[0], slow[0], atol=1e-4)
+
+
+def test_a_damaged_or_forged_novelty_file_is_refused_with_a_sentence(tmp_path):
+    from core.run_folder import RunFolderInvalid
+
+    reference, settings = fit_novelty([np.eye(8)[:6]], np.arange(6) % 2, np.eye(8)[6:], np.array([0, 1]))
+    save_novelty(tmp_path, reference, settings)
+    with pytest.raises(RunFolderInvalid, match="shape"):
+        load_novelty(tmp_path, feature_dim=16)  # another backbone's width
+    (tmp_path / "novelty.json").write_text('{"threshold": "high", "k": 5}')
+    with pytest.raises(RunFolderInvalid, match="threshold"):
+        load_novelty(tmp_path)
+    settings.save(tmp_path)
+    np.savez(tmp_path / NOVELTY_FILE, reference=np.array([["a"]]))
+    with pytest.raises(RunFolderInvalid):
+        load_novelty(tmp_path)
