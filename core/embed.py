@@ -99,12 +99,12 @@ class LiteRTRunner:
         details = self._interpreter.get_input_details()[0]
         self._input = details["index"]
         self.input_size = int(details["shape"][1])  # (batch, S, S, 3)
-        output = 0
+        details = self._interpreter.get_output_details()
+        output = next((i for i, d in enumerate(details) if len(d["shape"]) != 1), 0)  # not the novelty score
         if n_classes is not None:
             from core.run_folder import check_tflite
 
             output = check_tflite(self._interpreter, n_classes)
-        details = self._interpreter.get_output_details()
         self._output = details[output]["index"]
         # A run's model may have a second output, the (N,) novelty score (core.novelty); told apart by rank.
         self.novelty_output = next((d["index"] for d in details if len(d["shape"]) == 1), None)
