@@ -164,14 +164,31 @@ class Arrivals:
         return [unique[d] for d in newest_first], copies
 
 
-def summary_rows(names: Sequence[str], outcomes: Sequence[Prediction | str], threshold: float) -> list[dict]:
+SURE, NOT_SURE, UNFAMILIAR = "sure", "not sure", "not one of your classes"
+
+
+@dataclass(frozen=True)
+class Bar:
+    """When a prediction counts: below `sure` (top probability) it is "not sure"; above `novelty` (the run's
+    novelty threshold in force; None when it has no check) it is "not one of your classes", whatever its top
+    probability says."""
+
+    sure: float
+    novelty: float | None = None
+
+    def verdict(self, prediction: Prediction) -> str:
+        if prediction.unfamiliar(self.novelty):
+            return UNFAMILIAR
+        return SURE if prediction.confidence >= self.sure else NOT_SURE
+
+
+def summary_rows(names: Sequence[str], outcomes: Sequence[Prediction | str], bar: Bar) -> list[dict]:
     """One row per photo for a results table or CSV; an outcome that is a str says why the photo could not be read."""
     rows = []
     for name, outcome in zip(names, outcomes, strict=True):
         if isinstance(outcome, Prediction):
-            verdict = "sure" if outcome.confidence >= threshold else "not sure"
             rows.append({"file": name, "prediction": outcome.label, "confidence": round(outcome.confidence, 4),
-                         "verdict": verdict})
+                         "verdict": bar.verdict(outcome)})
         else:
             rows.append({"file": name, "prediction": None, "confidence": None, "verdict": f"not read: {outcome}"})
     return rows

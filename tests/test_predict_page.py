@@ -14,7 +14,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.images import unseen_share
-from core.predict import Arrivals, Prediction, overlay_heatmap, summary_rows
+from core.predict import Arrivals, Bar, Prediction, overlay_heatmap, summary_rows
 from core.runs import data_from_project, train_and_save
 from core.store import create_project
 from core.train import TrainConfig
@@ -91,13 +91,16 @@ def test_without_a_finished_run_the_page_points_to_training(project):
 
 
 def test_summary_rows_keep_every_photo_in_order():
-    sure = Prediction([("rings", 0.9), ("stripes", 0.1)], {"rings": 0.9, "stripes": 0.1})
+    sure = Prediction([("rings", 0.9), ("stripes", 0.1)], {"rings": 0.9, "stripes": 0.1}, novelty=0.2)
     unsure = Prediction([("stripes", 0.55), ("rings", 0.45)], {"rings": 0.45, "stripes": 0.55})
-    rows = summary_rows(["a.jpg", "notes.txt", "b.jpg"], [sure, "The file is not an image.", unsure], 0.6)
+    foreign = Prediction([("rings", 0.99), ("stripes", 0.01)], {"rings": 0.99, "stripes": 0.01}, novelty=0.7)
+    rows = summary_rows(["a.jpg", "notes.txt", "b.jpg", "cat.jpg"],
+                        [sure, "The file is not an image.", unsure, foreign], Bar(0.6, novelty=0.5))
     assert [(r["file"], r["prediction"], r["verdict"]) for r in rows] == [
         ("a.jpg", "rings", "sure"), ("notes.txt", None, "not read: The file is not an image."),
-        ("b.jpg", "stripes", "not sure")]
+        ("b.jpg", "stripes", "not sure"), ("cat.jpg", "rings", "not one of your classes")]
     assert rows[0]["confidence"] == 0.9 and rows[1]["confidence"] is None
+    assert Bar(0.6).verdict(foreign) == "sure"  # a run without a novelty check
 
 
 def test_the_heat_map_covers_the_whole_photo_and_dims_what_the_model_did_not_see():
