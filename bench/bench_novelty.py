@@ -33,7 +33,8 @@ from core.backbones import get_backbone  # noqa: E402
 from core.embed import embed_files  # noqa: E402
 from core.evaluate import photo_files  # noqa: E402
 from core.images import sha256_hex  # noqa: E402
-from core.novelty import MAX_REFERENCE_BYTES, auroc, build_reference, flagged_share, threshold_for  # noqa: E402
+from core.novelty import (FALSE_ALARMS, MAX_REFERENCE_BYTES, MAX_REFERENCE_ROWS, auroc,  # noqa: E402
+                          build_reference, confident_share, flagged_share, threshold_for)
 from core.runs import data_from_folders  # noqa: E402
 from core.train import Sample, TrainConfig, TrainData, train  # noqa: E402
 
@@ -76,7 +77,8 @@ def measure(name: str, data: TrainData, test: list[Sample], others: dict[str, li
         if name.startswith("groceries25 model") and other == "flowers5":
             quarter = build_reference([reference.vectors], np.zeros(len(reference.vectors)),
                                       max_bytes=len(reference.vectors) * reference.vectors.shape[1] // 2)
-            threshold = threshold_for(quarter.scores(embeddings([s.path for s in result.val_samples])))
+            val = quarter.scores(embeddings([s.path for s in result.val_samples]))
+            threshold = threshold_for(val, confident_share(FALSE_ALARMS, len(val)))
             small = quarter.scores(test_x)
             print(f"reference of {len(reference.vectors)} rows ({reference.vectors.nbytes / 2**20:.1f} MB) vs a "
                   f"quarter of it ({quarter.vectors.nbytes / 2**20:.1f} MB): AUROC {auroc(known, unknown):.3f} vs "
@@ -135,7 +137,7 @@ def main() -> None:
     print(table(["model", "shown", "photos", "caught", "false alarms", "AUROC novelty", "AUROC top prob.",
                  "hidden est.", "accuracy"], rows))
     print("accuracy: top-1 on the model's own test photos; the novelty check never changes the top class.")
-    speed(MAX_REFERENCE_BYTES // (2 * 1280))
+    speed(min(MAX_REFERENCE_ROWS, MAX_REFERENCE_BYTES // (2 * 1280)))
 
 
 if __name__ == "__main__":

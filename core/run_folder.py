@@ -52,7 +52,8 @@ FILES = {f.name: f for f in (
     RunFile("novelty.npz", "runs with a novelty check: `reference` (R, D) float16, the training photos' embeddings "
                            "(and their mirror images') scaled to length 1, at most 24 MB of them", 32 * MB),
     RunFile("novelty.json", "with novelty.npz: `k`, `threshold` (in force; a photo scoring above it is not one of "
-                            "the classes), `suggested`, `val_scores`, `hidden_scores` (core.novelty)", 16 * MB),
+                            "the classes), `suggested`, `val_scores`, `left_out_scores`, `hidden_scores` "
+                            "(core.novelty)", 16 * MB),
     RunFile("model.keras", "the whole model: raw RGB pixels (N, S, S, 3) in, the outputs of OUTPUTS out", 1024 * MB),
     RunFile("model.tflite", "the same model for LiteRT, float32", 1024 * MB),
     RunFile("model_quant.tflite", "the same model for LiteRT, int8 weights", 1024 * MB),
@@ -287,6 +288,7 @@ def read_novelty_settings(run_dir: Path) -> dict:
     number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
     if (not isinstance(values, dict) or not number(values.get("threshold")) or not number(values.get("suggested"))
             or not isinstance(values.get("k"), int) or not 1 <= values["k"] <= 1000
-            or not all(number(x) for key in ("val_scores", "hidden_scores") for x in values.get(key, []))):
+            or not all(number(x) for key in ("val_scores", "left_out_scores", "hidden_scores")
+                       for x in values.get(key, []))):
         raise RunFolderInvalid("novelty.json of this run does not hold a threshold, k and scores.")
     return values

@@ -88,7 +88,7 @@ def novelty_bar(run_dir: Path, column) -> float | None:
         settings = NoveltySettings.load(run_dir)
     except RunFolderInvalid:
         settings = None
-    if settings is None or not settings.val_scores:
+    if settings is None or not settings.own_scores:
         return None
     current = min(FALSE_ALARM_CHOICES, key=lambda share: abs(share - (settings.false_alarms() or 0.0)))
     chosen = column.select_slider(
@@ -96,7 +96,7 @@ def novelty_bar(run_dir: Path, column) -> float | None:
         format_func=lambda share: f"{round(share * 100)} in 100",
         help="A photo unlike every class the model knows gets “This doesn't look like any of your classes” instead "
              "of a confident wrong label. This setting is how many of 100 photos of your own classes it may "
-             "wrongly say that about (measured on the validation photos it never trained on): more catches more "
+             "wrongly say that about (measured on photos of your classes it did not compare with): more catches more "
              "strangers. It is kept with this model, for every page and the downloads.")
     if chosen != current:
         settings = set_threshold(run_dir, settings.threshold_for(chosen))

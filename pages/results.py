@@ -219,12 +219,13 @@ def unfamiliar_photos(run: RunRecord) -> None:
         st.caption("This run has no check for photos unlike your classes (runs that retrained part of the network, "
                    "and runs from before the check existed, have none): it always names one of your classes.")
         return
-    if not settings.val_scores:
-        st.caption("This run had no validation photos to set its check for photos unlike your classes.")
+    if not settings.own_scores:
+        st.caption("This run had too few photos to set its check for photos unlike your classes.")
         return
     lines = [f"- Of 100 photos of **your own classes** that it never trained on, it wrongly says that about "
              f"**{round(settings.false_alarms() * 100)}** (measured on this run's "
-             f"{ui.plural(len(settings.val_scores), 'validation photo')})."]
+             f"{ui.plural(len(settings.val_scores), 'validation photo')} and "
+             f"{ui.plural(len(settings.left_out_scores), 'training photo')}, each left out of the comparison)."]
     caught = settings.caught_hidden()
     if caught is not None:
         lines.append(f"- Of 100 photos of **a kind close to yours** that it has never seen, it would catch "

@@ -14,13 +14,14 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.images import unseen_share
+from core.novelty import NoveltySettings
 from core.predict import Arrivals, Bar, Prediction, overlay_heatmap, summary_rows
 from core.runs import data_from_project, train_and_save
 from core.store import create_project
 from core.train import TrainConfig
 from tests.browser import (ARTIFACTS, assert_no_errors, browser_page, fake_camera_args, screenshot, streamlit_server,
                            wait_idle)
-from tests.photos import class_photo, class_photo_bytes
+from tests.photos import class_photo, class_photo_bytes, photo_bytes
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PROJECT = "shapes"
@@ -261,6 +262,25 @@ def test_the_threshold_decides_between_a_verdict_and_not_sure(trained):
     assert not at.success and len(at.warning) == 2
     assert all(w.value.startswith("Not sure") and "below your 100% bar" in w.value for w in at.warning)
     assert set(at.dataframe[0].value["verdict"]) == {"not sure"}
+
+
+@pytest.mark.slow
+def test_a_photo_unlike_every_class_is_said_to_be_so_and_the_setting_stays_with_the_run(trained):
+    at = upload(open_page(), [("stranger.jpg", photo_bytes(3)), ("a.jpg", class_photo_bytes(0, 530))])
+    assert not at.exception
+    strange = [w.value for w in at.warning if "look like any of your classes" in w.value]
+    assert len(strange) == 1 and "Closest:" in strange[0]
+    verdicts = dict(zip(at.dataframe[0].value["file"], at.dataframe[0].value["verdict"]))
+    assert verdicts == {"stranger.jpg": "not one of your classes", "a.jpg": "sure"}
+    run_dir = next(trained.glob("*/runs/*/novelty.json")).parent
+    before = NoveltySettings.load(run_dir)
+    try:
+        at.select_slider(key=f"predict_novelty_{run_dir.name}").set_value(0.2).run()
+        after = NoveltySettings.load(run_dir)  # kept with the run, for every page, the CLI and the downloads
+        assert after.threshold < before.threshold and after.false_alarms() <= 0.2
+        assert not at.exception
+    finally:
+        before.save(run_dir)
 
 
 # ---- in a real browser -------------------------------------------------------------------------
