@@ -105,6 +105,7 @@ class LiteRTRunner:
             from core.run_folder import check_tflite
 
             output = check_tflite(self._interpreter, n_classes)
+            self._interpreter.allocate_tensors()  # sizes checked: a broken graph fails here, at load, not mid-page
         self._output = details[output]["index"]
         # A run's model may have a second output, the (N,) novelty score (core.novelty); told apart by rank.
         self.novelty_output = next((d["index"] for d in details if len(d["shape"]) == 1), None)

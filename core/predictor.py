@@ -48,11 +48,11 @@ class Predictor:
         """(N, C) class probabilities and (N,) novelty scores (None when the run has no novelty check)."""
         if len(pixels) == 0:
             return np.zeros((0, len(self.class_names)), np.float32), None
-        with self._lock:
+        with self._lock, loading():  # a damaged graph can load and still fail when it runs
             out = self._forward(np.asarray(pixels, dtype=np.float32))
-        probabilities, novelty = out if isinstance(out, tuple) else (out, None)
-        return (check_probabilities(probabilities, len(self.class_names)),
-                None if novelty is None else np.asarray(novelty))
+            probabilities, novelty = out if isinstance(out, tuple) else (out, None)
+            return (check_probabilities(probabilities, len(self.class_names)),
+                    None if novelty is None else np.asarray(novelty))
 
     def prediction(self, row: np.ndarray, top_k: int = 3, novelty: float | None = None) -> Prediction:
         """One row of probabilities (and its novelty score) as a Prediction, best classes first."""
@@ -131,16 +131,16 @@ def load_predictor(run_dir: Path) -> Predictor:
 
 
 @contextmanager
-def loading(run_dir: Path):
-    """Whatever goes wrong reading a run folder becomes RunFolderInvalid: a forged or damaged file can make a
-    parser raise nearly anything, and the pages catch this one error."""
+def loading(run_dir: Path | None = None):
+    """Whatever goes wrong reading a run folder (or, without one, running its model) becomes RunFolderInvalid:
+    a forged or damaged file can make a parser raise nearly anything, and the pages catch this one error."""
     try:
         yield
     except RunFolderInvalid:
         raise
     except (OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError, MemoryError) as exc:
-        raise RunFolderInvalid(f"The model in {Path(run_dir).name} cannot be loaded ({type(exc).__name__}: "
-                               f"{str(exc)[:200]}).") from exc
+        what = f"The model in {Path(run_dir).name} cannot be loaded" if run_dir else "This run's model failed to run"
+        raise RunFolderInvalid(f"{what} ({type(exc).__name__}: {str(exc)[:200]}).") from exc
 
 
 def _head_predictor(run_dir: Path, names: list[str]) -> Predictor:

@@ -139,16 +139,22 @@ def read_evaluation(run_dir: Path) -> dict | None:
         k, n = len(names), values["n"]
         confusion = np.asarray(values["confusion"], dtype=np.int64).reshape(k, k) if k else np.zeros((0, 0))
         ok = (all(isinstance(c, str) for c in names) and isinstance(n, int) and n >= 0 and int(confusion.sum()) == n
-              and isinstance(values["accuracy"], (int, float)) and math.isfinite(values["accuracy"])
-              and 0 <= values["accuracy"] <= 1 and len(values["per_class"]) == k
-              and all(isinstance(row, dict) and isinstance(row.get("class"), str) for row in values["per_class"])
+              and _number(values["accuracy"]) and 0 <= values["accuracy"] <= 1 and len(values["per_class"]) == k
+              and all(isinstance(row, dict) and isinstance(row.get("class"), str)
+                      and all(_number(row.get(k)) for k in ("precision", "recall", "f1", "support"))
+                      for row in values["per_class"])
               and all(isinstance(m, dict) and m.get("true") in names and m.get("predicted") in names
-                      and isinstance(m.get("confidence"), (int, float)) for m in values["misclassified"]))
+                      and _number(m.get("confidence")) and isinstance(m.get("path"), (str, type(None)))
+                      for m in values["misclassified"]))
     except (KeyError, TypeError, ValueError, OverflowError):
         ok = False
     if not ok:
         raise RunFolderInvalid("evaluation.json of this run does not hold an evaluation the app wrote.")
     return values
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def read_npz(path: Path, expected: dict[str, tuple[int | None, ...]]) -> dict[str, np.ndarray]:
@@ -287,10 +293,9 @@ def read_novelty_settings(run_dir: Path) -> dict:
         values = json.loads(_read(run_dir, "novelty.json"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RunFolderInvalid(f"novelty.json of this run is damaged ({exc}).") from None
-    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
-    if (not isinstance(values, dict) or not number(values.get("threshold")) or not number(values.get("suggested"))
+    if (not isinstance(values, dict) or not _number(values.get("threshold")) or not _number(values.get("suggested"))
             or not isinstance(values.get("k"), int) or not 1 <= values["k"] <= 1000
-            or not all(number(x) for key in ("val_scores", "left_out_scores", "hidden_scores")
+            or not all(_number(x) for key in ("val_scores", "left_out_scores", "hidden_scores")
                        for x in values.get(key, []))):
         raise RunFolderInvalid("novelty.json of this run does not hold a threshold, k and scores.")
     return values
