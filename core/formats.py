@@ -2,6 +2,7 @@
 
 * `model_int8.tflite`: int8 weights and activations, only integer operations inside, uint8 pixels in
   and uint8 probabilities out (scale 1/256), for microcontrollers and Edge TPU-style accelerators.
+  It has no `novelty` output: the novelty score's normalisation and ranking have no integer kernels.
   Calibrated on the run's own training photos, read a few at a time; its accuracy on the validation
   photos is measured beside the float model's.
 * `model.onnx`: the float model converted with tf2onnx, run with onnxruntime on the validation
@@ -172,8 +173,12 @@ def export_int8(run_dir: Path, photos: Sequence[Photo] | None = None) -> Path:
 
     from core.predict import Classifier
 
+    import keras
+
     run_dir = Path(run_dir)
     model = Classifier.load(run_dir).model
+    if isinstance(model.output, dict):  # the novelty score's normalising and ranking have no integer kernels
+        model = keras.Model(model.input, {"probabilities": model.output["probabilities"]})
     size = int(model.input_shape[1])
     photos = _spread(list(photos if photos is not None else run_photos(run_dir, "train")), CALIBRATION_PHOTOS)
     if not photos:
@@ -239,8 +244,9 @@ def export_onnx(run_dir: Path) -> Path:
 
 def novelty_threshold(run_dir: Path) -> float | None:
     """The run's novelty threshold in force (novelty.json, issue 21's check): above it, "not one of your classes"."""
-    path = Path(run_dir) / NOVELTY_FILE
-    return float(json.loads(path.read_text(encoding="utf-8"))["threshold"]) if path.exists() else None
+    if not (Path(run_dir) / NOVELTY_FILE).exists():
+        return None
+    return float(run_folder.read_json(run_dir, NOVELTY_FILE)["threshold"])
 
 
 def read_report(run_dir: Path) -> dict:

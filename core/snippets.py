@@ -126,7 +126,8 @@ def javascript(config: dict) -> str:
     const pixels = await photoPixels(event.target.files[0], {size});  // {size} x {size} x 3 bytes
     const input = new Tensor(Float32Array.from(pixels), [1, {size}, {size}, 3]);
     const outputs = await model.run([input]);
-    const probabilities = outputs[0].toTypedArray();
+    const at = model.getOutputDetails().findIndex((output) => output.shape.length === 2);  // (1, classes)
+    const probabilities = outputs[at].toTypedArray();
     input.delete();
     outputs.forEach((tensor) => tensor.delete());
     const best = probabilities.indexOf(Math.max(...probabilities));

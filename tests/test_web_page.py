@@ -79,6 +79,13 @@ def test_served_page_answers_like_the_app_offline_on_photos_and_the_camera(page_
         # The app decodes a large JPEG at reduced scale in the DCT domain, which no browser offers: on those the
         # page's box filter can differ by a few hundredths; on every other photo the pixels are Pillow's own.
         assert gaps.max() <= 0.05, (float(gaps.max()), worst)
+        novelty = app.outputs(np.stack([load_rgb(p, app.input_size) for p in photos]))[1]
+        if novelty is not None:  # the run's novelty check travels with the page: same scores, same flags
+            shown = np.array([float(c["novelty"]) for c in cards])
+            assert (np.abs(shown - novelty) <= 0.02).mean() >= 0.99, np.abs(shown - novelty).max()
+            threshold = page_config(folder)["novelty_threshold"]
+            flagged = np.array([c["verdict"] == "unknown" for c in cards])
+            assert (flagged == (novelty > threshold)).mean() >= 0.99
 
         live = camera_frames(page, frames=5)
         on_frame = app.probabilities(load_rgb(frame, app.input_size)[None])[0]

@@ -83,7 +83,7 @@ def classify_in_page(page, photos: list[Path], timeout_ms: float = 600_000) -> l
     cards = page.evaluate("""() => [...document.querySelectorAll('.card.photo')].reverse().map((card) => {
         const bars = card.querySelector('.bars');
         return {name: card.dataset.name, done: card.dataset.done, ms: Number(card.dataset.ms),
-                verdict: bars.dataset.verdict, top: bars.dataset.top, text: bars.innerText,
+                verdict: bars.dataset.verdict, top: bars.dataset.top, text: bars.innerText, novelty: bars.dataset.novelty,
                 probabilities: bars.dataset.probabilities ? JSON.parse(bars.dataset.probabilities) : null};
     })""")
     return cards
