@@ -8,7 +8,7 @@ depth, and the honest keep rule decides whether its model or the head's is the r
 The 32-px copy is the tiny-photo regime: every photo's centre square shrunk to 32x32 (PNG, made once into the
 cache folder), which the app enlarges back to the network's input size like any other photo.
 
-    python -m bench.bench_finetune [--sets groceries25,flowers5,hymenoptera] [--depths 0,1,2,3] [--splits 3]
+    python -m bench.bench_finetune [--sets groceries25,flowers5,hymenoptera] [--depths 0,1,2,3] [--splits 0,1,2]
                                    [--sizes full,32] [--cache DIR]
 
 Runs share one cache (a fresh temporary one unless --cache is given), so each photo's embeddings and boundary
@@ -77,7 +77,7 @@ def accuracy(result) -> float:
     return float((result.val_probabilities.argmax(axis=1) == np.array([s.label for s in result.val_samples])).mean())
 
 
-def runs(name: str, root: Path, depths: list[int], splits: int) -> list[list]:
+def runs(name: str, root: Path, depths: list[int], splits: list[int]) -> list[list]:
     from core.backbones import get_backbone
     from core.speed import time_backbone
     from core.train import TrainConfig, train
@@ -85,7 +85,7 @@ def runs(name: str, root: Path, depths: list[int], splits: int) -> list[list]:
     samples, class_names = all_photos(root)
     forward_s = time_backbone(get_backbone(TrainConfig().backbone))[0] / 1000
     rows = []
-    for k in range(splits):
+    for k in splits:
         data = rotated_split(samples, class_names, k)
         head_acc = None
         for depth in depths:
@@ -107,7 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default="groceries25,flowers5,hymenoptera")
     parser.add_argument("--depths", default="0,1,2,3")
-    parser.add_argument("--splits", type=int, default=3)
+    parser.add_argument("--splits", default="0,1,2", help="validation splits (0 to 4; 0 is the project's own)")
     parser.add_argument("--sizes", default="full,32", help="full: the photos as they are; 32: their 32-px copies")
     parser.add_argument("--cache", help="reuse this cache of embeddings and activations (default: a fresh one)")
     args = parser.parse_args()
@@ -122,7 +122,8 @@ def main() -> None:
             for name in filter(None, args.sets.split(",")):
                 for size in args.sizes.split(","):
                     root = dataset(name) if size == "full" else tiny_copy(dataset(name), cache / "tiny" / name)
-                    rows += runs(name if size == "full" else f"{name} {TINY}px", root, depths, args.splits)
+                    rows += runs(name if size == "full" else f"{name} {TINY}px", root, depths,
+                                 [int(k) for k in args.splits.split(",")])
             print(f"{os.cpu_count()} CPU cores, load average {load:.1f} at the start; default settings but the depth")
             print(table(["set", "split", "train", "val", "blocks", "head cv", "model", "val acc", "gain", "cache s", "epochs s",
                          "wall s", "factor"], rows))

@@ -2,6 +2,7 @@
 determinism, photos that vanish mid-run, and the backbone advice."""
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -191,3 +192,13 @@ def test_zoomed_view_enlarges_the_middle():
     zoomed = activations.zoomed(pixels)
     assert zoomed.shape == pixels.shape and zoomed.dtype == np.float32
     assert zoomed.min() > 150  # the border is cropped away: only the middle, enlarged, is left
+
+
+def test_cli_fine_tunes_and_says_how_long_is_left(folders, tmp_path, capsys):
+    from core.__main__ import main as cli
+
+    args = ["train", str(folders / "train"), "--out", str(tmp_path / "run"), "--val-dir", str(folders / "val")]
+    assert cli(args + ["--unfreeze-blocks", "1", "--epochs", "2"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["finetune_path"] == "cached"
+    assert "s left in this stage" in captured.err  # paced from the stage's own progress, as on the Train page
