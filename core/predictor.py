@@ -57,17 +57,16 @@ class Predictor:
         return [self.prediction(row, top_k) for row in self.probabilities(pixels)]
 
     def predict_paths(self, paths: Sequence[Path]) -> tuple[np.ndarray, list[int]]:
-        """Probabilities for photos on disk, and the indices that could be read."""
-        arrays, ok = [], []
-        for i, path in enumerate(paths):
-            try:
-                arrays.append(load_rgb(Path(path), self.input_size))
-                ok.append(i)
-            except (OSError, ValueError, SyntaxError):
-                continue
-        if not arrays:
-            return np.zeros((0, len(self.class_names))), ok
-        return self.probabilities(np.stack(arrays)), ok
+        """Probabilities for photos on disk, and the indices that could be read. Photos are decoded (in threads,
+        under the shared pixel budget) and run a small batch at a time, so memory does not grow with their number."""
+        from core.embed import _decoded_batches
+
+        rows, ok = [], []
+        for ids, pixels, _ in _decoded_batches(paths, list(range(len(paths))), self.input_size):
+            if ids:
+                rows.append(self.probabilities(pixels))
+                ok.extend(ids)
+        return (np.concatenate(rows) if rows else np.zeros((0, len(self.class_names)), np.float32)), ok
 
 
 def model_file(run_dir: Path) -> Path:

@@ -1,7 +1,7 @@
 """Transfer learning in two stages, as in the keras-io guide.
 
 Stage 1 fits a linear head on cached embeddings of the frozen backbone (photos and their mirror
-images): a convex problem solved in about a second (`core.head`), no Keras involved. That head
+images): a convex problem solved in seconds (`core.head`), no Keras involved. That head
 plus the backbone's LiteRT file is already a usable model. Stage 2, when the user unfreezes the
 last N backbone blocks, fine-tunes from that head: on the cached activations at the freeze boundary
 through the top N blocks only (`core.activations`), or, when the boundary is too early to cache,
