@@ -24,6 +24,7 @@ from core.head import HEAD_FILE, LinearHead
 from core.store import Project
 
 METRICS_FILE = "metrics.json"
+TEST_TIME_MIRROR = "test_time_mirror"  # metrics.json: the model averages each photo with its mirror image
 EVALUATION_FILE = "evaluation.json"
 TFLITE_FILES = {False: "model.tflite", True: "model_quant.tflite"}
 DOWNLOAD_FILES = (MODEL_FILE, *TFLITE_FILES.values())
@@ -89,10 +90,11 @@ def downloads_error(run_dir: Path) -> str:
 def _classifier_from_head(run_dir: Path):
     """The Keras classifier of a head-only run: its backbone with head.npz in the Dense layer."""
     from core.backbones import get_backbone
-    from core.train import assemble_classifier
+    from core.train import assemble_classifier, mirror_averaged
 
     metrics = json.loads((run_dir / METRICS_FILE).read_text())
-    return assemble_classifier(get_backbone(metrics["backbone"]), LinearHead.load(run_dir / HEAD_FILE))
+    model = assemble_classifier(get_backbone(metrics["backbone"]), LinearHead.load(run_dir / HEAD_FILE))
+    return mirror_averaged(model) if metrics.get(TEST_TIME_MIRROR) else model
 
 
 def export_tflite(run_dir: Path, *, quantize: bool = False, model=None) -> Path:

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from core.export import METRICS_FILE, TFLITE_FILES
+from core.export import METRICS_FILE, TEST_TIME_MIRROR, TFLITE_FILES
 from core.head import HEAD_FILE, LinearHead, softmax
 from core.images import load_rgb
 from core.predict import MODEL_FILE, Prediction, read_labels
@@ -99,7 +99,7 @@ def load_predictor(run_dir: Path) -> Predictor:
 
 def _head_predictor(run_dir: Path, path: Path, names: list[str]) -> Predictor:
     from core.backbones import get_backbone
-    from core.embed import LiteRTRunner, litert_backbone
+    from core.embed import LiteRTRunner, litert_backbone, mirrored
 
     metrics = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
     spec = get_backbone(metrics["backbone"])
@@ -109,4 +109,11 @@ def _head_predictor(run_dir: Path, path: Path, names: list[str]) -> Predictor:
         raise ValueError(f"{path.name} has a {kernel.shape} kernel and {bias.shape} bias; a {spec.name} head for "
                          f"{len(names)} classes needs ({spec.feature_dim}, {len(names)}) and ({len(names)},).")
     embed = LiteRTRunner(litert_backbone(spec))
-    return Predictor(names, spec.input_size, lambda pixels: softmax(embed(pixels) @ kernel + bias), "head")
+
+    def forward(pixels: np.ndarray) -> np.ndarray:
+        if not metrics.get(TEST_TIME_MIRROR):
+            return softmax(embed(pixels) @ kernel + bias)
+        both = softmax(embed(np.concatenate([pixels, mirrored(pixels)])) @ kernel + bias)  # one batch, both views
+        return (both[:len(pixels)] + both[len(pixels):]) / 2
+
+    return Predictor(names, spec.input_size, forward, "head")

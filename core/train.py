@@ -22,6 +22,7 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 
 from core import activations
+from core.advice import MIRROR_TTA_HELPS
 from core.augment import Augmentation, augment as augment_photo
 from core.backbones import BackboneSpec, get_backbone, set_trainable_blocks
 from core.embed import EmbeddingCache, embed_views, pooled_features
@@ -157,6 +158,28 @@ def build_classifier(spec: BackboneSpec, n_classes: int, dropout: float):
     dropped = keras.layers.Dropout(dropout, name="dropout")(pooled)
     outputs = keras.layers.Dense(n_classes, activation="softmax", name="predictions")(dropped)
     return keras.Model(inputs, outputs, name="transferlab_classifier")
+
+
+def mirror_averaged(model):
+    """The classifier answering with the mean of its probabilities for the photo and its mirror image (test-time
+    mirroring), sharing its layers: Grad-CAM still finds "backbone", "pooled" and "predictions"."""
+    import keras
+
+    inputs = keras.Input(model.input_shape[1:], name="pixels")
+
+    def probabilities(pixels):
+        features = model.get_layer("backbone")(pixels, training=False)
+        return model.get_layer("predictions")(model.get_layer("dropout")(model.get_layer("pooled")(features)))
+
+    outputs = keras.layers.Average(name="mirror_average")(
+        [probabilities(inputs), probabilities(keras.ops.flip(inputs, axis=2))])
+    return keras.Model(inputs, outputs, name=model.name)
+
+
+def mirror_averaging(cfg: TrainConfig) -> bool:
+    """Whether the run answers with each photo averaged with its mirror image: when mirroring is measured to help
+    and the user kept mirrored copies (a set where left and right matter turns both off)."""
+    return MIRROR_TTA_HELPS and cfg.augment_flip
 
 
 def assemble_classifier(spec: BackboneSpec, head: LinearHead, dropout: float = 0.0):
@@ -364,7 +387,7 @@ def _finetune(result: TrainResult, spec: BackboneSpec, cfg: TrainConfig, e: Embe
             result.best_epoch[STAGE_FINETUNE] = 0
             return
         result.val_probabilities, result.val_probabilities_mirrored = tuned
-    result.model = model
+    result.model = mirror_averaged(model) if mirror_averaging(cfg) else model
 
 
 def _right(probabilities: np.ndarray, samples: Sequence[Sample]) -> int:
@@ -451,7 +474,9 @@ def _fit_streamed(model, spec, cfg: TrainConfig, train_samples, val_samples, dev
     train_ds = _dataset(train_samples, spec.input_size, cfg.batch_size, n_classes, augment=_augmenter(cfg),
                         shuffle_seed=cfg.seed)
     val_ds = _dataset(val_samples, spec.input_size, cfg.batch_size, n_classes) if val_samples else None
-    return Fit(model, train_ds, val_ds, lambda: (model.predict(val_ds, verbose=0), None))
+    return Fit(model, train_ds, val_ds, lambda: (model.predict(val_ds, verbose=0),
+                                                 mirror_averaged(model).predict(val_ds, verbose=0)
+                                                 if cfg.augment_flip else None))
 
 
 def _augmenter(cfg: TrainConfig) -> Augmentation | None:
