@@ -162,18 +162,16 @@ def build_classifier(spec: BackboneSpec, n_classes: int, dropout: float):
 
 def mirror_averaged(model):
     """The classifier answering with the mean of its probabilities for the photo and its mirror image (test-time
-    mirroring), sharing its layers: Grad-CAM still finds "backbone", "pooled" and "predictions"."""
+    mirroring). Its own layers are applied to each view (not the classifier nested as one layer), so any graph
+    works (joined backbones too) and Grad-CAM still finds "backbone", "pooled" and "predictions" by name."""
     import keras
 
     inputs = keras.Input(model.input_shape[1:], name="pixels")
-
-    def probabilities(pixels):
-        features = model.get_layer("backbone")(pixels, training=False)
-        return model.get_layer("predictions")(model.get_layer("dropout")(model.get_layer("pooled")(features)))
-
-    outputs = keras.layers.Average(name="mirror_average")(
-        [probabilities(inputs), probabilities(keras.ops.flip(inputs, axis=2))])
-    return keras.Model(inputs, outputs, name=model.name)
+    # Functional._run_through_graph is what Model.call does: each layer called again with its recorded arguments
+    # (the backbone's training=False included), on new tensors.
+    views = [model._run_through_graph(view, operation_fn=lambda layer: layer)
+             for view in (inputs, keras.ops.flip(inputs, axis=2))]
+    return keras.Model(inputs, keras.layers.Average(name="mirror_average")(views), name=model.name)
 
 
 def mirror_averaging(cfg: TrainConfig) -> bool:
