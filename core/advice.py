@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.backbones import REGISTRY
+from core.backbones import DEFAULT_BACKBONE, REGISTRY, get_backbone
+from core.joined import OFFERED
 
 DEPTHS = range(5)   # blocks unfrozen: 0 (head only) to 4
 VIEWS = 2           # every photo is embedded as is and mirrored
@@ -76,3 +77,41 @@ def _nearest_factor(blocks: int) -> float:
     """A depth's fine-tuning cost measured on any backbone (relative to its own speed, so it carries over)."""
     factors = [factor for (_, b), (_, factor) in MEASURED.items() if b == blocks]
     return max(factors) if factors else 0.0
+
+
+# The default and the joined choices (core.joined), head only, measured with `python -m bench.bench_joined` and
+# `python -m bench.bench_live --backbone NAME` on 2026-12-04 on the 2-core development machine under load from other
+# work: (validation accuracy points over Lite0 alone, the mean of flowers5, hymenoptera and groceries25 over three
+# splits each; Try it milliseconds per photo; live webcam pictures a second).
+CHOICES_MEASURED: dict[str, tuple[float, float, float]] = {
+    DEFAULT_BACKBONE: (0.0, 20.0, 15.0),
+    "efficientnet_lite0+efficientnet_lite2": (1.0, 45.0, 10.0),
+    "efficientnet_lite0+efficientnet_lite1+efficientnet_lite2": (1.0, 70.0, 8.0),
+}
+BYTES_PER_PARAMETER = 4  # float32 weights: the LiteRT files and model.tflite are about this big
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a choice of network costs next to what it gains, for a project of some photo count."""
+
+    backbone: str
+    gain: float | None          # measured accuracy points over Lite0 alone; None: not measured
+    prepare_seconds: float      # preparing every photo here (as is and mirrored), nothing cached yet
+    try_ms: float | None        # Try it, one photo (measured on the development machine)
+    live_fps: float | None      # live webcam pictures a second (measured on the development machine)
+    size_mb: float              # the model's float32 files
+    timed_here: bool            # preparation time from this machine's measured speeds (else the reference figures)
+
+
+def costs(photos: int, speeds: dict[str, dict]) -> list[Cost]:
+    """The default and every joined choice: preparation time for `photos` photos here, Try it, live rate, size."""
+    rows = []
+    for name in (DEFAULT_BACKBONE, *OFFERED):
+        members = get_backbone(name).members
+        timed = all(m.name in speeds for m in members)
+        forward_s = sum((speeds[m.name]["ms_per_photo"] if timed else REFERENCE_MS[m.name]) / 1000 for m in members)
+        gain, try_ms, fps = CHOICES_MEASURED.get(name, (None, None, None))
+        rows.append(Cost(name, gain, photos * VIEWS * forward_s * PASS_FACTOR, try_ms, fps,
+                         sum(m.params for m in members) * BYTES_PER_PARAMETER / 1e6, timed))
+    return rows

@@ -4,7 +4,9 @@ A head-only run leaves `head.npz` (the Dense layer's kernel and bias): the backb
 LiteRT file gives the pooled embedding and numpy does the rest, with no TensorFlow import and
 no Keras load, so the model is usable the moment the head is fit. Fine-tuned runs (and runs
 saved before head.npz existed) use `model.tflite` when exported, else the Keras `model.keras`.
-Every path takes the same centre-cropped raw pixels as training (`core.images.load_rgb`).
+Every path takes the same centre-cropped raw pixels as training (`core.images.load_rgb`); a joined
+backbone's head reads each member's LiteRT file fed the photo at that member's own size, as its
+embeddings were made (`core.joined`).
 """
 
 from __future__ import annotations
@@ -19,29 +21,42 @@ from PIL import Image
 
 from core.export import METRICS_FILE, TFLITE_FILES
 from core.head import HEAD_FILE, LinearHead, softmax
-from core.images import load_rgb
+from core.images import load_rgb_sizes
 from core.predict import MODEL_FILE, Prediction, read_labels
 
 
-Forward = Callable[[np.ndarray], np.ndarray]  # (N, S, S, 3) float32 pixels -> (N, C) probabilities
+# (N, S, S, 3) float32 pixels -> (N, C) probabilities; for a model that reads a photo at several sizes (a joined
+# backbone), a list with one such batch per size
+Forward = Callable[[np.ndarray | list[np.ndarray]], np.ndarray]
+Pixels = np.ndarray | Sequence[np.ndarray]
 
 
 class Predictor:
     """A run's classes and a thread-safe forward pass; one instance serves every page and webcam thread."""
 
-    def __init__(self, class_names: list[str], input_size: int, forward: Forward, kind: str):
+    def __init__(self, class_names: list[str], input_size: int, forward: Forward, kind: str,
+                 sizes: Sequence[int] | None = None):
         self.class_names = class_names
         self.input_size = input_size
+        self.sizes = tuple(sizes or (input_size,))  # the sides a photo is resized to, one batch each
         self.kind = kind  # "head", "tflite" or "keras": which file the verdicts come from
         self._forward = forward
         self._lock = threading.Lock()  # a LiteRT interpreter must not be invoked from two threads at once
 
-    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """(N, S, S, 3) pixels 0..255 -> (N, C) class probabilities."""
-        if len(pixels) == 0:
+    def probabilities(self, pixels: Pixels) -> np.ndarray:
+        """(N, S, S, 3) pixels 0..255 -> (N, C) class probabilities; one such batch per size in `sizes` when there
+        are several."""
+        batches = [np.asarray(b, dtype=np.float32) for b in ([pixels] if isinstance(pixels, np.ndarray) else pixels)]
+        if len(batches[0]) == 0:
             return np.zeros((0, len(self.class_names)), np.float32)
         with self._lock:
-            return np.asarray(self._forward(np.asarray(pixels, dtype=np.float32)))
+            return np.asarray(self._forward(batches[0] if len(batches) == 1 else batches))
+
+    def pixels(self, photos: Sequence[Image.Image | Path]) -> Pixels:
+        """Decoded photos or files as the batch (or batches, one per size) `probabilities` takes."""
+        per_photo = [load_rgb_sizes(photo, self.sizes) for photo in photos]
+        batches = [np.stack([p[k] for p in per_photo]) for k in range(len(self.sizes))]
+        return batches[0] if len(batches) == 1 else batches
 
     def prediction(self, row: np.ndarray, top_k: int = 3) -> Prediction:
         """One row of probabilities as a Prediction, best classes first."""
@@ -53,21 +68,20 @@ class Predictor:
         """Top-k for already-decoded RGB photos (see `core.predict.decode_upload`)."""
         if not images:
             return []
-        pixels = np.stack([load_rgb(img, self.input_size) for img in images])
-        return [self.prediction(row, top_k) for row in self.probabilities(pixels)]
+        return [self.prediction(row, top_k) for row in self.probabilities(self.pixels(images))]
 
     def predict_paths(self, paths: Sequence[Path]) -> tuple[np.ndarray, list[int]]:
         """Probabilities for photos on disk, and the indices that could be read."""
         arrays, ok = [], []
         for i, path in enumerate(paths):
             try:
-                arrays.append(load_rgb(Path(path), self.input_size))
+                arrays.append(load_rgb_sizes(Path(path), self.sizes))
                 ok.append(i)
             except (OSError, ValueError, SyntaxError):
                 continue
         if not arrays:
             return np.zeros((0, len(self.class_names))), ok
-        return self.probabilities(np.stack(arrays)), ok
+        return self.probabilities([np.stack([a[k] for a in arrays]) for k in range(len(self.sizes))]), ok
 
 
 def model_file(run_dir: Path) -> Path:
@@ -109,5 +123,12 @@ def _head_predictor(run_dir: Path, path: Path, names: list[str]) -> Predictor:
     if kernel.shape != (spec.feature_dim, len(names)) or bias.shape != (len(names),):
         raise ValueError(f"{path.name} has a {kernel.shape} kernel and {bias.shape} bias; a {spec.name} head for "
                          f"{len(names)} classes needs ({spec.feature_dim}, {len(names)}) and ({len(names)},).")
-    embed = LiteRTRunner(litert_backbone(spec))
-    return Predictor(names, spec.input_size, lambda pixels: softmax(embed(pixels) @ kernel + bias), "head")
+    members = [LiteRTRunner(litert_backbone(member)) for member in spec.members]
+
+    def embed(pixels: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        """The pooled embedding: a joined backbone's members side by side, each on the photo at its own size."""
+        batches = [pixels] if isinstance(pixels, np.ndarray) else pixels
+        return np.concatenate([member(batch) for member, batch in zip(members, batches)], axis=1)
+
+    return Predictor(names, spec.input_size, lambda pixels: softmax(embed(pixels) @ kernel + bias), "head",
+                     [member.input_size for member in spec.members])
