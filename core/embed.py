@@ -90,7 +90,9 @@ def litert_file(key: str, input_size: int, build: Callable[[], object]) -> Path:
 class LiteRTRunner:
     """Batched inference of a LiteRT model on float pixels, resizing the batch dimension as needed."""
 
-    def __init__(self, model: Path | bytes, threads: int | None = None):
+    def __init__(self, model: Path | bytes, threads: int | None = None, n_classes: int | None = None):
+        """With `n_classes`, a run's model: checked against the run-folder contract before anything is allocated,
+        and its probabilities output is the one returned."""
         from ai_edge_litert.interpreter import Interpreter
 
         kwargs = {"model_path": str(model)} if isinstance(model, Path) else {"model_content": model}
@@ -98,7 +100,12 @@ class LiteRTRunner:
         details = self._interpreter.get_input_details()[0]
         self._input = details["index"]
         self.input_size = int(details["shape"][1])  # (batch, S, S, 3)
-        self._output = self._interpreter.get_output_details()[0]["index"]
+        output = 0
+        if n_classes is not None:
+            from core.run_folder import check_tflite
+
+            output = check_tflite(self._interpreter, n_classes)
+        self._output = self._interpreter.get_output_details()[output]["index"]
         self._batch = 0
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:

@@ -11,20 +11,22 @@ embeddings were made (`core.joined`).
 
 from __future__ import annotations
 
-import json
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
-from core.export import METRICS_FILE, TFLITE_FILES
-from core.head import HEAD_FILE, LinearHead, softmax
+from core.export import TFLITE_FILES
+from core.head import HEAD_FILE, softmax
 from core.images import load_rgb_sizes
 from core.predict import MODEL_FILE, Prediction, read_labels
+from core.run_folder import RunFolderInvalid, check_probabilities, read_head, read_metrics
 
 
+UPLOAD_BATCH = 4  # photos decoded at once for a verdict; each is reduced to the model's size straight away
 # (N, S, S, 3) float32 pixels -> (N, C) probabilities; for a model that reads a photo at several sizes (a joined
 # backbone), a list with one such batch per size
 Forward = Callable[[np.ndarray | list[np.ndarray]], np.ndarray]
@@ -50,10 +52,11 @@ class Predictor:
         if len(batches[0]) == 0:
             return np.zeros((0, len(self.class_names)), np.float32)
         with self._lock:
-            return np.asarray(self._forward(batches[0] if len(batches) == 1 else batches))
+            return check_probabilities(self._forward(batches[0] if len(batches) == 1 else batches),
+                                       len(self.class_names))
 
-    def pixels(self, photos: Sequence[Image.Image | Path]) -> Pixels:
-        """Decoded photos or files as the batch (or batches, one per size) `probabilities` takes."""
+    def pixels(self, photos: Sequence[Image.Image | Path | bytes]) -> Pixels:
+        """Decoded photos, files or their bytes as the batch (or batches, one per size) `probabilities` takes."""
         per_photo = [load_rgb_sizes(photo, self.sizes) for photo in photos]
         batches = [np.stack([p[k] for p in per_photo]) for k in range(len(self.sizes))]
         return batches[0] if len(batches) == 1 else batches
@@ -69,6 +72,15 @@ class Predictor:
         if not images:
             return []
         return [self.prediction(row, top_k) for row in self.probabilities(self.pixels(images))]
+
+    def predict_uploads(self, photos: Sequence[bytes], top_k: int = 3) -> list[Prediction]:
+        """Top-k for photo files' bytes, decoded a few at a time at the model's size: a batch of forged photos that
+        each decode to tens of megabytes never has more than UPLOAD_BATCH of them in memory."""
+        found = []
+        for start in range(0, len(photos), UPLOAD_BATCH):
+            batch = self.pixels(photos[start:start + UPLOAD_BATCH])
+            found += [self.prediction(row, top_k) for row in self.probabilities(batch)]
+        return found
 
     def predict_paths(self, paths: Sequence[Path]) -> tuple[np.ndarray, list[int]]:
         """Probabilities for photos on disk, and the indices that could be read."""
@@ -95,34 +107,44 @@ def model_file(run_dir: Path) -> Path:
 
 
 def load_predictor(run_dir: Path) -> Predictor:
-    """The fastest predictor the run folder allows: backbone LiteRT + numpy head, the run's TFLite file, or Keras."""
+    """The fastest predictor the run folder allows: backbone LiteRT + numpy head, the run's TFLite file, or Keras.
+    Everything read is checked against the run-folder contract: RunFolderInvalid (with a sentence) when it fails."""
     run_dir = Path(run_dir)
-    path = model_file(run_dir)
-    names = read_labels(run_dir)
-    if path.name == HEAD_FILE:
-        return _head_predictor(run_dir, path, names)
-    if path.name == TFLITE_FILES[False]:
-        from core.embed import LiteRTRunner
+    with loading(run_dir):
+        path = model_file(run_dir)
+        names = read_labels(run_dir)
+        if path.name == HEAD_FILE:
+            return _head_predictor(run_dir, names)
+        if path.name == TFLITE_FILES[False]:
+            from core.embed import LiteRTRunner
 
-        runner = LiteRTRunner(path)
-        return Predictor(names, runner.input_size, runner, "tflite")
-    from core.predict import Classifier
+            runner = LiteRTRunner(path, n_classes=len(names))
+            return Predictor(names, runner.input_size, runner, "tflite")
+        from core.predict import Classifier
 
-    classifier = Classifier.load(run_dir)
-    return Predictor(names, classifier.input_size, classifier.probabilities, "keras")
+        classifier = Classifier.load(run_dir)
+        return Predictor(names, classifier.input_size, classifier.probabilities, "keras")
 
 
-def _head_predictor(run_dir: Path, path: Path, names: list[str]) -> Predictor:
+@contextmanager
+def loading(run_dir: Path):
+    """Whatever goes wrong reading a run folder becomes RunFolderInvalid: a forged or damaged file can make a
+    parser raise nearly anything, and the pages catch this one error."""
+    try:
+        yield
+    except RunFolderInvalid:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError, MemoryError) as exc:
+        raise RunFolderInvalid(f"The model in {Path(run_dir).name} cannot be loaded ({type(exc).__name__}: "
+                               f"{str(exc)[:200]}).") from exc
+
+
+def _head_predictor(run_dir: Path, names: list[str]) -> Predictor:
     from core.backbones import get_backbone
     from core.embed import LiteRTRunner, litert_backbone
 
-    metrics = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
-    spec = get_backbone(metrics["backbone"])
-    head = LinearHead.load(path)
-    kernel, bias = head.kernel.astype(np.float32), head.bias.astype(np.float32)
-    if kernel.shape != (spec.feature_dim, len(names)) or bias.shape != (len(names),):
-        raise ValueError(f"{path.name} has a {kernel.shape} kernel and {bias.shape} bias; a {spec.name} head for "
-                         f"{len(names)} classes needs ({spec.feature_dim}, {len(names)}) and ({len(names)},).")
+    spec = get_backbone(read_metrics(run_dir)["backbone"])
+    kernel, bias = read_head(run_dir, spec.feature_dim, len(names))
     members = [LiteRTRunner(litert_backbone(member)) for member in spec.members]
 
     def embed(pixels: np.ndarray | list[np.ndarray]) -> np.ndarray:
