@@ -295,7 +295,7 @@ def side_by_side(results: Sequence[EmbedResult]) -> EmbedResult:
     if len(results) == 1:
         return results[0]
     ok = sorted(set.intersection(*(set(r.ok) for r in results)))
-    rows = [{i: row for i, row in zip(r.ok, range(len(r.ok)))} for r in results]
+    rows = [{i: row for row, i in enumerate(r.ok)} for r in results]
     vectors = (np.concatenate([r.vectors[[index[i] for i in ok]] for r, index in zip(results, rows)], axis=1)
                if ok else np.zeros((0, 0), np.float32))
     failed = {i: why for r in results for i, why in r.failed.items() if i not in ok}
