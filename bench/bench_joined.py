@@ -1,7 +1,8 @@
 """Offline backbones alone and joined by '+': accuracy on three splits of each shared set, and what joining costs.
 
-    python -m bench.bench_joined [accuracy] [preparation] [costs] [--sets flowers5,hymenoptera,groceries25]
-                                 [--choices A,B+C,...] [--cost-choices A,B+C,...] [--photos N]
+    python -m bench.bench_joined [accuracy] [unseen] [preparation] [speed] [costs]
+        [--sets flowers5,hymenoptera,groceries25] [--choices A,B+C,...] [--cost-choices A,B+C,...]
+        [--photos N] [--rounds N]
 
 accuracy: every photo of a set (its train/ and val/ folders together) is split three ways, 20 % for validation
 each time, by three different parts of the photo's content hash (split 0 is the store's own rule); each choice
@@ -9,11 +10,16 @@ trains as the app does (`core.train.train`, head only, default settings) and is 
 photos (as is, and averaged with their mirror images). Embeddings come from the shared cache (TRANSFERLAB_CACHE):
 run it with the cache filled, or the first pass embeds every photo.
 
+unseen, per set with a val/ folder and choice (Lite0 and the joined choices offered): trained as a project on
+train/ (its own validation split), scored once on val/, photos it never saw.
+
 preparation, per set and choice (Lite0 and the joined choices offered): time to prepare the whole set (decode,
 resize and embed as is and mirrored, nothing cached), from the pace on a sample of its photos.
 
-costs, per set and choice, trained on split 0: Try it per photo (the app's predictor, one decoded photo at a time,
-median), the sizes of the files the app and the downloads use, and the top-1 agreement of the exported TFLite
+speed, per choice, interleaved: Try it per photo (the app's predictor, one decoded photo at a time, median) and
+webcam frames the server's live path classifies a second (an upper bound on what bench_live shows).
+
+costs, per set and choice, trained on split 0: Try it per photo, the sizes of the files the app and the downloads use, and the top-1 agreement of the exported TFLite
 model (one input at the largest member's size, the smaller members resized in the graph) with the app's
 predictor (each member fed by PIL at its own size, as the embeddings were made) on the validation photos.
 Live pictures a second come from `python -m bench.bench_live --backbone NAME`.
@@ -97,6 +103,32 @@ def accuracy(sets: list[str], choices: list[str]) -> None:
     print(table(["backbone", *sets, "mean"], gains))
 
 
+def unseen(sets: list[str], choices: list[str]) -> None:
+    """Trained as a project on a set's train/ folder (its own 20 % validation split), scored once on its val/ folder,
+    photos it never saw (the sets that have one)."""
+    from core.backbones import get_backbone
+    from core.embed import embed_views
+    from core.runs import data_from_folders
+    from core.train import TrainConfig, train
+
+    rows = []
+    for name in sets:
+        root = dataset(name)
+        if not (root / "val").is_dir():
+            continue
+        data, test = data_from_folders(root / "train"), data_from_folders(root / "val")
+        test = test.train + test.val
+        for choice in choices:
+            result = train(data, TrainConfig(backbone=choice))
+            views = embed_views([s.path for s in test], [s.sha256 for s in test], get_backbone(choice))
+            plain, flipped = (result.head.probabilities(v.vectors) for v in views)
+            rows.append([name, short(choice), len(data.train), len(data.val), len(test),
+                         f"{right(plain, test):.3f}", f"{right((plain + flipped) / 2, test):.3f}"])
+            print("done:", rows[-1], file=sys.stderr, flush=True)
+    print("\nPhotos never seen: trained on train/ (20 % of it for validation), scored on val/")
+    print(table(["set", "backbone", "train", "val", "test", "test acc", "+mirror"], rows))
+
+
 def prepare_seconds(choice: str, samples) -> float:
     """Seconds per photo to embed photos as is and mirrored with nothing cached (decode and resize included)."""
     from core.backbones import get_backbone
@@ -170,6 +202,51 @@ def costs(sets: list[str], choices: list[str]) -> None:
                  "photos"], rows))
 
 
+def speed(choices: list[str], rounds: int) -> None:
+    """Try it per photo and webcam frames classified a second by the server's live path, the choices interleaved
+    round by round so that other work on the machine weighs on each alike."""
+    from PIL import ImageOps
+
+    from core.live import LiveClassifier
+    from core.predict import decode_upload
+    from core.predictor import load_predictor
+    from core.runs import train_and_save
+    from core.train import TrainConfig
+
+    samples, class_names = all_photos("hymenoptera")
+    data = split(samples, class_names, 0)
+    photos = [decode_upload(s.path.read_bytes()) for s in data.val[:12]]
+    frames = [np.asarray(ImageOps.fit(photo, WEBCAM)) for photo in photos]  # what the webcam hands the server
+    with tempfile.TemporaryDirectory() as tmp:
+        live, tries = {}, {c: [] for c in choices}
+        for choice in choices:
+            train_and_save(data, TrainConfig(backbone=choice), Path(tmp) / choice, assemble=False)
+            live[choice] = LiveClassifier(load_predictor(Path(tmp) / choice))
+            live[choice].classify(frames[0])  # the first call allocates
+        spent = {c: 0.0 for c in choices}
+        for _ in range(rounds):
+            for choice in choices:
+                start = time.perf_counter()
+                for frame in frames:
+                    live[choice].classify(frame)
+                spent[choice] += time.perf_counter() - start
+                for photo in photos[:4]:
+                    start = time.perf_counter()
+                    live[choice].predictor.predict_images([photo])
+                    tries[choice].append(time.perf_counter() - start)
+    fps = {c: rounds * len(frames) / spent[c] for c in choices}
+    print(f"\nSpeed, choices interleaved over {rounds} rounds (load average {os.getloadavg()[0]:.1f} at the end): Try it "
+          f"= one decoded hymenoptera photo through the run's predictor; live = {WEBCAM[0]}x{WEBCAM[1]} frames through "
+          "core.live.LiveClassifier, the server's side of the live webcam (the browser's decoding and drawing not "
+          "counted: an upper bound on bench_live's rate)")
+    print(table(["backbone", "Try it ms (median)", "live frames a second", "vs Lite0"],
+                [[short(c), f"{1000 * statistics.median(tries[c]):.1f}", f"{fps[c]:.1f}",
+                  f"{fps[c] / fps[choices[0]]:.2f}"] for c in choices]))
+
+
+WEBCAM = (640, 480)
+
+
 def load_predictor_from(tflite: Path, size: int):
     """Probabilities of the exported TFLite model for photos on disk, each resized once to its input size."""
     from core.embed import LiteRTRunner
@@ -182,7 +259,8 @@ def load_predictor_from(tflite: Path, size: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("parts", nargs="*", default=["accuracy", "preparation", "costs"])
+    parser.add_argument("parts", nargs="*", default=["accuracy", "unseen", "preparation", "speed", "costs"])
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds of the speed part")
     parser.add_argument("--sets", default="flowers5,hymenoptera,groceries25")
     parser.add_argument("--choices", default=",".join(CHOICES), help="choices whose accuracy is measured")
     parser.add_argument("--cost-choices", default=",".join((MEMBERS[0], *OFFERED)), help="choices whose costs are")
@@ -192,8 +270,12 @@ def main() -> None:
     print(f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the start")
     if "accuracy" in args.parts:
         accuracy(args.sets.split(","), choices)
+    if "unseen" in args.parts:
+        unseen(args.sets.split(","), args.cost_choices.split(","))
     if "preparation" in args.parts:
         preparation(args.sets.split(","), args.cost_choices.split(","), args.photos)
+    if "speed" in args.parts:
+        speed(args.cost_choices.split(","), args.rounds)
     if "costs" in args.parts:
         costs(args.sets.split(","), args.cost_choices.split(","))
 

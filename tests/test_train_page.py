@@ -111,17 +111,21 @@ def test_a_joined_network_shows_its_costs_and_trains_the_head_only(two_classes, 
     monkeypatch.setattr(jobs, "prepare", lambda project: None)  # no background embedding with the real networks here
     at = page(two_classes)
     at.select_slider(key="train_unfreeze_blocks").set_value(2).run()
-    assert "Lite0 + Lite2 (most accurate offline)" in at.selectbox(key="train_backbone").options[len(REGISTRY)]
+    assert at.selectbox(key="train_backbone").options[len(REGISTRY)] == \
+        f"{get_backbone(RECOMMENDED).label} (most accurate offline)"
     at.selectbox(key="train_backbone").set_value(RECOMMENDED).run()
     no_exceptions(at)
     assert two_classes.backbone == RECOMMENDED  # the project's photos are prepared with it from now on
     shown = texts(at)
-    assert "Training will change **only the new head**: 1 layer, 5,122 parameters." in shown
+    head = get_backbone(RECOMMENDED).feature_dim * 2 + 2
+    assert f"Training will change **only the new head**: 1 layer, {head:,} parameters." in shown
     assert "retraining their blocks is not offered" in shown
     assert not at.get("select_slider") or "train_unfreeze_blocks" not in [w.key for w in at.get("select_slider")]
     costs = at.dataframe[1].value  # after the table of networks
     assert list(costs["Network"]) == ["EfficientNet-Lite0", *(get_backbone(name).label for name in OFFERED)]
-    assert list(costs["Gain"])[0] == "the reference" and all(g.endswith(" pts") for g in list(costs["Gain"])[1:])
+    gains = costs["Gain: ants vs bees"]  # the measured set most like two classes
+    assert list(gains)[0] == "the reference" and all(g.endswith(" pts") for g in list(gains)[1:])
+    assert "On the photo set most like yours (ants vs bees, 2 classes)" in shown
     assert {"Preparing 30 photos", "Try it, per photo", "Live webcam", "Model size"} <= set(costs.columns)
     live = next(r for r in advice.costs(30, {}) if r.backbone == RECOMMENDED).live_fps
     assert f"the live webcam shows about {live:.0f} pictures a second" in shown
