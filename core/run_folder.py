@@ -54,8 +54,9 @@ FILES = {f.name: f for f in (
     RunFile("model_quant.tflite", "the same model for LiteRT, int8 weights", 1024 * MB),
 )}
 
-# A model's outputs by name -> shape ("N" photos, "C" classes). `probabilities` is always there; others are optional.
-OUTPUTS: dict[str, tuple[str, ...]] = {"probabilities": ("N", "C"), "novelty": ("N",)}
+# A model's outputs by name -> shape ("N" photos, "C" classes, "h" x "w" a feature map). `probabilities` is always
+# there; `novelty` at most once; `class_map` once per backbone member, in heatmap.tflite (issue 20's heat maps).
+OUTPUTS: dict[str, tuple[str, ...]] = {"probabilities": ("N", "C"), "novelty": ("N",), "class_map": ("N", "h", "w", "C")}
 
 
 def _path(run_dir: Path, name: str) -> Path:
@@ -196,14 +197,15 @@ def read_head(run_dir: Path, feature_dim: int, n_classes: int) -> tuple[np.ndarr
 
 def check_outputs(shapes: Sequence[Sequence[int | None]], n_classes: int, what: str) -> int:
     """The index of the `probabilities` output among a model's output shapes (batch first), after checking every
-    output is one OUTPUTS allows: exactly one (N, C), at most one (N,) novelty score."""
+    output is one OUTPUTS allows: exactly one (N, C), at most one (N,) novelty score, any (N, h, w, C) class maps."""
     shapes = [tuple(s) for s in shapes]
     probabilities = [i for i, s in enumerate(shapes) if len(s) == 2 and s[1] == n_classes]
-    others = [s for i, s in enumerate(shapes) if i not in probabilities]
-    if len(probabilities) != 1 or len(others) > len(OUTPUTS) - 1 or any(len(s) != 1 for s in others):
-        wanted = f"({n_classes} classes)"
+    novelty = [s for s in shapes if len(s) == 1]
+    maps = [s for s in shapes if len(s) == 4 and s[3] == n_classes]
+    if len(probabilities) != 1 or len(novelty) > 1 or 1 + len(novelty) + len(maps) != len(shapes):
         raise RunFolderInvalid(f"{what} gives outputs shaped {', '.join(map(str, shapes)) or 'nothing'}, but this "
-                               f"run's labels need one probability per class {wanted} and at most a novelty score.")
+                               f"run's labels need one probability per class ({n_classes} classes), at most a "
+                               "novelty score, and class maps.")
     return probabilities[0]
 
 
