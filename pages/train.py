@@ -189,7 +189,7 @@ def measuring_view(timing: bool, timed: int) -> None:
 def choice_label(name: str) -> str:
     if name == DEFAULT_BACKBONE:
         return f"{backbone_label(name)} (recommended)"
-    return f"{backbone_label(name)} (most accurate offline)" if name == RECOMMENDED else backbone_label(name)
+    return f"{backbone_label(name)} (recommended joined)" if name == RECOMMENDED else backbone_label(name)
 
 
 def backbone_picker(project: Project, busy: bool) -> BackboneSpec:
@@ -255,8 +255,9 @@ def joined_depth(spec: BackboneSpec, n_classes: int) -> int:
     st.session_state[key("unfreeze_blocks")] = 0
     head_params = spec.feature_dim * n_classes + n_classes
     st.markdown(f"Training will change **{depth_label(0)}**: 1 layer, {head_params:,} parameters.")
-    st.caption(f"{spec.label} trains only the new head, on what all {len(spec.members)} networks see: retraining "
-               "their blocks is not offered (choose a single network for that).")
+    every = "both" if len(spec.members) == 2 else f"all {len(spec.members)}"
+    st.caption(f"{spec.label} trains only the new head, on what {every} networks see: retraining their blocks is "
+               "not offered (choose a single network for that).")
     return 0
 
 
@@ -291,25 +292,27 @@ def costs_view(photos: int, classes: int, chosen: str) -> None:
     """What the joined networks gain over Lite0 alone and what they cost (preparing this project's photos, Try it,
     the live webcam's rate, the model's size), and whether they pay on a project like this one."""
     rows = advice.costs(photos, speed.cached_speeds())
-    sets = [f"Gain: {name}" for name, _ in advice.MEASURED_SETS]
-    table = pd.DataFrame([{
-        "Network": backbone_label(r.backbone),
-        **{column: gain_cell(r, i) for i, column in enumerate(sets)},
-        f"Preparing {ui.plural(photos, 'photo')}": f"~{ui.duration(r.prepare_seconds)}",
-        "Try it, per photo": "—" if r.try_ms is None else f"~{r.try_ms:.0f} ms",
-        "Live webcam": "—" if r.live_fps is None else f"~{r.live_fps:.0f} pictures a second",
-        "Model size": f"{r.size_mb:.0f} MB",
-    } for r in rows])
+    measures = {
+        **{f"Gain: {name}": (lambda r, i=i: gain_cell(r, i)) for i, (name, _) in enumerate(advice.MEASURED_SETS)},
+        f"Preparing {ui.plural(photos, 'photo')}": lambda r: f"~{ui.duration(r.prepare_seconds)}",
+        "Try it, per photo": lambda r: "—" if r.try_ms is None else f"~{r.try_ms:.0f} ms",
+        "Live webcam, pictures a second": lambda r: "—" if r.live_fps is None else f"~{r.live_fps:.0f}",
+        "Model size": lambda r: f"{r.size_mb:.0f} MB",
+    }
+    # one column per choice, so that every cost is in sight beside the gains
+    table = pd.DataFrame([{"": measure, **{short_label(r.backbone): cell(r) for r in rows}}
+                          for measure, cell in measures.items()])
     alike = advice.most_alike(classes)
     best = rows[1]  # the joined choice recommended first
     with st.expander("Joined networks: what they gain and what they cost", expanded=chosen in OFFERED):
         st.dataframe(table, hide_index=True, key="joined_costs")
         if best.gains is not None:
             name, measured_classes = advice.MEASURED_SETS[alike]
+            gain = best.gains[alike]
             st.markdown(f"On the photo set most like yours ({name}, {measured_classes} classes) "
-                        f"**{backbone_label(best.backbone)}** named {best.gains[alike]:+.1f} more photos in 100 "
-                        "right than EfficientNet-Lite0 alone. " + (
-                            "It pays most with many classes that look alike." if best.gains[alike] >= 2 else
+                        f"**{backbone_label(best.backbone)}** named {abs(gain):.1f} "
+                        f"{'more' if gain >= 0 else 'fewer'} photos in 100 right than EfficientNet-Lite0 alone. " + (
+                            "It pays most with many classes that look alike." if gain >= 2 else
                             "With few, everyday classes the gain is small: Lite0 alone is faster and nearly as good."))
         untimed = not all(r.timed_here for r in rows)
         st.caption("Gain: accuracy points on validation photos over EfficientNet-Lite0 alone, head only, the mean "
@@ -323,6 +326,11 @@ def costs_view(photos: int, classes: int, chosen: str) -> None:
         if cost.live_fps is not None and reference.live_fps is not None:
             st.caption(f"🎥 With {backbone_label(chosen)} the live webcam shows about {cost.live_fps:.0f} pictures a "
                        f"second (EfficientNet-Lite0 alone: about {reference.live_fps:.0f}).")
+
+
+def short_label(name: str) -> str:
+    """'Lite0 + Lite2': a network's name without the family, for narrow columns."""
+    return " + ".join(m.label.removeprefix("EfficientNet-") for m in get_backbone(name).members)
 
 
 def gain_cell(row: advice.Cost, index: int) -> str:
