@@ -105,6 +105,7 @@ class LiteRTRunner:
             from core.run_folder import check_tflite
 
             output = check_tflite(self._interpreter, n_classes)
+            self._interpreter.allocate_tensors()  # sizes checked: a broken graph fails here, at load, not mid-page
         self._output = self._interpreter.get_output_details()[output]["index"]
         self._batch = 0
 

@@ -51,7 +51,7 @@ class Predictor:
         batches = [np.asarray(b, dtype=np.float32) for b in ([pixels] if isinstance(pixels, np.ndarray) else pixels)]
         if len(batches[0]) == 0:
             return np.zeros((0, len(self.class_names)), np.float32)
-        with self._lock:
+        with self._lock, loading():  # a damaged graph can load and still fail when it runs
             return check_probabilities(self._forward(batches[0] if len(batches) == 1 else batches),
                                        len(self.class_names))
 
@@ -127,16 +127,16 @@ def load_predictor(run_dir: Path) -> Predictor:
 
 
 @contextmanager
-def loading(run_dir: Path):
-    """Whatever goes wrong reading a run folder becomes RunFolderInvalid: a forged or damaged file can make a
-    parser raise nearly anything, and the pages catch this one error."""
+def loading(run_dir: Path | None = None):
+    """Whatever goes wrong reading a run folder (or, without one, running its model) becomes RunFolderInvalid:
+    a forged or damaged file can make a parser raise nearly anything, and the pages catch this one error."""
     try:
         yield
     except RunFolderInvalid:
         raise
     except (OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError, MemoryError) as exc:
-        raise RunFolderInvalid(f"The model in {Path(run_dir).name} cannot be loaded ({type(exc).__name__}: "
-                               f"{str(exc)[:200]}).") from exc
+        what = f"The model in {Path(run_dir).name} cannot be loaded" if run_dir else "This run's model failed to run"
+        raise RunFolderInvalid(f"{what} ({type(exc).__name__}: {str(exc)[:200]}).") from exc
 
 
 def _head_predictor(run_dir: Path, names: list[str]) -> Predictor:

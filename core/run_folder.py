@@ -134,16 +134,22 @@ def read_evaluation(run_dir: Path) -> dict | None:
         k, n = len(names), values["n"]
         confusion = np.asarray(values["confusion"], dtype=np.int64).reshape(k, k) if k else np.zeros((0, 0))
         ok = (all(isinstance(c, str) for c in names) and isinstance(n, int) and n >= 0 and int(confusion.sum()) == n
-              and isinstance(values["accuracy"], (int, float)) and math.isfinite(values["accuracy"])
-              and 0 <= values["accuracy"] <= 1 and len(values["per_class"]) == k
-              and all(isinstance(row, dict) and isinstance(row.get("class"), str) for row in values["per_class"])
+              and _number(values["accuracy"]) and 0 <= values["accuracy"] <= 1 and len(values["per_class"]) == k
+              and all(isinstance(row, dict) and isinstance(row.get("class"), str)
+                      and all(_number(row.get(k)) for k in ("precision", "recall", "f1", "support"))
+                      for row in values["per_class"])
               and all(isinstance(m, dict) and m.get("true") in names and m.get("predicted") in names
-                      and isinstance(m.get("confidence"), (int, float)) for m in values["misclassified"]))
+                      and _number(m.get("confidence")) and isinstance(m.get("path"), (str, type(None)))
+                      for m in values["misclassified"]))
     except (KeyError, TypeError, ValueError, OverflowError):
         ok = False
     if not ok:
         raise RunFolderInvalid("evaluation.json of this run does not hold an evaluation the app wrote.")
     return values
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def read_npz(path: Path, expected: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
