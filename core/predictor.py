@@ -22,15 +22,16 @@ from PIL import Image
 from core.export import TFLITE_FILES
 from core.head import HEAD_FILE, softmax
 from core.images import load_rgb_sizes
+from core.novelty import load_novelty
 from core.predict import MODEL_FILE, Prediction, read_labels
 from core.run_folder import RunFolderInvalid, check_probabilities, read_head, read_metrics
 
 
 UPLOAD_BATCH = 4  # photos decoded at once for a verdict; each is reduced to the model's size straight away
-# (N, S, S, 3) float32 pixels -> (N, C) probabilities; for a model that reads a photo at several sizes (a joined
-# backbone), a list with one such batch per size
-Forward = Callable[[np.ndarray | list[np.ndarray]], np.ndarray]
+# (N, S, S, 3) float32 pixels -> (N, C) probabilities and, where the run has a novelty check, (N,) novelty; for a
+# model that reads a photo at several sizes (a joined backbone), the pixels are a list with one batch per size
 Pixels = np.ndarray | Sequence[np.ndarray]
+Forward = Callable[[Pixels], "np.ndarray | tuple[np.ndarray, np.ndarray | None]"]
 
 
 class Predictor:
@@ -48,42 +49,58 @@ class Predictor:
     def probabilities(self, pixels: Pixels) -> np.ndarray:
         """(N, S, S, 3) pixels 0..255 -> (N, C) class probabilities; one such batch per size in `sizes` when there
         are several."""
+        return self.outputs(pixels)[0]
+
+    def outputs(self, pixels: Pixels) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N, C) class probabilities and (N,) novelty scores (None when the run has no novelty check)."""
         batches = [np.asarray(b, dtype=np.float32) for b in ([pixels] if isinstance(pixels, np.ndarray) else pixels)]
         if len(batches[0]) == 0:
-            return np.zeros((0, len(self.class_names)), np.float32)
+            return np.zeros((0, len(self.class_names)), np.float32), None
         with self._lock, loading():  # a damaged graph can load and still fail when it runs
-            return check_probabilities(self._forward(batches[0] if len(batches) == 1 else batches),
-                                       len(self.class_names))
+            out = self._forward(batches[0] if len(batches) == 1 else batches)
+            probabilities, novelty = out if isinstance(out, tuple) else (out, None)
+            return (check_probabilities(probabilities, len(self.class_names)),
+                    None if novelty is None else np.asarray(novelty))
 
     def pixels(self, photos: Sequence[Image.Image | Path | bytes]) -> Pixels:
-        """Decoded photos, files or their bytes as the batch (or batches, one per size) `probabilities` takes."""
+        """Decoded photos, files or their bytes as the batch (or batches, one per size) `outputs` takes."""
         per_photo = [load_rgb_sizes(photo, self.sizes) for photo in photos]
         batches = [np.stack([p[k] for p in per_photo]) for k in range(len(self.sizes))]
         return batches[0] if len(batches) == 1 else batches
 
-    def prediction(self, row: np.ndarray, top_k: int = 3) -> Prediction:
-        """One row of probabilities as a Prediction, best classes first."""
+    def prediction(self, row: np.ndarray, top_k: int = 3, novelty: float | None = None) -> Prediction:
+        """One row of probabilities (and its novelty score) as a Prediction, best classes first."""
         order = np.argsort(-row)[:top_k]
         return Prediction([(self.class_names[i], float(row[i])) for i in order],
-                          {name: float(p) for name, p in zip(self.class_names, row)})
+                          {name: float(p) for name, p in zip(self.class_names, row)},
+                          None if novelty is None else float(novelty))
 
     def predict_images(self, images: Sequence[Image.Image], top_k: int = 3) -> list[Prediction]:
         """Top-k for already-decoded RGB photos (see `core.predict.decode_upload`)."""
         if not images:
             return []
-        return [self.prediction(row, top_k) for row in self.probabilities(self.pixels(images))]
+        return self._predictions(self.pixels(images), top_k)
+
+    def _predictions(self, pixels: Pixels, top_k: int) -> list[Prediction]:
+        probabilities, novelty = self.outputs(pixels)
+        return [self.prediction(row, top_k, None if novelty is None else novelty[i])
+                for i, row in enumerate(probabilities)]
 
     def predict_uploads(self, photos: Sequence[bytes], top_k: int = 3) -> list[Prediction]:
         """Top-k for photo files' bytes, decoded a few at a time at the model's size: a batch of forged photos that
         each decode to tens of megabytes never has more than UPLOAD_BATCH of them in memory."""
         found = []
         for start in range(0, len(photos), UPLOAD_BATCH):
-            batch = self.pixels(photos[start:start + UPLOAD_BATCH])
-            found += [self.prediction(row, top_k) for row in self.probabilities(batch)]
+            found += self._predictions(self.pixels(photos[start:start + UPLOAD_BATCH]), top_k)
         return found
 
     def predict_paths(self, paths: Sequence[Path]) -> tuple[np.ndarray, list[int]]:
         """Probabilities for photos on disk, and the indices that could be read."""
+        probabilities, _, ok = self.score_paths(paths)
+        return probabilities, ok
+
+    def score_paths(self, paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray | None, list[int]]:
+        """Probabilities and novelty scores (None: no check) for photos on disk, and the indices that could be read."""
         arrays, ok = [], []
         for i, path in enumerate(paths):
             try:
@@ -92,8 +109,8 @@ class Predictor:
             except (OSError, ValueError, SyntaxError):
                 continue
         if not arrays:
-            return np.zeros((0, len(self.class_names))), ok
-        return self.probabilities([np.stack([a[k] for a in arrays]) for k in range(len(self.sizes))]), ok
+            return np.zeros((0, len(self.class_names))), None, ok
+        return (*self.outputs([np.stack([a[k] for a in arrays]) for k in range(len(self.sizes))]), ok)
 
 
 def model_file(run_dir: Path) -> Path:
@@ -119,11 +136,11 @@ def load_predictor(run_dir: Path) -> Predictor:
             from core.embed import LiteRTRunner
 
             runner = LiteRTRunner(path, n_classes=len(names))
-            return Predictor(names, runner.input_size, runner, "tflite")
+            return Predictor(names, runner.input_size, runner.outputs, "tflite")
         from core.predict import Classifier
 
         classifier = Classifier.load(run_dir)
-        return Predictor(names, classifier.input_size, classifier.probabilities, "keras")
+        return Predictor(names, classifier.input_size, classifier.outputs, "keras")
 
 
 @contextmanager
@@ -146,11 +163,12 @@ def _head_predictor(run_dir: Path, names: list[str]) -> Predictor:
     spec = get_backbone(read_metrics(run_dir)["backbone"])
     kernel, bias = read_head(run_dir, spec.feature_dim, len(names))
     members = [LiteRTRunner(litert_backbone(member)) for member in spec.members]
+    check = load_novelty(run_dir, spec.feature_dim)
 
-    def embed(pixels: np.ndarray | list[np.ndarray]) -> np.ndarray:
-        """The pooled embedding: a joined backbone's members side by side, each on the photo at its own size."""
+    def forward(pixels: Pixels) -> tuple[np.ndarray, np.ndarray | None]:
+        # the pooled embedding: a joined backbone's members side by side, each on the photo at its own size
         batches = [pixels] if isinstance(pixels, np.ndarray) else pixels
-        return np.concatenate([member(batch) for member, batch in zip(members, batches)], axis=1)
+        embeddings = np.concatenate([member(batch) for member, batch in zip(members, batches)], axis=1)
+        return softmax(embeddings @ kernel + bias), None if check is None else check[0].scores(embeddings)
 
-    return Predictor(names, spec.input_size, lambda pixels: softmax(embed(pixels) @ kernel + bias), "head",
-                     [member.input_size for member in spec.members])
+    return Predictor(names, spec.input_size, forward, "head", [member.input_size for member in spec.members])
