@@ -1,7 +1,7 @@
 """Transfer learning in two stages, as in the keras-io guide.
 
 Stage 1 fits a linear head on cached embeddings of the frozen backbone (photos and their mirror
-images): a convex problem solved in about a second (`core.head`), no Keras involved. That head
+images): a convex problem solved in seconds (`core.head`), no Keras involved. That head
 plus the backbone's LiteRT file is already a usable model. Stage 2, when the user unfreezes the
 last N backbone blocks, fine-tunes from that head: on the cached activations at the freeze boundary
 through the top N blocks only (`core.activations`), or, when the boundary is too early to cache,
@@ -22,11 +22,13 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 
 from core import activations
+from core.advice import MIRROR_TTA_HELPS
 from core.augment import Augmentation, augment as augment_photo
 from core.backbones import BackboneSpec, get_backbone, set_trainable_blocks
 from core.embed import EmbeddingCache, embed_views, pooled_features
 from core.head import STRENGTHS, HeadSearch, LinearHead, scores, search_head
 from core.images import load_rgb
+from core.joined import joined_classifier, refuse_fine_tuning
 from core.novelty import NoveltyReference, NoveltySettings, fit_novelty
 
 STAGE_EMBED, STAGE_HEAD, STAGE_FINETUNE = "embedding", "head", "fine-tuning"
@@ -154,13 +156,41 @@ def class_weights(labels: Sequence[int], n_classes: int) -> dict[int, float]:
 
 
 def build_classifier(spec: BackboneSpec, n_classes: int, dropout: float):
-    """Pixels -> backbone (inference-mode BatchNorm) -> pooling -> dropout -> softmax; no Lambda layers."""
+    """Pixels -> backbone (inference-mode BatchNorm) -> pooling -> dropout -> softmax; no Lambda layers. A joined
+    backbone's members each pool their own features, concatenated in member order (`core.joined`)."""
     import keras
 
+    if len(spec.members) > 1:
+        return joined_classifier(spec, n_classes, dropout)
     inputs, pooled = pooled_features(spec)
     dropped = keras.layers.Dropout(dropout, name="dropout")(pooled)
     outputs = keras.layers.Dense(n_classes, activation="softmax", name="predictions")(dropped)
     return keras.Model(inputs, outputs, name="transferlab_classifier")
+
+
+def mirror_averaged(model):
+    """The classifier answering with the mean of its probabilities for the photo and its mirror image (test-time
+    mirroring). Its own layers are applied to each view (not the classifier nested as one layer), so any graph
+    works (joined backbones too) and Grad-CAM still finds "backbone", "pooled" and "predictions" by name."""
+    import keras
+
+    inputs = keras.Input(model.input_shape[1:], name="pixels")
+    # Functional._run_through_graph is what Model.call does: each layer called again with its recorded arguments
+    # (the backbone's training=False included), on new tensors.
+    plain, flipped = (model._run_through_graph(view, operation_fn=lambda layer: layer)
+                      for view in (inputs, keras.ops.flip(inputs, axis=2)))
+    if not isinstance(plain, dict):
+        return keras.Model(inputs, keras.layers.Average(name="mirror_average")([plain, flipped]), name=model.name)
+    # Named outputs (probabilities, novelty): only the probabilities are averaged; novelty stays the photo's own, as
+    # its threshold was set on plain embeddings.
+    averaged = keras.layers.Average(name="mirror_average")([plain["probabilities"], flipped["probabilities"]])
+    return keras.Model(inputs, {**plain, "probabilities": averaged}, name=model.name)
+
+
+def mirror_averaging(cfg: TrainConfig) -> bool:
+    """Whether the run answers with each photo averaged with its mirror image: when mirroring is measured to help
+    and the user kept mirrored copies (a set where left and right matter turns both off)."""
+    return MIRROR_TTA_HELPS and cfg.augment_flip
 
 
 def assemble_classifier(spec: BackboneSpec, head: LinearHead, dropout: float = 0.0):
@@ -261,9 +291,10 @@ def train(data: TrainData, cfg: TrainConfig, listener: TrainingListener | None =
           cache: EmbeddingCache | None = None) -> TrainResult:
     """Stage 1 and, if asked, stage 2; the head with the regularisation that cross-validates best, and the
     fine-tuned model with the best validation weights."""
+    spec = get_backbone(cfg.backbone)
+    refuse_fine_tuning(spec, cfg.unfreeze_blocks)
     data.check()
     listener = listener or SilentListener()
-    spec = get_backbone(cfg.backbone)
     timings: dict[str, float] = {}
     n_classes = len(data.class_names)
 
@@ -375,7 +406,7 @@ def _finetune(result: TrainResult, spec: BackboneSpec, cfg: TrainConfig, e: Embe
             result.best_epoch[STAGE_FINETUNE] = 0
             return
         result.val_probabilities, result.val_probabilities_mirrored = tuned
-    result.model = model
+    result.model = mirror_averaged(model) if mirror_averaging(cfg) else model
     result.novelty = None  # the fine-tuned backbone makes another embedding than the one the reference holds
 
 
@@ -472,7 +503,9 @@ def _fit_streamed(model, spec, cfg: TrainConfig, train_samples, val_samples, dev
     train_ds = _dataset(train_samples, spec.input_size, cfg.batch_size, n_classes, augment=_augmenter(cfg),
                         shuffle_seed=cfg.seed)
     val_ds = _dataset(val_samples, spec.input_size, cfg.batch_size, n_classes) if val_samples else None
-    return Fit(model, train_ds, val_ds, lambda: (model.predict(val_ds, verbose=0), None))
+    return Fit(model, train_ds, val_ds, lambda: (model.predict(val_ds, verbose=0),
+                                                 mirror_averaged(model).predict(val_ds, verbose=0)
+                                                 if cfg.augment_flip else None))
 
 
 def _augmenter(cfg: TrainConfig) -> Augmentation | None:
