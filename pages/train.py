@@ -287,8 +287,8 @@ def advice_view(photos: int, last_run: dict | None) -> None:
         st.caption("Time of a first run here (later runs reuse what was computed)"
                    + (", estimated from a reference laptop until the speeds are measured above" if untimed else "")
                    + ". Gain: validation-accuracy points over EfficientNet-Lite0's head alone, where measured: on "
-                   "everyday photos (ants vs bees) and on photos unlike them (grocery-shelf photos, tiny 32-pixel "
-                   "flower photos). When retraining does not beat the head on your validation photos, "
+                   "everyday photos (flowers, ants vs bees) and on photos unlike them (grocery-shelf photos, tiny "
+                   "32-pixel flower photos). When retraining does not beat the head on your validation photos, "
                    "the run keeps the head: try the head alone first, it takes seconds.")
 
 
