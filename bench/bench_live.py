@@ -1,6 +1,6 @@
 """Try it, measured through the real app: the live webcam fed by Chromium's fake camera, and one uploaded photo.
 
-    python -m bench.bench_live [SECONDS]
+    python -m bench.bench_live [SECONDS] [--backbone NAME]
 
 Trains a head-only run on ants vs. bees (hymenoptera), starts the app on a free port, and feeds
 Chromium's fake camera a video made of two real photos (an ant, then a bee, a second each). It
@@ -14,11 +14,11 @@ file, and Keras.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,7 +35,9 @@ from core.export import TFLITE_FILES  # noqa: E402
 from core.head import HEAD_FILE  # noqa: E402
 from core.novelty import NOVELTY_FILE, NOVELTY_SETTINGS  # noqa: E402
 from core.predictor import load_predictor  # noqa: E402
+from core.backbones import backbone_label  # noqa: E402
 from core.store import create_project  # noqa: E402
+from core.train import TrainConfig  # noqa: E402
 from tests.browser import CHROMIUM, browser_page, fake_camera_args, streamlit_server  # noqa: E402
 from tests.runs import finished_run  # noqa: E402
 
@@ -153,7 +155,7 @@ def engine_figures(run_dir: Path, photos: list[Path]) -> list[list]:
     return rows
 
 
-def main(seconds: float = 20.0) -> None:
+def main(seconds: float = 20.0, backbone: str = "efficientnet_lite0") -> None:
     if not Path(CHROMIUM).exists():
         print(f"skipped: this benchmark drives {CHROMIUM} (apt-get install chromium)")
         return
@@ -165,7 +167,7 @@ def main(seconds: float = 20.0) -> None:
         tmp = Path(tmp)
         project = create_project("bench", tmp / "home")
         import_folder(project, small_training_set(tmp / "train"))
-        run_dir = finished_run(project)
+        run_dir = finished_run(project, TrainConfig(backbone=backbone))
         video = tmp / "ant-then-bee.y4m"
         write_y4m(video, [ant, bee])
         with streamlit_server(tmp / "home") as url, browser_page(extra_args=fake_camera_args(video)) as page:
@@ -174,7 +176,7 @@ def main(seconds: float = 20.0) -> None:
         engine = engine_figures(run_dir, tries)
     print(f"Try it on a warm server, {os.cpu_count()} CPU cores, load average {load:.1f} before and "
           f"{os.getloadavg()[0]:.1f} after; "
-          f"EfficientNet-Lite0 head-only run on {2 * PER_CLASS} hymenoptera photos")
+          f"{backbone_label(backbone)} head-only run on {2 * PER_CLASS} hymenoptera photos")
     print(f"\nLive webcam, Chromium's fake camera playing {video.name} ({WIDTH}x{HEIGHT}, {FPS} fps), "
           f"{len(rates)} samples over {seconds:.0f} s (targets: >= 10 frames/s, <= 300 ms):")
     print(table(["figure", "median", "10th pct", "90th pct"], [
@@ -206,4 +208,8 @@ def _spread(values: list[int]) -> list[float]:
 
 
 if __name__ == "__main__":
-    main(float(sys.argv[1]) if len(sys.argv) > 1 else 20.0)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("seconds", nargs="?", type=float, default=20.0)
+    parser.add_argument("--backbone", default="efficientnet_lite0", help="a name from `python -m core backbones`")
+    args = parser.parse_args()
+    main(args.seconds, args.backbone)

@@ -26,7 +26,10 @@ class TerminalProgress:
     """A one-line progress bar on stderr per training stage; also a TrainingListener."""
 
     def __init__(self):
+        from core.jobs import Pace
+
         self._last = 0.0
+        self._stage, self._epochs, self._pace = "", 1, Pace()
 
     def bar(self, label: str, done: int, total: int, extra: str = "") -> None:
         now = time.time()
@@ -39,11 +42,18 @@ class TerminalProgress:
               end="\n" if done >= total else "", file=sys.stderr, flush=True)
 
     def on_stage(self, stage, info):
-        pass
+        from core.jobs import Pace
+
+        self._stage, self._epochs, self._pace = stage, info.get("epochs", 1), Pace()
 
     def on_batch(self, stage, epoch, batch, batches, logs):
+        from core.jobs import stage_fraction
+
         if batches:
-            self.bar(stage if stage == "embedding" else f"{stage} e{epoch}", batch, batches)
+            state = {"epoch": epoch, "epochs": self._epochs, "batch": batch, "batches": batches}
+            left = self._pace.left(time.time(), stage_fraction(stage, state))
+            self.bar(stage if stage == "embedding" else f"{stage} e{epoch}", batch, batches,
+                     "" if left is None else f"~{left:.0f} s left in this stage")
 
     def on_epoch(self, stage, epoch, epochs, logs):
         shown = " ".join(f"{k}={v:.3g}" for k, v in logs.items() if isinstance(v, float))
@@ -176,11 +186,18 @@ def cmd_collect(args) -> int:
 
 
 def cmd_backbones(args) -> int:
-    from core.backbones import REGISTRY
+    from core.backbones import REGISTRY, get_backbone
+    from core.joined import OFFERED, RECOMMENDED
 
     for spec in REGISTRY.values():
         where = "offline" if spec.offline else ("cached" if spec.weights_cached() else "needs download")
         print(f"{spec.name:<20} {spec.input_size}px  {spec.params / 1e6:5.1f}M params  {where}")
+    print("joined (offline networks side by side, head only; recommended first):")
+    for name in OFFERED:
+        spec = get_backbone(name)
+        sizes = "/".join(str(m.input_size) for m in spec.members)
+        note = "  recommended" if name == RECOMMENDED else ""
+        print(f"{name}  {sizes}px  {spec.params / 1e6:5.1f}M params  offline{note}")
     return 0
 
 
@@ -193,7 +210,9 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a classifier on an ImageFolder tree")
     t.add_argument("data_dir")
     t.add_argument("--out", required=True, help="run folder to write model.keras, labels.txt, metrics.json into")
-    t.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    t.add_argument("--backbone", default=DEFAULT_BACKBONE,
+                   help="a name from `backbones`, or offline ones joined by '+' (head only), e.g. "
+                        "efficientnet_lite0+efficientnet_lite2")
     t.add_argument("--unfreeze-blocks", type=int, default=0)
     t.add_argument("--epochs", type=int, default=0, help="maximum fine-tuning epochs (default: built-in; the head is solved, not trained in epochs)")
     group = t.add_mutually_exclusive_group()
