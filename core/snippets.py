@@ -60,7 +60,7 @@ def python_litert(files: RunFiles, model_file: str | None = None) -> str:
     """Python with LiteRT (`ai-edge-litert`), for model.tflite, the quantized or the full-integer file."""
     model_file = model_file or f"{files.stem}.tflite"
     checks_novelty = files.novelty and files.novelty_threshold is not None
-    novelty = (f'\nif outputs["{files.novelty}"][0] > NOVELTY_THRESHOLD:  # the run\'s novelty check\n'
+    novelty = (f'\nif "{files.novelty}" in outputs and outputs["{files.novelty}"][0] > NOVELTY_THRESHOLD:  # not in int8\n'
                '    print("This does not look like any of your classes.")') if checks_novelty else ""
     return f'''# pip install ai-edge-litert pillow numpy
 import numpy as np
