@@ -97,17 +97,26 @@ class LiteRTRunner:
         details = self._interpreter.get_input_details()[0]
         self._input = details["index"]
         self.input_size = int(details["shape"][1])  # (batch, S, S, 3)
-        self._output = self._interpreter.get_output_details()[0]["index"]
+        self._outputs = [d["index"] for d in self._interpreter.get_output_details()]
         self._batch = 0
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        """The model's (first) output."""
+        self._invoke(pixels)
+        return self._interpreter.get_tensor(self._outputs[0]).copy()
+
+    def outputs(self, pixels: np.ndarray) -> list[np.ndarray]:
+        """Every output of a model that has several, in the file's order."""
+        self._invoke(pixels)
+        return [self._interpreter.get_tensor(index).copy() for index in self._outputs]
+
+    def _invoke(self, pixels: np.ndarray) -> None:
         if pixels.shape[0] != self._batch:
             self._interpreter.resize_tensor_input(self._input, pixels.shape)
             self._interpreter.allocate_tensors()
             self._batch = pixels.shape[0]
         self._interpreter.set_tensor(self._input, pixels.astype(np.float32, copy=False))
         self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._output).copy()
 
 
 _runners = threading.local()

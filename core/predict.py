@@ -1,4 +1,4 @@
-"""Using a trained model: top-k classes for photos and a Grad-CAM heat map of where it looked."""
+"""Using a trained model: top-k classes for photos, and a heat map (`core.heatmap`) drawn over the whole photo."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def read_labels(run_dir: Path) -> list[str]:
 
 
 class Classifier:
-    """A saved run's Keras model with its labels: for Grad-CAM and export (`core.predictor` predicts faster)."""
+    """A saved run's Keras model with its labels: for export (`core.predictor` predicts faster, without Keras)."""
 
     def __init__(self, model, class_names: list[str]):
         self.model = model
@@ -53,26 +53,6 @@ class Classifier:
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.predict(pixels.astype(np.float32), verbose=0, batch_size=16))
-
-    def gradcam(self, image: Image.Image, class_index: int | None = None) -> np.ndarray:
-        """Heat map in [0, 1], shape (S, S): where the backbone's last features pushed towards the class."""
-        import tensorflow as tf
-
-        backbone = self.model.get_layer("backbone")
-        pixels = tf.constant(load_rgb(image, self.input_size)[None].astype(np.float32))
-        with tf.GradientTape() as tape:
-            features = backbone(pixels, training=False)
-            tape.watch(features)
-            pooled = self.model.get_layer("pooled")(features)
-            probs = self.model.get_layer("predictions")(pooled)
-            index = int(tf.argmax(probs[0])) if class_index is None else class_index
-            score = probs[:, index]
-        grads = tape.gradient(score, features)[0]
-        weights = tf.reduce_mean(grads, axis=(0, 1))
-        cam = tf.nn.relu(tf.reduce_sum(features[0] * weights, axis=-1)).numpy()
-        cam = cam / cam.max() if cam.max() > 0 else cam
-        return np.asarray(Image.fromarray((cam * 255).astype(np.uint8)).resize(
-            (self.input_size, self.input_size), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
 
 
 def overlay_heatmap(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.45) -> Image.Image:

@@ -11,6 +11,8 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
+from core import jobs
+from core.heatmap import NotConverted
 from core.images import ImageRejected, sha256_hex, unseen_share
 from core.predict import Arrivals, Prediction, decode_upload, overlay_heatmap, summary_rows
 from core.runs import finished_runs
@@ -22,6 +24,8 @@ PER_PAGE = 8         # photo details per page, so heat maps are only worked out 
 OPEN_DETAILS = 3
 HEAT_ALPHA = 0.7     # stronger than overlay_heatmap's default: the glow must be obvious to a newcomer
 WEBCAM_MODES = ["Live", "Still photo"]
+CONVERTING = ("Getting this fine-tuned model ready for this page (a few seconds after training; the page "
+              "carries on by itself)…")
 SURE_COLOUR, UNSURE_COLOUR, LINE_COLOUR = "#2e7d32", "#9e9e9e", "#c62828"
 
 
@@ -47,11 +51,11 @@ def predict(run_dir: str, photos: tuple[bytes, ...], top_k: int) -> list[Predict
 
 @st.cache_data(max_entries=256, show_spinner="Working out where the model looked…")
 def heat_map(run_dir: str, data: bytes) -> tuple[bytes, float]:
-    """The whole photo with the Grad-CAM heat map for the model's top class laid over the part the model saw,
+    """The whole photo with the class activation map of the model's top class laid over the part the model saw,
     as a JPEG; and the share of the photo cut off before the model looked."""
     image = decode_upload(data)
     image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.BILINEAR)
-    return (jpeg(overlay_heatmap(image, ui.load_classifier(Path(run_dir)).gradcam(image), HEAT_ALPHA)),
+    return (jpeg(overlay_heatmap(image, ui.load_heat_mapper(Path(run_dir)).heat_map(image), HEAT_ALPHA)),
             unseen_share(image.size))
 
 
@@ -63,10 +67,10 @@ def heat_caption(unseen: float) -> str:
 
 
 def verdict(prediction: Prediction, threshold: float) -> str:
+    sure = ui.percent_beside(prediction.confidence, threshold)
     if prediction.confidence >= threshold:
-        return f"Looks like **{ui.md(prediction.label)}** ({ui.percent(prediction.confidence)})"
-    return (f"Not sure — its best guess is **{ui.md(prediction.label)}** ({ui.percent(prediction.confidence)}), "
-            f"below your {ui.percent(threshold)} bar")
+        return f"Looks like **{ui.md(prediction.label)}** ({sure})"
+    return f"Not sure — its best guess is **{ui.md(prediction.label)}** ({sure}), below your {ui.percent(threshold)} bar"
 
 
 def probability_chart(prediction: Prediction, threshold: float) -> alt.LayerChart:
@@ -87,20 +91,19 @@ def probability_chart(prediction: Prediction, threshold: float) -> alt.LayerChar
     return (bars + labels + line).properties(height=34 * len(data) + 40)
 
 
-def photo_details(name: str, data: bytes, prediction: Prediction, threshold: float, run_dir: str) -> None:
-    """The photo, the model's top classes and verdict, and where it looked."""
+def photo_details(name: str, data: bytes, prediction: Prediction, threshold: float, run_dir: str,
+                  heat_ready: bool) -> None:
+    """The photo, the model's top classes and verdict, and where it looked (once its LiteRT files are made)."""
     photo, guess, heat = st.columns([1, 1.3, 1], gap="medium")
     photo.image(preview(data), caption=name, width="stretch")
     with guess:
         (st.success if prediction.confidence >= threshold else st.warning)(verdict(prediction, threshold))
         st.altair_chart(probability_chart(prediction, threshold), width="stretch")
         st.caption("Its top guesses. The dashed red line is your “sure” bar; green bars clear it.")
-    try:
-        heat_jpeg, unseen = heat_map(run_dir, data)
-    except FileNotFoundError:  # the head is usable at once; the full Keras model is saved a little later
-        heat.info("The heat map of where it looked needs the full model file, which is still being saved. "
-                  "It appears here once the Results page says the downloads are ready.")
+    if not heat_ready:  # made once per network (or fine-tuned run) by the worker, seconds after training
+        heat.info("Getting the heat map of where it looked ready (a few seconds, once per network)…", icon="⏳")
         return
+    heat_jpeg, unseen = heat_map(run_dir, data)
     heat.image(heat_jpeg, caption=heat_caption(unseen), width="stretch")
     heat.caption(f"The glow marks the parts of the photo that made the model say **{ui.md(prediction.label)}**; "
                  "bright yellow counts most. If it sits on the background rather than the subject, the model "
@@ -182,7 +185,8 @@ def summary(names: list[str], outcomes: list[Prediction | str], threshold: float
                        "text/csv", key="predict_csv", icon="⬇️")
 
 
-def details(photos: list[tuple[str, bytes]], predictions: list[Prediction], threshold: float, run_dir: str) -> None:
+def details(photos: list[tuple[str, bytes]], predictions: list[Prediction], threshold: float, run_dir: str,
+            heat_ready: bool) -> None:
     """One expander per photo, a page at a time."""
     st.subheader("Photo by photo")
     pages = math.ceil(len(photos) / PER_PAGE)
@@ -192,9 +196,9 @@ def details(photos: list[tuple[str, bytes]], predictions: list[Prediction], thre
                                                         predictions[start:start + PER_PAGE])):
         icon = "✅" if prediction.confidence >= threshold else "❓"
         # keyed by content, so a photo stays open or closed as the user left it when newer ones push it down
-        with st.expander(f"{ui.md(name)} — {ui.md(prediction.label)} ({ui.percent(prediction.confidence)})",
+        with st.expander(f"{ui.md(name)} — {ui.md(prediction.label)} ({ui.percent_beside(prediction.confidence, threshold)})",
                          expanded=i < OPEN_DETAILS, icon=icon, key=f"predict_photo_{sha256_hex(data)[:16]}"):
-            photo_details(name, data, prediction, threshold, run_dir)
+            photo_details(name, data, prediction, threshold, run_dir, heat_ready)
 
 
 st.title("🔮 Try your model")
@@ -226,6 +230,8 @@ if live:
     with st.container(border=True):
         try:
             webcam.live_verdicts(run.dir, threshold, verdict)
+        except NotConverted:
+            ui.await_conversion(project, run, CONVERTING)
         except (OSError, ValueError) as exc:  # a damaged or foreign model file
             st.error(f"The model of run {run.id} could not be loaded ({exc}). Pick another run above.")
 problems = {i: reason for i, (_, data) in enumerate(photos) if (reason := unreadable(data))}
@@ -242,16 +248,22 @@ if not good:
 run_dir = str(run.dir)
 try:
     predictions = predict(run_dir, tuple(data for _, data in good), TOP_K)
+except NotConverted:
+    ui.await_conversion(project, run, CONVERTING)
+    st.stop()
 except (OSError, ValueError) as exc:  # a damaged or foreign model file
     st.error(f"The model of run {run.id} could not be loaded ({exc}). Pick another run above, or train again.")
     st.stop()
+heat_ready = jobs.heat_map_ready(project, run)  # the worker is asked for them when they are not there
 if len(photos) == 1:
-    photo_details(*good[0], predictions[0], threshold, run_dir)
+    photo_details(*good[0], predictions[0], threshold, run_dir, heat_ready)
 else:
     found = iter(predictions)
     outcomes = [problems[i] if i in problems else next(found) for i in range(len(photos))]
     summary([name for name, _ in photos], outcomes, threshold)
-    details(good, predictions, threshold, run_dir)
+    details(good, predictions, threshold, run_dir, heat_ready)
+if not heat_ready:
+    ui.rerun_when_converted(project, run)
 
 st.divider()
 st.page_link(ui.PAGES["results"], label="See how this model did on its validation photos, and download it",

@@ -53,6 +53,19 @@ def open_review(project: Project, tab: str | None = None) -> AppTest:
     return at
 
 
+def box_of(at: AppTest, key: str):
+    """The innermost block holding the widget with this key (the bordered box it sits in, with its button)."""
+    def search(block):
+        for child in block.children.values():
+            if getattr(child, "key", None) == key:
+                return block
+            if hasattr(child, "children") and (found := search(child)) is not None:
+                return found
+        return None
+
+    return search(at.main)
+
+
 def click(at: AppTest, key: str) -> AppTest:
     at.button(key=key).click().run()
     assert not at.exception, [e.value for e in at.exception]
@@ -221,6 +234,34 @@ def test_add_rename_and_delete_classes(project):
     click(at, "confirm_delete_class_yes")
     assert project.class_names() == ["birds", "cats"]
     assert "Deleted the class puppies and its 12 photos" in texts(at.toast)
+
+
+def test_a_class_that_cannot_be_added_is_explained_at_the_button(project):
+    """Errors used to appear at the top of the page, out of sight of the button that was clicked."""
+    fill(project)
+    at = open_review(project, "Classes")
+    click(at, "add_class")
+    assert "The class name is empty" in texts(box_of(at, "new_class").error)
+    assert len(at.error) == 1  # there only, not at the top of the page as well
+    at.text_input(key="new_class").input("x" * 200).run()
+    click(at, "add_class")
+    assert "at most 64" in texts(box_of(at, "new_class").error)
+    at.selectbox(key="rename_from").select("dogs").run()
+    at.text_input(key="rename_to").input("cats").run()
+    click(at, "rename_class")
+    assert "already exists" in texts(box_of(at, "rename_to").error) and len(at.error) == 1
+
+
+def test_the_class_shown_stays_chosen_while_another_tab_is_open(project):
+    fill(project)
+    at = open_review(project)
+    at.selectbox(key="grid_class").select("dogs").run()
+    at.session_state["review_tab"] = next(t.label for t in at.tabs if "Classes" in t.label)
+    at.run()
+    at.session_state["review_tab"] = next(t.label for t in at.tabs if "Photos" in t.label)
+    at.run()
+    assert at.selectbox(key="grid_class").value == "dogs"
+    assert "No rejected photos" not in texts(at.info)
 
 
 def test_balance_warnings(project):
