@@ -25,4 +25,4 @@ navigation = st.navigation(
     }
 )
 ui.project_sidebar()
-navigation.run()
+ui.run_page(navigation)

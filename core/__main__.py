@@ -113,6 +113,7 @@ def cmd_export(args) -> int:
 
 def cmd_collect(args) -> int:
     from core.collect import CollectRequest, collect
+    from core.search import SearchUnavailable
     from core.store import Project
 
     out = Path(args.out_dir)
@@ -125,7 +126,11 @@ def cmd_collect(args) -> int:
 
     request = CollectRequest(args.classes, per_class=args.per_class, image_type=args.filter,
                              safe_search=not args.no_safe_search, extra_words=args.extra_words)
-    report = collect(project, request, on_event=on_event)
+    try:
+        report = collect(project, request, on_event=on_event)
+    except SearchUnavailable as exc:
+        raise SearchUnavailable(f"{exc} You can still put your own photos into one folder per class under {out}.") \
+            from exc
     print(json.dumps(report.to_dict(), indent=2))
     return 0
 

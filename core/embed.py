@@ -89,7 +89,11 @@ def litert_file(key: str, input_size: int, build: Callable[[], object]) -> Path:
 class LiteRTRunner:
     """Batched inference of a LiteRT model on float pixels, resizing the batch dimension as needed."""
 
-    def __init__(self, model: Path | bytes, threads: int | None = None):
+    def __init__(self, model: Path | bytes, threads: int | None = None, n_classes: int | None = None,
+                 class_maps: bool = False):
+        """With `n_classes`, a run's model: checked against the run-folder contract before anything is allocated
+        (`class_maps`: a heat map file, whose other outputs are class maps), and its probabilities output is the one
+        returned."""
         from ai_edge_litert.interpreter import Interpreter
 
         kwargs = {"model_path": str(model)} if isinstance(model, Path) else {"model_content": model}
@@ -97,13 +101,20 @@ class LiteRTRunner:
         details = self._interpreter.get_input_details()[0]
         self._input = details["index"]
         self.input_size = int(details["shape"][1])  # (batch, S, S, 3)
+        output = 0
+        if n_classes is not None:
+            from core.run_folder import check_tflite
+
+            output = check_tflite(self._interpreter, n_classes, Path(str(model)).name if isinstance(model, Path)
+                                  else "the model", class_maps)
         self._outputs = [d["index"] for d in self._interpreter.get_output_details()]
+        self._output = self._outputs[output]
         self._batch = 0
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        """The model's (first) output."""
+        """The model's output (a run's model: its probabilities)."""
         self._invoke(pixels)
-        return self._interpreter.get_tensor(self._outputs[0]).copy()
+        return self._interpreter.get_tensor(self._output).copy()
 
     def outputs(self, pixels: np.ndarray) -> list[np.ndarray]:
         """Every output of a model that has several, in the file's order."""

@@ -8,6 +8,9 @@ from typing import Sequence
 
 import numpy as np
 
+from core.storage.errors import StoreError
+from core.storage.names import name_key, validate_name, visible
+
 
 @dataclass
 class Evaluation:
@@ -56,25 +59,46 @@ def evaluate_predictions(y_true: Sequence[int], probabilities: np.ndarray, class
 
 
 def image_folder(folder: Path, class_names: list[str] | None = None) -> tuple[list[Path], list[int], list[str]]:
-    """Files of an ImageFolder tree with labels; with class_names given, folders must match them."""
+    """Files of an ImageFolder tree with labels. Folder names go through the app's name rules (a folder whose name
+    cannot be a class is refused, two that are one name are refused); with class_names given, folders are matched
+    to them as the app compares names (case, Unicode form, invisible characters aside)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder} is not a folder.")
-    found = sorted((d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")), key=str.lower)
-    names = class_names or found
-    unknown = [d for d in found if d not in names]
+    named = _class_folders(folder)
+    names = class_names or sorted(named, key=str.lower)
+    keys = {name_key(name): name for name in names}
+    unknown = [name for name in named if name_key(name) not in keys]
     if unknown:
-        raise ValueError(f"{folder} has folders the model does not know: {', '.join(unknown)} "
-                         f"(it knows {', '.join(names)}).")
+        raise ValueError(f"{folder} has folders the model does not know: {', '.join(map(visible, unknown))} "
+                         f"(it knows {', '.join(map(visible, names))}).")
+    by_label = {keys[name_key(name)]: directory for name, directory in named.items()}
     paths, labels = [], []
     for label, name in enumerate(names):
-        for f in sorted((folder / name).glob("*")) if (folder / name).is_dir() else []:
+        directory = by_label.get(name)
+        for f in sorted(directory.glob("*")) if directory else []:
             if f.is_file() and not f.name.startswith("."):
                 paths.append(f)
                 labels.append(label)
     if not paths:
         raise ValueError(f"{folder} holds no photos in class folders.")
     return paths, labels, names
+
+
+def _class_folders(folder: Path) -> dict[str, Path]:
+    """Class name -> its folder, each name as the app would write it."""
+    named: dict[str, Path] = {}
+    for directory in sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        try:
+            name = validate_name(directory.name)
+        except StoreError as exc:
+            raise ValueError(f"The folder '{visible(directory.name)}' in {folder} cannot be a class: {exc}") from None
+        twin = next((other for other in named if name_key(other) == name_key(name)), None)
+        if twin is not None:
+            raise ValueError(f"The folders '{visible(named[twin].name)}' and '{visible(directory.name)}' in {folder} "
+                             "are one class name to the app; merge them or rename one.")
+        named[name] = directory
+    return named
 
 
 def evaluate_folder(run_dir: Path, folder: Path) -> Evaluation:

@@ -18,7 +18,8 @@ import numpy as np
 
 from core.embed import LiteRTRunner, tflite_bytes
 from core.images import load_rgb
-from core.predict import LABELS_FILE, MODEL_FILE, Classifier
+from core.predict import LABELS_FILE, MODEL_FILE, Classifier, read_labels
+from core.run_folder import read_head, read_metrics
 from core.files import atomic_path, atomic_write
 from core.head import HEAD_FILE, LinearHead
 from core.store import Project
@@ -91,8 +92,8 @@ def _classifier_from_head(run_dir: Path):
     from core.backbones import get_backbone
     from core.train import assemble_classifier
 
-    metrics = json.loads((run_dir / METRICS_FILE).read_text())
-    return assemble_classifier(get_backbone(metrics["backbone"]), LinearHead.load(run_dir / HEAD_FILE))
+    spec = get_backbone(read_metrics(run_dir)["backbone"])
+    return assemble_classifier(spec, LinearHead(*read_head(run_dir, spec.feature_dim, len(read_labels(run_dir)))))
 
 
 def export_tflite(run_dir: Path, *, quantize: bool = False, model=None) -> Path:
@@ -111,11 +112,6 @@ def tflite_agreement(run_dir: Path, tflite_path: Path, photos: Sequence[Path]) -
     runner = LiteRTRunner(Path(tflite_path))
     lite_top = np.concatenate([runner(pixels[i:i + 8]) for i in range(0, len(pixels), 8)]).argmax(axis=1)
     return float((keras_top == lite_top).mean())
-
-
-def read_evaluation(run_dir: Path) -> dict | None:
-    path = Path(run_dir) / EVALUATION_FILE
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def dataset_zip(project: Project, destination: Path) -> Path:

@@ -21,7 +21,6 @@ being made.
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from typing import Callable
@@ -33,12 +32,12 @@ from core import config
 from core.backbones import BackboneSpec, get_backbone
 from core.embed import LiteRTRunner, cache_key, litert_file, tflite_bytes
 from core.files import atomic_write
-from core.head import HEAD_FILE, LinearHead, softmax
+from core.head import HEAD_FILE, softmax
 from core.images import load_rgb
-from core.predict import MODEL_FILE, read_labels
+from core.predict import MODEL_FILE
+from core.run_folder import read_head, read_labels, read_metrics
 
 RUN_MAP_FILE = "heatmap.tflite"  # a fine-tuned run's own trunk: probabilities and each member's class maps
-METRICS_FILE = "metrics.json"    # core.export's: written last, so a run with it has its model files
 
 ClassMaps = Callable[[Image.Image], tuple[np.ndarray, list[np.ndarray]]]  # photo -> (C,) probabilities, (h, w, C) maps
 
@@ -55,7 +54,7 @@ def members(backbone: str) -> list[BackboneSpec]:
 
 
 def run_backbone(run_dir: Path) -> str:
-    return json.loads((Path(run_dir) / METRICS_FILE).read_text(encoding="utf-8"))["backbone"]
+    return read_metrics(run_dir)["backbone"]
 
 
 def backbone_map_file(spec: BackboneSpec) -> Path:
@@ -119,15 +118,24 @@ def probabilities(outputs: list[np.ndarray]) -> np.ndarray:
 
 
 def load_heat_mapper(run_dir: Path) -> HeatMapper:
-    """The run's heat maps from its LiteRT files; NotConverted while the worker is still making them."""
+    """The run's heat maps from its LiteRT files; NotConverted while the worker is still making them, and
+    RunFolderInvalid (`core.run_folder`) when a file breaks the run-folder contract."""
+    from core.predictor import loading
+
     run_dir = Path(run_dir)
-    missing = [path for path in files_needed(run_dir) if not path.exists()]
-    if missing:
-        raise NotConverted(", ".join(path.name for path in missing))
-    names = read_labels(run_dir)
-    if (run_dir / HEAD_FILE).exists():
-        return _head_mapper(run_dir, names)
-    runner = LiteRTRunner(run_dir / RUN_MAP_FILE)
+    with loading(run_dir):
+        missing = [path for path in files_needed(run_dir) if not path.exists()]
+        if missing:
+            raise NotConverted(", ".join(path.name for path in missing))
+        names = read_labels(run_dir)
+        if (run_dir / HEAD_FILE).exists():
+            return _head_mapper(run_dir, names)
+        return _run_mapper(run_dir, names)
+
+
+def _run_mapper(run_dir: Path, names: list[str]) -> HeatMapper:
+    """Fine-tuned run: its own heatmap.tflite gives the probabilities and each member's class maps."""
+    runner = LiteRTRunner(run_dir / RUN_MAP_FILE, n_classes=len(names), class_maps=True)
 
     def class_maps(image: Image.Image) -> tuple[np.ndarray, list[np.ndarray]]:
         outputs = runner.outputs(load_rgb(image, runner.input_size)[None].astype(np.float32))
@@ -139,12 +147,8 @@ def load_heat_mapper(run_dir: Path) -> HeatMapper:
 def _head_mapper(run_dir: Path, names: list[str]) -> HeatMapper:
     """Head-only run: each member's pretrained feature map times its rows of head.npz's kernel."""
     specs = members(run_backbone(run_dir))
-    head = LinearHead.load(run_dir / HEAD_FILE)
-    kernel, bias = head.kernel.astype(np.float32), head.bias.astype(np.float32)
     dims = [spec.feature_dim for spec in specs]
-    if kernel.shape != (sum(dims), len(names)):
-        raise ValueError(f"{HEAD_FILE} has a {kernel.shape} kernel; a {'+'.join(s.name for s in specs)} head for "
-                         f"{len(names)} classes needs ({sum(dims)}, {len(names)}).")
+    kernel, bias = read_head(run_dir, sum(dims), len(names))
     rows = np.split(centred(kernel), np.cumsum(dims)[:-1])
     runners = [LiteRTRunner(backbone_map_file(spec)) for spec in specs]
 

@@ -31,28 +31,46 @@ class Prediction:
 
 
 def read_labels(run_dir: Path) -> list[str]:
-    return [line for line in (Path(run_dir) / LABELS_FILE).read_text(encoding="utf-8").splitlines() if line]
+    """The run's class names in output order (checked: `core.run_folder`)."""
+    from core.run_folder import read_labels as checked
+
+    return checked(run_dir)
 
 
 class Classifier:
     """A saved run's Keras model with its labels: for export (`core.predictor` predicts faster, without Keras)."""
 
-    def __init__(self, model, class_names: list[str]):
+    def __init__(self, model, class_names: list[str], output: int = 0):
         self.model = model
         self.class_names = class_names
         self.input_size = int(model.input_shape[1])
+        self.output = output  # which of the model's outputs holds the probabilities
 
     @classmethod
     def load(cls, run_dir: Path) -> "Classifier":
+        """The run's model.keras, checked against the run-folder contract; RunFolderInvalid when it does not hold."""
         import keras
+
+        from core.run_folder import RunFolderInvalid, check_keras_file, check_keras_model
 
         path = Path(run_dir) / MODEL_FILE
         if not path.exists():
             raise FileNotFoundError(f"{run_dir} has no {MODEL_FILE}: the run did not finish or is not a run folder.")
-        return cls(keras.saving.load_model(path, safe_mode=True), read_labels(run_dir))
+        names = read_labels(run_dir)
+        check_keras_file(run_dir)
+        try:
+            model = keras.saving.load_model(path, safe_mode=True)
+        except Exception as exc:  # Keras raises what its parsers raise: ValueError, TypeError, KeyError, OSError...
+            raise RunFolderInvalid(f"model.keras of this run cannot be loaded ({type(exc).__name__}: "
+                                   f"{str(exc)[:200]}).") from exc
+        return cls(model, names, check_keras_model(model, len(names)))
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.predict(pixels.astype(np.float32), verbose=0, batch_size=16))
+        from core.run_folder import check_probabilities
+
+        outputs = self.model.predict(pixels.astype(np.float32), verbose=0, batch_size=16)
+        chosen = outputs[self.output] if isinstance(outputs, (list, tuple)) else outputs
+        return check_probabilities(chosen, len(self.class_names))
 
 
 def overlay_heatmap(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.45) -> Image.Image:

@@ -11,21 +11,23 @@ Every path takes the same centre-cropped raw pixels as training (`core.images.lo
 
 from __future__ import annotations
 
-import json
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
-from core.export import METRICS_FILE, TFLITE_FILES
-from core.head import HEAD_FILE, LinearHead, softmax
-from core.heatmap import RUN_MAP_FILE, NotConverted, probabilities
+from core.export import TFLITE_FILES
+from core.head import HEAD_FILE, softmax
+from core.heatmap import RUN_MAP_FILE, NotConverted
 from core.images import load_rgb
 from core.predict import MODEL_FILE, Prediction, read_labels
+from core.run_folder import RunFolderInvalid, check_probabilities, read_head, read_metrics
 
 
+UPLOAD_BATCH = 4  # photos decoded at once for a verdict; each is reduced to the model's size straight away
 Forward = Callable[[np.ndarray], np.ndarray]  # (N, S, S, 3) float32 pixels -> (N, C) probabilities
 
 
@@ -44,7 +46,7 @@ class Predictor:
         if len(pixels) == 0:
             return np.zeros((0, len(self.class_names)), np.float32)
         with self._lock:
-            return np.asarray(self._forward(np.asarray(pixels, dtype=np.float32)))
+            return check_probabilities(self._forward(np.asarray(pixels, dtype=np.float32)), len(self.class_names))
 
     def prediction(self, row: np.ndarray, top_k: int = 3) -> Prediction:
         """One row of probabilities as a Prediction, best classes first."""
@@ -58,6 +60,15 @@ class Predictor:
             return []
         pixels = np.stack([load_rgb(img, self.input_size) for img in images])
         return [self.prediction(row, top_k) for row in self.probabilities(pixels)]
+
+    def predict_uploads(self, photos: Sequence[bytes], top_k: int = 3) -> list[Prediction]:
+        """Top-k for photo files' bytes, decoded a few at a time at the model's size: a batch of forged photos that
+        each decode to tens of megabytes never has more than UPLOAD_BATCH of them in memory."""
+        found = []
+        for start in range(0, len(photos), UPLOAD_BATCH):
+            pixels = np.stack([load_rgb(data, self.input_size) for data in photos[start:start + UPLOAD_BATCH]])
+            found += [self.prediction(row, top_k) for row in self.probabilities(pixels)]
+        return found
 
     def predict_paths(self, paths: Sequence[Path]) -> tuple[np.ndarray, list[int]]:
         """Probabilities for photos on disk, and the indices that could be read."""
@@ -87,36 +98,44 @@ def model_file(run_dir: Path, keras: bool = True) -> Path:
 
 
 def load_predictor(run_dir: Path, keras: bool = True) -> Predictor:
-    """The fastest predictor the run folder allows: backbone LiteRT + numpy head, the run's TFLite file (or its
-    heat map's, which also gives the probabilities), or Keras (unless `keras` is False)."""
+    """The fastest predictor the run folder allows: backbone LiteRT + numpy head, the run's TFLite file (or its heat
+    map file, which gives the probabilities too), or Keras (unless `keras` is False: NotConverted then).
+    Everything read is checked against the run-folder contract: RunFolderInvalid (with a sentence) when it fails."""
     run_dir = Path(run_dir)
-    path = model_file(run_dir, keras)
-    names = read_labels(run_dir)
-    if path.name == HEAD_FILE:
-        return _head_predictor(run_dir, path, names)
-    if path.name in (TFLITE_FILES[False], RUN_MAP_FILE):
-        from core.embed import LiteRTRunner
+    with loading(run_dir):
+        path = model_file(run_dir, keras)
+        names = read_labels(run_dir)
+        if path.name == HEAD_FILE:
+            return _head_predictor(run_dir, names)
+        if path.name in (TFLITE_FILES[False], RUN_MAP_FILE):
+            from core.embed import LiteRTRunner
 
-        runner = LiteRTRunner(path)
-        if path.name == TFLITE_FILES[False]:
+            runner = LiteRTRunner(path, n_classes=len(names), class_maps=path.name == RUN_MAP_FILE)
             return Predictor(names, runner.input_size, runner, "tflite")
-        return Predictor(names, runner.input_size, lambda pixels: probabilities(runner.outputs(pixels)), "tflite")
-    from core.predict import Classifier
+        from core.predict import Classifier
 
-    classifier = Classifier.load(run_dir)
-    return Predictor(names, classifier.input_size, classifier.probabilities, "keras")
+        classifier = Classifier.load(run_dir)
+        return Predictor(names, classifier.input_size, classifier.probabilities, "keras")
 
 
-def _head_predictor(run_dir: Path, path: Path, names: list[str]) -> Predictor:
+@contextmanager
+def loading(run_dir: Path):
+    """Whatever goes wrong reading a run folder becomes RunFolderInvalid: a forged or damaged file can make a
+    parser raise nearly anything, and the pages catch this one error."""
+    try:
+        yield
+    except (RunFolderInvalid, NotConverted):  # not converted yet: the page waits for the worker
+        raise
+    except (OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError, MemoryError) as exc:
+        raise RunFolderInvalid(f"The model in {Path(run_dir).name} cannot be loaded ({type(exc).__name__}: "
+                               f"{str(exc)[:200]}).") from exc
+
+
+def _head_predictor(run_dir: Path, names: list[str]) -> Predictor:
     from core.backbones import get_backbone
     from core.embed import LiteRTRunner, litert_backbone
 
-    metrics = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
-    spec = get_backbone(metrics["backbone"])
-    head = LinearHead.load(path)
-    kernel, bias = head.kernel.astype(np.float32), head.bias.astype(np.float32)
-    if kernel.shape != (spec.feature_dim, len(names)) or bias.shape != (len(names),):
-        raise ValueError(f"{path.name} has a {kernel.shape} kernel and {bias.shape} bias; a {spec.name} head for "
-                         f"{len(names)} classes needs ({spec.feature_dim}, {len(names)}) and ({len(names)},).")
+    spec = get_backbone(read_metrics(run_dir)["backbone"])
+    kernel, bias = read_head(run_dir, spec.feature_dim, len(names))
     embed = LiteRTRunner(litert_backbone(spec))
     return Predictor(names, spec.input_size, lambda pixels: softmax(embed(pixels) @ kernel + bias), "head")

@@ -21,7 +21,6 @@ _LIBRARY = Bing("", 1, Path("."), "off", 10, verbose=False)
 HEADERS: dict[str, str] = dict(_LIBRARY.headers)
 IMAGE_TYPES = ("photo", "clipart", "line", "linedrawing", "gif", "transparent")  # the choices a page can offer
 _MEDIA_URL = re.compile("murl&quot;:&quot;(.*?)&quot;")
-_UNAVAILABLE_HINT = "You can still add photos by uploading files or a zip on this page."
 MAX_PAGE_BYTES = 5 * 1024 * 1024  # a real result page is about 100 KB
 DEADLINE = 20.0  # seconds for a whole result page: DNS, connecting, headers and body
 
@@ -72,7 +71,8 @@ def search_page(query: str, offset: int, count: int, *, image_type: str = "photo
 
 
 def _unavailable(detail: str) -> str:
-    return f"Could not reach Bing image search ({detail}). {_UNAVAILABLE_HINT}"
+    """The sentence for the user; each caller adds what can be done instead where it is (a page, a terminal)."""
+    return f"Could not reach Bing image search ({detail})."
 
 
 def _problem(reason: str) -> str:

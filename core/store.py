@@ -14,6 +14,7 @@ change is one `BEGIN IMMEDIATE` transaction with its file steps journalled insid
 
 from __future__ import annotations
 
+import filecmp
 import json
 import sqlite3
 import time
@@ -30,7 +31,9 @@ from core.storage.db import DB_NAME, Database
 from core.storage.duplicates import NEAR_DUPLICATE_DISTANCE, groups, nearest
 from core.storage.errors import ClassGone, ProjectDamaged, RunBusy, StoreError
 from core.storage.journal import JOURNAL_DIR, Journal
-from core.storage.names import MAX_NAME_BYTES, MAX_NAME_LENGTH, file_stem, name_key, normalize, validate_name
+from core.storage.names import (MAX_NAME_BYTES, MAX_NAME_LENGTH, file_stem, name_key, normalize, validate_name,
+                                 visible)
+from core.storage.recovery import known_photo, plan_folder, set_aside
 from core.storage.records import (IMAGE_ROWS, AddResult, ClassInfo, ImageRecord, RejectedInput, Status, image_record,
                                   split_for, split_key)
 from core.storage.runs import RunRecord, RunStatus, apply_updates, insert_run, run_record, run_updates
@@ -39,10 +42,14 @@ __all__ = [
     "DB_NAME", "DEFAULT_VAL_SHARE", "MAX_NAME_BYTES", "MAX_NAME_LENGTH", "NEAR_DUPLICATE_DISTANCE",
     "AddResult", "ClassGone", "ClassInfo", "Consistency", "ImageRecord", "Project", "ProjectDamaged", "RejectedInput", "RunBusy",
     "RunRecord", "RunStatus", "Status", "StoreError", "create_project", "list_projects", "name_key", "normalize",
-    "open_project", "restore_backup", "split_for", "split_key", "validate_name",
+    "open_project", "restore_backup", "split_for", "split_key", "validate_name", "visible",
 ]
 
 DEFAULT_VAL_SHARE = 0.2
+# The class a name means: its exact stored spelling first, so two classes an older version let in that now share a
+# name ('ab' and 'a<zero-width space>b') both stay reachable; else the class with its key. Parameters: name, key.
+CLASS_BY_NAME = ("COALESCE((SELECT id FROM classes WHERE name=? COLLATE BINARY), "
+                 "(SELECT id FROM classes WHERE name_key=?))")
 LEFTOVER_AGE = 3600  # seconds: no photo write takes this long, so an older temp file is a crash's leftover
 
 
@@ -77,6 +84,7 @@ class Project:
         """One write transaction with journalled file steps; on any failure rows and files both go back."""
         journal = Journal(self.images_dir, self.journal_dir)
         with self.db.write() as con:
+            self._put_right_interrupted(con)  # a long-lived Project must not write over a crash's half-done change
             con.execute("SAVEPOINT change")
             try:
                 yield con, journal
@@ -110,18 +118,23 @@ class Project:
     def _finish_interrupted_changes(self) -> int:
         """Redo or undo the file steps of changes a crash cut short; returns how many there were."""
         if not file_journal.pending(self.journal_dir):
-            return 0
+            return 0  # one directory listing: opening a project stays cheap
         with self.db.write() as con:  # the lock: a change still running elsewhere finishes first
-            found = file_journal.pending(self.journal_dir)
-            for path, steps in found:
-                file_journal.put_right(self.images_dir, steps, self._wanted(con))
-                file_journal.finish(self.images_dir, path)
+            return self._put_right_interrupted(con)
+
+    def _put_right_interrupted(self, con: sqlite3.Connection) -> int:
+        """With the write lock held: make files match the committed rows for every change whose process died."""
+        found = file_journal.pending(self.journal_dir)
+        for path, steps in found:
+            file_journal.put_right(self.images_dir, steps, self._wanted(con))
+            file_journal.finish(self.images_dir, path)
         return len(found)
 
     def _remove_leftover_temp_files(self) -> None:
-        """Delete temp files a crash left behind; young ones may be a write in progress in another thread."""
+        """Delete temp files a crash left behind (half-written photos and journals); young ones may be a write in
+        progress in another thread."""
         cutoff = time.time() - LEFTOVER_AGE
-        for tmp in self.images_dir.glob(f"*/{TEMP_PREFIX}*"):
+        for tmp in [*self.images_dir.glob(f"*/{TEMP_PREFIX}*"), *self.journal_dir.glob(f"{TEMP_PREFIX}*")]:
             try:
                 if tmp.is_file() and tmp.stat().st_mtime < cutoff:
                     tmp.unlink(missing_ok=True)
@@ -145,19 +158,84 @@ class Project:
         return report
 
     def take_in_stray_files(self) -> int:
-        """Add files found in class folders without a row (after restoring a backup) as photos; returns how many."""
+        """Take files found in the class folders without a row into the project; returns how many became photos.
+
+        What the folders say wins, as for a user who moved files by hand: a known photo found in another
+        class's folder is re-linked there and takes that class; a folder holding the photos of a class whose
+        folder is gone is that class renamed (to a free name when the folder's is taken); other files are new
+        photos. A file is removed only when a file with the same bytes is verified kept; one that cannot go in
+        (not a picture, a differing copy of a known photo) is set aside in `recovered/`, never deleted."""
         taken = 0
-        for path in self.check().files_without_rows:
+        for folder in sorted({path.parent for path in self.check().files_without_rows}):
             try:
-                result = self.add_image(path.parent.name, path.read_bytes(), source="recovered",
-                                        original_name=path.name)
-                kept_at = result.path or (self.image(result.image_id).path if result.image_id else path)
+                class_id, folder, renamed = self._take_in_folder(folder)
             except (StoreError, OSError):
-                continue  # a folder name no longer valid, a file gone: left for the check to report
-            if kept_at != path:  # kept under another name now; a file that is itself the photo stays
-                path.unlink(missing_ok=True)
-                taken += result.status == "added"
+                continue  # a folder whose name can never be a class: left for the check to report
+            taken += renamed
+            for path in sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()):
+                try:
+                    taken += self._take_in_file(path, class_id)
+                except (StoreError, OSError):
+                    continue  # gone meanwhile, or its class renamed or deleted: the next check says what is left
         return taken
+
+    def _take_in_folder(self, folder: Path) -> tuple[int, Path, int]:
+        """The class a folder of unknown files is (created or renamed as `plan_folder` says), its folder now, and
+        how many of its files became photos again by the class's rename."""
+        with self._change(f"take in the folder '{folder.name}'") as (con, journal):
+            plan = plan_folder(con, self.images_dir, folder)
+            class_id = plan.class_id
+            if plan.rename_class:
+                con.execute("UPDATE classes SET name=?, name_key=? WHERE id=?", (plan.name, name_key(plan.name), class_id))
+            elif class_id is None:
+                class_id = con.execute("INSERT INTO classes (name, name_key, created) VALUES (?, ?, ?)",
+                                       (plan.name, name_key(plan.name), time.time())).lastrowid
+            files = {p.name for p in folder.iterdir()}
+            renamed = sum(r["file"] in files for r in con.execute("SELECT file FROM images WHERE class_id=?",
+                                                                   (class_id,))) if plan.rename_class else 0
+            if plan.rename_folder:
+                journal.rename_folder(folder, self.images_dir / plan.name)
+        return class_id, self.images_dir / plan.name, renamed
+
+    def _take_in_file(self, path: Path, class_id: int) -> int:
+        """Take one file into its folder's class: 1 when it became (or was re-linked as) a photo, else 0."""
+        with self._change("take in a file") as (con, journal):
+            outcome = self._take_in(con, journal, path, class_id)
+        if outcome in ("set aside", "added, original set aside"):
+            set_aside(self.meta_dir, path)  # after the commit: a crash before it leaves a copy, never a loss
+        return int(outcome.startswith(("added", "re-linked")))
+
+    def _take_in(self, con: sqlite3.Connection, journal: Journal, path: Path, class_id: int) -> str:
+        row = con.execute("SELECT name FROM classes WHERE id=?", (class_id,)).fetchone()
+        if (row is None or row["name"] != path.parent.name or not path.is_file()
+                or con.execute("SELECT 1 FROM images WHERE class_id=? AND file=?", (class_id, path.name)).fetchone()):
+            return "left"  # renamed, deleted or gone meanwhile, or already a photo (an add that was in progress)
+        data = path.read_bytes()
+        known = known_photo(con, self.images_dir, path, data)
+        if known is not None and not known.expected.exists():
+            con.execute("UPDATE images SET class_id=?, file=? WHERE id=?", (class_id, path.name, known.id))
+            return "re-linked"
+        if known is not None:
+            if not filecmp.cmp(known.expected, path, shallow=False):
+                return "set aside"
+            path.unlink()  # a copy: the same bytes are kept where the photo's row says
+            return "removed copy"
+        try:
+            decoded = decode_image(data)
+        except ImageRejected:
+            return "set aside"
+        target = self._free_path(row["name"], file_stem(path.name), decoded.sha256, decoded.extension)
+        con.execute(
+            """INSERT INTO images (class_id, file, sha256, phash, width, height, bytes, source, source_url,
+                                   query, original_name, split_key, added)
+               VALUES (?, ?, ?, ?, ?, ?, ?, 'recovered', NULL, NULL, ?, ?, ?)""",
+            (class_id, target.name, decoded.sha256, f"{decoded.phash:016x}", decoded.width, decoded.height,
+             len(decoded.stored_bytes), path.name, split_key(decoded.sha256), time.time()))
+        if decoded.stored_bytes is data:
+            journal.move_files([(path, target)])
+            return "added"
+        journal.write(target, decoded.stored_bytes)  # stored re-encoded, like every photo of its kind
+        return "added, original set aside"
 
     def forget_missing_files(self) -> int:
         """Drop the rows of photos whose file is gone (removed by hand); returns how many."""
@@ -230,15 +308,23 @@ class Project:
             for r in rows
         ]
 
+    def name_clashes(self) -> list[list[str]]:
+        """Groups of classes whose names are one name under today's rules (made by an older version): kept apart,
+        and the pages say so, so the user can rename one."""
+        groups: dict[str, list[str]] = {}
+        for name in self.class_names():
+            groups.setdefault(name_key(name), []).append(name)
+        return [names for names in groups.values() if len(names) > 1]
+
     def class_id(self, name: str) -> int | None:
         """The id of an existing class (names compare as the store does), None when there is none."""
         with self.db.read() as con:
-            row = con.execute("SELECT id FROM classes WHERE name_key=?", (name_key(name),)).fetchone()
+            row = _class_row(con, name)
         return row["id"] if row else None
 
     def _class(self, con: sqlite3.Connection, name: str) -> tuple[int, str]:
         """An existing class's id and stored spelling (lookups ignore case and Unicode form)."""
-        row = con.execute("SELECT id, name FROM classes WHERE name_key=?", (name_key(name),)).fetchone()
+        row = _class_row(con, name)
         if row is None:
             raise StoreError(f"There is no class named '{normalize(name)}'.")
         return row["id"], row["name"]
@@ -255,7 +341,7 @@ class Project:
     def _ensure_class(self, con: sqlite3.Connection, name: str) -> tuple[int, str]:
         """The class's id and stored spelling, creating it (and its folder) when missing."""
         name = validate_name(name)
-        row = con.execute("SELECT id, name FROM classes WHERE name_key=?", (name_key(name),)).fetchone()
+        row = _class_row(con, name)
         if row:
             return row["id"], row["name"]
         cur = con.execute("INSERT INTO classes (name, name_key, created) VALUES (?, ?, ?)",
@@ -387,8 +473,8 @@ class Project:
         with self.db.read() as con:
             rows = con.execute(
                 "SELECT source_url FROM images i JOIN classes c ON c.id=i.class_id "
-                "WHERE c.name_key=? AND source_url IS NOT NULL",
-                (name_key(class_name),),
+                f"WHERE c.id={CLASS_BY_NAME} AND source_url IS NOT NULL",
+                (class_name, name_key(class_name)),
             ).fetchall()
         return {r["source_url"] for r in rows}
 
@@ -400,8 +486,8 @@ class Project:
         share = self.val_share
         clauses, params = [], []
         if class_name is not None:
-            clauses.append("c.name_key=?")
-            params.append(name_key(class_name))
+            clauses.append(f"c.id={CLASS_BY_NAME}")
+            params += [class_name, name_key(class_name)]
         if status is not None:
             clauses.append("i.status=?")
             params.append(status)
@@ -537,6 +623,11 @@ class Project:
         with self.db.read() as con:
             rows = con.execute("SELECT * FROM runs ORDER BY id DESC").fetchall()
         return [run_record(r, self.run_dir(r["id"])) for r in rows]
+
+
+def _class_row(con: sqlite3.Connection, name: str) -> sqlite3.Row | None:
+    """The id and stored spelling of the class a name means (see CLASS_BY_NAME)."""
+    return con.execute(f"SELECT id, name FROM classes WHERE id={CLASS_BY_NAME}", (name, name_key(name))).fetchone()
 
 
 # ---- the workspace: a folder of projects -----------------------------------------------------

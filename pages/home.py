@@ -28,7 +28,7 @@ steps = [
      "Test the model on new photos or your webcam, see where it looked, and download it.", False),
 ]
 
-st.subheader("Three steps" if not project else f"Project “{project.name}”")
+st.subheader("Three steps" if not project else f"Project “{ui.md(project.name)}”")
 columns = st.columns(3)
 for column, (title, page, icon, text, done) in zip(columns, steps):
     with column.container(border=True):

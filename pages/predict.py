@@ -13,8 +13,9 @@ from PIL import Image
 
 from core import jobs
 from core.heatmap import NotConverted
-from core.images import ImageRejected, sha256_hex, unseen_share
-from core.predict import Arrivals, Prediction, decode_upload, overlay_heatmap, summary_rows
+from core.images import ImageRejected, decode_at, sha256_hex, unseen_share
+from core.predict import Arrivals, Prediction, overlay_heatmap, summary_rows
+from core.run_folder import RunFolderInvalid
 from core.runs import finished_runs
 from pages import ui, webcam
 
@@ -39,22 +40,22 @@ def jpeg(image: Image.Image) -> bytes:
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def preview(data: bytes) -> bytes:
-    """The photo decoded by the dataset's rules, as a screen-sized JPEG; raises ImageRejected when unusable."""
-    return jpeg(decode_upload(data))
+    """The photo decoded by the dataset's rules, as a screen-sized JPEG; raises ImageRejected when unusable.
+    Decoded straight at about screen size: a forged photo never costs its full size in memory."""
+    return jpeg(decode_at(data, PREVIEW_SIDE))
 
 
 @st.cache_data(max_entries=32, show_spinner="Looking at your photos…")
 def predict(run_dir: str, photos: tuple[bytes, ...], top_k: int) -> list[Prediction]:
-    """All photos in one batch through the model (cached, so moving the slider costs nothing)."""
-    return ui.load_predictor(Path(run_dir)).predict_images([decode_upload(p) for p in photos], top_k)
+    """Every photo through the model, a few decoded at a time (cached, so moving the slider costs nothing)."""
+    return ui.load_predictor(Path(run_dir)).predict_uploads(photos, top_k)
 
 
 @st.cache_data(max_entries=256, show_spinner="Working out where the model looked…")
 def heat_map(run_dir: str, data: bytes) -> tuple[bytes, float]:
     """The whole photo with the class activation map of the model's top class laid over the part the model saw,
     as a JPEG; and the share of the photo cut off before the model looked."""
-    image = decode_upload(data)
-    image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.BILINEAR)
+    image = decode_at(data, PREVIEW_SIDE)
     return (jpeg(overlay_heatmap(image, ui.load_heat_mapper(Path(run_dir)).heat_map(image), HEAT_ALPHA)),
             unseen_share(image.size))
 
@@ -103,7 +104,11 @@ def photo_details(name: str, data: bytes, prediction: Prediction, threshold: flo
     if not heat_ready:  # made once per network (or fine-tuned run) by the worker, seconds after training
         heat.info("Getting the heat map of where it looked ready (a few seconds, once per network)…", icon="⏳")
         return
-    heat_jpeg, unseen = heat_map(run_dir, data)
+    try:
+        heat_jpeg, unseen = heat_map(run_dir, data)
+    except RunFolderInvalid as exc:
+        heat.warning(f"No heat map: {ui.md(exc)}")
+        return
     heat.image(heat_jpeg, caption=heat_caption(unseen), width="stretch")
     heat.caption(f"The glow marks the parts of the photo that made the model say **{ui.md(prediction.label)}**; "
                  "bright yellow counts most. If it sits on the background rather than the subject, the model "
@@ -223,7 +228,7 @@ threshold = threshold_column.slider(
          "Raise it when a wrong answer is costly.") / 100
 classes = run.summary.get("classes") or []
 if classes:
-    model_column.caption("This model knows: " + ", ".join(f"**{c}**" for c in classes))
+    model_column.caption("This model knows: " + ", ".join(f"**{ui.md(c)}**" for c in classes))
 
 photos, live = photo_inputs()
 if live:
@@ -232,12 +237,12 @@ if live:
             webcam.live_verdicts(run.dir, threshold, verdict)
         except NotConverted:
             ui.await_conversion(project, run, CONVERTING)
-        except (OSError, ValueError) as exc:  # a damaged or foreign model file
-            st.error(f"The model of run {run.id} could not be loaded ({exc}). Pick another run above.")
+        except RunFolderInvalid as exc:  # a damaged or foreign model file
+            st.error(f"The model of run {run.id} could not be loaded: {ui.md(exc)} Pick another run above.")
 problems = {i: reason for i, (_, data) in enumerate(photos) if (reason := unreadable(data))}
 if problems:
     st.error("These files could not be used (the others are fine):\n"
-             + "\n".join(f"- **{photos[i][0]}**: {reason}" for i, reason in problems.items())
+             + "\n".join(f"- **{ui.md(photos[i][0])}**: {ui.md(reason)}" for i, reason in problems.items())
              + "\n\nUpload a photo file such as JPEG or PNG instead.")
 if not photos and not live:
     st.info("👆 Upload one or more photos, or switch on the webcam, to see what the model makes of them.")
@@ -251,8 +256,8 @@ try:
 except NotConverted:
     ui.await_conversion(project, run, CONVERTING)
     st.stop()
-except (OSError, ValueError) as exc:  # a damaged or foreign model file
-    st.error(f"The model of run {run.id} could not be loaded ({exc}). Pick another run above, or train again.")
+except RunFolderInvalid as exc:  # a damaged or foreign model file
+    st.error(f"The model of run {run.id} could not be loaded: {ui.md(exc)} Pick another run above, or train again.")
     st.stop()
 heat_ready = jobs.heat_map_ready(project, run)  # the worker is asked for them when they are not there
 if len(photos) == 1:

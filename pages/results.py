@@ -16,6 +16,7 @@ import streamlit as st
 from core import export, jobs
 from core.compare import same_stages
 from core.backbones import backbone_label
+from core.run_folder import RunFolderInvalid, read_evaluation
 from core.runs import has_model
 from core.store import Project, RunRecord, StoreError
 from core.train import STAGE_FINETUNE, STAGE_HEAD, TrainConfig
@@ -337,6 +338,17 @@ st.markdown("How well each model did on photos it never trained on, where it goe
             "elsewhere.")
 
 project = ui.require_project()
+def show_evaluation(project: Project, run: RunRecord, evaluation: dict | None) -> None:
+    """The run's figures on its validation photos, or why there are none."""
+    if evaluation is None or not evaluation["n"]:
+        st.info("This run had no validation photos, so there is nothing honest to show: raise the share of photos "
+                "held back on Train and train again.")
+        return
+    headline(run, evaluation)
+    confusion(evaluation)
+    mistakes(project, run, evaluation)
+
+
 runs = project.runs()
 if not runs:
     ui.missing("No model yet: train one first, and its results appear here.", "train", "Go to training", icon="🏋️")
@@ -354,14 +366,12 @@ by_id = {r.id: r for r in finished}
 run = by_id[st.selectbox("Run to look at", list(by_id), format_func=lambda i: ui.run_label(by_id[i]),
                          key="results_run", help="The newest finished run is picked for you; “% right” is the "
                                                  "share of its validation photos it named right.")]
-evaluation = export.read_evaluation(run.dir)
-if evaluation is None or not evaluation["n"]:
-    st.info("This run had no validation photos, so there is nothing honest to show: raise the share of photos held "
-            "back on Train and train again.")
+try:
+    evaluation = read_evaluation(run.dir)
+except RunFolderInvalid as exc:
+    st.error(f"The results of run {run.id} cannot be shown: {exc} Pick another run above, or train again.")
 else:
-    headline(run, evaluation)
-    confusion(evaluation)
-    mistakes(project, run, evaluation)
+    show_evaluation(project, run, evaluation)
 st.divider()
 export_section(project, run)
 st.page_link(ui.PAGES["predict"], label="Try this model on new photos", icon="🔮")

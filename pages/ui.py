@@ -40,7 +40,7 @@ from core import config, jobs, preembed  # noqa: E402
 from core.backbones import backbone_label  # noqa: E402
 from core.background import Task, TaskView  # noqa: E402
 from core.store import (ImageRecord, Project, ProjectDamaged, RunRecord, StoreError, create_project,  # noqa: E402
-                        list_projects, open_project, restore_backup)
+                        list_projects, open_project, restore_backup, visible)
 
 PAGES = {
     "start": "pages/home.py",
@@ -215,9 +215,18 @@ def current_project() -> Project | None:
         return None
 
 
+def run_page(navigation) -> None:
+    """Run the chosen page; a project whose database turns out damaged past its header (a page inside garbled)
+    gets the same explanation and offers as one that cannot be opened at all."""
+    try:
+        navigation.run()
+    except ProjectDamaged as exc:
+        damaged_project(st.session_state.get("project") or "", exc)
+
+
 def damaged_project(name: str, problem: ProjectDamaged) -> None:
     """Say what is wrong with a project's database and offer what can be done: the backup, or the photos."""
-    st.error(f"**The project “{name}” cannot be opened.** {problem}", icon="🩹")
+    st.error(f"**The project “{md(name)}” cannot be opened.** {md(problem)}", icon="🩹")
     restore, photos = st.columns(2)
     if problem.backup_time is not None:
         when = time.strftime("%d %b %Y, %H:%M", time.localtime(problem.backup_time))
@@ -243,6 +252,10 @@ def damaged_project(name: str, problem: ProjectDamaged) -> None:
 
 def out_of_step(project: Project) -> None:
     """Warn when photo rows and files disagree (a file removed by hand, a restored backup) and offer the fix."""
+    for names in project.name_clashes():
+        st.warning("These classes have names that look the same, made by an older version: "
+                   + ", ".join(f"**{md(visible(n))}**" for n in names) + ". They are kept apart; rename one of "
+                   "them on the Review page (<U+…> marks a character that shows nothing).", icon="👯")
     report = project.check()
     if report.repaired:
         st.caption(f"{plural(report.repaired, 'change')} cut short by a crash {'was' if report.repaired == 1 else 'were'} "
@@ -250,9 +263,13 @@ def out_of_step(project: Project) -> None:
     if not report.problems:
         return
     st.warning(f"Photos and files are out of step: {report.describe()}.", icon="⚠️")
-    if report.files_without_rows and st.button("Add the unknown files to their classes", key="take_in_strays"):
-        added = project.take_in_stray_files()
-        st.toast(f"{plural(added, 'photo')} added.")
+    if report.files_without_rows and st.button("Add the unknown files to their classes", key="take_in_strays",
+                                               help="A photo moved to another class folder by hand takes that "
+                                                    "class; a class folder renamed by hand renames the class. "
+                                                    "Nothing is deleted: files that cannot be photos are put in "
+                                                    "the project's recovered folder."):
+        taken = project.take_in_stray_files()
+        st.toast(f"{plural(taken, 'photo')} taken in.")
         st.rerun()
     if report.missing_files and st.button("Forget the photos whose file is gone", key="forget_missing"):
         project.forget_missing_files()
@@ -296,11 +313,14 @@ def _predictor(run_dir: str, model: str, modified: float):
 
 def load_predictor(run_dir: Path):
     """The predictor for a finished run (`core.predictor.Predictor`), from LiteRT files only: Keras stays out of
-    this server (`core.heatmap.NotConverted` while a fine-tuned run's file is being made)."""
-    from core.predictor import model_file
+    this server (`core.heatmap.NotConverted` while a fine-tuned run's file is being made); RunFolderInvalid when
+    its folder is damaged."""
+    from core.predictor import loading, model_file
 
-    path = model_file(run_dir, keras=False)
-    return _predictor(str(run_dir), path.name, path.stat().st_mtime)
+    with loading(run_dir):
+        path = model_file(run_dir, keras=False)
+        modified = path.stat().st_mtime
+    return _predictor(str(run_dir), path.name, modified)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)

@@ -24,7 +24,7 @@ DB_NAME = "project.sqlite"
 BACKUP_DIR = "backup"  # inside the project folder: backup/project.sqlite, backup/damaged-<time>/
 BACKUP_INTERVAL = 600  # seconds: a changed database is copied at most this often, on open
 BUSY_TIMEOUT = 120  # seconds a writer waits for another's transaction; ours last milliseconds
-SCHEMA_VERSION = 1  # PRAGMA user_version; 0 is the first released layout, upgraded on open
+SCHEMA_VERSION = 2  # PRAGMA user_version; 0 is the first released layout, upgraded on open
 _HEADER = b"SQLite format 3\x00"
 SHORT_FILE_LOOKS = 5  # a checkpoint in flight lasts milliseconds; a truncated file stays short
 
@@ -64,13 +64,7 @@ def _upgrade_to_1(con: sqlite3.Connection) -> None:
     """Unicode-wide unique class names (name_key), worker identity that survives pid reuse, one active run."""
     if "name_key" not in _columns(con, "classes"):
         con.execute("ALTER TABLE classes ADD COLUMN name_key TEXT")
-    taken: set[str] = set()
-    for row in con.execute("SELECT id, name FROM classes ORDER BY id").fetchall():
-        key = name_key(row["name"])
-        if key in taken:  # 'Élan' and 'élan' made by an older version stay two classes, as the user left them
-            key = f"{key}\x00{row['id']}"
-        taken.add(key)
-        con.execute("UPDATE classes SET name_key=? WHERE id=?", (key, row["id"]))
+    _rekey(con)
     con.execute("CREATE UNIQUE INDEX IF NOT EXISTS classes_key ON classes(name_key)")
     if "worker_started" not in _columns(con, "runs"):
         con.execute("ALTER TABLE runs ADD COLUMN worker_started REAL")
@@ -81,7 +75,26 @@ def _upgrade_to_1(con: sqlite3.Connection) -> None:
     con.execute("CREATE UNIQUE INDEX IF NOT EXISTS runs_one_active ON runs((0)) WHERE status IN ('queued', 'running')")
 
 
-UPGRADES = {1: _upgrade_to_1}
+def _upgrade_to_2(con: sqlite3.Connection) -> None:
+    """Names compared without the characters that show nothing (zero-width spaces, direction marks)."""
+    _rekey(con)
+
+
+def _rekey(con: sqlite3.Connection) -> None:
+    """Every class's name_key from the current rules. Two classes an older version let in that are now one name
+    ('Élan' and 'élan', 'ab' and 'a<zero-width space>b') stay two, as the user left them: the later one's key
+    is made unique, and `Project.name_clashes` tells the user."""
+    con.execute("UPDATE classes SET name_key=? || id", ("\x00",))  # out of the unique index's way while keys change
+    taken: set[str] = set()
+    for row in con.execute("SELECT id, name FROM classes ORDER BY id").fetchall():
+        key = name_key(row["name"])
+        if key in taken:
+            key = f"{key}\x00{row['id']}"
+        taken.add(key)
+        con.execute("UPDATE classes SET name_key=? WHERE id=?", (key, row["id"]))
+
+
+UPGRADES = {1: _upgrade_to_1, 2: _upgrade_to_2}
 
 
 def _columns(con: sqlite3.Connection, table: str) -> set[str]:
@@ -204,13 +217,17 @@ class Database:
 
     def damaged(self, detail: str) -> ProjectDamaged:
         backup = self.backup_time()
-        options = ("restore the automatic backup of " + time.strftime("%Y-%m-%d %H:%M", time.localtime(backup))
-                   + " (changes made since then are lost; photos added since are put back into their classes)"
-                   if backup else "no automatic backup exists yet")
+        zip_offer = "download the photos as a zip and import it into a new project"
+        if backup:
+            options = ("You can restore the automatic backup of "
+                       + time.strftime("%Y-%m-%d %H:%M", time.localtime(backup))
+                       + " (changes made since then are lost; photos added, moved or renamed since are taken back "
+                         f"as the folders hold them), or {zip_offer}.")
+        else:
+            options = f"No automatic backup exists yet; you can {zip_offer}."
         return ProjectDamaged(
             f"This project's database cannot be read: {detail}. Your photos are untouched in "
-            f"{self.path.parent / 'images'}. You can {options}, or download the photos as a zip "
-            "and import it into a new project.", backup)
+            f"{self.path.parent / 'images'}. {options}", backup)
 
     def backup_time(self) -> float | None:
         try:

@@ -7,10 +7,16 @@ If a step fails, the transaction is rolled back and the journal puts the files b
 unchanged rows say they are. If the process dies half-way, the next open does the same against
 whatever the database committed: redo when the rows changed, undo when they did not. Deleted
 files go to a trash folder first and are removed only after the commit.
+
+A journal is named after the process that writes it (pid and start time), so a writer that finds
+one knows whether its change is still running elsewhere or was cut short by a crash; and putting
+files right never deletes a folder that still holds photos: what another writer put in its place
+meanwhile is merged with it.
 """
 
 from __future__ import annotations
 
+import filecmp
 import json
 import os
 import shutil
@@ -18,6 +24,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
+
+import psutil
 
 from core.files import TEMP_PREFIX, atomic_write
 
@@ -37,7 +45,7 @@ class Journal:
 
     def __init__(self, images_dir: Path, journal_dir: Path):
         self.images_dir = images_dir
-        self.id = uuid.uuid4().hex
+        self.id = f"{_owner()}-{uuid.uuid4().hex}"
         self.path = journal_dir / f"{self.id}.json"
         self.steps: list[Step] = []
 
@@ -100,11 +108,40 @@ def put_right(images_dir: Path, steps: list[Step], wanted: Wanted) -> None:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(present[-1], target)
             present = [p for p in present if p != target and _is_temporary(images_dir, p)]
+            for leftover in [p for p in present if p.is_dir() and target.is_dir()]:
+                merge(leftover, target)  # another writer remade the folder meanwhile: keep both sides' photos
+                present.remove(leftover)
         for leftover in present:
             if leftover.is_dir():
                 shutil.rmtree(leftover)
             else:
                 leftover.unlink(missing_ok=True)
+
+
+def merge(source: Path, target: Path) -> None:
+    """Move everything in folder `source` into folder `target`, then remove `source`. A name taken in `target`
+    by a file with the same bytes drops the copy; by another file, the newcomer takes a free name. Nothing held
+    only in `source` is ever deleted."""
+    for entry in sorted(source.iterdir()):
+        destination = target / entry.name
+        if entry.is_dir():
+            destination.mkdir(exist_ok=True)
+            merge(entry, destination)
+            continue
+        if os.path.lexists(destination):
+            if destination.is_file() and filecmp.cmp(entry, destination, shallow=False):
+                entry.unlink()
+                continue
+            destination = _free_name(destination)
+        os.replace(entry, destination)
+    source.rmdir()
+
+
+def _free_name(path: Path) -> Path:
+    n = 2
+    while os.path.lexists(candidate := path.with_name(f"{path.stem}-{n}{path.suffix}")):
+        n += 1
+    return candidate
 
 
 def finish(images_dir: Path, journal_path: Path) -> None:
@@ -118,9 +155,11 @@ def _is_temporary(images_dir: Path, path: Path) -> bool:
 
 
 def pending(journal_dir: Path) -> list[tuple[Path, list[Step]]]:
-    """Journals left by changes that did not finish (a crash, a killed process), oldest first."""
+    """Journals left by changes that did not finish (a crash, a killed process), oldest first; a journal whose
+    process still runs is a change in progress (or just committed and clearing up), not one to put right."""
     found = []
-    journals = [p for p in journal_dir.glob("*.json") if not p.name.startswith(TEMP_PREFIX)]  # not one being written
+    journals = [p for p in journal_dir.glob("*.json")
+                if not p.name.startswith(TEMP_PREFIX) and not _owner_alive(p.stem)]  # not one being written
     for path in sorted(journals, key=_age_order):
         try:
             steps = [Step(chain, discard) for chain, discard in json.loads(path.read_text())]
@@ -136,3 +175,30 @@ def _age_order(path: Path) -> float:
         return path.stat().st_mtime
     except FileNotFoundError:
         return 0.0
+
+
+_owners: dict[int, str] = {}
+
+
+def _owner() -> str:
+    """This process as a journal names it: pid and start time (hundredths of a second), so a reused pid is not it."""
+    pid = os.getpid()  # per call: a forked child is another owner
+    if pid not in _owners:
+        _owners[pid] = f"{pid}.{round(psutil.Process(pid).create_time() * 100)}"
+    return _owners[pid]
+
+
+def _owner_alive(stem: str) -> bool:
+    """Whether the process that wrote a journal still runs; a journal named the older way (no owner) is not."""
+    owner = stem.split("-", 1)[0]
+    try:
+        pid, started = (int(part) for part in owner.split("."))
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return owner == _owner()  # this process: its changes in flight are handled where they run
+    try:
+        return abs(psutil.Process(pid).create_time() * 100 - started) <= 50 and \
+            psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

@@ -3,7 +3,10 @@
 A class or project name is a folder name, so it must mean the same folder on Linux, macOS (which
 decomposes accents) and Windows (which ignores case and reserves some names). Names are stored
 NFC-normalised and compared through `name_key` (full Unicode case folding), and capped in UTF-8
-bytes, which is what file systems count.
+bytes, which is what file systems count. Characters that show nothing (zero-width spaces, direction
+marks) are dropped, so two names that look the same are the same name; a direction override, which
+makes a name read backwards, is refused. Joiners stay where they join something (emoji, Indic and
+Persian letters).
 """
 
 from __future__ import annotations
@@ -21,9 +24,23 @@ _RESERVED = {"con", "prn", "aux", "nul", "conin$", "conout$",
              *(f"{dev}{n}" for dev in ("com", "lpt") for n in (*"0123456789", "¹", "²", "³"))}
 
 
+# Shown as nothing, so they only make a name that looks like another: zero-width space, word joiner, byte-order mark,
+# soft hyphen, direction marks, embeddings and isolates. Overrides (U+202D, U+202E) are refused instead.
+_INVISIBLE = re.compile("[\u200b\u2060\ufeff\u00ad\u200e\u200f\u061c\u202a-\u202c\u2066-\u2069]")
+_OVERRIDES = re.compile("[\u202d\u202e]")
+_LOOSE_JOINERS = re.compile("(?:^|(?<=\\s))[\u200c\u200d]+|[\u200c\u200d]+(?=\\s|$)")  # joining nothing
+
+
 def normalize(text: str) -> str:
-    """NFC with runs of whitespace made one space: composed and decomposed 'café' are one name."""
-    return " ".join(unicodedata.normalize("NFC", str(text)).split())
+    """NFC with runs of whitespace made one space and invisible characters dropped: composed and decomposed
+    'café' are one name, and so are 'ab' and 'a<zero-width space>b'."""
+    text = _INVISIBLE.sub("", unicodedata.normalize("NFC", str(text)))
+    return _LOOSE_JOINERS.sub("", " ".join(text.split()))
+
+
+def visible(name: str) -> str:
+    """A name with every character that shows nothing written as its code (`a<U+200B>b`), to tell two apart."""
+    return "".join(f"<U+{ord(c):04X}>" if unicodedata.category(c) in ("Cf", "Cc") else c for c in name)
 
 
 def name_key(name: str) -> str:
@@ -33,13 +50,16 @@ def name_key(name: str) -> str:
 
 def validate_name(name: str, what: str = "class name") -> str:
     """A name that is safe as a folder on every OS, or StoreError saying what is wrong."""
+    if _OVERRIDES.search(str(name)):
+        raise StoreError(f"The {what} '{visible(str(name))}' contains a direction override, which makes text read "
+                         "in another order than it is stored; type the name without it.")
     cleaned = normalize(name)
     if not cleaned:
         raise StoreError(f"The {what} is empty.")
     if cleaned in (".", "..") or cleaned.startswith("."):
         raise StoreError(f"The {what} '{cleaned}' cannot start with a dot.")
     if _FORBIDDEN.search(cleaned):
-        raise StoreError(f"The {what} '{cleaned}' contains a character that can't be in a folder name "
+        raise StoreError(f"The {what} '{visible(cleaned)}' contains a character that can't be in a folder name "
                          "(/ \\ < > : \" | ? *).")
     if cleaned.endswith("."):
         raise StoreError(f"The {what} '{cleaned}' cannot end with a dot (Windows drops it).")

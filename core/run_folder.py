@@ -1,0 +1,273 @@
+"""What a run folder holds, and reading it back checked: the one contract every loader of a run keeps.
+
+A run folder (`runs/run-NNNN/`) is written by the app, but it is a folder on the user's disk: it
+can be cut short, edited, swapped for another run's files or forged. Every path that loads one
+(Try it, the webcam, Results, the heat map, the CLI's `predict` and `evaluate`) reads it through
+this module, which checks sizes before reading, array headers before arrays, shapes and dtypes
+against the labels and the backbone, and that the numbers are finite. Anything that does not
+hold raises `RunFolderInvalid`, one typed error whose message is a sentence for the user.
+
+The written form of this contract is docs/run-folder.md; keep both in step. To add a file, add
+a `RunFile` to `FILES` (and its reader here); to add a model output, add it to `OUTPUTS`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from core.storage.names import validate_name
+
+MB = 1 << 20
+MAX_CLASSES = 1000
+MAX_FEATURE_DIM = 16384  # a joined backbone's embedding is its members' dims added up: Lite0+1+2 is 3,840
+MAX_INPUT_SIZE = 1024  # pixels per side a model may ask for
+MAX_TENSOR_BYTES = 2048 * MB  # all of a LiteRT model's tensors for one photo, before any is allocated
+
+
+class RunFolderInvalid(ValueError):
+    """A run folder's file is missing, damaged or not one this app wrote; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class RunFile:
+    name: str
+    holds: str  # what the file holds, as docs/run-folder.md says it
+    max_bytes: int
+
+
+FILES = {f.name: f for f in (
+    RunFile("labels.txt", "class names, one per line in the model's output order (UTF-8, app name rules)", 1 * MB),
+    RunFile("head.npz", "head-only runs: `kernel` (D, C) and `bias` (C,), finite floats, on the raw embedding; "
+                        "D = the backbone's embedding size (a joined backbone: its members' sizes added up)", 256 * MB),
+    RunFile("metrics.json", "a JSON object; `backbone` names the backbone (written last: the run is usable)", 16 * MB),
+    RunFile("evaluation.json", "a JSON object: `n`, `accuracy`, `class_names`, `per_class`, `confusion`, "
+                               "`misclassified`", 256 * MB),
+    RunFile("model.keras", "the whole model: raw RGB pixels (N, S, S, 3) in, the outputs of OUTPUTS out", 1024 * MB),
+    RunFile("model.tflite", "the same model for LiteRT, float32", 1024 * MB),
+    RunFile("model_quant.tflite", "the same model for LiteRT, int8 weights", 1024 * MB),
+    RunFile("heatmap.tflite", "fine-tuned runs: the model for LiteRT with its class maps beside its probabilities "
+                              "(core/heatmap.py)", 1024 * MB),
+)}
+
+# A model's outputs by name -> shape ("N" photos, "C" classes). `probabilities` is always there; others are optional.
+OUTPUTS: dict[str, tuple[str, ...]] = {"probabilities": ("N", "C"), "novelty": ("N",)}
+
+
+def _path(run_dir: Path, name: str) -> Path:
+    """A run file that exists and is within its size limit."""
+    path = Path(run_dir) / name
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise  # callers tell a file not written yet from a damaged one
+    except OSError as exc:
+        raise RunFolderInvalid(f"{name} of this run cannot be read ({exc.strerror or exc}).") from exc
+    limit = FILES[name].max_bytes
+    if size > limit:
+        raise RunFolderInvalid(f"{name} of this run is {size / MB:,.0f} MB, more than the {limit / MB:,.0f} MB such "
+                               "a file can be: it is not one this app wrote.")
+    return path
+
+
+def _read(run_dir: Path, name: str) -> bytes:
+    try:
+        return _path(run_dir, name).read_bytes()
+    except FileNotFoundError:
+        raise RunFolderInvalid(f"This run has no {name}: it did not finish, or its folder was changed.") from None
+
+
+def read_labels(run_dir: Path) -> list[str]:
+    """The class names in output order; each a valid class name, none twice."""
+    data = _read(run_dir, "labels.txt")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RunFolderInvalid("labels.txt of this run is not UTF-8 text.") from None
+    names = [line for line in text.split("\n") if line]
+    if not names or len(names) > MAX_CLASSES:
+        raise RunFolderInvalid(f"labels.txt of this run names {len(names)} classes; a model has 1 to {MAX_CLASSES}.")
+    for name in names:
+        try:
+            valid = validate_name(name)
+        except ValueError as exc:
+            raise RunFolderInvalid(f"labels.txt of this run holds a name the app cannot use: {exc}") from None
+        if valid != name:
+            raise RunFolderInvalid(f"labels.txt of this run holds '{valid}' written another way than the app writes "
+                                   "class names.")
+    if len(set(names)) != len(names):
+        raise RunFolderInvalid("labels.txt of this run names a class twice.")
+    return names
+
+
+def read_json(run_dir: Path, name: str) -> dict:
+    """A run's JSON file as an object."""
+    data = _read(run_dir, name)
+    try:
+        values = json.loads(data)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise RunFolderInvalid(f"{name} of this run is not readable JSON.") from None
+    if not isinstance(values, dict):
+        raise RunFolderInvalid(f"{name} of this run holds a {type(values).__name__}, not the object the app writes.")
+    return values
+
+
+def read_metrics(run_dir: Path) -> dict:
+    metrics = read_json(run_dir, "metrics.json")
+    if not isinstance(metrics.get("backbone"), str):
+        raise RunFolderInvalid("metrics.json of this run does not name its backbone.")
+    return metrics
+
+
+def read_evaluation(run_dir: Path) -> dict | None:
+    """evaluation.json checked against its own class names; None when the run has none."""
+    if not (Path(run_dir) / "evaluation.json").exists():
+        return None
+    values = read_json(run_dir, "evaluation.json")
+    try:
+        names = values["class_names"]
+        k, n = len(names), values["n"]
+        confusion = np.asarray(values["confusion"], dtype=np.int64).reshape(k, k) if k else np.zeros((0, 0))
+        ok = (all(isinstance(c, str) for c in names) and isinstance(n, int) and n >= 0 and int(confusion.sum()) == n
+              and isinstance(values["accuracy"], (int, float)) and math.isfinite(values["accuracy"])
+              and 0 <= values["accuracy"] <= 1 and len(values["per_class"]) == k
+              and all(isinstance(row, dict) and isinstance(row.get("class"), str) for row in values["per_class"])
+              and all(isinstance(m, dict) and m.get("true") in names and m.get("predicted") in names
+                      and isinstance(m.get("confidence"), (int, float)) for m in values["misclassified"]))
+    except (KeyError, TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise RunFolderInvalid("evaluation.json of this run does not hold an evaluation the app wrote.")
+    return values
+
+
+def read_npz(path: Path, expected: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """Float arrays from an .npz, each header checked against its expected shape before its data is read."""
+    name = Path(path).name
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return {key: _read_member(archive, name, key, shape) for key, shape in expected.items()}
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OSError) as exc:
+        if isinstance(exc, RunFolderInvalid):
+            raise
+        raise RunFolderInvalid(f"{name} of this run is damaged ({exc}).") from None
+
+
+def _read_member(archive: zipfile.ZipFile, name: str, key: str, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        info = archive.getinfo(f"{key}.npy")
+    except KeyError:
+        raise RunFolderInvalid(f"{name} of this run has no `{key}` array.") from None
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        found, fortran, dtype = header(f)
+        if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8) or dtype.hasobject:
+            raise RunFolderInvalid(f"`{key}` in {name} holds {dtype}, not the float numbers of a model.")
+        if tuple(found) != tuple(shape):
+            raise RunFolderInvalid(f"`{key}` in {name} has shape {tuple(found)}; this run needs {tuple(shape)}.")
+        size = math.prod(shape) * dtype.itemsize
+        if info.file_size > size + 65536:
+            raise RunFolderInvalid(f"`{key}` in {name} is larger than its shape says.")
+        data = f.read(size)
+    if len(data) != size:
+        raise RunFolderInvalid(f"`{key}` in {name} is cut short.")
+    array = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
+    if not np.isfinite(array).all():
+        raise RunFolderInvalid(f"`{key}` in {name} holds numbers that are not finite (NaN or infinity).")
+    return array
+
+
+def read_head(run_dir: Path, feature_dim: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """head.npz's kernel (D, C) and bias (C,) as float32, checked against the backbone and labels."""
+    if not 0 < feature_dim <= MAX_FEATURE_DIM:
+        raise RunFolderInvalid(f"This run's backbone gives {feature_dim} features; at most {MAX_FEATURE_DIM} fit.")
+    try:
+        path = _path(run_dir, "head.npz")
+    except FileNotFoundError:
+        raise RunFolderInvalid("This run has no head.npz.") from None
+    arrays = read_npz(path, {"kernel": (feature_dim, n_classes), "bias": (n_classes,)})
+    return arrays["kernel"].astype(np.float32), arrays["bias"].astype(np.float32)
+
+
+def check_outputs(shapes: Sequence[Sequence[int | None]], n_classes: int, what: str, class_maps: bool = False) -> int:
+    """The index of the `probabilities` output among a model's output shapes (batch first), after checking every
+    output is one OUTPUTS allows: exactly one (N, C), at most one (N,) novelty score; with `class_maps` (a heat map
+    file), the others are one or more class maps (N, h, w, C)."""
+    shapes = [tuple(s) for s in shapes]
+    probabilities = [i for i, s in enumerate(shapes) if len(s) == 2 and s[1] == n_classes]
+    if class_maps:
+        maps = [s for i, s in enumerate(shapes) if i not in probabilities]
+        if len(probabilities) != 1 or not maps or any(len(s) != 4 or s[3] != n_classes for s in maps):
+            raise RunFolderInvalid(f"{what} gives outputs shaped {', '.join(map(str, shapes)) or 'nothing'}, not one "
+                                   f"probability per class ({n_classes} classes) and class maps.")
+        return probabilities[0]
+    others = [s for i, s in enumerate(shapes) if i not in probabilities]
+    if len(probabilities) != 1 or len(others) > len(OUTPUTS) - 1 or any(len(s) != 1 for s in others):
+        wanted = f"({n_classes} classes)"
+        raise RunFolderInvalid(f"{what} gives outputs shaped {', '.join(map(str, shapes)) or 'nothing'}, but this "
+                               f"run's labels need one probability per class {wanted} and at most a novelty score.")
+    return probabilities[0]
+
+
+def check_input(shape: Sequence[int | None], what: str) -> int:
+    """The pixel size a model takes, from its input shape (N, S, S, 3)."""
+    shape = tuple(shape)
+    if len(shape) != 4 or shape[3] != 3 or shape[1] != shape[2] or not shape[1] or not 8 <= shape[1] <= MAX_INPUT_SIZE:
+        raise RunFolderInvalid(f"{what} takes input shaped {shape}, not the square RGB photos this app gives.")
+    return int(shape[1])
+
+
+def check_tflite(interpreter, n_classes: int, what: str = "model.tflite", class_maps: bool = False) -> int:
+    """Check a LiteRT interpreter (built, not yet allocated) keeps the contract; returns its probabilities output's
+    index among its outputs. The tensors one photo needs are added up before anything is allocated."""
+    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    if len(inputs) != 1 or inputs[0]["dtype"] != np.float32:
+        raise RunFolderInvalid(f"{what} takes {len(inputs)} inputs, not one photo batch of float pixels.")
+    check_input(inputs[0]["shape"], what)
+    index = check_outputs([d["shape"] for d in outputs], n_classes, what, class_maps)
+    total = 0
+    for tensor in interpreter.get_tensor_details():
+        shape = [max(int(d), 1) for d in tensor["shape"]]
+        total += math.prod(shape) * np.dtype(tensor["dtype"]).itemsize
+    if total > MAX_TENSOR_BYTES:
+        raise RunFolderInvalid(f"{what} would need {total / MB:,.0f} MB for one photo: it is not one this app made.")
+    return index
+
+
+def check_keras_file(run_dir: Path) -> Path:
+    """model.keras within its size, as an archive whose parts add up to no more than that limit."""
+    path = _path(run_dir, "model.keras")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise RunFolderInvalid(f"model.keras of this run is damaged ({exc}).") from None
+    if unpacked > FILES["model.keras"].max_bytes:
+        raise RunFolderInvalid("model.keras of this run unpacks to more than a model this app writes.")
+    return path
+
+
+def check_keras_model(model, n_classes: int) -> int:
+    """A loaded Keras model keeps the contract (input, outputs, finite weights); the probabilities output's index."""
+    check_input(model.input_shape, "model.keras")
+    shapes = model.output_shape if isinstance(model.output_shape, list) else [model.output_shape]
+    index = check_outputs(shapes, n_classes, "model.keras")
+    if not all(np.isfinite(w).all() for w in model.get_weights()):
+        raise RunFolderInvalid("model.keras of this run holds weights that are not finite (NaN or infinity).")
+    return index
+
+
+def check_probabilities(probabilities: np.ndarray, n_classes: int) -> np.ndarray:
+    """A forward pass's (N, C) probabilities, finite; a model that gives NaN is broken, not unsure."""
+    probabilities = np.asarray(probabilities)
+    if probabilities.ndim != 2 or probabilities.shape[1] != n_classes or not np.isfinite(probabilities).all():
+        raise RunFolderInvalid("This run's model gives numbers that are not probabilities (NaN or the wrong "
+                               "shape): its files are damaged. Train again.")
+    return probabilities
