@@ -310,6 +310,8 @@ def _suspect_card(project: Project, record: ImageRecord, suspect: suspects.Suspe
             verb = "looks like" if suspect.clearly_elsewhere else "might be"
             st.markdown(f"Labelled **{ui.md(suspect.class_name)}**, {verb} **{ui.md(suspect.predicted_class)}** "
                         f"({ui.percent(suspect.predicted_probability)})")
+            st.caption(f"Of the {suspects.NEIGHBOURS} photos most like it, {suspect.neighbours_like} are in "
+                       f"{ui.md(suspect.predicted_class)} and {suspect.neighbours_own} in {ui.md(suspect.class_name)}.")
         else:
             st.markdown(f"**{ui.md(suspect.class_name)}**, but unlike most of its class")
         st.progress(min(max(suspect.score, 0.0), 1.0), text=f"Suspicion {ui.percent(suspect.score)}")
