@@ -89,11 +89,9 @@ def litert_file(key: str, input_size: int, build: Callable[[], object]) -> Path:
 class LiteRTRunner:
     """Batched inference of a LiteRT model on float pixels, resizing the batch dimension as needed."""
 
-    def __init__(self, model: Path | bytes, threads: int | None = None, n_classes: int | None = None,
-                 class_maps: bool = False):
-        """With `n_classes`, a run's model: checked against the run-folder contract before anything is allocated
-        (`class_maps`: a heat map file, whose other outputs are class maps), and its probabilities output is the one
-        returned."""
+    def __init__(self, model: Path | bytes, threads: int | None = None, n_classes: int | None = None):
+        """With `n_classes`, a run's model: checked against the run-folder contract before anything is allocated,
+        and its probabilities output is the one returned."""
         from ai_edge_litert.interpreter import Interpreter
 
         kwargs = {"model_path": str(model)} if isinstance(model, Path) else {"model_content": model}
@@ -105,8 +103,8 @@ class LiteRTRunner:
         if n_classes is not None:
             from core.run_folder import check_tflite
 
-            output = check_tflite(self._interpreter, n_classes, Path(str(model)).name if isinstance(model, Path)
-                                  else "the model", class_maps)
+            output = check_tflite(self._interpreter, n_classes, Path(model).name if isinstance(model, Path)
+                                  else "the model")
         self._outputs = [d["index"] for d in self._interpreter.get_output_details()]
         self._output = self._outputs[output]
         self._batch = 0

@@ -135,7 +135,7 @@ def load_heat_mapper(run_dir: Path) -> HeatMapper:
 
 def _run_mapper(run_dir: Path, names: list[str]) -> HeatMapper:
     """Fine-tuned run: its own heatmap.tflite gives the probabilities and each member's class maps."""
-    runner = LiteRTRunner(run_dir / RUN_MAP_FILE, n_classes=len(names), class_maps=True)
+    runner = LiteRTRunner(run_dir / RUN_MAP_FILE, n_classes=len(names))
 
     def class_maps(image: Image.Image) -> tuple[np.ndarray, list[np.ndarray]]:
         outputs = runner.outputs(load_rgb(image, runner.input_size)[None].astype(np.float32))

@@ -11,6 +11,7 @@ is usable as soon as its head is fit; its downloads are assembled afterwards (`d
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import traceback
 from pathlib import Path
@@ -41,6 +42,8 @@ def refresh(project: Project, run_id: int) -> RunRecord:
         project.update_run(run_id, status="failed",
                            error="The training process ended unexpectedly." + (f"\n\n{log_tail}" if log_tail else ""))
         run = project.run(run_id)
+    if run.status not in ACTIVE:  # a worker killed mid-run left its photo links behind (the photos stay)
+        shutil.rmtree(run.dir / SNAPSHOT_DIR, ignore_errors=True)
     return run
 
 
@@ -52,10 +55,12 @@ def _log_tail(path: Path, lines: int = 15) -> str:
 
 def active_run(project: Project) -> RunRecord | None:
     """The run in progress, if any (at most one per project)."""
+    found = None
     for run in project.runs():
-        if run.status in ACTIVE and (current := refresh(project, run.id)).status in ACTIVE:
-            return current
-    return None
+        if run.status in ACTIVE or (run.dir / SNAPSHOT_DIR).exists():
+            if (current := refresh(project, run.id)).status in ACTIVE:
+                found = current
+    return found
 
 
 def start_training(project: Project, cfg: TrainConfig) -> int:

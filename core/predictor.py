@@ -110,7 +110,7 @@ def load_predictor(run_dir: Path, keras: bool = True) -> Predictor:
         if path.name in (TFLITE_FILES[False], RUN_MAP_FILE):
             from core.embed import LiteRTRunner
 
-            runner = LiteRTRunner(path, n_classes=len(names), class_maps=path.name == RUN_MAP_FILE)
+            runner = LiteRTRunner(path, n_classes=len(names))
             return Predictor(names, runner.input_size, runner, "tflite")
         from core.predict import Classifier
 

@@ -56,8 +56,9 @@ FILES = {f.name: f for f in (
                               "(core/heatmap.py)", 1024 * MB),
 )}
 
-# A model's outputs by name -> shape ("N" photos, "C" classes). `probabilities` is always there; others are optional.
-OUTPUTS: dict[str, tuple[str, ...]] = {"probabilities": ("N", "C"), "novelty": ("N",)}
+# A model's outputs by name -> shape ("N" photos, "C" classes, "h" x "w" a feature map). `probabilities` is always
+# there; `novelty` at most once; `class_map` once per backbone member, in heatmap.tflite (issue 20's heat maps).
+OUTPUTS: dict[str, tuple[str, ...]] = {"probabilities": ("N", "C"), "novelty": ("N",), "class_map": ("N", "h", "w", "C")}
 
 
 def _path(run_dir: Path, name: str) -> Path:
@@ -196,23 +197,17 @@ def read_head(run_dir: Path, feature_dim: int, n_classes: int) -> tuple[np.ndarr
     return arrays["kernel"].astype(np.float32), arrays["bias"].astype(np.float32)
 
 
-def check_outputs(shapes: Sequence[Sequence[int | None]], n_classes: int, what: str, class_maps: bool = False) -> int:
+def check_outputs(shapes: Sequence[Sequence[int | None]], n_classes: int, what: str) -> int:
     """The index of the `probabilities` output among a model's output shapes (batch first), after checking every
-    output is one OUTPUTS allows: exactly one (N, C), at most one (N,) novelty score; with `class_maps` (a heat map
-    file), the others are one or more class maps (N, h, w, C)."""
+    output is one OUTPUTS allows: exactly one (N, C), at most one (N,) novelty score, any (N, h, w, C) class maps."""
     shapes = [tuple(s) for s in shapes]
     probabilities = [i for i, s in enumerate(shapes) if len(s) == 2 and s[1] == n_classes]
-    if class_maps:
-        maps = [s for i, s in enumerate(shapes) if i not in probabilities]
-        if len(probabilities) != 1 or not maps or any(len(s) != 4 or s[3] != n_classes for s in maps):
-            raise RunFolderInvalid(f"{what} gives outputs shaped {', '.join(map(str, shapes)) or 'nothing'}, not one "
-                                   f"probability per class ({n_classes} classes) and class maps.")
-        return probabilities[0]
-    others = [s for i, s in enumerate(shapes) if i not in probabilities]
-    if len(probabilities) != 1 or len(others) > len(OUTPUTS) - 1 or any(len(s) != 1 for s in others):
-        wanted = f"({n_classes} classes)"
+    novelty = [s for s in shapes if len(s) == 1]
+    maps = [s for s in shapes if len(s) == 4 and s[3] == n_classes]
+    if len(probabilities) != 1 or len(novelty) > 1 or 1 + len(novelty) + len(maps) != len(shapes):
         raise RunFolderInvalid(f"{what} gives outputs shaped {', '.join(map(str, shapes)) or 'nothing'}, but this "
-                               f"run's labels need one probability per class {wanted} and at most a novelty score.")
+                               f"run's labels need one probability per class ({n_classes} classes), at most a "
+                               "novelty score, and class maps.")
     return probabilities[0]
 
 
@@ -224,14 +219,14 @@ def check_input(shape: Sequence[int | None], what: str) -> int:
     return int(shape[1])
 
 
-def check_tflite(interpreter, n_classes: int, what: str = "model.tflite", class_maps: bool = False) -> int:
+def check_tflite(interpreter, n_classes: int, what: str = "model.tflite") -> int:
     """Check a LiteRT interpreter (built, not yet allocated) keeps the contract; returns its probabilities output's
     index among its outputs. The tensors one photo needs are added up before anything is allocated."""
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
     if len(inputs) != 1 or inputs[0]["dtype"] != np.float32:
         raise RunFolderInvalid(f"{what} takes {len(inputs)} inputs, not one photo batch of float pixels.")
     check_input(inputs[0]["shape"], what)
-    index = check_outputs([d["shape"] for d in outputs], n_classes, what, class_maps)
+    index = check_outputs([d["shape"] for d in outputs], n_classes, what)
     total = 0
     for tensor in interpreter.get_tensor_details():
         shape = [max(int(d), 1) for d in tensor["shape"]]

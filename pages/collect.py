@@ -87,7 +87,7 @@ def search_section(project: Project, job: collect_job.CollectJob | None) -> None
         try:
             collect_job.start(project, request)
         except collect_job.CollectBusy as exc:
-            st.warning(str(exc))
+            st.warning(ui.md(exc))
         else:
             st.rerun()
     if busy:
@@ -123,7 +123,7 @@ def search_form(busy: bool) -> CollectRequest | None:
         return None
     parsed = collect_job.parse_class_names(names)
     if parsed.problems:
-        st.error("Please fix the class names before searching:\n\n" + "\n".join(f"- {p}" for p in parsed.problems))
+        st.error("Please fix the class names before searching:\n\n" + "\n".join(f"- {ui.md(p)}" for p in parsed.problems))
         return None
     return CollectRequest(parsed.names, per_class=per_class, image_type=IMAGE_TYPES[kind],
                           safe_search=safe, extra_words=extra.strip())
@@ -161,7 +161,7 @@ def live_progress(project: Project) -> None:
 def run_result(project: Project, view: collect_job.JobView) -> None:
     """How the last search ended: an error, or the report per class."""
     if view.error:
-        st.error(view.error, icon=":material/wifi_off:")
+        st.error(ui.md(view.error), icon=":material/wifi_off:")
         st.markdown(f"👇 [Add your own photos](#{UPLOAD_ANCHOR}) from files, a zip or your webcam instead.")
     else:
         report_summary(view.report)
@@ -247,7 +247,7 @@ def class_picker(project: Project) -> str | None:
     try:
         return validate_name(typed)
     except StoreError as exc:
-        name_column.error(str(exc))
+        name_column.error(ui.md(exc))
         return None
 
 

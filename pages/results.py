@@ -369,7 +369,7 @@ run = by_id[st.selectbox("Run to look at", list(by_id), format_func=lambda i: ui
 try:
     evaluation = read_evaluation(run.dir)
 except RunFolderInvalid as exc:
-    st.error(f"The results of run {run.id} cannot be shown: {exc} Pick another run above, or train again.")
+    st.error(f"The results of run {run.id} cannot be shown: {ui.md(exc)} Pick another run above, or train again.")
 else:
     show_evaluation(project, run, evaluation)
 st.divider()

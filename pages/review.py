@@ -88,7 +88,7 @@ def _act(action: Callable[[], str], clear: list[int] | tuple[int, ...] = (), pla
     try:
         _say("success", action())
     except StoreError as exc:
-        _say("error", str(exc), place)
+        _say("error", ui.md(exc), place)
     for image_id in clear:
         st.session_state[f"pick_{image_id}"] = False
 
@@ -123,16 +123,16 @@ def balance_warnings(classes: list[ClassInfo]) -> list[str]:
     for c in classes:
         if c.kept == 0:
             after = " after cleaning" if c.rejected else ""
-            warnings.append(f"**{c.name}** has no kept photos{after}: it will be left out of training. "
+            warnings.append(f"**{ui.md(c.name)}** has no kept photos{after}: it will be left out of training. "
                             "Add photos, restore some, or delete the class.")
         elif c.kept < ui.MIN_PHOTOS_PER_CLASS:
-            warnings.append(f"**{c.name}** has only {ui.plural(c.kept, 'kept photo')}. {ui.photo_advice()}")
+            warnings.append(f"**{ui.md(c.name)}** has only {ui.plural(c.kept, 'kept photo')}. {ui.photo_advice()}")
     filled = [c for c in classes if c.kept]
     if len(filled) >= 2:
         big = max(filled, key=lambda c: c.kept)
         small = min(filled, key=lambda c: c.kept)
         if big.kept > MAX_IMBALANCE * small.kept:
-            warnings.append(f"The classes are unbalanced: **{big.name}** has {big.kept} photos but **{small.name}** "
+            warnings.append(f"The classes are unbalanced: **{ui.md(big.name)}** has {big.kept} photos but **{ui.md(small.name)}** "
                             f"only {small.kept} (more than {MAX_IMBALANCE} to 1). The model will lean towards the "
                             "bigger class; add photos to the small one or reject some from the big one.")
     return warnings
@@ -162,7 +162,7 @@ def _set_picks(ids: list[int], value: bool) -> None:
 
 def _reject(project: Project, ids: list[int], reason: str) -> str:
     project.reject(ids, reason or "rejected by you")
-    return f"Rejected {ui.plural(len(ids), 'photo')} ({reason}). They stay in the project; restore them any time."
+    return f"Rejected {ui.plural(len(ids), 'photo')} ({ui.md(reason)}). They stay in the project; restore them any time."
 
 
 def _restore(project: Project, ids: list[int]) -> str:
@@ -172,7 +172,7 @@ def _restore(project: Project, ids: list[int]) -> str:
 
 def _move(project: Project, ids: list[int], target: str) -> str:
     project.move(ids, target)
-    return f"Moved {ui.plural(len(ids), 'photo')} to {target}."
+    return f"Moved {ui.plural(len(ids), 'photo')} to {ui.md(target)}."
 
 
 def _delete(project: Project, ids: list[int]) -> str:
@@ -341,7 +341,7 @@ def suspects_tab(project: Project, kept: list[ImageRecord], classes: list[ClassI
         "Not every suspect is wrong: check each one, reject it, move it, or mark it fine.")
     small = suspects.too_small({c.name: c.kept for c in classes})
     if small:
-        st.caption(f"Left out (fewer than {suspects.MIN_PHOTOS_PER_CLASS} kept photos): {', '.join(small)}.")
+        st.caption(f"Left out (fewer than {suspects.MIN_PHOTOS_PER_CLASS} kept photos): {', '.join(map(ui.md, small))}.")
     state = suspects.remembered(project)
     fresh = state is not None and not {r.id for r in kept} - state.photo_ids
     task = suspects.current_check(project)
@@ -419,10 +419,10 @@ def duplicates_tab(project: Project, signature: int) -> None:
         with st.container(border=True):
             names = sorted({r.class_name for r in group})
             if len(names) > 1:
-                st.warning(f"The same picture is in several classes: {', '.join(names)}. Keep it where it belongs.")
+                st.warning(f"The same picture is in several classes: {', '.join(map(ui.md, names))}. Keep it where it belongs.")
             for column, record in zip(st.columns(GRID_COLUMNS), group[:GRID_COLUMNS]):
                 with column, _card(project, record, f"d{record.id}"):
-                    st.caption(f"**{record.class_name}** · {_facts(record)}")
+                    st.caption(f"**{ui.md(record.class_name)}** · {_facts(record)}")
                     best = record.id == largest.id
                     st.button("Keep this (largest)" if best else "Keep this", key=f"dup_keep_{record.id}",
                               type="primary" if best else "secondary", width="stretch",
@@ -453,7 +453,7 @@ def balance_chart(classes: list[ClassInfo]) -> alt.Chart:
 def _add_class(project: Project) -> str:
     name = project.add_class(st.session_state.get("new_class", ""))
     st.session_state["new_class"] = ""
-    return f"Added the class {name}. Collect photos for it on the Collect page."
+    return f"Added the class {ui.md(name)}. Collect photos for it on the Collect page."
 
 
 def _rename_class(project: Project, old: str) -> str:
@@ -462,13 +462,13 @@ def _rename_class(project: Project, old: str) -> str:
     for key in ("grid_class", "rename_from"):
         if st.session_state.get(key) == old:
             st.session_state[key] = new
-    return f"Renamed {old} to {new}."
+    return f"Renamed {ui.md(old)} to {ui.md(new)}."
 
 
 def _delete_class(project: Project, name: str) -> str:
     count = project.delete_class(name)
     st.session_state.pop("confirm_delete_class", None)
-    return f"Deleted the class {name} and its {ui.plural(count, 'photo')}."
+    return f"Deleted the class {ui.md(name)} and its {ui.plural(count, 'photo')}."
 
 
 def _class_table(classes: list[ClassInfo]) -> pd.DataFrame:
@@ -499,7 +499,7 @@ def _manage_classes(project: Project, classes: list[ClassInfo]) -> None:
                   on_click=lambda: st.session_state.update(confirm_delete_class=doomed))
         info = next((c for c in classes if c.name == st.session_state.get("confirm_delete_class")), None)
         if info:
-            st.warning(f"Delete **{info.name}** and its {ui.plural(info.kept + info.rejected, 'photo')} "
+            st.warning(f"Delete **{ui.md(info.name)}** and its {ui.plural(info.kept + info.rejected, 'photo')} "
                        f"({info.kept} kept, {info.rejected} rejected) for good? This cannot be undone.")
             with st.container(horizontal=True):
                 st.button("Yes, delete the class", key="confirm_delete_class_yes", type="primary",

@@ -103,11 +103,11 @@ def photos_section(project: Project) -> bool:
         st.page_link(ui.PAGES["collect"], label="Collect photos", icon="📷")
         st.page_link(ui.PAGES["review"], label="Review the dataset", icon="🧹")
         return False
-    st.markdown(f"**{ui.plural(len(classes), 'class')}** ({', '.join(c.name for c in classes)}) · "
+    st.markdown(f"**{ui.plural(len(classes), 'class')}** ({', '.join(ui.md(c.name) for c in classes)}) · "
                 f"**{ui.plural(train + val, 'photo')}**: {train:,} to learn from, {val:,} held back to check the model.")
     thin = [c.name for c in classes if c.kept < ui.MIN_PHOTOS_PER_CLASS]
     if thin:
-        st.caption(f"⚠️ Few photos in {', '.join(thin)}. {ui.photo_advice()}")
+        st.caption(f"⚠️ Few photos in {', '.join(map(ui.md, thin))}. {ui.photo_advice()}")
     st.session_state["train_val_share"] = round(project.val_share * 100)
     st.slider("Photos held back to check the model", 5, 50, step=5, format="%d%%", key="train_val_share",
               on_change=sync_val_share, args=(project,),
@@ -312,14 +312,14 @@ def start(project: Project, cfg: TrainConfig) -> None:
     try:
         jobs.start_training(project, cfg)
     except jobs.JobRefused as exc:
-        st.error(f"{exc}", icon="⏳")
+        st.error(ui.md(exc), icon="⏳")
     except ValueError as exc:
-        st.error(f"The photos are not ready for training yet: {exc} Add photos on Collect, or check on "
+        st.error(f"The photos are not ready for training yet: {ui.md(exc)} Add photos on Collect, or check on "
                  "Review that every class has kept photos.", icon="📷")
         st.page_link(ui.PAGES["collect"], label="Collect photos", icon="📷")
         st.page_link(ui.PAGES["review"], label="Review the dataset", icon="🧹")
     except RuntimeError as exc:  # the training process could not be started
-        st.error(f"Training could not start: {exc}", icon="❌")
+        st.error(f"Training could not start: {ui.md(exc)}", icon="❌")
     else:
         st.rerun()
 
@@ -469,7 +469,7 @@ def outcome_view(project: Project, run: RunRecord) -> None:
     rejected = run.summary.get("rejected") or {}
     if rejected:
         with st.expander(f"{ui.plural(len(rejected), 'photo')} could not be read and were left out", icon="⚠️"):
-            st.markdown("\n".join(f"- `{path}`: {why}" for path, why in rejected.items()))
+            st.markdown("\n".join(f"- {ui.md(path)}: {ui.md(why)}" for path, why in rejected.items()))
     st.page_link(ui.PAGES["results"], label="See where it goes wrong, and download the model", icon="📊")
     st.page_link(ui.PAGES["predict"], label="Try it on new photos", icon="🔮")
 

@@ -234,7 +234,7 @@ def damaged_project(name: str, problem: ProjectDamaged) -> None:
             try:
                 restore_backup(name)
             except (StoreError, OSError) as exc:
-                st.error(f"The backup could not be restored: {exc}")
+                st.error(f"The backup could not be restored: {md(exc)}")
             else:
                 st.rerun()
     folder = config.workspace_root() / name

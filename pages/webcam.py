@@ -45,7 +45,7 @@ def camera(key: str, on_frames: Callable[[list], Awaitable[list]], fallback: str
     try:
         servers = config.ice_servers()
     except ValueError as exc:
-        st.error(f"The live webcam is switched off: {exc} Use **{fallback}** instead.")
+        st.error(f"The live webcam is switched off: {ui.md(exc)} Use **{fallback}** instead.")
         return None
     context = webrtc_streamer(
         key=key, mode=WebRtcMode.SENDRECV, rtc_configuration={"iceServers": servers},
@@ -114,7 +114,7 @@ def _live_bars(live: LiveClassifier, threshold: float, verdict: Callable[[Predic
     (st.success if prediction.confidence >= threshold else st.warning)(verdict(prediction, threshold))
     with st.container(key="predict_live_bars"):
         for name, p in prediction.top:
-            st.progress(p, text=f"**{name}** · {ui.percent(p)}")
+            st.progress(p, text=f"**{ui.md(name)}** · {ui.percent(p)}")
     behind = time.time() - latest.arrived  # what is on screen now is this far behind the camera picture
     st.caption(f"{ui.plural(round(live.frames_per_second()), 'picture')} a second · {behind * 1000:.0f} ms behind the camera")
 
@@ -162,7 +162,7 @@ def _recording_counter(recorder: FrameRecorder) -> None:
         return
     state = "Recording…" if view.recording else "Recorded:"
     text = f"{'🔴' if view.recording else '📸'} {state} **{ui.plural(view.added, 'frame')}** added to " \
-           f"**{view.class_name}**"
+           f"**{ui.md(view.class_name)}**"
     extra = []
     if view.duplicates:
         extra.append(f"{ui.plural(view.duplicates, 'frame')} identical to a photo already there, skipped")

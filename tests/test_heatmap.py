@@ -45,17 +45,6 @@ def test_combine_resizes_sums_and_scales_the_positive_part():
     assert not combine([-np.ones((2, 2))], 4).any()  # nothing for the class: no glow, not a division by zero
 
 
-def test_a_heat_map_file_has_probabilities_and_class_maps():
-    from core.run_folder import RunFolderInvalid, check_outputs
-
-    assert check_outputs([(None, 7, 7, 3), (None, 3), (None, 9, 9, 3)], 3, "m", class_maps=True) == 1
-    for shapes in ([(None, 3)], [(None, 7, 7, 4), (None, 3)], [(None, 3), (None,)]):
-        with pytest.raises(RunFolderInvalid, match="class maps"):
-            check_outputs(shapes, 3, "m", class_maps=True)
-    with pytest.raises(RunFolderInvalid):  # a model file is not allowed class maps
-        check_outputs([(None, 7, 7, 3), (None, 3)], 3, "m")
-
-
 def test_a_run_without_its_files_is_not_ready(tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "empty-cache"))
     run = head_run(tmp_path / "run", LITE0)

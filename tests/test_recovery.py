@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import sqlite3
 import time
@@ -204,3 +205,71 @@ def test_without_a_backup_the_message_offers_the_zip_in_plain_words(tmp_path):
     assert "You can no" not in message
     assert message.endswith("No automatic backup exists yet; you can download the photos as a zip and import it "
                             "into a new project.")
+
+
+# ---- item 7: runs that hold a project, leftovers, Markdown ------------------------------------------------------
+
+
+def test_a_running_row_from_before_start_times_with_a_live_pid_does_not_wedge_the_project(cats):
+    """The version before start times wrote pid alone; a live pid that is no worker must not hold the project."""
+    from core import jobs
+
+    run_id = cats.create_run({})
+    con = sqlite3.connect(cats.db_path)
+    with con:
+        con.execute("UPDATE runs SET status='running', pid=?, worker_started=NULL, created=created-60 WHERE id=?",
+                    (os.getpid(), run_id))  # this test process: alive, and no training worker
+    con.close()
+    assert jobs.active_run(cats) is None
+    assert cats.run(run_id).status == "failed"
+    run_id = cats.create_run({})  # the project is free again; and Stop ends such a run at once
+    con = sqlite3.connect(cats.db_path)
+    with con:
+        con.execute("UPDATE runs SET status='running', pid=?, worker_started=NULL, created=created-60 WHERE id=?",
+                    (os.getpid(), run_id))
+    con.close()
+    jobs.stop(cats, run_id)
+    assert cats.run(run_id).status not in ("queued", "running")
+
+
+def test_photo_links_left_by_a_worker_killed_mid_run_are_removed_at_the_next_look(cats):
+    from core import jobs
+
+    run_id = cats.create_run({})
+    photo = cats.images("cats")[0]
+    links = cats.run_dir(run_id) / jobs.SNAPSHOT_DIR / "cats"
+    links.mkdir(parents=True)
+    os.link(photo.path, links / photo.path.name)
+    dead = spawn("pass")
+    dead.communicate(timeout=CHILD_TIMEOUT)
+    cats.update_run(run_id, status="running", pid=dead.pid)
+    con = sqlite3.connect(cats.db_path)
+    with con:
+        con.execute("UPDATE runs SET created=created-60 WHERE id=?", (run_id,))
+    con.close()
+    assert jobs.active_run(cats) is None
+    assert not (cats.run_dir(run_id) / jobs.SNAPSHOT_DIR).exists()
+    assert photo.path.exists()
+    consistent(cats)
+
+
+HOSTILE_CLASS = "__bold__ [x](y) ![i](z) `c`"
+
+
+@pytest.mark.parametrize("page", ["pages/review.py", "pages/train.py"])
+def test_class_names_are_written_into_markdown_as_plain_text(project, page):
+    from streamlit.testing.v1 import AppTest
+
+    project.add_image(HOSTILE_CLASS, photo_bytes(1), source="upload")
+    project.add_image("cats", photo_bytes(2), source="upload")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["project"] = project.name
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = [str(e.value) for kind in (at.markdown, at.caption, at.warning, at.info, at.error, at.success)
+             for e in kind]
+    assert any("bold" in text for text in shown), "the class name is shown somewhere"
+    for text in shown:
+        bare = re.sub(r"\\.", "", text)  # what is left once the escaped characters are taken out
+        assert "__bold__" not in bare and "](y)" not in bare and "](z)" not in bare and "`c`" not in bare, text

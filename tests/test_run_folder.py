@@ -144,8 +144,10 @@ def test_an_evaluation_the_app_did_not_write_is_refused(tmp_path, evaluation):
 def test_outputs_follow_the_contract():
     assert check_outputs([(None, 3)], 3, "m") == 0
     assert check_outputs([(None,), (None, 3)], 3, "m") == 1  # a novelty score beside the probabilities
-    assert set(OUTPUTS) == {"probabilities", "novelty"}
-    for shapes in ([(None, 2)], [(None, 3), (None, 3)], [(None, 3), (None, 4, 1)], []):
+    assert check_outputs([(None, 7, 7, 3), (None, 3), (None, 8, 8, 3)], 3, "m") == 1  # heatmap.tflite's class maps
+    assert set(OUTPUTS) == {"probabilities", "novelty", "class_map"}
+    for shapes in ([(None, 2)], [(None, 3), (None, 3)], [(None, 3), (None, 4, 1)], [], [(None, 3), (None,), (None,)],
+                   [(None, 3), (None, 7, 7, 2)]):
         with pytest.raises(RunFolderInvalid, match="outputs shaped"):
             check_outputs(shapes, 3, "m")
 

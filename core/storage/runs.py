@@ -97,8 +97,18 @@ def worker_alive(pid: int | None, started: float | None) -> bool:
         process = psutil.Process(pid)
         if started is not None and abs(process.create_time() - started) > START_TOLERANCE:
             return False
+        if started is None and not _is_worker(process):  # a row from before start times: only a worker can be it
+            return False
         return process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
     except psutil.AccessDenied:
         return True  # someone else's process by that pid exists; without its start time we cannot tell more
+
+
+def _is_worker(process: psutil.Process) -> bool:
+    """Whether a process is a training worker (`python -m core.worker`); one we may not look at is not."""
+    try:
+        return "core.worker" in process.cmdline()
+    except psutil.Error:
+        return False
