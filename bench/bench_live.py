@@ -35,6 +35,7 @@ from core.export import export_tflite  # noqa: E402
 from core.ingest import import_folder  # noqa: E402
 from core.export import TFLITE_FILES  # noqa: E402
 from core.head import HEAD_FILE  # noqa: E402
+from core.novelty import NOVELTY_FILE, NOVELTY_SETTINGS  # noqa: E402
 from core.predictor import load_predictor  # noqa: E402
 from core.store import create_project  # noqa: E402
 from tests.browser import CHROMIUM, browser_page, fake_camera_args, streamlit_server, write_y4m  # noqa: E402
@@ -137,14 +138,15 @@ def upload_figures(page, url: str, photos: list[Path]) -> list[tuple[float, floa
 
 def engine_figures(run_dir: Path, photos: list[Path]) -> list[list]:
     """Load time and one-photo prediction time of each predictor the run folder can give, in this process."""
-    variants = {"LiteRT backbone + numpy head": (HEAD_FILE,), "run's TFLite file": (TFLITE_FILES[False],),
-                "Keras model.keras": ()}
+    variants = {"LiteRT backbone + numpy head + novelty": (HEAD_FILE, NOVELTY_FILE, NOVELTY_SETTINGS),
+                "LiteRT backbone + numpy head, no novelty check": (HEAD_FILE,),
+                "run's TFLite file": (TFLITE_FILES[False],), "Keras model.keras": ()}
     export_tflite(run_dir)
     images = [Image.open(p).convert("RGB") for p in photos]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, keep in variants.items():
-            folder = Path(tmp) / name.split()[0]
+        for n, (name, keep) in enumerate(variants.items()):
+            folder = Path(tmp) / str(n)
             folder.mkdir()
             for file in ("labels.txt", "metrics.json", "model.keras", *keep):
                 shutil.copy(run_dir / file, folder / file)
@@ -201,9 +203,9 @@ def main(seconds: float = 60.0) -> None:
     print(f"first (loads the predictor): {uploads[0][0]:.2f} s; warm median: {warm:.2f} s")
     print("\nThe same photos through each predictor, in this process:")
     print(table(["predictor", "kind", "load s", "ms per photo"], engine))
-    head, keras = engine[0][3], engine[2][3]
-    print(f"head path vs. Keras for one photo: {keras / head:.1f}x faster; load {engine[2][2] / engine[0][2]:.1f}x "
-          "faster")
+    head, keras = engine[0][3], engine[-1][3]
+    print(f"head path vs. Keras for one photo: {keras / head:.1f}x faster; load {engine[-1][2] / engine[0][2]:.1f}x "
+          f"faster; the novelty check costs {head - engine[1][3]:+.1f} ms a photo")
 
 
 def _spread(values: list[int]) -> list[float]:

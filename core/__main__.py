@@ -2,7 +2,7 @@
 
     python -m core train DATA_DIR --out RUN_DIR [--backbone NAME] [--unfreeze-blocks N] [--epochs N]
                          [--val-dir DIR | --val-split F] [--seed N]
-    python -m core evaluate RUN_DIR TEST_DIR [--json]
+    python -m core evaluate RUN_DIR TEST_DIR [--json] [--unknown-dir DIR]
     python -m core predict RUN_DIR IMAGE... [--top-k K]
     python -m core export RUN_DIR --format {tflite,tflite-quant}
     python -m core collect OUT_DIR "class one" "class two" ... [--per-class N] [--filter photo]
@@ -74,11 +74,17 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from core.evaluate import evaluate_folder
 
-    evaluation = evaluate_folder(Path(args.run_dir), Path(args.test_dir))
+    evaluation = evaluate_folder(Path(args.run_dir), Path(args.test_dir),
+                                 Path(args.unknown_dir) if args.unknown_dir else None)
     if args.json:
-        print(json.dumps({k: v for k, v in evaluation.to_dict().items() if k != "misclassified"}, indent=2))
+        print(json.dumps({k: v for k, v in evaluation.to_dict().items()
+                          if k != "misclassified" and (k != "unknown" or v is not None)}, indent=2))
     else:
         print(f"accuracy {evaluation.accuracy:.3f} on {evaluation.n} photos")
+        if evaluation.unknown:
+            u = evaluation.unknown
+            print(f"photos of other kinds: {u['caught']:.1%} of {u['photos']} caught, {u['false_alarms']:.1%} false "
+                  f"alarms on the test photos (threshold {u['threshold']:.3f}), AUROC {u['auroc']:.3f}")
         for row in evaluation.per_class:
             print(f"  {row['class']:<20} precision {row['precision']:.2f}  recall {row['recall']:.2f}  "
                   f"f1 {row['f1']:.2f}  ({row['support']} photos)")
@@ -90,7 +96,11 @@ def cmd_predict(args) -> int:
     from core.predict import decode_upload
     from core.predictor import load_predictor
 
+    from core.novelty import NoveltySettings
+
     predictor = load_predictor(Path(args.run_dir))
+    settings = NoveltySettings.load(Path(args.run_dir))
+    threshold = settings.threshold if settings else None
     failures = 0
     for path in args.images:
         try:
@@ -100,7 +110,12 @@ def cmd_predict(args) -> int:
             failures += 1
             continue
         prediction = predictor.predict_images([image], top_k=args.top_k)[0]
-        print(f"{path}: " + ", ".join(f"{name} {p:.1%}" for name, p in prediction.top))
+        ranked = ", ".join(f"{name} {p:.1%}" for name, p in prediction.top)
+        if prediction.unfamiliar(threshold):
+            print(f"{path}: not one of the classes (novelty {prediction.novelty:.3f} > {threshold:.3f}); "
+                  f"closest: {ranked}")
+        else:
+            print(f"{path}: {ranked}")
     return 1 if failures else 0
 
 
@@ -166,6 +181,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("test_dir")
     e.add_argument("--json", action="store_true")
+    e.add_argument("--unknown-dir", help="photos of other kinds (any tree, folder names ignored): how many the "
+                                         "novelty check flags, and how many of TEST_DIR's it flags")
     e.set_defaults(func=cmd_evaluate)
 
     pr = sub.add_parser("predict", help="top-k classes for photos")

@@ -99,25 +99,32 @@ class LiteRTRunner:
         details = self._interpreter.get_input_details()[0]
         self._input = details["index"]
         self.input_size = int(details["shape"][1])  # (batch, S, S, 3)
-        output = 0
+        details = self._interpreter.get_output_details()
+        output = next((i for i, d in enumerate(details) if len(d["shape"]) != 1), 0)  # not the novelty score
         if n_classes is not None:
             from core.run_folder import check_tflite
 
-            output = check_tflite(self._interpreter, n_classes, Path(model).name if isinstance(model, Path)
-                                  else "the model")
-        self._outputs = [d["index"] for d in self._interpreter.get_output_details()]
-        self._output = self._outputs[output]
+            output = check_tflite(self._interpreter, n_classes)
+            self._interpreter.allocate_tensors()  # sizes checked: a broken graph fails here, at load, not mid-page
+        self._output = details[output]["index"]
+        # A run's model may have a second output, the (N,) novelty score (core.novelty); told apart by rank.
+        self.novelty_output = next((d["index"] for d in details if len(d["shape"]) == 1), None)
         self._batch = 0
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         """The model's output (a run's model: its probabilities)."""
-        self._invoke(pixels)
-        return self._interpreter.get_tensor(self._output).copy()
+        return self.outputs(pixels)[0]
 
-    def outputs(self, pixels: np.ndarray) -> list[np.ndarray]:
-        """Every output of a model that has several, in the file's order."""
+    def outputs(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The output and, for a run's model that has one, its `novelty` output."""
         self._invoke(pixels)
-        return [self._interpreter.get_tensor(index).copy() for index in self._outputs]
+        novelty = None if self.novelty_output is None else self._interpreter.get_tensor(self.novelty_output).copy()
+        return self._interpreter.get_tensor(self._output).copy(), novelty
+
+    def all_outputs(self, pixels: np.ndarray) -> list[np.ndarray]:
+        """Every output, in the file's order (a heat map file: its probabilities and class maps)."""
+        self._invoke(pixels)
+        return [self._interpreter.get_tensor(d["index"]).copy() for d in self._interpreter.get_output_details()]
 
     def _invoke(self, pixels: np.ndarray) -> None:
         if pixels.shape[0] != self._batch:

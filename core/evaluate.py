@@ -20,6 +20,9 @@ class Evaluation:
     per_class: list[dict]            # class, precision, recall, f1, support
     confusion: list[list[int]]       # rows = true class, columns = predicted class
     misclassified: list[dict]        # path, true, predicted, confidence; most confident mistakes first
+    # with photos of other kinds: auroc, caught (share of them flagged), false_alarms (share of the test photos
+    # flagged), both at the run's novelty threshold in force
+    unknown: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,12 +104,33 @@ def _class_folders(folder: Path) -> dict[str, Path]:
     return named
 
 
-def evaluate_folder(run_dir: Path, folder: Path) -> Evaluation:
-    """Evaluate a saved run on an ImageFolder tree whose class folders match the run's labels."""
+def evaluate_folder(run_dir: Path, folder: Path, unknown_dir: Path | None = None) -> Evaluation:
+    """Evaluate a saved run on an ImageFolder tree whose class folders match the run's labels; with `unknown_dir`
+    (any tree of photos of other kinds), also how its novelty check tells those from the test photos."""
+    from core.novelty import NoveltySettings, auroc, flagged_share
     from core.predictor import load_predictor
 
     predictor = load_predictor(run_dir)
     paths, labels, _ = image_folder(folder, predictor.class_names)
-    probabilities, ok = predictor.predict_paths(paths)
-    return evaluate_predictions([labels[i] for i in ok], probabilities, predictor.class_names,
-                                [paths[i] for i in ok])
+    probabilities, novelty, ok = predictor.score_paths(paths)
+    evaluation = evaluate_predictions([labels[i] for i in ok], probabilities, predictor.class_names,
+                                      [paths[i] for i in ok])
+    if unknown_dir is not None:
+        settings = NoveltySettings.load(run_dir)
+        if novelty is None or settings is None:
+            raise ValueError(f"{run_dir} has no novelty check (runs trained before it, and fine-tuned runs, have none).")
+        _, unknown, found = predictor.score_paths(photo_files(Path(unknown_dir)))
+        if not found:
+            raise ValueError(f"{unknown_dir} holds no readable photos.")
+        evaluation.unknown = {"auroc": auroc(novelty, unknown), "caught": flagged_share(unknown, settings.threshold),
+                              "false_alarms": flagged_share(novelty, settings.threshold),
+                              "threshold": settings.threshold, "photos": len(found)}
+    return evaluation
+
+
+def photo_files(folder: Path) -> list[Path]:
+    """Every file under a folder, at any depth (hidden ones left out), in a fixed order."""
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder.")
+    return sorted(f for f in folder.rglob("*")
+                  if f.is_file() and not any(part.startswith(".") for part in f.relative_to(folder).parts))

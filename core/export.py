@@ -22,6 +22,7 @@ from core.predict import LABELS_FILE, MODEL_FILE, Classifier, read_labels
 from core.run_folder import read_head, read_metrics
 from core.files import atomic_path, atomic_write
 from core.head import HEAD_FILE, LinearHead
+from core.novelty import NoveltyReference, NoveltySettings, load_novelty, novelty_output, save_novelty
 from core.store import Project
 
 METRICS_FILE = "metrics.json"
@@ -43,15 +44,18 @@ def write_json(path: Path, values: dict) -> None:
 
 
 def save_usable(run_dir: Path, class_names: list[str], metrics: dict, evaluation: dict | None,
-                head: LinearHead | None = None, model=None) -> None:
-    """What makes a run usable: labels, then the head (head-only) or the fine-tuned model, then evaluation and
-    metrics (metrics.json last: its presence says the rest is there)."""
+                head: LinearHead | None = None, model=None,
+                novelty: tuple[NoveltyReference, NoveltySettings] | None = None) -> None:
+    """What makes a run usable: labels, then the head (head-only) or the fine-tuned model, its novelty check, then
+    evaluation and metrics (metrics.json last: its presence says the rest is there)."""
     run_dir = Path(run_dir)
     atomic_write(run_dir / LABELS_FILE, ("\n".join(class_names) + "\n").encode())
     if model is not None:
         save_keras(model, run_dir / MODEL_FILE)
     else:
         head.save(run_dir / HEAD_FILE)
+    if novelty is not None:
+        save_novelty(run_dir, *novelty)
     if evaluation is not None:
         write_json(run_dir / EVALUATION_FILE, evaluation)
     write_json(run_dir / METRICS_FILE, metrics)
@@ -93,7 +97,21 @@ def _classifier_from_head(run_dir: Path):
     from core.train import assemble_classifier
 
     spec = get_backbone(read_metrics(run_dir)["backbone"])
-    return assemble_classifier(spec, LinearHead(*read_head(run_dir, spec.feature_dim, len(read_labels(run_dir)))))
+    head = LinearHead(*read_head(run_dir, spec.feature_dim, len(read_labels(run_dir))))
+    return with_novelty(assemble_classifier(spec, head), run_dir)
+
+
+def with_novelty(classifier, run_dir: Path):
+    """The classifier with two named outputs, `probabilities` (N, C) and `novelty` (N,), when the run has a novelty
+    check (its threshold stays in the run folder's novelty.json); else the classifier as it is."""
+    import keras
+
+    check = load_novelty(run_dir, int(classifier.get_layer("pooled").output.shape[-1]))
+    if check is None:
+        return classifier
+    novelty = novelty_output(classifier.get_layer("pooled").output, check[0])
+    return keras.Model(classifier.inputs, {"probabilities": classifier.outputs[0], "novelty": novelty},
+                       name=classifier.name)
 
 
 def export_tflite(run_dir: Path, *, quantize: bool = False, model=None) -> Path:

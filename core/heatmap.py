@@ -138,7 +138,7 @@ def _run_mapper(run_dir: Path, names: list[str]) -> HeatMapper:
     runner = LiteRTRunner(run_dir / RUN_MAP_FILE, n_classes=len(names))
 
     def class_maps(image: Image.Image) -> tuple[np.ndarray, list[np.ndarray]]:
-        outputs = runner.outputs(load_rgb(image, runner.input_size)[None].astype(np.float32))
+        outputs = runner.all_outputs(load_rgb(image, runner.input_size)[None].astype(np.float32))
         return probabilities(outputs)[0], [o[0] for o in outputs if o.ndim == 4]
 
     return HeatMapper(names, runner.input_size, class_maps)

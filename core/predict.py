@@ -20,6 +20,7 @@ OUTLINE_COLOUR = (255, 255, 255)  # around the square the model saw, on a heat m
 class Prediction:
     top: list[tuple[str, float]]   # best first
     probabilities: dict[str, float]
+    novelty: float | None = None   # how unlike the training photos (core.novelty); None: the run has no check
 
     @property
     def label(self) -> str:
@@ -28,6 +29,10 @@ class Prediction:
     @property
     def confidence(self) -> float:
         return self.top[0][1]
+
+    def unfamiliar(self, threshold: float | None) -> bool:
+        """Unlike every class the model knows, at the novelty threshold in force (None: no check)."""
+        return self.novelty is not None and threshold is not None and self.novelty > threshold
 
 
 def read_labels(run_dir: Path) -> list[str]:
@@ -65,12 +70,20 @@ class Classifier:
                                    f"{str(exc)[:200]}).") from exc
         return cls(model, names, check_keras_model(model, len(names)))
 
+    def outputs(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and, for a model with a novelty output, the novelty scores."""
+        out = self.model.predict(pixels.astype(np.float32), verbose=0, batch_size=16)
+        if isinstance(out, dict):
+            return np.asarray(out["probabilities"]), np.asarray(out["novelty"]) if "novelty" in out else None
+        if isinstance(out, (list, tuple)):
+            novelty = next((np.asarray(o) for o in out if np.ndim(o) == 1), None)
+            return np.asarray(out[self.output]), novelty
+        return np.asarray(out), None
+
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         from core.run_folder import check_probabilities
 
-        outputs = self.model.predict(pixels.astype(np.float32), verbose=0, batch_size=16)
-        chosen = outputs[self.output] if isinstance(outputs, (list, tuple)) else outputs
-        return check_probabilities(chosen, len(self.class_names))
+        return check_probabilities(self.outputs(pixels)[0], len(self.class_names))
 
 
 def overlay_heatmap(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.45) -> Image.Image:
@@ -131,14 +144,31 @@ class Arrivals:
         return [unique[d] for d in newest_first], copies
 
 
-def summary_rows(names: Sequence[str], outcomes: Sequence[Prediction | str], threshold: float) -> list[dict]:
+SURE, NOT_SURE, UNFAMILIAR = "sure", "not sure", "not one of your classes"
+
+
+@dataclass(frozen=True)
+class Bar:
+    """When a prediction counts: below `sure` (top probability) it is "not sure"; above `novelty` (the run's
+    novelty threshold in force; None when it has no check) it is "not one of your classes", whatever its top
+    probability says."""
+
+    sure: float
+    novelty: float | None = None
+
+    def verdict(self, prediction: Prediction) -> str:
+        if prediction.unfamiliar(self.novelty):
+            return UNFAMILIAR
+        return SURE if prediction.confidence >= self.sure else NOT_SURE
+
+
+def summary_rows(names: Sequence[str], outcomes: Sequence[Prediction | str], bar: Bar) -> list[dict]:
     """One row per photo for a results table or CSV; an outcome that is a str says why the photo could not be read."""
     rows = []
     for name, outcome in zip(names, outcomes, strict=True):
         if isinstance(outcome, Prediction):
-            verdict = "sure" if outcome.confidence >= threshold else "not sure"
             rows.append({"file": name, "prediction": outcome.label, "confidence": round(outcome.confidence, 4),
-                         "verdict": verdict})
+                         "verdict": bar.verdict(outcome)})
         else:
             rows.append({"file": name, "prediction": None, "confidence": None, "verdict": f"not read: {outcome}"})
     return rows

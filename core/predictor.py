@@ -23,12 +23,14 @@ from core.export import TFLITE_FILES
 from core.head import HEAD_FILE, softmax
 from core.heatmap import RUN_MAP_FILE, NotConverted
 from core.images import load_rgb
+from core.novelty import load_novelty
 from core.predict import MODEL_FILE, Prediction, read_labels
 from core.run_folder import RunFolderInvalid, check_probabilities, read_head, read_metrics
 
 
 UPLOAD_BATCH = 4  # photos decoded at once for a verdict; each is reduced to the model's size straight away
-Forward = Callable[[np.ndarray], np.ndarray]  # (N, S, S, 3) float32 pixels -> (N, C) probabilities
+# (N, S, S, 3) float32 pixels -> (N, C) probabilities and, where the run has a novelty check, (N,) novelty
+Forward = Callable[[np.ndarray], "np.ndarray | tuple[np.ndarray, np.ndarray | None]"]
 
 
 class Predictor:
@@ -43,23 +45,35 @@ class Predictor:
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) pixels 0..255 -> (N, C) class probabilities."""
-        if len(pixels) == 0:
-            return np.zeros((0, len(self.class_names)), np.float32)
-        with self._lock:
-            return check_probabilities(self._forward(np.asarray(pixels, dtype=np.float32)), len(self.class_names))
+        return self.outputs(pixels)[0]
 
-    def prediction(self, row: np.ndarray, top_k: int = 3) -> Prediction:
-        """One row of probabilities as a Prediction, best classes first."""
+    def outputs(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N, C) class probabilities and (N,) novelty scores (None when the run has no novelty check)."""
+        if len(pixels) == 0:
+            return np.zeros((0, len(self.class_names)), np.float32), None
+        with self._lock, loading():  # a damaged graph can load and still fail when it runs
+            out = self._forward(np.asarray(pixels, dtype=np.float32))
+            probabilities, novelty = out if isinstance(out, tuple) else (out, None)
+            return (check_probabilities(probabilities, len(self.class_names)),
+                    None if novelty is None else np.asarray(novelty))
+
+    def prediction(self, row: np.ndarray, top_k: int = 3, novelty: float | None = None) -> Prediction:
+        """One row of probabilities (and its novelty score) as a Prediction, best classes first."""
         order = np.argsort(-row)[:top_k]
         return Prediction([(self.class_names[i], float(row[i])) for i in order],
-                          {name: float(p) for name, p in zip(self.class_names, row)})
+                          {name: float(p) for name, p in zip(self.class_names, row)},
+                          None if novelty is None else float(novelty))
 
     def predict_images(self, images: Sequence[Image.Image], top_k: int = 3) -> list[Prediction]:
         """Top-k for already-decoded RGB photos (see `core.predict.decode_upload`)."""
         if not images:
             return []
-        pixels = np.stack([load_rgb(img, self.input_size) for img in images])
-        return [self.prediction(row, top_k) for row in self.probabilities(pixels)]
+        return self._predictions(np.stack([load_rgb(img, self.input_size) for img in images]), top_k)
+
+    def _predictions(self, pixels: np.ndarray, top_k: int) -> list[Prediction]:
+        probabilities, novelty = self.outputs(pixels)
+        return [self.prediction(row, top_k, None if novelty is None else novelty[i])
+                for i, row in enumerate(probabilities)]
 
     def predict_uploads(self, photos: Sequence[bytes], top_k: int = 3) -> list[Prediction]:
         """Top-k for photo files' bytes, decoded a few at a time at the model's size: a batch of forged photos that
@@ -67,11 +81,16 @@ class Predictor:
         found = []
         for start in range(0, len(photos), UPLOAD_BATCH):
             pixels = np.stack([load_rgb(data, self.input_size) for data in photos[start:start + UPLOAD_BATCH]])
-            found += [self.prediction(row, top_k) for row in self.probabilities(pixels)]
+            found += self._predictions(pixels, top_k)
         return found
 
     def predict_paths(self, paths: Sequence[Path]) -> tuple[np.ndarray, list[int]]:
         """Probabilities for photos on disk, and the indices that could be read."""
+        probabilities, _, ok = self.score_paths(paths)
+        return probabilities, ok
+
+    def score_paths(self, paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray | None, list[int]]:
+        """Probabilities and novelty scores (None: no check) for photos on disk, and the indices that could be read."""
         arrays, ok = [], []
         for i, path in enumerate(paths):
             try:
@@ -80,8 +99,8 @@ class Predictor:
             except (OSError, ValueError, SyntaxError):
                 continue
         if not arrays:
-            return np.zeros((0, len(self.class_names))), ok
-        return self.probabilities(np.stack(arrays)), ok
+            return np.zeros((0, len(self.class_names))), None, ok
+        return (*self.outputs(np.stack(arrays)), ok)
 
 
 def model_file(run_dir: Path, keras: bool = True) -> Path:
@@ -111,24 +130,24 @@ def load_predictor(run_dir: Path, keras: bool = True) -> Predictor:
             from core.embed import LiteRTRunner
 
             runner = LiteRTRunner(path, n_classes=len(names))
-            return Predictor(names, runner.input_size, runner, "tflite")
+            return Predictor(names, runner.input_size, runner.outputs, "tflite")
         from core.predict import Classifier
 
         classifier = Classifier.load(run_dir)
-        return Predictor(names, classifier.input_size, classifier.probabilities, "keras")
+        return Predictor(names, classifier.input_size, classifier.outputs, "keras")
 
 
 @contextmanager
-def loading(run_dir: Path):
-    """Whatever goes wrong reading a run folder becomes RunFolderInvalid: a forged or damaged file can make a
-    parser raise nearly anything, and the pages catch this one error."""
+def loading(run_dir: Path | None = None):
+    """Whatever goes wrong reading a run folder (or, without one, running its model) becomes RunFolderInvalid:
+    a forged or damaged file can make a parser raise nearly anything, and the pages catch this one error."""
     try:
         yield
     except (RunFolderInvalid, NotConverted):  # not converted yet: the page waits for the worker
         raise
     except (OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError, MemoryError) as exc:
-        raise RunFolderInvalid(f"The model in {Path(run_dir).name} cannot be loaded ({type(exc).__name__}: "
-                               f"{str(exc)[:200]}).") from exc
+        what = f"The model in {Path(run_dir).name} cannot be loaded" if run_dir else "This run's model failed to run"
+        raise RunFolderInvalid(f"{what} ({type(exc).__name__}: {str(exc)[:200]}).") from exc
 
 
 def _head_predictor(run_dir: Path, names: list[str]) -> Predictor:
@@ -138,4 +157,10 @@ def _head_predictor(run_dir: Path, names: list[str]) -> Predictor:
     spec = get_backbone(read_metrics(run_dir)["backbone"])
     kernel, bias = read_head(run_dir, spec.feature_dim, len(names))
     embed = LiteRTRunner(litert_backbone(spec))
-    return Predictor(names, spec.input_size, lambda pixels: softmax(embed(pixels) @ kernel + bias), "head")
+    check = load_novelty(run_dir, spec.feature_dim)
+
+    def forward(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        embeddings = embed(pixels)
+        return softmax(embeddings @ kernel + bias), None if check is None else check[0].scores(embeddings)
+
+    return Predictor(names, spec.input_size, forward, "head")

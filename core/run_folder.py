@@ -49,6 +49,11 @@ FILES = {f.name: f for f in (
     RunFile("metrics.json", "a JSON object; `backbone` names the backbone (written last: the run is usable)", 16 * MB),
     RunFile("evaluation.json", "a JSON object: `n`, `accuracy`, `class_names`, `per_class`, `confusion`, "
                                "`misclassified`", 256 * MB),
+    RunFile("novelty.npz", "runs with a novelty check: `reference` (R, D) float16, the training photos' embeddings "
+                           "(and their mirror images') scaled to length 1, at most 24 MB of them", 32 * MB),
+    RunFile("novelty.json", "with novelty.npz: `k`, `threshold` (in force; a photo scoring above it is not one of "
+                            "the classes), `suggested`, `val_scores`, `left_out_scores`, `hidden_scores` "
+                            "(core.novelty)", 16 * MB),
     RunFile("model.keras", "the whole model: raw RGB pixels (N, S, S, 3) in, the outputs of OUTPUTS out", 1024 * MB),
     RunFile("model.tflite", "the same model for LiteRT, float32", 1024 * MB),
     RunFile("model_quant.tflite", "the same model for LiteRT, int8 weights", 1024 * MB),
@@ -136,11 +141,13 @@ def read_evaluation(run_dir: Path) -> dict | None:
         k, n = len(names), values["n"]
         confusion = np.asarray(values["confusion"], dtype=np.int64).reshape(k, k) if k else np.zeros((0, 0))
         ok = (all(isinstance(c, str) for c in names) and isinstance(n, int) and n >= 0 and int(confusion.sum()) == n
-              and isinstance(values["accuracy"], (int, float)) and math.isfinite(values["accuracy"])
-              and 0 <= values["accuracy"] <= 1 and len(values["per_class"]) == k
-              and all(isinstance(row, dict) and isinstance(row.get("class"), str) for row in values["per_class"])
+              and _number(values["accuracy"]) and 0 <= values["accuracy"] <= 1 and len(values["per_class"]) == k
+              and all(isinstance(row, dict) and isinstance(row.get("class"), str)
+                      and all(_number(row.get(k)) for k in ("precision", "recall", "f1", "support"))
+                      for row in values["per_class"])
               and all(isinstance(m, dict) and m.get("true") in names and m.get("predicted") in names
-                      and isinstance(m.get("confidence"), (int, float)) for m in values["misclassified"]))
+                      and _number(m.get("confidence")) and isinstance(m.get("path"), (str, type(None)))
+                      for m in values["misclassified"]))
     except (KeyError, TypeError, ValueError, OverflowError):
         ok = False
     if not ok:
@@ -148,8 +155,13 @@ def read_evaluation(run_dir: Path) -> dict | None:
     return values
 
 
-def read_npz(path: Path, expected: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
-    """Float arrays from an .npz, each header checked against its expected shape before its data is read."""
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def read_npz(path: Path, expected: dict[str, tuple[int | None, ...]]) -> dict[str, np.ndarray]:
+    """Float arrays from an .npz, each header checked against its expected shape (None: any length) before its
+    data is read."""
     name = Path(path).name
     try:
         with zipfile.ZipFile(path) as archive:
@@ -171,8 +183,9 @@ def _read_member(archive: zipfile.ZipFile, name: str, key: str, shape: tuple[int
         found, fortran, dtype = header(f)
         if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8) or dtype.hasobject:
             raise RunFolderInvalid(f"`{key}` in {name} holds {dtype}, not the float numbers of a model.")
-        if tuple(found) != tuple(shape):
+        if len(found) != len(shape) or any(want is not None and got != want for got, want in zip(found, shape)):
             raise RunFolderInvalid(f"`{key}` in {name} has shape {tuple(found)}; this run needs {tuple(shape)}.")
+        shape = tuple(found)  # a None in `shape` takes any length: the file's size limit bounds it
         size = math.prod(shape) * dtype.itemsize
         if info.file_size > size + 65536:
             raise RunFolderInvalid(f"`{key}` in {name} is larger than its shape says.")
@@ -266,3 +279,25 @@ def check_probabilities(probabilities: np.ndarray, n_classes: int) -> np.ndarray
         raise RunFolderInvalid("This run's model gives numbers that are not probabilities (NaN or the wrong "
                                "shape): its files are damaged. Train again.")
     return probabilities
+
+
+def read_novelty_reference(run_dir: Path, feature_dim: int | None = None) -> np.ndarray:
+    """novelty.npz's `reference` (R, D), checked (D: the backbone's embedding size when given)."""
+    arrays = read_npz(_path(run_dir, "novelty.npz"), {"reference": (None, feature_dim)})
+    if len(arrays["reference"]) == 0:
+        raise RunFolderInvalid("novelty.npz of this run holds no reference photos.")
+    return arrays["reference"]
+
+
+def read_novelty_settings(run_dir: Path) -> dict:
+    """novelty.json as a dict whose threshold and k a novelty check can use."""
+    try:
+        values = json.loads(_read(run_dir, "novelty.json"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunFolderInvalid(f"novelty.json of this run is damaged ({exc}).") from None
+    if (not isinstance(values, dict) or not _number(values.get("threshold")) or not _number(values.get("suggested"))
+            or not isinstance(values.get("k"), int) or not 1 <= values["k"] <= 1000
+            or not all(_number(x) for key in ("val_scores", "left_out_scores", "hidden_scores")
+                       for x in values.get(key, []))):
+        raise RunFolderInvalid("novelty.json of this run does not hold a threshold, k and scores.")
+    return values

@@ -130,7 +130,8 @@ def train_and_save(data: TrainData, cfg: TrainConfig, run_dir: Path, listener: T
         "config": cfg.to_dict(),
         "started": started,
     }
-    save_usable(Path(run_dir), result.class_names, metrics, evaluation.to_dict(), result.head, result.model)
+    save_usable(Path(run_dir), result.class_names, metrics, evaluation.to_dict(), result.head, result.model,
+                result.novelty)
     if assemble:
         prepare_heat_maps(Path(run_dir), result.model)
         assemble_downloads(Path(run_dir), result.model)

@@ -4,7 +4,12 @@ Each kept photo is embedded once by the frozen backbone (cached). Two signals ar
 how likely a quick classifier that never saw the photo thinks its label is (k-fold, so every
 photo is judged by a model trained on the others), and how far the photo lies from its class
 centre, compared with the rest of that class. A mislabeled photo fails the first; an odd one
-(a logo, a drawing, a photo of the wrong thing in every class) tends to fail the second.
+(a logo, a drawing, a photo of the wrong thing in every class) tends to fail the second. A third
+signal is the novelty score of `core.novelty` within the class: the distance to the photo's k-th
+nearest class-mate. The ranking takes each photo at its worse rank of the two (label/centre, or
+unlike its class-mates), so off-topic web-search photos come up beside mislabeled ones: in
+bench/bench_suspects.py, photos of other sets dropped into classes ranked 9-14th at the median
+against 25-144th before.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 from core.background import Busy, Cancelled, Registry, Task, project_key
 from core.backbones import DEFAULT_BACKBONE, BackboneUnavailable, get_backbone
 from core.head import fit_softmax, principal_directions
+from core.novelty import K as NOVELTY_K, unit
 from core.store import Project
 
 if TYPE_CHECKING:  # core.embed pulls in the backbones; only the ranking itself needs them
@@ -56,6 +62,7 @@ class Suspect:
     predicted_class: str       # that classifier's best guess
     predicted_probability: float
     centre_distance: float     # cosine distance to the class centre, z-scored within the class
+    unlike_class: float = 0.0  # novelty within the class: 1 - cosine to its k-th nearest class-mate
     # of its NEIGHBOURS most similar photos, how many are labelled `predicted_class`, and how many `class_name`
     # (counted where the classifier names another class; rankings kept before this was counted read as agreeing)
     neighbours_like: int = NEIGHBOURS
@@ -139,6 +146,7 @@ class Scores:
     predicted: np.ndarray
     predicted_probability: np.ndarray
     centre_distance: np.ndarray
+    unlike_class: np.ndarray
     score: np.ndarray
     neighbours_like: np.ndarray  # of its NEIGHBOURS nearest photos: how many have the predicted label...
     neighbours_own: np.ndarray   # ...and how many its own (counted only where the two differ)
@@ -176,7 +184,8 @@ def rank_suspects(project: Project, *, backbone: str | None = None, on_progress:
     suspects = [
         Suspect(records[i].id, records[i].class_name, float(scores.score[j]), float(scores.label_probability[j]),
                 class_names[scores.predicted[j]], float(scores.predicted_probability[j]),
-                float(scores.centre_distance[j]), int(scores.neighbours_like[j]), int(scores.neighbours_own[j]))
+                float(scores.centre_distance[j]), float(scores.unlike_class[j]), int(scores.neighbours_like[j]),
+                int(scores.neighbours_own[j]))
         for j, i in enumerate(keep)
     ]
     return sorted(suspects, key=lambda s: s.score, reverse=True)
@@ -193,7 +202,8 @@ def _usable_classes(names: list[str]) -> set[str]:
 
 
 def score_embeddings(vectors: np.ndarray, labels: np.ndarray, *, folds: int = FOLDS, seed: int = 0) -> Scores:
-    """Out-of-fold label probabilities and within-class centre distances, combined into one score."""
+    """Out-of-fold label probabilities and within-class centre distances, combined; then each photo at the worse of
+    that rank and its rank by novelty among its class-mates (the score: the share of photos ranked below it)."""
     vectors = np.asarray(vectors, dtype=np.float64)  # float32 mixed with float64 falls off the fast BLAS path
     x = _normalize(vectors - vectors.mean(axis=0))  # CNN features are all positive: centre them first
     reduced = x @ principal_directions(x, COMPONENTS)  # unsupervised, so computing it on all folds leaks no label
@@ -207,10 +217,12 @@ def score_embeddings(vectors: np.ndarray, labels: np.ndarray, *, folds: int = FO
             probs[test] = head.probabilities(reduced[test])
     label_probability = probs[np.arange(len(x)), labels]
     distance = centre_distances(x, labels)
-    score = LABEL_WEIGHT * (1 - label_probability) + (1 - LABEL_WEIGHT) / (1 + np.exp(-distance))
+    mislabeled = LABEL_WEIGHT * (1 - label_probability) + (1 - LABEL_WEIGHT) / (1 + np.exp(-distance))
+    unlike = unlike_class(vectors, labels)
+    score = np.maximum(_rank_share(mislabeled), _rank_share(unlike))
     predicted = probs.argmax(axis=1)
     like, own = neighbour_votes(x, labels, predicted)
-    return Scores(label_probability, predicted, probs.max(axis=1), distance, score, like, own)
+    return Scores(label_probability, predicted, probs.max(axis=1), distance, unlike, score, like, own)
 
 
 def neighbour_votes(x: np.ndarray, labels: np.ndarray, predicted: np.ndarray,
@@ -228,6 +240,29 @@ def neighbour_votes(x: np.ndarray, labels: np.ndarray, predicted: np.ndarray,
         like[chunk] = (nearest == predicted[chunk, None]).sum(axis=1)
         own[chunk] = (nearest == labels[chunk, None]).sum(axis=1)
     return like, own
+
+
+def unlike_class(vectors: np.ndarray, labels: np.ndarray, k: int = NOVELTY_K) -> np.ndarray:
+    """The novelty score of each photo against the rest of its class: 1 - cosine to its k-th nearest class-mate
+    (a few rows at a time: a class of 25,000 photos never needs its whole similarity matrix)."""
+    x = unit(vectors)
+    out = np.zeros(len(x))
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        nth = min(k, len(members) - 1)
+        if nth < 1:
+            continue
+        for start in range(0, len(members), 1024):
+            rows = members[start:start + 1024]
+            similarity = x[rows] @ x[members].T
+            similarity[np.arange(len(rows)), start + np.arange(len(rows))] = -np.inf  # not its own neighbour
+            out[rows] = 1 - np.partition(similarity, len(members) - nth, axis=1)[:, len(members) - nth]
+    return out
+
+
+def _rank_share(values: np.ndarray) -> np.ndarray:
+    """Each value's share of the values below it, 0 .. (n-1)/n (ties in input order)."""
+    return np.argsort(np.argsort(values, kind="stable"), kind="stable") / max(len(values), 1)
 
 
 def centre_distances(x: np.ndarray, labels: np.ndarray) -> np.ndarray:

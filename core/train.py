@@ -27,6 +27,7 @@ from core.backbones import BackboneSpec, get_backbone, set_trainable_blocks
 from core.embed import EmbeddingCache, embed_views, pooled_features
 from core.head import STRENGTHS, HeadSearch, LinearHead, search_head
 from core.images import load_rgb
+from core.novelty import NoveltyReference, NoveltySettings, fit_novelty
 
 STAGE_EMBED, STAGE_HEAD, STAGE_FINETUNE = "embedding", "head", "fine-tuning"
 MIN_IMPROVEMENT = 1e-3  # a validation loss lower by less than this is noise: not a better epoch
@@ -123,6 +124,8 @@ class TrainResult:
     best_epoch: dict[str, int] = field(default_factory=dict)
     val_probabilities_mirrored: np.ndarray | None = None  # the photo and its mirror image averaged
     finetune_path: str = ""             # "cached" (top blocks on boundary activations), "streamed" or "" (none)
+    # the novelty check on the head's embedding (core.novelty); None once fine-tuning changed the embedding
+    novelty: tuple[NoveltyReference, NoveltySettings] | None = None
 
 
 def strategy():
@@ -291,8 +294,11 @@ def train(data: TrainData, cfg: TrainConfig, listener: TrainingListener | None =
 
     mirrored = (search.head.probabilities(val_x) + search.head.probabilities(e.val_mirrored)) / 2 \
         if e.val_mirrored is not None and len(val_samples) else None
+    n_train = len(e.train_samples)
+    novelty = fit_novelty([e.x[i:i + n_train] for i in range(0, len(e.x), n_train)], e.labels[:n_train], val_x,
+                          np.array([s.label for s in val_samples], dtype=int))
     result = TrainResult(search.head, None, data.class_names, spec.input_size, val_probs, val_samples, stopped,
-                         search, e.skipped, timings, embed_rate, {}, mirrored)
+                         search, e.skipped, timings, embed_rate, {}, mirrored, novelty=novelty)
     if cfg.unfreeze_blocks > 0 and not stopped:
         t2 = time.perf_counter()
         _finetune(result, spec, cfg, e, boundary, chosen.get("val_loss"), listener)
@@ -365,6 +371,7 @@ def _finetune(result: TrainResult, spec: BackboneSpec, cfg: TrainConfig, e: Embe
             return
         result.val_probabilities, result.val_probabilities_mirrored = tuned
     result.model = model
+    result.novelty = None  # the fine-tuned backbone makes another embedding than the one the reference holds
 
 
 def _right(probabilities: np.ndarray, samples: Sequence[Sample]) -> int:

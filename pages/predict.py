@@ -14,7 +14,8 @@ from PIL import Image
 from core import jobs
 from core.heatmap import NotConverted
 from core.images import ImageRejected, decode_at, sha256_hex, unseen_share
-from core.predict import Arrivals, Prediction, overlay_heatmap, summary_rows
+from core.novelty import NoveltySettings, set_threshold
+from core.predict import NOT_SURE, SURE, UNFAMILIAR, Arrivals, Bar, Prediction, overlay_heatmap, summary_rows
 from core.run_folder import RunFolderInvalid
 from core.runs import finished_runs
 from pages import ui, webcam
@@ -28,6 +29,7 @@ WEBCAM_MODES = ["Live", "Still photo"]
 CONVERTING = ("Getting this fine-tuned model ready for this page (a few seconds after training; the page "
               "carries on by itself)…")
 SURE_COLOUR, UNSURE_COLOUR, LINE_COLOUR = "#2e7d32", "#9e9e9e", "#c62828"
+FALSE_ALARM_CHOICES = (0.01, 0.02, 0.05, 0.10, 0.20)  # shares of the run's own unseen photos it may wrongly flag
 
 
 def jpeg(image: Image.Image) -> bytes:
@@ -67,11 +69,42 @@ def heat_caption(unseen: float) -> str:
             f"({ui.percent(unseen)} of the photo) were cut off.")
 
 
-def verdict(prediction: Prediction, threshold: float) -> str:
-    sure = ui.percent_beside(prediction.confidence, threshold)
-    if prediction.confidence >= threshold:
+def verdict(prediction: Prediction, bar: Bar) -> str:
+    said = bar.verdict(prediction)
+    if said == UNFAMILIAR:
+        return ("**This doesn't look like any of your classes.**  \n"
+                f":small[Closest: {ui.md(prediction.label)} ({ui.percent(prediction.confidence)})]")
+    sure = ui.percent_beside(prediction.confidence, bar.sure)
+    if said == SURE:
         return f"Looks like **{ui.md(prediction.label)}** ({sure})"
-    return f"Not sure — its best guess is **{ui.md(prediction.label)}** ({sure}), below your {ui.percent(threshold)} bar"
+    return f"Not sure — its best guess is **{ui.md(prediction.label)}** ({sure}), below your {ui.percent(bar.sure)} bar"
+
+
+def show_verdict(prediction: Prediction, bar: Bar) -> None:
+    """The verdict in green when the model is sure, else in amber."""
+    (st.success if bar.verdict(prediction) == SURE else st.warning)(verdict(prediction, bar))
+
+
+def novelty_bar(run_dir: Path, column) -> float | None:
+    """The run's "not one of your classes" threshold in force, with a control that changes it for the run (kept in
+    its folder); None for a run without the check."""
+    try:
+        settings = NoveltySettings.load(run_dir)
+    except RunFolderInvalid:
+        settings = None
+    if settings is None or not settings.own_scores:
+        return None
+    current = min(FALSE_ALARM_CHOICES, key=lambda share: abs(share - (settings.false_alarms() or 0.0)))
+    chosen = column.select_slider(
+        "Say “not one of your classes”", FALSE_ALARM_CHOICES, value=current, key=f"predict_novelty_{run_dir.name}",
+        format_func=lambda share: f"{round(share * 100)} in 100",
+        help="A photo unlike every class the model knows gets “This doesn't look like any of your classes” instead "
+             "of a confident wrong label. This setting is how many of 100 photos of your own classes it may "
+             "wrongly say that about (measured on photos of your classes it did not compare with): more catches more "
+             "strangers. It is kept with this model, for every page and the downloads.")
+    if chosen != current:
+        settings = set_threshold(run_dir, settings.threshold_for(chosen))
+    return settings.threshold
 
 
 def probability_chart(prediction: Prediction, threshold: float) -> alt.LayerChart:
@@ -92,14 +125,13 @@ def probability_chart(prediction: Prediction, threshold: float) -> alt.LayerChar
     return (bars + labels + line).properties(height=34 * len(data) + 40)
 
 
-def photo_details(name: str, data: bytes, prediction: Prediction, threshold: float, run_dir: str,
-                  heat_ready: bool) -> None:
+def photo_details(name: str, data: bytes, prediction: Prediction, bar: Bar, run_dir: str, heat_ready: bool) -> None:
     """The photo, the model's top classes and verdict, and where it looked (once its LiteRT files are made)."""
     photo, guess, heat = st.columns([1, 1.3, 1], gap="medium")
     photo.image(preview(data), caption=name, width="stretch")
     with guess:
-        (st.success if prediction.confidence >= threshold else st.warning)(verdict(prediction, threshold))
-        st.altair_chart(probability_chart(prediction, threshold), width="stretch")
+        show_verdict(prediction, bar)
+        st.altair_chart(probability_chart(prediction, bar.sure), width="stretch")
         st.caption("Its top guesses. The dashed red line is your “sure” bar; green bars clear it.")
     if not heat_ready:  # made once per network (or fine-tuned run) by the worker, seconds after training
         heat.info("Getting the heat map of where it looked ready (a few seconds, once per network)…", icon="⏳")
@@ -168,12 +200,13 @@ def unreadable(data: bytes) -> str | None:
     return None
 
 
-def summary(names: list[str], outcomes: list[Prediction | str], threshold: float) -> None:
+def summary(names: list[str], outcomes: list[Prediction | str], bar: Bar) -> None:
     """A table of every photo's verdict, downloadable as CSV."""
-    table = pd.DataFrame(summary_rows(names, outcomes, threshold))
-    sure, unsure = (table["verdict"] == "sure").sum(), (table["verdict"] == "not sure").sum()
-    unread = len(table) - sure - unsure
+    table = pd.DataFrame(summary_rows(names, outcomes, bar))
+    sure, unsure, strange = ((table["verdict"] == said).sum() for said in (SURE, NOT_SURE, UNFAMILIAR))
+    unread = len(table) - sure - unsure - strange
     parts = [f"sure about **{sure}**", f"not sure about **{unsure}**"]
+    parts += [f"**{strange}** unlike any of your classes"] if strange else []
     parts += [f"could not read **{unread}**"] if unread else []
     st.subheader("Summary")
     st.markdown(f"**{len(table)} photos** — " + ", ".join(parts) + ". Most often: "
@@ -190,7 +223,7 @@ def summary(names: list[str], outcomes: list[Prediction | str], threshold: float
                        "text/csv", key="predict_csv", icon="⬇️")
 
 
-def details(photos: list[tuple[str, bytes]], predictions: list[Prediction], threshold: float, run_dir: str,
+def details(photos: list[tuple[str, bytes]], predictions: list[Prediction], bar: Bar, run_dir: str,
             heat_ready: bool) -> None:
     """One expander per photo, a page at a time."""
     st.subheader("Photo by photo")
@@ -199,11 +232,14 @@ def details(photos: list[tuple[str, bytes]], predictions: list[Prediction], thre
     start = (page - 1) * PER_PAGE
     for i, ((name, data), prediction) in enumerate(zip(photos[start:start + PER_PAGE],
                                                         predictions[start:start + PER_PAGE])):
-        icon = "✅" if prediction.confidence >= threshold else "❓"
+        said = bar.verdict(prediction)
+        icon = {SURE: "✅", NOT_SURE: "❓", UNFAMILIAR: "🚫"}[said]
+        guess = (f"unlike your classes (closest: {ui.md(prediction.label)})" if said == UNFAMILIAR else
+                 f"{ui.md(prediction.label)} ({ui.percent_beside(prediction.confidence, bar.sure)})")
         # keyed by content, so a photo stays open or closed as the user left it when newer ones push it down
-        with st.expander(f"{ui.md(name)} — {ui.md(prediction.label)} ({ui.percent_beside(prediction.confidence, threshold)})",
-                         expanded=i < OPEN_DETAILS, icon=icon, key=f"predict_photo_{sha256_hex(data)[:16]}"):
-            photo_details(name, data, prediction, threshold, run_dir, heat_ready)
+        with st.expander(f"{ui.md(name)} — {guess}", expanded=i < OPEN_DETAILS, icon=icon,
+                         key=f"predict_photo_{sha256_hex(data)[:16]}"):
+            photo_details(name, data, prediction, bar, run_dir, heat_ready)
 
 
 st.title("🔮 Try your model")
@@ -226,6 +262,7 @@ threshold = threshold_column.slider(
     "Say “not sure” below", 0, 100, 60, step=5, format="%d%%", key="predict_threshold",
     help="When the model's best guess is less sure than this, the page says “Not sure” instead of a class. "
          "Raise it when a wrong answer is costly.") / 100
+bar = Bar(threshold, novelty_bar(run.dir, threshold_column))
 classes = run.summary.get("classes") or []
 if classes:
     model_column.caption("This model knows: " + ", ".join(f"**{ui.md(c)}**" for c in classes))
@@ -234,7 +271,7 @@ photos, live = photo_inputs()
 if live:
     with st.container(border=True):
         try:
-            webcam.live_verdicts(run.dir, threshold, verdict)
+            webcam.live_verdicts(run.dir, bar, show_verdict)
         except NotConverted:
             ui.await_conversion(project, run, CONVERTING)
         except RunFolderInvalid as exc:  # a damaged or foreign model file
@@ -261,12 +298,12 @@ except RunFolderInvalid as exc:  # a damaged or foreign model file
     st.stop()
 heat_ready = jobs.heat_map_ready(project, run)  # the worker is asked for them when they are not there
 if len(photos) == 1:
-    photo_details(*good[0], predictions[0], threshold, run_dir, heat_ready)
+    photo_details(*good[0], predictions[0], bar, run_dir, heat_ready)
 else:
     found = iter(predictions)
     outcomes = [problems[i] if i in problems else next(found) for i in range(len(photos))]
-    summary([name for name, _ in photos], outcomes, threshold)
-    details(good, predictions, threshold, run_dir, heat_ready)
+    summary([name for name, _ in photos], outcomes, bar)
+    details(good, predictions, bar, run_dir, heat_ready)
 if not heat_ready:
     ui.rerun_when_converted(project, run)
 

@@ -15,6 +15,7 @@ import streamlit as st
 
 from core import export, jobs
 from core.compare import same_stages
+from core.novelty import MEASURED_ELSEWHERE, NoveltySettings
 from core.backbones import backbone_label
 from core.run_folder import RunFolderInvalid, read_evaluation
 from core.runs import has_model
@@ -202,6 +203,42 @@ def confusion(evaluation: dict) -> None:
                    "really in this class, how many it finds. **F1** combines the two.")
 
 
+def in_100(share: float) -> str:
+    return f"{round(share * 100)} in 100"
+
+
+def unfamiliar_photos(run: RunRecord) -> None:
+    """How well the run's "not one of your classes" check works, in words, with the references named."""
+    st.markdown("**Photos unlike your classes**")
+    try:
+        settings = NoveltySettings.load(run.dir)
+    except RunFolderInvalid as exc:
+        st.warning(f"The check for photos unlike your classes cannot be read: {ui.md(exc)}")
+        return
+    if settings is None:
+        st.caption("This run has no check for photos unlike your classes (runs that retrained part of the network, "
+                   "and runs from before the check existed, have none): it always names one of your classes.")
+        return
+    if not settings.own_scores:
+        st.caption("This run had too few photos to set its check for photos unlike your classes.")
+        return
+    lines = [f"- Of 100 photos of **your own classes** that it never trained on, it wrongly says that about "
+             f"**{round(settings.false_alarms() * 100)}** (measured on this run's "
+             f"{ui.plural(len(settings.val_scores), 'validation photo')} and "
+             f"{ui.plural(len(settings.left_out_scores), 'training photo')}, each left out of the comparison)."]
+    caught = settings.caught_hidden()
+    if caught is not None:
+        lines.append(f"- Of 100 photos of **a kind close to yours** that it has never seen, it would catch "
+                     f"**{round(caught * 100)}** (measured by hiding each of your classes from it in turn: "
+                     "things much like your classes are the hard case).")
+    lines.append(f"- Of 100 photos of **entirely different things**, it caught {MEASURED_ELSEWHERE}.")
+    st.markdown("When a photo is unlike all your classes, Try it says “This doesn't look like any of your classes” "
+                "instead of a confident wrong label.\n" + "\n".join(lines))
+    st.caption("Move the “not one of your classes” setting on Try it to catch more strangers at the cost of more "
+               "false alarms on your own photos; the downloads carry the same check (their `novelty` output) and "
+               "the setting is kept in the run folder's novelty.json.")
+
+
 def fix(project: Project, image_id: int, path: str, action: str, target: str) -> None:
     """Move a photo to the class the model saw in it, or reject it; remembered so the card can say so."""
     try:
@@ -346,6 +383,7 @@ def show_evaluation(project: Project, run: RunRecord, evaluation: dict | None) -
         return
     headline(run, evaluation)
     confusion(evaluation)
+    unfamiliar_photos(run)
     mistakes(project, run, evaluation)
 
 

@@ -20,7 +20,7 @@ from streamlit_webrtc import WebRtcMode, webrtc_streamer
 from core import config
 from core.images import dim_outside_square
 from core.live import FrameRecorder, LiveClassifier
-from core.predict import Prediction
+from core.predict import Bar, Prediction
 from core.store import Project
 from pages import ui
 
@@ -80,7 +80,7 @@ def _session_object(key: str, make: Callable[[], object], fits: Callable[[object
 # ---- Try it: classify the live picture ------------------------------------------------------
 
 
-def live_verdicts(run_dir: Path, threshold: float, verdict: Callable[[Prediction, float], str]) -> None:
+def live_verdicts(run_dir: Path, bar: Bar, show_verdict: Callable[[Prediction, Bar], None]) -> None:
     """The camera beside the model's top-3 classes for what it sees, updated as it sees it."""
     predictor = ui.load_predictor(run_dir)
     live: LiveClassifier = _session_object("predict_live_classifier", lambda: LiveClassifier(predictor),
@@ -97,10 +97,10 @@ def live_verdicts(run_dir: Path, threshold: float, verdict: Callable[[Prediction
         return
     playing = context.state.playing
     with bars:
-        st.fragment(_live_bars, run_every=REDRAW_EVERY if playing else None)(live, threshold, verdict, playing)
+        st.fragment(_live_bars, run_every=REDRAW_EVERY if playing else None)(live, bar, show_verdict, playing)
 
 
-def _live_bars(live: LiveClassifier, threshold: float, verdict: Callable[[Prediction, float], str],
+def _live_bars(live: LiveClassifier, bar: Bar, show_verdict: Callable[[Prediction, Bar], None],
                playing: bool) -> None:
     latest = live.latest()
     if not playing:
@@ -111,7 +111,7 @@ def _live_bars(live: LiveClassifier, threshold: float, verdict: Callable[[Predic
         st.caption("Waiting for the first picture from the camera…")
         return
     prediction = latest.prediction
-    (st.success if prediction.confidence >= threshold else st.warning)(verdict(prediction, threshold))
+    show_verdict(prediction, bar)
     with st.container(key="predict_live_bars"):
         for name, p in prediction.top:
             st.progress(p, text=f"**{ui.md(name)}** · {ui.percent(p)}")

@@ -14,13 +14,14 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.images import unseen_share
-from core.predict import Arrivals, Prediction, overlay_heatmap, summary_rows
+from core.novelty import NoveltySettings
+from core.predict import Arrivals, Bar, Prediction, overlay_heatmap, summary_rows
 from core.runs import data_from_project, train_and_save
 from core.store import create_project
 from core.train import TrainConfig
 from tests.browser import (ARTIFACTS, assert_no_errors, browser_page, fake_camera_args, screenshot, streamlit_server,
                            wait_idle)
-from tests.photos import class_photo, class_photo_bytes
+from tests.photos import class_photo, class_photo_bytes, photo_bytes
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PROJECT = "shapes"
@@ -91,13 +92,16 @@ def test_without_a_finished_run_the_page_points_to_training(project):
 
 
 def test_summary_rows_keep_every_photo_in_order():
-    sure = Prediction([("rings", 0.9), ("stripes", 0.1)], {"rings": 0.9, "stripes": 0.1})
+    sure = Prediction([("rings", 0.9), ("stripes", 0.1)], {"rings": 0.9, "stripes": 0.1}, novelty=0.2)
     unsure = Prediction([("stripes", 0.55), ("rings", 0.45)], {"rings": 0.45, "stripes": 0.55})
-    rows = summary_rows(["a.jpg", "notes.txt", "b.jpg"], [sure, "The file is not an image.", unsure], 0.6)
+    foreign = Prediction([("rings", 0.99), ("stripes", 0.01)], {"rings": 0.99, "stripes": 0.01}, novelty=0.7)
+    rows = summary_rows(["a.jpg", "notes.txt", "b.jpg", "cat.jpg"],
+                        [sure, "The file is not an image.", unsure, foreign], Bar(0.6, novelty=0.5))
     assert [(r["file"], r["prediction"], r["verdict"]) for r in rows] == [
         ("a.jpg", "rings", "sure"), ("notes.txt", None, "not read: The file is not an image."),
-        ("b.jpg", "stripes", "not sure")]
+        ("b.jpg", "stripes", "not sure"), ("cat.jpg", "rings", "not one of your classes")]
     assert rows[0]["confidence"] == 0.9 and rows[1]["confidence"] is None
+    assert Bar(0.6).verdict(foreign) == "sure"  # a run without a novelty check
 
 
 def test_the_heat_map_covers_the_whole_photo_and_dims_what_the_model_did_not_see():
@@ -326,6 +330,25 @@ def test_a_fine_tuned_run_is_tried_from_litert_files_the_worker_makes(workspace,
     assert not at.exception and not at.error
     assert texts(at.success) == "Looks like **stripes** (90%)"
     assert at.get("image")[1].captions[0].startswith("Where it looked")
+
+
+@pytest.mark.slow
+def test_a_photo_unlike_every_class_is_said_to_be_so_and_the_setting_stays_with_the_run(trained):
+    at = upload(open_page(), [("stranger.jpg", photo_bytes(3)), ("a.jpg", class_photo_bytes(0, 530))])
+    assert not at.exception
+    strange = [w.value for w in at.warning if "look like any of your classes" in w.value]
+    assert len(strange) == 1 and "Closest:" in strange[0]
+    verdicts = dict(zip(at.dataframe[0].value["file"], at.dataframe[0].value["verdict"]))
+    assert verdicts == {"stranger.jpg": "not one of your classes", "a.jpg": "sure"}
+    run_dir = next(trained.glob("*/runs/*/novelty.json")).parent
+    before = NoveltySettings.load(run_dir)
+    try:
+        at.select_slider(key=f"predict_novelty_{run_dir.name}").set_value(0.2).run()
+        after = NoveltySettings.load(run_dir)  # kept with the run, for every page, the CLI and the downloads
+        assert after.threshold < before.threshold and after.false_alarms() <= 0.2
+        assert not at.exception
+    finally:
+        before.save(run_dir)
 
 
 # ---- in a real browser -------------------------------------------------------------------------

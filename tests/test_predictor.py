@@ -14,6 +14,7 @@ from core.predict import Classifier
 from core.export import TFLITE_FILES
 from core.head import HEAD_FILE
 from core.predictor import load_predictor, model_file
+from core.run_folder import RunFolderInvalid
 from core.runs import data_from_folders, train_and_save
 from core.train import TrainConfig
 from tests.photos import class_photo, write_image_folder
@@ -107,8 +108,8 @@ def test_without_a_head_the_tflite_file_then_keras_serve(keras_run, tmp_path):
 
 def test_a_folder_without_a_model_or_with_a_wrong_head_is_refused(keras_run, tmp_path):
     empty = copy_run(keras_run, tmp_path, "labels.txt", "metrics.json")
-    with pytest.raises(FileNotFoundError, match="holds no model"):
+    with pytest.raises(RunFolderInvalid, match="holds no model"):  # the one error pages catch
         load_predictor(empty)
     np.savez(empty / HEAD_FILE, kernel=np.zeros((7, 2), np.float32), bias=np.zeros(2, np.float32))
-    with pytest.raises(ValueError, match="needs"):
+    with pytest.raises(RunFolderInvalid, match="needs"):
         load_predictor(empty)

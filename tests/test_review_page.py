@@ -313,11 +313,12 @@ def test_only_strong_evidence_gets_the_primary_move_button(project, monkeypatch)
     fill(project)
     cat, cat2, dog = ids(project, "cats")[0], ids(project, "cats")[1], ids(project, "dogs")[0]
     cat3 = ids(project, "cats")[2]
-    ranking = [suspects.Suspect(cat, "cats", 0.9, 0.08, "dogs", 0.92, 1.0, 8, 0),   # clear: primary move
-               suspects.Suspect(cat2, "cats", 0.5, 0.47, "dogs", 0.53, 1.0, 8, 0),  # a coin toss between two classes
-               suspects.Suspect(dog, "dogs", 0.4, 0.3, "cats", 0.7, 1.0, 8, 0),     # above 50 % but not clearly above
+    agree = {"neighbours_like": 8, "neighbours_own": 0}
+    ranking = [suspects.Suspect(cat, "cats", 0.9, 0.08, "dogs", 0.92, 1.0, **agree),   # clear: primary move
+               suspects.Suspect(cat2, "cats", 0.5, 0.47, "dogs", 0.53, 1.0, **agree),  # a coin toss between two classes
+               suspects.Suspect(dog, "dogs", 0.4, 0.3, "cats", 0.7, 1.0, **agree),     # above 50 % but not clearly above
                # the classifier is sure, but the photos most like it are cats too (look-alike product photos)
-               suspects.Suspect(cat3, "cats", 0.9, 0.04, "dogs", 0.94, 1.0, 4, 5)]
+               suspects.Suspect(cat3, "cats", 0.9, 0.04, "dogs", 0.94, 1.0, neighbours_like=4, neighbours_own=5)]
     monkeypatch.setattr(suspects, "rank_suspects", lambda p, **_: ranking)
     at = find_suspects(open_review(project, "Suspects"), project)
     assert at.button(key=f"sus_move_{cat}").proto.type == "primary"
@@ -445,7 +446,8 @@ def test_look_alike_product_photos_get_no_confident_move_advice():
         scores = suspects.score_embeddings(result.vectors, given)
         ranked = [suspects.Suspect(i, str(given[i]), 0, float(scores.label_probability[i]),
                                    str(scores.predicted[i]), float(scores.predicted_probability[i]), 0,
-                                   int(scores.neighbours_like[i]), int(scores.neighbours_own[i]))
+                                   neighbours_like=int(scores.neighbours_like[i]),
+                                   neighbours_own=int(scores.neighbours_own[i]))
                   for i in range(len(given))]
         return [s.image_id for s in ranked if s.clearly_elsewhere]
 

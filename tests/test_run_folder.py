@@ -133,12 +133,25 @@ def test_an_oversized_file_is_refused_without_being_read(tmp_path):
                         "confusion": [[1]], "misclassified": []},
     {"n": 1, "accuracy": 1.0, "class_names": ["a"], "per_class": [{"class": "a"}], "confusion": [[1, 2]],
      "misclassified": []},
+    {"n": 2, "accuracy": 0.5, "class_names": ["a", "b"], "confusion": [[1, 1], [0, 0]],
+     "per_class": [{"class": c, "precision": 1, "recall": 1, "f1": 1, "support": 1} for c in "ab"],
+     "misclassified": [{"path": ["x"], "true": "a", "predicted": "b", "confidence": 0.9}]},
 ])
 def test_an_evaluation_the_app_did_not_write_is_refused(tmp_path, evaluation):
     run = head_run(tmp_path / "run")
     (run / "evaluation.json").write_text(json.dumps(evaluation))
     with pytest.raises(RunFolderInvalid):
         read_evaluation(run)
+
+
+def test_an_evaluation_the_app_wrote_reads_back(tmp_path):
+    from core.evaluate import evaluate_predictions
+
+    run = head_run(tmp_path / "run")
+    evaluation = evaluate_predictions([0, 1, 1], np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]]), ["ants", "bees"],
+                                      ["a.jpg", "b.jpg", "c.jpg"]).to_dict()
+    (run / "evaluation.json").write_text(json.dumps(evaluation))
+    assert read_evaluation(run) == evaluation
 
 
 def test_outputs_follow_the_contract():
@@ -202,3 +215,33 @@ def test_try_it_shows_a_sentence_for_a_tampered_run(project):
     assert not at.exception, [e.value for e in at.exception]
     errors = " ".join(e.value for e in at.error)
     assert "could not be loaded" in errors and "bias" in errors
+
+
+@pytest.mark.slow
+def test_forty_damaged_tflite_files_are_each_used_or_refused_with_the_typed_error(tmp_path):
+    """Fuzzed copies of a small run's model.tflite: once a MemoryError or a RuntimeError escaped the pages."""
+    import random
+
+    import keras
+
+    from core.embed import tflite_bytes
+
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3)(inputs))
+    base = tflite_bytes(keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x)), 32)
+    rng, outcomes = random.Random(0), []
+    for i in range(40):
+        data = bytearray(base)
+        for _ in range(rng.choice([1, 4, 16, 64])):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        run = tmp_path / f"run{i}"
+        run.mkdir()
+        (run / "model.tflite").write_bytes(bytes(data))
+        (run / "labels.txt").write_text("a\nb\n")
+        try:
+            predictor = load_predictor(run)
+            predictor.probabilities(np.zeros((2, predictor.input_size, predictor.input_size, 3), np.float32))
+            outcomes.append("used")
+        except RunFolderInvalid:
+            outcomes.append("refused")
+    assert "refused" in outcomes and len(outcomes) == 40

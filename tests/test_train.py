@@ -55,7 +55,7 @@ def test_training_refuses_a_single_class(folders):
 def test_run_folder_has_a_safe_loading_model(trained_run):
     assert sorted(p.name for p in trained_run.iterdir()) == ["evaluation.json", "head.npz", "labels.txt",
                                                               "metrics.json", "model.keras", "model.tflite",
-                                                              "model_quant.tflite"]
+                                                              "model_quant.tflite", "novelty.json", "novelty.npz"]
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert metrics["val_accuracy"] >= 0.9 and metrics["images_used"] == 44 and metrics["images_rejected"] == 0
     classifier = Classifier.load(trained_run)  # safe_mode=True: no Lambda layers, no custom code
