@@ -1,6 +1,6 @@
 """Try it, measured through the real app: the live webcam fed by Chromium's fake camera, and one uploaded photo.
 
-    python -m bench.bench_live [SECONDS]
+    python -m bench.bench_live [SECONDS] [--backbone NAME]
 
 Trains a head-only run on ants vs. bees (hymenoptera), starts the app on a free port, and takes
 a newcomer's steps in their order: one photo uploaded and its heat map drawn (timed: the first
@@ -16,11 +16,11 @@ file, and Keras.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,7 +37,9 @@ from core.export import TFLITE_FILES  # noqa: E402
 from core.head import HEAD_FILE  # noqa: E402
 from core.novelty import NOVELTY_FILE, NOVELTY_SETTINGS  # noqa: E402
 from core.predictor import load_predictor  # noqa: E402
+from core.backbones import backbone_label  # noqa: E402
 from core.store import create_project  # noqa: E402
+from core.train import TrainConfig  # noqa: E402
 from tests.browser import CHROMIUM, browser_page, fake_camera_args, streamlit_server, write_y4m  # noqa: E402
 from tests.runs import finished_run  # noqa: E402
 
@@ -163,7 +165,7 @@ def engine_figures(run_dir: Path, photos: list[Path]) -> list[list]:
     return rows
 
 
-def main(seconds: float = 60.0) -> None:
+def main(seconds: float = 60.0, backbone: str = "efficientnet_lite0") -> None:
     if not Path(CHROMIUM).exists():
         print(f"skipped: this benchmark drives {CHROMIUM} (apt-get install chromium)")
         return
@@ -175,7 +177,7 @@ def main(seconds: float = 60.0) -> None:
         tmp = Path(tmp)
         project = create_project("bench", tmp / "home")
         import_folder(project, small_training_set(tmp / "train"))
-        run_dir = finished_run(project)
+        run_dir = finished_run(project, TrainConfig(backbone=backbone))
         video = write_y4m(tmp / "ant-then-bee.y4m", [Image.open(ant), Image.open(bee)], fps=FPS, size=(WIDTH, HEIGHT))
         with streamlit_server(tmp / "home") as url, browser_page(extra_args=fake_camera_args(video)) as page:
             heat_seconds = first_heat_map(page, url, tries[-1])
@@ -184,7 +186,7 @@ def main(seconds: float = 60.0) -> None:
         engine = engine_figures(run_dir, tries)
     print(f"Try it on a warm server, {os.cpu_count()} CPU cores, load average {load:.1f} before and "
           f"{os.getloadavg()[0]:.1f} after; "
-          f"EfficientNet-Lite0 head-only run on {2 * PER_CLASS} hymenoptera photos")
+          f"{backbone_label(backbone)} head-only run on {2 * PER_CLASS} hymenoptera photos")
     print(f"\nFirst heat map on the server (choose a photo -> heat map on screen): {heat_seconds:.2f} s")
     print(f"\nLive webcam after that heat map, Chromium's fake camera playing {video.name} ({WIDTH}x{HEIGHT}, "
           f"{FPS} fps), {len(rates)} samples over {seconds:.0f} s (targets: >= 10 frames/s, < 1000 ms behind):")
@@ -217,4 +219,8 @@ def _spread(values: list[int]) -> list[float]:
 
 
 if __name__ == "__main__":
-    main(float(sys.argv[1]) if len(sys.argv) > 1 else 60.0)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("seconds", nargs="?", type=float, default=60.0)
+    parser.add_argument("--backbone", default="efficientnet_lite0", help="a name from `python -m core backbones`")
+    args = parser.parse_args()
+    main(args.seconds, args.backbone)

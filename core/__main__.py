@@ -151,11 +151,18 @@ def cmd_collect(args) -> int:
 
 
 def cmd_backbones(args) -> int:
-    from core.backbones import REGISTRY
+    from core.backbones import REGISTRY, get_backbone
+    from core.joined import OFFERED, RECOMMENDED
 
     for spec in REGISTRY.values():
         where = "offline" if spec.offline else ("cached" if spec.weights_cached() else "needs download")
         print(f"{spec.name:<20} {spec.input_size}px  {spec.params / 1e6:5.1f}M params  {where}")
+    print("joined (offline networks side by side, head only; recommended first):")
+    for name in OFFERED:
+        spec = get_backbone(name)
+        sizes = "/".join(str(m.input_size) for m in spec.members)
+        note = "  recommended" if name == RECOMMENDED else ""
+        print(f"{name}  {sizes}px  {spec.params / 1e6:5.1f}M params  offline{note}")
     return 0
 
 
@@ -168,7 +175,9 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a classifier on an ImageFolder tree")
     t.add_argument("data_dir")
     t.add_argument("--out", required=True, help="run folder to write model.keras, labels.txt, metrics.json into")
-    t.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    t.add_argument("--backbone", default=DEFAULT_BACKBONE,
+                   help="a name from `backbones`, or offline ones joined by '+' (head only), e.g. "
+                        "efficientnet_lite0+efficientnet_lite2")
     t.add_argument("--unfreeze-blocks", type=int, default=0)
     t.add_argument("--epochs", type=int, default=0, help="maximum fine-tuning epochs (default: built-in; the head is solved, not trained in epochs)")
     group = t.add_mutually_exclusive_group()

@@ -7,9 +7,11 @@ what those measurements found, in validation-accuracy points over the Lite0 head
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from core.backbones import REGISTRY
+from core.backbones import DEFAULT_BACKBONE, REGISTRY, get_backbone
+from core.joined import OFFERED
 
 DEPTHS = range(5)   # blocks unfrozen: 0 (head only) to 4
 VIEWS = 2           # every photo is embedded as is and mirrored
@@ -76,3 +78,49 @@ def _nearest_factor(blocks: int) -> float:
     """A depth's fine-tuning cost measured on any backbone (relative to its own speed, so it carries over)."""
     factors = [factor for (_, b), (_, factor) in MEASURED.items() if b == blocks]
     return max(factors) if factors else 0.0
+
+
+# The default and the joined choices (core.joined), head only. Gains: validation accuracy points over Lite0 alone on
+# each shared set, the mean of three splits (`python -m bench.bench_joined`, 2026-12-04, with the head of that day).
+# Try it: milliseconds per decoded photo through the run's predictor, the choices interleaved (bench_joined speed,
+# load average 16). Live: bench_live's Lite0 rate (15 pictures a second, see the README) times each choice's rate
+# relative to Lite0 through the server's live path, measured side by side in that same run (1.00, 0.33, 0.16): the
+# browser's share of the work is the same for every choice, so this errs on the slow side.
+MEASURED_SETS = (("5 kinds of flowers", 5), ("ants vs bees", 2), ("25 kinds of groceries", 25))  # (set, classes)
+CHOICES_MEASURED: dict[str, tuple[tuple[float, ...], float, float]] = {
+    DEFAULT_BACKBONE: ((0.0, 0.0, 0.0), 12.7, 15.0),
+    "efficientnet_lite0+efficientnet_lite2": ((0.3, 1.2, 4.2), 49.1, 5.0),
+    "efficientnet_lite0+efficientnet_lite1+efficientnet_lite2": ((0.6, 0.8, 6.0), 79.0, 2.4),
+}
+BYTES_PER_PARAMETER = 4  # float32 weights: the LiteRT files and model.tflite are about this big
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a choice of network costs next to what it gains, for a project of some photo count."""
+
+    backbone: str
+    gains: tuple[float, ...] | None  # accuracy points over Lite0 alone per MEASURED_SETS; None: not measured
+    prepare_seconds: float      # preparing every photo here (as is and mirrored), nothing cached yet
+    try_ms: float | None        # Try it, one photo (measured on the development machine)
+    live_fps: float | None      # live webcam pictures a second (measured on the development machine)
+    size_mb: float              # the model's float32 files
+    timed_here: bool            # preparation time from this machine's measured speeds (else the reference figures)
+
+
+def costs(photos: int, speeds: dict[str, dict]) -> list[Cost]:
+    """The default and every joined choice: preparation time for `photos` photos here, Try it, live rate, size."""
+    rows = []
+    for name in (DEFAULT_BACKBONE, *OFFERED):
+        members = get_backbone(name).members
+        timed = all(m.name in speeds for m in members)
+        forward_s = sum((speeds[m.name]["ms_per_photo"] if timed else REFERENCE_MS[m.name]) / 1000 for m in members)
+        gains, try_ms, fps = CHOICES_MEASURED.get(name, (None, None, None))
+        rows.append(Cost(name, gains, photos * VIEWS * forward_s * PASS_FACTOR, try_ms, fps,
+                         sum(m.params for m in members) * BYTES_PER_PARAMETER / 1e6, timed))
+    return rows
+
+
+def most_alike(classes: int) -> int:
+    """Index in MEASURED_SETS of the set whose class count is nearest a project's (by ratio)."""
+    return min(range(len(MEASURED_SETS)), key=lambda i: abs(math.log(max(classes, 1) / MEASURED_SETS[i][1])))

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:
     import keras
 
+    from core.joined import JoinedSpec
+
 WEIGHTS_HOST = "storage.googleapis.com"  # where keras.applications downloads ImageNet weights from
 PROBE_TIMEOUT_S = 3.0
 CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)  # ResNet50's "caffe" preprocessing means, in RGB order
@@ -84,6 +86,11 @@ class BackboneSpec:
 
     def weights_cached(self) -> bool:
         return self.offline or any((d / self.weights_file).is_file() for d in keras_cache_dirs())
+
+    @property
+    def members(self) -> tuple["BackboneSpec", ...]:
+        """The networks a photo goes through: this one (joined backbones, `core.joined`, have several)."""
+        return (self,)
 
 
 def keras_cache_dirs() -> list[Path]:
@@ -295,12 +302,21 @@ DEFAULT_BACKBONE = "efficientnet_lite0"
 
 def backbone_label(name: str) -> str:
     """A backbone's display name; a name no longer in the registry (an old run's) as it is."""
-    return REGISTRY[name].label if name in REGISTRY else name
+    try:
+        return get_backbone(name).label
+    except ValueError:
+        return name
 
 
-def get_backbone(name: str) -> BackboneSpec:
+def get_backbone(name: str) -> "BackboneSpec | JoinedSpec":
+    """The spec of a registry name, or of offline names joined by '+' (`core.joined`); ValueError if unknown."""
+    from core.joined import is_joined, joined_spec
+
+    if is_joined(name):
+        return joined_spec(name)
     if name not in REGISTRY:
-        raise ValueError(f"unknown backbone {name!r}; choose one of: {', '.join(REGISTRY)}")
+        raise ValueError(f"unknown backbone {name!r}; choose one of: {', '.join(REGISTRY)}, or offline ones joined "
+                         "by '+'")
     return REGISTRY[name]
 
 

@@ -8,6 +8,7 @@ keyed by the photo's content hash, so re-training or adding a class embeds only 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import sqlite3
@@ -24,7 +25,7 @@ import numpy as np
 from core import config
 from core.backbones import BackboneSpec
 from core.files import atomic_write
-from core.images import load_rgb
+from core.images import load_rgb_sizes
 
 CONVERSION_VERSION = 4  # bump when the backbone graph or preprocessing changes: old caches become stale
 BATCH = 16
@@ -225,12 +226,15 @@ def embed_views(paths: Sequence[Path], shas: Sequence[str], spec: BackboneSpec, 
                 should_stop: Callable[[], bool] | None = None, threads: int | None = None,
                 decode_threads: int | None = None) -> list[EmbedResult]:
     """One EmbedResult per view (False: as is, True: mirrored); a photo missing from any view's cache is
-    decoded once for all of them. `threads` caps the backbone's threads and, unless `decode_threads`
-    says otherwise, the decoding threads (default: every core)."""
-    return cached_views(paths, shas, spec.input_size, {view_key(spec, flip): mirrored if flip else as_is for flip in views},
-                        lambda: make_embedder(spec, engine, threads), cache or EmbeddingCache(),
-                        on_progress=on_progress, should_stop=should_stop, threads=threads,
-                        decode_threads=decode_threads)
+    decoded once for all of them. A joined backbone's vectors (`core.joined`) are its members' side by
+    side, each member's cached under its own key and made from the same decode at the member's size.
+    `threads` caps the backbone's threads and, unless `decode_threads` says otherwise, the decoding
+    threads (default: every core)."""
+    groups = [Group(member.input_size, {view_key(member, flip): mirrored if flip else as_is for flip in views},
+                    functools.partial(make_embedder, member, engine, threads)) for member in spec.members]
+    per_member = cached_groups(paths, shas, groups, cache or EmbeddingCache(), on_progress=on_progress,
+                               should_stop=should_stop, threads=threads, decode_threads=decode_threads)
+    return [side_by_side([results[v] for results in per_member]) for v in range(len(views))]
 
 
 View = Callable[[np.ndarray], np.ndarray]  # a pixel batch -> the same photos seen another way
@@ -244,30 +248,54 @@ def mirrored(pixels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(pixels[:, :, ::-1])
 
 
+@dataclass(frozen=True)
+class Group:
+    """One model's share of a pass over the photos: the side it reads photos at, its views ({cache key: View})
+    and how to make it (only when some photo is missing from its cache)."""
+
+    size: int
+    views: dict[str, View]
+    make_runner: Callable[[], Callable[[np.ndarray], np.ndarray]]
+
+
 def cached_views(paths: Sequence[Path], shas: Sequence[str], size: int, views: dict[str, View],
                  make_runner: Callable[[], Callable[[np.ndarray], np.ndarray]], cache: EmbeddingCache, *,
                  on_progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
                  threads: int | None = None, decode_threads: int | None = None) -> list[EmbedResult]:
     """Flattened outputs of a pixels -> array model for each view ({cache key: View}), from `cache` where
     possible; the model is made only when some photo is missing, and each missing photo is decoded once."""
-    keys = list(views)
-    cached = [cache.get(key, shas) for key in keys]
-    todo = [i for i, sha in enumerate(shas) if any(sha not in found for found in cached)]
-    vectors = [{i: found[sha] for i, sha in enumerate(shas) if sha in found} for found in cached]
+    return cached_groups(paths, shas, [Group(size, views, make_runner)], cache, on_progress=on_progress,
+                         should_stop=should_stop, threads=threads, decode_threads=decode_threads)[0]
+
+
+def cached_groups(paths: Sequence[Path], shas: Sequence[str], groups: Sequence[Group], cache: EmbeddingCache, *,
+                  on_progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+                  threads: int | None = None, decode_threads: int | None = None) -> list[list[EmbedResult]]:
+    """`cached_views` for several models at once (per group, one result per view): a photo missing from any of
+    their caches is decoded once and resized for each group that lacks it; a group's model runs only on those."""
+    cached = [[cache.get(key, shas) for key in group.views] for group in groups]
+    todo = [i for i, sha in enumerate(shas) if any(sha not in found for views in cached for found in views)]
+    vectors = [[{i: found[sha] for i, sha in enumerate(shas) if sha in found} for found in views] for views in cached]
+    runners: list = [None] * len(groups)
     failed: dict[int, str] = {}
     start = time.perf_counter()
     if todo:
-        runner = make_runner()
         done = len(shas) - len(todo)
-        for batch_ids, pixels, errors in _decoded_batches(paths, todo, size, decode_threads or threads):
+        sizes = [group.size for group in groups]
+        for batch_ids, pixels, errors in _decoded_batches(paths, todo, sizes, decode_threads or threads):
             if should_stop and should_stop():
                 raise InterruptedError("stopped while embedding")
             failed.update(errors)
-            for key, found in zip(keys, vectors):
-                if batch_ids:
-                    out = runner(views[key](pixels))
+            for g, group in enumerate(groups):
+                rows = [r for r, i in enumerate(batch_ids) if any(i not in found for found in vectors[g])]
+                if not rows:
+                    continue
+                runners[g] = runners[g] or group.make_runner()
+                ids = [batch_ids[r] for r in rows]
+                for (key, view), found in zip(group.views.items(), vectors[g]):
+                    out = runners[g](view(pixels[g][rows]))
                     # Stored precision from the start: a photo gives the same numbers computed or read back.
-                    fresh = {i: row.reshape(-1).astype(cache.dtype) for i, row in zip(batch_ids, out)}
+                    fresh = {i: row.reshape(-1).astype(cache.dtype) for i, row in zip(ids, out)}
                     found.update(fresh)
                     cache.put(key, {shas[i]: v for i, v in fresh.items()})
             done += len(batch_ids) + len(errors)
@@ -276,7 +304,20 @@ def cached_views(paths: Sequence[Path], shas: Sequence[str], size: int, views: d
     elif on_progress:
         on_progress(len(shas), len(shas))
     seconds = time.perf_counter() - start if todo else 0.0
-    return [_result(found, failed, len(todo) - len(failed), seconds) for found in vectors]
+    return [[_result(found, failed, len(todo) - len(failed), seconds) for found in views] for views in vectors]
+
+
+def side_by_side(results: Sequence[EmbedResult]) -> EmbedResult:
+    """The members' results of one view as one: each photo's vectors concatenated in member order, for the photos
+    every member has."""
+    if len(results) == 1:
+        return results[0]
+    ok = sorted(set.intersection(*(set(r.ok) for r in results)))
+    rows = [{i: row for row, i in enumerate(r.ok)} for r in results]
+    vectors = (np.concatenate([r.vectors[[index[i] for i in ok]] for r, index in zip(results, rows)], axis=1)
+               if ok else np.zeros((0, 0), np.float32))
+    failed = {i: why for r in results for i, why in r.failed.items() if i not in ok}
+    return EmbedResult(vectors, ok, failed, max(r.computed for r in results), max(r.seconds for r in results))
 
 
 def view_key(spec: BackboneSpec, flip: bool) -> str:
@@ -290,12 +331,13 @@ def _result(vectors: dict[int, np.ndarray], failed: dict[int, str], computed: in
     return EmbedResult(stacked, ok, failed, computed, seconds)
 
 
-def _decoded_batches(paths: Sequence[Path], ids: list[int], size: int, threads: int | None = None):
-    """Yield (ids, pixel batch, {id: error}) with decoding of the next batches running in threads."""
+def _decoded_batches(paths: Sequence[Path], ids: list[int], sizes: Sequence[int], threads: int | None = None):
+    """Yield (ids, [pixel batch per size], {id: error}), each photo decoded once for every size, with decoding of
+    the next batches running in threads."""
 
     def load(i: int):
         try:
-            return i, load_rgb(Path(paths[i]), size), None
+            return i, load_rgb_sizes(Path(paths[i]), sizes), None
         except Exception as exc:  # any unreadable file is reported per photo, never fatal for the run
             return i, None, f"{type(exc).__name__}: {exc}"
 
@@ -308,5 +350,6 @@ def _decoded_batches(paths: Sequence[Path], ids: list[int], size: int, threads: 
             results = [f.result() for f in futures[n]]
             good = [(i, px) for i, px, err in results if err is None]
             errors = {i: err for i, _, err in results if err is not None}
-            pixels = np.stack([px for _, px in good]).astype(np.float32) if good else np.zeros((0, size, size, 3), np.float32)
+            pixels = [np.stack([px[k] for _, px in good]).astype(np.float32) if good
+                      else np.zeros((0, size, size, 3), np.float32) for k, size in enumerate(sizes)]
             yield [i for i, _ in good], pixels, errors

@@ -47,10 +47,10 @@ class NotConverted(FileNotFoundError):
     worker."""
 
 
-def members(backbone: str) -> list[BackboneSpec]:
+def members(backbone: str) -> tuple[BackboneSpec, ...]:
     """The networks of a run's backbone: one, or the members of a joined one ("a+b"), in the order their
     embeddings are concatenated."""
-    return [get_backbone(name) for name in backbone.split("+")]
+    return get_backbone(backbone).members
 
 
 def run_backbone(run_dir: Path) -> str:

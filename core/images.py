@@ -22,7 +22,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -292,14 +292,18 @@ def load_rgb(source: Path | bytes | Image.Image, size: int, *, flip: bool = Fals
     """A photo as the (size, size, 3) uint8 array models see, in training and prediction alike:
     upright, RGB, centre square, resized; optionally mirrored (training augmentation).
     Files go through the same gate as imports (formats, size limits, shared decode budget)."""
+    pixels = load_rgb_sizes(source, (size,))[0]
+    return np.ascontiguousarray(pixels[:, ::-1]) if flip else pixels
+
+
+def load_rgb_sizes(source: Path | bytes | Image.Image, sizes: Sequence[int]) -> list[np.ndarray]:
+    """The photo as `load_rgb` gives it at each of `sizes`, decoded once (reduced no further than the largest
+    size needs): what the members of a joined backbone see."""
     if isinstance(source, Image.Image):
-        img = _square(to_rgb(source), size)
-    else:
-        with _decoding(_open(source), keep_side=size) as decoded:
-            img = _square(decoded, size)
-    if flip:
-        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return np.asarray(img, dtype=np.uint8)
+        rgb = to_rgb(source)
+        return [np.asarray(_square(rgb, size), dtype=np.uint8) for size in sizes]
+    with _decoding(_open(source), keep_side=max(sizes)) as decoded:
+        return [np.asarray(_square(decoded, size), dtype=np.uint8) for size in sizes]
 
 
 def decode_at(source: Path | bytes, side: int) -> Image.Image:

@@ -6,7 +6,9 @@ no Keras load, so the model is usable the moment the head is fit. Fine-tuned run
 saved before head.npz existed) use `model.tflite` when exported, else the heat map's LiteRT file
 (`core.heatmap`, made first), else the Keras `model.keras`: the app's server never loads Keras
 (`keras=False`: once imported there, every page run pays for it), it waits for the worker's files.
-Every path takes the same centre-cropped raw pixels as training (`core.images.load_rgb`).
+Every path takes the same centre-cropped raw pixels as training (`core.images.load_rgb`); a joined
+backbone's head reads each member's LiteRT file fed the photo at that member's own size, as its
+embeddings were made (`core.joined`).
 """
 
 from __future__ import annotations
@@ -22,40 +24,52 @@ from PIL import Image
 from core.export import TFLITE_FILES
 from core.head import HEAD_FILE, softmax
 from core.heatmap import RUN_MAP_FILE, NotConverted
-from core.images import load_rgb
+from core.images import load_rgb_sizes
 from core.novelty import load_novelty
 from core.predict import MODEL_FILE, Prediction, read_labels
 from core.run_folder import RunFolderInvalid, check_probabilities, read_head, read_metrics
 
 
 UPLOAD_BATCH = 4  # photos decoded at once for a verdict; each is reduced to the model's size straight away
-# (N, S, S, 3) float32 pixels -> (N, C) probabilities and, where the run has a novelty check, (N,) novelty
-Forward = Callable[[np.ndarray], "np.ndarray | tuple[np.ndarray, np.ndarray | None]"]
+# (N, S, S, 3) float32 pixels -> (N, C) probabilities and, where the run has a novelty check, (N,) novelty; for a
+# model that reads a photo at several sizes (a joined backbone), the pixels are a list with one batch per size
+Pixels = np.ndarray | Sequence[np.ndarray]
+Forward = Callable[[Pixels], "np.ndarray | tuple[np.ndarray, np.ndarray | None]"]
 
 
 class Predictor:
     """A run's classes and a thread-safe forward pass; one instance serves every page and webcam thread."""
 
-    def __init__(self, class_names: list[str], input_size: int, forward: Forward, kind: str):
+    def __init__(self, class_names: list[str], input_size: int, forward: Forward, kind: str,
+                 sizes: Sequence[int] | None = None):
         self.class_names = class_names
         self.input_size = input_size
+        self.sizes = tuple(sizes or (input_size,))  # the sides a photo is resized to, one batch each
         self.kind = kind  # "head", "tflite" or "keras": which file the verdicts come from
         self._forward = forward
         self._lock = threading.Lock()  # a LiteRT interpreter must not be invoked from two threads at once
 
-    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """(N, S, S, 3) pixels 0..255 -> (N, C) class probabilities."""
+    def probabilities(self, pixels: Pixels) -> np.ndarray:
+        """(N, S, S, 3) pixels 0..255 -> (N, C) class probabilities; one such batch per size in `sizes` when there
+        are several."""
         return self.outputs(pixels)[0]
 
-    def outputs(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def outputs(self, pixels: Pixels) -> tuple[np.ndarray, np.ndarray | None]:
         """(N, C) class probabilities and (N,) novelty scores (None when the run has no novelty check)."""
-        if len(pixels) == 0:
+        batches = [np.asarray(b, dtype=np.float32) for b in ([pixels] if isinstance(pixels, np.ndarray) else pixels)]
+        if len(batches[0]) == 0:
             return np.zeros((0, len(self.class_names)), np.float32), None
         with self._lock, loading():  # a damaged graph can load and still fail when it runs
-            out = self._forward(np.asarray(pixels, dtype=np.float32))
+            out = self._forward(batches[0] if len(batches) == 1 else batches)
             probabilities, novelty = out if isinstance(out, tuple) else (out, None)
             return (check_probabilities(probabilities, len(self.class_names)),
                     None if novelty is None else np.asarray(novelty))
+
+    def pixels(self, photos: Sequence[Image.Image | Path | bytes]) -> Pixels:
+        """Decoded photos, files or their bytes as the batch (or batches, one per size) `outputs` takes."""
+        per_photo = [load_rgb_sizes(photo, self.sizes) for photo in photos]
+        batches = [np.stack([p[k] for p in per_photo]) for k in range(len(self.sizes))]
+        return batches[0] if len(batches) == 1 else batches
 
     def prediction(self, row: np.ndarray, top_k: int = 3, novelty: float | None = None) -> Prediction:
         """One row of probabilities (and its novelty score) as a Prediction, best classes first."""
@@ -68,9 +82,9 @@ class Predictor:
         """Top-k for already-decoded RGB photos (see `core.predict.decode_upload`)."""
         if not images:
             return []
-        return self._predictions(np.stack([load_rgb(img, self.input_size) for img in images]), top_k)
+        return self._predictions(self.pixels(images), top_k)
 
-    def _predictions(self, pixels: np.ndarray, top_k: int) -> list[Prediction]:
+    def _predictions(self, pixels: Pixels, top_k: int) -> list[Prediction]:
         probabilities, novelty = self.outputs(pixels)
         return [self.prediction(row, top_k, None if novelty is None else novelty[i])
                 for i, row in enumerate(probabilities)]
@@ -80,8 +94,7 @@ class Predictor:
         each decode to tens of megabytes never has more than UPLOAD_BATCH of them in memory."""
         found = []
         for start in range(0, len(photos), UPLOAD_BATCH):
-            pixels = np.stack([load_rgb(data, self.input_size) for data in photos[start:start + UPLOAD_BATCH]])
-            found += self._predictions(pixels, top_k)
+            found += self._predictions(self.pixels(photos[start:start + UPLOAD_BATCH]), top_k)
         return found
 
     def predict_paths(self, paths: Sequence[Path]) -> tuple[np.ndarray, list[int]]:
@@ -94,13 +107,13 @@ class Predictor:
         arrays, ok = [], []
         for i, path in enumerate(paths):
             try:
-                arrays.append(load_rgb(Path(path), self.input_size))
+                arrays.append(load_rgb_sizes(Path(path), self.sizes))
                 ok.append(i)
             except (OSError, ValueError, SyntaxError):
                 continue
         if not arrays:
             return np.zeros((0, len(self.class_names))), None, ok
-        return (*self.outputs(np.stack(arrays)), ok)
+        return (*self.outputs([np.stack([a[k] for a in arrays]) for k in range(len(self.sizes))]), ok)
 
 
 def model_file(run_dir: Path, keras: bool = True) -> Path:
@@ -156,11 +169,13 @@ def _head_predictor(run_dir: Path, names: list[str]) -> Predictor:
 
     spec = get_backbone(read_metrics(run_dir)["backbone"])
     kernel, bias = read_head(run_dir, spec.feature_dim, len(names))
-    embed = LiteRTRunner(litert_backbone(spec))
+    members = [LiteRTRunner(litert_backbone(member)) for member in spec.members]
     check = load_novelty(run_dir, spec.feature_dim)
 
-    def forward(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        embeddings = embed(pixels)
+    def forward(pixels: Pixels) -> tuple[np.ndarray, np.ndarray | None]:
+        # the pooled embedding: a joined backbone's members side by side, each on the photo at its own size
+        batches = [pixels] if isinstance(pixels, np.ndarray) else pixels
+        embeddings = np.concatenate([member(batch) for member, batch in zip(members, batches)], axis=1)
         return softmax(embeddings @ kernel + bias), None if check is None else check[0].scores(embeddings)
 
-    return Predictor(names, spec.input_size, forward, "head")
+    return Predictor(names, spec.input_size, forward, "head", [member.input_size for member in spec.members])

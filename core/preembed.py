@@ -1,7 +1,7 @@
 """Embeddings ready before Train is clicked: what a project still lacks, and embedding some of it.
 
 Every kept photo is embedded with the project's backbone as it is and mirrored (one decode for
-both), so that training finds every vector in the cache. The training worker calls
+both, and for every member of a joined backbone), so that training finds every vector in the cache. The training worker calls
 `embed_some` between its jobs; pages call `readiness` to say how many photos are ready.
 """
 
@@ -37,7 +37,7 @@ def missing(project: Project, cache: EmbeddingCache | None = None) -> tuple[list
     spec = get_backbone(project_backbone(project))
     records = project.images(status="kept")
     shas = [r.sha256 for r in records]
-    found = [cache.get(view_key(spec, flip), shas) for flip in VIEWS]
+    found = [cache.get(view_key(member, flip), shas) for member in spec.members for flip in VIEWS]
     return [r for r in records if any(r.sha256 not in f for f in found)], len(records)
 
 

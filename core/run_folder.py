@@ -187,6 +187,8 @@ def _read_member(archive: zipfile.ZipFile, name: str, key: str, shape: tuple[int
             raise RunFolderInvalid(f"`{key}` in {name} has shape {tuple(found)}; this run needs {tuple(shape)}.")
         shape = tuple(found)  # a None in `shape` takes any length: the file's size limit bounds it
         size = math.prod(shape) * dtype.itemsize
+        if name in FILES and size > FILES[name].max_bytes:  # a free length (None) is bounded by the file's limit
+            raise RunFolderInvalid(f"`{key}` in {name} claims {size / MB:,.0f} MB, more than such a file holds.")
         if info.file_size > size + 65536:
             raise RunFolderInvalid(f"`{key}` in {name} is larger than its shape says.")
         data = f.read(size)

@@ -27,6 +27,7 @@ from core.backbones import BackboneSpec, get_backbone, set_trainable_blocks
 from core.embed import EmbeddingCache, embed_views, pooled_features
 from core.head import STRENGTHS, HeadSearch, LinearHead, search_head
 from core.images import load_rgb
+from core.joined import joined_classifier, refuse_fine_tuning
 from core.novelty import NoveltyReference, NoveltySettings, fit_novelty
 
 STAGE_EMBED, STAGE_HEAD, STAGE_FINETUNE = "embedding", "head", "fine-tuning"
@@ -153,9 +154,12 @@ def class_weights(labels: Sequence[int], n_classes: int) -> dict[int, float]:
 
 
 def build_classifier(spec: BackboneSpec, n_classes: int, dropout: float):
-    """Pixels -> backbone (inference-mode BatchNorm) -> pooling -> dropout -> softmax; no Lambda layers."""
+    """Pixels -> backbone (inference-mode BatchNorm) -> pooling -> dropout -> softmax; no Lambda layers. A joined
+    backbone's members each pool their own features, concatenated in member order (`core.joined`)."""
     import keras
 
+    if len(spec.members) > 1:
+        return joined_classifier(spec, n_classes, dropout)
     inputs, pooled = pooled_features(spec)
     dropped = keras.layers.Dropout(dropout, name="dropout")(pooled)
     outputs = keras.layers.Dense(n_classes, activation="softmax", name="predictions")(dropped)
@@ -260,9 +264,10 @@ def train(data: TrainData, cfg: TrainConfig, listener: TrainingListener | None =
           cache: EmbeddingCache | None = None) -> TrainResult:
     """Stage 1 and, if asked, stage 2; the head with the regularisation that cross-validates best, and the
     fine-tuned model with the best validation weights."""
+    spec = get_backbone(cfg.backbone)
+    refuse_fine_tuning(spec, cfg.unfreeze_blocks)
     data.check()
     listener = listener or SilentListener()
-    spec = get_backbone(cfg.backbone)
     timings: dict[str, float] = {}
     n_classes = len(data.class_names)
 

@@ -107,8 +107,9 @@ def novelty_bar(run_dir: Path, column) -> float | None:
     return settings.threshold
 
 
-def probability_chart(prediction: Prediction, threshold: float) -> alt.LayerChart:
-    """Horizontal bars of the top classes, green where they clear the user's bar, with the bar as a dashed line."""
+def probability_chart(prediction: Prediction, threshold: float, familiar: bool = True) -> alt.LayerChart:
+    """Horizontal bars of the top classes, green where they clear the user's bar (none for a photo unlike every
+    class), with the bar as a dashed line."""
     data = pd.DataFrame(prediction.top, columns=["class", "probability"])
     base = alt.Chart(data).encode(
         x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%", title="how sure")),
@@ -117,7 +118,7 @@ def probability_chart(prediction: Prediction, threshold: float) -> alt.LayerChar
         y=alt.Y("class:N", sort=list(data["class"]), title=None, axis=alt.Axis(labelLimit=160)),
         tooltip=["class", alt.Tooltip("probability:Q", format=".1%")],
     )
-    bars = base.mark_bar().encode(color=alt.condition(alt.datum.probability >= threshold,
+    bars = base.mark_bar().encode(color=alt.condition(alt.datum.probability >= (threshold if familiar else 2),
                                                       alt.value(SURE_COLOUR), alt.value(UNSURE_COLOUR)))
     labels = base.mark_text(align="left", dx=4).encode(text=alt.Text("probability:Q", format=".0%"))
     line = alt.Chart(pd.DataFrame({"bar": [threshold]})).mark_rule(color=LINE_COLOUR, strokeDash=[4, 3]).encode(
@@ -131,7 +132,8 @@ def photo_details(name: str, data: bytes, prediction: Prediction, bar: Bar, run_
     photo.image(preview(data), caption=name, width="stretch")
     with guess:
         show_verdict(prediction, bar)
-        st.altair_chart(probability_chart(prediction, bar.sure), width="stretch")
+        st.altair_chart(probability_chart(prediction, bar.sure, bar.verdict(prediction) != UNFAMILIAR),
+                        width="stretch")
         st.caption("Its top guesses. The dashed red line is your “sure” bar; green bars clear it.")
     if not heat_ready:  # made once per network (or fine-tuned run) by the worker, seconds after training
         heat.info("Getting the heat map of where it looked ready (a few seconds, once per network)…", icon="⏳")

@@ -15,8 +15,9 @@ import streamlit as st
 
 from core import advice, jobs, speed
 from core.background import Busy
-from core.backbones import DEFAULT_BACKBONE, REGISTRY, BackboneSpec, backbone_label
+from core.backbones import DEFAULT_BACKBONE, REGISTRY, BackboneSpec, backbone_label, get_backbone
 from core.freeze_depths import freeze_options
+from core.joined import OFFERED, RECOMMENDED
 from core.runs import has_model
 from core.store import Project, RunRecord
 from core.head import STRENGTHS
@@ -24,6 +25,7 @@ from core.train import STAGE_EMBED, STAGE_FINETUNE, STAGE_HEAD, TrainConfig
 from pages import charts, ui
 
 DEFAULTS = dataclasses.replace(TrainConfig(), backbone=DEFAULT_BACKBONE)
+CHOICES = [*REGISTRY, *OFFERED]  # the networks, then offline ones joined (head only)
 FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
 FINETUNE_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3]
 BATCH_SIZES = [8, 16, 32, 64, 128]
@@ -62,7 +64,7 @@ def init_settings(project: Project) -> None:
     for field in FIELDS:
         name = key(field)
         st.session_state[name] = st.session_state.get(name, getattr(DEFAULTS, field))
-    if project.backbone in REGISTRY and st.session_state.get("train_backbone_project") != project.name:
+    if project.backbone in CHOICES and st.session_state.get("train_backbone_project") != project.name:
         st.session_state[key("backbone")] = project.backbone
     st.session_state["train_backbone_project"] = project.name
 
@@ -135,16 +137,21 @@ def availability(spec: BackboneSpec) -> str:
 
 
 def backbone_table() -> pd.DataFrame:
-    """One row per backbone: what a person weighs when choosing one."""
+    """One row per backbone, joined ones last: what a person weighs when choosing one (a joined one's speed is its
+    members' together)."""
     measured = speed.cached_speeds()
+    for name in OFFERED:
+        members = get_backbone(name).members
+        if all(m.name in measured for m in members):
+            measured[name] = {"ms_per_photo": sum(measured[m.name]["ms_per_photo"] for m in members)}
     relative = speed.relative_speeds(measured)
     return pd.DataFrame([{
         "Network": spec.label,
-        "Photo size": f"{spec.input_size} px",
+        "Photo size": " + ".join(f"{m.input_size}" for m in spec.members) + " px",
         "Parameters": f"{spec.params / 1e6:.1f} M",
         "Available": availability(spec),
         "Speed here": speed_text(spec.name, measured, relative),
-    } for spec in REGISTRY.values()])
+    } for spec in map(get_backbone, CHOICES)])
 
 
 def start_measuring(names: list[str]) -> None:
@@ -180,13 +187,20 @@ def measuring_view(timing: bool, timed: int) -> None:
         st.warning(f"{label} could not be timed: {why}")
 
 
+def choice_label(name: str) -> str:
+    if name == DEFAULT_BACKBONE:
+        return f"{backbone_label(name)} (recommended)"
+    return f"{backbone_label(name)} (recommended joined)" if name == RECOMMENDED else backbone_label(name)
+
+
 def backbone_picker(project: Project, busy: bool) -> BackboneSpec:
     names = list(REGISTRY)
     st.selectbox(
-        "Pretrained network (backbone)", names, key=key("backbone"), on_change=backbone_chosen, args=(project,),
-        format_func=lambda n: REGISTRY[n].label + (" (recommended)" if n == DEFAULT_BACKBONE else ""),
-        help="The network that already knows thousands of everyday objects. Your model reuses what it sees.")
-    spec = REGISTRY[st.session_state[key("backbone")]]
+        "Pretrained network (backbone)", CHOICES, key=key("backbone"), on_change=backbone_chosen, args=(project,),
+        format_func=choice_label,
+        help="The network that already knows thousands of everyday objects. Your model reuses what it sees. Joined "
+             "networks (A + B) each look at the photo, and one head reads them all.")
+    spec = get_backbone(st.session_state[key("backbone")])
     st.caption(spec.description)
     if not spec.weights_cached():
         st.warning(f"{spec.label} downloads its pretrained weights the first time. Without an internet "
@@ -214,6 +228,8 @@ def backbone_picker(project: Project, busy: bool) -> BackboneSpec:
 
 
 def depth_picker(spec: BackboneSpec, n_classes: int) -> int:
+    if len(spec.members) > 1:
+        return joined_depth(spec, n_classes)
     options = freeze_options(spec.name)
     most = len(options) - 1
     st.session_state[key("unfreeze_blocks")] = min(st.session_state[key("unfreeze_blocks")], most)
@@ -233,6 +249,17 @@ def depth_picker(spec: BackboneSpec, n_classes: int) -> int:
                "the retrained blocks learn from that. Can help with 100+ photos per class or unusual pictures; when "
                "it does not beat the head alone on validation photos, the run keeps the head.")
     return blocks
+
+
+def joined_depth(spec: BackboneSpec, n_classes: int) -> int:
+    """Joined networks train the new head only: no depth to choose, and the page says so."""
+    st.session_state[key("unfreeze_blocks")] = 0
+    head_params = spec.feature_dim * n_classes + n_classes
+    st.markdown(f"Training will change **{depth_label(0)}**: 1 layer, {head_params:,} parameters.")
+    every = "both" if len(spec.members) == 2 else f"all {len(spec.members)}"
+    st.caption(f"{spec.label} trains only the new head, on what {every} networks see: retraining their blocks is "
+               "not offered (choose a single network for that).")
+    return 0
 
 
 def explained(widget, explanation: str, *args, **kwargs):
@@ -260,6 +287,57 @@ def advice_view(photos: int) -> None:
                    "retraining blocks gained nothing; it paid on photos unlike everyday ones (about 4 points on "
                    "grocery-shelf photos in an earlier trial). The two sets disagreed by up to 8 points between "
                    "networks, so your photos may well differ: try the head alone first, it takes seconds.")
+
+
+def costs_view(photos: int, classes: int, chosen: str) -> None:
+    """What the joined networks gain over Lite0 alone and what they cost (preparing this project's photos, Try it,
+    the live webcam's rate, the model's size), and whether they pay on a project like this one."""
+    rows = advice.costs(photos, speed.cached_speeds())
+    measures = {
+        **{f"Gain: {name}": (lambda r, i=i: gain_cell(r, i)) for i, (name, _) in enumerate(advice.MEASURED_SETS)},
+        f"Preparing {ui.plural(photos, 'photo')}": lambda r: f"~{ui.duration(r.prepare_seconds)}",
+        "Try it, per photo": lambda r: "—" if r.try_ms is None else f"~{r.try_ms:.0f} ms",
+        "Live webcam, pictures a second": lambda r: "—" if r.live_fps is None else f"~{r.live_fps:.0f}",
+        "Model size": lambda r: f"{r.size_mb:.0f} MB",
+    }
+    # one column per choice, so that every cost is in sight beside the gains
+    table = pd.DataFrame([{"": measure, **{short_label(r.backbone): cell(r) for r in rows}}
+                          for measure, cell in measures.items()])
+    alike = advice.most_alike(classes)
+    best = rows[1]  # the joined choice recommended first
+    with st.expander("Joined networks: what they gain and what they cost", expanded=chosen in OFFERED):
+        st.dataframe(table, hide_index=True, key="joined_costs")
+        if best.gains is not None:
+            name, measured_classes = advice.MEASURED_SETS[alike]
+            gain = best.gains[alike]
+            st.markdown(f"On the photo set most like yours ({name}, {measured_classes} classes) "
+                        f"**{backbone_label(best.backbone)}** named {abs(gain):.1f} "
+                        f"{'more' if gain >= 0 else 'fewer'} photos in 100 right than EfficientNet-Lite0 alone. " + (
+                            "It pays most with many classes that look alike." if gain >= 2 else
+                            "With few, everyday classes the gain is small: Lite0 alone is faster and nearly as good."))
+        untimed = not all(r.timed_here for r in rows)
+        st.caption("Gain: accuracy points on validation photos over EfficientNet-Lite0 alone, head only, the mean "
+                   "of three splits of each photo set. Preparing: looking at every photo once per network, in the "
+                   "background as photos arrive"
+                   + (" (estimated from a reference laptop until the speeds are measured above)" if untimed else "")
+                   + ". Try it and the live webcam: measured on a 2-core laptop-class computer; every network of a "
+                   "joined choice looks at each picture, so they take longer.")
+    if chosen in OFFERED:
+        cost, reference = next(r for r in rows if r.backbone == chosen), rows[0]
+        if cost.live_fps is not None and reference.live_fps is not None:
+            st.caption(f"🎥 With {backbone_label(chosen)} the live webcam shows about {cost.live_fps:.0f} pictures a "
+                       f"second (EfficientNet-Lite0 alone: about {reference.live_fps:.0f}).")
+
+
+def short_label(name: str) -> str:
+    """'Lite0 + Lite2': a network's name without the family, for narrow columns."""
+    return " + ".join(m.label.removeprefix("EfficientNet-") for m in get_backbone(name).members)
+
+
+def gain_cell(row: advice.Cost, index: int) -> str:
+    if row.backbone == DEFAULT_BACKBONE:
+        return "the reference"
+    return "not measured" if row.gains is None else f"{row.gains[index]:+.1f} pts"
 
 
 def gain_text(row: advice.Advice) -> str:
@@ -556,6 +634,7 @@ if not active or st.toggle("Show the photos and settings for the next run", key=
     network, depth = st.columns([2, 1], gap="large")
     with network:
         spec = backbone_picker(project, busy=active is not None)
+        costs_view(sum(c.kept for c in project.classes()), len([c for c in project.classes() if c.kept]), spec.name)
         advice_view(sum(c.kept for c in project.classes()))
     with depth:
         blocks = depth_picker(spec, max(2, len([c for c in project.classes() if c.kept])))

@@ -103,7 +103,7 @@ def test_cli_train_data_skips_tiny_photos(tmp_path):
     Image.new("RGB", (16, 16), "red").save(tmp_path / "a" / "tiny.png")
     (tmp_path / "a" / "ok.jpg").write_bytes(class_photo_bytes(0, 1))
     paths = [tmp_path / "a" / "tiny.png", tmp_path / "a" / "ok.jpg"]
-    ids, _, errors = next(_decoded_batches(paths, [0, 1], 64, False))
+    ids, _, errors = next(_decoded_batches(paths, [0, 1], (64,), False))
     assert ids == [1] and list(errors) == [0]
 
 

@@ -245,3 +245,14 @@ def test_forty_damaged_tflite_files_are_each_used_or_refused_with_the_typed_erro
         except RunFolderInvalid:
             outcomes.append("refused")
     assert "refused" in outcomes and len(outcomes) == 40
+
+
+def test_an_array_of_free_length_is_bounded_by_its_file_limit(tmp_path):
+    """novelty.npz's reference rows have no fixed count: a header claiming billions of them is refused unread."""
+    from core.run_folder import read_npz
+
+    path = tmp_path / "novelty.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("reference.npy", npy_header((10 ** 9, 1280), np.float16) + b"\0" * 64)
+    with pytest.raises(RunFolderInvalid, match="claims"):
+        read_npz(path, {"reference": (None, 1280)})

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import jobs, speed
-from core.backbones import DEFAULT_BACKBONE, REGISTRY, BackboneSpec
+from core import advice, jobs, speed
+from core.backbones import DEFAULT_BACKBONE, REGISTRY, BackboneSpec, get_backbone
+from core.joined import OFFERED, RECOMMENDED
 from core.freeze_depths import freeze_options
 from core.export import EVALUATION_FILE, write_json
 from core.predict import MODEL_FILE
@@ -92,17 +93,47 @@ def test_settings_start_from_the_defaults_and_show_what_will_train(two_classes):
     assert "only the new head" in texts(at)
     assert not at.button(key="train_start").disabled
     backbones = at.dataframe[0].value
-    assert list(backbones["Network"]) == [spec.label for spec in REGISTRY.values()]
+    assert list(backbones["Network"]) == [*(spec.label for spec in REGISTRY.values()),
+                                          *(get_backbone(name).label for name in OFFERED)]
     assert "🌐 needs a download (internet)" in set(backbones["Available"])
 
     at.select_slider(key="train_unfreeze_blocks").set_value(2).run()
     shown = texts(at)
     assert "the last 2 blocks + the head" in shown and "the run keeps the head" in shown
-    advice = at.dataframe[1].value  # expected time and measured gain per offline network and depth
+    advice = at.dataframe[2].value  # expected time and measured gain per offline network and depth
     assert list(advice.columns) == ["Retrain", "EfficientNet-Lite0", "EfficientNet-Lite1", "EfficientNet-Lite2"]
     assert list(advice["Retrain"]) == ["head only", "last 1", "last 2", "last 3", "last 4"]
     assert advice.iloc[0, 1].startswith("~")
     assert not at.number_input(key="train_finetune_epochs").disabled
+
+
+def test_a_joined_network_shows_its_costs_and_trains_the_head_only(two_classes, monkeypatch):
+    monkeypatch.setattr(jobs, "prepare", lambda project: None)  # no background embedding with the real networks here
+    at = page(two_classes)
+    at.select_slider(key="train_unfreeze_blocks").set_value(2).run()
+    assert at.selectbox(key="train_backbone").options[len(REGISTRY)] == \
+        f"{get_backbone(RECOMMENDED).label} (recommended joined)"
+    at.selectbox(key="train_backbone").set_value(RECOMMENDED).run()
+    no_exceptions(at)
+    assert two_classes.backbone == RECOMMENDED  # the project's photos are prepared with it from now on
+    shown = texts(at)
+    head = get_backbone(RECOMMENDED).feature_dim * 2 + 2
+    assert f"Training will change **only the new head**: 1 layer, {head:,} parameters." in shown
+    assert "retraining their blocks is not offered" in shown
+    assert not at.get("select_slider") or "train_unfreeze_blocks" not in [w.key for w in at.get("select_slider")]
+    costs = at.dataframe[1].value.set_index("")  # after the table of networks; a column per choice
+    assert list(costs.columns) == ["Lite0", "Lite0 + Lite2", "Lite0 + Lite1 + Lite2"]
+    assert {"Preparing 30 photos", "Try it, per photo", "Live webcam, pictures a second", "Model size"} <= set(costs.index)
+    gains = costs.loc["Gain: ants vs bees"]  # the measured set most like two classes
+    assert gains.iloc[0] == "the reference" and all(g.endswith(" pts") for g in gains.iloc[1:])
+    assert "On the photo set most like yours (ants vs bees, 2 classes)" in shown
+    live = next(r for r in advice.costs(30, {}) if r.backbone == RECOMMENDED).live_fps
+    assert f"the live webcam shows about {live:.0f} pictures a second" in shown
+    started = []
+    monkeypatch.setattr(jobs, "start_training", lambda project, cfg: started.append(cfg))
+    at.button(key="train_start").click().run()
+    no_exceptions(at)
+    assert [(cfg.backbone, cfg.unfreeze_blocks) for cfg in started] == [(RECOMMENDED, 0)]
 
 
 def test_validation_share_is_saved_in_the_project(two_classes):

@@ -1,0 +1,284 @@
+"""Offline backbones alone and joined by '+': accuracy on three splits of each shared set, and what joining costs.
+
+    python -m bench.bench_joined [accuracy] [unseen] [preparation] [speed] [costs]
+        [--sets flowers5,hymenoptera,groceries25] [--choices A,B+C,...] [--cost-choices A,B+C,...]
+        [--photos N] [--rounds N]
+
+accuracy: every photo of a set (its train/ and val/ folders together) is split three ways, 20 % for validation
+each time, by three different parts of the photo's content hash (split 0 is the store's own rule); each choice
+trains as the app does (`core.train.train`, head only, default settings) and is scored on that split's validation
+photos (as is, and averaged with their mirror images). Embeddings come from the shared cache (TRANSFERLAB_CACHE):
+run it with the cache filled, or the first pass embeds every photo.
+
+unseen, per set with a val/ folder and choice (Lite0 and the joined choices offered): trained as a project on
+train/ (its own validation split), scored once on val/, photos it never saw.
+
+preparation, per set and choice (Lite0 and the joined choices offered): time to prepare the whole set (decode,
+resize and embed as is and mirrored, nothing cached), from the pace on a sample of its photos.
+
+speed, per choice, interleaved: Try it per photo (the app's predictor, one decoded photo at a time, median) and
+webcam frames the server's live path classifies a second (an upper bound on what bench_live shows).
+
+costs, per set and choice, trained on split 0: Try it per photo, the sizes of the files the app and the downloads use, and the top-1 agreement of the exported TFLite
+model (one input at the largest member's size, the smaller members resized in the graph) with the app's
+predictor (each member fed by PIL at its own size, as the embeddings were made) on the validation photos.
+Live pictures a second come from `python -m bench.bench_live --backbone NAME`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from bench.common import dataset, table  # noqa: E402
+from core.joined import OFFERED  # noqa: E402
+
+MEMBERS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+CHOICES = (*MEMBERS, "efficientnet_lite0+efficientnet_lite1", "efficientnet_lite0+efficientnet_lite2",
+           "efficientnet_lite1+efficientnet_lite2", "efficientnet_lite0+efficientnet_lite1+efficientnet_lite2")
+SPLITS = 3
+VAL_SHARE = 0.2
+
+
+def short(name: str) -> str:
+    return name.replace("efficientnet_lite", "L")
+
+
+def all_photos(name: str):
+    """Every photo of a shared set (train/ and val/ folders together) as samples, and the class names."""
+    from core.runs import data_from_folders
+
+    root = dataset(name)
+    data = data_from_folders(root / "train", root / "val" if (root / "val").is_dir() else None)
+    return data.train + data.val, data.class_names
+
+
+def split(samples, class_names, index: int):
+    """Split `index` of the photos: validation when the index-th 12 hex digits of the hash fall under VAL_SHARE."""
+    from core.train import TrainData
+
+    is_val = [int(s.sha256[12 * index:12 * index + 12], 16) / 16 ** 12 < VAL_SHARE for s in samples]
+    return TrainData(class_names, [s for s, v in zip(samples, is_val) if not v],
+                     [s for s, v in zip(samples, is_val) if v])
+
+
+def right(probabilities: np.ndarray, samples) -> float:
+    return float((probabilities.argmax(axis=1) == np.array([s.label for s in samples])).mean())
+
+
+def accuracy(sets: list[str], choices: list[str]) -> None:
+    """Validation accuracy of each choice on three splits of each set; the mean over the splits beside them."""
+    from core.train import TrainConfig, train
+
+    rows, means = [], {}
+    for name in sets:
+        samples, class_names = all_photos(name)
+        for choice in choices:
+            scores, mirrored, seconds = [], [], []
+            for index in range(SPLITS):
+                data = split(samples, class_names, index)
+                result = train(data, TrainConfig(backbone=choice))
+                scores.append(right(result.val_probabilities, result.val_samples))
+                mirrored.append(right(result.val_probabilities_mirrored, result.val_samples))
+                seconds.append(result.timings["head_seconds"])
+            means[(name, choice)] = statistics.mean(scores)
+            rows.append([name, short(choice), *[f"{s:.3f}" for s in scores], f"{statistics.mean(scores):.3f}",
+                         f"{statistics.mean(mirrored):.3f}", statistics.mean(seconds)])
+            print("done:", rows[-1], file=sys.stderr, flush=True)
+    print(f"Validation accuracy, head only, {SPLITS} splits of every photo ({VAL_SHARE:.0%} validation each)")
+    print(table(["set", "backbone", *[f"split {i}" for i in range(SPLITS)], "mean", "+mirror mean", "head s"], rows))
+    gains = [[short(c), *[f"{100 * (means[(n, c)] - means[(n, MEMBERS[0])]):+.1f}" for n in sets],
+              f"{100 * statistics.mean(means[(n, c)] - means[(n, MEMBERS[0])] for n in sets):+.1f}"]
+             for c in choices if (sets[0], MEMBERS[0]) in means]
+    print("\nPoints over Lite0 alone (mean of the splits)")
+    print(table(["backbone", *sets, "mean"], gains))
+
+
+def unseen(sets: list[str], choices: list[str]) -> None:
+    """Trained as a project on a set's train/ folder (its own 20 % validation split), scored once on its val/ folder,
+    photos it never saw (the sets that have one)."""
+    from core.backbones import get_backbone
+    from core.embed import embed_views
+    from core.runs import data_from_folders
+    from core.train import TrainConfig, train
+
+    rows = []
+    for name in sets:
+        root = dataset(name)
+        if not (root / "val").is_dir():
+            continue
+        data, test = data_from_folders(root / "train"), data_from_folders(root / "val")
+        test = test.train + test.val
+        for choice in choices:
+            result = train(data, TrainConfig(backbone=choice))
+            views = embed_views([s.path for s in test], [s.sha256 for s in test], get_backbone(choice))
+            plain, flipped = (result.head.probabilities(v.vectors) for v in views)
+            rows.append([name, short(choice), len(data.train), len(data.val), len(test),
+                         f"{right(plain, test):.3f}", f"{right((plain + flipped) / 2, test):.3f}"])
+            print("done:", rows[-1], file=sys.stderr, flush=True)
+    print("\nPhotos never seen: trained on train/ (20 % of it for validation), scored on val/")
+    print(table(["set", "backbone", "train", "val", "test", "test acc", "+mirror"], rows))
+
+
+def prepare_seconds(choice: str, samples) -> float:
+    """Seconds per photo to embed photos as is and mirrored with nothing cached (decode and resize included)."""
+    from core.backbones import get_backbone
+    from core.embed import EmbeddingCache, embed_views
+
+    spec = get_backbone(choice)
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = EmbeddingCache(Path(tmp) / "embeddings.sqlite")
+        warm = samples[:16]  # the interpreters' first calls allocate: not part of the steady pace
+        embed_views([s.path for s in warm], [f"warm{i}" for i in range(len(warm))], spec, cache=cache)
+        start = time.perf_counter()
+        embed_views([s.path for s in samples], [s.sha256 for s in samples], spec, cache=cache)
+        return (time.perf_counter() - start) / len(samples)
+
+
+def preparation(sets: list[str], choices: list[str], photos: int) -> None:
+    """Time to prepare each whole set (as is and mirrored, nothing cached), from the pace on `photos` of its photos."""
+    rows = []
+    for name in sets:
+        samples, _ = all_photos(name)
+        timed = samples[::max(1, len(samples) // photos)][:photos]  # spread over the classes
+        for choice in choices:
+            pace = prepare_seconds(choice, timed)
+            rows.append([name, short(choice), len(samples), f"{1000 * pace:.0f}", f"{pace * len(samples):.0f}"])
+            print("done:", rows[-1], file=sys.stderr, flush=True)
+    print(f"\nPreparing a set's photos (decode once, every member, as is and mirrored), timed on {photos} of each")
+    print(table(["set", "backbone", "photos", "ms per photo", "whole set s"], rows))
+
+
+def costs(sets: list[str], choices: list[str]) -> None:
+    """Per set and choice, trained on split 0: the exported model's agreement with the app on the validation photos;
+    Try it per photo and the files' sizes."""
+    from core.backbones import get_backbone
+    from core.embed import litert_backbone
+    from core.export import TFLITE_FILES, assemble_downloads
+    from core.predict import decode_upload
+    from core.predictor import load_predictor
+    from core.runs import train_and_save
+    from core.train import TrainConfig
+
+    rows = []
+    for name in sets:
+        samples, class_names = all_photos(name)
+        data = split(samples, class_names, 0)
+        for choice in choices:
+            spec = get_backbone(choice)
+            with tempfile.TemporaryDirectory() as tmp:
+                run = Path(tmp) / "run"
+                train_and_save(data, TrainConfig(backbone=choice), run, assemble=False)
+                assemble_downloads(run)
+                predictor = load_predictor(run)
+                images = [decode_upload(s.path.read_bytes()) for s in data.val[:24]]
+                predictor.predict_images(images[:1])  # the first call allocates
+                times = []
+                for image in images:
+                    start = time.perf_counter()
+                    predictor.predict_images([image])
+                    times.append(time.perf_counter() - start)
+                app_top = predictor.predict_paths([s.path for s in data.val])[0].argmax(axis=1)
+                exported = load_predictor_from(run / TFLITE_FILES[False], spec.input_size)
+                export_top = exported([s.path for s in data.val]).argmax(axis=1)
+                app_mb = sum(litert_backbone(m).stat().st_size for m in spec.members) / 1e6
+                rows.append([name, short(choice), f"{1000 * statistics.median(times):.0f}", f"{app_mb:.1f}",
+                             f"{(run / TFLITE_FILES[False]).stat().st_size / 1e6:.1f}",
+                             f"{(run / 'model.keras').stat().st_size / 1e6:.1f}",
+                             f"{(app_top == export_top).mean():.3f}", len(app_top)])
+                print("done:", rows[-1], file=sys.stderr, flush=True)
+    print("\nTry it (one decoded photo, median of 24), sizes, and the exported model.tflite's top-1 agreement with the "
+          "app's predictor on split 0's validation photos")
+    print(table(["set", "backbone", "Try it ms", "app LiteRT MB", "model.tflite MB", "model.keras MB", "agreement",
+                 "photos"], rows))
+
+
+def speed(choices: list[str], rounds: int) -> None:
+    """Try it per photo and webcam frames classified a second by the server's live path, the choices interleaved
+    round by round so that other work on the machine weighs on each alike."""
+    from PIL import ImageOps
+
+    from core.live import LiveClassifier
+    from core.predict import decode_upload
+    from core.predictor import load_predictor
+    from core.runs import train_and_save
+    from core.train import TrainConfig
+
+    samples, class_names = all_photos("hymenoptera")
+    data = split(samples, class_names, 0)
+    photos = [decode_upload(s.path.read_bytes()) for s in data.val[:12]]
+    frames = [np.asarray(ImageOps.fit(photo, WEBCAM)) for photo in photos]  # what the webcam hands the server
+    with tempfile.TemporaryDirectory() as tmp:
+        live, tries = {}, {c: [] for c in choices}
+        for choice in choices:
+            train_and_save(data, TrainConfig(backbone=choice), Path(tmp) / choice, assemble=False)
+            live[choice] = LiveClassifier(load_predictor(Path(tmp) / choice))
+            live[choice].classify(frames[0])  # the first call allocates
+        spent = {c: 0.0 for c in choices}
+        for _ in range(rounds):
+            for choice in choices:
+                start = time.perf_counter()
+                for frame in frames:
+                    live[choice].classify(frame)
+                spent[choice] += time.perf_counter() - start
+                for photo in photos[:4]:
+                    start = time.perf_counter()
+                    live[choice].predictor.predict_images([photo])
+                    tries[choice].append(time.perf_counter() - start)
+    fps = {c: rounds * len(frames) / spent[c] for c in choices}
+    print(f"\nSpeed, choices interleaved over {rounds} rounds (load average {os.getloadavg()[0]:.1f} at the end): Try it "
+          f"= one decoded hymenoptera photo through the run's predictor; live = {WEBCAM[0]}x{WEBCAM[1]} frames through "
+          "core.live.LiveClassifier, the server's side of the live webcam (the browser's decoding and drawing not "
+          "counted: an upper bound on bench_live's rate)")
+    print(table(["backbone", "Try it ms (median)", "live frames a second", "vs Lite0"],
+                [[short(c), f"{1000 * statistics.median(tries[c]):.1f}", f"{fps[c]:.1f}",
+                  f"{fps[c] / fps[choices[0]]:.2f}"] for c in choices]))
+
+
+WEBCAM = (640, 480)
+
+
+def load_predictor_from(tflite: Path, size: int):
+    """Probabilities of the exported TFLite model for photos on disk, each resized once to its input size."""
+    from core.embed import LiteRTRunner
+    from core.images import load_rgb
+
+    runner = LiteRTRunner(tflite)
+    return lambda paths: np.concatenate([runner(np.stack([load_rgb(p, size) for p in paths[i:i + 8]]).astype(
+        np.float32)) for i in range(0, len(paths), 8)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("parts", nargs="*", default=["accuracy", "unseen", "preparation", "speed", "costs"])
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds of the speed part")
+    parser.add_argument("--sets", default="flowers5,hymenoptera,groceries25")
+    parser.add_argument("--choices", default=",".join(CHOICES), help="choices whose accuracy is measured")
+    parser.add_argument("--cost-choices", default=",".join((MEMBERS[0], *OFFERED)), help="choices whose costs are")
+    parser.add_argument("--photos", type=int, default=96, help="photos prepared per choice to time preparation")
+    args = parser.parse_args()
+    choices = args.choices.split(",")
+    print(f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the start")
+    if "accuracy" in args.parts:
+        accuracy(args.sets.split(","), choices)
+    if "unseen" in args.parts:
+        unseen(args.sets.split(","), args.cost_choices.split(","))
+    if "preparation" in args.parts:
+        preparation(args.sets.split(","), args.cost_choices.split(","), args.photos)
+    if "speed" in args.parts:
+        speed(args.cost_choices.split(","), args.rounds)
+    if "costs" in args.parts:
+        costs(args.sets.split(","), args.cost_choices.split(","))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""Offline backbones joined by '+': the spec, embeddings per member from one decode, the predictor, the refusal of
+fine-tuning, the advice, the CLI; then a joined run end to end with the real networks (slow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import core.embed
+from core.__main__ import main as cli
+from core.advice import MEASURED_SETS, costs, most_alike
+from core.backbones import REGISTRY, backbone_label, get_backbone
+from core.heatmap import load_heat_mapper, run_map_model
+from core.embed import EmbeddingCache, EmbedResult, Group, cached_groups, side_by_side
+from core.joined import OFFERED, RECOMMENDED, JoinRefused, refuse_fine_tuning
+from core.predictor import Predictor
+from core.train import TrainConfig, TrainData, train
+from tests.photos import class_photo, write_image_folder
+
+LITE02 = "efficientnet_lite0+efficientnet_lite2"
+
+
+def test_a_joined_name_is_a_backbone_made_of_its_members_in_order():
+    spec = get_backbone("efficientnet_lite2+efficientnet_lite0")
+    assert [m.name for m in spec.members] == ["efficientnet_lite2", "efficientnet_lite0"]
+    assert spec.name == "efficientnet_lite2+efficientnet_lite0" and spec.label == "EfficientNet-Lite2 + Lite0"
+    assert spec.feature_dim == 2560 and spec.input_size == 260 and spec.offline
+    assert spec.params == REGISTRY["efficientnet_lite0"].params + REGISTRY["efficientnet_lite2"].params
+    assert get_backbone("efficientnet_lite0").members == (REGISTRY["efficientnet_lite0"],)
+    assert backbone_label(LITE02) == "EfficientNet-Lite0 + Lite2" and backbone_label("gone+away") == "gone+away"
+    assert RECOMMENDED in OFFERED and all(get_backbone(name).offline for name in OFFERED)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("efficientnet_lite0+nope", "unknown backbone"),
+    ("efficientnet_lite0+resnet50", "only offline backbones can be joined"),
+    ("efficientnet_lite0+efficientnet_lite0", "names a backbone twice"),
+    ("efficientnet_lite0+", "unknown backbone"),
+])
+def test_bad_joined_names_are_refused_clearly(name, message):
+    with pytest.raises(ValueError, match=message):
+        get_backbone(name)
+
+
+def test_fine_tuning_a_joined_backbone_is_refused_before_any_work():
+    with pytest.raises(JoinRefused, match="trains only the new head"):
+        refuse_fine_tuning(get_backbone(LITE02), 2)
+    refuse_fine_tuning(get_backbone(LITE02), 0)
+    refuse_fine_tuning(get_backbone("efficientnet_lite0"), 2)
+    data = TrainData(["a", "b"], [], [])  # refused before the data is even looked at
+    with pytest.raises(JoinRefused):
+        train(data, TrainConfig(backbone=LITE02, unfreeze_blocks=1))
+
+
+def test_side_by_side_joins_the_photos_every_member_has_in_member_order():
+    first = EmbedResult(np.array([[1.0], [2.0], [3.0]]), [0, 1, 3], {2: "broken"}, 3, 1.0)
+    second = EmbedResult(np.array([[10.0, 11.0], [30.0, 31.0]]), [0, 3], {1: "gone", 2: "broken"}, 1, 2.0)
+    joined = side_by_side([first, second])
+    assert joined.ok == [0, 3] and joined.failed == {1: "gone", 2: "broken"}
+    np.testing.assert_array_equal(joined.vectors, [[1, 10, 11], [3, 30, 31]])
+    assert side_by_side([first]) is first
+
+
+def test_members_share_one_decode_and_each_runs_only_on_what_its_cache_lacks(tmp_path, monkeypatch):
+    paths = []
+    for i in range(5):
+        paths.append(tmp_path / f"{i}.jpg")
+        class_photo(i % 2, i).save(paths[-1])
+    shas = [f"sha{i}" for i in range(5)]
+    cache = EmbeddingCache(tmp_path / "cache.sqlite")
+    cache.put("small", {shas[0]: np.zeros(2), shas[1]: np.zeros(2)})  # the first member has two photos already
+    decodes = []
+    real = core.embed.load_rgb_sizes
+    monkeypatch.setattr(core.embed, "load_rgb_sizes", lambda path, sizes: decodes.append(sizes) or real(path, sizes))
+    seen: dict[str, list] = {"small": [], "large": []}
+
+    def runner(name):
+        def run(pixels):
+            seen[name].append(pixels.shape)
+            return np.full((len(pixels), 2), pixels.shape[1], np.float32)
+        return lambda: run
+
+    groups = [Group(32, {"small": lambda p: p}, runner("small")), Group(48, {"large": lambda p: p}, runner("large"))]
+    small, large = (views[0] for views in cached_groups(paths, shas, groups, cache))
+    assert [tuple(sizes) for sizes in decodes] == [(32, 48)] * 5  # each photo decoded once, for both sizes
+    assert seen == {"small": [(3, 32, 32, 3)], "large": [(5, 48, 48, 3)]}
+    assert small.ok == large.ok == [0, 1, 2, 3, 4] and small.vectors[2, 0] == 32 and large.vectors[0, 0] == 48
+    assert set(cache.get("large", shas)) == set(shas)  # cached per member under its own key
+
+
+def test_a_predictor_reading_several_sizes_hands_the_forward_one_batch_per_size(tmp_path):
+    shapes = []
+
+    def forward(batches):
+        shapes.append([b.shape for b in batches])
+        return np.tile([0.2, 0.8], (len(batches[0]), 1))
+
+    predictor = Predictor(["a", "b"], 48, forward, "head", sizes=(32, 48))
+    assert predictor.predict_images([class_photo(0, 1), class_photo(1, 2)])[0].label == "b"
+    class_photo(0, 3).save(tmp_path / "ok.jpg")
+    (tmp_path / "broken.jpg").write_bytes(b"not a photo")
+    probabilities, ok = predictor.predict_paths([tmp_path / "broken.jpg", tmp_path / "ok.jpg"])
+    assert ok == [1] and probabilities.shape == (1, 2)
+    assert shapes == [[(2, 32, 32, 3), (2, 48, 48, 3)], [(1, 32, 32, 3), (1, 48, 48, 3)]]
+
+
+def test_costs_put_the_joined_choices_beside_lite0():
+    speeds = {name: {"ms_per_photo": ms} for name, ms in
+              (("efficientnet_lite0", 5.0), ("efficientnet_lite1", 10.0), ("efficientnet_lite2", 15.0))}
+    rows = {r.backbone: r for r in costs(400, speeds)}
+    assert list(rows) == ["efficientnet_lite0", *OFFERED]
+    lite0, joined = rows["efficientnet_lite0"], rows[RECOMMENDED]
+    assert joined.prepare_seconds == pytest.approx(4 * lite0.prepare_seconds) and joined.timed_here  # 5 + 15 ms
+    assert joined.size_mb > lite0.size_mb and lite0.gains == (0.0, 0.0, 0.0)
+    assert all(r.gains is not None and r.try_ms and r.live_fps for r in rows.values())
+    assert joined.live_fps < lite0.live_fps and joined.try_ms > lite0.try_ms
+    assert [MEASURED_SETS[most_alike(n)][1] for n in (1, 2, 3, 5, 10, 12, 40)] == [2, 2, 2, 5, 5, 25, 25]
+
+
+def test_cli_lists_the_recommended_joined_choice_first(capsys):
+    assert cli(["backbones"]) == 0
+    joined = capsys.readouterr().out.split("joined")[1].splitlines()[1:]
+    assert joined[0].startswith(RECOMMENDED + " ") and "recommended" in joined[0]
+
+
+# ---- end to end with the real networks ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    write_image_folder(root / "train", {"stripes": 12, "blobs": 12})
+    write_image_folder(root / "val", {"stripes": 5, "blobs": 5}, offset=100)
+    return root
+
+
+@pytest.mark.slow
+def test_a_joined_run_trains_predicts_evaluates_and_exports_one_model(folders, tmp_path, capsys):
+    from core.embed import LiteRTRunner, embed_views
+    from core.export import TFLITE_FILES
+    from core.head import HEAD_FILE, LinearHead
+    from core.images import load_rgb
+    from core.predict import Classifier
+    from core.predictor import load_predictor
+    from core.runs import data_from_folders
+
+    run = tmp_path / "run"
+    assert cli(["train", str(folders / "train"), "--out", str(run), "--backbone", LITE02,
+                "--val-dir", str(folders / "val")]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["backbone"] == LITE02 and metrics["val_accuracy"] >= 0.9
+    head = LinearHead.load(run / HEAD_FILE)
+    assert head.kernel.shape == (2560, 2)
+
+    # The head reads the members' cached embeddings side by side: Lite0's, then Lite2's, each at its own size.
+    data = data_from_folders(folders / "train", folders / "val")
+    paths, shas = [s.path for s in data.val], [s.sha256 for s in data.val]
+    joined = embed_views(paths, shas, get_backbone(LITE02), (False,))[0].vectors
+    alone = [embed_views(paths, shas, get_backbone(name), (False,))[0].vectors
+             for name in ("efficientnet_lite0", "efficientnet_lite2")]
+    np.testing.assert_array_equal(joined, np.concatenate(alone, axis=1))
+
+    predictor = load_predictor(run)  # Try it, the live webcam and evaluation
+    assert predictor.kind == "head" and predictor.sizes == (224, 260)
+    app = predictor.predict_paths(paths)[0]
+    np.testing.assert_allclose(app, head.probabilities(joined), atol=1e-4)
+    assert predictor.predict_images([class_photo(0, 300)])[0].label == "stripes"
+
+    # One model to take away: the photo at 260 px, Lite0 fed a resized copy inside the graph.
+    classifier = Classifier.load(run)
+    assert classifier.input_size == 260
+    exported = LiteRTRunner(run / TFLITE_FILES[False])
+    pixels = np.stack([load_rgb(p, 260) for p in paths]).astype(np.float32)
+    assert (exported(pixels).argmax(axis=1) == app.argmax(axis=1)).mean() == 1.0
+    np.testing.assert_allclose(classifier.probabilities(pixels), exported(pixels), atol=1e-3)
+    heat = load_heat_mapper(run).heat_map(class_photo(0, 301))  # each member's map, summed (core.heatmap)
+    assert heat.shape == (260, 260) and 0 <= heat.min() and heat.max() <= 1
+    probabilities, *maps = run_map_model(classifier.model)(pixels[:1])  # as a fine-tuned joined run would read it
+    assert [tuple(m.shape) for m in maps] == [(1, 7, 7, 2), (1, 9, 9, 2)]
+    logits = np.log(np.asarray(probabilities))[0]
+    score = sum(np.asarray(m)[0].mean(axis=(0, 1)) for m in maps) + head.bias - head.bias.mean()
+    np.testing.assert_allclose(score, logits - logits.mean(), atol=1e-3)
+
+    capsys.readouterr()
+    assert cli(["evaluate", str(run), str(folders / "val"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == metrics["val_accuracy"]
+    assert cli(["train", str(folders / "train"), "--out", str(tmp_path / "deeper"), "--backbone", LITE02,
+                "--unfreeze-blocks", "2"]) == 2
+    assert "trains only the new head" in capsys.readouterr().err and not (tmp_path / "deeper").exists()
