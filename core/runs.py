@@ -124,6 +124,9 @@ def train_and_save(data: TrainData, cfg: TrainConfig, run_dir: Path, listener: T
         "head_C": result.search.strength,
         "head_strengths_tried": len(result.search.tried),
         "head_cv_folds": result.search.folds,
+        # the head's cross-validated accuracy on the training photos: low with plenty of photos, a sign that they
+        # are unlike everyday photos and fine-tuning should pay (core.advice.unlike_everyday)
+        "head_cv_accuracy": next(row for row in result.search.tried if row["chosen"]).get("cv_accuracy"),
         "embed_seconds": round(result.timings.get("embed_seconds", 0.0), 2),
         "embed_images_per_second": round(result.embed_images_per_second, 2),
         "boundary_seconds": round(result.timings.get("boundary_seconds", 0.0), 2),
