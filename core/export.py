@@ -26,6 +26,7 @@ from core.novelty import NoveltyReference, NoveltySettings, load_novelty, novelt
 from core.store import Project
 
 METRICS_FILE = "metrics.json"
+TEST_TIME_MIRROR = "test_time_mirror"  # metrics.json: the model averages each photo with its mirror image
 EVALUATION_FILE = "evaluation.json"
 TFLITE_FILES = {False: "model.tflite", True: "model_quant.tflite"}
 DOWNLOAD_FILES = (MODEL_FILE, *TFLITE_FILES.values())
@@ -94,11 +95,13 @@ def downloads_error(run_dir: Path) -> str:
 def _classifier_from_head(run_dir: Path):
     """The Keras classifier of a head-only run: its backbone with head.npz in the Dense layer."""
     from core.backbones import get_backbone
-    from core.train import assemble_classifier
+    from core.train import assemble_classifier, mirror_averaged
 
-    spec = get_backbone(read_metrics(run_dir)["backbone"])
+    metrics = read_metrics(run_dir)
+    spec = get_backbone(metrics["backbone"])
     head = LinearHead(*read_head(run_dir, spec.feature_dim, len(read_labels(run_dir))))
-    return with_novelty(assemble_classifier(spec, head), run_dir)
+    model = with_novelty(assemble_classifier(spec, head), run_dir)
+    return mirror_averaged(model) if metrics.get(TEST_TIME_MIRROR) else model
 
 
 def with_novelty(classifier, run_dir: Path):

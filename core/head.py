@@ -1,30 +1,38 @@
 """The classifier head as what it is: multinomial logistic regression on frozen-backbone embeddings.
 
-A small convex problem, so it is solved, not trained: scikit-learn's L-BFGS on the embeddings
-projected to their top principal directions, for a few regularisation strengths; the strength is
-chosen by cross-validation on the training photos only (a photo and its mirror image always in
-the same fold), and the result folded back into one (kernel, bias) pair on the raw embedding:
-probabilities = softmax(embedding @ kernel + bias), the Keras Dense layer's own form.
+A small convex problem, so it is solved, not trained: L-BFGS on the whole embedding, in float32, for a
+path of regularisation strengths, each started from the previous one's answer. The strength is chosen by
+cross-validation on the training photos only (a photo and its mirror image always in the same fold); the
+folds and the model on all photos are one problem to the solver (their parameters side by side), so every
+step is two large matrix products instead of ten small ones. The result is one (kernel, bias) pair on the
+raw embedding: probabilities = softmax(embedding @ kernel + bias), the Keras Dense layer's own form.
+
+Nothing is projected away. With fewer vectors than dimensions the vectors are rotated onto the space they
+span, which loses nothing: an L2-regularised linear model's weights always lie in that space (representer
+theorem), so the answer is the full-dimensional one, found with less work.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedGroupKFold
+from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
 STRENGTHS = tuple(float(c) for c in np.logspace(-2.5, 1.0, 8))  # C: the inverse of the regularisation strength
 FOLDS = 4
-COMPONENTS = 256  # top principal directions: 5x less work than 1280 dimensions, the same accuracy
-MAX_ITERATIONS = 300
 SCALE = 10.0  # centred vectors scaled to this mean norm, so the strengths above mean the same for every backbone
 DEFAULT_STRENGTH = 0.3  # when there are too few photos to cross-validate
+# Largest gradient entry at which a fit counts as solved; the chosen head is then polished to POLISH_TOLERANCE.
+# Measured against fits solved to 1e-7 (bench/bench_head.py): these give the same validation predictions on
+# every shared set.
+TOLERANCE = 0.1
+POLISH_TOLERANCE = 0.01
+MAX_ITERATIONS = 500
+PARALLEL_WORK = 2e8  # multiply-adds per pass over the photos above which every core helps
 HEAD_FILE = "head.npz"
 
 
@@ -54,57 +62,105 @@ class LinearHead:
             return cls(arrays["kernel"], arrays["bias"])
 
 
-@dataclass(frozen=True)
-class Basis:
-    """Centring, scaling and projection learned from the training vectors (no labels: no leak into folds)."""
+def softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
-    mean: np.ndarray        # (D,)
-    directions: np.ndarray  # (D, k), already scaled
+
+@dataclass(frozen=True)
+class Coordinates:
+    """Centring, one scale, and (with fewer vectors than dimensions) the rotation onto their span: no labels used."""
+
+    mean: np.ndarray                # (D,)
+    scale: float
+    directions: np.ndarray | None   # (D, r) orthonormal, or None: all D dimensions kept as they are
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return (np.asarray(x, dtype=np.float64) - self.mean) @ self.directions
+        z = (np.asarray(x, dtype=np.float32) - self.mean) * np.float32(self.scale)
+        return np.ascontiguousarray(z if self.directions is None else z @ self.directions)
+
+    def raw(self, kernel: np.ndarray, bias: np.ndarray) -> LinearHead:
+        """The head in raw embedding coordinates: z @ W + b = x @ (s R W) + (b - mean @ s R W)."""
+        kernel = np.asarray(kernel, np.float64) * self.scale
+        if self.directions is not None:
+            kernel = self.directions.astype(np.float64) @ kernel
+        return LinearHead(kernel.astype(np.float32), (bias - self.mean.astype(np.float64) @ kernel).astype(np.float32))
 
 
-def basis(x: np.ndarray, components: int = COMPONENTS) -> Basis:
-    x = np.asarray(x, dtype=np.float64)  # float32 mixed with float64 falls off the fast BLAS path
-    mean = x.mean(axis=0)
+def coordinates(x: np.ndarray) -> Coordinates:
+    x = np.asarray(x, dtype=np.float32)
+    mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
     centred = x - mean
-    scale = SCALE / (np.sqrt((centred ** 2).sum(axis=1).mean()) + 1e-12)
-    return Basis(mean, principal_directions(centred, components) * scale)
+    scale = SCALE / (float(np.sqrt(np.einsum("ij,ij->i", centred, centred, dtype=np.float64).mean())) + 1e-12)
+    if len(x) >= x.shape[1]:
+        return Coordinates(mean, scale, None)
+    # An orthonormal basis of the span of the centred vectors (QR is 5x faster than an SVD here and needs no rank cut:
+    # a direction with no data in it just gets a zero weight).
+    basis = np.linalg.qr(centred.T.astype(np.float64))[0]
+    return Coordinates(mean, scale, np.ascontiguousarray(basis, dtype=np.float32))
 
 
-def principal_directions(x: np.ndarray, k: int) -> np.ndarray:
-    """(D, k) top principal directions of centred x, by randomized SVD with one power iteration (identity if D <= k)."""
-    if min(x.shape) <= k:
-        return np.eye(x.shape[1])
-    sketch = x @ np.random.default_rng(0).normal(size=(x.shape[1], k + 10))
-    q = np.linalg.qr(x @ (x.T @ sketch))[0]
-    return np.linalg.svd(q.T @ x, full_matrices=False)[2][:k].T
+class Problems:
+    """Class-balanced multinomial logistic regressions on the same vectors, one per mask of rows, solved as one.
 
+    Problem p minimises C_p * sum over its rows of w_i * cross-entropy_i + |W_p|^2 / 2, with w the "balanced"
+    class weights of its rows (mean 1): scikit-learn's objective. In this form the gradient at the previous
+    strength's answer is as large as the weights themselves, so one tolerance fits every C. A class absent
+    from a problem's rows gets no probability from it.
+    """
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    def __init__(self, z: np.ndarray, labels: np.ndarray, n_classes: int, masks: np.ndarray):
+        self.z = np.ascontiguousarray(z, dtype=np.float32)
+        self.n_classes, self.count = n_classes, len(masks)
+        self.rows = masks.sum(axis=1)
+        self.onehot = np.eye(n_classes, dtype=np.float32)[labels]
+        counts = np.stack([np.bincount(labels[m], minlength=n_classes) for m in masks])  # (P, K)
+        self.present = counts > 0
+        per_class = np.where(self.present, self.rows[:, None] / (np.maximum(counts, 1) * self.present.sum(axis=1, keepdims=True)), 0.0)
+        self.weights = np.ascontiguousarray((per_class[:, labels] * masks).T, dtype=np.float32)  # (n, P), mean 1 per problem
+        self.absent = np.where(self.present, 0.0, -1e30).astype(np.float32)  # (P, K) added to the logits
 
+    @property
+    def size(self) -> int:
+        return (self.z.shape[1] + 1) * self.count * self.n_classes
 
-def fit_softmax(z: np.ndarray, labels: np.ndarray, n_classes: int, strength: float, *,
-                warm=None) -> tuple[LinearHead, object]:
-    """Class-balanced multinomial logistic regression by L-BFGS: the head in z's coordinates (classes absent
-    from `labels` get no probability) and the estimator, which as `warm` starts the next fit near this one."""
-    model = warm if warm is not None else LogisticRegression(class_weight="balanced", max_iter=MAX_ITERATIONS,
-                                                             warm_start=True)
-    model.set_params(C=strength)
-    with warnings.catch_warnings():  # a capped iteration count is a choice here, not a problem to report
-        warnings.simplefilter("ignore")
-        model.fit(z, labels)
-    kernel = np.zeros((z.shape[1], n_classes))
-    bias = np.full(n_classes, -np.inf)
-    coef, intercept = model.coef_, model.intercept_
-    if len(model.classes_) == 2:  # scikit-learn keeps one logit for two classes: split it into two
-        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
-    kernel[:, model.classes_] = coef.T
-    bias[model.classes_] = intercept
-    return LinearHead(kernel, bias), model
+    def unpack(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(W (d, P, K), b (P, K)) float32 from the solver's flat float64 vector."""
+        d, P, K = self.z.shape[1], self.count, self.n_classes
+        return (params[:d * P * K].reshape(d, P, K).astype(np.float32),
+                params[d * P * K:].reshape(P, K).astype(np.float32))
+
+    def logits(self, params: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
+        """(n, P, K) logits of every problem's model for z (default: the training vectors)."""
+        W, b = self.unpack(params)
+        z = self.z if z is None else z
+        return (z @ W.reshape(len(W), -1)).reshape(len(z), self.count, self.n_classes) + b + self.absent
+
+    def _loss_and_gradient(self, params: np.ndarray, strengths: np.ndarray) -> tuple[float, np.ndarray]:
+        W, _ = self.unpack(params)
+        logits = self.logits(params)
+        logits -= logits.max(axis=2, keepdims=True)
+        exp = np.exp(logits)
+        total = exp.sum(axis=2, keepdims=True)
+        true_logp = np.einsum("npk,nk->np", logits, self.onehot) - np.log(total[:, :, 0])
+        norms = np.einsum("dpk,dpk->p", W, W, dtype=np.float64)
+        loss = -np.einsum("np,np,p->", self.weights, true_logp, strengths, dtype=np.float64) + 0.5 * float(norms.sum())
+        residual = (exp / total - self.onehot[:, None, :]) * (self.weights * strengths.astype(np.float32))[:, :, None]
+        grad_w = (self.z.T @ residual.reshape(len(residual), -1)).reshape(W.shape) + W
+        return float(loss), np.concatenate([grad_w.ravel(), residual.sum(axis=0).ravel()]).astype(np.float64)
+
+    def solve(self, strengths, start: np.ndarray | None = None, tolerance: float = TOLERANCE) -> np.ndarray:
+        """The parameters minimising every problem's objective at once (C: one, or one per problem), L-BFGS from
+        `start` (default zeros)."""
+        start = np.zeros(self.size) if start is None else start
+        strengths = np.broadcast_to(np.asarray(strengths, np.float64), (self.count,))
+        return minimize(self._loss_and_gradient, start, args=(strengths,), jac=True,
+                        method="L-BFGS-B", options={"maxiter": MAX_ITERATIONS, "gtol": tolerance, "ftol": 0.0}).x
+
+    def problem(self, params: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray]:
+        """(kernel (d, K), bias (K,)) of problem p; an absent class gets a bias that rules it out."""
+        W, b = self.unpack(params)
+        return W[:, p], np.where(self.present[p], b[p], -1e4)
 
 
 @dataclass
@@ -131,33 +187,32 @@ def search_head(x: np.ndarray, labels: np.ndarray, n_classes: int, groups: np.nd
     used to choose. `on_try(i, row)` reports each strength as it is done; `should_stop` ends the search
     early with the best strength so far.
     """
-    # These matrices are small: BLAS threads cost more in hand-offs than they save (5x slower measured on 2 cores).
-    with threadpool_limits(1):
+    with _threads(len(x) * x.shape[1] * n_classes * (FOLDS + 1)):
         return _search(x, np.asarray(labels), n_classes, groups, val, seed, on_try, should_stop)
 
 
+def _threads(work: float):
+    """BLAS threads for a solve doing `work` multiply-adds a pass: small problems on one thread, as a second costs
+    more in hand-offs than it saves (5x slower measured on 2 cores); large ones (thousands of photos) on every core."""
+    return threadpool_limits(None if work > PARALLEL_WORK else 1)
+
+
 def _search(x, labels, n_classes, groups, val, seed, on_try, should_stop) -> HeadSearch:
-    projection = basis(x)
-    z = projection(x)
+    coords = coordinates(x)
+    z = coords(x)
     folds = _folds(labels, groups, seed)
-    fold_models: list = [None] * len(folds)
-    full_model = None
-    tried, heads = [], []
+    masks = np.stack([np.isin(np.arange(len(z)), train) for train, _ in folds] + [np.ones(len(z), bool)])
+    problems = Problems(z, labels, n_classes, masks)
+    val_z = coords(val[0]) if val is not None and len(val[1]) else None
+    params = previous = None
+    tried, solutions = [], []
     for i, strength in enumerate(STRENGTHS if folds else (DEFAULT_STRENGTH,)):
-        row: dict = {"C": strength}
-        if folds:
-            out_of_fold = np.zeros((len(z), n_classes))
-            for f, (train, test) in enumerate(folds):
-                fitted, fold_models[f] = fit_softmax(z[train], labels[train], n_classes, strength,
-                                                     warm=fold_models[f])
-                out_of_fold[test] = fitted.probabilities(z[test])
-            row["cv_loss"], row["cv_accuracy"] = scores(out_of_fold, labels)
-        full, full_model = fit_softmax(z, labels, n_classes, strength, warm=full_model)
-        row["loss"], row["accuracy"] = scores(full.probabilities(z), labels)
-        if val is not None and len(val[1]):
-            row["val_loss"], row["val_accuracy"] = scores(full.probabilities(projection(val[0])), np.asarray(val[1]))
+        # The answer moves smoothly with log C: starting from the straight line through the last two halves the steps.
+        start = params if previous is None else 2 * params - previous
+        previous, params = params, problems.solve(strength, start)
+        row = _scored(problems, params, strength, folds, labels, val_z, val)
         tried.append(row)
-        heads.append(full)
+        solutions.append(params)
         if on_try:
             on_try(i, row)
         if should_stop and should_stop():
@@ -165,20 +220,63 @@ def _search(x, labels, n_classes, groups, val, seed, on_try, should_stop) -> Hea
     best = min(range(len(tried)), key=lambda j: tried[j].get("cv_loss", 0.0))
     for j, row in enumerate(tried):
         row["chosen"] = j == best
-    return HeadSearch(_raw(heads[best], projection), tried[best]["C"], tried, len(folds))
+    full = Problems(z, labels, n_classes, masks[-1:])
+    polished = full.solve(tried[best]["C"],
+                          np.concatenate(_take(problems, solutions[best], len(folds))), POLISH_TOLERANCE)
+    return HeadSearch(coords.raw(*full.problem(polished, 0)), tried[best]["C"], tried, len(folds))
+
+
+def _take(problems: Problems, params: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray]:
+    """Problem p's parameters, flat, in a one-problem solver's layout."""
+    W, b = problems.unpack(params)
+    return W[:, p].ravel().astype(np.float64), b[p].astype(np.float64)
+
+
+def _scored(problems: Problems, params: np.ndarray, strength: float, folds, labels, val_z, val) -> dict:
+    """One strength's row: C, cross-validated (cv_), training and validation (val_) loss and accuracy."""
+    row: dict = {"C": strength}
+    probabilities = softmax(problems.logits(params).astype(np.float64))  # (n, P, K)
+    if folds:
+        out_of_fold = np.zeros((len(labels), problems.n_classes))
+        for f, (_, test) in enumerate(folds):
+            out_of_fold[test] = probabilities[test, f]
+        row["cv_loss"], row["cv_accuracy"] = scores(out_of_fold, labels)
+    row["loss"], row["accuracy"] = scores(probabilities[:, -1], labels)
+    if val_z is not None:
+        kernel, bias = problems.problem(params, problems.count - 1)
+        row["val_loss"], row["val_accuracy"] = scores(softmax(val_z.astype(np.float64) @ kernel + bias),
+                                                      np.asarray(val[1]))
+    return row
+
+
+def out_of_fold(z: np.ndarray, labels: np.ndarray, n_classes: int, fold_of: np.ndarray,
+                strengths: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """(n, K) probabilities of each vector from the model fitted on the other folds, all folds solved as one."""
+    folds = np.unique(fold_of)
+    masks = np.stack([fold_of != f for f in folds])
+    problems = Problems(z, labels, n_classes, masks)
+    with _threads(z.size * n_classes * len(folds)):
+        probabilities = softmax(problems.logits(problems.solve(strengths(problems.rows))).astype(np.float64))
+    return probabilities[np.arange(len(z)), np.searchsorted(folds, fold_of)]
 
 
 def _folds(labels: np.ndarray, groups: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified folds of whole groups; none when some class has fewer than two photos."""
-    smallest = min(len(np.unique(groups[labels == c])) for c in np.unique(labels))
+    """Stratified folds of whole groups as (train, test) row indices; none when some class has fewer than two photos."""
+    classes = np.unique(labels)
+    smallest = min(len(np.unique(groups[labels == c])) for c in classes)
     n = min(FOLDS, smallest)
     if n < 2:
         return []
-    return list(StratifiedGroupKFold(n, shuffle=True, random_state=seed).split(labels, labels, groups))
+    fold_of = stratified_folds(labels, groups, n, seed)
+    return [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(n)]
 
 
-def _raw(head: LinearHead, projection: Basis) -> LinearHead:
-    """The head in the raw embedding's coordinates: z @ W + b = x @ (P W) + (b - mean @ P W)."""
-    kernel = projection.directions @ np.where(np.isfinite(head.kernel), head.kernel, 0.0)
-    bias = np.where(np.isfinite(head.bias), head.bias, -1e4) - projection.mean @ kernel
-    return LinearHead(kernel.astype(np.float32), bias.astype(np.float32))
+def stratified_folds(labels: np.ndarray, groups: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """A fold number per row: each class's groups dealt round the folds in a seeded order, a group never split."""
+    rng = np.random.default_rng(seed)
+    group_ids, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    group_fold = np.empty(len(group_ids), dtype=int)
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels[first] == label))
+        group_fold[members] = (np.arange(len(members)) + rng.integers(folds)) % folds
+    return group_fold[inverse.ravel()]

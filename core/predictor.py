@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from core.export import TFLITE_FILES
+from core.export import TEST_TIME_MIRROR, TFLITE_FILES
 from core.head import HEAD_FILE, softmax
 from core.heatmap import RUN_MAP_FILE, NotConverted
 from core.images import load_rgb_sizes
@@ -30,6 +30,7 @@ from core.predict import MODEL_FILE, Prediction, read_labels
 from core.run_folder import RunFolderInvalid, check_probabilities, read_head, read_metrics
 
 
+PATH_BATCH = 16  # photos on disk decoded and run at once (`python -m core evaluate` on 10,000 photos)
 UPLOAD_BATCH = 4  # photos decoded at once for a verdict; each is reduced to the model's size straight away
 # (N, S, S, 3) float32 pixels -> (N, C) probabilities and, where the run has a novelty check, (N,) novelty; for a
 # model that reads a photo at several sizes (a joined backbone), the pixels are a list with one batch per size
@@ -103,17 +104,24 @@ class Predictor:
         return probabilities, ok
 
     def score_paths(self, paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray | None, list[int]]:
-        """Probabilities and novelty scores (None: no check) for photos on disk, and the indices that could be read."""
-        arrays, ok = [], []
-        for i, path in enumerate(paths):
-            try:
-                arrays.append(load_rgb_sizes(Path(path), self.sizes))
-                ok.append(i)
-            except (OSError, ValueError, SyntaxError):
-                continue
-        if not arrays:
-            return np.zeros((0, len(self.class_names))), None, ok
-        return (*self.outputs([np.stack([a[k] for a in arrays]) for k in range(len(self.sizes))]), ok)
+        """Probabilities and novelty scores (None: no check) for photos on disk, and the indices that could be read.
+        Photos are decoded and run PATH_BATCH at a time, so memory does not grow with their number."""
+        probabilities, novelty, ok = [], [], []
+        for start in range(0, len(paths), PATH_BATCH):
+            readable = []
+            for i in range(start, min(start + PATH_BATCH, len(paths))):
+                try:
+                    readable.append((i, load_rgb_sizes(Path(paths[i]), self.sizes)))
+                except (OSError, ValueError, SyntaxError):
+                    continue
+            if readable:
+                batch, scores = self.outputs([np.stack([a[k] for _, a in readable]) for k in range(len(self.sizes))])
+                probabilities.append(batch)
+                novelty.append(scores)
+                ok.extend(i for i, _ in readable)
+        if not ok:
+            return np.zeros((0, len(self.class_names)), np.float32), None, ok
+        return np.concatenate(probabilities), None if novelty[0] is None else np.concatenate(novelty), ok
 
 
 def model_file(run_dir: Path, keras: bool = True) -> Path:
@@ -165,17 +173,27 @@ def loading(run_dir: Path | None = None):
 
 def _head_predictor(run_dir: Path, names: list[str]) -> Predictor:
     from core.backbones import get_backbone
-    from core.embed import LiteRTRunner, litert_backbone
+    from core.embed import LiteRTRunner, litert_backbone, mirrored
 
-    spec = get_backbone(read_metrics(run_dir)["backbone"])
+    metrics = read_metrics(run_dir)
+    spec = get_backbone(metrics["backbone"])
     kernel, bias = read_head(run_dir, spec.feature_dim, len(names))
     members = [LiteRTRunner(litert_backbone(member)) for member in spec.members]
     check = load_novelty(run_dir, spec.feature_dim)
+    mirror = metrics.get(TEST_TIME_MIRROR)
 
     def forward(pixels: Pixels) -> tuple[np.ndarray, np.ndarray | None]:
-        # the pooled embedding: a joined backbone's members side by side, each on the photo at its own size
+        # the pooled embedding: a joined backbone's members side by side, each on the photo at its own size. Test-time
+        # mirroring: both views through the members in one batch, their probabilities averaged; novelty stays the
+        # photo's own (its threshold was set on plain embeddings), as in the .keras and TFLite files.
         batches = [pixels] if isinstance(pixels, np.ndarray) else pixels
+        n = len(batches[0])
+        if mirror:
+            batches = [np.concatenate([batch, mirrored(batch)]) for batch in batches]
         embeddings = np.concatenate([member(batch) for member, batch in zip(members, batches)], axis=1)
-        return softmax(embeddings @ kernel + bias), None if check is None else check[0].scores(embeddings)
+        probabilities = softmax(embeddings @ kernel + bias)
+        if mirror:
+            probabilities = (probabilities[:n] + probabilities[n:]) / 2
+        return probabilities, None if check is None else check[0].scores(embeddings[:n])
 
     return Predictor(names, spec.input_size, forward, "head", [member.input_size for member in spec.members])

@@ -46,7 +46,8 @@ FILES = {f.name: f for f in (
     RunFile("labels.txt", "class names, one per line in the model's output order (UTF-8, app name rules)", 1 * MB),
     RunFile("head.npz", "head-only runs: `kernel` (D, C) and `bias` (C,), finite floats, on the raw embedding; "
                         "D = the backbone's embedding size (a joined backbone: its members' sizes added up)", 256 * MB),
-    RunFile("metrics.json", "a JSON object; `backbone` names the backbone (written last: the run is usable)", 16 * MB),
+    RunFile("metrics.json", "a JSON object; `backbone` names the backbone; `test_time_mirror` (a bool) whether the "
+                            "model averages each photo with its mirror image (written last: the run is usable)", 16 * MB),
     RunFile("evaluation.json", "a JSON object: `n`, `accuracy`, `class_names`, `per_class`, `confusion`, "
                                "`misclassified`", 256 * MB),
     RunFile("novelty.npz", "runs with a novelty check: `reference` (R, D) float16, the training photos' embeddings "
@@ -128,6 +129,8 @@ def read_metrics(run_dir: Path) -> dict:
     metrics = read_json(run_dir, "metrics.json")
     if not isinstance(metrics.get("backbone"), str):
         raise RunFolderInvalid("metrics.json of this run does not name its backbone.")
+    if not isinstance(metrics.get("test_time_mirror", False), bool):
+        raise RunFolderInvalid("metrics.json of this run says neither true nor false about mirroring.")
     return metrics
 
 

@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Iterator
 
 from core.evaluate import evaluate_predictions, image_folder
-from core.export import assemble_downloads, save_usable
-from core.advice import MIRROR_TTA_HELPS
+from core.export import TEST_TIME_MIRROR, assemble_downloads, save_usable
 from core.head import HEAD_FILE
 from core.heatmap import prepare as prepare_heat_maps
 from core.images import sha256_hex
 from core.predict import MODEL_FILE
 from core.store import Project, RunRecord, split_for, split_key
-from core.train import Sample, TrainConfig, TrainData, TrainingListener, train
+from core.train import Sample, TrainConfig, TrainData, TrainingListener, mirror_averaging, train
 
 
 def has_model(run: RunRecord) -> bool:
@@ -93,11 +92,15 @@ def train_and_save(data: TrainData, cfg: TrainConfig, run_dir: Path, listener: T
     Keras model (None for a head-only run), which spares the assembly rebuilding it."""
     started = time.time()
     result = train(data, cfg, listener)
-    evaluation = evaluate_predictions([s.label for s in result.val_samples], result.val_probabilities,
-                                      result.class_names, [s.path for s in result.val_samples])
+    labels = [s.label for s in result.val_samples]
+    mirror = mirror_averaging(cfg)
+    # The validation figures are the model's as it answers: each photo averaged with its mirror image when it is.
+    answered = result.val_probabilities_mirrored if mirror and result.val_probabilities_mirrored is not None else (
+        result.val_probabilities)
+    evaluation = evaluate_predictions(labels, answered, result.class_names, [s.path for s in result.val_samples])
     n_used = len(data.train) + len(data.val) - len(result.skipped)
-    mirrored = (evaluate_predictions([s.label for s in result.val_samples], result.val_probabilities_mirrored,
-                                     result.class_names).accuracy
+    plain = evaluate_predictions(labels, result.val_probabilities, result.class_names).accuracy if evaluation.n else None
+    mirrored = (evaluate_predictions(labels, result.val_probabilities_mirrored, result.class_names).accuracy
                 if result.val_probabilities_mirrored is not None and evaluation.n else None)
     metrics = {
         "val_accuracy": evaluation.accuracy if evaluation.n else None,
@@ -115,12 +118,16 @@ def train_and_save(data: TrainData, cfg: TrainConfig, run_dir: Path, listener: T
         "finetune_path": result.finetune_path,
         # fine-tuning ran but no epoch beat the stage-1 head on validation, so the head is the saved model
         "finetune_kept_head": bool(cfg.unfreeze_blocks and result.model is None and not result.stopped),
-        # the same model with each validation photo averaged with its mirror image (test-time mirroring)
-        "val_accuracy_mirrored": mirrored,
-        "mirror_tta_helps": MIRROR_TTA_HELPS,
+        # the model answers with each photo's probabilities averaged with its mirror image's (test-time mirroring)
+        TEST_TIME_MIRROR: mirror,
+        "val_accuracy_plain": plain,        # each validation photo as it is
+        "val_accuracy_mirrored": mirrored,  # averaged with its mirror image
         "head_C": result.search.strength,
         "head_strengths_tried": len(result.search.tried),
         "head_cv_folds": result.search.folds,
+        # the head's cross-validated accuracy on the training photos: low with plenty of photos, a sign that they
+        # are unlike everyday photos and fine-tuning should pay (core.advice.unlike_everyday)
+        "head_cv_accuracy": next(row for row in result.search.tried if row["chosen"]).get("cv_accuracy"),
         "embed_seconds": round(result.timings.get("embed_seconds", 0.0), 2),
         "embed_images_per_second": round(result.embed_images_per_second, 2),
         "boundary_seconds": round(result.timings.get("boundary_seconds", 0.0), 2),

@@ -23,7 +23,7 @@ import numpy as np
 
 from core.background import Busy, Cancelled, Registry, Task, project_key
 from core.backbones import DEFAULT_BACKBONE, BackboneUnavailable, get_backbone
-from core.head import fit_softmax, principal_directions
+from core.head import coordinates, out_of_fold, stratified_folds
 from core.novelty import K as NOVELTY_K, unit
 from core.store import Project
 
@@ -33,8 +33,7 @@ if TYPE_CHECKING:  # core.embed pulls in the backbones; only the ranking itself 
 MIN_PHOTOS_PER_CLASS = 3  # below this a class cannot be learned from the other folds
 FOLDS = 5
 LABEL_WEIGHT = 0.75  # share of the score from the classifier; the rest from the distance to the class centre
-COMPONENTS = 256  # the classifier sees the top principal components: 5x less work, the same ranking
-REGULARIZATION = 1e-3  # per photo: scikit-learn's C is 1 / (this x the number of photos)
+REGULARIZATION = 1e-3  # per photo: the classifier's C is 1 / (this x the number of photos it learns from)
 # A move is advised only when the other class is at least MOVE_LEVEL likely AND MOVE_MARGIN more likely than the
 # photo's own class: with two classes that is 75 % or more (53 % is a coin toss); with many, 60 % against at most 10 %.
 MOVE_LEVEL = 0.6
@@ -206,15 +205,13 @@ def score_embeddings(vectors: np.ndarray, labels: np.ndarray, *, folds: int = FO
     that rank and its rank by novelty among its class-mates (the score: the share of photos ranked below it)."""
     vectors = np.asarray(vectors, dtype=np.float64)  # float32 mixed with float64 falls off the fast BLAS path
     x = _normalize(vectors - vectors.mean(axis=0))  # CNN features are all positive: centre them first
-    reduced = x @ principal_directions(x, COMPONENTS)  # unsupervised, so computing it on all folds leaks no label
-    n_classes = int(labels.max()) + 1
-    probs = np.zeros((len(x), n_classes))
-    fold_of = _stratified_folds(labels, folds, seed)
-    for fold in range(folds):
-        test = fold_of == fold
-        if test.any():
-            head, _ = fit_softmax(reduced[~test], labels[~test], n_classes, 1 / (REGULARIZATION * (~test).sum()))
-            probs[test] = head.probabilities(reduced[test])
+    # The whole embedding (rotated onto the span of the vectors when there are fewer than dimensions: lossless),
+    # every fold solved at once.
+    basis = coordinates(x).directions
+    z = x if basis is None else x @ basis
+    probs = out_of_fold(z.astype(np.float32), labels, int(labels.max()) + 1,
+                        stratified_folds(labels, np.arange(len(labels)), folds, seed),
+                        lambda rows: 1 / (REGULARIZATION * rows))
     label_probability = probs[np.arange(len(x)), labels]
     distance = centre_distances(x, labels)
     mislabeled = LABEL_WEIGHT * (1 - label_probability) + (1 - LABEL_WEIGHT) / (1 + np.exp(-distance))
@@ -274,16 +271,6 @@ def centre_distances(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
         distance = 1 - x[members] @ centre
         z[members] = (distance - distance.mean()) / (distance.std() + 1e-9)
     return z
-
-
-def _stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """A fold number per sample, each class spread evenly over the folds in random order."""
-    rng = np.random.default_rng(seed)
-    fold_of = np.empty(len(labels), dtype=int)
-    for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
-        fold_of[members] = (np.arange(len(members)) + rng.integers(folds)) % folds
-    return fold_of
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from core.export import export_tflite
 from core.predict import Classifier
 from core.export import TFLITE_FILES
 from core.head import HEAD_FILE
-from core.predictor import load_predictor, model_file
+from core.predictor import Predictor, load_predictor, model_file
 from core.run_folder import RunFolderInvalid
 from core.runs import data_from_folders, train_and_save
 from core.train import TrainConfig
@@ -113,3 +113,24 @@ def test_a_folder_without_a_model_or_with_a_wrong_head_is_refused(keras_run, tmp
     np.savez(empty / HEAD_FILE, kernel=np.zeros((7, 2), np.float32), bias=np.zeros(2, np.float32))
     with pytest.raises(RunFolderInvalid, match="needs"):
         load_predictor(empty)
+
+
+def test_photos_on_disk_are_predicted_a_small_batch_at_a_time(tmp_path):
+    """`python -m core evaluate` on 10,000 photos decoded them all into one array; now memory stays flat."""
+    paths = []
+    for i in range(40):
+        paths.append(tmp_path / f"{i}.png")
+        class_photo(i % 2, i).save(paths[-1])
+    (tmp_path / "broken.jpg").write_bytes(b"not a photo")
+    paths.insert(7, tmp_path / "broken.jpg")
+    batches = []
+
+    def forward(pixels):
+        batches.append(len(pixels))
+        return np.stack([np.full(2, pixels[i].mean()) for i in range(len(pixels))])
+
+    probabilities, ok = Predictor(["blobs", "stripes"], 32, forward, "head").predict_paths(paths)
+    assert ok == [i for i in range(41) if i != 7] and probabilities.shape == (40, 2)
+    assert max(batches) <= 16 and sum(batches) == 40
+    from core.images import load_rgb
+    assert np.allclose(probabilities[:, 0], [load_rgb(paths[i], 32).mean() for i in ok])

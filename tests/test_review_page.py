@@ -13,7 +13,6 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core import suspects
-from core.head import principal_directions
 from core.embed import EmbedResult
 from core.ingest import import_folder
 from core.store import Project, create_project, open_project
@@ -456,14 +455,6 @@ def test_look_alike_product_photos_get_no_confident_move_advice():
     flipped[[3, 45, 90]] = [1, 2, 0]  # a coffee photo put in juice, juice in pasta, pasta in coffee
     moves = confident_moves(flipped)
     assert set(moves) & {3, 45, 90} and len(set(moves) - {3, 45, 90}) <= 2
-
-
-def test_principal_components_keep_distances_of_low_rank_data():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(300, 20)) @ rng.normal(size=(20, 500))
-    reduced = x @ principal_directions(x, 32)
-    assert reduced.shape == (300, 32)
-    assert np.allclose(reduced @ reduced.T, x @ x.T, rtol=1e-6, atol=1e-6 * np.abs(x @ x.T).max())
 
 
 def test_rank_suspects_refuses_without_two_usable_classes(project):

@@ -78,15 +78,25 @@ def test_each_class_glows_on_the_half_of_the_photo_that_shows_it(trained_run):
 
 
 def test_head_file_with_the_litert_backbone_predicts_like_the_keras_model(trained_run, folders):
-    """The run-folder contract: softmax(backbone embedding @ kernel + bias) is the saved model's answer."""
+    """The run-folder contract: softmax(backbone embedding @ kernel + bias), averaged over the photo and its mirror
+    image (test_time_mirror in metrics.json), is the saved model's answer."""
     metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["test_time_mirror"] is True and metrics["val_accuracy"] == metrics["val_accuracy_mirrored"]
     head = LinearHead.load(trained_run / HEAD_FILE)
     assert head.kernel.dtype == head.bias.dtype == np.float32
     assert head.kernel.shape == (get_backbone(metrics["backbone"]).feature_dim, 2) and head.bias.shape == (2,)
     classifier = Classifier.load(trained_run)
     pixels = np.stack([load_rgb(p, classifier.input_size) for p in sorted((folders / "val").glob("*/*.jpg"))])
-    embeddings = LiteRTRunner(litert_backbone(get_backbone(metrics["backbone"])))(pixels.astype(np.float32))
-    np.testing.assert_allclose(head.probabilities(embeddings), classifier.probabilities(pixels), atol=2e-3)
+    embed = LiteRTRunner(litert_backbone(get_backbone(metrics["backbone"])))
+    expected = (head.probabilities(embed(pixels.astype(np.float32)))
+                + head.probabilities(embed(np.ascontiguousarray(pixels[:, :, ::-1], dtype=np.float32)))) / 2
+    np.testing.assert_allclose(expected, classifier.probabilities(pixels), atol=2e-3)
+    predictor = load_predictor(trained_run)
+    assert predictor.kind == "head"
+    np.testing.assert_allclose(predictor.probabilities(pixels), expected, atol=1e-5)
+    np.testing.assert_allclose(predictor.probabilities(pixels[:, :, ::-1]), expected, atol=1e-5)
+    heat_map = classifier.gradcam(Image.fromarray(pixels[0].astype(np.uint8)))  # finds its layers in the mirrored model
+    assert heat_map.shape == (classifier.input_size,) * 2 and np.isfinite(heat_map).all()
 
 
 def test_head_search_reports_every_strength_and_picks_by_cross_validation(trained_run):

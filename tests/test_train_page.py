@@ -442,3 +442,14 @@ def test_train_flowers_with_defaults_and_download(workspace):
             browser.locator(".st-key-download_keras button").first.click()
         assert download.value.suggested_filename == "flowers-run1.keras"
         assert zipfile.is_zipfile(download.value.path())  # a .keras file is a zip archive
+
+
+def test_photos_unlike_everyday_ones_are_pointed_at_fine_tuning(two_classes):
+    """A last run whose head cross-validated poorly on plenty of photos: the page says fine-tuning is likely to help."""
+    run_id = two_classes.create_run(TrainConfig().to_dict())
+    two_classes.update_run(run_id, status="failed", error="stand-in run", summary={
+        "head_cv_accuracy": 0.7, "train_images": 400, "classes": ["cats", "dogs"]})
+    shown = texts(no_exceptions(page(two_classes)))
+    assert "Your photos look unlike everyday photos" in shown and "70%" in shown and "200 photos per class" in shown
+    two_classes.update_run(run_id, summary={"head_cv_accuracy": 0.95, "train_images": 400, "classes": ["cats", "dogs"]})
+    assert "unlike everyday photos" not in texts(no_exceptions(page(two_classes)))

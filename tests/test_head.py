@@ -1,0 +1,95 @@
+"""The solved head: the full-dimensional answer, found fast and the same every time."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from core import head
+from core.head import Problems, coordinates, search_head, stratified_folds
+
+
+def blobs(n_per_class, dims, n_classes=3, seed=0, spread=1.0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_classes, dims)) * spread
+    labels = np.repeat(np.arange(n_classes), n_per_class)
+    return (centres[labels] + rng.normal(size=(len(labels), dims))).astype(np.float32), labels
+
+
+def test_signal_in_a_direction_of_little_variance_is_not_projected_away():
+    """The head used to keep the top 256 principal directions: a class told apart only along a quiet
+    direction (as on grocery shelves) was lost. Now every direction counts."""
+    rng = np.random.default_rng(1)
+    n, dims = 1200, 320
+    labels = np.arange(n) % 2
+    x = rng.normal(size=(n, dims)).astype(np.float32) * np.linspace(3.0, 1.0, dims, dtype=np.float32)
+    x[:, -1] = (labels * 2 - 1) * 0.8 + rng.normal(size=n) * 0.1  # the last, quietest direction holds the label
+    train, val = slice(0, 1000), slice(1000, None)
+    search = search_head(x[train], labels[train], 2, np.arange(1000), val=(x[val], labels[val]))
+    accuracy = (search.head.probabilities(x[val]).argmax(axis=1) == labels[val]).mean()
+    assert accuracy > 0.95
+
+
+def test_head_is_the_full_dimensional_logistic_regression():
+    """At the C it picks, the head predicts what scikit-learn's float64 solver, solved tightly, predicts."""
+    x, labels = blobs(80, 40, n_classes=4, spread=0.4)
+    x, labels = x[40:], labels[40:]  # class 0 has half the photos: the class weights matter
+    search = search_head(x, labels, 4, np.arange(len(labels)))
+    coords = coordinates(x)
+    reference = LogisticRegression(class_weight="balanced", C=search.strength, tol=1e-10, max_iter=10000)
+    reference.fit(coords(x).astype(np.float64), labels)
+    test, _ = blobs(50, 40, n_classes=4, seed=5, spread=0.4)
+    expected = reference.predict_proba(coords(test).astype(np.float64))
+    got = search.head.probabilities(test)
+    assert (got.argmax(axis=1) == expected.argmax(axis=1)).mean() >= 0.99
+    np.testing.assert_allclose(got, expected, atol=0.02)
+
+
+def test_fewer_vectors_than_dimensions_are_solved_on_their_span_without_loss():
+    x, labels = blobs(20, 300)
+    coords = coordinates(x)
+    assert coords.directions is not None and coords.directions.shape == (300, 60)
+    plain = head.Coordinates(coords.mean, coords.scale, None)
+    heads = []
+    for c in (coords, plain):
+        problems = Problems(c(x), labels, 3, np.ones((1, len(x)), bool))
+        heads.append(c.raw(*problems.problem(problems.solve(0.3, tolerance=1e-6), 0)))
+    test, _ = blobs(10, 300, seed=3)
+    np.testing.assert_allclose(heads[0].probabilities(test), heads[1].probabilities(test), atol=1e-4)
+
+
+def test_search_is_deterministic_and_reports_every_strength():
+    x, labels = blobs(30, 50)
+    groups = np.arange(len(labels))
+    first, second = search_head(x, labels, 3, groups), search_head(x, labels, 3, groups)
+    assert np.array_equal(first.head.kernel, second.head.kernel) and np.array_equal(first.head.bias, second.head.bias)
+    assert [row["C"] for row in first.tried] == list(head.STRENGTHS) and first.folds == head.FOLDS
+    assert sum(row["chosen"] for row in first.tried) == 1
+    assert all({"cv_loss", "cv_accuracy", "loss", "accuracy"} <= set(row) for row in first.tried)
+
+
+def test_folds_keep_a_photo_with_its_mirror_image_and_every_class_in_each():
+    labels = np.tile(np.repeat(np.arange(3), [10, 20, 40]), 2)
+    groups = np.tile(np.arange(70), 2)
+    fold_of = stratified_folds(labels, groups, 4, seed=0)
+    assert (fold_of[:70] == fold_of[70:]).all()
+    for c in range(3):
+        counts = np.bincount(fold_of[labels == c], minlength=4)
+        assert counts.max() - counts.min() <= 2  # each group is two rows
+
+
+def test_a_class_missing_from_a_problem_gets_no_probability():
+    x, labels = blobs(10, 8)
+    masks = np.stack([labels != 2, np.ones(len(labels), bool)])
+    problems = Problems(x, labels, 3, masks)
+    params = problems.solve(1.0)
+    kernel, bias = problems.problem(params, 0)
+    probabilities = head.softmax(x @ kernel + bias)
+    assert probabilities[:, 2].max() < 1e-3 and np.isfinite(probabilities).all()
+
+
+@pytest.mark.parametrize("n_classes", [2, 5])
+def test_head_on_the_raw_embedding_has_the_dense_layer_shape(n_classes):
+    x, labels = blobs(12, 30, n_classes=n_classes)
+    search = search_head(x, labels, n_classes, np.arange(len(labels)))
+    assert search.head.kernel.shape == (30, n_classes) and search.head.bias.shape == (n_classes,)
+    assert search.head.kernel.dtype == search.head.bias.dtype == np.float32
