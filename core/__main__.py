@@ -26,7 +26,10 @@ class TerminalProgress:
     """A one-line progress bar on stderr per training stage; also a TrainingListener."""
 
     def __init__(self):
+        from core.jobs import Pace
+
         self._last = 0.0
+        self._stage, self._epochs, self._pace = "", 1, Pace()
 
     def bar(self, label: str, done: int, total: int, extra: str = "") -> None:
         now = time.time()
@@ -39,11 +42,18 @@ class TerminalProgress:
               end="\n" if done >= total else "", file=sys.stderr, flush=True)
 
     def on_stage(self, stage, info):
-        pass
+        from core.jobs import Pace
+
+        self._stage, self._epochs, self._pace = stage, info.get("epochs", 1), Pace()
 
     def on_batch(self, stage, epoch, batch, batches, logs):
+        from core.jobs import stage_fraction
+
         if batches:
-            self.bar(stage if stage == "embedding" else f"{stage} e{epoch}", batch, batches)
+            state = {"epoch": epoch, "epochs": self._epochs, "batch": batch, "batches": batches}
+            left = self._pace.left(time.time(), stage_fraction(stage, state))
+            self.bar(stage if stage == "embedding" else f"{stage} e{epoch}", batch, batches,
+                     "" if left is None else f"~{left:.0f} s left in this stage")
 
     def on_epoch(self, stage, epoch, epochs, logs):
         shown = " ".join(f"{k}={v:.3g}" for k, v in logs.items() if isinstance(v, float))

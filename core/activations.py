@@ -69,15 +69,25 @@ def cacheable(shape: tuple[int, ...] | None, photos: int, views: int) -> bool:
     return shape is not None and int(np.prod(shape)) * 2 * photos * views <= CACHE_BUDGET_BYTES
 
 
+def top_features(classifier: "keras.Model", spec: BackboneSpec, unfreeze_blocks: int) -> "keras.Model":
+    """Boundary activation -> pooled features through the classifier's own unfrozen blocks and pooling: what its
+    Dense layer reads."""
+    import keras
+
+    _, upper = split(spec, classifier.get_layer("backbone"), unfreeze_blocks)
+    inputs = keras.Input(upper.input_shape[1:], name="boundary")
+    pooled = classifier.get_layer("pooled")(upper(inputs, training=False))  # BatchNorm in inference mode, as in the classifier
+    return keras.Model(inputs, pooled, name="unfrozen_features")
+
+
 def top_model(classifier: "keras.Model", spec: BackboneSpec, unfreeze_blocks: int) -> "keras.Model":
     """Boundary activation -> class probabilities through the classifier's own unfrozen blocks, pooling, dropout
     and Dense layer: weights trained here are the classifier's weights."""
     import keras
 
-    _, upper = split(spec, classifier.get_layer("backbone"), unfreeze_blocks)
-    inputs = keras.Input(upper.input_shape[1:], name="boundary")
-    x = classifier.get_layer("pooled")(upper(inputs, training=False))  # BatchNorm in inference mode, as in the classifier
-    x = classifier.get_layer("dropout")(x)
+    features = top_features(classifier, spec, unfreeze_blocks)
+    inputs = keras.Input(features.input_shape[1:], name="boundary")
+    x = classifier.get_layer("dropout")(features(inputs))
     return keras.Model(inputs, classifier.get_layer("predictions")(x), name="unfrozen_classifier")
 
 

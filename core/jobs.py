@@ -16,7 +16,7 @@ import time
 import traceback
 from pathlib import Path
 
-from core import worker
+from core import heatmap, worker
 from core.export import DOWNLOADS_ERROR_FILE, DownloadsState, downloads_state
 from core.runs import data_from_project, has_model, photo_snapshot, train_and_save
 from core.store import Project, RunBusy, RunRecord
@@ -97,6 +97,15 @@ def downloads(project: Project, run: RunRecord) -> DownloadsState | None:
     return state
 
 
+def heat_map_ready(project: Project, run: RunRecord) -> bool:
+    """Whether the LiteRT files of a usable run's heat maps are there; when not, the worker is asked for them
+    (again, in case it was restarted meanwhile)."""
+    if heatmap.ready(run.dir):
+        return True
+    worker.WORKER.submit("heatmap", project, run=run.id)
+    return False
+
+
 def retry_downloads(project: Project, run: RunRecord) -> None:
     """Try making the downloads again after a failure."""
     (run.dir / DOWNLOADS_ERROR_FILE).unlink(missing_ok=True)
@@ -109,6 +118,23 @@ def stop(project: Project, run_id: int) -> None:
     refresh(project, run_id)  # a worker already gone cannot stop by itself: its run is marked failed now
 
 
+class Pace:
+    """Seconds left in a stage at the pace measured since its first progress past 0: work done at once before that
+    (photos whose embeddings were already cached, a first epoch's set-up) says nothing about the pace of the rest."""
+
+    def __init__(self):
+        self.first: tuple[float, float] | None = None  # (time, fraction) of that first progress
+
+    def left(self, now: float, fraction: float) -> float | None:
+        if self.first is None:
+            self.first = (now, fraction) if fraction > 0 else None
+            return None
+        since, start = self.first
+        if fraction - start <= 0.02 or now <= since:
+            return None
+        return (now - since) / (fraction - start) * (1 - fraction)
+
+
 class StoreListener:
     """Writes a run's progress and per-epoch metrics to the store; reads stop requests from it."""
 
@@ -118,9 +144,11 @@ class StoreListener:
         self.stage_info: dict = {}
         self._last_write = self._last_check = 0.0
         self._stop = False
+        self._pace = Pace()
 
     def on_stage(self, stage: str, info: dict) -> None:
         self.stage, self.stage_started, self.stage_info = stage, time.time(), info
+        self._pace = Pace()
         self._write({"epoch": 0, "epochs": info.get("epochs", 1), "batch": 0, "batches": 0, "logs": {}}, force=True)
 
     def on_batch(self, stage: str, epoch: int, batch: int, batches: int, logs: dict) -> None:
@@ -145,7 +173,7 @@ class StoreListener:
         self._last_write = now
         fraction = stage_fraction(self.stage, state)
         elapsed = now - self.stage_started
-        eta = elapsed / fraction * (1 - fraction) if fraction > 0.02 else None
+        eta = self._pace.left(now, fraction)
         self.project.update_run(self.run_id, progress={
             "stage": self.stage, "fraction": fraction, "stage_elapsed": elapsed, "eta_seconds": eta, "written": now,
             "finetune_planned": self.stage_info.get("blocks", 0) > 0 or self.stage == STAGE_FINETUNE, **state})

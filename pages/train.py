@@ -8,6 +8,7 @@ touches the run, and coming back finds it again (the active run, else the latest
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pandas as pd
 import streamlit as st
@@ -268,9 +269,14 @@ def explained(widget, explanation: str, *args, **kwargs):
     return value
 
 
-def advice_view(photos: int) -> None:
-    """Expected time of a first run on this computer and measured accuracy gain, per offline network and depth."""
+def advice_view(photos: int, last_run: dict | None) -> None:
+    """Expected time of a first run on this computer and measured accuracy gain, per offline network and depth;
+    whether the last run's photos look unlike everyday ones."""
     rows = advice.advice(photos, speed.cached_speeds())
+    sign = advice.unlike_everyday(last_run or {})
+    if sign:
+        st.info(f"Your photos look unlike everyday photos ({sign}), so fine-tuning is likely to help: try retraining "
+                "the last 2 blocks.", icon="💡")
     cell = lambda r: f"~{ui.duration(r.seconds)}" + ("" if r.gain is None else f" · {gain_text(r)}")  # noqa: E731
     networks = list(dict.fromkeys(r.backbone for r in rows))
     table = pd.DataFrame([{"Retrain": depth_short(blocks), **{backbone_label(r.backbone): cell(r) for r in rows
@@ -281,11 +287,10 @@ def advice_view(photos: int) -> None:
         untimed = not all(r.timed_here for r in rows)
         st.caption("Time of a first run here (later runs reuse what was computed)"
                    + (", estimated from a reference laptop until the speeds are measured above" if untimed else "")
-                   + ". Gain: accuracy points on photos the run never saw, over EfficientNet-Lite0's head alone, the "
-                   "mean over two small photo sets (flowers, ants vs bees), where measured. On such everyday photos "
-                   "retraining blocks gained nothing; it paid on photos unlike everyday ones (about 4 points on "
-                   "grocery-shelf photos in an earlier trial). The two sets disagreed by up to 8 points between "
-                   "networks, so your photos may well differ: try the head alone first, it takes seconds.")
+                   + ". Gain: validation-accuracy points over EfficientNet-Lite0's head alone, where measured: on "
+                   "everyday photos (flowers, ants vs bees) and on photos unlike them (grocery-shelf photos, tiny "
+                   "32-pixel flower photos). When retraining does not beat the head on your validation photos, "
+                   "the run keeps the head: try the head alone first, it takes seconds.")
 
 
 def costs_view(photos: int, classes: int, chosen: str) -> None:
@@ -342,7 +347,9 @@ def gain_cell(row: advice.Cost, index: int) -> str:
 def gain_text(row: advice.Advice) -> str:
     if (row.backbone, row.blocks) == (DEFAULT_BACKBONE, 0):
         return "the reference"
-    return "no gain" if abs(row.gain) < 0.05 else f"{row.gain:+.1f} pts"
+    points = lambda gain: "no gain" if abs(gain) < 0.05 else f"{gain:+.1f} pts"  # noqa: E731
+    everyday = f"everyday photos {points(row.gain)}"
+    return everyday if row.gain_unlike is None else f"{everyday}, unlike them {points(row.gain_unlike)}"
 
 
 def main_settings(fine_tuning: bool) -> None:
@@ -510,6 +517,18 @@ def downloads_line(project: Project, run: RunRecord) -> None:
         st.caption("⏳ Preparing downloads… (.keras and TFLite files; you can already try the model)")
 
 
+def finetune_won_sentence(summary: dict, rows: list[dict]) -> str:
+    """Fine-tuning beat the head alone and its model was kept: say so, with both scores where they are known."""
+    epochs = sum(row["stage"] == STAGE_FINETUNE for row in rows)
+    head = next((row.get("val_accuracy") for row in rows if charts.is_strength(row) and summary.get("head_C")
+                 is not None and math.isclose(row["C"], summary["head_C"])), None)
+    scores = (f" ({ui.percent(head)} with the new head alone, {ui.percent(summary['val_accuracy'])} retrained)"
+              if head is not None and summary.get("val_accuracy") is not None else "")
+    return (f"Retraining the last {ui.plural(summary['unfreeze_blocks'], 'block')} of the network paid off: it beat "
+            f"the new head alone on the validation photos{scores}, best after epoch {summary['best_epoch']} of "
+            f"{epochs}. The retrained network is the model kept.")
+
+
 def outcome_view(project: Project, run: RunRecord) -> None:
     if run.status == "failed":
         st.error(f"This run failed: {(run.error or 'no reason was recorded').splitlines()[0]}", icon="❌")
@@ -528,6 +547,8 @@ def outcome_view(project: Project, run: RunRecord) -> None:
     if run.summary.get("finetune_kept_head"):
         st.info("Retraining the network did not beat the new head alone on the validation photos, so the head alone "
                 "was kept: it is the better model for these photos.", icon="ℹ️")
+    elif run.summary.get("unfreeze_blocks") and run.summary.get("best_epoch"):
+        st.info(finetune_won_sentence(run.summary, project.epochs(run.id)), icon="🏆")
     downloads_line(project, run)
     rejected = run.summary.get("rejected") or {}
     if rejected:
@@ -620,7 +641,7 @@ if not active or st.toggle("Show the photos and settings for the next run", key=
     with network:
         spec = backbone_picker(project, busy=active is not None)
         costs_view(sum(c.kept for c in project.classes()), len([c for c in project.classes() if c.kept]), spec.name)
-        advice_view(sum(c.kept for c in project.classes()))
+        advice_view(sum(c.kept for c in project.classes()), runs[0].summary if runs else None)
     with depth:
         blocks = depth_picker(spec, max(2, len([c for c in project.classes() if c.kept])))
         main_settings(fine_tuning=blocks > 0)

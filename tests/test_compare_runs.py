@@ -137,6 +137,31 @@ def test_counts_are_written_in_plain_english():
         ["1 epoch", "8 epochs", "2 classes", "3 copies", "2 batches"]
     assert ui.percent(0.9804) == "98%"
 
+class Progress:
+    """A stand-in store that keeps the last progress a listener wrote."""
+
+    def __init__(self):
+        self.progress: dict = {}
+
+    def update_run(self, run_id, progress):
+        self.progress = progress
+
+
+def test_time_left_is_paced_by_the_work_done_since_the_stage_started_moving(monkeypatch):
+    """Half the photos already cached (counted done at once) must not make the other half look instant."""
+    clock = [1000.0]
+    monkeypatch.setattr(jobs.time, "time", lambda: clock[0])
+    store = Progress()
+    listener = jobs.StoreListener(store, 1)
+    listener.on_stage("embedding", {"images": 100})
+    clock[0] += 1
+    listener.on_batch("embedding", 1, 100, 200, {})  # the cached half, reported at once
+    assert store.progress["eta_seconds"] is None
+    clock[0] += 20
+    listener.on_batch("embedding", 1, 120, 200, {})  # 20 photos in 20 s: 80 left take 80 s
+    assert store.progress["eta_seconds"] == pytest.approx(80.0)
+
+
 def test_time_left_counts_down_from_when_it_was_measured_and_never_below_zero():
     now = 1000.0
     assert jobs.time_left({"eta_seconds": 100.0, "written": now - 40}, now) == pytest.approx(60.0)

@@ -2,6 +2,7 @@
 determinism, photos that vanish mid-run, and the backbone advice."""
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ from core import activations
 from core.advice import MEASURED, advice
 from core.backbones import get_backbone
 from core.embed import EmbeddingCache
-from core.head import LinearHead
+from core.cached_tuning import pooled
+from core.head import LinearHead, search_head
 from core.images import load_rgb
 from core.predict import Classifier
 from core.runs import data_from_folders, train_and_save
@@ -90,6 +92,23 @@ def test_finetuned_weights_are_in_the_saved_model(folders, tmp_path):
     saved = Classifier.load(tmp_path / "run")  # model.keras, loaded with safe_mode=True
     pixels = np.stack([load_rgb(p, SPEC.input_size) for p in paths]).astype(np.float32)
     np.testing.assert_allclose(saved.model.predict(pixels, verbose=0), expected, atol=2e-3)
+
+
+def test_the_head_is_solved_again_on_what_the_blocks_learned(folders):
+    """After the epochs the Dense layer holds the convex solver's head on the tuned blocks' features."""
+    data = data_from_folders(folders / "train", val_split=0.0)
+    cfg = TrainConfig(unfreeze_blocks=1, finetune_epochs=2, finetune_learning_rate=1e-3, batch_size=8)
+    result = train(data, cfg)
+    assert result.model is not None
+    views, shape = activations.boundary_activations([s.path for s in data.train], [s.sha256 for s in data.train],
+                                                    SPEC, 1)
+    features = activations.top_features(result.model, SPEC, 1)
+    x = np.concatenate([pooled(features, v.vectors.reshape(-1, *shape)) for v in views])
+    labels, n = np.array([s.label for s in data.train]), len(data.train)
+    expected = search_head(x, np.tile(labels, 2), 2, np.tile(np.arange(n), 2), seed=cfg.seed).head
+    kernel, bias = result.model.get_layer("predictions").get_weights()
+    np.testing.assert_allclose(kernel, expected.kernel, atol=1e-5)
+    np.testing.assert_allclose(bias, expected.bias, atol=1e-5)
 
 
 def test_finetuning_is_deterministic(folders):
@@ -177,3 +196,13 @@ def test_zoomed_view_enlarges_the_middle():
     zoomed = activations.zoomed(pixels)
     assert zoomed.shape == pixels.shape and zoomed.dtype == np.float32
     assert zoomed.min() > 150  # the border is cropped away: only the middle, enlarged, is left
+
+
+def test_cli_fine_tunes_and_says_how_long_is_left(folders, tmp_path, capsys):
+    from core.__main__ import main as cli
+
+    args = ["train", str(folders / "train"), "--out", str(tmp_path / "run"), "--val-dir", str(folders / "val")]
+    assert cli(args + ["--unfreeze-blocks", "1", "--epochs", "2"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["finetune_path"] == "cached"
+    assert "s left in this stage" in captured.err  # paced from the stage's own progress, as on the Train page
