@@ -158,7 +158,7 @@ def test_a_joined_run_trains_predicts_evaluates_and_exports_one_model(folders, t
     # The head reads the members' cached embeddings side by side: Lite0's, then Lite2's, each at its own size.
     data = data_from_folders(folders / "train", folders / "val")
     paths, shas = [s.path for s in data.val], [s.sha256 for s in data.val]
-    joined = embed_views(paths, shas, get_backbone(LITE02), (False,))[0].vectors
+    joined, joined_mirrored = (view.vectors for view in embed_views(paths, shas, get_backbone(LITE02), (False, True)))
     alone = [embed_views(paths, shas, get_backbone(name), (False,))[0].vectors
              for name in ("efficientnet_lite0", "efficientnet_lite2")]
     np.testing.assert_array_equal(joined, np.concatenate(alone, axis=1))
@@ -166,7 +166,9 @@ def test_a_joined_run_trains_predicts_evaluates_and_exports_one_model(folders, t
     predictor = load_predictor(run)  # Try it, the live webcam and evaluation
     assert predictor.kind == "head" and predictor.sizes == (224, 260)
     app = predictor.predict_paths(paths)[0]
-    np.testing.assert_allclose(app, head.probabilities(joined), atol=1e-4)
+    # test_time_mirror: each photo's probabilities averaged with its mirror image's (issue 17)
+    assert metrics["test_time_mirror"] is True
+    np.testing.assert_allclose(app, (head.probabilities(joined) + head.probabilities(joined_mirrored)) / 2, atol=1e-4)
     assert predictor.predict_images([class_photo(0, 300)])[0].label == "stripes"
 
     # One model to take away: the photo at 260 px, Lite0 fed a resized copy inside the graph.
