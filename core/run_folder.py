@@ -62,6 +62,8 @@ FILES = {f.name: f for f in (
     RunFile("model_int8.tflite", "on request: full-integer LiteRT model, uint8 pixels in, uint8 outputs", 1024 * MB),
     RunFile("model.onnx", "on request: the float model as ONNX, input `pixels`, when it agrees with the app", 1024 * MB),
     RunFile("formats.json", "what the full-integer and ONNX checks found, per format", 1 * MB),
+    RunFile("heatmap.tflite", "fine-tuned runs: the model for LiteRT with its class maps beside its probabilities "
+                              "(core/heatmap.py)", 1024 * MB),
 )}
 
 # A model's outputs by name -> shape ("N" photos, "C" classes, "h" x "w" a feature map). `probabilities` is always
