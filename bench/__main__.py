@@ -4,7 +4,7 @@ import importlib
 
 for name in ("bench_embed", "bench_train", "bench_instant", "bench_head", "bench_finetune", "bench_loader",
              "bench_download", "bench_suspects", "bench_hostile", "bench_live", "bench_upload_memory",
-             "crash_consistency"):
+             "crash_consistency", "bench_exports"):
     print(f"\n=== {name} ===", flush=True)
     try:
         module = importlib.import_module(f"bench.{name}")

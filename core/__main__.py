@@ -4,7 +4,7 @@
                          [--val-dir DIR | --val-split F] [--seed N]
     python -m core evaluate RUN_DIR TEST_DIR [--json] [--unknown-dir DIR]
     python -m core predict RUN_DIR IMAGE... [--top-k K]
-    python -m core export RUN_DIR --format {tflite,tflite-quant}
+    python -m core export RUN_DIR --format {web,tflite-int8,onnx,tflite,tflite-quant,keras} [--out PATH]
     python -m core collect OUT_DIR "class one" "class two" ... [--per-class N] [--filter photo]
                            [--extra-words WORDS] [--no-safe-search]
     python -m core backbones
@@ -130,9 +130,34 @@ def cmd_predict(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from core.export import export_tflite
+    import shutil
 
-    print(export_tflite(Path(args.run_dir), quantize=args.format == "tflite-quant"))
+    from core import export, formats
+    from core.predict import MODEL_FILE
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / export.METRICS_FILE).exists():
+        raise ValueError(f"{run_dir} is not a finished run folder (no {export.METRICS_FILE}).")
+    if args.format == "web":
+        from core.web_export import export_web
+
+        print(export_web(run_dir, Path(args.out) if args.out else run_dir / f"{run_dir.name}-web.zip"))
+        return 0
+    if args.format in ("tflite-int8", "onnx"):
+        export.assemble_downloads(run_dir)  # the .keras and float TFLite files they are made from
+        figures = formats.make_int8(run_dir) if args.format == "tflite-int8" else formats.make_onnx(run_dir)
+        print(json.dumps(figures, indent=2), file=sys.stderr)
+        if "error" in figures:
+            raise RuntimeError(figures["error"])
+        made = run_dir / figures["file"]
+    elif args.format == "keras":
+        export.assemble_downloads(run_dir)
+        made = run_dir / MODEL_FILE
+    else:
+        made = export.export_tflite(run_dir, quantize=args.format == "tflite-quant")
+    if args.out:
+        made = Path(shutil.copyfile(made, args.out))
+    print(made)
     return 0
 
 
@@ -212,7 +237,9 @@ def parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("export", help="export a run's model")
     x.add_argument("run_dir")
-    x.add_argument("--format", choices=["tflite", "tflite-quant"], default="tflite")
+    x.add_argument("--format", choices=["web", "tflite-int8", "onnx", "tflite", "tflite-quant", "keras"],
+                   default="tflite", help="web: a zip with a page that runs the model offline in a browser")
+    x.add_argument("--out", help="where to write it (default: in the run folder)")
     x.set_defaults(func=cmd_export)
 
     c = sub.add_parser("collect", help="gather photos by web image search into an ImageFolder tree")

@@ -118,14 +118,22 @@ class LiteRTRunner:
 
     def outputs(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The output and, for a run's model that has one, its `novelty` output."""
+        self._invoke(pixels)
+        novelty = None if self.novelty_output is None else self._interpreter.get_tensor(self.novelty_output).copy()
+        return self._interpreter.get_tensor(self._output).copy(), novelty
+
+    def all_outputs(self, pixels: np.ndarray) -> list[np.ndarray]:
+        """Every output, in the file's order (a heat map file: its probabilities and class maps)."""
+        self._invoke(pixels)
+        return [self._interpreter.get_tensor(d["index"]).copy() for d in self._interpreter.get_output_details()]
+
+    def _invoke(self, pixels: np.ndarray) -> None:
         if pixels.shape[0] != self._batch:
             self._interpreter.resize_tensor_input(self._input, pixels.shape)
             self._interpreter.allocate_tensors()
             self._batch = pixels.shape[0]
         self._interpreter.set_tensor(self._input, pixels.astype(np.float32, copy=False))
         self._interpreter.invoke()
-        novelty = None if self.novelty_output is None else self._interpreter.get_tensor(self.novelty_output).copy()
-        return self._interpreter.get_tensor(self._output).copy(), novelty
 
 
 _runners = threading.local()

@@ -16,8 +16,9 @@ import time
 import traceback
 from pathlib import Path
 
-from core import worker
+from core import heatmap, worker
 from core.export import DOWNLOADS_ERROR_FILE, DownloadsState, downloads_state
+from core.formats import FORMATS_FILE, REQUEST_FILE, formats_state
 from core.runs import data_from_project, has_model, photo_snapshot, train_and_save
 from core.store import Project, RunBusy, RunRecord
 from core.storage.runs import worker_alive
@@ -95,6 +96,30 @@ def downloads(project: Project, run: RunRecord) -> DownloadsState | None:
     if state == "preparing":
         worker.WORKER.submit("assemble", project, run=run.id)
     return state
+
+
+def more_formats(project: Project, run: RunRecord) -> str:
+    """Whether the full-integer TFLite and ONNX files are checked and ready, being made, or not asked for."""
+    state = formats_state(run.dir)
+    if state == "preparing":
+        worker.WORKER.submit("formats", project, run=run.id)
+    return state
+
+
+def request_formats(project: Project, run: RunRecord) -> None:
+    """Have the worker make (or make again) the full-integer TFLite and ONNX files."""
+    (run.dir / FORMATS_FILE).unlink(missing_ok=True)
+    (run.dir / REQUEST_FILE).touch()
+    worker.WORKER.submit("formats", project, run=run.id)
+
+
+def heat_map_ready(project: Project, run: RunRecord) -> bool:
+    """Whether the LiteRT files of a usable run's heat maps are there; when not, the worker is asked for them
+    (again, in case it was restarted meanwhile)."""
+    if heatmap.ready(run.dir):
+        return True
+    worker.WORKER.submit("heatmap", project, run=run.id)
+    return False
 
 
 def retry_downloads(project: Project, run: RunRecord) -> None:

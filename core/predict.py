@@ -1,4 +1,4 @@
-"""Using a trained model: top-k classes for photos and a Grad-CAM heat map of where it looked."""
+"""Using a trained model: top-k classes for photos, and a heat map (`core.heatmap`) drawn over the whole photo."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def read_labels(run_dir: Path) -> list[str]:
 
 
 class Classifier:
-    """A saved run's Keras model with its labels: for Grad-CAM and export (`core.predictor` predicts faster)."""
+    """A saved run's Keras model with its labels: for export (`core.predictor` predicts faster, without Keras)."""
 
     def __init__(self, model, class_names: list[str], output: int = 0):
         self.model = model
@@ -84,33 +84,6 @@ class Classifier:
         from core.run_folder import check_probabilities
 
         return check_probabilities(self.outputs(pixels)[0], len(self.class_names))
-
-    def gradcam(self, image: Image.Image, class_index: int | None = None) -> np.ndarray:
-        """Heat map in [0, 1], shape (S, S): where the backbone's last features pushed towards the class (for a
-        joined backbone, each member's map, summed)."""
-        import tensorflow as tf
-
-        layers = {layer.name for layer in self.model.layers}
-        # "" for one backbone; "_0", "_1"… for the members of a joined one (core.joined.joined_classifier)
-        members = [name.removeprefix("backbone") for name in sorted(layers) if name.startswith("backbone")]
-        pixels = tf.constant(load_rgb(image, self.input_size)[None].astype(np.float32))
-        with tf.GradientTape() as tape:
-            features = []
-            for m in members:
-                x = self.model.get_layer(f"resize{m}")(pixels) if f"resize{m}" in layers else pixels
-                features.append(self.model.get_layer(f"backbone{m}")(x, training=False))
-                tape.watch(features[-1])
-            pooled = [self.model.get_layer(f"pooled{m}")(f) for m, f in zip(members, features)]
-            pooled = self.model.get_layer("pooled")(pooled) if len(members) > 1 else pooled[0]
-            probs = self.model.get_layer("predictions")(pooled)
-            index = int(tf.argmax(probs[0])) if class_index is None else class_index
-            score = probs[:, index]
-        cam = np.zeros((self.input_size, self.input_size), np.float32)
-        for f, grads in zip(features, tape.gradient(score, features)):
-            weights = tf.reduce_mean(grads[0], axis=(0, 1))
-            cam += tf.image.resize(tf.reduce_sum(f[0] * weights, axis=-1)[..., None], cam.shape, "bicubic")[..., 0].numpy()
-        cam = np.maximum(cam, 0)
-        return cam / cam.max() if cam.max() > 0 else cam
 
 
 def overlay_heatmap(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.45) -> Image.Image:

@@ -3,7 +3,9 @@
 A head-only run leaves `head.npz` (the Dense layer's kernel and bias): the backbone's cached
 LiteRT file gives the pooled embedding and numpy does the rest, with no TensorFlow import and
 no Keras load, so the model is usable the moment the head is fit. Fine-tuned runs (and runs
-saved before head.npz existed) use `model.tflite` when exported, else the Keras `model.keras`.
+saved before head.npz existed) use `model.tflite` when exported, else the heat map's LiteRT file
+(`core.heatmap`, made first), else the Keras `model.keras`: the app's server never loads Keras
+(`keras=False`: once imported there, every page run pays for it), it waits for the worker's files.
 Every path takes the same centre-cropped raw pixels as training (`core.images.load_rgb`); a joined
 backbone's head reads each member's LiteRT file fed the photo at that member's own size, as its
 embeddings were made (`core.joined`).
@@ -21,6 +23,7 @@ from PIL import Image
 
 from core.export import TEST_TIME_MIRROR, TFLITE_FILES
 from core.head import HEAD_FILE, softmax
+from core.heatmap import RUN_MAP_FILE, NotConverted
 from core.images import load_rgb_sizes
 from core.novelty import load_novelty
 from core.predict import MODEL_FILE, Prediction, read_labels
@@ -121,26 +124,30 @@ class Predictor:
         return np.concatenate(probabilities), None if novelty[0] is None else np.concatenate(novelty), ok
 
 
-def model_file(run_dir: Path) -> Path:
-    """The file `load_predictor` reads the model from: a cache key for pages (its time changes on re-save)."""
+def model_file(run_dir: Path, keras: bool = True) -> Path:
+    """The file `load_predictor` reads the model from: a cache key for pages (its time changes on re-save).
+    NotConverted when, without Keras, only model.keras is there yet (the worker makes the LiteRT files)."""
     run_dir = Path(run_dir)
-    for name in (HEAD_FILE, TFLITE_FILES[False], MODEL_FILE):
+    for name in (HEAD_FILE, TFLITE_FILES[False], RUN_MAP_FILE, MODEL_FILE):
         if (run_dir / name).exists():
+            if name == MODEL_FILE and not keras:
+                raise NotConverted(f"{run_dir.name} has no LiteRT file yet")
             return run_dir / name
     raise FileNotFoundError(f"{run_dir} holds no model yet ({HEAD_FILE}, {TFLITE_FILES[False]} or {MODEL_FILE}): "
                             "the run did not finish or is not a run folder.")
 
 
-def load_predictor(run_dir: Path) -> Predictor:
-    """The fastest predictor the run folder allows: backbone LiteRT + numpy head, the run's TFLite file, or Keras.
+def load_predictor(run_dir: Path, keras: bool = True) -> Predictor:
+    """The fastest predictor the run folder allows: backbone LiteRT + numpy head, the run's TFLite file (or its heat
+    map file, which gives the probabilities too), or Keras (unless `keras` is False: NotConverted then).
     Everything read is checked against the run-folder contract: RunFolderInvalid (with a sentence) when it fails."""
     run_dir = Path(run_dir)
     with loading(run_dir):
-        path = model_file(run_dir)
+        path = model_file(run_dir, keras)
         names = read_labels(run_dir)
         if path.name == HEAD_FILE:
             return _head_predictor(run_dir, names)
-        if path.name == TFLITE_FILES[False]:
+        if path.name in (TFLITE_FILES[False], RUN_MAP_FILE):
             from core.embed import LiteRTRunner
 
             runner = LiteRTRunner(path, n_classes=len(names))
@@ -157,7 +164,7 @@ def loading(run_dir: Path | None = None):
     a forged or damaged file can make a parser raise nearly anything, and the pages catch this one error."""
     try:
         yield
-    except RunFolderInvalid:
+    except (RunFolderInvalid, NotConverted):  # not converted yet: the page waits for the worker
         raise
     except (OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError, MemoryError) as exc:
         what = f"The model in {Path(run_dir).name} cannot be loaded" if run_dir else "This run's model failed to run"

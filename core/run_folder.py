@@ -58,6 +58,12 @@ FILES = {f.name: f for f in (
     RunFile("model.keras", "the whole model: raw RGB pixels (N, S, S, 3) in, the outputs of OUTPUTS out", 1024 * MB),
     RunFile("model.tflite", "the same model for LiteRT, float32", 1024 * MB),
     RunFile("model_quant.tflite", "the same model for LiteRT, int8 weights", 1024 * MB),
+    RunFile("photos.json", "`train` and `val`: [path, class index, sha256] of each photo the run used", 256 * MB),
+    RunFile("model_int8.tflite", "on request: full-integer LiteRT model, uint8 pixels in, uint8 outputs", 1024 * MB),
+    RunFile("model.onnx", "on request: the float model as ONNX, input `pixels`, when it agrees with the app", 1024 * MB),
+    RunFile("formats.json", "what the full-integer and ONNX checks found, per format", 1 * MB),
+    RunFile("heatmap.tflite", "fine-tuned runs: the model for LiteRT with its class maps beside its probabilities "
+                              "(core/heatmap.py)", 1024 * MB),
 )}
 
 # A model's outputs by name -> shape ("N" photos, "C" classes, "h" x "w" a feature map). `probabilities` is always

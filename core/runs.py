@@ -12,7 +12,9 @@ from typing import Iterator
 
 from core.evaluate import evaluate_predictions, image_folder
 from core.export import TEST_TIME_MIRROR, assemble_downloads, save_usable
+from core.formats import write_photo_list
 from core.head import HEAD_FILE
+from core.heatmap import prepare as prepare_heat_maps
 from core.images import sha256_hex
 from core.predict import MODEL_FILE
 from core.store import Project, RunRecord, split_for, split_key
@@ -87,7 +89,7 @@ def _folder_samples(folder: Path, class_names: list[str] | None = None) -> tuple
 def train_and_save(data: TrainData, cfg: TrainConfig, run_dir: Path, listener: TrainingListener | None = None, *,
                    assemble: bool = True):
     """Train, evaluate on the validation photos and write the usable run (labels.txt, head.npz or model.keras,
-    evaluation.json, metrics.json); then, with `assemble`, the downloads. Returns the metrics and the fine-tuned
+    evaluation.json, metrics.json); then, with `assemble`, the heat maps' LiteRT files and the downloads. Returns the metrics and the fine-tuned
     Keras model (None for a head-only run), which spares the assembly rebuilding it."""
     started = time.time()
     result = train(data, cfg, listener)
@@ -138,7 +140,9 @@ def train_and_save(data: TrainData, cfg: TrainConfig, run_dir: Path, listener: T
     }
     save_usable(Path(run_dir), result.class_names, metrics, evaluation.to_dict(), result.head, result.model,
                 result.novelty)
+    write_photo_list(Path(run_dir), [s for s in data.train if str(s.path) not in result.skipped], result.val_samples)
     if assemble:
+        prepare_heat_maps(Path(run_dir), result.model)
         assemble_downloads(Path(run_dir), result.model)
     return metrics, result.model
 

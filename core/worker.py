@@ -1,8 +1,9 @@
 """The training worker: one long-lived process with TensorFlow and LiteRT already imported.
 
 The server hands it tasks (`WORKER.submit`), one JSON line each on the worker's stdin: train a
-run, assemble a run's downloads, keep a project's embeddings ready. Training goes first, one run
-at a time; downloads are assembled on a thread beside it, so the next run need not wait for
+run, make a run's heat map files (`core.heatmap`: the server never imports Keras), assemble a
+run's downloads, keep a project's embeddings ready. Training goes first, one run at a time; heat
+map files and then downloads are made on a thread beside it, so the next run need not wait for
 them; photos are embedded on a low-priority thread while nothing trains. The worker exits by
 itself once its stdin closes (the server that started it is gone) and the tasks it was given are
 done, or after IDLE_EXIT seconds without work; the server starts a fresh one when needed.
@@ -26,7 +27,7 @@ from core import config
 
 IDLE_EXIT = 30 * 60  # seconds without any work before the worker ends itself
 POLL = 1.0           # seconds between looks for photos to embed
-PRIORITY = {"train": 0, "assemble": 1, "watch": 2, "exit": 9}  # "exit" comes after everything already sent
+PRIORITY = {"train": 0, "heatmap": 1, "assemble": 1, "formats": 1, "watch": 2, "exit": 9}  # "exit" comes after everything already sent
 LOG_NAME = "worker.log"
 
 
@@ -115,37 +116,48 @@ def _project(task: dict):
     return Project(Path(task["meta"]), Path(task["images"]))
 
 
+HEAT_MAP, DOWNLOADS, MORE_FORMATS, FINISH = 0, 1, 2, 9  # the Assembler's jobs, in the order it takes them
+
+
 class Assembler(threading.Thread):
-    """Makes the downloads of usable runs, one at a time, beside training."""
+    """Makes the LiteRT files of usable runs' heat maps, then their downloads, one at a time, beside training:
+    a page waiting for a heat map goes before any download."""
 
     def __init__(self):
         super().__init__(name="assembler", daemon=True)
-        self.tasks: queue.Queue = queue.Queue()
-        self.pending: set[Path] = set()
+        self.tasks: queue.PriorityQueue = queue.PriorityQueue()
+        self.pending: set[tuple[int, Path]] = set()
         self.last_work = time.time()
+        self._order = itertools.count()
 
-    def add(self, run_dir: Path, model=None) -> None:
-        if run_dir not in self.pending:
-            self.pending.add(run_dir)
-            self.tasks.put((run_dir, model))
+    def add(self, job: int, run_dir: Path, model=None) -> None:
+        if (job, run_dir) not in self.pending:
+            self.pending.add((job, run_dir))
+            self.tasks.put((job, next(self._order), run_dir, model))
 
     def run(self) -> None:
+        from core import heatmap
         from core.export import assemble_downloads, downloads_state
+        from core.formats import assemble_more
 
-        while (item := self.tasks.get()) is not None:
-            run_dir, model = item
+        while (item := self.tasks.get())[0] != FINISH:
+            job, _, run_dir, model = item
             try:
-                if downloads_state(run_dir) != "ready":
-                    with KERAS_LOCK:
+                with KERAS_LOCK:
+                    if job == HEAT_MAP:
+                        heatmap.prepare(run_dir, model)
+                    elif downloads_state(run_dir) != "ready":
                         assemble_downloads(run_dir, model)
-            except Exception:  # recorded in the run folder for the page; the worker goes on
+                    if job == MORE_FORMATS:  # full-integer TFLite and ONNX, asked for on Results
+                        assemble_more(run_dir)
+            except Exception:  # downloads: recorded in the run folder for the page; the worker goes on
                 traceback.print_exc()
             finally:
-                self.pending.discard(run_dir)
+                self.pending.discard((job, run_dir))
                 self.last_work = time.time()
 
     def finish(self) -> None:
-        self.tasks.put(None)
+        self.tasks.put((FINISH, next(self._order), None, None))
         self.join()
 
 
@@ -225,9 +237,14 @@ def main() -> None:
                 with KERAS_LOCK if fine_tuning else contextlib.nullcontext():
                     usable, model = jobs.run_job(project, task["run"])
                 if usable:
-                    assembler.add(project.run_dir(task["run"]), model)
+                    for job in (HEAT_MAP, DOWNLOADS):
+                        assembler.add(job, project.run_dir(task["run"]), model)
+            elif task["task"] == "heatmap":
+                assembler.add(HEAT_MAP, project.run_dir(task["run"]))
             elif task["task"] == "assemble" and downloads_state(project.run_dir(task["run"])) == "preparing":
-                assembler.add(project.run_dir(task["run"]))
+                assembler.add(DOWNLOADS, project.run_dir(task["run"]))
+            elif task["task"] == "formats":
+                assembler.add(MORE_FORMATS, project.run_dir(task["run"]))
             elif task["task"] == "watch":
                 embedder.projects[str(project.meta_dir)] = project
         except Exception:  # one bad task (a deleted project...) must not end the worker

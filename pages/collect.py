@@ -98,7 +98,7 @@ def search_section(project: Project, job: collect_job.CollectJob | None) -> None
 
 def search_form(busy: bool) -> CollectRequest | None:
     """The search settings; a request once Start is pressed with valid class names."""
-    with st.form("collect_search"):
+    with st.form("collect_search", enter_to_submit=False):  # Ctrl+Enter in the names must not start a search
         names_column, options_column = st.columns([3, 2], gap="large")
         names = names_column.text_area(
             "Class names, one per line", key="collect_names", height=160, placeholder="alpaca\nllama",
@@ -190,7 +190,7 @@ def report_table(report: CollectReport) -> pd.DataFrame:
     rows = report.rows()
     for row, c in zip(rows, report.classes):
         row["saved"] = f"{c.saved} of {c.requested}"
-        row["reasons"] = ", ".join(f"{_reason_words(reason)} {n}" for reason, n in c.link_failures) or "—"
+        row["reasons"] = ", ".join(f"{_reason_words(reason)} ({n})" for reason, n in c.link_failures) or "—"
     columns = {"class": "Class", "query": "Searched for", "saved": "Saved", "duplicates": "Copies skipped",
                "failed": "Failed links", "reasons": "Why they failed", "seconds": "Seconds"}
     return pd.DataFrame(rows)[list(columns)].rename(columns=columns)

@@ -11,6 +11,8 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
+from core import jobs
+from core.heatmap import NotConverted
 from core.images import ImageRejected, decode_at, sha256_hex, unseen_share
 from core.novelty import NoveltySettings, set_threshold
 from core.predict import NOT_SURE, SURE, UNFAMILIAR, Arrivals, Bar, Prediction, overlay_heatmap, summary_rows
@@ -24,6 +26,8 @@ PER_PAGE = 8         # photo details per page, so heat maps are only worked out 
 OPEN_DETAILS = 3
 HEAT_ALPHA = 0.7     # stronger than overlay_heatmap's default: the glow must be obvious to a newcomer
 WEBCAM_MODES = ["Live", "Still photo"]
+CONVERTING = ("Getting this fine-tuned model ready for this page (a few seconds after training; the page "
+              "carries on by itself)…")
 SURE_COLOUR, UNSURE_COLOUR, LINE_COLOUR = "#2e7d32", "#9e9e9e", "#c62828"
 FALSE_ALARM_CHOICES = (0.01, 0.02, 0.05, 0.10, 0.20)  # shares of the run's own unseen photos it may wrongly flag
 
@@ -51,10 +55,10 @@ def predict(run_dir: str, photos: tuple[bytes, ...], top_k: int) -> list[Predict
 
 @st.cache_data(max_entries=256, show_spinner="Working out where the model looked…")
 def heat_map(run_dir: str, data: bytes) -> tuple[bytes, float]:
-    """The whole photo with the Grad-CAM heat map for the model's top class laid over the part the model saw,
+    """The whole photo with the class activation map of the model's top class laid over the part the model saw,
     as a JPEG; and the share of the photo cut off before the model looked."""
     image = decode_at(data, PREVIEW_SIDE)
-    return (jpeg(overlay_heatmap(image, ui.load_classifier(Path(run_dir)).gradcam(image), HEAT_ALPHA)),
+    return (jpeg(overlay_heatmap(image, ui.load_heat_mapper(Path(run_dir)).heat_map(image), HEAT_ALPHA)),
             unseen_share(image.size))
 
 
@@ -70,10 +74,10 @@ def verdict(prediction: Prediction, bar: Bar) -> str:
     if said == UNFAMILIAR:
         return ("**This doesn't look like any of your classes.**  \n"
                 f":small[Closest: {ui.md(prediction.label)} ({ui.percent(prediction.confidence)})]")
+    sure = ui.percent_beside(prediction.confidence, bar.sure)
     if said == SURE:
-        return f"Looks like **{ui.md(prediction.label)}** ({ui.percent(prediction.confidence)})"
-    return (f"Not sure — its best guess is **{ui.md(prediction.label)}** ({ui.percent(prediction.confidence)}), "
-            f"below your {ui.percent(bar.sure)} bar")
+        return f"Looks like **{ui.md(prediction.label)}** ({sure})"
+    return f"Not sure — its best guess is **{ui.md(prediction.label)}** ({sure}), below your {ui.percent(bar.sure)} bar"
 
 
 def show_verdict(prediction: Prediction, bar: Bar) -> None:
@@ -122,8 +126,8 @@ def probability_chart(prediction: Prediction, threshold: float, familiar: bool =
     return (bars + labels + line).properties(height=34 * len(data) + 40)
 
 
-def photo_details(name: str, data: bytes, prediction: Prediction, bar: Bar, run_dir: str) -> None:
-    """The photo, the model's top classes and verdict, and where it looked."""
+def photo_details(name: str, data: bytes, prediction: Prediction, bar: Bar, run_dir: str, heat_ready: bool) -> None:
+    """The photo, the model's top classes and verdict, and where it looked (once its LiteRT files are made)."""
     photo, guess, heat = st.columns([1, 1.3, 1], gap="medium")
     photo.image(preview(data), caption=name, width="stretch")
     with guess:
@@ -131,12 +135,11 @@ def photo_details(name: str, data: bytes, prediction: Prediction, bar: Bar, run_
         st.altair_chart(probability_chart(prediction, bar.sure, bar.verdict(prediction) != UNFAMILIAR),
                         width="stretch")
         st.caption("Its top guesses. The dashed red line is your “sure” bar; green bars clear it.")
+    if not heat_ready:  # made once per network (or fine-tuned run) by the worker, seconds after training
+        heat.info("Getting the heat map of where it looked ready (a few seconds, once per network)…", icon="⏳")
+        return
     try:
         heat_jpeg, unseen = heat_map(run_dir, data)
-    except FileNotFoundError:  # the head is usable at once; the full Keras model is saved a little later
-        heat.info("The heat map of where it looked needs the full model file, which is still being saved. "
-                  "It appears here once the Results page says the downloads are ready.")
-        return
     except RunFolderInvalid as exc:
         heat.warning(f"No heat map: {ui.md(exc)}")
         return
@@ -222,7 +225,8 @@ def summary(names: list[str], outcomes: list[Prediction | str], bar: Bar) -> Non
                        "text/csv", key="predict_csv", icon="⬇️")
 
 
-def details(photos: list[tuple[str, bytes]], predictions: list[Prediction], bar: Bar, run_dir: str) -> None:
+def details(photos: list[tuple[str, bytes]], predictions: list[Prediction], bar: Bar, run_dir: str,
+            heat_ready: bool) -> None:
     """One expander per photo, a page at a time."""
     st.subheader("Photo by photo")
     pages = math.ceil(len(photos) / PER_PAGE)
@@ -233,11 +237,11 @@ def details(photos: list[tuple[str, bytes]], predictions: list[Prediction], bar:
         said = bar.verdict(prediction)
         icon = {SURE: "✅", NOT_SURE: "❓", UNFAMILIAR: "🚫"}[said]
         guess = (f"unlike your classes (closest: {ui.md(prediction.label)})" if said == UNFAMILIAR else
-                 f"{ui.md(prediction.label)} ({ui.percent(prediction.confidence)})")
+                 f"{ui.md(prediction.label)} ({ui.percent_beside(prediction.confidence, bar.sure)})")
         # keyed by content, so a photo stays open or closed as the user left it when newer ones push it down
         with st.expander(f"{ui.md(name)} — {guess}", expanded=i < OPEN_DETAILS, icon=icon,
                          key=f"predict_photo_{sha256_hex(data)[:16]}"):
-            photo_details(name, data, prediction, bar, run_dir)
+            photo_details(name, data, prediction, bar, run_dir, heat_ready)
 
 
 st.title("🔮 Try your model")
@@ -270,6 +274,8 @@ if live:
     with st.container(border=True):
         try:
             webcam.live_verdicts(run.dir, bar, show_verdict)
+        except NotConverted:
+            ui.await_conversion(project, run, CONVERTING)
         except RunFolderInvalid as exc:  # a damaged or foreign model file
             st.error(f"The model of run {run.id} could not be loaded: {ui.md(exc)} Pick another run above.")
 problems = {i: reason for i, (_, data) in enumerate(photos) if (reason := unreadable(data))}
@@ -286,16 +292,22 @@ if not good:
 run_dir = str(run.dir)
 try:
     predictions = predict(run_dir, tuple(data for _, data in good), TOP_K)
+except NotConverted:
+    ui.await_conversion(project, run, CONVERTING)
+    st.stop()
 except RunFolderInvalid as exc:  # a damaged or foreign model file
     st.error(f"The model of run {run.id} could not be loaded: {ui.md(exc)} Pick another run above, or train again.")
     st.stop()
+heat_ready = jobs.heat_map_ready(project, run)  # the worker is asked for them when they are not there
 if len(photos) == 1:
-    photo_details(*good[0], predictions[0], bar, run_dir)
+    photo_details(*good[0], predictions[0], bar, run_dir, heat_ready)
 else:
     found = iter(predictions)
     outcomes = [problems[i] if i in problems else next(found) for i in range(len(photos))]
     summary([name for name, _ in photos], outcomes, bar)
-    details(good, predictions, bar, run_dir)
+    details(good, predictions, bar, run_dir, heat_ready)
+if not heat_ready:
+    ui.rerun_when_converted(project, run)
 
 st.divider()
 st.page_link(ui.PAGES["results"], label="See how this model did on its validation photos, and download it",

@@ -21,7 +21,7 @@ from core.run_folder import RunFolderInvalid, read_evaluation
 from core.runs import has_model
 from core.store import Project, RunRecord, StoreError
 from core.train import STAGE_FINETUNE, STAGE_HEAD, TrainConfig
-from pages import charts, ui
+from pages import charts, exports, ui
 
 STATUS = {"completed": "✅ finished", "stopped": "⏹️ stopped early", "failed": "❌ failed",
           "running": "⏳ training", "queued": "⏳ starting"}
@@ -366,6 +366,8 @@ def export_section(project: Project, run: RunRecord) -> None:
         if st.button("Pack the photos again" if archive.exists() else "Pack the photos into a zip", key="make_zip",
                      icon="🗜️", help="Takes the photos as they are now, with every change made on Review."):
             make_zip(project, archive)
+    if jobs.downloads(project, run) == "ready":
+        exports.section(project, run, name)
 
 
 # ---- the page -------------------------------------------------------------------------------------

@@ -78,22 +78,26 @@ def _card(project: Project, record: ImageRecord, key: str):
     return card
 
 
-def _say(kind: str, text: str) -> None:
-    st.session_state["review_message"] = (kind, text)
+def _say(kind: str, text: str, place: str = "top") -> None:
+    st.session_state["review_message"] = (kind, text, place)
 
 
-def _act(action: Callable[[], str], clear: list[int] | tuple[int, ...] = ()) -> None:
-    """Callback body: run a change, report it, and untick the photos it touched."""
+def _act(action: Callable[[], str], clear: list[int] | tuple[int, ...] = (), place: str = "top") -> None:
+    """Callback body: run a change, report it (an error at `place`, where `_show_message(place)` is drawn: beside
+    the button that was clicked), and untick the photos it touched."""
     try:
         _say("success", action())
     except StoreError as exc:
-        _say("error", ui.md(exc))
+        _say("error", ui.md(exc), place)
     for image_id in clear:
         st.session_state[f"pick_{image_id}"] = False
 
 
-def _show_message() -> None:
-    kind, text = st.session_state.pop("review_message", (None, None))
+def _show_message(place: str = "top") -> None:
+    kind, text, where = st.session_state.get("review_message", (None, None, None))
+    if where != place:
+        return
+    st.session_state.pop("review_message")
     if kind == "success":
         st.toast(text, icon="✅")
     elif kind == "error":
@@ -237,9 +241,12 @@ def photos_tab(project: Project, records: list[ImageRecord], classes: list[Class
     labels = {n: f"{n}  ({counts[n].kept} kept · {counts[n].rejected} rejected)" for n in class_names}
     _relabel("grid_class", labels)
     left, right = st.columns([3, 2], vertical_alignment="bottom")
-    current = left.selectbox("Class", class_names, key="grid_class", on_change=_reset_page, format_func=labels.get)
+    # persist_state: kept while another tab is open (its widgets are not drawn then, and would reset)
+    current = left.selectbox("Class", class_names, key="grid_class", on_change=_reset_page, format_func=labels.get,
+                             persist_state="page")
     status = right.segmented_control("Show", list(STATUS_FILTERS), format_func=STATUS_FILTERS.get,
-                                      key="grid_status", default="kept", required=True, on_change=_reset_page)
+                                      key="grid_status", default="kept", required=True, on_change=_reset_page,
+                                      persist_state="page")
     shown = [r for r in records if r.class_name == current and status in ("all", r.status)]
     page, pages = _page("grid_page", len(shown), PAGE_SIZE)
     on_page = shown[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
@@ -303,6 +310,8 @@ def _suspect_card(project: Project, record: ImageRecord, suspect: suspects.Suspe
             verb = "looks like" if suspect.clearly_elsewhere else "might be"
             st.markdown(f"Labelled **{ui.md(suspect.class_name)}**, {verb} **{ui.md(suspect.predicted_class)}** "
                         f"({ui.percent(suspect.predicted_probability)})")
+            st.caption(f"Of the {suspects.NEIGHBOURS} photos most like it, {suspect.neighbours_like} are in "
+                       f"{ui.md(suspect.predicted_class)} and {suspect.neighbours_own} in {ui.md(suspect.class_name)}.")
         else:
             st.markdown(f"**{ui.md(suspect.class_name)}**, but unlike most of its class")
         st.progress(min(max(suspect.score, 0.0), 1.0), text=f"Suspicion {ui.percent(suspect.score)}")
@@ -474,13 +483,15 @@ def _manage_classes(project: Project, classes: list[ClassInfo]) -> None:
     with add.container(border=True, height="stretch"):
         st.text_input("Add a class", key="new_class", placeholder="e.g. llama")
         st.button("Add class", key="add_class", icon=":material/add:",
-                  on_click=lambda: _act(lambda: _add_class(project)))
+                  on_click=lambda: _act(lambda: _add_class(project), place="add_class"))
+        _show_message("add_class")
     with rename.container(border=True, height="stretch"):
         _valid_choice("rename_from", names)
         old = st.selectbox("Rename a class", names, key="rename_from")
         st.text_input("New name", key="rename_to", placeholder="the new name")
         st.button("Rename", key="rename_class", icon=":material/edit:", disabled=not names,
-                  on_click=lambda: _act(lambda: _rename_class(project, old)))
+                  on_click=lambda: _act(lambda: _rename_class(project, old), place="rename_class"))
+        _show_message("rename_class")
     with delete.container(border=True, height="stretch"):
         _valid_choice("delete_class_name", names)
         doomed = st.selectbox("Delete a class", names, key="delete_class_name")
@@ -492,9 +503,10 @@ def _manage_classes(project: Project, classes: list[ClassInfo]) -> None:
                        f"({info.kept} kept, {info.rejected} rejected) for good? This cannot be undone.")
             with st.container(horizontal=True):
                 st.button("Yes, delete the class", key="confirm_delete_class_yes", type="primary",
-                          on_click=lambda: _act(lambda: _delete_class(project, info.name)))
+                          on_click=lambda: _act(lambda: _delete_class(project, info.name), place="delete_class"))
                 st.button("Cancel", key="cancel_delete_class",
                           on_click=lambda: st.session_state.pop("confirm_delete_class", None))
+        _show_message("delete_class")
 
 
 def classes_tab(project: Project, classes: list[ClassInfo]) -> None:

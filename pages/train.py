@@ -8,6 +8,7 @@ touches the run, and coming back finds it again (the active run, else the latest
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pandas as pd
 import streamlit as st
@@ -517,6 +518,18 @@ def downloads_line(project: Project, run: RunRecord) -> None:
         st.caption("⏳ Preparing downloads… (.keras and TFLite files; you can already try the model)")
 
 
+def finetune_won_sentence(summary: dict, rows: list[dict]) -> str:
+    """Fine-tuning beat the head alone and its model was kept: say so, with both scores where they are known."""
+    epochs = sum(row["stage"] == STAGE_FINETUNE for row in rows)
+    head = next((row.get("val_accuracy") for row in rows if charts.is_strength(row) and summary.get("head_C")
+                 is not None and math.isclose(row["C"], summary["head_C"])), None)
+    scores = (f" ({ui.percent(head)} with the new head alone, {ui.percent(summary['val_accuracy'])} retrained)"
+              if head is not None and summary.get("val_accuracy") is not None else "")
+    return (f"Retraining the last {ui.plural(summary['unfreeze_blocks'], 'block')} of the network paid off: it beat "
+            f"the new head alone on the validation photos{scores}, best after epoch {summary['best_epoch']} of "
+            f"{epochs}. The retrained network is the model kept.")
+
+
 def outcome_view(project: Project, run: RunRecord) -> None:
     if run.status == "failed":
         st.error(f"This run failed: {(run.error or 'no reason was recorded').splitlines()[0]}", icon="❌")
@@ -535,6 +548,8 @@ def outcome_view(project: Project, run: RunRecord) -> None:
     if run.summary.get("finetune_kept_head"):
         st.info("Retraining the network did not beat the new head alone on the validation photos, so the head alone "
                 "was kept: it is the better model for these photos.", icon="ℹ️")
+    elif run.summary.get("unfreeze_blocks") and run.summary.get("best_epoch"):
+        st.info(finetune_won_sentence(run.summary, project.epochs(run.id)), icon="🏆")
     downloads_line(project, run)
     rejected = run.summary.get("rejected") or {}
     if rejected:

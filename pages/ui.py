@@ -5,6 +5,7 @@ Pages draw and call `core`; nothing here trains or touches files itself.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from datetime import datetime
@@ -38,7 +39,6 @@ import streamlit_webrtc  # noqa: F401, E402
 from core import config, jobs, preembed  # noqa: E402
 from core.backbones import backbone_label  # noqa: E402
 from core.background import Task, TaskView  # noqa: E402
-from core.predict import MODEL_FILE  # noqa: E402
 from core.store import (ImageRecord, Project, ProjectDamaged, RunRecord, StoreError, create_project,  # noqa: E402
                         list_projects, open_project, restore_backup, visible)
 
@@ -95,6 +95,15 @@ PERCENT = ".0%"  # the one way a share is written, in text, tables and chart axe
 def percent(share: float) -> str:
     """'98%': a share written as every page and chart writes it."""
     return format(share, PERCENT)
+
+
+def percent_beside(share: float, bar: float) -> str:
+    """A share written beside the bar it is compared with: one below the bar is never rounded up onto it ('59.8%',
+    not a '60%' that reads as at a 60% bar); otherwise as `percent` writes it."""
+    for written in (percent(share), f"{share:.1%}"):
+        if not share < bar <= float(written.rstrip("%")) / 100:
+            return written
+    return f"{math.floor(share * 1000) / 10:.1f}%"
 
 
 def duration(seconds: float) -> str:
@@ -299,36 +308,54 @@ def _predictor(run_dir: str, model: str, modified: float):
     (keyed by the model file and its time, so a run that gains a better file reloads)."""
     from core.predictor import load_predictor
 
-    return load_predictor(Path(run_dir))
+    return load_predictor(Path(run_dir), keras=False)
 
 
 def load_predictor(run_dir: Path):
-    """The predictor for a finished run (`core.predictor.Predictor`); RunFolderInvalid when its folder is damaged."""
+    """The predictor for a finished run (`core.predictor.Predictor`), from LiteRT files only: Keras stays out of
+    this server (`core.heatmap.NotConverted` while a fine-tuned run's file is being made); RunFolderInvalid when
+    its folder is damaged."""
     from core.predictor import loading, model_file
 
     with loading(run_dir):
-        path = model_file(run_dir)
+        path = model_file(run_dir, keras=False)
         modified = path.stat().st_mtime
     return _predictor(str(run_dir), path.name, modified)
 
 
-@st.cache_resource(max_entries=2, show_spinner="Loading the full model for the heat map…")
-def _classifier(run_dir: str, modified: float):
-    """A run's Keras model, only for Grad-CAM heat maps: loaded once, and only when one is asked for."""
-    from core.predict import Classifier
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _heat_mapper(run_dir: str, files: tuple[tuple[str, float], ...]):
+    """A run's heat maps (`core.heatmap.HeatMapper`), loaded once per server; keyed by its files and their times."""
+    from core.heatmap import load_heat_mapper
 
-    return Classifier.load(Path(run_dir))
+    return load_heat_mapper(Path(run_dir))
 
 
-def load_classifier(run_dir: Path):
-    """The run's Keras model; FileNotFoundError while model.keras is not saved yet."""
-    model_file = Path(run_dir) / MODEL_FILE
-    if not model_file.exists():
-        raise FileNotFoundError(MODEL_FILE)
-    from core.predictor import loading
+def load_heat_mapper(run_dir: Path):
+    """The run's heat maps; `core.heatmap.NotConverted` while the worker is still making their LiteRT files."""
+    from core.heatmap import NotConverted, files_needed
 
-    with loading(run_dir):
-        return _classifier(str(run_dir), model_file.stat().st_mtime)
+    files = files_needed(run_dir)
+    if not all(path.exists() for path in files):
+        raise NotConverted(", ".join(path.name for path in files))
+    return _heat_mapper(str(run_dir), tuple((str(path), path.stat().st_mtime) for path in files))
+
+
+def await_conversion(project: Project, run: RunRecord, message: str) -> None:
+    """Say what the worker is making for this run, and rerun the page once it is there."""
+    st.info(message, icon="⏳")
+    rerun_when_converted(project, run)
+
+
+def rerun_when_converted(project: Project, run: RunRecord) -> None:
+    """Ask the worker for the run's LiteRT files (heat maps, a fine-tuned run's predictions) and rerun the page
+    once they are there."""
+    @st.fragment(run_every=1)
+    def poll() -> None:
+        if jobs.heat_map_ready(project, run):
+            st.rerun()
+
+    poll()
 
 
 def readiness_line(project: Project) -> None:

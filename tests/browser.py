@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from PIL import Image, ImageOps
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -91,6 +92,37 @@ def _wait_or_kill(processes: list, seconds: float) -> None:
     for process in alive:
         process.kill()
     psutil.wait_procs(alive, timeout=10)
+
+
+def write_y4m(path: Path, pictures: list[Image.Image], seconds_each: float = 1.0, fps: int = 20,
+              size: tuple[int, int] = (640, 480)) -> Path:
+    """A raw 4:2:0 video for Chromium's fake camera (it loops it): each picture, cropped to `size`, shown for
+    `seconds_each`."""
+    width, height = size
+    frames = []
+    for picture in pictures:
+        y, cb, cr = ImageOps.fit(picture.convert("RGB"), size).convert("YCbCr").split()
+        half = (width // 2, height // 2)
+        frames += [b"FRAME\n" + y.tobytes() + cb.resize(half).tobytes() + cr.resize(half).tobytes()] * int(
+            fps * seconds_each)
+    path.write_bytes(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode() + b"".join(frames))
+    return path
+
+
+def loaded_libraries(pid: int) -> str:
+    """The shared libraries a process has mapped (Linux), one path a line."""
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+def server_pid(url: str) -> int:
+    """The process id of the Streamlit server this process started at `url`."""
+    import psutil
+
+    port = url.rsplit(":", 1)[1]
+    for process in psutil.Process().children(recursive=True):
+        if "streamlit" in " ".join(process.cmdline()) and port in process.cmdline():
+            return process.pid
+    raise LookupError(f"no Streamlit server of this test serves {url}")
 
 
 def fake_camera_args(video_file: Path | None = None) -> list[str]:

@@ -13,6 +13,7 @@ import core.embed
 from core.__main__ import main as cli
 from core.advice import MEASURED_SETS, costs, most_alike
 from core.backbones import REGISTRY, backbone_label, get_backbone
+from core.heatmap import load_heat_mapper, run_map_model
 from core.embed import EmbeddingCache, EmbedResult, Group, cached_groups, side_by_side
 from core.joined import OFFERED, RECOMMENDED, JoinRefused, refuse_fine_tuning
 from core.predictor import Predictor
@@ -157,7 +158,7 @@ def test_a_joined_run_trains_predicts_evaluates_and_exports_one_model(folders, t
     # The head reads the members' cached embeddings side by side: Lite0's, then Lite2's, each at its own size.
     data = data_from_folders(folders / "train", folders / "val")
     paths, shas = [s.path for s in data.val], [s.sha256 for s in data.val]
-    joined = embed_views(paths, shas, get_backbone(LITE02), (False,))[0].vectors
+    joined, joined_mirrored = (view.vectors for view in embed_views(paths, shas, get_backbone(LITE02), (False, True)))
     alone = [embed_views(paths, shas, get_backbone(name), (False,))[0].vectors
              for name in ("efficientnet_lite0", "efficientnet_lite2")]
     np.testing.assert_array_equal(joined, np.concatenate(alone, axis=1))
@@ -165,7 +166,9 @@ def test_a_joined_run_trains_predicts_evaluates_and_exports_one_model(folders, t
     predictor = load_predictor(run)  # Try it, the live webcam and evaluation
     assert predictor.kind == "head" and predictor.sizes == (224, 260)
     app = predictor.predict_paths(paths)[0]
-    np.testing.assert_allclose(app, head.probabilities(joined), atol=1e-4)
+    # test_time_mirror: each photo's probabilities averaged with its mirror image's (issue 17)
+    assert metrics["test_time_mirror"] is True
+    np.testing.assert_allclose(app, (head.probabilities(joined) + head.probabilities(joined_mirrored)) / 2, atol=1e-4)
     assert predictor.predict_images([class_photo(0, 300)])[0].label == "stripes"
 
     # One model to take away: the photo at 260 px, Lite0 fed a resized copy inside the graph.
@@ -175,8 +178,13 @@ def test_a_joined_run_trains_predicts_evaluates_and_exports_one_model(folders, t
     pixels = np.stack([load_rgb(p, 260) for p in paths]).astype(np.float32)
     assert (exported(pixels).argmax(axis=1) == app.argmax(axis=1)).mean() == 1.0
     np.testing.assert_allclose(classifier.probabilities(pixels), exported(pixels), atol=1e-3)
-    heat = classifier.gradcam(class_photo(0, 301))
+    heat = load_heat_mapper(run).heat_map(class_photo(0, 301))  # each member's map, summed (core.heatmap)
     assert heat.shape == (260, 260) and 0 <= heat.min() and heat.max() <= 1
+    probabilities, *maps = run_map_model(classifier.model)(pixels[:1])  # as a fine-tuned joined run would read it
+    assert [tuple(m.shape) for m in maps] == [(1, 7, 7, 2), (1, 9, 9, 2)]
+    logits = np.log(np.asarray(probabilities))[0]
+    score = sum(np.asarray(m)[0].mean(axis=(0, 1)) for m in maps) + head.bias - head.bias.mean()
+    np.testing.assert_allclose(score, logits - logits.mean(), atol=1e-3)
 
     capsys.readouterr()
     assert cli(["evaluate", str(run), str(folders / "val"), "--json"]) == 0

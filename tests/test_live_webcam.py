@@ -3,6 +3,7 @@ and frames recorded into a class on Collect, counted the same there and on Revie
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -10,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from core.store import create_project, open_project
-from tests.browser import (assert_no_errors, browser_page, fake_camera_args, screenshot, streamlit_server,
-                           wait_idle)
-from tests.photos import class_photo_bytes
+from tests.browser import (assert_no_errors, browser_page, fake_camera_args, loaded_libraries, screenshot,
+                           server_pid, streamlit_server, wait_idle, write_y4m)
+from tests.photos import class_photo, class_photo_bytes
 from tests.runs import finished_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -41,14 +42,28 @@ def start_camera(page) -> None:
     page.frame_locator("iframe").first.get_by_role("button", name="Start the camera").click(timeout=60_000)
 
 
-def test_live_bars_follow_the_camera_picture(app):
+LIVE_SECONDS = 60
+TENSORFLOW = ("libtensorflow_framework", "_pywrap_tensorflow_internal")  # mapped once Keras (on TensorFlow) is imported
+
+
+def test_after_a_heat_map_the_live_bars_follow_the_camera_for_a_minute_and_keras_stays_out(app, tmp_path):
+    """A newcomer's order: a heat map first, then the live webcam. Once Keras was imported in the server (the heat
+    map did), every page run paid for it and the live bars stalled within seconds, then the connection dropped."""
     url, _ = app
-    with browser_page(extra_args=fake_camera_args()) as page:
+    video = write_y4m(tmp_path / "stripes-then-rings.y4m", [class_photo(0, 800, (320, 240)),
+                                                             class_photo(1, 801, (320, 240))], size=(320, 240))
+    with browser_page(extra_args=fake_camera_args(video)) as page:
         page.goto(f"{url}/predict?project=shapes")
-        # A heat map first: TensorFlow is then loaded in the server, which must not stop the webcam's WebRTC.
-        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+        uploader = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+        uploader.wait_for(state="attached", timeout=180_000)
+        uploader.set_input_files(
             files=[{"name": "rings.jpg", "mimeType": "image/jpeg", "buffer": class_photo_bytes(1, 700)}])
         page.get_by_text("Where it looked").wait_for(timeout=180_000)
+        server = server_pid(url)
+        assert not any(name in loaded_libraries(server) for name in TENSORFLOW), "the heat map loaded Keras"
+        assert all(name in loaded_libraries(os.getpid()) for name in TENSORFLOW)  # the check can fail: this test
+        # process trained the run with Keras
+        screenshot(page, "live-heat-map-first")
         page.locator('[data-testid="stFileChipDeleteBtn"]').first.click()
         page.get_by_text("Where it looked").wait_for(state="detached", timeout=60_000)
         page.get_by_text("Use the webcam").click(timeout=60_000)
@@ -56,17 +71,26 @@ def test_live_bars_follow_the_camera_picture(app):
         start_camera(page)
         bars = page.locator(".st-key-predict_live_bars")
         bars.wait_for(timeout=120_000)
-        seen, deadline = set(), time.time() + 120
-        while len(seen) < 3 and time.time() < deadline:  # the fake camera's picture moves: so must the bars
+        start_again = page.frame_locator("iframe").first.get_by_role("button", name="Start the camera")
+        caption = page.get_by_text(re.compile(r"\d+ pictures? a second · \d+ ms behind the camera"))
+        tops: list[tuple[float, str, str]] = []  # (seconds since the bars appeared, top class shown, its caption)
+        began = time.time()
+        while time.time() - began < LIVE_SECONDS:
+            assert not start_again.count(), f"the camera connection dropped after {time.time() - began:.0f} s"
             text = bars.inner_text() if bars.count() else ""  # caught mid-redraw, a read may be partial: skip it
-            if re.search(r"rings · \d+%", text) and re.search(r"stripes · \d+%", text):
-                seen.add(text)
-            page.wait_for_timeout(200)
-        assert len(seen) >= 3, f"the bars did not change: {seen}"
-        page.get_by_text(re.compile(r"Looks like|Not sure")).first.wait_for()
+            if top := re.match(r"\s*(rings|stripes) · \d+%", text):
+                tops.append((time.time() - began, top.group(1), caption.inner_text() if caption.count() else ""))
+            page.wait_for_timeout(250)
+        # The video switches class every second. A busy machine can hold the redraws up for a while (seconds at a
+        # load average of 15 on two cores), but they must keep coming to the end: before, they stopped for good.
+        changes = sum(a[1] != b[1] for a, b in zip(tops, tops[1:]))
+        last = {name for at, name, _ in tops if at >= LIVE_SECONDS * 2 / 3}
+        assert changes >= 6 and last == {"rings", "stripes"}, (
+            f"{changes} changes, the last 20 s showed {last}: {tops[::8]}")
         page.get_by_text(re.compile(r"\d+ pictures? a second · \d+ ms behind the camera")).wait_for()
         assert_no_errors(page)
         screenshot(page, "live-try-it")
+        assert not any(name in loaded_libraries(server) for name in TENSORFLOW)
 
 
 def test_recorded_frames_land_in_the_class_and_review_agrees(app):

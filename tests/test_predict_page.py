@@ -264,6 +264,74 @@ def test_the_threshold_decides_between_a_verdict_and_not_sure(trained):
     assert set(at.dataframe[0].value["verdict"]) == {"not sure"}
 
 
+def constant_run(root: Path, name: str, probabilities: tuple[float, float], fine_tuned: bool = False) -> Path:
+    """A project whose one finished run answers `probabilities` for every photo (a head of zeros and a bias of their
+    logarithms); `fine_tuned`: saved as a fine-tuning run leaves it, model.keras and no LiteRT file yet."""
+    from core.backbones import get_backbone
+    from core.export import save_keras, write_json
+    from core.head import HEAD_FILE, LinearHead
+
+    project = create_project(name, root)
+    for label, class_name in enumerate(CLASSES):
+        project.add_image(class_name, class_photo_bytes(label, 0), source="upload", original_name="a.jpg")
+    run_id = project.create_run(TrainConfig().to_dict())
+    run_dir = project.run_dir(run_id)
+    head = LinearHead(np.zeros((get_backbone("efficientnet_lite0").feature_dim, 2), np.float32),
+                      np.log(np.asarray(probabilities, np.float32)))
+    (run_dir / "labels.txt").write_text("\n".join(CLASSES) + "\n")
+    if fine_tuned:
+        from core.train import assemble_classifier
+
+        save_keras(assemble_classifier(get_backbone("efficientnet_lite0"), head), run_dir / "model.keras")
+    else:
+        head.save(run_dir / HEAD_FILE)
+    summary = {"backbone": "efficientnet_lite0", "classes": list(CLASSES), "val_accuracy": 1.0, "val_images": 2,
+               "unfreeze_blocks": 2 if fine_tuned else 0}
+    write_json(run_dir / "metrics.json", summary)
+    project.update_run(run_id, status="completed", summary=summary)
+    return run_dir
+
+
+@pytest.fixture
+def worker_tasks(monkeypatch) -> list[tuple[str, dict]]:
+    """What the page asks of the training worker, recorded instead of sent."""
+    from core import worker
+
+    asked = []
+    monkeypatch.setattr(worker.WORKER, "submit", lambda task, project, **fields: asked.append((task, fields)) or 0)
+    return asked
+
+
+@pytest.mark.slow
+def test_a_share_just_below_the_bar_is_not_rounded_up_to_it(workspace, worker_tasks):
+    """59.8% used to read "(60%), below your 60% bar"."""
+    constant_run(workspace, "close call", (0.598, 0.402))
+    at = upload(open_page("close call"), [("a.jpg", class_photo_bytes(0, 560))])
+    assert not at.exception
+    assert texts(at.warning) == "Not sure — its best guess is **stripes** (59.8%), below your 60% bar"
+    at.slider(key="predict_threshold").set_value(55).run()
+    assert texts(at.success) == "Looks like **stripes** (60%)"
+
+
+@pytest.mark.slow
+def test_a_fine_tuned_run_is_tried_from_litert_files_the_worker_makes(workspace, worker_tasks):
+    """The page never loads Keras: a fine-tuned run waits (a few seconds) for the worker's heatmap.tflite, which
+    gives its verdicts and its heat maps."""
+    from core.heatmap import RUN_MAP_FILE, prepare
+
+    run_dir = constant_run(workspace, "tuned", (0.9, 0.1), fine_tuned=True)
+    at = upload(open_page("tuned"), [("a.jpg", class_photo_bytes(0, 570))])
+    assert not at.exception and not at.error
+    assert "Getting this fine-tuned model ready" in texts(at.info) and not at.success
+    assert ("heatmap", {"run": 1}) in worker_tasks
+    prepare(run_dir)  # what the worker does
+    assert (run_dir / RUN_MAP_FILE).exists()
+    at.run()
+    assert not at.exception and not at.error
+    assert texts(at.success) == "Looks like **stripes** (90%)"
+    assert at.get("image")[1].captions[0].startswith("Where it looked")
+
+
 @pytest.mark.slow
 def test_a_photo_unlike_every_class_is_said_to_be_so_and_the_setting_stays_with_the_run(trained):
     at = upload(open_page(), [("stranger.jpg", photo_bytes(3)), ("a.jpg", class_photo_bytes(0, 530))])

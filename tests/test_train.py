@@ -14,6 +14,7 @@ from core.embed import EmbeddingCache, LiteRTRunner, embed_files, embed_views, l
 from core.export import export_tflite, tflite_agreement
 from core.backbones import get_backbone
 from core.head import HEAD_FILE, LinearHead
+from core.heatmap import load_heat_mapper
 from core.images import load_rgb
 from core.predict import Classifier
 from core.predictor import load_predictor
@@ -54,14 +55,27 @@ def test_training_refuses_a_single_class(folders):
 def test_run_folder_has_a_safe_loading_model(trained_run):
     assert sorted(p.name for p in trained_run.iterdir()) == ["evaluation.json", "head.npz", "labels.txt",
                                                               "metrics.json", "model.keras", "model.tflite",
-                                                              "model_quant.tflite", "novelty.json", "novelty.npz"]
+                                                              "model_quant.tflite", "novelty.json", "novelty.npz",
+                                                              "photos.json"]
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert metrics["val_accuracy"] >= 0.9 and metrics["images_used"] == 44 and metrics["images_rejected"] == 0
     classifier = Classifier.load(trained_run)  # safe_mode=True: no Lambda layers, no custom code
     prediction = load_predictor(trained_run).predict_images([class_photo(1, 500)], top_k=2)[0]
     assert classifier.class_names == ["blobs", "stripes"] and prediction.label == "blobs"
-    heat = classifier.gradcam(class_photo(0, 501))
+    heat = load_heat_mapper(trained_run).heat_map(class_photo(0, 501))
     assert heat.shape == (classifier.input_size,) * 2 and 0 <= heat.min() and heat.max() <= 1
+
+
+def test_each_class_glows_on_the_half_of_the_photo_that_shows_it(trained_run):
+    """Stripes on the left, blobs on the right: each class's heat map is hotter on its own half."""
+    photo = Image.new("RGB", (224, 224))
+    photo.paste(class_photo(0, 600, (112, 224)), (0, 0))
+    photo.paste(class_photo(1, 601, (112, 224)), (112, 0))
+    mapper = load_heat_mapper(trained_run)
+    stripes = mapper.heat_map(photo, mapper.class_names.index("stripes"))
+    blobs = mapper.heat_map(photo, mapper.class_names.index("blobs"))
+    assert stripes[:, :112].mean() > 2 * stripes[:, 112:].mean()
+    assert blobs[:, 112:].mean() > 2 * blobs[:, :112].mean()
 
 
 def test_head_file_with_the_litert_backbone_predicts_like_the_keras_model(trained_run, folders):

@@ -253,6 +253,26 @@ def test_a_second_run_is_refused_when_one_started_elsewhere(two_classes, monkeyp
     assert "Run 7 is still training" in no_exceptions(at).error[0].value
 
 
+def test_a_run_whose_fine_tuning_won_says_so(two_classes):
+    """It used to say only "76%": that the retrained network beat the head was left unsaid."""
+    run_id = two_classes.create_run(TrainConfig(unfreeze_blocks=2).to_dict())
+    run_dir = two_classes.run_dir(run_id)
+    for name in ("model.keras", "model.tflite", "model_quant.tflite"):  # its downloads are made: nothing to wait for
+        (run_dir / name).write_bytes(b"")
+    for i, strength in enumerate((0.1, 1.0)):
+        two_classes.add_epoch(run_id, "head", i + 1, {"C": strength, "cv_accuracy": 0.7, "cv_loss": 0.6,
+                                                      "val_accuracy": 0.7 if strength == 1.0 else 0.6, "val_loss": 0.6})
+    for epoch in range(1, 7):
+        two_classes.add_epoch(run_id, "fine-tuning", epoch, {"accuracy": 0.8, "loss": 0.4, "val_accuracy": 0.76,
+                                                          "val_loss": 0.5})
+    two_classes.update_run(run_id, status="completed", summary={
+        "val_accuracy": 0.76, "val_images": 25, "classes": list(CLASSES), "backbone": DEFAULT_BACKBONE,
+        "unfreeze_blocks": 2, "best_epoch": 3, "finetune_kept_head": False, "head_C": 1.0, "train_seconds": 90})
+    at = no_exceptions(page(two_classes))
+    assert ("Retraining the last 2 blocks of the network paid off: it beat the new head alone on the validation "
+            "photos (70% with the new head alone, 76% retrained), best after epoch 3 of 6.") in texts(at)
+
+
 def test_a_failed_run_shows_its_error_not_a_spinner(two_classes):
     run_id = two_classes.create_run(TrainConfig().to_dict())
     two_classes.update_run(run_id, status="failed", error="RuntimeError: the disk is full\nTraceback…")
@@ -328,7 +348,7 @@ def test_results_page_explains_a_run_and_exports_it(two_classes):
     assert at.get("vega_lite_chart"), "confusion matrix missing"
     assert set(at.dataframe[1].value["Class"]) == set(CLASSES)
     assert {b.key for b in at.get("download_button")} == {"download_keras", "download_labels", "download_tflite",
-                                                          "download_tflite_quant"}
+                                                          "download_tflite_quant", *web_download()}
 
     at.button(key=f"fix_{run_id}_0").click().run()
     assert two_classes.image(photo.id).class_name == "stripes"
@@ -336,7 +356,8 @@ def test_results_page_explains_a_run_and_exports_it(two_classes):
 
     at.button(key="make_zip").click().run()
     assert {b.key for b in no_exceptions(at).get("download_button")} == {
-        "download_keras", "download_labels", "download_tflite", "download_tflite_quant", "download_zip"}
+        "download_keras", "download_labels", "download_tflite", "download_tflite_quant", "download_zip",
+        *web_download()}
     archive = next((two_classes.meta_dir / "exports").glob("*.zip"))
     assert len(zipfile.ZipFile(archive).namelist()) == 30
 
@@ -355,6 +376,17 @@ def test_downloads_are_prepared_in_the_background_after_the_model_is_usable(two_
     at = no_exceptions(page(two_classes, "pages/results.py"))
     assert {"download_keras", "download_tflite", "download_tflite_quant"} <= {b.key for b in at.get("download_button")}
     assert "Downloads ready" in texts(no_exceptions(page(two_classes)))
+
+
+def web_download() -> set[str]:
+    """The web page's download button, there when LiteRT.js is installed (see tests/test_exports_page.py)."""
+    from core.web_runtime import RuntimeMissing, runtime_files
+
+    try:
+        runtime_files()
+        return {"download_web"}
+    except RuntimeMissing:
+        return set()
 
 
 def test_results_page_without_runs_points_to_training(project):
