@@ -318,7 +318,8 @@ def costs_view(photos: int, classes: int, chosen: str) -> None:
                         f"**{backbone_label(best.backbone)}** named {abs(gain):.1f} "
                         f"{'more' if gain >= 0 else 'fewer'} photos in 100 right than EfficientNet-Lite0 alone. " + (
                             "It pays most with many classes that look alike." if gain >= 2 else
-                            "With few, everyday classes the gain is small: Lite0 alone is faster and nearly as good."))
+                            "With few, everyday classes the gain is small: Lite0 alone is faster and nearly as good."
+                            if gain >= 0 else "Lite0 alone did better there, and it is faster."))
         untimed = not all(r.timed_here for r in rows)
         st.caption("Gain: accuracy points on validation photos over EfficientNet-Lite0 alone, head only, the mean "
                    "of three splits of each photo set. Preparing: looking at every photo once per network, in the "
