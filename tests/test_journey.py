@@ -158,4 +158,4 @@ def check_downloaded_model(path: Path) -> None:
     model = keras.saving.load_model(path, safe_mode=True)
     size = model.input_shape[1]
     pixels = np.stack([load_rgb(class_photo(1, 1234), size), load_rgb(class_photo(0, 1234), size)]).astype("float32")
-    assert model.predict(pixels, verbose=0).argmax(axis=1).tolist() == [0, 1]  # labels sorted: blobs, stripes
+    assert model.predict(pixels, verbose=0)["probabilities"].argmax(axis=1).tolist() == [0, 1]  # labels sorted: blobs, stripes
