@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -181,15 +181,20 @@ class EmbeddingCache:
         return con
 
     def get(self, key: str, shas: Sequence[str]) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
+        return {sha: np.frombuffer(blob, dtype=self.dtype) for sha, blob in self._rows("sha256, vector", key, shas)}
+
+    def has(self, key: str, shas: Sequence[str]) -> set[str]:
+        """Which of these photos have a vector under `key`, read from the primary-key index alone: no vector bytes
+        (the pages ask every 2 s how many photos are ready to train)."""
+        return {sha for (sha,) in self._rows("sha256", key, shas)}
+
+    def _rows(self, columns: str, key: str, shas: Sequence[str]) -> Iterator[tuple]:
         with closing(self._connect()) as con:
             for start in range(0, len(shas), 500):
                 chunk = list(shas[start:start + 500])
                 marks = ",".join("?" * len(chunk))
-                rows = con.execute(f"SELECT sha256, vector FROM embeddings WHERE key=? AND sha256 IN ({marks})",
-                                   [key, *chunk])
-                found.update((sha, np.frombuffer(blob, dtype=self.dtype)) for sha, blob in rows)
-        return found
+                yield from con.execute(f"SELECT {columns} FROM embeddings WHERE key=? AND sha256 IN ({marks})",
+                                       [key, *chunk])
 
     def put(self, key: str, vectors: dict[str, np.ndarray]) -> None:
         with closing(self._connect()) as con, con:

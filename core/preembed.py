@@ -37,7 +37,7 @@ def missing(project: Project, cache: EmbeddingCache | None = None) -> tuple[list
     spec = get_backbone(project_backbone(project))
     records = project.images(status="kept")
     shas = [r.sha256 for r in records]
-    found = [cache.get(view_key(member, flip), shas) for member in spec.members for flip in VIEWS]
+    found = [cache.has(view_key(member, flip), shas) for member in spec.members for flip in VIEWS]
     return [r for r in records if any(r.sha256 not in f for f in found)], len(records)
 
 
