@@ -481,8 +481,9 @@ class Project:
     # ---- reading photos -------------------------------------------------------------------
 
     def images(self, class_name: str | None = None, status: Status | None = None,
-               split: Literal["train", "val"] | None = None) -> list[ImageRecord]:
-        """Photos, filtered; ordered by class then time added."""
+               split: Literal["train", "val"] | None = None, *, offset: int = 0,
+               limit: int | None = None) -> list[ImageRecord]:
+        """Photos, filtered; ordered by class then time added; `limit` of them from `offset` (a page of a grid)."""
         share = self.val_share
         clauses, params = [], []
         if class_name is not None:
@@ -496,7 +497,8 @@ class Project:
             params.append(share)
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         with self.db.read() as con:
-            rows = con.execute(f"{IMAGE_ROWS} {where} ORDER BY c.name_key, i.id", params).fetchall()
+            rows = con.execute(f"{IMAGE_ROWS} {where} ORDER BY c.name_key, i.id LIMIT ? OFFSET ?",
+                               [*params, -1 if limit is None else limit, offset]).fetchall()
         return [image_record(r, self.images_dir, share) for r in rows]
 
     def image(self, image_id: int) -> ImageRecord:
