@@ -65,9 +65,9 @@ class Outcome:
 # ---- running a step in its own process, under a limit -----------------------------------------------------------
 
 
-def _child(queue, done, fn: Callable, args: tuple) -> None:
+def _child(queue, progress, fn: Callable, args: tuple) -> None:
     try:
-        figures = fn(done, *args)
+        figures = fn(progress, *args)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         queue.put(("ok", {**figures, "peak MB": round(peak)}))
     except BaseException as exc:  # noqa: BLE001 - the bench reports it and goes on with the next step
@@ -75,11 +75,11 @@ def _child(queue, done, fn: Callable, args: tuple) -> None:
 
 
 def in_process(fn: Callable, limit: float, *args) -> tuple[dict, str]:
-    """Run fn(done_counter, *args) in a forked process; (figures, note). Past `limit` seconds it is killed and the
-    note says so, with the counter's value then (how far it got)."""
+    """Run fn(progress, *args) in a forked process; (figures, note). `progress` is [done, total], shared. Past
+    `limit` seconds the process is killed and the note says so, with how far it got."""
     ctx = multiprocessing.get_context("fork")
-    queue, done = ctx.Queue(), ctx.Value("l", 0)
-    process = ctx.Process(target=_child, args=(queue, done, fn, args), daemon=True)
+    queue, progress = ctx.Queue(), ctx.Array("l", 2)
+    process = ctx.Process(target=_child, args=(queue, progress, fn, args), daemon=True)
     start = time.perf_counter()
     process.start()
     try:
@@ -88,12 +88,17 @@ def in_process(fn: Callable, limit: float, *args) -> tuple[dict, str]:
         process.kill()
         process.join()
         elapsed = time.perf_counter() - start
-        return {"done": done.value, "seconds": elapsed}, f"> {limit:.0f} s (killed; {done.value:,} done by then)"
+        done, total = progress[:]
+        return {"done": done, "total": total, "seconds": elapsed}, f"> {limit:.0f} s (killed; {done:,} of {total:,} done)"
     process.join()
     return (value, "") if status == "ok" else ({}, value)
 
 
-# ---- the steps (each runs in a child process; `done` counts progress for a partial figure) ---------------------
+# ---- the steps (each runs in a child process; `progress` is [done, total], for a partial figure) --------------
+
+
+def _track(progress) -> Callable[[int, int], None]:
+    return lambda done, total: progress.__setitem__(slice(None), [done, total])
 
 
 def _project():
@@ -102,29 +107,29 @@ def _project():
     return open_project(PROJECT)
 
 
-def step_import(done, folder: Path) -> dict:
+def step_import(progress, folder: Path) -> dict:
     from core.ingest import import_folder
     from core.store import create_project
 
     project = create_project(PROJECT)
     start = time.perf_counter()
-    report = import_folder(project, folder, on_progress=lambda i, n: setattr(done, "value", i))
+    report = import_folder(project, folder, on_progress=_track(progress))
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "added": report.added, "photos/s": report.added / seconds}
 
 
-def step_zip(done, archive: Path) -> dict:
+def step_zip(progress, archive: Path) -> dict:
     from core.ingest import import_zip
     from core.store import create_project
 
     project = create_project("zipped")
     start = time.perf_counter()
-    report = import_zip(project, archive, on_progress=lambda i, n: setattr(done, "value", i))
+    report = import_zip(project, archive, on_progress=_track(progress))
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "added": report.added, "photos/s": report.added / seconds}
 
 
-def step_duplicates(done, planted: list[tuple[str, str]]) -> dict:
+def step_duplicates(progress, planted: list[tuple[str, str]]) -> dict:
     project = _project()
     start = time.perf_counter()
     found = project.duplicate_groups()
@@ -135,14 +140,15 @@ def step_duplicates(done, planted: list[tuple[str, str]]) -> dict:
     return {"seconds": seconds, "groups": len(found), "planted found": caught, "planted": len(pairs)}
 
 
-def step_prepare(done) -> dict:
+def step_prepare(progress) -> dict:
     from core import preembed
 
     project = _project()
     before = preembed.readiness(project)
+    progress[1] = before.total - before.ready
     start = time.perf_counter()
     while (tried := preembed.embed_some(project, threads=1)):
-        done.value += tried
+        progress[0] += tried
     seconds = time.perf_counter() - start
     t0 = time.perf_counter()
     ready = preembed.readiness(project)
@@ -152,7 +158,7 @@ def step_prepare(done) -> dict:
             "photos/s": made / seconds if made else None, "ready count s": count_seconds}
 
 
-def step_head(done) -> dict:
+def step_head(progress) -> dict:
     from core import jobs
     from core.train import TrainConfig
 
@@ -167,15 +173,15 @@ def step_head(done) -> dict:
             "embed seconds": run.summary.get("embed_seconds"), "val accuracy": run.summary.get("val_accuracy")}
 
 
-def step_suspects(done) -> dict:
+def step_suspects(progress) -> dict:
     from core.suspects import rank_suspects
 
     start = time.perf_counter()
-    ranked = rank_suspects(_project(), on_progress=lambda i, n: setattr(done, "value", i))
+    ranked = rank_suspects(_project(), on_progress=_track(progress))
     return {"seconds": time.perf_counter() - start, "photos": len(ranked)}
 
 
-def step_export(done, destination: Path) -> dict:
+def step_export(progress, destination: Path) -> dict:
     from core.export import assemble_downloads, dataset_zip
 
     project = _project()
@@ -298,17 +304,13 @@ def measure(size: int, steps: list[str], limit: float, base: Path, rounds: int) 
         shutil.rmtree(workspace / "zipped", ignore_errors=True)
     run("duplicates", step_duplicates, photos.planted)
     run("prepare", step_prepare)
-    if "prepare" in results:
-        figures = results["prepare"].figures
-        if figures.get("made", 0) > 100 and not results["prepare"].note:
-            earlier.write_text(json.dumps(figures))
-        elif figures.get("made") == 0 and earlier.exists():
-            saved = json.loads(earlier.read_text())
-            figures.update({"seconds": saved["seconds"], "photos/s": saved["photos/s"]})
-            results["prepare"].note = "(earlier run)"
-    run("head", step_head)
-    run("suspects", step_suspects)
-    run("export", step_export, folder / "export.zip")
+    ready = _prepared(results.get("prepare"), earlier)
+    for name, fn, *args in (("head", step_head), ("suspects", step_suspects),
+                            ("export", step_export, folder / "export.zip")):
+        if ready or name not in steps:
+            run(name, fn, *args)
+        else:  # each would embed the rest itself, which the prepare step showed does not fit the limit
+            results[name] = Outcome(note="skipped: not every photo was prepared within the limit")
     if "pages" in steps:
         t = time.perf_counter()
         results["pages"] = step_pages(workspace, rounds, limit)
@@ -316,6 +318,25 @@ def measure(size: int, steps: list[str], limit: float, base: Path, rounds: int) 
     if "size" in steps:
         results["size"] = step_size(workspace, cache)
     return results
+
+
+def _prepared(outcome: Outcome | None, earlier: Path) -> bool:
+    """Whether every photo is embedded; fills in the rate of a step cut short, or of an earlier run when this one
+    found everything cached."""
+    if outcome is None:
+        return True  # not asked for: the later steps embed what they need
+    figures = outcome.figures
+    if outcome.note.startswith(">"):
+        figures["photos/s"] = figures["done"] / figures["seconds"] if figures["done"] else None
+        figures["estimate"] = f"est. {figures['total'] / figures['photos/s']:.0f}" if figures["photos/s"] else None
+        return False
+    if figures.get("made", 0) > 100:
+        earlier.write_text(json.dumps(figures))
+    elif figures.get("made") == 0 and earlier.exists():
+        saved = json.loads(earlier.read_text())
+        figures.update({"seconds": saved["seconds"], "photos/s": saved["photos/s"]})
+        outcome.note = "(rate and time from an earlier run: every photo was cached)"
+    return not outcome.note or outcome.note.startswith("(")
 
 
 # ---- the table --------------------------------------------------------------------------------------------------
@@ -353,9 +374,14 @@ def cell(outcome: Outcome | None, figure: str) -> float | str:
     if outcome is None:
         return "-"
     value = outcome.figures.get(figure)
-    if outcome.note.startswith(">"):
-        return outcome.note.split(" (")[0]
-    if outcome.note and value is None:
+    if outcome.note.startswith(">"):  # past its limit: a rate measured until then is still a figure
+        limit = outcome.note.split(" (")[0]
+        if figure == "seconds" and outcome.figures.get("estimate"):
+            return f"{limit} ({outcome.figures['estimate']})"
+        return value if figure.endswith("/s") and value is not None else limit
+    if outcome.note.startswith("skipped"):
+        return "skipped"
+    if outcome.note and not outcome.note.startswith("(") and value is None:
         return "failed"
     return "-" if value is None else value
 
