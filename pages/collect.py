@@ -1,8 +1,8 @@
 """Collect page: type class names and get photos from the web, or add your own files, a zip or webcam shots.
 
-A web search runs in a background thread (`core.collect_job`), so the page stays live and a
+A web search runs in a background thread (`core.jobs.collect`), so the page stays live and a
 browser refresh finds the run again; a fragment redraws its progress twice a second. Uploads go
-through `core.ingest`, with the same checks and duplicate detection as downloads.
+through `core.intake.ingest`, with the same checks and duplicate detection as downloads.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Callable
 import pandas as pd
 import streamlit as st
 
-from core import collect_job
-from core.collect import CollectReport, CollectRequest
-from core.ingest import ImportReport, Progress, import_files, import_zip
-from core.store import Project, StoreError, validate_name
+from core.jobs import collect as collect_job
+from core.intake.collect import CollectReport, CollectRequest
+from core.intake.ingest import ImportReport, Progress, import_files, import_zip
+from core.store.project import Project, StoreError, validate_name
 from pages import ui
 from pages import webcam as webcam_live
 

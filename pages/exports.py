@@ -6,10 +6,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import formats, jobs, snippets
-from core.store import Project, RunRecord
-from core.web_export import PAGE_URL, SERVE_COMMAND, export_web, page_config
-from core.web_runtime import RuntimeMissing, runtime_files
+from core.serving import formats
+
+from core.jobs import server as jobs
+
+from core.serving import snippets
+from core.store.project import Project, RunRecord
+from core.serving.web_export import PAGE_URL, SERVE_COMMAND, export_web, page_config
+from core.serving.web_runtime import RuntimeMissing, runtime_files
 from pages import ui
 
 

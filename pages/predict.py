@@ -11,13 +11,13 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from core import jobs
-from core.heatmap import NotConverted
+from core.jobs import server as jobs
+from core.serving.heatmap import NotConverted
 from core.images import ImageRejected, decode_at, sha256_hex, unseen_share
-from core.novelty import NoveltySettings, set_threshold
-from core.predict import NOT_SURE, SURE, UNFAMILIAR, Arrivals, Bar, Prediction, overlay_heatmap, summary_rows
-from core.run_folder import RunFolderInvalid
-from core.runs import finished_runs
+from core.model.novelty import NoveltySettings, set_threshold
+from core.serving.predict import NOT_SURE, SURE, UNFAMILIAR, Arrivals, Bar, Prediction, overlay_heatmap, summary_rows
+from core.store.run_folder import RunFolderInvalid
+from core.jobs.pipeline import finished_runs
 from pages import ui, webcam
 
 PREVIEW_SIDE = 800   # shown on screen and under the heat map; the model itself looks at far fewer pixels

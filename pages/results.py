@@ -13,14 +13,16 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import export, jobs
-from core.compare import same_stages
-from core.novelty import MEASURED_ELSEWHERE, NoveltySettings
-from core.backbones import backbone_label
-from core.run_folder import RunFolderInvalid, read_evaluation
-from core.runs import has_model
-from core.store import Project, RunRecord, StoreError
-from core.train import STAGE_FINETUNE, STAGE_HEAD, TrainConfig
+from core.serving import export
+
+from core.jobs import server as jobs
+from core.model.compare import same_stages
+from core.model.novelty import MEASURED_ELSEWHERE, NoveltySettings
+from core.model.backbones import backbone_label
+from core.store.run_folder import RunFolderInvalid, read_evaluation
+from core.jobs.pipeline import has_model
+from core.store.project import Project, RunRecord, StoreError
+from core.model.train import STAGE_FINETUNE, STAGE_HEAD, TrainConfig
 from pages import charts, exports, ui
 
 STATUS = {"completed": "✅ finished", "stopped": "⏹️ stopped early", "failed": "❌ failed",

@@ -1,7 +1,7 @@
 """Review page: look through the photos, throw out the bad ones, fix labels and balance the classes.
 
-Every change goes through `core.store.Project`; a rejected photo stays in the project and can be
-restored. The suspect ranking (`core.suspects`) is kept in the project, so a refresh shows it again.
+Every change goes through `core.store.project.Project`; a rejected photo stays in the project and can be
+restored. The suspect ranking (`core.model.suspects`) is kept in the project, so a refresh shows it again.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core import suspects
-from core.background import Busy
-from core.store import ClassInfo, ImageRecord, Project, StoreError
+from core.model import suspects
+from core.jobs.background import Busy
+from core.store.project import ClassInfo, ImageRecord, Project, StoreError
 from pages import ui
 
 PAGE_SIZE = 40

@@ -1,6 +1,6 @@
 """Train page: pick a pretrained network and how much of it to retrain, start a run, watch it learn live.
 
-Training is a background job (`core.jobs`): this page starts it, asks it to stop and reads its
+Training is a background job (`core.jobs.server`): this page starts it, asks it to stop and reads its
 progress back from the project store. Leaving the page, refreshing or closing the tab never
 touches the run, and coming back finds it again (the active run, else the latest one).
 """
@@ -13,15 +13,19 @@ import math
 import pandas as pd
 import streamlit as st
 
-from core import advice, jobs, speed
-from core.background import Busy
-from core.backbones import DEFAULT_BACKBONE, REGISTRY, BackboneSpec, backbone_label, get_backbone
-from core.freeze_depths import freeze_options
-from core.joined import OFFERED, RECOMMENDED
-from core.runs import has_model
-from core.store import Project, RunRecord
-from core.head import STRENGTHS
-from core.train import STAGE_EMBED, STAGE_FINETUNE, STAGE_HEAD, TrainConfig
+from core.model import advice
+
+from core.jobs import server as jobs
+
+from core.model import speed
+from core.jobs.background import Busy
+from core.model.backbones import DEFAULT_BACKBONE, REGISTRY, BackboneSpec, backbone_label, get_backbone
+from core.model.freeze_depths import freeze_options
+from core.model.joined import OFFERED, RECOMMENDED
+from core.jobs.pipeline import has_model
+from core.store.project import Project, RunRecord
+from core.model.head import STRENGTHS
+from core.model.train import STAGE_EMBED, STAGE_FINETUNE, STAGE_HEAD, TrainConfig
 from pages import charts, ui
 
 DEFAULTS = dataclasses.replace(TrainConfig(), backbone=DEFAULT_BACKBONE)

@@ -36,10 +36,14 @@ _leave_pages_folder_mode()
 # when it is loaded into a process that already holds TensorFlow. Every page and app.py import this module first.
 import streamlit_webrtc  # noqa: F401, E402
 
-from core import config, jobs, preembed  # noqa: E402
-from core.backbones import backbone_label  # noqa: E402
-from core.background import Task, TaskView  # noqa: E402
-from core.store import (ImageRecord, Project, ProjectDamaged, RunRecord, StoreError, create_project,  # noqa: E402
+from core import config  # noqa: E402
+
+from core.jobs import server as jobs  # noqa: E402
+
+from core.model import preembed  # noqa: E402
+from core.model.backbones import backbone_label  # noqa: E402
+from core.jobs.background import Task, TaskView  # noqa: E402
+from core.store.project import (ImageRecord, Project, ProjectDamaged, RunRecord, StoreError, create_project,  # noqa: E402
                         list_projects, open_project, restore_backup, visible)
 
 PAGES = {
@@ -240,7 +244,7 @@ def damaged_project(name: str, problem: ProjectDamaged) -> None:
     folder = config.workspace_root() / name
     archive = folder / "exports" / "photos-from-damaged-project.zip"
     if photos.button("Prepare the photos as a zip", key="damaged_zip"):
-        from core.export import folder_zip  # loads the model stack: only when asked
+        from core.serving.export import folder_zip  # loads the model stack: only when asked
 
         with st.spinner("Packing the photos…"):
             folder_zip(folder / "images", archive)
@@ -306,16 +310,16 @@ def missing(message: str, page: str, label: str, icon: str = "➡️") -> None:
 def _predictor(run_dir: str, model: str, modified: float):
     """A run's fast predictor, loaded once per server and shared by every session and webcam thread
     (keyed by the model file and its time, so a run that gains a better file reloads)."""
-    from core.predictor import load_predictor
+    from core.serving.predictor import load_predictor
 
     return load_predictor(Path(run_dir), keras=False)
 
 
 def load_predictor(run_dir: Path):
-    """The predictor for a finished run (`core.predictor.Predictor`), from LiteRT files only: Keras stays out of
-    this server (`core.heatmap.NotConverted` while a fine-tuned run's file is being made); RunFolderInvalid when
+    """The predictor for a finished run (`core.serving.predictor.Predictor`), from LiteRT files only: Keras stays out of
+    this server (`core.serving.heatmap.NotConverted` while a fine-tuned run's file is being made); RunFolderInvalid when
     its folder is damaged."""
-    from core.predictor import loading, model_file
+    from core.serving.predictor import loading, model_file
 
     with loading(run_dir):
         path = model_file(run_dir, keras=False)
@@ -325,15 +329,15 @@ def load_predictor(run_dir: Path):
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _heat_mapper(run_dir: str, files: tuple[tuple[str, float], ...]):
-    """A run's heat maps (`core.heatmap.HeatMapper`), loaded once per server; keyed by its files and their times."""
-    from core.heatmap import load_heat_mapper
+    """A run's heat maps (`core.serving.heatmap.HeatMapper`), loaded once per server; keyed by its files and their times."""
+    from core.serving.heatmap import load_heat_mapper
 
     return load_heat_mapper(Path(run_dir))
 
 
 def load_heat_mapper(run_dir: Path):
-    """The run's heat maps; `core.heatmap.NotConverted` while the worker is still making their LiteRT files."""
-    from core.heatmap import NotConverted, files_needed
+    """The run's heat maps; `core.serving.heatmap.NotConverted` while the worker is still making their LiteRT files."""
+    from core.serving.heatmap import NotConverted, files_needed
 
     files = files_needed(run_dir)
     if not all(path.exists() for path in files):

@@ -13,13 +13,13 @@ import time
 
 import pytest
 
-from core import jobs
-from core.compare import same_stages
-from core.store import Project
-from core.train import STAGE_FINETUNE, TrainConfig
+from core.jobs import server as jobs
+from core.model.compare import same_stages
+from core.store.project import Project
+from core.model.train import STAGE_FINETUNE, TrainConfig
 from pages import ui
 from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
-from core.runs import data_from_project, train_and_save
+from core.jobs.pipeline import data_from_project, train_and_save
 from tests.test_train_page import no_exceptions, page, texts, two_classes  # noqa: F401 (fixture)
 
 FINETUNE_EPOCHS = 6

@@ -18,9 +18,9 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Literal
 from urllib.parse import unquote, urlsplit
 
-from core.download import Download, Downloader
-from core.search import SearchCancelled, SearchUnavailable, search_page
-from core.store import ClassGone, Project, normalize, validate_name
+from core.intake.download import Download, Downloader
+from core.intake.search import SearchCancelled, SearchUnavailable, search_page
+from core.store.project import ClassGone, Project, normalize, validate_name
 
 PAGE_SIZE = 50  # results asked per search request
 MAX_OFFSET = 1000  # Bing serves no results past about this many

@@ -32,7 +32,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol
 
-from core import config, search  # search imports this module too: a module reference breaks the cycle
+from core import config  # search imports this module too: a module reference breaks the cycle
+
+from core.intake import search  # search imports this module too: a module reference breaks the cycle
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Callable, Iterable
 
-from core.store import AddResult, Project, RejectedInput, StoreError, validate_name
+from core.store.project import AddResult, Project, RejectedInput, StoreError, validate_name
 
 MAX_FILES_PER_IMPORT = 50_000
 MAX_ZIP_TOTAL_BYTES = 4 * 1024**3  # uncompressed, as declared and as really read

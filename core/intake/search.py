@@ -14,7 +14,11 @@ from pathlib import Path
 
 from bing_image_downloader.bing import Bing
 
-from core import config, download
+from core import config
+
+# The library keeps its headers and filter table on an instance; one idle instance lends us both.
+
+from core.intake import download
 
 # The library keeps its headers and filter table on an instance; one idle instance lends us both.
 _LIBRARY = Bing("", 1, Path("."), "off", 10, verbose=False)

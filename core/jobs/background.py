@@ -3,7 +3,7 @@
 A page starts a job under a key (a project, or the machine for work that concerns every project) in a
 `Registry`; every redraw, in any tab, finds it there again and reads its state, so nothing about it
 lives in a browser session. At most one job runs per key. `Task` is a job made of one function that
-reports progress and checks for a cancel (the suspects check, timing the networks); `core.collect_job`
+reports progress and checks for a cancel (the suspects check, timing the networks); `core.jobs.collect`
 builds its richer job on it.
 """
 
@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Generic, Protocol, TypeVar
 
-from core.store import Project, StoreError
+from core.store.project import Project, StoreError
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Web collections that run in the background while a page keeps drawing.
 
 A page starts a `CollectJob` for a project and, on every redraw (or after a browser refresh),
-finds it again in a process-wide registry keyed by project (`core.background`). The job's thread runs
-`core.collect.collect` and folds its events into state the page reads through `view()`;
+finds it again in a process-wide registry keyed by project (`core.jobs.background`). The job's thread runs
+`core.intake.collect.collect` and folds its events into state the page reads through `view()`;
 the thread never touches the UI.
 """
 
@@ -12,11 +12,11 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from core.background import Busy, Registry, Task, project_key
-from core.collect import CollectEvent, CollectReport, CollectRequest, collect
-from core.download import Downloader
-from core.search import SearchUnavailable
-from core.store import Project, StoreError, validate_name
+from core.jobs.background import Busy, Registry, Task, project_key
+from core.intake.collect import CollectEvent, CollectReport, CollectRequest, collect
+from core.intake.download import Downloader
+from core.intake.search import SearchUnavailable
+from core.store.project import Project, StoreError, validate_name
 
 RECENT_PHOTOS = 12  # thumbnails of the newest photos kept for the live view
 

@@ -10,15 +10,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
-from core.evaluate import evaluate_predictions, image_folder
-from core.export import TEST_TIME_MIRROR, assemble_downloads, save_usable
-from core.formats import write_photo_list
-from core.head import HEAD_FILE
-from core.heatmap import prepare as prepare_heat_maps
+from core.model.evaluate import evaluate_predictions, image_folder
+from core.serving.export import TEST_TIME_MIRROR, assemble_downloads, save_usable
+from core.serving.formats import write_photo_list
+from core.model.head import HEAD_FILE
+from core.serving.heatmap import prepare as prepare_heat_maps
 from core.images import sha256_hex
-from core.predict import MODEL_FILE
-from core.store import Project, RunRecord, split_for, split_key
-from core.train import Sample, TrainConfig, TrainData, TrainingListener, mirror_averaging, train
+from core.serving.predict import MODEL_FILE
+from core.store.project import Project, RunRecord, split_for, split_key
+from core.model.train import Sample, TrainConfig, TrainData, TrainingListener, mirror_averaging, train
 
 
 def has_model(run: RunRecord) -> bool:
@@ -127,7 +127,7 @@ def train_and_save(data: TrainData, cfg: TrainConfig, run_dir: Path, listener: T
         "head_strengths_tried": len(result.search.tried),
         "head_cv_folds": result.search.folds,
         # the head's cross-validated accuracy on the training photos: low with plenty of photos, a sign that they
-        # are unlike everyday photos and fine-tuning should pay (core.advice.unlike_everyday)
+        # are unlike everyday photos and fine-tuning should pay (core.model.advice.unlike_everyday)
         "head_cv_accuracy": next(row for row in result.search.tried if row["chosen"]).get("cv_accuracy"),
         "embed_seconds": round(result.timings.get("embed_seconds", 0.0), 2),
         "embed_images_per_second": round(result.embed_images_per_second, 2),

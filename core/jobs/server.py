@@ -1,9 +1,9 @@
-"""Training as a background job in the warm worker process (`core.worker`), reported through the store.
+"""Training as a background job in the warm worker process (`core.jobs.worker`), reported through the store.
 
 The Streamlit page only starts a job, asks for a stop, and reads progress back from the
 database, so a refresh, a closed tab or another page never touches the run. A worker that
 dies without saying so is noticed (its process is gone, or its pid now belongs to another
-process: `core.storage.runs.worker_alive`) and its run marked failed. The database admits one
+process: `core.store.runs.worker_alive`) and its run marked failed. The database admits one
 queued or running run per project, so two tabs or processes pressing Train start one run. A run
 is usable as soon as its head is fit; its downloads are assembled afterwards (`downloads`).
 """
@@ -16,13 +16,15 @@ import time
 import traceback
 from pathlib import Path
 
-from core import heatmap, worker
-from core.export import DOWNLOADS_ERROR_FILE, DownloadsState, downloads_state
-from core.formats import FORMATS_FILE, REQUEST_FILE, formats_state
-from core.runs import data_from_project, has_model, photo_snapshot, train_and_save
-from core.store import Project, RunBusy, RunRecord
-from core.storage.runs import worker_alive
-from core.train import STAGE_EMBED, STAGE_FINETUNE, TrainConfig, TrainingStopped
+from core.serving import heatmap
+
+from core.jobs import worker
+from core.serving.export import DOWNLOADS_ERROR_FILE, DownloadsState, downloads_state
+from core.serving.formats import FORMATS_FILE, REQUEST_FILE, formats_state
+from core.jobs.pipeline import data_from_project, has_model, photo_snapshot, train_and_save
+from core.store.project import Project, RunBusy, RunRecord
+from core.store.runs import worker_alive
+from core.model.train import STAGE_EMBED, STAGE_FINETUNE, TrainConfig, TrainingStopped
 
 ACTIVE = ("queued", "running")
 LOG_FILE = "log.txt"

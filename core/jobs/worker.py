@@ -1,7 +1,7 @@
 """The training worker: one long-lived process with TensorFlow and LiteRT already imported.
 
 The server hands it tasks (`WORKER.submit`), one JSON line each on the worker's stdin: train a
-run, make a run's heat map files (`core.heatmap`: the server never imports Keras), assemble a
+run, make a run's heat map files (`core.serving.heatmap`: the server never imports Keras), assemble a
 run's downloads, keep a project's embeddings ready. Training goes first, one run at a time; heat
 map files and then downloads are made on a thread beside it, so the next run need not wait for
 them; photos are embedded on a low-priority thread while nothing trains. The worker exits by
@@ -66,9 +66,9 @@ class WorkerClient:
             log_path().parent.mkdir(parents=True, exist_ok=True)
             with open(log_path(), "ab") as log:
                 self._process = subprocess.Popen(
-                    [sys.executable, "-m", "core.worker"], stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                    [sys.executable, "-m", "core.jobs.worker"], stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
                     env={**os.environ, "TRANSFERLAB_CACHE": cache},
-                    cwd=Path(__file__).resolve().parents[1], start_new_session=True)  # a Ctrl-C in the terminal spares a run
+                    cwd=Path(__file__).resolve().parents[2], start_new_session=True)  # a Ctrl-C in the terminal spares a run
             self._cache = cache
         return self._process
 
@@ -111,7 +111,7 @@ KERAS_LOCK = threading.Lock()
 
 
 def _project(task: dict):
-    from core.store import Project
+    from core.store.project import Project
 
     return Project(Path(task["meta"]), Path(task["images"]))
 
@@ -136,9 +136,9 @@ class Assembler(threading.Thread):
             self.tasks.put((job, next(self._order), run_dir, model))
 
     def run(self) -> None:
-        from core import heatmap
-        from core.export import assemble_downloads, downloads_state
-        from core.formats import assemble_more
+        from core.serving import heatmap
+        from core.serving.export import assemble_downloads, downloads_state
+        from core.serving.formats import assemble_more
 
         while (item := self.tasks.get())[0] != FINISH:
             job, _, run_dir, model = item
@@ -174,7 +174,7 @@ class Embedder(threading.Thread):
         self.last_work = time.time()
 
     def run(self) -> None:
-        from core.preembed import embed_some
+        from core.model.preembed import embed_some
 
         with contextlib.suppress(AttributeError, OSError):  # Linux: lower this thread (and the ones it starts) only
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
@@ -209,9 +209,9 @@ def main() -> None:
     import keras  # noqa: F401  imported here, once: the reason this process exists
     from ai_edge_litert import interpreter  # noqa: F401
 
-    from core import jobs
-    from core.export import downloads_state
-    from core.train import TrainConfig
+    from core.jobs import server as jobs
+    from core.serving.export import downloads_state
+    from core.model.train import TrainConfig
 
     tasks: queue.PriorityQueue = queue.PriorityQueue()
     threading.Thread(target=_read_tasks, args=(tasks,), daemon=True).start()

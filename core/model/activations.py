@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from core import config
-from core.backbones import BackboneSpec
-from core.embed import (EmbeddingCache, EmbedResult, LiteRTRunner, Progress, View, as_is, cache_key, cached_views,
+from core.model.backbones import BackboneSpec
+from core.model.embed import (EmbeddingCache, EmbedResult, LiteRTRunner, Progress, View, as_is, cache_key, cached_views,
                         litert_file, mirrored)
 
 if TYPE_CHECKING:

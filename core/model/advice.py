@@ -1,7 +1,7 @@
 """Which offline backbone and fine-tuning depth to pick: expected time on this machine and measured gain, on
 everyday photos and on photos unlike them; and whether a project's photos look unlike everyday ones.
 
-Time comes from the backbone's measured speed here (core.speed) and, for fine-tuning, from how many
+Time comes from the backbone's measured speed here (core.model.speed) and, for fine-tuning, from how many
 forward passes' worth of work a whole fine-tuning stage took in the measurements below; gain is
 what those measurements found, in validation-accuracy points over the Lite0 head alone.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from core.backbones import DEFAULT_BACKBONE, REGISTRY, get_backbone
-from core.joined import OFFERED
+from core.model.backbones import DEFAULT_BACKBONE, REGISTRY, get_backbone
+from core.model.joined import OFFERED
 
 DEPTHS = range(5)   # blocks unfrozen: 0 (head only) to 4
 VIEWS = 2           # every photo is embedded as is and mirrored
@@ -78,7 +78,7 @@ class Advice:
 
 
 def advice(photos: int, speeds: dict[str, dict]) -> list[Advice]:
-    """One row per offline backbone and depth 0..4 for a project of `photos` photos; `speeds` as core.speed keeps them."""
+    """One row per offline backbone and depth 0..4 for a project of `photos` photos; `speeds` as core.model.speed keeps them."""
     rows = []
     for name, spec in REGISTRY.items():
         if not spec.offline:
@@ -113,7 +113,7 @@ def unlike_everyday(summary: dict) -> str | None:
             f"held out, with about {round(per_class)} photos per class")
 
 
-# The default and the joined choices (core.joined), head only. Gains: validation accuracy points over Lite0 alone on
+# The default and the joined choices (core.model.joined), head only. Gains: validation accuracy points over Lite0 alone on
 # each shared set, the mean of three splits, as the model answers (test-time mirroring; `python -m bench.bench_joined`
 # accuracy, 2026-12-04, with the head solved on the whole embedding). Try it: milliseconds per decoded photo through
 # the run's predictor, the choices interleaved (bench_joined speed, load average 16). Live: bench_live's Lite0 rate

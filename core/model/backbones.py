@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:
     import keras
 
-    from core.joined import JoinedSpec
+    from core.model.joined import JoinedSpec
 
 WEIGHTS_HOST = "storage.googleapis.com"  # where keras.applications downloads ImageNet weights from
 PROBE_TIMEOUT_S = 3.0
@@ -89,7 +89,7 @@ class BackboneSpec:
 
     @property
     def members(self) -> tuple["BackboneSpec", ...]:
-        """The networks a photo goes through: this one (joined backbones, `core.joined`, have several)."""
+        """The networks a photo goes through: this one (joined backbones, `core.model.joined`, have several)."""
         return (self,)
 
 
@@ -124,7 +124,7 @@ def offline_hint() -> str:
 
 def efficientnet_lite(variant: int) -> Callable[[bool], "keras.Model"]:
     def graph(pretrained: bool) -> "keras.Model":
-        from core.efficientnet_lite import build_efficientnet_lite
+        from core.model.efficientnet_lite import build_efficientnet_lite
 
         return build_efficientnet_lite(variant, include_top=False, weights=pretrained, name="backbone")
 
@@ -309,8 +309,8 @@ def backbone_label(name: str) -> str:
 
 
 def get_backbone(name: str) -> "BackboneSpec | JoinedSpec":
-    """The spec of a registry name, or of offline names joined by '+' (`core.joined`); ValueError if unknown."""
-    from core.joined import is_joined, joined_spec
+    """The spec of a registry name, or of offline names joined by '+' (`core.model.joined`); ValueError if unknown."""
+    from core.model.joined import is_joined, joined_spec
 
     if is_joined(name):
         return joined_spec(name)

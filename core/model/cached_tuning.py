@@ -3,7 +3,7 @@
 Each photo has several cached views (as is, mirrored, zoomed in, both). An epoch shows every training photo
 once, in one of its views drawn afresh each epoch: the views act as augmentation at a quarter of the cost of
 showing all of them every epoch (measured on groceries25: the same accuracy per epoch, 4x faster). After the
-epochs, the tuned blocks' pooled features feed the convex head solver again (`core.head`): a head solved on the
+epochs, the tuned blocks' pooled features feed the convex head solver again (`core.model.head`): a head solved on the
 features the blocks learned beat the Dense layer trained alongside them (groceries25, two blocks: 0.810 against
 0.800 validation accuracy, lower loss).
 """

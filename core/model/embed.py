@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from core import config
-from core.backbones import BackboneSpec
+from core.model.backbones import BackboneSpec
 from core.files import atomic_write
 from core.images import load_rgb_sizes
 
@@ -103,12 +103,12 @@ class LiteRTRunner:
         details = self._interpreter.get_output_details()
         output = next((i for i, d in enumerate(details) if len(d["shape"]) != 1), 0)  # not the novelty score
         if n_classes is not None:
-            from core.run_folder import check_tflite
+            from core.store.run_folder import check_tflite
 
             output = check_tflite(self._interpreter, n_classes)
             self._interpreter.allocate_tensors()  # sizes checked: a broken graph fails here, at load, not mid-page
         self._output = details[output]["index"]
-        # A run's model may have a second output, the (N,) novelty score (core.novelty); told apart by rank.
+        # A run's model may have a second output, the (N,) novelty score (core.model.novelty); told apart by rank.
         self.novelty_output = next((d["index"] for d in details if len(d["shape"]) == 1), None)
         self._batch = 0
 
@@ -164,7 +164,7 @@ class EmbeddingCache:
     """SQLite table of vectors keyed by (backbone key, photo sha256); safe across threads and processes.
 
     `dtype` is how vectors are stored: float32 for embeddings, float16 for the larger freeze-boundary
-    activations (core.activations), whose rounding is far below what fine-tuning notices.
+    activations (core.model.activations), whose rounding is far below what fine-tuning notices.
     """
 
     def __init__(self, path: Path | None = None, dtype: type = np.float32):
@@ -226,7 +226,7 @@ def embed_views(paths: Sequence[Path], shas: Sequence[str], spec: BackboneSpec, 
                 should_stop: Callable[[], bool] | None = None, threads: int | None = None,
                 decode_threads: int | None = None) -> list[EmbedResult]:
     """One EmbedResult per view (False: as is, True: mirrored); a photo missing from any view's cache is
-    decoded once for all of them. A joined backbone's vectors (`core.joined`) are its members' side by
+    decoded once for all of them. A joined backbone's vectors (`core.model.joined`) are its members' side by
     side, each member's cached under its own key and made from the same decode at the member's size.
     `threads` caps the backbone's threads and, unless `decode_threads` says otherwise, the decoding
     threads (default: every core)."""

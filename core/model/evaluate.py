@@ -8,8 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
-from core.storage.errors import StoreError
-from core.storage.names import name_key, validate_name, visible
+from core.store.errors import StoreError
+from core.store.names import name_key, validate_name, visible
 
 
 @dataclass
@@ -107,8 +107,8 @@ def _class_folders(folder: Path) -> dict[str, Path]:
 def evaluate_folder(run_dir: Path, folder: Path, unknown_dir: Path | None = None) -> Evaluation:
     """Evaluate a saved run on an ImageFolder tree whose class folders match the run's labels; with `unknown_dir`
     (any tree of photos of other kinds), also how its novelty check tells those from the test photos."""
-    from core.novelty import NoveltySettings, auroc, flagged_share
-    from core.predictor import load_predictor
+    from core.model.novelty import NoveltySettings, auroc, flagged_share
+    from core.serving.predictor import load_predictor
 
     predictor = load_predictor(run_dir)
     paths, labels, _ = image_folder(folder, predictor.class_names)

@@ -2,7 +2,7 @@
 
 These numbers are fixed by the architecture, so they are counted once, here, instead of building a
 Keras model on a page visit (about 6 s). A test builds every backbone and checks them; after changing
-a backbone's graph or blocks, `python -m core.freeze_depths` prints the table again.
+a backbone's graph or blocks, `python -m core.model.freeze_depths` prints the table again.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def freeze_options(name: str) -> list[tuple[int, int]]:
 
 def counted(name: str) -> list[tuple[int, int]]:
     """The same, counted on the backbone built with random weights (imports Keras: for the test and the table)."""
-    from core.backbones import get_backbone, trainable_summary
+    from core.model.backbones import get_backbone, trainable_summary
 
     spec = get_backbone(name)
     model = spec.build(weights=False)
@@ -69,6 +69,6 @@ def counted(name: str) -> list[tuple[int, int]]:
 if __name__ == "__main__":
     from pprint import pprint
 
-    from core.backbones import REGISTRY
+    from core.model.backbones import REGISTRY
 
     pprint({backbone: counted(backbone) for backbone in REGISTRY}, width=116, compact=True)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import keras
 
-    from core.backbones import BackboneSpec
+    from core.model.backbones import BackboneSpec
 
 JOIN = "+"
 # The joined choices the app offers, the one recommended first at the top (`python -m bench.bench_joined`): Lite0 +
@@ -81,7 +81,7 @@ def is_joined(name: str) -> bool:
 
 def joined_spec(name: str) -> JoinedSpec:
     """The JoinedSpec for `a+b[+c]`; JoinRefused when a member is unknown, online or named twice."""
-    from core.backbones import REGISTRY
+    from core.model.backbones import REGISTRY
 
     names = [part.strip() for part in name.split(JOIN)]
     unknown = [n for n in names if n not in REGISTRY]

@@ -136,8 +136,8 @@ class NoveltySettings:
 
     @classmethod
     def load(cls, run_dir: Path) -> "NoveltySettings | None":
-        """The run's settings (checked: core.run_folder), or None for a run without a novelty check."""
-        from core.run_folder import read_novelty_settings
+        """The run's settings (checked: core.store.run_folder), or None for a run without a novelty check."""
+        from core.store.run_folder import read_novelty_settings
 
         if not (Path(run_dir) / NOVELTY_SETTINGS).exists():
             return None
@@ -221,7 +221,7 @@ def save_novelty(run_dir: Path, reference: NoveltyReference, settings: NoveltySe
 def load_novelty(run_dir: Path, feature_dim: int | None = None) -> tuple[NoveltyReference, NoveltySettings] | None:
     """The run's novelty check (checked against the run-folder contract; D = `feature_dim` when given), or None for
     a run without one."""
-    from core.run_folder import read_novelty_reference
+    from core.store.run_folder import read_novelty_reference
 
     run_dir = Path(run_dir)
     settings = NoveltySettings.load(run_dir)

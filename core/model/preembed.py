@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.backbones import DEFAULT_BACKBONE, get_backbone
-from core.embed import BATCH, EmbeddingCache, embed_views, view_key
-from core.store import ImageRecord, Project
+from core.model.backbones import DEFAULT_BACKBONE, get_backbone
+from core.model.embed import BATCH, EmbeddingCache, embed_views, view_key
+from core.store.project import ImageRecord, Project
 
 VIEWS = (False, True)  # as is, mirrored: what a default training run reads
 

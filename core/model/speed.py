@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from core import config
-from core.background import Busy, Registry, Task
-from core.backbones import BackboneSpec
-from core.embed import LiteRTRunner, tflite_bytes
+from core.jobs.background import Busy, Registry, Task
+from core.model.backbones import BackboneSpec
+from core.model.embed import LiteRTRunner, tflite_bytes
 from core.files import atomic_write
 
 SPEED_FILE = "backbone_speed.json"

@@ -5,7 +5,7 @@ how likely a quick classifier that never saw the photo thinks its label is (k-fo
 photo is judged by a model trained on the others), and how far the photo lies from its class
 centre, compared with the rest of that class. A mislabeled photo fails the first; an odd one
 (a logo, a drawing, a photo of the wrong thing in every class) tends to fail the second. A third
-signal is the novelty score of `core.novelty` within the class: the distance to the photo's k-th
+signal is the novelty score of `core.model.novelty` within the class: the distance to the photo's k-th
 nearest class-mate. The ranking takes each photo at its worse rank of the two (label/centre, or
 unlike its class-mates), so off-topic web-search photos come up beside mislabeled ones: in
 bench/bench_suspects.py, photos of other sets dropped into classes ranked 9-14th at the median
@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from core.background import Busy, Cancelled, Registry, Task, project_key
-from core.backbones import DEFAULT_BACKBONE, BackboneUnavailable, get_backbone
-from core.head import coordinates, out_of_fold, stratified_folds
-from core.novelty import K as NOVELTY_K, unit
-from core.store import Project
+from core.jobs.background import Busy, Cancelled, Registry, Task, project_key
+from core.model.backbones import DEFAULT_BACKBONE, BackboneUnavailable, get_backbone
+from core.model.head import coordinates, out_of_fold, stratified_folds
+from core.model.novelty import K as NOVELTY_K, unit
+from core.store.project import Project
 
-if TYPE_CHECKING:  # core.embed pulls in the backbones; only the ranking itself needs them
-    from core.embed import EmbeddingCache
+if TYPE_CHECKING:  # core.model.embed pulls in the backbones; only the ranking itself needs them
+    from core.model.embed import EmbeddingCache
 
 MIN_PHOTOS_PER_CLASS = 3  # below this a class cannot be learned from the other folds
 FOLDS = 5
@@ -160,11 +160,11 @@ def rank_suspects(project: Project, *, backbone: str | None = None, on_progress:
                   cache: EmbeddingCache | None = None, should_stop: Callable[[], bool] | None = None) -> list[Suspect]:
     """Every kept photo of the classes with enough photos, most suspicious first.
 
-    `backbone` defaults to `core.backbones.DEFAULT_BACKBONE`; embeddings come from the shared cache.
+    `backbone` defaults to `core.model.backbones.DEFAULT_BACKBONE`; embeddings come from the shared cache.
     Raises ValueError (a sentence for the user) when fewer than two classes can be judged, InterruptedError
     when `should_stop` said so while photos were being embedded.
     """
-    from core.embed import embed_files
+    from core.model.embed import embed_files
 
     records = project.images(status="kept")
     usable = _usable_classes([r.class_name for r in records])

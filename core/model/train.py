@@ -1,10 +1,10 @@
 """Transfer learning in two stages, as in the keras-io guide.
 
 Stage 1 fits a linear head on cached embeddings of the frozen backbone (photos and their mirror
-images): a convex problem solved in seconds (`core.head`), no Keras involved. That head
+images): a convex problem solved in seconds (`core.model.head`), no Keras involved. That head
 plus the backbone's LiteRT file is already a usable model. Stage 2, when the user unfreezes the
 last N backbone blocks, fine-tunes from that head: on the cached activations at the freeze boundary
-through the top N blocks only (`core.activations`), or, when the boundary is too early to cache,
+through the top N blocks only (`core.model.activations`), or, when the boundary is too early to cache,
 end to end on photos streamed from disk with augmentation. AdamW with warm-up and cosine decay,
 BatchNorm kept in inference mode; the stage-1 model is kept unless an epoch beats it on validation
 loss without getting fewer validation photos right. Either way the saved model is one Keras model that takes raw RGB pixels, so prediction and
@@ -21,15 +21,15 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from core import activations
-from core.advice import MIRROR_TTA_HELPS
-from core.augment import Augmentation, augment as augment_photo
-from core.backbones import BackboneSpec, get_backbone, set_trainable_blocks
-from core.embed import EmbeddingCache, embed_views, pooled_features
-from core.head import STRENGTHS, HeadSearch, LinearHead, scores, search_head
+from core.model import activations
+from core.model.advice import MIRROR_TTA_HELPS
+from core.model.augment import Augmentation, augment as augment_photo
+from core.model.backbones import BackboneSpec, get_backbone, set_trainable_blocks
+from core.model.embed import EmbeddingCache, embed_views, pooled_features
+from core.model.head import STRENGTHS, HeadSearch, LinearHead, scores, search_head
 from core.images import load_rgb
-from core.joined import joined_classifier, refuse_fine_tuning
-from core.novelty import NoveltyReference, NoveltySettings, fit_novelty
+from core.model.joined import joined_classifier, refuse_fine_tuning
+from core.model.novelty import NoveltyReference, NoveltySettings, fit_novelty
 
 STAGE_EMBED, STAGE_HEAD, STAGE_FINETUNE = "embedding", "head", "fine-tuning"
 MIN_IMPROVEMENT = 1e-3  # a validation loss lower by less than this is noise: not a better epoch
@@ -127,7 +127,7 @@ class TrainResult:
     best_epoch: dict[str, int] = field(default_factory=dict)
     val_probabilities_mirrored: np.ndarray | None = None  # the photo and its mirror image averaged
     finetune_path: str = ""             # "cached" (top blocks on boundary activations), "streamed" or "" (none)
-    # the novelty check on the head's embedding (core.novelty); None once fine-tuning changed the embedding
+    # the novelty check on the head's embedding (core.model.novelty); None once fine-tuning changed the embedding
     novelty: tuple[NoveltyReference, NoveltySettings] | None = None
 
 
@@ -157,7 +157,7 @@ def class_weights(labels: Sequence[int], n_classes: int) -> dict[int, float]:
 
 def build_classifier(spec: BackboneSpec, n_classes: int, dropout: float):
     """Pixels -> backbone (inference-mode BatchNorm) -> pooling -> dropout -> softmax; no Lambda layers. A joined
-    backbone's members each pool their own features, concatenated in member order (`core.joined`)."""
+    backbone's members each pool their own features, concatenated in member order (`core.model.joined`)."""
     import keras
 
     if len(spec.members) > 1:
@@ -446,7 +446,7 @@ def _fit_cached(model, spec, cfg: TrainConfig, e: Embedded, boundary: Boundary, 
     reported."""
     import tensorflow as tf
 
-    from core.cached_tuning import ViewBatches, pooled
+    from core.model.cached_tuning import ViewBatches, pooled
 
     samples = e.train_samples + e.val_samples
     views_out, shape = boundary.views, boundary.shape

@@ -16,14 +16,14 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from core.embed import LiteRTRunner, tflite_bytes
+from core.model.embed import LiteRTRunner, tflite_bytes
 from core.images import load_rgb
-from core.predict import LABELS_FILE, MODEL_FILE, Classifier, read_labels
-from core.run_folder import read_head, read_metrics
+from core.serving.predict import LABELS_FILE, MODEL_FILE, Classifier, read_labels
+from core.store.run_folder import read_head, read_metrics
 from core.files import atomic_path, atomic_write
-from core.head import HEAD_FILE, LinearHead
-from core.novelty import NoveltyReference, NoveltySettings, load_novelty, novelty_output, save_novelty
-from core.store import Project
+from core.model.head import HEAD_FILE, LinearHead
+from core.model.novelty import NoveltyReference, NoveltySettings, load_novelty, novelty_output, save_novelty
+from core.store.project import Project
 
 METRICS_FILE = "metrics.json"
 TEST_TIME_MIRROR = "test_time_mirror"  # metrics.json: the model averages each photo with its mirror image
@@ -94,8 +94,8 @@ def downloads_error(run_dir: Path) -> str:
 
 def _classifier_from_head(run_dir: Path):
     """The Keras classifier of a head-only run: its backbone with head.npz in the Dense layer."""
-    from core.backbones import get_backbone
-    from core.train import assemble_classifier, mirror_averaged
+    from core.model.backbones import get_backbone
+    from core.model.train import assemble_classifier, mirror_averaged
 
     metrics = read_metrics(run_dir)
     spec = get_backbone(metrics["backbone"])

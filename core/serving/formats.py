@@ -24,8 +24,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from core import run_folder
-from core.export import TFLITE_FILES
+from core.store import run_folder
+from core.serving.export import TFLITE_FILES
 from core.files import atomic_write
 from core.images import ImageRejected, load_rgb
 
@@ -106,7 +106,7 @@ class ModelRunner:
     def __init__(self, path: Path):
         self.path = Path(path)
         if self.path.suffix == ".keras":
-            from core.predict import Classifier
+            from core.serving.predict import Classifier
 
             self._keras = Classifier.load(self.path.parent)
         elif self.path.suffix == ".onnx":
@@ -145,7 +145,7 @@ class ModelRunner:
 
 def compare(run_dir: Path, model: Path, photos: Sequence[Photo]) -> dict:
     """Top-1 agreement with the app, accuracy of both, largest probability gap and time per photo, on `photos`."""
-    from core.predictor import load_predictor
+    from core.serving.predictor import load_predictor
 
     app = load_predictor(run_dir)
     runner = ModelRunner(model)
@@ -171,7 +171,7 @@ def export_int8(run_dir: Path, photos: Sequence[Photo] | None = None) -> Path:
     """model_int8.tflite, calibrated on the run's training photos; refused unless only integers are inside."""
     import tensorflow as tf
 
-    from core.predict import Classifier
+    from core.serving.predict import Classifier
 
     import keras
 

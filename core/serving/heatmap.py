@@ -14,7 +14,7 @@ Where the feature maps come from:
 - a fine-tuned run (its trunk is its own): the run's `heatmap.tflite`, written by the worker from the
   run's Keras model, which returns the class probabilities and each member's class maps.
 
-Converting needs Keras, so it happens only in the worker process (`prepare`, `core.worker`);
+Converting needs Keras, so it happens only in the worker process (`prepare`, `core.jobs.worker`);
 the server only reads the files (`load_heat_mapper`), and says `NotConverted` while they are
 being made.
 """
@@ -29,13 +29,13 @@ import numpy as np
 from PIL import Image
 
 from core import config
-from core.backbones import BackboneSpec, get_backbone
-from core.embed import LiteRTRunner, cache_key, litert_file, tflite_bytes
+from core.model.backbones import BackboneSpec, get_backbone
+from core.model.embed import LiteRTRunner, cache_key, litert_file, tflite_bytes
 from core.files import atomic_write
-from core.head import HEAD_FILE, softmax
+from core.model.head import HEAD_FILE, softmax
 from core.images import load_rgb
-from core.predict import MODEL_FILE
-from core.run_folder import read_head, read_labels, read_metrics
+from core.serving.predict import MODEL_FILE
+from core.store.run_folder import read_head, read_labels, read_metrics
 
 RUN_MAP_FILE = "heatmap.tflite"  # a fine-tuned run's own trunk: probabilities and each member's class maps
 
@@ -119,8 +119,8 @@ def probabilities(outputs: list[np.ndarray]) -> np.ndarray:
 
 def load_heat_mapper(run_dir: Path) -> HeatMapper:
     """The run's heat maps from its LiteRT files; NotConverted while the worker is still making them, and
-    RunFolderInvalid (`core.run_folder`) when a file breaks the run-folder contract."""
-    from core.predictor import loading
+    RunFolderInvalid (`core.store.run_folder`) when a file breaks the run-folder contract."""
+    from core.serving.predictor import loading
 
     run_dir = Path(run_dir)
     with loading(run_dir):

@@ -4,7 +4,7 @@ Frames arrive on a WebRTC worker thread, not the page's; these objects are what 
 and the page share, so every field they both read is behind a lock. A frame is an
 (H, W, 3) uint8 RGB array; it goes through the same centre crop and resize as training
 (`Predictor.predict_images` -> `load_rgb`) and into the project through the same import as
-an uploaded photo (`core.ingest.import_files`: validation, duplicate check, atomic write).
+an uploaded photo (`core.intake.ingest.import_files`: validation, duplicate check, atomic write).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from core.ingest import ImportReport, import_files
-from core.predict import Prediction
-from core.predictor import Predictor
-from core.store import Project
+from core.intake.ingest import ImportReport, import_files
+from core.serving.predict import Prediction
+from core.serving.predictor import Predictor
+from core.store.project import Project
 
 RATE_WINDOW = 2.0     # seconds of history behind the frames-per-second figure
 RECORD_EVERY = 0.25   # seconds between recorded frames: a few a second, different enough to be worth keeping

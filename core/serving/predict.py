@@ -1,4 +1,4 @@
-"""Using a trained model: top-k classes for photos, and a heat map (`core.heatmap`) drawn over the whole photo."""
+"""Using a trained model: top-k classes for photos, and a heat map (`core.serving.heatmap`) drawn over the whole photo."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ OUTLINE_COLOUR = (255, 255, 255)  # around the square the model saw, on a heat m
 class Prediction:
     top: list[tuple[str, float]]   # best first
     probabilities: dict[str, float]
-    novelty: float | None = None   # how unlike the training photos (core.novelty); None: the run has no check
+    novelty: float | None = None   # how unlike the training photos (core.model.novelty); None: the run has no check
 
     @property
     def label(self) -> str:
@@ -36,14 +36,14 @@ class Prediction:
 
 
 def read_labels(run_dir: Path) -> list[str]:
-    """The run's class names in output order (checked: `core.run_folder`)."""
-    from core.run_folder import read_labels as checked
+    """The run's class names in output order (checked: `core.store.run_folder`)."""
+    from core.store.run_folder import read_labels as checked
 
     return checked(run_dir)
 
 
 class Classifier:
-    """A saved run's Keras model with its labels: for export (`core.predictor` predicts faster, without Keras)."""
+    """A saved run's Keras model with its labels: for export (`core.serving.predictor` predicts faster, without Keras)."""
 
     def __init__(self, model, class_names: list[str], output: int = 0):
         self.model = model
@@ -56,7 +56,7 @@ class Classifier:
         """The run's model.keras, checked against the run-folder contract; RunFolderInvalid when it does not hold."""
         import keras
 
-        from core.run_folder import RunFolderInvalid, check_keras_file, check_keras_model
+        from core.store.run_folder import RunFolderInvalid, check_keras_file, check_keras_model
 
         path = Path(run_dir) / MODEL_FILE
         if not path.exists():
@@ -81,7 +81,7 @@ class Classifier:
         return np.asarray(out), None
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        from core.run_folder import check_probabilities
+        from core.store.run_folder import check_probabilities
 
         return check_probabilities(self.outputs(pixels)[0], len(self.class_names))
 

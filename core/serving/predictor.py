@@ -4,11 +4,11 @@ A head-only run leaves `head.npz` (the Dense layer's kernel and bias): the backb
 LiteRT file gives the pooled embedding and numpy does the rest, with no TensorFlow import and
 no Keras load, so the model is usable the moment the head is fit. Fine-tuned runs (and runs
 saved before head.npz existed) use `model.tflite` when exported, else the heat map's LiteRT file
-(`core.heatmap`, made first), else the Keras `model.keras`: the app's server never loads Keras
+(`core.serving.heatmap`, made first), else the Keras `model.keras`: the app's server never loads Keras
 (`keras=False`: once imported there, every page run pays for it), it waits for the worker's files.
 Every path takes the same centre-cropped raw pixels as training (`core.images.load_rgb`); a joined
 backbone's head reads each member's LiteRT file fed the photo at that member's own size, as its
-embeddings were made (`core.joined`).
+embeddings were made (`core.model.joined`).
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from core.export import TEST_TIME_MIRROR, TFLITE_FILES
-from core.head import HEAD_FILE, softmax
-from core.heatmap import RUN_MAP_FILE, NotConverted
+from core.serving.export import TEST_TIME_MIRROR, TFLITE_FILES
+from core.model.head import HEAD_FILE, softmax
+from core.serving.heatmap import RUN_MAP_FILE, NotConverted
 from core.images import load_rgb_sizes
-from core.novelty import load_novelty
-from core.predict import MODEL_FILE, Prediction, read_labels
-from core.run_folder import RunFolderInvalid, check_probabilities, read_head, read_metrics
+from core.model.novelty import load_novelty
+from core.serving.predict import MODEL_FILE, Prediction, read_labels
+from core.store.run_folder import RunFolderInvalid, check_probabilities, read_head, read_metrics
 
 
 PATH_BATCH = 16  # photos on disk decoded and run at once (`python -m core evaluate` on 10,000 photos)
@@ -80,7 +80,7 @@ class Predictor:
                           None if novelty is None else float(novelty))
 
     def predict_images(self, images: Sequence[Image.Image], top_k: int = 3) -> list[Prediction]:
-        """Top-k for already-decoded RGB photos (see `core.predict.decode_upload`)."""
+        """Top-k for already-decoded RGB photos (see `core.serving.predict.decode_upload`)."""
         if not images:
             return []
         return self._predictions(self.pixels(images), top_k)
@@ -148,11 +148,11 @@ def load_predictor(run_dir: Path, keras: bool = True) -> Predictor:
         if path.name == HEAD_FILE:
             return _head_predictor(run_dir, names)
         if path.name in (TFLITE_FILES[False], RUN_MAP_FILE):
-            from core.embed import LiteRTRunner
+            from core.model.embed import LiteRTRunner
 
             runner = LiteRTRunner(path, n_classes=len(names))
             return Predictor(names, runner.input_size, runner.outputs, "tflite")
-        from core.predict import Classifier
+        from core.serving.predict import Classifier
 
         classifier = Classifier.load(run_dir)
         return Predictor(names, classifier.input_size, classifier.outputs, "keras")
@@ -172,8 +172,8 @@ def loading(run_dir: Path | None = None):
 
 
 def _head_predictor(run_dir: Path, names: list[str]) -> Predictor:
-    from core.backbones import get_backbone
-    from core.embed import LiteRTRunner, litert_backbone, mirrored
+    from core.model.backbones import get_backbone
+    from core.model.embed import LiteRTRunner, litert_backbone, mirrored
 
     metrics = read_metrics(run_dir)
     spec = get_backbone(metrics["backbone"])

@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.formats import novelty_threshold
-from core.predict import read_labels
+from core.serving.formats import novelty_threshold
+from core.serving.predict import read_labels
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Served by any web server (`python3 -m http.server` in the unzipped folder), the page classifies
 uploaded photos and the live camera offline, in the browser, with the "not sure" bar and the
-novelty check when the run has one. Its pixels follow the app's (`core/web/preprocess.js` does
+novelty check when the run has one. Its pixels follow the app's (`core/serving/web/preprocess.js` does
 what `core.images.load_rgb` does), so its verdicts are the app's.
 """
 
@@ -14,11 +14,11 @@ import struct
 import zipfile
 from pathlib import Path
 
-from core.export import METRICS_FILE, TFLITE_FILES, assemble_downloads
+from core.serving.export import METRICS_FILE, TFLITE_FILES, assemble_downloads
 from core.files import atomic_path
-from core.formats import novelty_threshold
-from core.predict import LABELS_FILE, read_labels
-from core.web_runtime import runtime_files
+from core.serving.formats import novelty_threshold
+from core.serving.predict import LABELS_FILE, read_labels
+from core.serving.web_runtime import runtime_files
 
 PAGE_DIR = Path(__file__).parent / "web"
 PAGE_FILES = ("index.html", "app.js", "classifier.js", "preprocess.js")
@@ -67,7 +67,7 @@ def default_title(labels: list[str]) -> str:
 
 
 def readme(folder: str, config: dict) -> str:
-    from core.snippets import javascript
+    from core.serving.snippets import javascript
 
     return f"""{config['title']}: an image classifier made with TransferLab
 {'=' * 60}

@@ -1,6 +1,6 @@
 """LiteRT.js, the WebAssembly runtime the exported web page runs the model with, fetched once at install time.
 
-`python -m core.web_runtime` (run by `make run` / `make test`) downloads the pinned `@litertjs/core` and
+`python -m core.serving.web_runtime` (run by `make run` / `make test`) downloads the pinned `@litertjs/core` and
 `@litertjs/wasm-utils` packages from the npm registry, checks them against the registry's sha512
 integrity, and keeps the files a page needs beside the installed Python packages, in
 `.venv/share/transferlab/` (not in git: the WebAssembly files are ~9 MB each). Exporting a web page
@@ -50,7 +50,7 @@ def runtime_files() -> dict[str, Path]:
     missing = [name for name, path in found.items() if not path.is_file()]
     if missing:
         raise RuntimeMissing(f"The LiteRT.js runtime for web pages is not installed ({', '.join(missing)} missing "
-                             f"in {RUNTIME_DIR}). Run `make run` or `python -m core.web_runtime` once with a "
+                             f"in {RUNTIME_DIR}). Run `make run` or `python -m core.serving.web_runtime` once with a "
                              "connection to the npm registry.")
     return {**found, "LICENSE.txt": LICENSE}
 

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from core.storage.errors import ProjectDamaged, StoreError
-from core.storage.names import name_key
+from core.store.errors import ProjectDamaged, StoreError
+from core.store.names import name_key
 
 DB_NAME = "project.sqlite"
 BACKUP_DIR = "backup"  # inside the project folder: backup/project.sqlite, backup/damaged-<time>/

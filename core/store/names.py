@@ -15,7 +15,7 @@ import re
 import unicodedata
 from pathlib import Path
 
-from core.storage.errors import StoreError
+from core.store.errors import StoreError
 
 MAX_NAME_LENGTH = 64  # characters: what fits in a label, a table cell and a labels.txt line
 MAX_NAME_BYTES = 128  # UTF-8 bytes: far under every file system's 255, room for encrypted home folders

@@ -3,7 +3,7 @@
 Folders hold the photos so a user can take the dataset anywhere; the database holds what
 folders cannot: where each photo came from, its hashes, kept/rejected status, its split,
 and the training runs. This module is the `Project` a caller sees; the pieces live in
-`core/storage/`: `db` (transactions, schema, backup), `names` (names that are safe folders),
+`core/store/`: `db` (transactions, schema, backup), `names` (names that are safe folders),
 `journal` (file steps that are undone or redone so files and rows never part), `records`
 (what the store hands out), `duplicates`, `runs` (one active run, worker liveness) and
 `consistency` (rows against files).
@@ -25,18 +25,18 @@ from typing import Callable, Iterator, Literal
 from core import config
 from core.files import TEMP_PREFIX, atomic_write
 from core.images import ImageRejected, decode_image, thumbnail_bytes
-from core.storage import journal as file_journal
-from core.storage.consistency import Consistency, check
-from core.storage.db import DB_NAME, Database
-from core.storage.duplicates import NEAR_DUPLICATE_DISTANCE, groups, nearest
-from core.storage.errors import ClassGone, ProjectDamaged, RunBusy, StoreError
-from core.storage.journal import JOURNAL_DIR, Journal
-from core.storage.names import (MAX_NAME_BYTES, MAX_NAME_LENGTH, file_stem, name_key, normalize, validate_name,
+from core.store import journal as file_journal
+from core.store.consistency import Consistency, check
+from core.store.db import DB_NAME, Database
+from core.store.duplicates import NEAR_DUPLICATE_DISTANCE, groups, nearest
+from core.store.errors import ClassGone, ProjectDamaged, RunBusy, StoreError
+from core.store.journal import JOURNAL_DIR, Journal
+from core.store.names import (MAX_NAME_BYTES, MAX_NAME_LENGTH, file_stem, name_key, normalize, validate_name,
                                  visible)
-from core.storage.recovery import known_photo, plan_folder, set_aside
-from core.storage.records import (IMAGE_ROWS, AddResult, ClassInfo, ImageRecord, RejectedInput, Status, image_record,
+from core.store.recovery import known_photo, plan_folder, set_aside
+from core.store.records import (IMAGE_ROWS, AddResult, ClassInfo, ImageRecord, RejectedInput, Status, image_record,
                                   split_for, split_key)
-from core.storage.runs import RunRecord, RunStatus, apply_updates, insert_run, run_record, run_updates
+from core.store.runs import RunRecord, RunStatus, apply_updates, insert_run, run_record, run_updates
 
 __all__ = [
     "DB_NAME", "DEFAULT_VAL_SHARE", "MAX_NAME_BYTES", "MAX_NAME_LENGTH", "NEAR_DUPLICATE_DISTANCE",

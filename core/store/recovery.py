@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.images import ImageRejected, decode_image, sha256_hex
-from core.storage.duplicates import NEAR_DUPLICATE_DISTANCE
-from core.storage.errors import StoreError
-from core.storage.names import name_key, validate_name
+from core.store.duplicates import NEAR_DUPLICATE_DISTANCE
+from core.store.errors import StoreError
+from core.store.names import name_key, validate_name
 
 RECOVERED_DIR = "recovered"  # in the project folder: files that could not go back in, kept for the user
 

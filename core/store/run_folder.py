@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from core.storage.names import validate_name
+from core.store.names import validate_name
 
 MB = 1 << 20
 MAX_CLASSES = 1000
@@ -54,7 +54,7 @@ FILES = {f.name: f for f in (
                            "(and their mirror images') scaled to length 1, at most 24 MB of them", 32 * MB),
     RunFile("novelty.json", "with novelty.npz: `k`, `threshold` (in force; a photo scoring above it is not one of "
                             "the classes), `suggested`, `val_scores`, `left_out_scores`, `hidden_scores` "
-                            "(core.novelty)", 16 * MB),
+                            "(core.model.novelty)", 16 * MB),
     RunFile("model.keras", "the whole model: raw RGB pixels (N, S, S, 3) in, the outputs of OUTPUTS out", 1024 * MB),
     RunFile("model.tflite", "the same model for LiteRT, float32", 1024 * MB),
     RunFile("model_quant.tflite", "the same model for LiteRT, int8 weights", 1024 * MB),
@@ -63,7 +63,7 @@ FILES = {f.name: f for f in (
     RunFile("model.onnx", "on request: the float model as ONNX, input `pixels`, when it agrees with the app", 1024 * MB),
     RunFile("formats.json", "what the full-integer and ONNX checks found, per format", 1 * MB),
     RunFile("heatmap.tflite", "fine-tuned runs: the model for LiteRT with its class maps beside its probabilities "
-                              "(core/heatmap.py)", 1024 * MB),
+                              "(core/serving/heatmap.py)", 1024 * MB),
 )}
 
 # A model's outputs by name -> shape ("N" photos, "C" classes, "h" x "w" a feature map). `probabilities` is always

@@ -16,7 +16,7 @@ from typing import Literal
 
 import psutil
 
-from core.storage.errors import RunBusy, StoreError
+from core.store.errors import RunBusy, StoreError
 
 RunStatus = Literal["queued", "running", "completed", "stopped", "failed"]
 ACTIVE = ("queued", "running")
@@ -107,8 +107,8 @@ def worker_alive(pid: int | None, started: float | None) -> bool:
 
 
 def _is_worker(process: psutil.Process) -> bool:
-    """Whether a process is a training worker (`python -m core.worker`); one we may not look at is not."""
+    """Whether a process is a training worker (`python -m core.jobs.worker`); one we may not look at is not."""
     try:
-        return "core.worker" in process.cmdline()
+        return "core.jobs.worker" in process.cmdline()
     except psutil.Error:
         return False
