@@ -79,7 +79,7 @@ def main() -> None:
         from core.jobs import server as jobs
         from core.model import preembed
         from core.store.project import create_project
-        from core.jobs.worker import WORKER
+        from core.jobs.server import WORKER
 
         try:
             # Warm-up: starts the worker, converts the backbone once; a person's first run after install pays this.

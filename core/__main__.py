@@ -26,7 +26,7 @@ class TerminalProgress:
     """A one-line progress bar on stderr per training stage; also a TrainingListener."""
 
     def __init__(self):
-        from core.jobs.server import Pace
+        from core.jobs.progress import Pace
 
         self._last = 0.0
         self._stage, self._epochs, self._pace = "", 1, Pace()
@@ -42,12 +42,12 @@ class TerminalProgress:
               end="\n" if done >= total else "", file=sys.stderr, flush=True)
 
     def on_stage(self, stage, info):
-        from core.jobs.server import Pace
+        from core.jobs.progress import Pace
 
         self._stage, self._epochs, self._pace = stage, info.get("epochs", 1), Pace()
 
     def on_batch(self, stage, epoch, batch, batches, logs):
-        from core.jobs.server import stage_fraction
+        from core.jobs.progress import stage_fraction
 
         if batches:
             state = {"epoch": epoch, "epochs": self._epochs, "batch": batch, "batches": batches}

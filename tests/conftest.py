@@ -19,7 +19,7 @@ SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datas
 @pytest.fixture(scope="session", autouse=True)
 def shared_cache(tmp_path_factory) -> Iterator[Path]:
     """One cache of converted backbones and embeddings for the whole session: converting is slow."""
-    from core.jobs.worker import WORKER
+    from core.jobs.server import WORKER
 
     path = tmp_path_factory.mktemp("cache")
     os.environ["TRANSFERLAB_CACHE"] = str(path)

@@ -18,6 +18,7 @@ import pytest
 
 import core.store.journal
 from core.jobs import server as jobs
+from core.jobs import worker
 from core.jobs.pipeline import data_from_project
 from core.store.project import (ClassGone, Project, ProjectDamaged, StoreError, create_project, list_projects,
                         open_project, restore_backup)
@@ -322,11 +323,12 @@ def test_windows_reserved_names_are_refused(project, name):
 
 START_RUN = WAIT_FOR_GO + """
     from core.jobs import server as jobs
+from core.jobs import worker
     from core.store.project import Project
     from core.model.train import TrainConfig
 
     # Stands for the warm worker: this process, alive until the test ends, takes the run and does nothing with it.
-    jobs.worker.WORKER.submit = lambda task, project, **fields: os.getpid()
+    jobs.WORKER.submit = lambda task, project, **fields: os.getpid()
     try:
         print(json.dumps({"run": jobs.start_training(Project(Path(sys.argv[1])), TrainConfig())}))
     except jobs.JobRefused as exc:
@@ -426,7 +428,7 @@ def test_a_photo_deleted_and_one_moved_during_fine_tuning_leave_a_finished_run(p
             project.add_image(name, class_photo_bytes(label, i), source="upload", original_name=f"{name}_{i}.jpg")
     from core.model.train import STAGE_FINETUNE, TrainConfig
 
-    real = jobs.StoreListener.on_stage
+    real = worker.StoreListener.on_stage
 
     def meddle(self, stage, info):
         if stage == STAGE_FINETUNE:
@@ -435,9 +437,9 @@ def test_a_photo_deleted_and_one_moved_during_fine_tuning_leave_a_finished_run(p
             project.move([photos[1].id], "blobs")
         real(self, stage, info)
 
-    monkeypatch.setattr(jobs.StoreListener, "on_stage", meddle)
+    monkeypatch.setattr(worker.StoreListener, "on_stage", meddle)
     run_id = project.create_run(TrainConfig(finetune_epochs=1, unfreeze_blocks=1).to_dict())
-    jobs.run_job(project, run_id)
+    worker.run_job(project, run_id)
     run = project.run(run_id)
     assert run.status == "completed", run.error
     assert run.summary["images_used"] == 24

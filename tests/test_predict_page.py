@@ -295,10 +295,10 @@ def constant_run(root: Path, name: str, probabilities: tuple[float, float], fine
 @pytest.fixture
 def worker_tasks(monkeypatch) -> list[tuple[str, dict]]:
     """What the page asks of the training worker, recorded instead of sent."""
-    from core.jobs import worker
+    from core.jobs import server
 
     asked = []
-    monkeypatch.setattr(worker.WORKER, "submit", lambda task, project, **fields: asked.append((task, fields)) or 0)
+    monkeypatch.setattr(server.WORKER, "submit", lambda task, project, **fields: asked.append((task, fields)) or 0)
     return asked
 
 

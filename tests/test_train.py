@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from core.jobs import server as jobs
+from core.jobs import worker
 
 from core.model import preembed
 from core.__main__ import main as cli
@@ -207,7 +208,7 @@ def test_stop_before_the_worker_starts_the_run(project, folders):
     project.set_backbone("efficientnet_lite0")
     run_id = project.create_run(TrainConfig().to_dict())
     project.request_stop(run_id)
-    usable, _ = jobs.run_job(project, run_id)
+    usable, _ = worker.run_job(project, run_id)
     run = project.run(run_id)
     assert not usable and run.status == "stopped" and not has_model(run)
 

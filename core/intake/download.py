@@ -30,16 +30,20 @@ from collections import Counter, defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
-from core import config  # search imports this module too: a module reference breaks the cycle
+from bing_image_downloader.bing import Bing
 
-from core.intake import search  # search imports this module too: a module reference breaks the cycle
+from core import config
 
 log = logging.getLogger(__name__)
 
 Resolver = Callable[[str, int], list[str]]
 CHUNK_BYTES = 64 * 1024
+# The browser headers every request sends: bing_image_downloader's (an idle instance lends them), so a search
+# (`core.intake.search`) and a photo download look like the library's own.
+HEADERS: dict[str, str] = dict(Bing("", 1, Path("."), "off", 10, verbose=False).headers)
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 _POLL_SECONDS = 0.05  # how quickly a waiting download notices it was cancelled
 _TLS = ssl.create_default_context()
@@ -253,7 +257,7 @@ class Downloader:
             connection = _Connection(target, lambda: _open_socket(target, addresses, clock, cancel, watch,
                                                                   self.settings.timeout))
             try:
-                connection.request("GET", target.path, headers=search.HEADERS)
+                connection.request("GET", target.path, headers=HEADERS)
                 sock = connection.sock  # getresponse() may hand the socket to the response and forget it
                 response = connection.getresponse()
                 if response.status in REDIRECT_STATUSES and response.getheader("Location"):

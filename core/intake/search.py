@@ -16,13 +16,13 @@ from bing_image_downloader.bing import Bing
 
 from core import config
 
-# The library keeps its headers and filter table on an instance; one idle instance lends us both.
+# The library keeps its filter table on an instance; one idle instance lends it (the headers: `download.HEADERS`).
 
 from core.intake import download
 
-# The library keeps its headers and filter table on an instance; one idle instance lends us both.
+# The library keeps its filter table on an instance; one idle instance lends it (the headers: `download.HEADERS`).
 _LIBRARY = Bing("", 1, Path("."), "off", 10, verbose=False)
-HEADERS: dict[str, str] = dict(_LIBRARY.headers)
+HEADERS = download.HEADERS  # what every request sends (the transport's, from the same library)
 IMAGE_TYPES = ("photo", "clipart", "line", "linedrawing", "gif", "transparent")  # the choices a page can offer
 _MEDIA_URL = re.compile("murl&quot;:&quot;(.*?)&quot;")
 MAX_PAGE_BYTES = 5 * 1024 * 1024  # a real result page is about 100 KB

@@ -1,4 +1,5 @@
-"""Training as a background job in the warm worker process (`core.jobs.worker`), reported through the store.
+"""The server's side of training: hands runs to the warm worker process (`core.jobs.worker`) and reads them back
+from the store. Nothing here imports TensorFlow.
 
 The Streamlit page only starts a job, asks for a stop, and reads progress back from the
 database, so a refresh, a closed tab or another page never touches the run. A worker that
@@ -10,26 +11,28 @@ is usable as soon as its head is fit; its downloads are assembled afterwards (`d
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import subprocess
+import sys
+import threading
 import time
-import traceback
 from pathlib import Path
 
+from core import config
+from core.jobs.pipeline import data_from_project, has_model
+from core.jobs.progress import LOG_FILE, SNAPSHOT_DIR
+from core.model.train import TrainConfig
 from core.serving import heatmap
-
-from core.jobs import worker
 from core.serving.export import DOWNLOADS_ERROR_FILE, DownloadsState, downloads_state
 from core.serving.formats import FORMATS_FILE, REQUEST_FILE, formats_state
-from core.jobs.pipeline import data_from_project, has_model, photo_snapshot, train_and_save
 from core.store.project import Project, RunBusy, RunRecord
 from core.store.runs import worker_alive
-from core.model.train import STAGE_EMBED, STAGE_FINETUNE, TrainConfig, TrainingStopped
 
 ACTIVE = ("queued", "running")
-LOG_FILE = "log.txt"
-SNAPSHOT_DIR = "photos"  # in the run folder while it trains: the photos as they were when it started
-PROGRESS_INTERVAL = 0.5  # seconds between progress writes: live enough, cheap for SQLite
+LOG_NAME = "worker.log"
 
 
 class JobRefused(RuntimeError):
@@ -52,7 +55,7 @@ def refresh(project: Project, run_id: int) -> RunRecord:
 
 def _log_tail(path: Path, lines: int = 15) -> str:
     if not path.exists():
-        path = worker.log_path()  # nothing of the run's own: what the worker said last
+        path = log_path()  # nothing of the run's own: what the worker said last
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
@@ -77,7 +80,7 @@ def start_training(project: Project, cfg: TrainConfig) -> int:
     except RunBusy as exc:
         raise JobRefused(str(exc)) from None
     try:
-        project.update_run(run_id, pid=worker.WORKER.submit("train", project, run=run_id))
+        project.update_run(run_id, pid=WORKER.submit("train", project, run=run_id))
     except (OSError, RuntimeError) as exc:  # the run must not hold the project while nothing trains it
         project.update_run(run_id, status="failed", error=f"The training process could not start: {exc}")
         raise JobRefused(f"The training process could not start: {exc}") from exc
@@ -86,7 +89,7 @@ def start_training(project: Project, cfg: TrainConfig) -> int:
 
 def prepare(project: Project) -> None:
     """Have the worker keep this project's photos embedded ahead of training (cheap to repeat)."""
-    worker.WORKER.submit("watch", project)
+    WORKER.submit("watch", project)
 
 
 def downloads(project: Project, run: RunRecord) -> DownloadsState | None:
@@ -96,7 +99,7 @@ def downloads(project: Project, run: RunRecord) -> DownloadsState | None:
         return None
     state = downloads_state(run.dir)
     if state == "preparing":
-        worker.WORKER.submit("assemble", project, run=run.id)
+        WORKER.submit("assemble", project, run=run.id)
     return state
 
 
@@ -104,7 +107,7 @@ def more_formats(project: Project, run: RunRecord) -> str:
     """Whether the full-integer TFLite and ONNX files are checked and ready, being made, or not asked for."""
     state = formats_state(run.dir)
     if state == "preparing":
-        worker.WORKER.submit("formats", project, run=run.id)
+        WORKER.submit("formats", project, run=run.id)
     return state
 
 
@@ -112,7 +115,7 @@ def request_formats(project: Project, run: RunRecord) -> None:
     """Have the worker make (or make again) the full-integer TFLite and ONNX files."""
     (run.dir / FORMATS_FILE).unlink(missing_ok=True)
     (run.dir / REQUEST_FILE).touch()
-    worker.WORKER.submit("formats", project, run=run.id)
+    WORKER.submit("formats", project, run=run.id)
 
 
 def heat_map_ready(project: Project, run: RunRecord) -> bool:
@@ -120,14 +123,14 @@ def heat_map_ready(project: Project, run: RunRecord) -> bool:
     (again, in case it was restarted meanwhile)."""
     if heatmap.ready(run.dir):
         return True
-    worker.WORKER.submit("heatmap", project, run=run.id)
+    WORKER.submit("heatmap", project, run=run.id)
     return False
 
 
 def retry_downloads(project: Project, run: RunRecord) -> None:
     """Try making the downloads again after a failure."""
     (run.dir / DOWNLOADS_ERROR_FILE).unlink(missing_ok=True)
-    worker.WORKER.submit("assemble", project, run=run.id)
+    WORKER.submit("assemble", project, run=run.id)
 
 
 def stop(project: Project, run_id: int) -> None:
@@ -136,109 +139,71 @@ def stop(project: Project, run_id: int) -> None:
     refresh(project, run_id)  # a worker already gone cannot stop by itself: its run is marked failed now
 
 
-class Pace:
-    """Seconds left in a stage at the pace measured since its first progress past 0: work done at once before that
-    (photos whose embeddings were already cached, a first epoch's set-up) says nothing about the pace of the rest."""
+class WorkerClient:
+    """The server's handle on its worker: started on first use, restarted when it has died."""
 
     def __init__(self):
-        self.first: tuple[float, float] | None = None  # (time, fraction) of that first progress
+        self._process: subprocess.Popen | None = None
+        self._cache: str | None = None
+        self._lock = threading.Lock()
 
-    def left(self, now: float, fraction: float) -> float | None:
-        if self.first is None:
-            self.first = (now, fraction) if fraction > 0 else None
-            return None
-        since, start = self.first
-        if fraction - start <= 0.02 or now <= since:
-            return None
-        return (now - since) / (fraction - start) * (1 - fraction)
+    def submit(self, task: str, project, **fields) -> int:
+        """Hand the worker a task about a project; returns the worker's process id."""
+        line = json.dumps({"task": task, "meta": str(project.meta_dir), "images": str(project.images_dir),
+                           **fields}) + "\n"
+        with self._lock:
+            for _ in range(2):  # a worker that died since it was last used is replaced once
+                process = self._running()
+                try:
+                    process.stdin.write(line.encode())
+                    process.stdin.flush()
+                    return process.pid
+                except OSError:
+                    self._release()
+        raise RuntimeError(f"The training worker stops as soon as it starts; see {log_path()}.")
 
+    def _running(self) -> subprocess.Popen:
+        # A worker reads the cache setting once (projects come with each task): when it changes, start another.
+        cache = str(config.cache_dir())
+        if self._process is not None and (self._process.poll() is not None or self._cache != cache):
+            self._release()
+        if self._process is None:
+            log_path().parent.mkdir(parents=True, exist_ok=True)
+            with open(log_path(), "ab") as log:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-m", "core.jobs.worker"], stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                    env={**os.environ, "TRANSFERLAB_CACHE": cache},
+                    cwd=Path(__file__).resolve().parents[2], start_new_session=True)  # a Ctrl-C in the terminal spares a run
+            self._cache = cache
+        return self._process
 
-class StoreListener:
-    """Writes a run's progress and per-epoch metrics to the store; reads stop requests from it."""
+    def _release(self) -> subprocess.Popen | None:
+        """Close the worker's stdin (it finishes what it has and exits) and forget it."""
+        process, self._process = self._process, None
+        if process is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+            threading.Thread(target=process.wait, daemon=True).start()  # reaped when it ends: no zombie
+        return process
 
-    def __init__(self, project: Project, run_id: int):
-        self.project, self.run_id = project, run_id
-        self.stage, self.stage_started = "", time.time()
-        self.stage_info: dict = {}
-        self._last_write = self._last_check = 0.0
-        self._stop = False
-        self._pace = Pace()
+    def shutdown(self, timeout: float = 120.0) -> None:
+        """Let the worker finish its tasks and wait for it to exit; kill it after `timeout` seconds."""
+        with self._lock:
+            process = self._release()
+        if process is not None:
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
-    def on_stage(self, stage: str, info: dict) -> None:
-        self.stage, self.stage_started, self.stage_info = stage, time.time(), info
-        self._pace = Pace()
-        self._write({"epoch": 0, "epochs": info.get("epochs", 1), "batch": 0, "batches": 0, "logs": {}}, force=True)
-
-    def on_batch(self, stage: str, epoch: int, batch: int, batches: int, logs: dict) -> None:
-        epochs = self.stage_info.get("epochs", 1)
-        self._write({"epoch": epoch, "epochs": epochs, "batch": batch, "batches": batches, "logs": logs})
-
-    def on_epoch(self, stage: str, epoch: int, epochs: int, logs: dict) -> None:
-        self.project.add_epoch(self.run_id, stage, epoch, logs)
-        self._write({"epoch": epoch, "epochs": epochs, "batch": 0, "batches": 0, "logs": logs}, force=True)
-
-    def should_stop(self) -> bool:
-        now = time.time()
-        if not self._stop and now - self._last_check >= PROGRESS_INTERVAL:
-            self._last_check = now
-            self._stop = self.project.run(self.run_id).stop_requested
-        return self._stop
-
-    def _write(self, state: dict, force: bool = False) -> None:
-        now = time.time()
-        if not force and now - self._last_write < PROGRESS_INTERVAL:
-            return
-        self._last_write = now
-        fraction = stage_fraction(self.stage, state)
-        elapsed = now - self.stage_started
-        eta = self._pace.left(now, fraction)
-        self.project.update_run(self.run_id, progress={
-            "stage": self.stage, "fraction": fraction, "stage_elapsed": elapsed, "eta_seconds": eta, "written": now,
-            "finetune_planned": self.stage_info.get("blocks", 0) > 0 or self.stage == STAGE_FINETUNE, **state})
-
-
-def time_left(progress: dict, now: float | None = None) -> float | None:
-    """Seconds the current stage should still take: its last estimate, counted down since it was written, never
-    below 0 (0: the counted work is done, what follows it in the stage is not counted); None while unknown."""
-    eta = progress.get("eta_seconds")
-    if eta is None:
-        return None
-    if progress.get("fraction", 0.0) >= 1.0:
-        return 0.0
-    now = time.time() if now is None else now
-    since = max(0.0, now - progress.get("written", now))  # progress written before this field existed: as fresh
-    return max(0.0, eta - since)
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None and self._process.poll() is None else None
 
 
-def stage_fraction(stage: str, state: dict) -> float:
-    """How far through the current stage the run is, 0..1."""
-    if stage == STAGE_EMBED:
-        return state["batch"] / state["batches"] if state.get("batches") else 0.0
-    epochs = max(1, state.get("epochs") or 1)
-    within = state["batch"] / state["batches"] if state.get("batches") else 0.0
-    done = state.get("epoch", 0) - (1 if state.get("batches") and state.get("batch") else 0)
-    return min(1.0, (max(done, 0) + within) / epochs)
+WORKER = WorkerClient()
 
 
-def run_job(project: Project, run_id: int) -> tuple[bool, object]:
-    """Worker side: train the project's data with the run's settings and record the outcome, usable before its
-    downloads exist. Returns whether it left a model, and the fine-tuned Keras model (None: head only)."""
-    run = project.run(run_id)
-    if run.stop_requested:
-        project.update_run(run_id, status="stopped", error="Stopped before training started.")
-        return False, None
-    project.update_run(run_id, status="running", pid=os.getpid())
-    try:
-        with photo_snapshot(data_from_project(project), run.dir / SNAPSHOT_DIR) as data:
-            metrics, model = train_and_save(data, TrainConfig.from_dict(run.config), run.dir,
-                                            StoreListener(project, run_id), assemble=False)
-        project.update_run(run_id, status="stopped" if metrics["stopped_early_by_user"] else "completed",
-                           summary=metrics)
-        return True, model
-    except TrainingStopped as exc:
-        project.update_run(run_id, status="stopped", error=str(exc))
-    except Exception as exc:  # the page must show the reason, never an endless spinner
-        with open(run.dir / LOG_FILE, "a") as log:
-            traceback.print_exc(file=log)
-        project.update_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
-    return False, None
+def log_path() -> Path:
+    return config.cache_dir() / LOG_NAME

@@ -16,103 +16,28 @@ import itertools
 import json
 import os
 import queue
-import subprocess
 import sys
 import threading
 import time
 import traceback
 from pathlib import Path
 
-from core import config
+from core.jobs.pipeline import data_from_project, photo_snapshot, train_and_save
+from core.jobs.progress import LOG_FILE, SNAPSHOT_DIR, Pace, stage_fraction
+from core.model.train import STAGE_FINETUNE, TrainConfig, TrainingStopped
+from core.store.project import Project
 
 IDLE_EXIT = 30 * 60  # seconds without any work before the worker ends itself
 POLL = 1.0           # seconds between looks for photos to embed
 PRIORITY = {"train": 0, "heatmap": 1, "assemble": 1, "formats": 1, "watch": 2, "exit": 9}  # "exit" comes after everything already sent
-LOG_NAME = "worker.log"
+PROGRESS_INTERVAL = 0.5  # seconds between progress writes: live enough, cheap for SQLite
 
-
-# ---- server side ----------------------------------------------------------------------------------
-
-
-class WorkerClient:
-    """The server's handle on its worker: started on first use, restarted when it has died."""
-
-    def __init__(self):
-        self._process: subprocess.Popen | None = None
-        self._cache: str | None = None
-        self._lock = threading.Lock()
-
-    def submit(self, task: str, project, **fields) -> int:
-        """Hand the worker a task about a project; returns the worker's process id."""
-        line = json.dumps({"task": task, "meta": str(project.meta_dir), "images": str(project.images_dir),
-                           **fields}) + "\n"
-        with self._lock:
-            for _ in range(2):  # a worker that died since it was last used is replaced once
-                process = self._running()
-                try:
-                    process.stdin.write(line.encode())
-                    process.stdin.flush()
-                    return process.pid
-                except OSError:
-                    self._release()
-        raise RuntimeError(f"The training worker stops as soon as it starts; see {log_path()}.")
-
-    def _running(self) -> subprocess.Popen:
-        # A worker reads the cache setting once (projects come with each task): when it changes, start another.
-        cache = str(config.cache_dir())
-        if self._process is not None and (self._process.poll() is not None or self._cache != cache):
-            self._release()
-        if self._process is None:
-            log_path().parent.mkdir(parents=True, exist_ok=True)
-            with open(log_path(), "ab") as log:
-                self._process = subprocess.Popen(
-                    [sys.executable, "-m", "core.jobs.worker"], stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-                    env={**os.environ, "TRANSFERLAB_CACHE": cache},
-                    cwd=Path(__file__).resolve().parents[2], start_new_session=True)  # a Ctrl-C in the terminal spares a run
-            self._cache = cache
-        return self._process
-
-    def _release(self) -> subprocess.Popen | None:
-        """Close the worker's stdin (it finishes what it has and exits) and forget it."""
-        process, self._process = self._process, None
-        if process is not None:
-            with contextlib.suppress(OSError):
-                process.stdin.close()
-            threading.Thread(target=process.wait, daemon=True).start()  # reaped when it ends: no zombie
-        return process
-
-    def shutdown(self, timeout: float = 120.0) -> None:
-        """Let the worker finish its tasks and wait for it to exit; kill it after `timeout` seconds."""
-        with self._lock:
-            process = self._release()
-        if process is not None:
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None and self._process.poll() is None else None
-
-
-WORKER = WorkerClient()
-
-
-def log_path() -> Path:
-    return config.cache_dir() / LOG_NAME
-
-
-# ---- worker side ----------------------------------------------------------------------------------
 
 # Keras builds models from global state (names, seeded randomness): fine-tuning and download assembly take turns.
 KERAS_LOCK = threading.Lock()
 
 
-def _project(task: dict):
-    from core.store.project import Project
-
+def _project(task: dict) -> Project:
     return Project(Path(task["meta"]), Path(task["images"]))
 
 
@@ -209,9 +134,7 @@ def main() -> None:
     import keras  # noqa: F401  imported here, once: the reason this process exists
     from ai_edge_litert import interpreter  # noqa: F401
 
-    from core.jobs import server as jobs
     from core.serving.export import downloads_state
-    from core.model.train import TrainConfig
 
     tasks: queue.PriorityQueue = queue.PriorityQueue()
     threading.Thread(target=_read_tasks, args=(tasks,), daemon=True).start()
@@ -235,7 +158,7 @@ def main() -> None:
                 embedder.allowed.clear()  # training goes first
                 fine_tuning = TrainConfig.from_dict(project.run(task["run"]).config).unfreeze_blocks > 0
                 with KERAS_LOCK if fine_tuning else contextlib.nullcontext():
-                    usable, model = jobs.run_job(project, task["run"])
+                    usable, model = run_job(project, task["run"])
                 if usable:
                     for job in (HEAT_MAP, DOWNLOADS):
                         assembler.add(job, project.run_dir(task["run"]), model)
@@ -255,6 +178,75 @@ def main() -> None:
     embedder.stopping.set()
     assembler.finish()
     print(f"worker {os.getpid()} exits", flush=True)
+
+
+
+class StoreListener:
+    """Writes a run's progress and per-epoch metrics to the store; reads stop requests from it."""
+
+    def __init__(self, project: Project, run_id: int):
+        self.project, self.run_id = project, run_id
+        self.stage, self.stage_started = "", time.time()
+        self.stage_info: dict = {}
+        self._last_write = self._last_check = 0.0
+        self._stop = False
+        self._pace = Pace()
+
+    def on_stage(self, stage: str, info: dict) -> None:
+        self.stage, self.stage_started, self.stage_info = stage, time.time(), info
+        self._pace = Pace()
+        self._write({"epoch": 0, "epochs": info.get("epochs", 1), "batch": 0, "batches": 0, "logs": {}}, force=True)
+
+    def on_batch(self, stage: str, epoch: int, batch: int, batches: int, logs: dict) -> None:
+        epochs = self.stage_info.get("epochs", 1)
+        self._write({"epoch": epoch, "epochs": epochs, "batch": batch, "batches": batches, "logs": logs})
+
+    def on_epoch(self, stage: str, epoch: int, epochs: int, logs: dict) -> None:
+        self.project.add_epoch(self.run_id, stage, epoch, logs)
+        self._write({"epoch": epoch, "epochs": epochs, "batch": 0, "batches": 0, "logs": logs}, force=True)
+
+    def should_stop(self) -> bool:
+        now = time.time()
+        if not self._stop and now - self._last_check >= PROGRESS_INTERVAL:
+            self._last_check = now
+            self._stop = self.project.run(self.run_id).stop_requested
+        return self._stop
+
+    def _write(self, state: dict, force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self._last_write < PROGRESS_INTERVAL:
+            return
+        self._last_write = now
+        fraction = stage_fraction(self.stage, state)
+        elapsed = now - self.stage_started
+        eta = self._pace.left(now, fraction)
+        self.project.update_run(self.run_id, progress={
+            "stage": self.stage, "fraction": fraction, "stage_elapsed": elapsed, "eta_seconds": eta, "written": now,
+            "finetune_planned": self.stage_info.get("blocks", 0) > 0 or self.stage == STAGE_FINETUNE, **state})
+
+
+def run_job(project: Project, run_id: int) -> tuple[bool, object]:
+    """Worker side: train the project's data with the run's settings and record the outcome, usable before its
+    downloads exist. Returns whether it left a model, and the fine-tuned Keras model (None: head only)."""
+    run = project.run(run_id)
+    if run.stop_requested:
+        project.update_run(run_id, status="stopped", error="Stopped before training started.")
+        return False, None
+    project.update_run(run_id, status="running", pid=os.getpid())
+    try:
+        with photo_snapshot(data_from_project(project), run.dir / SNAPSHOT_DIR) as data:
+            metrics, model = train_and_save(data, TrainConfig.from_dict(run.config), run.dir,
+                                            StoreListener(project, run_id), assemble=False)
+        project.update_run(run_id, status="stopped" if metrics["stopped_early_by_user"] else "completed",
+                           summary=metrics)
+        return True, model
+    except TrainingStopped as exc:
+        project.update_run(run_id, status="stopped", error=str(exc))
+    except Exception as exc:  # the page must show the reason, never an endless spinner
+        with open(run.dir / LOG_FILE, "a") as log:
+            traceback.print_exc(file=log)
+        project.update_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+    return False, None
 
 
 if __name__ == "__main__":

@@ -313,7 +313,7 @@ def get_backbone(name: str) -> "BackboneSpec | JoinedSpec":
     from core.model.joined import is_joined, joined_spec
 
     if is_joined(name):
-        return joined_spec(name)
+        return joined_spec(name, REGISTRY)
     if name not in REGISTRY:
         raise ValueError(f"unknown backbone {name!r}; choose one of: {', '.join(REGISTRY)}, or offline ones joined "
                          "by '+'")

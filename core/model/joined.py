@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import keras
 
-    from core.model.backbones import BackboneSpec
+# This module never imports core.model.backbones (which imports it, for `get_backbone`): the registry of single
+# backbones comes in as an argument, and `members` holds that module's BackboneSpec objects.
 
 JOIN = "+"
 # The joined choices the app offers, the one recommended first at the top (`python -m bench.bench_joined`): Lite0 +
@@ -37,7 +38,7 @@ class JoinRefused(ValueError):
 class JoinedSpec:
     """Offline backbones side by side: what the app asks a backbone (name, sizes, dimension, members)."""
 
-    members: tuple["BackboneSpec", ...]
+    members: tuple  # core.model.backbones.BackboneSpec objects, in name order
 
     @property
     def name(self) -> str:
@@ -79,22 +80,21 @@ def is_joined(name: str) -> bool:
     return JOIN in name
 
 
-def joined_spec(name: str) -> JoinedSpec:
-    """The JoinedSpec for `a+b[+c]`; JoinRefused when a member is unknown, online or named twice."""
-    from core.model.backbones import REGISTRY
-
+def joined_spec(name: str, registry: dict) -> JoinedSpec:
+    """The JoinedSpec for `a+b[+c]` from `registry` (core.model.backbones.REGISTRY); JoinRefused when a member is
+    unknown, online or named twice."""
     names = [part.strip() for part in name.split(JOIN)]
-    unknown = [n for n in names if n not in REGISTRY]
+    unknown = [n for n in names if n not in registry]
     if unknown or len(names) < 2:
-        offline = ", ".join(n for n, s in REGISTRY.items() if s.offline)
+        offline = ", ".join(n for n, s in registry.items() if s.offline)
         raise JoinRefused(f"unknown backbone {name!r}: join two or more of the offline backbones with '+' "
                           f"({offline}), e.g. {RECOMMENDED}")
-    online = [REGISTRY[n].label for n in names if not REGISTRY[n].offline]
+    online = [registry[n].label for n in names if not registry[n].offline]
     if online:
         raise JoinRefused(f"only offline backbones can be joined; {', '.join(online)} needs a download.")
     if len(set(names)) < len(names):
         raise JoinRefused(f"{name!r} names a backbone twice: each member sees the photo once.")
-    return JoinedSpec(tuple(REGISTRY[n] for n in names))
+    return JoinedSpec(tuple(registry[n] for n in names))
 
 
 def refuse_fine_tuning(spec, unfreeze_blocks: int) -> None:

@@ -35,16 +35,11 @@ from core.files import atomic_write
 from core.model.head import HEAD_FILE, softmax
 from core.images import load_rgb
 from core.serving.predict import MODEL_FILE
-from core.store.run_folder import read_head, read_labels, read_metrics
+from core.store.run_folder import NotConverted, loading, read_head, read_labels, read_metrics  # noqa: F401
 
 RUN_MAP_FILE = "heatmap.tflite"  # a fine-tuned run's own trunk: probabilities and each member's class maps
 
 ClassMaps = Callable[[Image.Image], tuple[np.ndarray, list[np.ndarray]]]  # photo -> (C,) probabilities, (h, w, C) maps
-
-
-class NotConverted(FileNotFoundError):
-    """The LiteRT file a page needs (for a heat map, or a fine-tuned run's predictions) is still being made by the
-    worker."""
 
 
 def members(backbone: str) -> tuple[BackboneSpec, ...]:
@@ -120,8 +115,6 @@ def probabilities(outputs: list[np.ndarray]) -> np.ndarray:
 def load_heat_mapper(run_dir: Path) -> HeatMapper:
     """The run's heat maps from its LiteRT files; NotConverted while the worker is still making them, and
     RunFolderInvalid (`core.store.run_folder`) when a file breaks the run-folder contract."""
-    from core.serving.predictor import loading
-
     run_dir = Path(run_dir)
     with loading(run_dir):
         missing = [path for path in files_needed(run_dir) if not path.exists()]

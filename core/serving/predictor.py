@@ -14,7 +14,6 @@ embeddings were made (`core.model.joined`).
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -23,11 +22,11 @@ from PIL import Image
 
 from core.serving.export import TEST_TIME_MIRROR, TFLITE_FILES
 from core.model.head import HEAD_FILE, softmax
-from core.serving.heatmap import RUN_MAP_FILE, NotConverted
+from core.serving.heatmap import RUN_MAP_FILE
 from core.images import load_rgb_sizes
 from core.model.novelty import load_novelty
 from core.serving.predict import MODEL_FILE, Prediction, read_labels
-from core.store.run_folder import RunFolderInvalid, check_probabilities, read_head, read_metrics
+from core.store.run_folder import NotConverted, RunFolderInvalid, check_probabilities, loading, read_head, read_metrics
 
 
 PATH_BATCH = 16  # photos on disk decoded and run at once (`python -m core evaluate` on 10,000 photos)
@@ -156,19 +155,6 @@ def load_predictor(run_dir: Path, keras: bool = True) -> Predictor:
 
         classifier = Classifier.load(run_dir)
         return Predictor(names, classifier.input_size, classifier.outputs, "keras")
-
-
-@contextmanager
-def loading(run_dir: Path | None = None):
-    """Whatever goes wrong reading a run folder (or, without one, running its model) becomes RunFolderInvalid:
-    a forged or damaged file can make a parser raise nearly anything, and the pages catch this one error."""
-    try:
-        yield
-    except (RunFolderInvalid, NotConverted):  # not converted yet: the page waits for the worker
-        raise
-    except (OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError, MemoryError) as exc:
-        what = f"The model in {Path(run_dir).name} cannot be loaded" if run_dir else "This run's model failed to run"
-        raise RunFolderInvalid(f"{what} ({type(exc).__name__}: {str(exc)[:200]}).") from exc
 
 
 def _head_predictor(run_dir: Path, names: list[str]) -> Predictor:

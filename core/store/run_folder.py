@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -33,6 +34,24 @@ MAX_TENSOR_BYTES = 2048 * MB  # all of a LiteRT model's tensors for one photo, b
 
 class RunFolderInvalid(ValueError):
     """A run folder's file is missing, damaged or not one this app wrote; the message is meant for the user."""
+
+
+class NotConverted(FileNotFoundError):
+    """The LiteRT file a page needs (for a heat map, or a fine-tuned run's predictions) is still being made by the
+    worker (`core.serving.heatmap`)."""
+
+
+@contextmanager
+def loading(run_dir: Path | None = None):
+    """Whatever goes wrong reading a run folder (or, without one, running its model) becomes RunFolderInvalid:
+    a forged or damaged file can make a parser raise nearly anything, and the pages catch this one error."""
+    try:
+        yield
+    except (RunFolderInvalid, NotConverted):  # not converted yet: the page waits for the worker
+        raise
+    except (OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError, MemoryError) as exc:
+        what = f"The model in {Path(run_dir).name} cannot be loaded" if run_dir else "This run's model failed to run"
+        raise RunFolderInvalid(f"{what} ({type(exc).__name__}: {str(exc)[:200]}).") from exc
 
 
 @dataclass(frozen=True)
