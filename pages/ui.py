@@ -36,15 +36,12 @@ _leave_pages_folder_mode()
 # when it is loaded into a process that already holds TensorFlow. Every page and app.py import this module first.
 import streamlit_webrtc  # noqa: F401, E402
 
-from core import config  # noqa: E402
-
-from core.jobs import server as jobs  # noqa: E402
-
-from core.model import preembed  # noqa: E402
-from core.model.backbones import backbone_label  # noqa: E402
-from core.jobs.background import Task, TaskView  # noqa: E402
-from core.store.project import (ImageRecord, Project, ProjectDamaged, RunRecord, StoreError, create_project,  # noqa: E402
-                        list_projects, open_project, restore_backup, visible)
+from core.jobs import api as jobs  # noqa: E402
+from core.jobs.api import Task, TaskView  # noqa: E402
+from core.model import api as model  # noqa: E402
+from core.model.api import backbone_label  # noqa: E402
+from core.store.api import (ImageRecord, Project, ProjectDamaged, RunRecord, StoreError,  # noqa: E402
+                            create_project, list_projects, open_project, restore_backup, visible, workspace_root)
 
 PAGES = {
     "start": "pages/home.py",
@@ -202,7 +199,7 @@ def project_sidebar() -> None:
                 st.form_submit_button("Create project", type="primary", on_click=_create_project)
             if problem := st.session_state.pop("new_project_error", None):
                 st.error(problem)
-        st.caption(f"Projects are stored in `{config.workspace_root()}`")
+        st.caption(f"Projects are stored in `{workspace_root()}`")
 
 
 def current_project() -> Project | None:
@@ -241,10 +238,10 @@ def damaged_project(name: str, problem: ProjectDamaged) -> None:
                 st.error(f"The backup could not be restored: {md(exc)}")
             else:
                 st.rerun()
-    folder = config.workspace_root() / name
+    folder = workspace_root() / name
     archive = folder / "exports" / "photos-from-damaged-project.zip"
     if photos.button("Prepare the photos as a zip", key="damaged_zip"):
-        from core.serving.export import folder_zip  # loads the model stack: only when asked
+        from core.serving.api import folder_zip  # loads the model stack: only when asked
 
         with st.spinner("Packing the photos…"):
             folder_zip(folder / "images", archive)
@@ -310,7 +307,7 @@ def missing(message: str, page: str, label: str, icon: str = "➡️") -> None:
 def _predictor(run_dir: str, model: str, modified: float):
     """A run's fast predictor, loaded once per server and shared by every session and webcam thread
     (keyed by the model file and its time, so a run that gains a better file reloads)."""
-    from core.serving.predictor import load_predictor
+    from core.serving.api import load_predictor
 
     return load_predictor(Path(run_dir), keras=False)
 
@@ -319,7 +316,7 @@ def load_predictor(run_dir: Path):
     """The predictor for a finished run (`core.serving.predictor.Predictor`), from LiteRT files only: Keras stays out of
     this server (`core.serving.heatmap.NotConverted` while a fine-tuned run's file is being made); RunFolderInvalid when
     its folder is damaged."""
-    from core.serving.predictor import loading, model_file
+    from core.serving.api import loading, model_file
 
     with loading(run_dir):
         path = model_file(run_dir, keras=False)
@@ -330,14 +327,14 @@ def load_predictor(run_dir: Path):
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _heat_mapper(run_dir: str, files: tuple[tuple[str, float], ...]):
     """A run's heat maps (`core.serving.heatmap.HeatMapper`), loaded once per server; keyed by its files and their times."""
-    from core.serving.heatmap import load_heat_mapper
+    from core.serving.api import load_heat_mapper
 
     return load_heat_mapper(Path(run_dir))
 
 
 def load_heat_mapper(run_dir: Path):
     """The run's heat maps; `core.serving.heatmap.NotConverted` while the worker is still making their LiteRT files."""
-    from core.serving.heatmap import NotConverted, files_needed
+    from core.serving.api import NotConverted, files_needed
 
     files = files_needed(run_dir)
     if not all(path.exists() for path in files):
@@ -368,7 +365,7 @@ def readiness_line(project: Project) -> None:
 
     @st.fragment(run_every=2)
     def line() -> None:
-        ready = preembed.readiness(project)
+        ready = model.readiness(project)
         if not ready.total:
             return
         if ready.complete:

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.model import advice
 
-from core.jobs import server as jobs
+from core.jobs import api as jobs  # what the pages call (monkeypatched here)
 
 from core.model import speed
 from core.model.backbones import DEFAULT_BACKBONE, REGISTRY, BackboneSpec, get_backbone
