@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 from bench.common import dataset, table  # noqa: E402
 from core.serving import export  # noqa: E402
 from core.serving import formats  # noqa: E402
-from core.model.evaluate import image_folder  # noqa: E402
+from core.serving.evaluate import image_folder  # noqa: E402
 from core.images import load_rgb  # noqa: E402
 from core.serving.predictor import load_predictor  # noqa: E402
 from core.jobs.pipeline import data_from_folders, train_and_save  # noqa: E402

@@ -32,7 +32,7 @@ from threadpoolctl import threadpool_limits
 from bench.common import dataset, table
 from core.model.backbones import DEFAULT_BACKBONE, get_backbone
 from core.model.embed import EmbeddingCache, embed_views
-from core.model.evaluate import image_folder
+from core.serving.evaluate import image_folder
 from core.model.head import STRENGTHS, _folds, scores, search_head
 from core.images import sha256_hex
 from core.store.records import split_key

@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 from bench.common import dataset, table  # noqa: E402
 from core.model.backbones import get_backbone  # noqa: E402
 from core.model.embed import embed_files  # noqa: E402
-from core.model.evaluate import photo_files  # noqa: E402
+from core.serving.evaluate import photo_files  # noqa: E402
 from core.images import sha256_hex  # noqa: E402
 from core.model.novelty import (FALSE_ALARMS, MAX_REFERENCE_BYTES, MAX_REFERENCE_ROWS, auroc,  # noqa: E402
                           build_reference, confident_share, flagged_share, threshold_for)

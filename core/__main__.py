@@ -82,7 +82,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from core.model.evaluate import evaluate_folder
+    from core.serving.evaluate import evaluate_folder
 
     evaluation = evaluate_folder(Path(args.run_dir), Path(args.test_dir),
                                  Path(args.unknown_dir) if args.unknown_dir else None)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.model.evaluate import image_folder
+from core.serving.evaluate import image_folder
 from core.jobs.pipeline import data_from_folders
 from core.store.project import StoreError, create_project, open_project, validate_name
 from core.store import db as storage_db

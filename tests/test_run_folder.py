@@ -145,7 +145,7 @@ def test_an_evaluation_the_app_did_not_write_is_refused(tmp_path, evaluation):
 
 
 def test_an_evaluation_the_app_wrote_reads_back(tmp_path):
-    from core.model.evaluate import evaluate_predictions
+    from core.serving.evaluate import evaluate_predictions
 
     run = head_run(tmp_path / "run")
     evaluation = evaluate_predictions([0, 1, 1], np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]]), ["ants", "bees"],

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
-from core.model.evaluate import evaluate_predictions, image_folder
+from core.serving.evaluate import evaluate_predictions, image_folder
 from core.serving.export import TEST_TIME_MIRROR, assemble_downloads, save_usable
 from core.serving.formats import write_photo_list
 from core.model.head import HEAD_FILE

@@ -1,4 +1,4 @@
-"""Using a finished run: the predictor, top-k and heat maps, the live webcam, and every download format.
+"""Using a finished run: the predictor, its evaluation, top-k and heat maps, the live webcam, every download format.
 
 Pages call this concern through `core.serving.api`.
 """
