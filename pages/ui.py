@@ -19,8 +19,13 @@ def _leave_pages_folder_mode() -> None:
     """Make the first request after a server start that asks for /collect (say) run inside app.py.
 
     Streamlit serves each file of a folder named `pages/` as a bare page (multipage v1) until some
-    session has called `st.navigation`; the project keeps that folder name, so the first bare run
-    switches the process to app.py's navigation and reruns, which lands on the page asked for.
+    session has called `st.navigation` (documented: from then on every session ignores `pages/`). The
+    product keeps that folder name, so a server's very first request, when it is for /collect, runs
+    pages/collect.py bare, before app.py has run once. No public setting turns the folder mode off, and
+    a page cannot call `st.navigation` itself (Streamlit allows it only in the entrypoint, and the bare
+    run has already made its own), so this shim reads and clears Streamlit's flag for that mode and
+    reruns: the rerun goes through app.py's navigation and lands on the page asked for. It runs once
+    per server process (on this module's first import); drop it if the folder is ever renamed.
     """
     from streamlit.runtime.pages_manager import PagesManager
 
@@ -57,7 +62,11 @@ PAGES = {
 
 def land_unknown_paths_on_start() -> None:
     """Send an address that names no page (a typo, /start, an old bookmark) to the Start page, without Streamlit's
-    'Page not found' box: the Start page is the default and lives at the root, so /start names nothing either."""
+    'Page not found' box: the Start page is the default and lives at the root, so /start names nothing either.
+
+    Streamlit has no public way to route an unknown address: `st.navigation` shows the box and then runs the
+    default page. So, before app.py calls it, this clears the page the run was asked for (the run's private
+    PagesManager.set_script_intent), which is exactly what a request for the root address carries."""
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
     ctx = get_script_run_ctx()
