@@ -323,7 +323,6 @@ def test_windows_reserved_names_are_refused(project, name):
 
 START_RUN = WAIT_FOR_GO + """
     from core.jobs import server as jobs
-from core.jobs import worker
     from core.store.project import Project
     from core.model.train import TrainConfig
 
