@@ -35,21 +35,22 @@ class Evaluation:
 def evaluate_predictions(y_true: Sequence[int], probabilities: np.ndarray, class_names: list[str],
                          paths: Sequence[Path | str] | None = None) -> Evaluation:
     """Metrics from true labels and predicted probabilities (one row per photo)."""
+    # imported here: sklearn costs the app's server a second at start, and only training and the CLI evaluate
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
     y_true = np.asarray(y_true, dtype=int)
     probabilities = np.asarray(probabilities).reshape(len(y_true), len(class_names))
     y_pred = probabilities.argmax(axis=1) if len(y_true) else np.zeros(0, int)
-    k = len(class_names)
-    confusion = np.zeros((k, k), dtype=int)
-    np.add.at(confusion, (y_true, y_pred), 1)
-    per_class = []
-    for i, name in enumerate(class_names):
-        tp = confusion[i, i]
-        predicted, actual = confusion[:, i].sum(), confusion[i, :].sum()
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / actual if actual else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class.append({"class": name, "precision": float(precision), "recall": float(recall),
-                          "f1": float(f1), "support": int(actual)})
+    labels = np.arange(len(class_names))
+    if len(y_true):
+        confusion = confusion_matrix(y_true, y_pred, labels=labels)
+        precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels,
+                                                                         zero_division=0.0)
+    else:  # sklearn refuses no photos at all: nothing counted, nothing scored
+        confusion = np.zeros((len(labels), len(labels)), dtype=int)
+        precision = recall = f1 = support = np.zeros(len(labels))
+    per_class = [{"class": name, "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                  "support": int(support[i])} for i, name in enumerate(class_names)]
     wrong = np.nonzero(y_pred != y_true)[0]
     wrong = wrong[np.argsort(-probabilities[wrong, y_pred[wrong]])] if len(wrong) else wrong
     misclassified = [
