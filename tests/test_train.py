@@ -1,7 +1,6 @@
 """The training engine end to end with the real offline backbone: embed, train, save, export, CLI."""
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +24,10 @@ from core.jobs.pipeline import data_from_folders, data_from_project, has_model, 
 from core.store.project import RunRecord
 from core.model.train import SilentListener, TrainConfig, TrainData, class_weights, train
 from tests.photos import class_photo, class_photo_bytes, write_image_folder
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
+RUN_SECONDS = 300  # for a run and its downloads in the worker, on a loaded machine
 
 
 @pytest.fixture(scope="module")
@@ -175,15 +176,6 @@ def test_finetuning_that_never_beats_the_head_stops_after_patience(folders):
     assert result.best_epoch["fine-tuning"] == 0, "the head's weights are kept"
 
 
-def wait_for(condition, what: str, seconds: float = 300):
-    """Poll the app's own signal with a generous deadline (the machine may be loaded)."""
-    deadline = time.time() + seconds
-    while not (value := condition()):
-        assert time.time() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.2)
-    return value
-
-
 def test_background_job_is_usable_first_then_assembles_downloads(project, folders):
     from core.intake.ingest import import_folder
 
@@ -191,13 +183,14 @@ def test_background_job_is_usable_first_then_assembles_downloads(project, folder
     run_id = jobs.start_training(project, TrainConfig())
     with pytest.raises(jobs.JobRefused):
         jobs.start_training(project, TrainConfig())
-    run = wait_for(lambda: (r := jobs.refresh(project, run_id)).status not in jobs.ACTIVE and r, "the run to end")
+    run = wait_for(lambda: (r := jobs.refresh(project, run_id)).status not in jobs.ACTIVE and r, "the run to end",
+                   RUN_SECONDS)
     assert run.status == "completed", run.error
     assert has_model(run) and (run.dir / HEAD_FILE).exists() and (run.dir / "labels.txt").exists()
     assert run.summary["val_accuracy"] is not None
     assert [e["stage"] for e in project.epochs(run_id)] == ["head"] * 8
     assert jobs.active_run(project) is None
-    wait_for(lambda: jobs.downloads(project, run) == "ready", "the downloads")
+    wait_for(lambda: jobs.downloads(project, run) == "ready", "the downloads", RUN_SECONDS)
     assert Classifier.load(run.dir).class_names == ["blobs", "stripes"]
 
 
