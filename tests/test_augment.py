@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from core.augment import Augmentation
-from core.runs import data_from_folders
-from core.train import TrainConfig, _dataset, train
+from core.model.augment import Augmentation
+from core.jobs.pipeline import data_from_folders
+from core.model.train import TrainConfig, _dataset, train
 from tests.photos import write_image_folder
 
 
@@ -45,7 +45,7 @@ def test_augmentation_changes_photos_only_when_asked(samples):
 
 @pytest.mark.slow
 def test_same_photos_and_settings_give_the_same_fine_tuned_model(samples):
-    from core.train import TrainData
+    from core.model.train import TrainData
 
     data = TrainData(["blobs", "stripes"], samples, [])
     cfg = TrainConfig(finetune_epochs=2, unfreeze_blocks=1)
