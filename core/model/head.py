@@ -1,10 +1,11 @@
 """The classifier head as what it is: multinomial logistic regression on frozen-backbone embeddings.
 
 A small convex problem, so it is solved, not trained: L-BFGS on the whole embedding, in float32, for a
-path of regularisation strengths, each started from the previous one's answer. The strength is chosen by
-cross-validation on the training photos only (a photo and its mirror image always in the same fold); the
-folds and the model on all photos are one problem to the solver (their parameters side by side), so every
-step is two large matrix products instead of ten small ones. The result is one (kernel, bias) pair on the
+path of regularisation strengths from the strongest, each started from the previous one's answer, until the
+cross-validated loss rises. The strength is chosen by cross-validation on the training photos only (a photo
+and its mirror image always in the same fold); the folds and the model on all photos are one problem to the
+solver (their parameters side by side), so every step is two large matrix products a fold instead of ten
+small ones. The result is one (kernel, bias) pair on the
 raw embedding: probabilities = softmax(embedding @ kernel + bias), the Keras Dense layer's own form.
 
 Nothing is projected away. With fewer vectors than dimensions the vectors are rotated onto the space they
@@ -32,6 +33,9 @@ DEFAULT_STRENGTH = 0.3  # when there are too few photos to cross-validate
 TOLERANCE = 0.1
 POLISH_TOLERANCE = 0.01
 MAX_ITERATIONS = 500
+# The search stops once the cross-validated loss has risen this many strengths in a row: it falls to one lowest
+# point and rises after it (measured on every shared set and split), and the larger strengths cost the most.
+STOP_AFTER_RISES = 1
 HEAD_FILE = "head.npz"
 
 
@@ -156,12 +160,13 @@ class Problems:
             grad_b[active] += residual.sum(axis=0)
         return loss, np.concatenate([grad_w.ravel(), grad_b.ravel()]).astype(np.float64)
 
-    def solve(self, strengths, start: np.ndarray | None = None, tolerance: float = TOLERANCE) -> np.ndarray:
+    def solve(self, strengths, start: np.ndarray | None = None, tolerance: float | None = None) -> np.ndarray:
         """The parameters minimising every problem's objective at once (C: one, or one per problem), L-BFGS from
         `start` (default zeros)."""
         start = np.zeros(self.size) if start is None else start
         strengths = np.broadcast_to(np.asarray(strengths, np.float64), (self.count,))
-        return lbfgs(lambda params: self._loss_and_gradient(params, strengths), start, tolerance, MAX_ITERATIONS)
+        return lbfgs(lambda params: self._loss_and_gradient(params, strengths), start,
+                     TOLERANCE if tolerance is None else tolerance, MAX_ITERATIONS)
 
     def problem(self, params: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray]:
         """(kernel (d, K), bias (K,)) of problem p; an absent class gets a bias that rules it out."""
@@ -264,7 +269,7 @@ def _search(x, labels, n_classes, groups, val, seed, on_try, should_stop) -> Hea
     problems = Problems(z, labels, n_classes, masks)
     val_z = coords(val[0]) if val is not None and len(val[1]) else None
     params = previous = None
-    tried, solutions = [], []
+    tried, solutions, rises = [], [], 0
     for i, strength in enumerate(STRENGTHS if folds else (DEFAULT_STRENGTH,)):
         # The answer moves smoothly with log C: starting from the straight line through the last two halves the steps.
         start = params if previous is None else 2 * params - previous
@@ -275,6 +280,9 @@ def _search(x, labels, n_classes, groups, val, seed, on_try, should_stop) -> Hea
         if on_try:
             on_try(i, row)
         if should_stop and should_stop():
+            break
+        rises = rises + 1 if i and row.get("cv_loss", 0.0) > tried[-2].get("cv_loss", 0.0) else 0
+        if rises >= STOP_AFTER_RISES:  # past the best: the cross-validated loss only rises from here on
             break
     best = min(range(len(tried)), key=lambda j: tried[j].get("cv_loss", 0.0))
     for j, row in enumerate(tried):
