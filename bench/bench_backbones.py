@@ -14,7 +14,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from bench.common import table  # noqa: E402
-from core.backbones import REGISTRY  # noqa: E402
+from core.model.backbones import REGISTRY  # noqa: E402
 
 TARGET_S = 60.0
 

@@ -2,7 +2,7 @@
 
 Reproducible training calls `enable_op_determinism()`, which makes tf.data run any map function
 holding random state one element at a time. Keras' random augmentation layers hold such state,
-so the loader used to decode and augment one photo at a time; `core.augment` draws from a seed
+so the loader used to decode and augment one photo at a time; `core.model.augment` draws from a seed
 per photo instead, so the loader stays parallel. Both are measured side by side, with how many
 photos were being decoded at once at most.
 
@@ -16,10 +16,10 @@ import threading
 import time
 
 from bench.common import dataset, table
-from core import train as training
-from core.augment import CONTRAST, ROTATION, ZOOM
-from core.runs import data_from_folders
-from core.train import TrainConfig, _dataset
+from core.model import train as training
+from core.model.augment import CONTRAST, ROTATION, ZOOM
+from core.jobs.pipeline import data_from_folders
+from core.model.train import TrainConfig, _dataset
 
 PHOTOS = 64
 SIZE = 224
@@ -84,7 +84,7 @@ def main() -> None:
           f"{os.cpu_count()} CPU cores, best of 3 passes")
     print(table(["augmentation", "seconds per pass", "photos read at once (most)"],
                 [["Keras random layers (stateful)", before[0], before[1]],
-                 ["core.augment (stateless, seed per photo)", after[0], after[1]]]))
+                 ["core.model.augment (stateless, seed per photo)", after[0], after[1]]]))
     print(f"stateless is {before[0] / after[0]:.2f}x faster")
 
 

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 from PIL import Image
 
-from core.download import DownloadSettings
+from core.intake.download import DownloadSettings
 from tests.photos import photo
 
 FAST = DownloadSettings(timeout=1.0, deadline=4.0, max_bytes=1_000_000, backoff=0.05)  # limits for quick tests

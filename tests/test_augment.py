@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from core.augment import Augmentation
-from core.runs import data_from_folders
-from core.train import TrainConfig, _dataset, train
+from core.model.augment import Augmentation
+from core.jobs.pipeline import data_from_folders
+from core.model.train import TrainConfig, _dataset, train
 from tests.photos import write_image_folder
 
 
@@ -59,7 +59,7 @@ def test_a_runs_augmentation_is_one_setting_read_back_from_new_and_old_runs():
 
 @pytest.mark.slow
 def test_same_photos_and_settings_give_the_same_fine_tuned_model(samples):
-    from core.train import TrainData
+    from core.model.train import TrainData
 
     data = TrainData(["blobs", "stripes"], samples, [])
     cfg = TrainConfig(finetune_epochs=2, unfreeze_blocks=1)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.backbones import (
+from core.model.backbones import (
     REGISTRY,
     WEIGHTS_HOST,
     BackboneUnavailable,
@@ -20,8 +20,8 @@ from core.backbones import (
     set_trainable_blocks,
     trainable_summary,
 )
-from core.freeze_depths import FREEZE_OPTIONS, counted, freeze_options
-from core.torch_pickle import LEGACY_MAGIC, LEGACY_PROTOCOL, load_legacy_checkpoint
+from core.model.freeze_depths import FREEZE_OPTIONS, counted, freeze_options
+from core.model.torch_pickle import LEGACY_MAGIC, LEGACY_PROTOCOL, load_legacy_checkpoint
 
 OFFLINE = [name for name, spec in REGISTRY.items() if spec.offline]
 ONLINE = [name for name, spec in REGISTRY.items() if not spec.offline]
@@ -126,7 +126,7 @@ def test_restricted_unpickler_refuses_torch_globals_outside_the_list(tmp_path):
 
 
 def real_checkpoint() -> str:
-    from core.efficientnet_lite import checkpoint_path
+    from core.model.efficientnet_lite import checkpoint_path
 
     return checkpoint_path(0)
 
@@ -169,7 +169,7 @@ def test_reads_the_real_lite0_checkpoint():
 
 @pytest.fixture(scope="module", params=[0, 1, 2], ids=["lite0", "lite1", "lite2"])
 def imagenet_lite(request):
-    from core.efficientnet_lite import build_efficientnet_lite
+    from core.model.efficientnet_lite import build_efficientnet_lite
 
     return request.param, build_efficientnet_lite(request.param, include_top=True)
 
@@ -232,7 +232,7 @@ def test_lite_strided_layers_match_numpy_reference(imagenet_lite):
     import keras
     import skimage.data
 
-    from core.efficientnet_lite import checkpoint_path
+    from core.model.efficientnet_lite import checkpoint_path
 
     variant, model = imagenet_lite
     state = load_legacy_checkpoint(checkpoint_path(variant))
@@ -258,7 +258,7 @@ def test_lite_strided_layers_match_numpy_reference(imagenet_lite):
 
 
 def test_unknown_lite_variant():
-    from core.efficientnet_lite import build_efficientnet_lite
+    from core.model.efficientnet_lite import build_efficientnet_lite
 
     with pytest.raises(ValueError, match="variant"):
         build_efficientnet_lite(3, weights=False)

@@ -14,11 +14,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from core.collect import CollectEvent, CollectReport, CollectRequest, collect
-from core.download import Downloader, DownloadSettings, address_allowed
+from core.intake.collect import CollectEvent, CollectReport, CollectRequest, collect
+from core.intake.download import Downloader, DownloadSettings, address_allowed
 from core.images import decode_image
-from core.search import HEADERS, SearchUnavailable, search_page
-from core.store import Project, StoreError
+from core.intake.search import HEADERS, SearchUnavailable, search_page
+from core.store.project import Project, StoreError
 from tests.bing_standin import FAST, PRIVATE_URL, BingStandin, bing_standin, loopback_only, standin  # noqa: F401,F811 (fixtures)
 from tests.browser import free_port
 from tests.waiting import settled, wait_for

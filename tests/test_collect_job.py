@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from core import collect_job
-from core.collect import CollectRequest
-from core.collect_job import CollectBusy, parse_class_names
-from core.download import Downloader
-from core.store import create_project
+from core.jobs import collect as collect_job
+from core.intake.collect import CollectRequest
+from core.jobs.collect import CollectBusy, parse_class_names
+from core.intake.download import Downloader
+from core.store.project import create_project
 from tests.bing_standin import FAST, bing_standin, loopback_only, standin  # noqa: F401,F811 (fixtures)
 from tests.browser import free_port
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from core import head
-from core.head import Problems, coordinates, search_head, stratified_folds
+from core.model import head
+from core.model.head import Problems, coordinates, search_head, stratified_folds
 
 
 def blobs(n_per_class, dims, n_classes=3, seed=0, spread=1.0):

@@ -11,10 +11,10 @@ from dataclasses import replace
 
 import pytest
 
-from core import search
-from core.collect import CollectRequest, collect
-from core.download import Downloader, address_allowed
-from core.search import SearchCancelled, SearchUnavailable, search_page
+from core.intake import search
+from core.intake.collect import CollectRequest, collect
+from core.intake.download import Downloader, address_allowed
+from core.intake.search import SearchCancelled, SearchUnavailable, search_page
 from tests.bing_standin import FAST, loopback_only  # noqa: F401 (fixture)
 from tests.hostile_standin import (ENDLESS_QUERY, HOSTILE_ROUTES, PRIVATE_IPV6_FORMS, SLOW_QUERY,  # noqa: F401
                                    HostileStandin, hostile)

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.export import export_tflite
-from core.predict import Classifier
-from core.export import TFLITE_FILES
-from core.head import HEAD_FILE
-from core.predictor import Predictor, load_predictor, model_file
-from core.run_folder import RunFolderInvalid
-from core.runs import data_from_folders, train_and_save
-from core.train import TrainConfig
+from core.serving.export import export_tflite
+from core.serving.predict import Classifier
+from core.serving.export import TFLITE_FILES
+from core.model.head import HEAD_FILE
+from core.serving.predictor import Predictor, load_predictor, model_file
+from core.store.run_folder import RunFolderInvalid
+from core.jobs.pipeline import data_from_folders, train_and_save
+from core.model.train import TrainConfig
 from tests.photos import class_photo, write_image_folder
 from tests.runs import write_head
 

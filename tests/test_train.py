@@ -7,19 +7,22 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import jobs, preembed
+from core.jobs import server as jobs
+from core.jobs import worker
+
+from core.model import preembed
 from core.__main__ import main as cli
-from core.embed import EmbeddingCache, LiteRTRunner, embed_files, embed_views, litert_backbone
-from core.export import export_tflite, tflite_agreement
-from core.backbones import get_backbone
-from core.head import HEAD_FILE, LinearHead
-from core.heatmap import load_heat_mapper
+from core.model.embed import EmbeddingCache, LiteRTRunner, embed_files, embed_views, litert_backbone
+from core.serving.export import export_tflite, tflite_agreement
+from core.model.backbones import get_backbone
+from core.model.head import HEAD_FILE, LinearHead
+from core.serving.heatmap import load_heat_mapper
 from core.images import load_rgb
-from core.predict import Classifier
-from core.predictor import load_predictor
-from core.runs import data_from_folders, data_from_project, has_model, train_and_save
-from core.store import RunRecord
-from core.train import SilentListener, TrainConfig, TrainData, class_weights, train
+from core.serving.predict import Classifier
+from core.serving.predictor import load_predictor
+from core.jobs.pipeline import data_from_folders, data_from_project, has_model, train_and_save
+from core.store.project import RunRecord
+from core.model.train import SilentListener, TrainConfig, TrainData, class_weights, train
 from tests.photos import class_photo, class_photo_bytes, write_image_folder
 from tests.waiting import wait_for
 
@@ -174,7 +177,7 @@ def test_finetuning_that_never_beats_the_head_stops_after_patience(folders):
 
 
 def test_background_job_is_usable_first_then_assembles_downloads(project, folders):
-    from core.ingest import import_folder
+    from core.intake.ingest import import_folder
 
     import_folder(project, folders / "train")
     run_id = jobs.start_training(project, TrainConfig())
@@ -192,19 +195,19 @@ def test_background_job_is_usable_first_then_assembles_downloads(project, folder
 
 
 def test_stop_before_the_worker_starts_the_run(project, folders):
-    from core.ingest import import_folder
+    from core.intake.ingest import import_folder
 
     import_folder(project, folders / "train")
     project.set_backbone("efficientnet_lite0")
     run_id = project.create_run(TrainConfig().to_dict())
     project.request_stop(run_id)
-    usable, _ = jobs.run_job(project, run_id)
+    usable, _ = worker.run_job(project, run_id)
     run = project.run(run_id)
     assert not usable and run.status == "stopped" and not has_model(run)
 
 
 def test_background_embedding_makes_every_photo_ready(project, folders, tmp_path):
-    from core.ingest import import_folder
+    from core.intake.ingest import import_folder
 
     import_folder(project, folders / "val")
     cache = EmbeddingCache(tmp_path / "e.sqlite")
@@ -228,7 +231,7 @@ def test_vanished_worker_is_marked_failed(project, monkeypatch):
 
 
 def test_project_data_follows_store_split(project, folders):
-    from core.ingest import import_folder
+    from core.intake.ingest import import_folder
 
     import_folder(project, folders / "train")
     data = data_from_project(project)

@@ -15,16 +15,20 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import advice, jobs, speed
-from core.backbones import DEFAULT_BACKBONE, REGISTRY, BackboneSpec, get_backbone
-from core.joined import OFFERED, RECOMMENDED
-from core.freeze_depths import freeze_options
-from core.export import EVALUATION_FILE, write_json
-from core.predict import MODEL_FILE
-from core.ingest import import_folder
-from core.runs import data_from_project, train_and_save
-from core.store import Project, create_project
-from core.train import TrainConfig
+from core.model import advice
+
+from core.jobs import api as jobs  # what the pages call (monkeypatched here)
+
+from core.model import speed
+from core.model.backbones import DEFAULT_BACKBONE, REGISTRY, BackboneSpec, get_backbone
+from core.model.joined import OFFERED, RECOMMENDED
+from core.model.freeze_depths import freeze_options
+from core.serving.export import EVALUATION_FILE, write_json
+from core.serving.predict import MODEL_FILE
+from core.intake.ingest import import_folder
+from core.jobs.pipeline import data_from_project, train_and_save
+from core.store.project import Project, create_project
+from core.model.train import TrainConfig
 from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
 from tests.conftest import shared_dataset
 from tests.photos import class_photo_bytes
@@ -383,7 +387,7 @@ def test_downloads_are_prepared_in_the_background_after_the_model_is_usable(two_
 
 def web_download() -> set[str]:
     """The web page's download button, there when LiteRT.js is installed (see tests/test_exports_page.py)."""
-    from core.web_runtime import RuntimeMissing, runtime_files
+    from core.serving.web_runtime import RuntimeMissing, runtime_files
 
     try:
         runtime_files()
