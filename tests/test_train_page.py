@@ -303,9 +303,12 @@ def test_start_refuse_stop_reattach_and_finish(two_classes):
     at.select_slider(key="train_unfreeze_blocks").set_value(1).run()
     at.number_input(key="train_finetune_epochs").set_value(40).run()
     at.number_input(key="train_patience").set_value(40).run()
+    at.checkbox(key="train_augment_zoom").set_value(False).run()
     at.button(key="train_start").click().run()
     run = jobs.active_run(two_classes)
     assert run is not None and run.config["finetune_epochs"] == 40
+    augment = TrainConfig.from_dict(run.config).augment
+    assert not augment.zoom and augment.flip and augment.rotation and augment.contrast
     assert "Training now: run 1" in [h.value for h in no_exceptions(at).subheader]
     assert not [b for b in at.button if b.key == "train_start"]  # the settings make way for the live view
 
