@@ -10,9 +10,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.runtime: requirements.txt core/web_runtime.py | $(BIN)/python
+$(VENV)/.runtime: requirements.txt core/serving/web_runtime.py | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
-	$(BIN)/python -m core.web_runtime
+	$(BIN)/python -m core.serving.web_runtime
 	touch $@
 
 $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime

@@ -1,4 +1,4 @@
-"""Web collection speed: bing_image_downloader's own loop against `core.collect`, same links, same run.
+"""Web collection speed: bing_image_downloader's own loop against `core.intake.collect`, same links, same run.
 
 A local stand-in for Bing serves 100 distinct photos for one query, each answered after 100 ms
 (a typical image host's latency). Run with `python -m bench.bench_download`.
@@ -21,9 +21,9 @@ from bing_image_downloader import bing, downloader
 
 from bench.common import table
 from core import config
-from core.collect import CollectRequest, collect
-from core.download import Downloader, DownloadSettings
-from core.store import Project
+from core.intake.collect import CollectRequest, collect
+from core.intake.download import Downloader, DownloadSettings
+from core.store.project import Project
 from tests.bing_standin import BingStandin, photo_file, query_seed
 
 QUERY = "bench photos"
@@ -55,7 +55,7 @@ def _urllib_towards(standin: BingStandin) -> SimpleNamespace:
 
 
 def collect_run(standin: BingStandin, project_dir: Path) -> int:
-    """core.collect into a fresh project; returns the photos it saved."""
+    """core.intake.collect into a fresh project; returns the photos it saved."""
     project = Project(project_dir, create=True)
     with Downloader(DownloadSettings(allow_private=True), resolve=standin.resolve) as pool:
         report = collect(project, CollectRequest([QUERY], per_class=IMAGES), downloader=pool)
@@ -79,10 +79,10 @@ def main() -> None:
             }
     rates = {name: saved / seconds for name, (saved, seconds) in results.items()}
     print(f"{IMAGES} distinct photos from {standin.hosts} hosts, {LATENCY * 1000:.0f} ms per image request, "
-          f"core.collect fully decodes and stores each one, {os.cpu_count()} CPU cores")
+          f"core.intake.collect fully decodes and stores each one, {os.cpu_count()} CPU cores")
     print(table(["downloader", "images", "seconds", "images/s"],
                 [[name, saved, seconds, rates[name]] for name, (saved, seconds) in results.items()]))
-    print(f"core.collect speed-up over bing_image_downloader: "
+    print(f"core.intake.collect speed-up over bing_image_downloader: "
           f"{rates['transferlab collect'] / rates['bing_image_downloader']:.1f}x")
 
 if __name__ == "__main__":

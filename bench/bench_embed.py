@@ -17,8 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from bench.common import dataset, table  # noqa: E402
-from core.backbones import DEFAULT_BACKBONE, get_backbone  # noqa: E402
-from core.embed import EmbeddingCache, embed_files  # noqa: E402
+from core.model.backbones import DEFAULT_BACKBONE, get_backbone  # noqa: E402
+from core.model.embed import EmbeddingCache, embed_files  # noqa: E402
 
 
 def main(n: int = 200) -> None:

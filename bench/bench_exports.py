@@ -23,13 +23,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from bench.common import dataset, table  # noqa: E402
-from core import export, formats  # noqa: E402
-from core.evaluate import image_folder  # noqa: E402
+from core.serving import export  # noqa: E402
+from core.serving import formats  # noqa: E402
+from core.serving.evaluate import image_folder  # noqa: E402
 from core.images import load_rgb  # noqa: E402
-from core.predictor import load_predictor  # noqa: E402
-from core.runs import data_from_folders, train_and_save  # noqa: E402
-from core.train import TrainConfig  # noqa: E402
-from core.web_export import export_web  # noqa: E402
+from core.serving.predictor import load_predictor  # noqa: E402
+from core.jobs.pipeline import data_from_folders, train_and_save  # noqa: E402
+from core.model.train import TrainConfig  # noqa: E402
+from core.serving.web_export import export_web  # noqa: E402
 from tests.browser import fake_camera_args  # noqa: E402
 from tests.web_page import camera_frames, classify_in_page, offline_page, served, unzip_page, write_y4m  # noqa: E402
 

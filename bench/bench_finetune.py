@@ -2,7 +2,7 @@
 
 Each run trains as a project would, on all of the set's photos, with one fifth of them (by content hash, as the
 store splits) for validation: split k takes the photos whose split key lies in [k/5, (k+1)/5), so split 0 is the
-project's own. The head is solved on the embeddings; fine-tuning is `core.train.train` with default settings but the
+project's own. The head is solved on the embeddings; fine-tuning is `core.model.train.train` with default settings but the
 depth, and the honest keep rule decides whether its model or the head's is the run's ("head kept").
 
 The 32-px copy is the tiny-photo regime: every photo's centre square shrunk to 32x32 (PNG, made once into the
@@ -15,9 +15,9 @@ Runs share one cache (a fresh temporary one unless --cache is given), so each ph
 activations are computed once: "cache s" is the time the run spent making them (0 when an earlier run of the
 table did), "epochs s" the fine-tuning after that (epochs, the head re-solved on the tuned features, the keep
 check). "gain" is the run's validation accuracy minus the head's on the same split, in points; "head cv" the
-head's cross-validated accuracy on the training photos (core.advice's sign of photos unlike everyday ones); "factor"
+head's cross-validated accuracy on the training photos (core.model.advice's sign of photos unlike everyday ones); "factor"
 the epochs in units of one forward pass of the whole network per training photo and view, as plain and mirrored
-(core.advice.MEASURED's last figure: the forward pass is timed on this machine at its quietest moment).
+(core.model.advice.MEASURED's last figure: the forward pass is timed on this machine at its quietest moment).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def tiny_copy(source: Path, target: Path, side: int = TINY) -> Path:
 
 def all_photos(root: Path):
     """Every photo of a set, whether it has train/ and val/ folders or is one folder of classes."""
-    from core.runs import data_from_folders
+    from core.jobs.pipeline import data_from_folders
 
     folders = [root / "train", root / "val"] if (root / "train").is_dir() else [root]
     data = data_from_folders(folders[0], folders[1] if len(folders) > 1 and folders[1].is_dir() else None)
@@ -65,8 +65,8 @@ def all_photos(root: Path):
 
 def rotated_split(samples, class_names, k: int):
     """Split k: the photos whose split key lies in [k/5, (k+1)/5) for validation."""
-    from core.store import split_key
-    from core.train import TrainData
+    from core.store.project import split_key
+    from core.model.train import TrainData
 
     is_val = [k / 5 <= split_key(s.sha256) < (k + 1) / 5 for s in samples]
     return TrainData(class_names, [s for s, v in zip(samples, is_val) if not v],
@@ -78,9 +78,9 @@ def accuracy(result) -> float:
 
 
 def runs(name: str, root: Path, depths: list[int], splits: list[int]) -> list[list]:
-    from core.backbones import get_backbone
-    from core.speed import time_backbone
-    from core.train import TrainConfig, train
+    from core.model.backbones import get_backbone
+    from core.model.speed import time_backbone
+    from core.model.train import TrainConfig, train
 
     samples, class_names = all_photos(root)
     forward_s = time_backbone(get_backbone(TrainConfig().backbone))[0] / 1000

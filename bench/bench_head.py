@@ -5,11 +5,11 @@ now (the whole embedding), a full-dimensional reference, and test-time mirror av
 
 Each set's train/ folder is split as a project splits it: 20 % validation by content hash (split 0 is the
 project's own rule; splits 1 and 2 hash the content with a salt). Training vectors are the photos and their
-mirror images, as `core.train` uses them; the embeddings come from the cache (computed once if missing).
+mirror images, as `core.model.train` uses them; the embeddings come from the cache (computed once if missing).
 Columns:
   before     the head as it was: the embedding projected onto its top 256 principal directions, then
              scikit-learn's L-BFGS for each C (the same folds, C picked the same way)
-  now        core.head.search_head: the whole embedding
+  now        core.model.head.search_head: the whole embedding
   reference  scikit-learn's float64 L-BFGS on the whole embedding at the C `now` picked, solved to 1e-6;
              "same" is the share of validation photos both put in the same class, "loss ratio" now's
              validation log loss over the reference's (the issue's test of a lossless shortcut: >= 99 %, within 1 %)
@@ -30,12 +30,12 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from bench.common import dataset, table
-from core.backbones import DEFAULT_BACKBONE, get_backbone
-from core.embed import EmbeddingCache, embed_views
-from core.evaluate import image_folder
-from core.head import STRENGTHS, _folds, scores, search_head
+from core.model.backbones import DEFAULT_BACKBONE, get_backbone
+from core.model.embed import EmbeddingCache, embed_views
+from core.serving.evaluate import image_folder
+from core.model.head import STRENGTHS, _folds, scores, search_head
 from core.images import sha256_hex
-from core.storage.records import split_key
+from core.store.records import split_key
 
 SETS = ("flowers5", "hymenoptera", "groceries25")
 SPLITS = (0, 1, 2)
@@ -185,7 +185,7 @@ def main(names: list[str] | None = None) -> None:
             print(table(HEADERS, [shown(rows[-1])]), flush=True)
     print(f"\nLite0 embeddings (photo + mirror image for training), {len(SPLITS)} validation splits per set, "
           f"{os.cpu_count()} CPU cores (before: one BLAS thread; now: one, every core for thousands of photos); "
-          "before = 256 principal directions + scikit-learn, now = core.head on the whole embedding")
+          "before = 256 principal directions + scikit-learn, now = core.model.head on the whole embedding")
     print(table(HEADERS, [shown(r) for r in rows]))
     print("\nmean over splits (accuracy points: now - before, mirror - now, mirror embedding - now; "
           "held-out: mirror - plain)")

@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 from bench.common import table
-from core.download import DownloadSettings
+from core.intake.download import DownloadSettings
 from core.files import TEMP_PREFIX
 from core.images import ImageRejected, decode_image
-from core.search import DEADLINE
+from core.intake.search import DEADLINE
 from tests.hostile_files import forged_png
 from tests.hostile_standin import ENDLESS_QUERY, SLOW_QUERY, HostileStandin
 
@@ -85,8 +85,8 @@ def collect_run() -> None:
 
 def zip_run() -> None:
     """Importing a zip of 20,000 tiny files that are not photos: rejections are recorded in batches."""
-    from core.ingest import import_zip
-    from core.store import Project
+    from core.intake.ingest import import_zip
+    from core.store.project import Project
     from tests.photos import zip_bytes
 
     archive = zip_bytes({f"junk/{i}.jpg": b"not a photo %d" % i for i in range(JUNK_FILES)})
@@ -113,8 +113,8 @@ EMBED_CHILD = """
 import os, sys, time
 from pathlib import Path
 from core import images
-from core.backbones import get_backbone
-from core.embed import EmbeddingCache, embed_files, litert_backbone
+from core.model.backbones import get_backbone
+from core.model.embed import EmbeddingCache, embed_files, litert_backbone
 folder, budget = Path(sys.argv[1]), int(sys.argv[2])
 images.DECODE_BUDGET.limit = budget
 spec = get_backbone("efficientnet_lite0")
@@ -131,7 +131,7 @@ def embed_run() -> None:
         folder = Path(tmp)
         for i in range(PNGS):
             (folder / f"forged{i}.png").write_bytes(forged_png(7000 + i, 8400))
-        convert = "from core.backbones import get_backbone; from core.embed import litert_backbone; " \
+        convert = "from core.model.backbones import get_backbone; from core.model.embed import litert_backbone; " \
                   "litert_backbone(get_backbone('efficientnet_lite0'))"
         _child(["-c", convert], {})  # conversion needs TensorFlow: done first, in its own process
         budgets = {"shared decode budget (64 MP)": 64_000_000}

@@ -42,8 +42,8 @@ def wait(condition, what: str, seconds: float = 600) -> float:
 
 def click_train(project) -> tuple[float, float, dict]:
     """Start a run as the Train button does; seconds to a usable model, seconds to the downloads, and its summary."""
-    from core import jobs
-    from core.train import TrainConfig
+    from core.jobs import server as jobs
+    from core.model.train import TrainConfig
 
     start = time.perf_counter()
     run_id = jobs.start_training(project, TrainConfig())
@@ -58,7 +58,7 @@ def click_train(project) -> tuple[float, float, dict]:
 
 def add(project, folder: Path, counts: dict[str, int], skip: int = 0) -> None:
     """Upload photos of each class in `counts` from an ImageFolder tree, as the Collect page does."""
-    from core.ingest import import_files
+    from core.intake.ingest import import_files
 
     for name, count in counts.items():
         import_files(project, name, photos(folder / name, count, skip))
@@ -76,9 +76,10 @@ def main() -> None:
                      metrics["val_accuracy"]])
 
         os.environ["TRANSFERLAB_HOME"], os.environ["TRANSFERLAB_CACHE"] = str(tmp / "workspace"), str(tmp / "cache")
-        from core import jobs, preembed
-        from core.store import create_project
-        from core.worker import WORKER
+        from core.jobs import server as jobs
+        from core.model import preembed
+        from core.store.project import create_project
+        from core.jobs.server import WORKER
 
         try:
             # Warm-up: starts the worker, converts the backbone once; a person's first run after install pays this.

@@ -6,7 +6,7 @@
 
 accuracy: every photo of a set (its train/ and val/ folders together) is split three ways, 20 % for validation
 each time, by three different parts of the photo's content hash (split 0 is the store's own rule); each choice
-trains as the app does (`core.train.train`, head only, default settings) and is scored on that split's validation
+trains as the app does (`core.model.train.train`, head only, default settings) and is scored on that split's validation
 photos (as is, and averaged with their mirror images). Embeddings come from the shared cache (TRANSFERLAB_CACHE):
 run it with the cache filled, or the first pass embeds every photo.
 
@@ -40,7 +40,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from bench.common import dataset, table  # noqa: E402
-from core.joined import OFFERED  # noqa: E402
+from core.model.joined import OFFERED  # noqa: E402
 
 MEMBERS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 CHOICES = (*MEMBERS, "efficientnet_lite0+efficientnet_lite1", "efficientnet_lite0+efficientnet_lite2",
@@ -55,7 +55,7 @@ def short(name: str) -> str:
 
 def all_photos(name: str):
     """Every photo of a shared set (train/ and val/ folders together) as samples, and the class names."""
-    from core.runs import data_from_folders
+    from core.jobs.pipeline import data_from_folders
 
     root = dataset(name)
     data = data_from_folders(root / "train", root / "val" if (root / "val").is_dir() else None)
@@ -64,7 +64,7 @@ def all_photos(name: str):
 
 def split(samples, class_names, index: int):
     """Split `index` of the photos: validation when the index-th 12 hex digits of the hash fall under VAL_SHARE."""
-    from core.train import TrainData
+    from core.model.train import TrainData
 
     is_val = [int(s.sha256[12 * index:12 * index + 12], 16) / 16 ** 12 < VAL_SHARE for s in samples]
     return TrainData(class_names, [s for s, v in zip(samples, is_val) if not v],
@@ -77,7 +77,7 @@ def right(probabilities: np.ndarray, samples) -> float:
 
 def accuracy(sets: list[str], choices: list[str]) -> None:
     """Validation accuracy of each choice on three splits of each set; the mean over the splits beside them."""
-    from core.train import TrainConfig, train
+    from core.model.train import TrainConfig, train
 
     rows, means = [], {}
     for name in sets:
@@ -106,10 +106,10 @@ def accuracy(sets: list[str], choices: list[str]) -> None:
 def unseen(sets: list[str], choices: list[str]) -> None:
     """Trained as a project on a set's train/ folder (its own 20 % validation split), scored once on its val/ folder,
     photos it never saw (the sets that have one)."""
-    from core.backbones import get_backbone
-    from core.embed import embed_views
-    from core.runs import data_from_folders
-    from core.train import TrainConfig, train
+    from core.model.backbones import get_backbone
+    from core.model.embed import embed_views
+    from core.jobs.pipeline import data_from_folders
+    from core.model.train import TrainConfig, train
 
     rows = []
     for name in sets:
@@ -131,8 +131,8 @@ def unseen(sets: list[str], choices: list[str]) -> None:
 
 def prepare_seconds(choice: str, samples) -> float:
     """Seconds per photo to embed photos as is and mirrored with nothing cached (decode and resize included)."""
-    from core.backbones import get_backbone
-    from core.embed import EmbeddingCache, embed_views
+    from core.model.backbones import get_backbone
+    from core.model.embed import EmbeddingCache, embed_views
 
     spec = get_backbone(choice)
     with tempfile.TemporaryDirectory() as tmp:
@@ -161,13 +161,13 @@ def preparation(sets: list[str], choices: list[str], photos: int) -> None:
 def costs(sets: list[str], choices: list[str]) -> None:
     """Per set and choice, trained on split 0: the exported model's agreement with the app on the validation photos;
     Try it per photo and the files' sizes."""
-    from core.backbones import get_backbone
-    from core.embed import litert_backbone
-    from core.export import TFLITE_FILES, assemble_downloads
-    from core.predict import decode_upload
-    from core.predictor import load_predictor
-    from core.runs import train_and_save
-    from core.train import TrainConfig
+    from core.model.backbones import get_backbone
+    from core.model.embed import litert_backbone
+    from core.serving.export import TFLITE_FILES, assemble_downloads
+    from core.serving.predict import decode_upload
+    from core.serving.predictor import load_predictor
+    from core.jobs.pipeline import train_and_save
+    from core.model.train import TrainConfig
 
     rows = []
     for name in sets:
@@ -207,11 +207,11 @@ def speed(choices: list[str], rounds: int) -> None:
     round by round so that other work on the machine weighs on each alike."""
     from PIL import ImageOps
 
-    from core.live import LiveClassifier
-    from core.predict import decode_upload
-    from core.predictor import load_predictor
-    from core.runs import train_and_save
-    from core.train import TrainConfig
+    from core.serving.live import LiveClassifier
+    from core.serving.predict import decode_upload
+    from core.serving.predictor import load_predictor
+    from core.jobs.pipeline import train_and_save
+    from core.model.train import TrainConfig
 
     samples, class_names = all_photos("hymenoptera")
     data = split(samples, class_names, 0)
@@ -237,7 +237,7 @@ def speed(choices: list[str], rounds: int) -> None:
     fps = {c: rounds * len(frames) / spent[c] for c in choices}
     print(f"\nSpeed, choices interleaved over {rounds} rounds (load average {os.getloadavg()[0]:.1f} at the end): Try it "
           f"= one decoded hymenoptera photo through the run's predictor; live = {WEBCAM[0]}x{WEBCAM[1]} frames through "
-          "core.live.LiveClassifier, the server's side of the live webcam (the browser's decoding and drawing not "
+          "core.serving.live.LiveClassifier, the server's side of the live webcam (the browser's decoding and drawing not "
           "counted: an upper bound on bench_live's rate)")
     print(table(["backbone", "Try it ms (median)", "live frames a second", "vs Lite0"],
                 [[short(c), f"{1000 * statistics.median(tries[c]):.1f}", f"{fps[c]:.1f}",
@@ -249,7 +249,7 @@ WEBCAM = (640, 480)
 
 def load_predictor_from(tflite: Path, size: int):
     """Probabilities of the exported TFLite model for photos on disk, each resized once to its input size."""
-    from core.embed import LiteRTRunner
+    from core.model.embed import LiteRTRunner
     from core.images import load_rgb
 
     runner = LiteRTRunner(tflite)

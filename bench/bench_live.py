@@ -31,15 +31,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from PIL import Image  # noqa: E402
 
 from bench.common import dataset, table  # noqa: E402
-from core.export import export_tflite  # noqa: E402
-from core.ingest import import_folder  # noqa: E402
-from core.export import TFLITE_FILES  # noqa: E402
-from core.head import HEAD_FILE  # noqa: E402
-from core.novelty import NOVELTY_FILE, NOVELTY_SETTINGS  # noqa: E402
-from core.predictor import load_predictor  # noqa: E402
-from core.backbones import backbone_label  # noqa: E402
-from core.store import create_project  # noqa: E402
-from core.train import TrainConfig  # noqa: E402
+from core.serving.export import export_tflite  # noqa: E402
+from core.intake.ingest import import_folder  # noqa: E402
+from core.serving.export import TFLITE_FILES  # noqa: E402
+from core.model.head import HEAD_FILE  # noqa: E402
+from core.model.novelty import NOVELTY_FILE, NOVELTY_SETTINGS  # noqa: E402
+from core.serving.predictor import load_predictor  # noqa: E402
+from core.model.backbones import backbone_label  # noqa: E402
+from core.store.project import create_project  # noqa: E402
+from core.model.train import TrainConfig  # noqa: E402
 from tests.browser import CHROMIUM, browser_page, fake_camera_args, streamlit_server, write_y4m  # noqa: E402
 from tests.runs import finished_run  # noqa: E402
 

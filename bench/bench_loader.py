@@ -2,7 +2,7 @@
 
 Reproducible training calls `enable_op_determinism()`, which makes tf.data run any map function
 holding random state one element at a time. Keras' random augmentation layers hold such state,
-so the loader used to decode and augment one photo at a time; `core.augment` draws from a seed
+so the loader used to decode and augment one photo at a time; `core.model.augment` draws from a seed
 per photo instead, so the loader stays parallel. Both are measured side by side, with how many
 photos were being decoded at once at most.
 
@@ -16,10 +16,10 @@ import threading
 import time
 
 from bench.common import dataset, table
-from core import train as training
-from core.augment import CONTRAST, ROTATION, ZOOM
-from core.runs import data_from_folders
-from core.train import TrainConfig, _augmenter, _dataset
+from core.model import train as training
+from core.model.augment import CONTRAST, ROTATION, ZOOM
+from core.jobs.pipeline import data_from_folders
+from core.model.train import TrainConfig, _dataset
 
 PHOTOS = 64
 SIZE = 224
@@ -78,13 +78,13 @@ def main() -> None:
     tf.keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
     before = timed(lambda: keras_layers_dataset(samples, cfg), counter)
-    after = timed(lambda: _dataset(samples, SIZE, cfg.batch_size, 2, augment=_augmenter(cfg),
+    after = timed(lambda: _dataset(samples, SIZE, cfg.batch_size, 2, augment=cfg.augment,
                                    shuffle_seed=cfg.seed), counter)
     print(f"{len(samples)} flowers5 photos: decode + augment + batch {cfg.batch_size}, op determinism on, "
           f"{os.cpu_count()} CPU cores, best of 3 passes")
     print(table(["augmentation", "seconds per pass", "photos read at once (most)"],
                 [["Keras random layers (stateful)", before[0], before[1]],
-                 ["core.augment (stateless, seed per photo)", after[0], after[1]]]))
+                 ["core.model.augment (stateless, seed per photo)", after[0], after[1]]]))
     print(f"stateless is {before[0] / after[0]:.2f}x faster")
 
 

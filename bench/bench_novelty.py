@@ -2,7 +2,7 @@
 
     TRANSFERLAB_CACHE=/work/cache python -m bench.bench_novelty
 
-Each model is a head-only run (`core.train.train`, its novelty check built from its training photos,
+Each model is a head-only run (`core.model.train.train`, its novelty check built from its training photos,
 its threshold from its validation photos). Its *test* photos are photos of its own classes it never
 saw (not the validation photos that set the threshold): "false alarms" is the share of them flagged.
 "caught" is the share of photos of other kinds flagged at the same threshold. AUROC compares the
@@ -29,14 +29,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from bench.common import dataset, table  # noqa: E402
-from core.backbones import get_backbone  # noqa: E402
-from core.embed import embed_files  # noqa: E402
-from core.evaluate import photo_files  # noqa: E402
+from core.model.backbones import get_backbone  # noqa: E402
+from core.model.embed import embed_files  # noqa: E402
+from core.serving.evaluate import photo_files  # noqa: E402
 from core.images import sha256_hex  # noqa: E402
-from core.novelty import (FALSE_ALARMS, MAX_REFERENCE_BYTES, MAX_REFERENCE_ROWS, auroc,  # noqa: E402
+from core.model.novelty import (FALSE_ALARMS, MAX_REFERENCE_BYTES, MAX_REFERENCE_ROWS, auroc,  # noqa: E402
                           build_reference, confident_share, flagged_share, threshold_for)
-from core.runs import data_from_folders  # noqa: E402
-from core.train import Sample, TrainConfig, TrainData, train  # noqa: E402
+from core.jobs.pipeline import data_from_folders  # noqa: E402
+from core.model.train import Sample, TrainConfig, TrainData, train  # noqa: E402
 
 BACKBONE = "efficientnet_lite0"
 HELD_OUT_DRAWS = 3
@@ -100,8 +100,8 @@ def held_out(data: TrainData, seed: int) -> tuple[str, TrainData, list[Sample], 
 
 def speed(reference_rows: int, dim: int = 1280, photos: int = 200) -> None:
     """The score's cost per photo with the largest reference a run keeps, beside the backbone's."""
-    from core.embed import make_embedder
-    from core.novelty import NoveltyReference, unit
+    from core.model.embed import make_embedder
+    from core.model.novelty import NoveltyReference, unit
 
     rng = np.random.default_rng(0)
     reference = NoveltyReference(unit(rng.normal(size=(reference_rows, dim))).astype(np.float16))

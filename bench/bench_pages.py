@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from bench.common import table
-from core.store import create_project
+from core.store.project import create_project
 from tests.browser import browser_page, streamlit_server, wait_idle
 
 PAGES = ["start", "collect", "review", "train", "results", "predict"]

@@ -9,14 +9,14 @@ reused. Per size, in a fresh workspace (DIR/n<size>/workspace) and a cache kept 
 converted backbones linked from the shared cache), these steps run, each in its own process under a time limit
 (a step past it is killed and reported as "> limit", with what it got done by then):
 
-- import:     the photo folder imported into a new project (`core.ingest.import_folder`): photos a second
+- import:     the photo folder imported into a new project (`core.intake.ingest.import_folder`): photos a second
 - zip:        the same photos as a zip into a second project (`import_zip`): photos a second
 - duplicates: `Project.duplicate_groups` on every kept photo: seconds, and the planted copies it found
+- count:      one "ready to train" count (`preembed.readiness`), as three pages draw it every 2 s
 - prepare:    the worker's background embedding (`preembed.embed_some`, one thread) until every photo is ready to
-              train: photos a second and seconds; and one "ready to train" count (`preembed.readiness`), as the
-              pages draw it every 2 s. Embeddings already in DIR's cache from an earlier run are not made again:
+              train: photos a second and seconds. Embeddings already in DIR's cache from an earlier run are not made again:
               then the earlier run's rate is printed, marked "(earlier run)".
-- head:       a head-only training run through the worker's code (`jobs.run_job`), embeddings cached: the head
+- head:       a head-only training run through the worker's code (`run_job`), embeddings cached: the head
               solve's seconds, the run's seconds and its peak memory
 - suspects:   the Review page's check for photos in the wrong class (`suspects.rank_suspects`)
 - export:     the run's model downloads (`export.assemble_downloads`) and the photos as a zip (`dataset_zip`)
@@ -49,7 +49,7 @@ from typing import Callable
 from bench.common import table
 from bench.scale_photos import PhotoSet, make_photos
 
-STEPS = ("import", "zip", "duplicates", "prepare", "head", "suspects", "export", "pages", "size")
+STEPS = ("import", "zip", "duplicates", "count", "prepare", "head", "suspects", "export", "pages", "size")
 PAGES = ("start", "collect", "review", "train", "results", "predict")
 PROJECT = "scale"
 
@@ -102,14 +102,14 @@ def _track(progress) -> Callable[[int, int], None]:
 
 
 def _project():
-    from core.store import open_project
+    from core.store.project import open_project
 
     return open_project(PROJECT)
 
 
 def step_import(progress, folder: Path) -> dict:
-    from core.ingest import import_folder
-    from core.store import create_project
+    from core.intake.ingest import import_folder
+    from core.store.project import create_project
 
     project = create_project(PROJECT)
     start = time.perf_counter()
@@ -119,8 +119,8 @@ def step_import(progress, folder: Path) -> dict:
 
 
 def step_zip(progress, archive: Path) -> dict:
-    from core.ingest import import_zip
-    from core.store import create_project
+    from core.intake.ingest import import_zip
+    from core.store.project import create_project
 
     project = create_project("zipped")
     start = time.perf_counter()
@@ -140,8 +140,17 @@ def step_duplicates(progress, planted: list[tuple[str, str]]) -> dict:
     return {"seconds": seconds, "groups": len(found), "planted found": caught, "planted": len(pairs)}
 
 
+def step_count(progress) -> dict:
+    from core.model import preembed
+
+    project = _project()
+    start = time.perf_counter()
+    ready = preembed.readiness(project)
+    return {"seconds": time.perf_counter() - start, "ready": ready.ready, "photos": ready.total}
+
+
 def step_prepare(progress) -> dict:
-    from core import preembed
+    from core.model import preembed
 
     project = _project()
     before = preembed.readiness(project)
@@ -150,22 +159,18 @@ def step_prepare(progress) -> dict:
     while (tried := preembed.embed_some(project, threads=1)):
         progress[0] += tried
     seconds = time.perf_counter() - start
-    t0 = time.perf_counter()
-    ready = preembed.readiness(project)
-    count_seconds = time.perf_counter() - t0
-    made = ready.ready - before.ready
-    return {"photos": ready.total, "made": made, "seconds": seconds,
-            "photos/s": made / seconds if made else None, "ready count s": count_seconds}
+    made = preembed.readiness(project).ready - before.ready
+    return {"photos": before.total, "made": made, "seconds": seconds, "photos/s": made / seconds if made else None}
 
 
 def step_head(progress) -> dict:
-    from core import jobs
-    from core.train import TrainConfig
+    from core.jobs.worker import run_job
+    from core.model.train import TrainConfig
 
     project = _project()
     run_id = project.create_run(TrainConfig().to_dict())
     start = time.perf_counter()
-    usable, _ = jobs.run_job(project, run_id)
+    usable, _ = run_job(project, run_id)
     run = project.run(run_id)
     if not usable:
         raise RuntimeError(f"the run failed: {run.error}")
@@ -174,7 +179,7 @@ def step_head(progress) -> dict:
 
 
 def step_suspects(progress) -> dict:
-    from core.suspects import rank_suspects
+    from core.model.suspects import rank_suspects
 
     start = time.perf_counter()
     ranked = rank_suspects(_project(), on_progress=_track(progress))
@@ -182,7 +187,7 @@ def step_suspects(progress) -> dict:
 
 
 def step_export(progress, destination: Path) -> dict:
-    from core.export import assemble_downloads, dataset_zip
+    from core.serving.export import assemble_downloads, dataset_zip
 
     project = _project()
     runs = [r for r in project.runs() if r.status == "completed"]
@@ -303,6 +308,7 @@ def measure(size: int, steps: list[str], limit: float, base: Path, rounds: int) 
         run("zip", step_zip, _zip_of(photos, folder / "photos.zip"))
         shutil.rmtree(workspace / "zipped", ignore_errors=True)
     run("duplicates", step_duplicates, photos.planted)
+    run("count", step_count)
     run("prepare", step_prepare)
     ready = _prepared(results.get("prepare"), earlier)
     for name, fn, *args in (("head", step_head), ("suspects", step_suspects),
@@ -352,7 +358,7 @@ FIGURES = [  # (row label, step, figure name)
     ("duplicate grouping: peak MB", "duplicates", "peak MB"),
     ("preparation: photos/s", "prepare", "photos/s"),
     ("preparation: s until ready", "prepare", "seconds"),
-    ("'ready to train' count: s", "prepare", "ready count s"),
+    ("'ready to train' count: s", "count", "seconds"),
     ("head solve: s", "head", "head seconds"),
     ("training run: s", "head", "run seconds"),
     ("training run: peak MB", "head", "peak MB"),

@@ -23,9 +23,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from bench.common import dataset, table  # noqa: E402
-from core.ingest import import_files, import_folder  # noqa: E402
-from core.store import Project, create_project  # noqa: E402
-from core.suspects import LABEL_WEIGHT, Suspect, rank_suspects  # noqa: E402
+from core.intake.ingest import import_files, import_folder  # noqa: E402
+from core.store.project import Project, create_project  # noqa: E402
+from core.model.suspects import LABEL_WEIGHT, Suspect, rank_suspects  # noqa: E402
 
 MISLABELED = 10
 TOP = 20

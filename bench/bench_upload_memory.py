@@ -44,9 +44,9 @@ def make_project(home: Path) -> None:
     converted here if the cache lacks it, so the measured processes never load TensorFlow)."""
     import numpy as np
 
-    from core.backbones import get_backbone
-    from core.embed import litert_backbone
-    from core.store import create_project
+    from core.model.backbones import get_backbone
+    from core.model.embed import litert_backbone
+    from core.store.project import create_project
 
     project = create_project("memory", home)
     spec = get_backbone("efficientnet_lite0")
@@ -90,8 +90,8 @@ PAGE = SAMPLER + """
 """
 
 ALL_AT_ONCE = SAMPLER + """
-    from core.predict import decode_upload
-    from core.predictor import load_predictor
+    from core.serving.predict import decode_upload
+    from core.serving.predictor import load_predictor
     predictor = load_predictor(Path(sys.argv[2]))
     predictor.predict_uploads(photos[:1])
     before = process.memory_info().rss

@@ -33,9 +33,9 @@ from collections import Counter
 from pathlib import Path
 
 from bench.common import table
-from core.store import Project, StoreError, create_project, restore_backup
-from core.storage import db as storage_db
-from core.storage.recovery import RECOVERED_DIR
+from core.store.project import Project, StoreError, create_project, restore_backup
+from core.store import db as storage_db
+from core.store.recovery import RECOVERED_DIR
 from tests.photos import photo_bytes
 
 CLASSES = ("stripes", "blobs", "café")

@@ -21,9 +21,9 @@ from collections import Counter
 from pathlib import Path
 
 from bench.common import table
-from core import jobs
-from core.store import Project, StoreError, create_project
-from core.train import TrainConfig
+from core.jobs import server as jobs
+from core.store.project import Project, StoreError, create_project
+from core.model.train import TrainConfig
 from tests.photos import class_photo_bytes
 
 SEED_PHOTOS = 20  # per class, before the writers start: enough for a training run from the first second

@@ -26,7 +26,7 @@ class TerminalProgress:
     """A one-line progress bar on stderr per training stage; also a TrainingListener."""
 
     def __init__(self):
-        from core.jobs import Pace
+        from core.jobs.progress import Pace
 
         self._last = 0.0
         self._stage, self._epochs, self._pace = "", 1, Pace()
@@ -42,12 +42,12 @@ class TerminalProgress:
               end="\n" if done >= total else "", file=sys.stderr, flush=True)
 
     def on_stage(self, stage, info):
-        from core.jobs import Pace
+        from core.jobs.progress import Pace
 
         self._stage, self._epochs, self._pace = stage, info.get("epochs", 1), Pace()
 
     def on_batch(self, stage, epoch, batch, batches, logs):
-        from core.jobs import stage_fraction
+        from core.jobs.progress import stage_fraction
 
         if batches:
             state = {"epoch": epoch, "epochs": self._epochs, "batch": batch, "batches": batches}
@@ -65,8 +65,8 @@ class TerminalProgress:
 
 
 def cmd_train(args) -> int:
-    from core.runs import data_from_folders, train_and_save
-    from core.train import TrainConfig
+    from core.jobs.pipeline import data_from_folders, train_and_save
+    from core.model.train import TrainConfig
 
     data = data_from_folders(Path(args.data_dir), Path(args.val_dir) if args.val_dir else None, args.val_split)
     cfg = TrainConfig(backbone=args.backbone, unfreeze_blocks=args.unfreeze_blocks, seed=args.seed)
@@ -82,7 +82,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from core.evaluate import evaluate_folder
+    from core.serving.evaluate import evaluate_folder
 
     evaluation = evaluate_folder(Path(args.run_dir), Path(args.test_dir),
                                  Path(args.unknown_dir) if args.unknown_dir else None)
@@ -103,10 +103,10 @@ def cmd_evaluate(args) -> int:
 
 def cmd_predict(args) -> int:
     from core.images import ImageRejected
-    from core.predict import decode_upload
-    from core.predictor import load_predictor
+    from core.serving.predict import decode_upload
+    from core.serving.predictor import load_predictor
 
-    from core.novelty import NoveltySettings
+    from core.model.novelty import NoveltySettings
 
     predictor = load_predictor(Path(args.run_dir))
     settings = NoveltySettings.load(Path(args.run_dir))
@@ -132,14 +132,16 @@ def cmd_predict(args) -> int:
 def cmd_export(args) -> int:
     import shutil
 
-    from core import export, formats
-    from core.predict import MODEL_FILE
+    from core.serving import export
+
+    from core.serving import formats
+    from core.serving.predict import MODEL_FILE
 
     run_dir = Path(args.run_dir)
     if not (run_dir / export.METRICS_FILE).exists():
         raise ValueError(f"{run_dir} is not a finished run folder (no {export.METRICS_FILE}).")
     if args.format == "web":
-        from core.web_export import export_web
+        from core.serving.web_export import export_web
 
         print(export_web(run_dir, Path(args.out) if args.out else run_dir / f"{run_dir.name}-web.zip"))
         return 0
@@ -162,9 +164,9 @@ def cmd_export(args) -> int:
 
 
 def cmd_collect(args) -> int:
-    from core.collect import CollectRequest, collect
-    from core.search import SearchUnavailable
-    from core.store import Project
+    from core.intake.collect import CollectRequest, collect
+    from core.intake.search import SearchUnavailable
+    from core.store.project import Project
 
     out = Path(args.out_dir)
     project = Project(out / ".transferlab", out, create=True)  # the ImageFolder tree is OUT_DIR itself
@@ -186,8 +188,8 @@ def cmd_collect(args) -> int:
 
 
 def cmd_backbones(args) -> int:
-    from core.backbones import REGISTRY, get_backbone
-    from core.joined import OFFERED, RECOMMENDED
+    from core.model.backbones import REGISTRY, get_backbone
+    from core.model.joined import OFFERED, RECOMMENDED
 
     for spec in REGISTRY.values():
         where = "offline" if spec.offline else ("cached" if spec.weights_cached() else "needs download")
@@ -202,7 +204,7 @@ def cmd_backbones(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from core.backbones import DEFAULT_BACKBONE
+    from core.model.backbones import DEFAULT_BACKBONE
 
     p = argparse.ArgumentParser(prog="python -m core", description="TransferLab from the command line.")
     sub = p.add_subparsers(dest="command", required=True)

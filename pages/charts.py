@@ -12,7 +12,7 @@ import math
 import altair as alt
 import pandas as pd
 
-from core.train import STAGE_FINETUNE, STAGE_HEAD
+from core.model.api import STAGE_FINETUNE, STAGE_HEAD
 from pages.ui import PERCENT
 
 SPLITS = {"": "training photos", "val_": "validation photos"}  # Keras log prefix -> plain name

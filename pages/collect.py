@@ -1,8 +1,8 @@
 """Collect page: type class names and get photos from the web, or add your own files, a zip or webcam shots.
 
-A web search runs in a background thread (`core.collect_job`), so the page stays live and a
+A web search runs in a background thread (`core.jobs.collect`), so the page stays live and a
 browser refresh finds the run again; a fragment redraws its progress twice a second. Uploads go
-through `core.ingest`, with the same checks and duplicate detection as downloads.
+through `core.intake.ingest`, with the same checks and duplicate detection as downloads.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from typing import Callable
 import pandas as pd
 import streamlit as st
 
-from core import collect_job
-from core.collect import CollectReport, CollectRequest
-from core.ingest import ImportReport, Progress, import_files, import_zip
-from core.store import Project, StoreError, validate_name
+from core.jobs import api as jobs
+from core.intake.api import CollectReport, CollectRequest, ImportReport, Progress, import_files, import_zip
+from core.store.api import Project, StoreError, validate_name
 from pages import ui
 from pages import webcam as webcam_live
 
@@ -77,7 +76,7 @@ def _badge_text(name: str) -> str:
 # ---- web search -----------------------------------------------------------------------------
 
 
-def search_section(project: Project, job: collect_job.CollectJob | None) -> None:
+def search_section(project: Project, job: jobs.CollectJob | None) -> None:
     st.subheader("🔎 Search the web")
     busy = job is not None and job.running
     if busy and not st.session_state.get("collect_names"):  # a refresh during the search: show what it searches
@@ -85,8 +84,8 @@ def search_section(project: Project, job: collect_job.CollectJob | None) -> None
     request = search_form(busy)
     if request is not None:
         try:
-            collect_job.start(project, request)
-        except collect_job.CollectBusy as exc:
+            jobs.start_collecting(project, request)
+        except jobs.CollectBusy as exc:
             st.warning(ui.md(exc))
         else:
             st.rerun()
@@ -121,7 +120,7 @@ def search_form(busy: bool) -> CollectRequest | None:
         st.caption("A search is running: wait for it to finish or cancel it to start another.")
     if not started:
         return None
-    parsed = collect_job.parse_class_names(names)
+    parsed = jobs.parse_class_names(names)
     if parsed.problems:
         st.error("Please fix the class names before searching:\n\n" + "\n".join(f"- {ui.md(p)}" for p in parsed.problems))
         return None
@@ -132,7 +131,7 @@ def search_form(busy: bool) -> CollectRequest | None:
 @st.fragment(run_every=0.5)
 def live_progress(project: Project) -> None:
     """Progress per class and the newest photos, redrawn while the search runs."""
-    job = collect_job.current(project)
+    job = jobs.current_collection(project)
     if job is None or not job.running:
         st.rerun()  # finished: redraw the whole page, with the report and the new counts
     view = job.view()
@@ -158,7 +157,7 @@ def live_progress(project: Project) -> None:
             photos.caption("The first photos appear here as they arrive.")
 
 
-def run_result(project: Project, view: collect_job.JobView) -> None:
+def run_result(project: Project, view: jobs.JobView) -> None:
     """How the last search ended: an error, or the report per class."""
     if view.error:
         st.error(ui.md(view.error), icon=":material/wifi_off:")
@@ -169,7 +168,7 @@ def run_result(project: Project, view: collect_job.JobView) -> None:
         if view.saved:
             st.page_link(ui.PAGES["review"], label="Next: review the photos and throw out odd ones", icon="🧹")
     st.button("Dismiss" if view.error else "Clear this report", key="collect_clear", icon=":material/close:",
-              on_click=collect_job.forget, args=(project,), type="tertiary")
+              on_click=jobs.forget_collection, args=(project,), type="tertiary")
 
 
 def report_summary(report: CollectReport) -> None:
@@ -360,7 +359,7 @@ project = ui.require_project()
 st.title("📷 Collect photos")
 st.markdown("A model learns from examples. Give it photos of each thing it should recognise: let TransferLab "
             "search the web for them, or add photos you already have.")
-job = collect_job.current(project)
+job = jobs.current_collection(project)
 overview(project, live=job is not None and job.running)
 ui.readiness_line(project)
 search_section(project, job)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.evaluate import most_confused
+from core.serving.api import most_confused
 from pages import charts, ui
 
 MATRIX_CLASSES = 12  # the chart's cells stay readable in half a page up to about this many classes

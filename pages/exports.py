@@ -6,10 +6,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import formats, jobs, snippets
-from core.store import Project, RunRecord
-from core.web_export import PAGE_URL, SERVE_COMMAND, export_web, page_config
-from core.web_runtime import RuntimeMissing, runtime_files
+from core.serving import api as serving
+from core.jobs import api as jobs
+from core.store.api import Project, RunRecord
+from core.serving.api import PAGE_URL, SERVE_COMMAND, RuntimeMissing, export_web, page_config, runtime_files
 from pages import ui
 
 
@@ -59,7 +59,7 @@ def more_formats(project: Project, run: RunRecord, name: str) -> None:
     if state == "preparing":
         st.info("⏳ Making the full-integer TFLite and ONNX files and checking them on the validation photos…")
         return
-    report = formats.read_report(run.dir)
+    report = serving.read_report(run.dir)
     _figures(report)
     for key, label, suffix, explanation in (
             ("tflite-int8", "Full-integer model (int8 .tflite)", "-int8.tflite",
@@ -82,14 +82,14 @@ def more_formats(project: Project, run: RunRecord, name: str) -> None:
 def code(run: RunRecord, name: str) -> None:
     """Code to use each download, filled in with this run's file names, input size and class order."""
     st.markdown("**Code to use it**")
-    files = snippets.RunFiles.of(run.dir, name)
+    files = serving.RunFiles.of(run.dir, name)
     python, keras, javascript, kotlin = st.tabs(["Python (LiteRT)", "Python (Keras)", "JavaScript (web page)",
                                                  "Android (Kotlin)"])
-    python.code(snippets.python_litert(files), language="python")
-    keras.code(snippets.python_keras(files), language="python")
+    python.code(serving.python_litert(files), language="python")
+    keras.code(serving.python_keras(files), language="python")
     javascript.caption("In a page beside the web export's files (litertjs/, preprocess.js, model.tflite).")
-    javascript.code(snippets.javascript(page_config(run.dir, name)), language="html")
-    kotlin.code(snippets.kotlin(files), language="kotlin")
+    javascript.code(serving.javascript(page_config(run.dir, name)), language="html")
+    kotlin.code(serving.kotlin(files), language="kotlin")
 
 
 def section(project: Project, run: RunRecord, name: str) -> None:
@@ -98,12 +98,12 @@ def section(project: Project, run: RunRecord, name: str) -> None:
     with page:
         web_page(project, run, name)
     with more:
-        waiting = formats.formats_state(run.dir) == "preparing"
+        waiting = serving.formats_state(run.dir) == "preparing"
         st.fragment(run_every=3 if waiting else None)(_polled)(project, run, name, waiting)
     code(run, name)
 
 
 def _polled(project: Project, run: RunRecord, name: str, waiting: bool) -> None:
-    if waiting != (formats.formats_state(run.dir) == "preparing"):
+    if waiting != (serving.formats_state(run.dir) == "preparing"):
         st.rerun()  # asked for or made meanwhile: redraw, polling while the files are made
     more_formats(project, run, name)

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core.runs import has_model
+from core.jobs.api import has_model
 from pages import ui
 
 st.title("🧪 TransferLab")

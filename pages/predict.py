@@ -11,13 +11,12 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from core import jobs
-from core.heatmap import NotConverted
-from core.images import ImageRejected, decode_at, sha256_hex, unseen_share
-from core.novelty import NoveltySettings, set_threshold
-from core.predict import NOT_SURE, SURE, UNFAMILIAR, Arrivals, Bar, Prediction, overlay_heatmap, summary_rows
-from core.run_folder import RunFolderInvalid
-from core.runs import finished_runs
+from core.jobs import api as jobs
+from core.serving.api import (NOT_SURE, SURE, UNFAMILIAR, Arrivals, Bar, ImageRejected, NotConverted, Prediction,
+                              decode_at, overlay_heatmap, sha256_hex, summary_rows, unseen_share)
+from core.model.api import NoveltySettings, set_threshold
+from core.store.api import RunFolderInvalid
+from core.jobs.api import finished_runs
 from pages import ui, webcam
 
 PREVIEW_SIDE = 800   # shown on screen and under the heat map; the model itself looks at far fewer pixels

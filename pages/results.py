@@ -13,14 +13,12 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import export, jobs
-from core.compare import same_stages
-from core.novelty import MEASURED_ELSEWHERE, NoveltySettings
-from core.backbones import backbone_label
-from core.run_folder import RunFolderInvalid, read_evaluation
-from core.runs import has_model
-from core.store import Project, RunRecord, StoreError
-from core.train import STAGE_FINETUNE, STAGE_HEAD, TrainConfig
+from core.serving import api as serving
+from core.jobs import api as jobs
+from core.model.api import (MEASURED_ELSEWHERE, STAGE_FINETUNE, STAGE_HEAD, NoveltySettings, TrainConfig,
+                            backbone_label, same_stages)
+from core.store.api import Project, RunFolderInvalid, RunRecord, StoreError, read_evaluation
+from core.jobs.api import has_model
 from pages import charts, exports, ui
 from pages.confusion import confusion_view
 
@@ -309,7 +307,7 @@ def download(label: str, path: Path, file_name: str, key: str, explanation: str)
 def make_zip(project: Project, path: Path) -> None:
     with st.spinner("Packing the photos…"):
         path.parent.mkdir(parents=True, exist_ok=True)
-        export.dataset_zip(project, path)
+        serving.dataset_zip(project, path)
     st.rerun()
 
 
@@ -323,7 +321,7 @@ def model_downloads(project: Project, run: RunRecord, name: str, waiting: bool) 
                 "(under a minute); the model already works on *Try it*.")
         return
     if state == "failed":
-        st.warning(f"The model files could not be made: {export.downloads_error(run.dir)}", icon="⚠️")
+        st.warning(f"The model files could not be made: {serving.downloads_error(run.dir)}", icon="⚠️")
         st.button("Try again", key="retry_downloads", on_click=jobs.retry_downloads, args=(project, run))
         return
     model, device = st.columns(2, gap="large")
@@ -335,7 +333,7 @@ def model_downloads(project: Project, run: RunRecord, name: str, waiting: bool) 
                  "One class name per line, in the order of the model's outputs.")
     with device:
         st.markdown("**For phones and small devices** (TFLite / LiteRT)")
-        lite, quant = (run.dir / export.TFLITE_FILES[quantized] for quantized in (False, True))
+        lite, quant = (run.dir / serving.TFLITE_FILES[quantized] for quantized in (False, True))
         download("Model (.tflite)", lite, f"{name}.tflite", "download_tflite",
                  "Full precision, for Android, iOS, Raspberry Pi and other LiteRT runtimes.")
         download("Small model (quantized .tflite)", quant, f"{name}-quant.tflite", "download_tflite_quant",

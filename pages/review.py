@@ -1,7 +1,7 @@
 """Review page: look through the photos, throw out the bad ones, fix labels and balance the classes.
 
-Every change goes through `core.store.Project`; a rejected photo stays in the project and can be
-restored. The suspect ranking (`core.suspects`) is kept in the project, so a refresh shows it again.
+Every change goes through `core.store.project.Project`; a rejected photo stays in the project and can be
+restored. The suspect ranking (`core.model.suspects`) is kept in the project, so a refresh shows it again.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core import suspects
-from core.background import Busy
-from core.store import ClassInfo, ImageRecord, Project, StoreError
+from core.model import api as model
+from core.jobs.api import Busy
+from core.store.api import ClassInfo, ImageRecord, Project, StoreError
 from pages import ui
 
 PAGE_SIZE = 40
@@ -278,9 +278,9 @@ def photos_tab(project: Project, classes: list[ClassInfo]) -> None:
 
 def _find_suspects(project: Project) -> None:
     """Button callback: start checking the photos in the background (a finished check's report is dropped first)."""
-    suspects.forget_check(project)
+    model.forget_check(project)
     try:
-        suspects.start_check(project)
+        model.start_check(project)
     except Busy as exc:  # another tab started one a moment ago: this page shows that one
         _say("info", str(exc))
     st.session_state["review_dismissed"] = set()
@@ -289,7 +289,7 @@ def _find_suspects(project: Project) -> None:
 
 def _check_view(project: Project, checking: bool) -> None:
     """The check in progress (polled while it runs), or why the last one stopped."""
-    task = suspects.current_check(project)
+    task = model.current_check(project)
     view = task.view() if task else None
     if checking and not (view and view.running):
         st.rerun()  # it just ended: redraw the tab with the new ranking
@@ -306,14 +306,14 @@ def _check_view(project: Project, checking: bool) -> None:
         st.error(view.error)
 
 
-def _suspect_card(project: Project, record: ImageRecord, suspect: suspects.Suspect) -> None:
+def _suspect_card(project: Project, record: ImageRecord, suspect: model.Suspect) -> None:
     elsewhere = suspect.predicted_class != suspect.class_name
     with _card(project, record, f"s{record.id}"):
         if elsewhere:
             verb = "looks like" if suspect.clearly_elsewhere else "might be"
             st.markdown(f"Labelled **{ui.md(suspect.class_name)}**, {verb} **{ui.md(suspect.predicted_class)}** "
                         f"({ui.percent(suspect.predicted_probability)})")
-            st.caption(f"Of the {suspects.NEIGHBOURS} photos most like it, {suspect.neighbours_like} are in "
+            st.caption(f"Of the {model.NEIGHBOURS} photos most like it, {suspect.neighbours_like} are in "
                        f"{ui.md(suspect.predicted_class)} and {suspect.neighbours_own} in {ui.md(suspect.class_name)}.")
         else:
             st.markdown(f"**{ui.md(suspect.class_name)}**, but unlike most of its class")
@@ -342,12 +342,12 @@ def suspects_tab(project: Project, kept: list[ImageRecord], classes: list[ClassI
         "A quick classifier looks at each photo **without having seen it during its training**. Photos it "
         "thinks belong to another class, or that look unlike the rest of their class, come first. "
         "Not every suspect is wrong: check each one, reject it, move it, or mark it fine.")
-    small = suspects.too_small({c.name: c.kept for c in classes})
+    small = model.too_small({c.name: c.kept for c in classes})
     if small:
-        st.caption(f"Left out (fewer than {suspects.MIN_PHOTOS_PER_CLASS} kept photos): {', '.join(map(ui.md, small))}.")
-    state = suspects.remembered(project)
+        st.caption(f"Left out (fewer than {model.MIN_PHOTOS_PER_CLASS} kept photos): {', '.join(map(ui.md, small))}.")
+    state = model.remembered(project)
     fresh = state is not None and not {r.id for r in kept} - state.photo_ids
-    task = suspects.current_check(project)
+    task = model.current_check(project)
     checking = task is not None and task.running
     label, icon = ("Find suspects", ":material/search:") if state is None else ("Check again", ":material/refresh:")
     st.button(label, key="find_suspects", icon=icon, type="primary" if not fresh else "secondary",

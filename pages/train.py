@@ -1,6 +1,6 @@
 """Train page: pick a pretrained network and how much of it to retrain, start a run, watch it learn live.
 
-Training is a background job (`core.jobs`): this page starts it, asks it to stop and reads its
+Training is a background job (`core.jobs.server`): this page starts it, asks it to stop and reads its
 progress back from the project store. Leaving the page, refreshing or closing the tab never
 touches the run, and coming back finds it again (the active run, else the latest one).
 """
@@ -13,27 +13,25 @@ import math
 import pandas as pd
 import streamlit as st
 
-from core import advice, jobs, speed
-from core.background import Busy
-from core.backbones import DEFAULT_BACKBONE, REGISTRY, BackboneSpec, backbone_label, get_backbone
-from core.freeze_depths import freeze_options
-from core.joined import OFFERED, RECOMMENDED
-from core.runs import has_model
-from core.store import Project, RunRecord
-from core.head import STRENGTHS
-from core.train import STAGE_EMBED, STAGE_FINETUNE, STAGE_HEAD, TrainConfig
+from core.model import api as model
+from core.jobs import api as jobs
+from core.jobs.api import Busy, has_model
+from core.model.api import (DEFAULT_BACKBONE, OFFERED, RECOMMENDED, REGISTRY, STAGE_EMBED, STAGE_FINETUNE,
+                            STAGE_HEAD, STRENGTHS, BackboneSpec, TrainConfig, backbone_label, freeze_options,
+                            get_backbone)
+from core.store.api import Project, RunRecord
 from pages import charts, ui
 
 DEFAULTS = dataclasses.replace(TrainConfig(), backbone=DEFAULT_BACKBONE)
 CHOICES = [*REGISTRY, *OFFERED]  # the networks, then offline ones joined (head only)
-FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
+FIELDS = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "augment"]  # a widget each
 FINETUNE_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3]
 BATCH_SIZES = [8, 16, 32, 64, 128]
-AUGMENTATIONS = {
-    "augment_flip": "Mirror left–right",
-    "augment_rotation": "Rotate a little",
-    "augment_zoom": "Zoom in and out",
-    "augment_contrast": "Change contrast",
+AUGMENTATIONS = {  # TrainConfig.augment's flags, a checkbox each
+    "flip": "Mirror left–right",
+    "rotation": "Rotate a little",
+    "zoom": "Zoom in and out",
+    "contrast": "Change contrast",
 }
 STAGE_TEXT = {  # stage -> (what it is called, what happens in it)
     STAGE_EMBED: ("Looking at your photos",
@@ -41,8 +39,8 @@ STAGE_TEXT = {  # stage -> (what it is called, what happens in it)
                    "This happens once per photo; the next run reuses them.")),
     STAGE_HEAD: ("Fitting the new head",
                  (f"A small new layer learns which of those numbers point to which of your classes. It is solved "
-                  f"directly, at {len(STRENGTHS)} strengths of regularisation (how simple it is kept); the one that "
-                  "does best on training photos held out in turn is kept.")),
+                  f"directly, at up to {len(STRENGTHS)} strengths of regularisation (how simple it is kept), from the "
+                  "simplest, until the score on training photos held out in turn gets worse; the best one is kept.")),
     STAGE_FINETUNE: ("Fine-tuning the network",
                      ("The last blocks of the pretrained network are adjusted to your photos, their mirror images "
                       "and zoomed-in views (deep retraining adds small random rotations, contrast…), so that it "
@@ -58,12 +56,18 @@ def key(field: str) -> str:
     return f"train_{field}"
 
 
+def augment_key(flag: str) -> str:
+    """Widget key of an augmentation flag."""
+    return key(f"augment_{flag}")
+
+
 def init_settings(project: Project) -> None:
     """Defaults on the first visit (the project's backbone, if it has one); afterwards keep the person's choices
     when they visit other pages."""
-    for field in FIELDS:
-        name = key(field)
-        st.session_state[name] = st.session_state.get(name, getattr(DEFAULTS, field))
+    defaults = {key(field): getattr(DEFAULTS, field) for field in FIELDS}
+    defaults |= {augment_key(flag): getattr(DEFAULTS.augment, flag) for flag in AUGMENTATIONS}
+    for name, default in defaults.items():
+        st.session_state[name] = st.session_state.get(name, default)
     if project.backbone in CHOICES and st.session_state.get("train_backbone_project") != project.name:
         st.session_state[key("backbone")] = project.backbone
     st.session_state["train_backbone_project"] = project.name
@@ -76,7 +80,9 @@ def backbone_chosen(project: Project) -> None:
 
 
 def settings() -> TrainConfig:
-    return TrainConfig(**{field: st.session_state[key(field)] for field in FIELDS})
+    return TrainConfig(**{field: st.session_state[key(field)] for field in FIELDS},
+                       augment=dataclasses.replace(DEFAULTS.augment,
+                                                   **{f: st.session_state[augment_key(f)] for f in AUGMENTATIONS}))
 
 
 def depth_label(blocks: int) -> str:
@@ -139,12 +145,12 @@ def availability(spec: BackboneSpec) -> str:
 def backbone_table() -> pd.DataFrame:
     """One row per backbone, joined ones last: what a person weighs when choosing one (a joined one's speed is its
     members' together)."""
-    measured = speed.cached_speeds()
+    measured = model.cached_speeds()
     for name in OFFERED:
         members = get_backbone(name).members
         if all(m.name in measured for m in members):
             measured[name] = {"ms_per_photo": sum(measured[m.name]["ms_per_photo"] for m in members)}
-    relative = speed.relative_speeds(measured)
+    relative = model.relative_speeds(measured)
     return pd.DataFrame([{
         "Network": spec.label,
         "Photo size": " + ".join(f"{m.input_size}" for m in spec.members) + " px",
@@ -156,9 +162,9 @@ def backbone_table() -> pd.DataFrame:
 
 def start_measuring(names: list[str]) -> None:
     """Button callback: time the networks in the background (a finished timing's report is dropped first)."""
-    speed.forget_measuring()
+    model.forget_measuring()
     try:
-        speed.start_measuring([REGISTRY[name] for name in names])
+        model.start_measuring([REGISTRY[name] for name in names])
     except Busy as exc:  # another tab started one a moment ago: this page shows that one
         st.session_state["speed_busy"] = str(exc)
 
@@ -166,7 +172,7 @@ def start_measuring(names: list[str]) -> None:
 def measuring_view(timing: bool, timed: int) -> None:
     """The timing in progress (polled while it runs), then what could not be timed or why it stopped; `timed`:
     how many networks were done when the page was drawn."""
-    task = speed.measuring()
+    task = model.measuring()
     view = task.view() if task else None
     if timing and not (view and view.running and view.done == timed):
         st.rerun()  # a network was timed, or the timing ended: redraw the page, its tables have the new figures
@@ -211,8 +217,8 @@ def backbone_picker(project: Project, busy: bool) -> BackboneSpec:
                                                   "sees them."),
         "Parameters": st.column_config.TextColumn(width="small", help="Numbers inside the network: its size."),
     })
-    unmeasured = [n for n in names if n not in speed.cached_speeds()]
-    task = speed.measuring()
+    unmeasured = [n for n in names if n not in model.cached_speeds()]
+    task = model.measuring()
     view = task.view() if task else None
     timing = view is not None and view.running
     st.button("⏱️ Measure speed on this computer" if unmeasured else "⏱️ Measure speed again",
@@ -272,8 +278,8 @@ def explained(widget, explanation: str, *args, **kwargs):
 def advice_view(photos: int, last_run: dict | None) -> None:
     """Expected time of a first run on this computer and measured accuracy gain, per offline network and depth;
     whether the last run's photos look unlike everyday ones."""
-    rows = advice.advice(photos, speed.cached_speeds())
-    sign = advice.unlike_everyday(last_run or {})
+    rows = model.advice(photos, model.cached_speeds())
+    sign = model.unlike_everyday(last_run or {})
     if sign:
         st.info(f"Your photos look unlike everyday photos ({sign}), so fine-tuning is likely to help: try retraining "
                 "the last 2 blocks.", icon="💡")
@@ -281,7 +287,7 @@ def advice_view(photos: int, last_run: dict | None) -> None:
     networks = list(dict.fromkeys(r.backbone for r in rows))
     table = pd.DataFrame([{"Retrain": depth_short(blocks), **{backbone_label(r.backbone): cell(r) for r in rows
                                                                if r.blocks == blocks}}
-                          for blocks in advice.DEPTHS], columns=["Retrain", *map(backbone_label, networks)])
+                          for blocks in model.DEPTHS], columns=["Retrain", *map(backbone_label, networks)])
     with st.expander(f"Which network and depth? Expected time for {ui.plural(photos, 'photo')}, and measured gain"):
         st.dataframe(table, hide_index=True)
         untimed = not all(r.timed_here for r in rows)
@@ -296,9 +302,9 @@ def advice_view(photos: int, last_run: dict | None) -> None:
 def costs_view(photos: int, classes: int, chosen: str) -> None:
     """What the joined networks gain over Lite0 alone and what they cost (preparing this project's photos, Try it,
     the live webcam's rate, the model's size), and whether they pay on a project like this one."""
-    rows = advice.costs(photos, speed.cached_speeds())
+    rows = model.costs(photos, model.cached_speeds())
     measures = {
-        **{f"Gain: {name}": (lambda r, i=i: gain_cell(r, i)) for i, (name, _) in enumerate(advice.MEASURED_SETS)},
+        **{f"Gain: {name}": (lambda r, i=i: gain_cell(r, i)) for i, (name, _) in enumerate(model.MEASURED_SETS)},
         f"Preparing {ui.plural(photos, 'photo')}": lambda r: f"~{ui.duration(r.prepare_seconds)}",
         "Try it, per photo": lambda r: "—" if r.try_ms is None else f"~{r.try_ms:.0f} ms",
         "Live webcam, pictures a second": lambda r: "—" if r.live_fps is None else f"~{r.live_fps:.0f}",
@@ -307,12 +313,12 @@ def costs_view(photos: int, classes: int, chosen: str) -> None:
     # one column per choice, so that every cost is in sight beside the gains
     table = pd.DataFrame([{"": measure, **{short_label(r.backbone): cell(r) for r in rows}}
                           for measure, cell in measures.items()])
-    alike = advice.most_alike(classes)
+    alike = model.most_alike(classes)
     best = rows[1]  # the joined choice recommended first
     with st.expander("Joined networks: what they gain and what they cost", expanded=chosen in OFFERED):
         st.dataframe(table, hide_index=True, key="joined_costs")
         if best.gains is not None:
-            name, measured_classes = advice.MEASURED_SETS[alike]
+            name, measured_classes = model.MEASURED_SETS[alike]
             gain = best.gains[alike]
             st.markdown(f"On the photo set most like yours ({name}, {measured_classes} classes) "
                         f"**{backbone_label(best.backbone)}** named {abs(gain):.1f} "
@@ -339,13 +345,13 @@ def short_label(name: str) -> str:
     return " + ".join(m.label.removeprefix("EfficientNet-") for m in get_backbone(name).members)
 
 
-def gain_cell(row: advice.Cost, index: int) -> str:
+def gain_cell(row: model.Cost, index: int) -> str:
     if row.backbone == DEFAULT_BACKBONE:
         return "the reference"
     return "not measured" if row.gains is None else f"{row.gains[index]:+.1f} pts"
 
 
-def gain_text(row: advice.Advice) -> str:
+def gain_text(row: model.Advice) -> str:
     if (row.backbone, row.blocks) == (DEFAULT_BACKBONE, 0):
         return "the reference"
     points = lambda gain: "no gain" if abs(gain) < 0.05 else f"{gain:+.1f} pts"  # noqa: E731
@@ -385,8 +391,8 @@ def advanced_settings(fine_tuning: bool) -> None:
                       "Label smoothing", 0.0, 0.3, step=0.05, key=key("label_smoothing"), disabled=not fine_tuning)
         st.markdown("**Random changes to photos** (augmentation; the head learns from mirrored copies too)")
         columns = st.columns(len(AUGMENTATIONS))
-        for column, (field, label) in zip(columns, AUGMENTATIONS.items()):
-            column.checkbox(label, key=key(field), disabled=not fine_tuning and field != "augment_flip")
+        for column, (flag, label) in zip(columns, AUGMENTATIONS.items()):
+            column.checkbox(label, key=augment_key(flag), disabled=not fine_tuning and flag != "flip")
         st.caption("Shows the network slightly different versions of each photo, so it learns the subject, not "
                    "the exact picture. Mirroring also teaches the new head (from mirrored copies summarised once); "
                    "the others are used only while fine-tuning.")

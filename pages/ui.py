@@ -19,8 +19,13 @@ def _leave_pages_folder_mode() -> None:
     """Make the first request after a server start that asks for /collect (say) run inside app.py.
 
     Streamlit serves each file of a folder named `pages/` as a bare page (multipage v1) until some
-    session has called `st.navigation`; the project keeps that folder name, so the first bare run
-    switches the process to app.py's navigation and reruns, which lands on the page asked for.
+    session has called `st.navigation` (documented: from then on every session ignores `pages/`). The
+    product keeps that folder name, so a server's very first request, when it is for /collect, runs
+    pages/collect.py bare, before app.py has run once. No public setting turns the folder mode off, and
+    a page cannot call `st.navigation` itself (Streamlit allows it only in the entrypoint, and the bare
+    run has already made its own), so this shim reads and clears Streamlit's flag for that mode and
+    reruns: the rerun goes through app.py's navigation and lands on the page asked for. It runs once
+    per server process (on this module's first import); drop it if the folder is ever renamed.
     """
     from streamlit.runtime.pages_manager import PagesManager
 
@@ -36,11 +41,12 @@ _leave_pages_folder_mode()
 # when it is loaded into a process that already holds TensorFlow. Every page and app.py import this module first.
 import streamlit_webrtc  # noqa: F401, E402
 
-from core import config, jobs, preembed  # noqa: E402
-from core.backbones import backbone_label  # noqa: E402
-from core.background import Task, TaskView  # noqa: E402
-from core.store import (ImageRecord, Project, ProjectDamaged, RunRecord, StoreError, create_project,  # noqa: E402
-                        list_projects, open_project, restore_backup, visible)
+from core.jobs import api as jobs  # noqa: E402
+from core.jobs.api import Task, TaskView  # noqa: E402
+from core.model import api as model  # noqa: E402
+from core.model.api import backbone_label  # noqa: E402
+from core.store.api import (ImageRecord, Project, ProjectDamaged, RunRecord, StoreError,  # noqa: E402
+                            create_project, list_projects, open_project, restore_backup, visible, workspace_root)
 
 PAGES = {
     "start": "pages/home.py",
@@ -56,7 +62,11 @@ PAGES = {
 
 def land_unknown_paths_on_start() -> None:
     """Send an address that names no page (a typo, /start, an old bookmark) to the Start page, without Streamlit's
-    'Page not found' box: the Start page is the default and lives at the root, so /start names nothing either."""
+    'Page not found' box: the Start page is the default and lives at the root, so /start names nothing either.
+
+    Streamlit has no public way to route an unknown address: `st.navigation` shows the box and then runs the
+    default page. So, before app.py calls it, this clears the page the run was asked for (the run's private
+    PagesManager.set_script_intent), which is exactly what a request for the root address carries."""
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
     ctx = get_script_run_ctx()
@@ -198,7 +208,7 @@ def project_sidebar() -> None:
                 st.form_submit_button("Create project", type="primary", on_click=_create_project)
             if problem := st.session_state.pop("new_project_error", None):
                 st.error(problem)
-        st.caption(f"Projects are stored in `{config.workspace_root()}`")
+        st.caption(f"Projects are stored in `{workspace_root()}`")
 
 
 def current_project() -> Project | None:
@@ -237,10 +247,10 @@ def damaged_project(name: str, problem: ProjectDamaged) -> None:
                 st.error(f"The backup could not be restored: {md(exc)}")
             else:
                 st.rerun()
-    folder = config.workspace_root() / name
+    folder = workspace_root() / name
     archive = folder / "exports" / "photos-from-damaged-project.zip"
     if photos.button("Prepare the photos as a zip", key="damaged_zip"):
-        from core.export import folder_zip  # loads the model stack: only when asked
+        from core.serving.api import folder_zip  # loads the model stack: only when asked
 
         with st.spinner("Packing the photos…"):
             folder_zip(folder / "images", archive)
@@ -306,16 +316,16 @@ def missing(message: str, page: str, label: str, icon: str = "➡️") -> None:
 def _predictor(run_dir: str, model: str, modified: float):
     """A run's fast predictor, loaded once per server and shared by every session and webcam thread
     (keyed by the model file and its time, so a run that gains a better file reloads)."""
-    from core.predictor import load_predictor
+    from core.serving.api import load_predictor
 
     return load_predictor(Path(run_dir), keras=False)
 
 
 def load_predictor(run_dir: Path):
-    """The predictor for a finished run (`core.predictor.Predictor`), from LiteRT files only: Keras stays out of
-    this server (`core.heatmap.NotConverted` while a fine-tuned run's file is being made); RunFolderInvalid when
+    """The predictor for a finished run (`core.serving.predictor.Predictor`), from LiteRT files only: Keras stays out of
+    this server (`core.serving.heatmap.NotConverted` while a fine-tuned run's file is being made); RunFolderInvalid when
     its folder is damaged."""
-    from core.predictor import loading, model_file
+    from core.serving.api import loading, model_file
 
     with loading(run_dir):
         path = model_file(run_dir, keras=False)
@@ -325,15 +335,15 @@ def load_predictor(run_dir: Path):
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _heat_mapper(run_dir: str, files: tuple[tuple[str, float], ...]):
-    """A run's heat maps (`core.heatmap.HeatMapper`), loaded once per server; keyed by its files and their times."""
-    from core.heatmap import load_heat_mapper
+    """A run's heat maps (`core.serving.heatmap.HeatMapper`), loaded once per server; keyed by its files and their times."""
+    from core.serving.api import load_heat_mapper
 
     return load_heat_mapper(Path(run_dir))
 
 
 def load_heat_mapper(run_dir: Path):
-    """The run's heat maps; `core.heatmap.NotConverted` while the worker is still making their LiteRT files."""
-    from core.heatmap import NotConverted, files_needed
+    """The run's heat maps; `core.serving.heatmap.NotConverted` while the worker is still making their LiteRT files."""
+    from core.serving.api import NotConverted, files_needed
 
     files = files_needed(run_dir)
     if not all(path.exists() for path in files):
@@ -364,7 +374,7 @@ def readiness_line(project: Project) -> None:
 
     @st.fragment(run_every=2)
     def line() -> None:
-        ready = preembed.readiness(project)
+        ready = model.readiness(project)
         if not ready.total:
             return
         if ready.complete:

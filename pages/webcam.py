@@ -1,8 +1,8 @@
-"""The live webcam on Try it and Collect: streamlit-webrtc wired to `core.live`.
+"""The live webcam on Try it and Collect: streamlit-webrtc wired to `core.serving.live`.
 
 The browser streams the camera to this server over WebRTC; streamlit-webrtc hands the frames
 to a callback on its own worker thread (never the page's), newest last, and drops the ones a
-slow callback could not take. The callbacks here only pass the newest frame to `core.live`,
+slow callback could not take. The callbacks here only pass the newest frame to `core.serving.live`,
 whose objects the page then reads, under their locks, in a fragment that redraws a few times a
 second. No STUN/TURN server is used unless TRANSFERLAB_ICE_SERVERS names one.
 """
@@ -17,11 +17,8 @@ import av
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
-from core import config
-from core.images import dim_outside_square
-from core.live import FrameRecorder, LiveClassifier
-from core.predict import Bar, Prediction
-from core.store import Project
+from core.store.api import Project
+from core.serving.api import Bar, FrameRecorder, LiveClassifier, Prediction, dim_outside_square, ice_servers
 from pages import ui
 
 REDRAW_EVERY = 0.2  # seconds between redraws of the live bars: about as fast as people read them
@@ -43,7 +40,7 @@ def camera(key: str, on_frames: Callable[[list], Awaitable[list]], fallback: str
     and returns the frames to show (streamlit-webrtc logs, and then stops on, an exception raised there).
     `fallback` names the still-photo choice to offer when the camera does not work."""
     try:
-        servers = config.ice_servers()
+        servers = ice_servers()
     except ValueError as exc:
         st.error(f"The live webcam is switched off: {ui.md(exc)} Use **{fallback}** instead.")
         return None

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 from PIL import Image
 
-from core.download import DownloadSettings
+from core.intake.download import DownloadSettings
 from tests.photos import photo
 
 FAST = DownloadSettings(timeout=1.0, deadline=4.0, max_bytes=1_000_000, backoff=0.05)  # limits for quick tests
@@ -71,6 +71,8 @@ class BingStandin:
     page_cap: most results per search page whatever `count` asks, as Bing does.
     per_query: how many good photos a query without an explicit result list gets.
     flaky_failures: how many 500s a `/flaky/` link answers before its photo.
+    gate: image requests are held after `latency` while it is clear (tests open it once they have seen what
+    they wait for: the requests held, counted in `active_total()`); set by default.
     """
 
     handler: type[BaseHTTPRequestHandler]  # set below the handler's definition; subclasses serve more routes
@@ -90,6 +92,8 @@ class BingStandin:
         self.hits: list[Hit] = []
         self.max_active: Counter[str] = Counter()  # per host: most image requests at once
         self.max_active_total = 0  # all hosts together
+        self.gate = threading.Event()
+        self.gate.set()
         self._active: Counter[str] = Counter()
         self._answered: Counter[str] = Counter()  # per path, for flaky links
         self._lock = threading.Lock()
@@ -175,6 +179,15 @@ class BingStandin:
             self.max_active[host] = max(self.max_active[host], self._active[host])
             self.max_active_total = max(self.max_active_total, sum(self._active.values()))
 
+    def active_total(self) -> int:
+        """Image requests the stand-in holds now, all hosts together."""
+        with self._lock:
+            return sum(self._active.values())
+
+    def _pass_gate(self) -> None:
+        while not self.gate.wait(0.05) and not self._stopping.is_set():
+            pass
+
     def _count_answer(self, path: str) -> int:
         with self._lock:
             self._answered[path] += 1
@@ -224,6 +237,7 @@ class _Handler(BaseHTTPRequestHandler):
         standin._track(host, +1)
         try:
             standin._wait(standin.latency)
+            standin._pass_gate()
         finally:
             standin._track(host, -1)
         self._answer_image(parts.path, params)

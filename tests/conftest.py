@@ -19,7 +19,7 @@ SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datas
 @pytest.fixture(scope="session", autouse=True)
 def shared_cache(tmp_path_factory) -> Iterator[Path]:
     """One cache of converted backbones and embeddings for the whole session: converting is slow."""
-    from core.worker import WORKER
+    from core.jobs.server import WORKER
 
     path = tmp_path_factory.mktemp("cache")
     os.environ["TRANSFERLAB_CACHE"] = str(path)
@@ -45,7 +45,7 @@ def chromium_for_browser_tests(request) -> None:
 
 @pytest.fixture
 def project(workspace):
-    from core.store import create_project
+    from core.store.project import create_project
 
     return create_project("test project", workspace)
 

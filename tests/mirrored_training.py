@@ -25,11 +25,11 @@ def main(folder: Path) -> None:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-    import core.train
-    from core.backbones import get_backbone
+    import core.model.train
+    from core.model.backbones import get_backbone
     from core.images import load_rgb
-    from core.runs import data_from_folders
-    from core.train import TrainConfig, train
+    from core.jobs.pipeline import data_from_folders
+    from core.model.train import TrainConfig, train
     from tests.photos import write_image_folder
 
     write_image_folder(folder / "train", {"stripes": 16, "blobs": 16})
@@ -41,8 +41,8 @@ def main(folder: Path) -> None:
     cfg = TrainConfig(unfreeze_blocks=1, finetune_epochs=2, finetune_learning_rate=1e-3, batch_size=8,
                       dropout=0.0)  # no dropout: its random masks would differ between the replicas
     one = train(data, cfg).model
-    core.train.strategy = functools.partial(core.train.strategy, "CPU")
-    replicas = core.train.strategy().num_replicas_in_sync
+    core.model.train.strategy = functools.partial(core.model.train.strategy, "CPU")
+    replicas = core.model.train.strategy().num_replicas_in_sync
     two = train(data, cfg).model
     probabilities = [m.predict(pixels.astype(np.float32), verbose=0) for m in (one, two)]
     labels = np.array([s.label for s in held_out])

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from core.predict import Classifier
-from core.head import HEAD_FILE
-from core.runs import data_from_project, train_and_save
-from core.store import Project
-from core.train import TrainConfig
+from core.serving.predict import Classifier
+from core.model.head import HEAD_FILE
+from core.jobs.pipeline import data_from_project, train_and_save
+from core.store.project import Project
+from core.model.train import TrainConfig
 
 
 def write_head(run_dir: Path) -> None:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from core.runs import data_from_folders, train_and_save
-from core.train import TrainConfig
+from core.jobs.pipeline import data_from_folders, train_and_save
+from core.model.train import TrainConfig
 from tests.conftest import shared_dataset
 
 pytestmark = pytest.mark.slow

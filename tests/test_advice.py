@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.store import Project
+from core.store.project import Project
 from tests.photos import class_photo_bytes
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")

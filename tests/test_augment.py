@@ -1,11 +1,13 @@
 """Stateless augmentation: same seed, same photos, whatever order the parallel loader runs in."""
 
+import json
+
 import numpy as np
 import pytest
 
-from core.augment import Augmentation
-from core.runs import data_from_folders
-from core.train import TrainConfig, _dataset, train
+from core.model.augment import Augmentation
+from core.jobs.pipeline import data_from_folders
+from core.model.train import TrainConfig, _dataset, train
 from tests.photos import write_image_folder
 
 
@@ -43,9 +45,21 @@ def test_augmentation_changes_photos_only_when_asked(samples):
     assert np.allclose(plain, same)
 
 
+def test_a_runs_augmentation_is_one_setting_read_back_from_new_and_old_runs():
+    cfg = TrainConfig(augment=Augmentation(flip=False, zoom=False))
+    assert cfg.to_dict()["augment"] == {"flip": False, "rotation": True, "zoom": False, "contrast": True}
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    # as runs recorded before the Augmentation type stored them
+    flat = {"backbone": "efficientnet_lite0", "augment_flip": False, "augment_rotation": True, "augment_zoom": False,
+            "augment_contrast": True, "seed": 3}
+    assert TrainConfig.from_dict(flat) == TrainConfig(augment=Augmentation(flip=False, zoom=False), seed=3)
+    assert TrainConfig.from_dict({}).augment == Augmentation() and Augmentation().any
+    assert not Augmentation(False, False, False, False).any
+
+
 @pytest.mark.slow
 def test_same_photos_and_settings_give_the_same_fine_tuned_model(samples):
-    from core.train import TrainData
+    from core.model.train import TrainData
 
     data = TrainData(["blobs", "stripes"], samples, [])
     cfg = TrainConfig(finetune_epochs=2, unfreeze_blocks=1)

@@ -7,13 +7,12 @@ import pickle
 import re
 import socket
 import struct
-import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from core.backbones import (
+from core.model.backbones import (
     REGISTRY,
     WEIGHTS_HOST,
     BackboneUnavailable,
@@ -21,8 +20,8 @@ from core.backbones import (
     set_trainable_blocks,
     trainable_summary,
 )
-from core.freeze_depths import FREEZE_OPTIONS, counted, freeze_options
-from core.torch_pickle import LEGACY_MAGIC, LEGACY_PROTOCOL, load_legacy_checkpoint
+from core.model.freeze_depths import FREEZE_OPTIONS, counted, freeze_options
+from core.model.torch_pickle import LEGACY_MAGIC, LEGACY_PROTOCOL, load_legacy_checkpoint
 
 OFFLINE = [name for name, spec in REGISTRY.items() if spec.offline]
 ONLINE = [name for name, spec in REGISTRY.items() if not spec.offline]
@@ -127,7 +126,7 @@ def test_restricted_unpickler_refuses_torch_globals_outside_the_list(tmp_path):
 
 
 def real_checkpoint() -> str:
-    from core.efficientnet_lite import checkpoint_path
+    from core.model.efficientnet_lite import checkpoint_path
 
     return checkpoint_path(0)
 
@@ -170,7 +169,7 @@ def test_reads_the_real_lite0_checkpoint():
 
 @pytest.fixture(scope="module", params=[0, 1, 2], ids=["lite0", "lite1", "lite2"])
 def imagenet_lite(request):
-    from core.efficientnet_lite import build_efficientnet_lite
+    from core.model.efficientnet_lite import build_efficientnet_lite
 
     return request.param, build_efficientnet_lite(request.param, include_top=True)
 
@@ -233,7 +232,7 @@ def test_lite_strided_layers_match_numpy_reference(imagenet_lite):
     import keras
     import skimage.data
 
-    from core.efficientnet_lite import checkpoint_path
+    from core.model.efficientnet_lite import checkpoint_path
 
     variant, model = imagenet_lite
     state = load_legacy_checkpoint(checkpoint_path(variant))
@@ -259,7 +258,7 @@ def test_lite_strided_layers_match_numpy_reference(imagenet_lite):
 
 
 def test_unknown_lite_variant():
-    from core.efficientnet_lite import build_efficientnet_lite
+    from core.model.efficientnet_lite import build_efficientnet_lite
 
     with pytest.raises(ValueError, match="variant"):
         build_efficientnet_lite(3, weights=False)
@@ -309,9 +308,7 @@ def check_blocks_and_freezing(spec, model):
 @pytest.mark.parametrize("name", OFFLINE)
 def test_offline_backbone_builds(name):
     spec = get_backbone(name)
-    started = time.perf_counter()
-    model = spec.build()
-    assert time.perf_counter() - started < 60
+    model = spec.build()  # how long it takes: bench/bench_backbones.py
     assert model.name == "backbone"
     assert model.input_shape == (None, spec.input_size, spec.input_size, 3)
     assert len(model.output_shape) == 4 and model.output_shape[-1] == spec.feature_dim
@@ -381,10 +378,10 @@ def test_online_backbone_without_network_explains(name):
     spec = get_backbone(name)
     if spec.weights_cached() or weights_host_reachable():
         pytest.skip("weights are cached or the network is up: the backbone would simply build")
-    started = time.perf_counter()
     with pytest.raises(BackboneUnavailable) as info:
         spec.build()
-    assert time.perf_counter() - started < 15
+    # ended by the quick reachability probe (a few seconds at most), not by a download left to time out
+    assert isinstance(info.value.__cause__, OSError) and WEIGHTS_HOST in str(info.value)
     message = str(info.value)
     assert spec.label in message and "internet" in message
     assert all(get_backbone(n).label in message for n in OFFLINE)

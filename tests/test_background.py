@@ -1,4 +1,4 @@
-"""core.background: a task's progress, result, errors and cancel; one running job per key."""
+"""core.jobs.background: a task's progress, result, errors and cancel; one running job per key."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from core.background import Busy, Registry, Task
+from core.jobs.background import Busy, Registry, Task
 
 WAIT = 60  # seconds: generous, for a loaded machine
 

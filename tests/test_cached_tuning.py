@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from core.cached_tuning import ViewBatches
+from core.model.cached_tuning import ViewBatches
 
 
 def epoch_rows(batches: ViewBatches) -> list[tuple[int, int]]:

@@ -8,18 +8,23 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from core.collect import CollectEvent, CollectReport, CollectRequest, collect
-from core.download import Downloader, DownloadSettings, address_allowed
+from core.intake.collect import CollectEvent, CollectReport, CollectRequest, collect
+from core.intake.download import Downloader, DownloadSettings, address_allowed
 from core.images import decode_image
-from core.search import HEADERS, SearchUnavailable, search_page
-from core.store import Project, StoreError
+from core.intake.search import HEADERS, SearchUnavailable, search_page
+from core.store.project import Project, StoreError
 from tests.bing_standin import FAST, PRIVATE_URL, BingStandin, bing_standin, loopback_only, standin  # noqa: F401,F811 (fixtures)
 from tests.browser import free_port
+from tests.waiting import settled, wait_for
+
+PATIENT = replace(FAST, timeout=60.0, deadline=120.0)  # for tests that hold requests at the stand-in
+
 
 def downloader(standin: BingStandin, settings: DownloadSettings = FAST) -> Downloader:
     return Downloader(settings, resolve=standin.resolve)
@@ -132,26 +137,41 @@ def test_results_running_out_are_reported(project, standin):
 
 
 def test_downloads_run_concurrently_but_at_most_two_per_host(project, standin):
-    standin.latency = 0.1
     standin.hosts = 2  # 8 workers, 2 hosts: the per-host limit is what binds
-    report, _ = run(project, standin, ["gulls"], per_class=24)
+    standin.gate.clear()  # requests are held until the test has seen the slots fill
+    reports: list[CollectReport] = []
+    with Downloader(PATIENT, resolve=standin.resolve) as pool:
+        collecting = threading.Thread(target=lambda: reports.append(
+            collect(project, CollectRequest(["gulls"], per_class=24), downloader=pool)), daemon=True)
+        collecting.start()
+        try:
+            wait_for(lambda: standin.active_total() >= 4, "four downloads at once")
+            time.sleep(0.2)  # room for a fifth request to arrive, were a limit broken (only a failure waits on it)
+            held = standin.active_total()
+        finally:
+            standin.gate.set()
+        collecting.join(PATIENT.deadline)
 
-    assert report.classes[0].saved == 24
+    assert held == 4
+    assert reports and reports[0].classes[0].saved == 24
     assert len(standin.max_active) == 2 and max(standin.max_active.values()) == 2
-    assert standin.max_active_total == 4
+    assert standin.max_active_total == 4  # never more, before or after the gate opened
 
 
 def test_a_busy_host_serves_waiting_downloads_in_the_order_they_were_submitted(standin):
-    standin.hang = 0.5
-    one_slot = DownloadSettings(workers=6, per_host=1, timeout=2.0, deadline=4.0)
+    one_slot = replace(PATIENT, workers=6, per_host=1)
     photos = [standin.photo_url(seed) for seed in (40, 8, 32, 16, 24)]  # all on host 0, not in seed order
+    host = urlsplit(photos[0]).hostname
+    standin.gate.clear()
     with downloader(standin, one_slot) as pool:
-        blocker = pool.submit(standin.url("hang", 1, host=0))
-        deadline = time.monotonic() + 5
-        while not standin.image_hits():  # wait until the host's only slot is taken
-            assert time.monotonic() < deadline, "the first download never reached the server"
-            time.sleep(0.01)
-        results = [pool.submit(url) for url in photos]
+        try:
+            blocker = pool.submit(standin.photo_url(48))  # host 0 as well: it takes the host's only slot
+            wait_for(lambda: standin.active_total() == 1, "the first download to reach the server")
+            results = [pool.submit(url) for url in photos]
+            # the host's queue of waiting downloads (the downloader's own state): all five wait in it
+            wait_for(lambda: len(pool._hosts._waiting.get(host, ())) == 5, "five downloads waiting for the host")
+        finally:
+            standin.gate.set()
         assert all(f.result().ok for f in [blocker, *results])
 
     served = [f"http://{hit.host}{hit.path}" for hit in standin.image_hits()[1:]]
@@ -177,27 +197,48 @@ def test_cancel_keeps_only_complete_photos_and_starts_no_new_downloads(project, 
     with downloader(standin) as pool:
         report = collect(project, CollectRequest(["geese", "swans"], per_class=40), on_event=cancel_after_three,
                          cancel=cancel, downloader=pool)
-        time.sleep(0.3)  # requests sent before the cancel may still be on their way in
-        requested = len(standin.image_hits())
-        time.sleep(0.5)  # without the cancel, the next downloads would have started by now
+        # requests sent before the cancel may still be on their way in; queued ones, had the cancel not dropped
+        # them, would keep the count growing (0.2 s each, 8 at a time) well past the in-flight window
+        requested = settled(lambda: len(standin.image_hits()), "the requests reaching the stand-in")
 
     assert report.cancelled and [c.saved for c in report.classes] == [3]
     assert len(stored(project, "geese")) == 3
     assert project.class_names() == ["geese"]
     assert requested <= 2 * FAST.workers + 3  # the in-flight window, topped up until the cancel, not 40
-    assert len(standin.image_hits()) == requested
     assert not list(project.images_dir.rglob(".tmp-*"))
 
 
-def test_cancel_stops_a_download_in_the_middle(standin):
-    standin.huge_bytes = 900_000  # under the cap, sent over ~0.7 s
+def test_downloads_waiting_for_a_host_never_start_once_cancelled(standin):
     cancel = threading.Event()
-    threading.Timer(0.2, cancel.set).start()
+    urls = [standin.photo_url(seed) for seed in (48, 40, 8, 32, 16, 24)]  # all on host 0
+    standin.gate.clear()
+    with downloader(standin, replace(PATIENT, per_host=1)) as pool:
+        try:
+            futures = [pool.submit(url, cancel) for url in urls]
+            wait_for(lambda: standin.active_total() == 1, "the first download to reach the server")
+            wait_for(lambda: len(pool._hosts._waiting.get(urlsplit(urls[0]).hostname, ())) == 5,
+                     "five downloads waiting for the host")
+            cancel.set()
+        finally:
+            standin.gate.set()
+        assert [f.result().reason for f in futures] == ["cancelled"] * 6
+    assert [hit.path for hit in standin.image_hits()] == [urlsplit(urls[0]).path]
+
+
+def test_cancel_stops_a_download_in_the_middle(standin):
+    standin.huge_bytes = 400 * 64 * 1024  # 400 chunks 50 ms apart: a body that takes 20 s to send
+    cancel = threading.Event()
+
+    def cancel_once_it_is_sending() -> None:
+        wait_for(lambda: standin.image_hits(), "the download to start")
+        cancel.set()
+
+    threading.Thread(target=cancel_once_it_is_sending, daemon=True).start()
     started = time.monotonic()
-    with downloader(standin) as pool:
+    with downloader(standin, replace(PATIENT, max_bytes=2 * standin.huge_bytes)) as pool:
         result = pool.fetch(standin.url("drip", 1), cancel)
     assert result.reason == "cancelled" and result.data is None
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 10  # half the body's time: the cancel ended it, not the body's end
 
 
 def test_redirects_are_capped_at_five(standin):

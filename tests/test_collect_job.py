@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from core import collect_job
-from core.collect import CollectRequest
-from core.collect_job import CollectBusy, parse_class_names
-from core.download import Downloader
-from core.store import create_project
+from core.jobs import collect as collect_job
+from core.intake.collect import CollectRequest
+from core.jobs.collect import CollectBusy, parse_class_names
+from core.intake.download import Downloader
+from core.store.project import create_project
 from tests.bing_standin import FAST, bing_standin, loopback_only, standin  # noqa: F401,F811 (fixtures)
 from tests.browser import free_port
 
@@ -42,7 +42,7 @@ def test_no_names_is_a_problem(text):
 
 def test_a_job_reports_progress_thumbnails_and_the_final_report(project, pool):
     job = collect_job.start(project, CollectRequest(["cats", "dogs"], per_class=4), downloader=pool)
-    assert job.wait(30)
+    assert job.wait(60)
     view = job.view()
     assert not view.running and view.error is None
     assert [(c.name, c.saved, c.state) for c in view.classes] == [("cats", 4, "done"), ("dogs", 4, "done")]
@@ -54,7 +54,7 @@ def test_a_job_reports_progress_thumbnails_and_the_final_report(project, pool):
 
 def test_recent_thumbnails_are_capped(project, pool):
     job = collect_job.start(project, CollectRequest(["cats"], per_class=collect_job.RECENT_PHOTOS + 3), downloader=pool)
-    assert job.wait(30)
+    assert job.wait(60)
     assert len(job.view().recent) == collect_job.RECENT_PHOTOS
 
 
@@ -63,7 +63,7 @@ def test_cancel_ends_the_run_and_keeps_whole_photos(project, standin, pool):
     job = collect_job.start(project, CollectRequest(["cats", "dogs"], per_class=40), downloader=pool)
     job.cancel()
     assert job.view().cancelling or not job.running
-    assert job.wait(10)
+    assert job.wait(60)
     view = job.view()
     assert view.report.cancelled and not view.cancelling
     assert view.saved == len(project.images()) < 80
@@ -72,7 +72,7 @@ def test_cancel_ends_the_run_and_keeps_whole_photos(project, standin, pool):
 def test_an_unreachable_search_becomes_the_jobs_error(project, standin, pool, monkeypatch):
     monkeypatch.setenv("TRANSFERLAB_SEARCH_URL", f"http://127.0.0.1:{free_port()}/images/async")
     job = collect_job.start(project, CollectRequest(["cats"], per_class=3), downloader=pool)
-    assert job.wait(10)
+    assert job.wait(60)
     view = job.view()
     assert view.report is None and "Could not reach" in view.error
     assert project.class_names() == [] and not any(project.images_dir.iterdir())
@@ -84,7 +84,7 @@ def test_an_unexpected_failure_still_ends_the_run(project, pool, monkeypatch):
 
     monkeypatch.setattr(collect_job, "collect", broken)
     job = collect_job.start(project, CollectRequest(["cats"]), downloader=pool)
-    assert job.wait(5)
+    assert job.wait(60)
     assert job.view().error == "Collecting stopped because of an unexpected error: disk on fire"
 
 
@@ -101,7 +101,7 @@ def test_one_run_per_project_and_a_finished_run_stays_until_forgotten(workspace,
     assert collect_job.current(first) is job and collect_job.current(second) is None
     other = collect_job.start(second, CollectRequest(["dogs"], per_class=2), downloader=pool)  # another project may
     job.cancel()
-    assert job.wait(10) and other.wait(10)
+    assert job.wait(60) and other.wait(60)
     assert collect_job.current(first) is job
     collect_job.forget(first)
     assert collect_job.current(first) is None and collect_job.current(second) is other

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import collect_job
+from core.jobs import collect as collect_job
 from core.images import decode_image
-from core.store import Project, create_project
+from core.store.project import Project, create_project
 from tests.bing_standin import BingStandin, bing_standin, loopback_only, query_seed, standin  # noqa: F401,F811 (fixtures)
 from tests.browser import (assert_no_errors, browser_page, free_port, new_class, screenshot, streamlit_server,
                            wait_idle)

@@ -13,13 +13,13 @@ import time
 
 import pytest
 
-from core import jobs
-from core.compare import same_stages
-from core.store import Project
-from core.train import STAGE_FINETUNE, TrainConfig
+from core.jobs import progress, worker
+from core.model.compare import same_stages
+from core.store.project import Project
+from core.model.train import STAGE_FINETUNE, TrainConfig
 from pages import ui
 from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
-from core.runs import data_from_project, train_and_save
+from core.jobs.pipeline import data_from_project, train_and_save
 from tests.test_train_page import no_exceptions, page, texts, two_classes  # noqa: F401 (fixture)
 
 FINETUNE_EPOCHS = 6
@@ -30,7 +30,7 @@ def head_run(project: Project) -> int:
     cfg = TrainConfig()
     run_id = project.create_run(cfg.to_dict())
     metrics, _ = train_and_save(data_from_project(project), cfg, project.run_dir(run_id),
-                                jobs.StoreListener(project, run_id), assemble=False)
+                                worker.StoreListener(project, run_id), assemble=False)
     project.update_run(run_id, status="completed", summary=metrics)
     return run_id
 
@@ -150,9 +150,9 @@ class Progress:
 def test_time_left_is_paced_by_the_work_done_since_the_stage_started_moving(monkeypatch):
     """Half the photos already cached (counted done at once) must not make the other half look instant."""
     clock = [1000.0]
-    monkeypatch.setattr(jobs.time, "time", lambda: clock[0])
+    monkeypatch.setattr(worker.time, "time", lambda: clock[0])
     store = Progress()
-    listener = jobs.StoreListener(store, 1)
+    listener = worker.StoreListener(store, 1)
     listener.on_stage("embedding", {"images": 100})
     clock[0] += 1
     listener.on_batch("embedding", 1, 100, 200, {})  # the cached half, reported at once
@@ -164,10 +164,10 @@ def test_time_left_is_paced_by_the_work_done_since_the_stage_started_moving(monk
 
 def test_time_left_counts_down_from_when_it_was_measured_and_never_below_zero():
     now = 1000.0
-    assert jobs.time_left({"eta_seconds": 100.0, "written": now - 40}, now) == pytest.approx(60.0)
-    assert jobs.time_left({"eta_seconds": 1.0, "written": now - 40}, now) == 0.0
-    assert jobs.time_left({"eta_seconds": None, "written": now}, now) is None
-    assert jobs.time_left({"eta_seconds": 30.0, "written": now, "fraction": 1.0}, now) == 0.0
+    assert progress.time_left({"eta_seconds": 100.0, "written": now - 40}, now) == pytest.approx(60.0)
+    assert progress.time_left({"eta_seconds": 1.0, "written": now - 40}, now) == 0.0
+    assert progress.time_left({"eta_seconds": None, "written": now}, now) is None
+    assert progress.time_left({"eta_seconds": 30.0, "written": now, "fraction": 1.0}, now) == 0.0
 
 
 def test_a_step_that_ran_past_its_estimate_says_it_is_finishing_not_one_second_left(two_classes):

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import activations, embed
-from core.backbones import get_backbone
+from core.model import activations, embed
+from core.model.backbones import get_backbone
 from core.images import load_rgb
 from tests.photos import write_image_folder
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from core.storage import duplicates
+from core.store import duplicates
 
 A, B, C = 0, 0b111, 0b111111111           # A-B 3 bits, B-C 6, A-C 9: one group only by chaining through B
 D = 0xFFFF_FFFF_FFFF_FFFF                 # the top bit set: popcount of full 64-bit values

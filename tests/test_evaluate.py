@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from core.evaluate import evaluate_predictions
+from core.serving.evaluate import evaluate_predictions
 
 NAMES = ["ant", "bee", "wasp", "moth"]
 

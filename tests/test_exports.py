@@ -13,20 +13,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import formats, snippets
+from core.serving import formats
+
+from core.serving import snippets
 from core.__main__ import main as cli
-from core.predictor import load_predictor
-from core.runs import data_from_folders, train_and_save
-from core.train import TrainConfig
-from core.web_export import export_web, one_photo_batch
-from core.web_runtime import RuntimeMissing, runtime_files
+from core.serving.predictor import load_predictor
+from core.jobs.pipeline import data_from_folders, train_and_save
+from core.model.train import TrainConfig
+from core.serving.web_export import export_web, one_photo_batch
+from core.serving.web_runtime import RuntimeMissing, runtime_files
 from tests.photos import write_image_folder
 
 pytestmark = pytest.mark.slow
 
 
 def require_runtime() -> None:
-    """LiteRT.js comes with `make` (python -m core.web_runtime); CI must have it, a bare checkout skips."""
+    """LiteRT.js comes with `make` (python -m core.serving.web_runtime); CI must have it, a bare checkout skips."""
     try:
         runtime_files()
     except RuntimeMissing as exc:

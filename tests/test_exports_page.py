@@ -8,7 +8,9 @@ import zipfile
 
 import pytest
 
-from core import formats, jobs
+from core.serving import formats
+
+from core.jobs import server as jobs
 from tests.test_exports import require_runtime
 from tests.test_train_page import RUN_TIMEOUT, finished_run, no_exceptions, page, texts, two_classes  # noqa: F401
 

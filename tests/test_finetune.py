@@ -8,17 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import core.train
-from core import activations
-from core.advice import MEASURED, advice
-from core.backbones import get_backbone
-from core.embed import EmbeddingCache
-from core.cached_tuning import pooled
-from core.head import LinearHead, search_head
+import core.model.train
+from core.model import activations
+from core.model.advice import MEASURED, advice
+from core.model.backbones import get_backbone
+from core.model.embed import EmbeddingCache
+from core.model.cached_tuning import pooled
+from core.model.head import LinearHead, search_head
 from core.images import load_rgb
-from core.predict import Classifier
-from core.runs import data_from_folders, train_and_save
-from core.train import STAGE_EMBED, SilentListener, TrainConfig, assemble_classifier, train
+from core.serving.predict import Classifier
+from core.jobs.pipeline import data_from_folders, train_and_save
+from core.model.train import STAGE_EMBED, SilentListener, TrainConfig, assemble_classifier, train
 from tests.photos import write_image_folder
 from tests.test_train import folders  # noqa: F401  (the same two-class photo folders)
 
@@ -174,19 +174,19 @@ def test_a_fine_tuned_model_with_fewer_right_answers_is_not_kept(folders, monkey
     """A lower validation loss with fewer validation photos right (tiny validation sets) keeps the head."""
     data = data_from_folders(folders / "train", folders / "val")
     cfg = TrainConfig(unfreeze_blocks=1, finetune_epochs=1, batch_size=8)
-    finetune = core.train._finetune
+    finetune = core.model.train._finetune
     # A head whose validation loss every epoch beats, so that only the right answers decide.
-    monkeypatch.setattr(core.train, "_finetune", lambda *a: finetune(*a[:5], 10.0, a[6]))
+    monkeypatch.setattr(core.model.train, "_finetune", lambda *a: finetune(*a[:5], 10.0, a[6]))
     assert train(data, cfg).model is not None
 
-    fit_cached = core.train._fit_cached
+    fit_cached = core.model.train._fit_cached
 
     def wrong_answers(*args, **kwargs):
         fit = fit_cached(*args, **kwargs)
         swapped = lambda: tuple(None if p is None else p[:, ::-1] for p in fit.predict())  # noqa: E731
         return dataclasses.replace(fit, predict=swapped)
 
-    monkeypatch.setattr(core.train, "_fit_cached", wrong_answers)
+    monkeypatch.setattr(core.model.train, "_fit_cached", wrong_answers)
     result = train(data, cfg)
     assert result.model is None and result.best_epoch == {"fine-tuning": 0}
 

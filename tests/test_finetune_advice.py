@@ -1,6 +1,6 @@
 """The Train page's fine-tuning advice: expected time per depth, and the sign that photos are unlike everyday ones."""
 
-from core.advice import UNLIKE_BELOW, UNLIKE_MIN_PER_CLASS, advice, unlike_everyday
+from core.model.advice import UNLIKE_BELOW, UNLIKE_MIN_PER_CLASS, advice, unlike_everyday
 
 
 def summary(cv_accuracy, per_class: int, classes: int = 5) -> dict:

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.backbones import get_backbone
-from core.head import HEAD_FILE, LinearHead
-from core.heatmap import (RUN_MAP_FILE, NotConverted, centred, combine, load_heat_mapper, prepare, ready,
+from core.model.backbones import get_backbone
+from core.model.head import HEAD_FILE, LinearHead
+from core.serving.heatmap import (RUN_MAP_FILE, NotConverted, centred, combine, load_heat_mapper, prepare, ready,
                           run_map_model)
 from core.images import load_rgb
-from core.predictor import load_predictor
+from core.serving.predictor import load_predictor
 from tests.photos import class_photo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def test_a_run_without_its_files_is_not_ready(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_head_only_map_is_the_score_and_matches_the_fine_tuned_form(tmp_path):
-    from core.train import assemble_classifier
+    from core.model.train import assemble_classifier
 
     run = head_run(tmp_path / "head", LITE0)
     prepare(run)
@@ -128,7 +128,7 @@ def test_reading_a_heat_map_imports_no_keras(tmp_path):
     prepare(run)
     photo = tmp_path / "photo.png"
     class_photo(0, 1).save(photo)
-    script = ("import sys; from PIL import Image; from core.heatmap import load_heat_mapper; "
+    script = ("import sys; from PIL import Image; from core.serving.heatmap import load_heat_mapper; "
               f"heat = load_heat_mapper({str(run)!r}).heat_map(Image.open({str(photo)!r}).convert('RGB')); "
               "assert heat.shape == (224, 224) and heat.max() == 1; "
               "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")

@@ -10,7 +10,7 @@ from PIL import EpsImagePlugin, Image, ImageFile
 
 from core import images
 from core.images import ImageRejected, decode_image, load_rgb
-from core.ingest import MAX_FILES_PER_IMPORT, ImportRefused, import_files, import_zip
+from core.intake.ingest import MAX_FILES_PER_IMPORT, ImportRefused, import_files, import_zip
 from tests.hostile_files import EPS, HTML, bomb_zip_lying, forged_jpeg, forged_png, zip_with
 from tests.photos import class_photo_bytes, photo_bytes, zip_bytes
 
@@ -97,7 +97,7 @@ def test_load_rgb_applies_the_minimum_size(tmp_path):
 
 
 def test_cli_train_data_skips_tiny_photos(tmp_path):
-    from core.embed import _decoded_batches
+    from core.model.embed import _decoded_batches
 
     (tmp_path / "a").mkdir()
     Image.new("RGB", (16, 16), "red").save(tmp_path / "a" / "tiny.png")

@@ -1,6 +1,7 @@
 """Hostile servers: dripping headers and bodies, silent hosts, endless or slow search pages, DNS that
 hangs, addresses that smuggle a private IPv4 inside IPv6 (issue 12). Every case is bounded in time by
-the stand-in; the limits asserted here are generous multiples of the client's own deadlines."""
+the stand-in (60 s); a case counts as ended by the client when it ends in under half of what would have ended it
+otherwise, which a loaded machine cannot blur."""
 
 from __future__ import annotations
 
@@ -10,16 +11,17 @@ from dataclasses import replace
 
 import pytest
 
-from core import search
-from core.collect import CollectRequest, collect
-from core.download import Downloader, address_allowed
-from core.search import SearchCancelled, SearchUnavailable, search_page
+from core.intake import search
+from core.intake.collect import CollectRequest, collect
+from core.intake.download import Downloader, address_allowed
+from core.intake.search import SearchCancelled, SearchUnavailable, search_page
 from tests.bing_standin import FAST, loopback_only  # noqa: F401 (fixture)
 from tests.hostile_standin import (ENDLESS_QUERY, HOSTILE_ROUTES, PRIVATE_IPV6_FORMS, SLOW_QUERY,  # noqa: F401
                                    HostileStandin, hostile)
+from tests.waiting import wait_for
 
 QUICK = replace(FAST, timeout=1.0, deadline=2.0, allow_private=True)
-SLACK = 8.0  # seconds a loaded machine may add to any deadline
+HANG = 60.0  # seconds a hanging resolver waits, as long as the stand-in's hostile answers last
 
 
 @pytest.mark.parametrize("form", PRIVATE_IPV6_FORMS)
@@ -47,14 +49,14 @@ def test_the_deadline_covers_headers_and_body(route, hostile):
         started = time.monotonic()
         result = pool.fetch(hostile.url(route, 1))
     assert result.reason == "timeout"
-    assert time.monotonic() - started < QUICK.deadline + SLACK
+    assert time.monotonic() - started < hostile.limit / 2
 
 
 def test_the_deadline_covers_dns():
     hanging = threading.Event()
 
     def slow_resolver(host: str, port: int) -> list[str]:
-        hanging.wait(60)  # a resolver that does not answer
+        hanging.wait(HANG)  # a resolver that does not answer
         return ["127.0.0.1"]
 
     try:
@@ -62,7 +64,7 @@ def test_the_deadline_covers_dns():
             started = time.monotonic()
             result = pool.fetch("http://slow-dns.standin.test/x.jpg")
         assert result.reason == "timeout"
-        assert time.monotonic() - started < QUICK.deadline + SLACK
+        assert time.monotonic() - started < HANG / 2
     finally:
         hanging.set()
 
@@ -77,7 +79,7 @@ def test_cancel_ends_every_download_thread(route, hostile):
 
     def resolver(host: str, port: int) -> list[str]:
         if route == "dns":
-            hanging.wait(60)
+            hanging.wait(HANG)
         return hostile.resolve(host, port)
 
     cancel = threading.Event()
@@ -86,24 +88,17 @@ def test_cancel_ends_every_download_thread(route, hostile):
         with Downloader(settings, resolve=resolver) as pool:
             futures = [pool.submit(hostile.url("headerdrip" if route == "dns" else route, i, host=0), cancel)
                        for i in range(4)]
-            _wait_for(lambda: route == "dns" or len(hostile.image_hits()) >= 4, 20)
-            time.sleep(0.3)  # let them block in their reads
+            wait_for(lambda: route == "dns" or len(hostile.image_hits()) >= 4, "four requests at the server")
+            time.sleep(0.3)  # most likely blocked in their reads by now; a cancel earlier than that must work too
             cancel.set()
             cancelled_at = time.monotonic()
             reasons = [future.result(timeout=30).reason for future in futures]
             took = time.monotonic() - cancelled_at
         assert reasons == ["cancelled"] * 4
-        assert took < 1 + SLACK / 2, f"cancel took {took:.1f} s"
-        _wait_for(lambda: not _download_threads(), 10)
+        assert took < settings.timeout / 2, f"cancel took {took:.1f} s"  # not the reads' own timeout
+        wait_for(lambda: not _download_threads(), "every download thread to end")
     finally:
         hanging.set()
-
-
-def _wait_for(condition, seconds: float) -> None:
-    ends = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < ends, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_endless_search_page_is_capped(hostile, monkeypatch):
@@ -117,7 +112,7 @@ def test_slow_search_page_has_a_total_deadline(hostile, monkeypatch):
     started = time.monotonic()
     with pytest.raises(SearchUnavailable, match="in time"):
         search_page(SLOW_QUERY, 0, 50)
-    assert time.monotonic() - started < 2.0 + SLACK
+    assert time.monotonic() - started < hostile.limit / 2
 
 
 def test_cancel_stops_a_slow_search(hostile):
@@ -126,7 +121,7 @@ def test_cancel_stops_a_slow_search(hostile):
     started = time.monotonic()
     with pytest.raises(SearchCancelled):
         search_page(SLOW_QUERY, 0, 50, cancel=cancel)
-    assert time.monotonic() - started < 1.5 + SLACK
+    assert time.monotonic() - started < search.DEADLINE / 2  # the cancel ended it, not the page's deadline
 
 
 def test_collect_survives_every_hostile_link(project, hostile, monkeypatch):
@@ -143,5 +138,5 @@ def test_collect_survives_every_hostile_link(project, hostile, monkeypatch):
     assert len(stored_urls) + sum(failed.values()) == len(hostile.results["mixed"])
     assert failed.get("timeout") == 3  # header drip, body drip, silent host
     assert failed.get("not_image") == 2  # PostScript and HTML posing as JPEG
-    assert took < 3 * QUICK.deadline + SLACK
+    assert took < hostile.limit / 2  # the hostile links' deadlines ended them, not the stand-in
     assert [p for p in project.images_dir.rglob("*") if p.is_file() and p.name.startswith(".")] == []

@@ -75,7 +75,7 @@ def test_file_names_in_an_import_report_are_escaped(project):
 
 @pytest.mark.browser
 def test_hostile_names_render_as_plain_text_in_the_browser(workspace):
-    from core.store import create_project
+    from core.store.project import create_project
 
     project = create_project("hostile", workspace)
     project.add_image("cats", photo_bytes(1), source="web", source_url=HOSTILE_URL, original_name=HOSTILE_NAME)

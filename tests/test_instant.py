@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from core.store import create_project
+from core.store.project import create_project
 from tests.browser import assert_no_errors, browser_page, new_class, screenshot, streamlit_server, wait_idle
 from tests.photos import class_photo_bytes
 

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pytest
 
-import core.storage.journal
-from core import jobs
-from core.runs import data_from_project
-from core.store import (ClassGone, Project, ProjectDamaged, StoreError, create_project, list_projects,
+import core.store.journal
+from core.jobs import server as jobs
+from core.jobs import worker
+from core.jobs.pipeline import data_from_project
+from core.store.project import (ClassGone, Project, ProjectDamaged, StoreError, create_project, list_projects,
                         open_project, restore_backup)
-from core.storage import db as storage_db
-from core.storage.consistency import Consistency
+from core.store import db as storage_db
+from core.store.consistency import Consistency
 from tests.bing_standin import bing_standin, loopback_only, standin  # noqa: F401 (fixtures)
 from tests.photos import class_photo_bytes, photo_bytes
 
@@ -72,7 +73,7 @@ WAIT_FOR_GO = """
 
 def test_two_processes_importing_the_same_photos_store_each_once(project, tmp_path):
     code = WAIT_FOR_GO + """
-    from core.store import Project
+    from core.store.project import Project
     from tests.photos import photo_bytes
     photos = [photo_bytes(i) for i in range(120)]
     project = Project(Path(sys.argv[1]))
@@ -171,7 +172,7 @@ def fail_on_call(monkeypatch, n: int) -> None:
             raise OSError(5, "Input/output error")
         return real(src, dst)
 
-    monkeypatch.setattr(core.storage.journal.os, "replace", replace)
+    monkeypatch.setattr(core.store.journal.os, "replace", replace)
 
 
 def snapshot(project: Project) -> tuple:
@@ -232,8 +233,8 @@ def test_a_delete_class_that_fails_keeps_class_rows_and_folder(two_classes, monk
 CRASH = """
     import os, sys
     from pathlib import Path
-    import core.storage.journal as journal
-    from core.store import Project
+    import core.store.journal as journal
+    from core.store.project import Project
     where = sys.argv[2]
     if where == "after_files":  # the files moved, the rows not yet committed
         real = journal.Journal.{method}
@@ -321,12 +322,12 @@ def test_windows_reserved_names_are_refused(project, name):
 
 
 START_RUN = WAIT_FOR_GO + """
-    from core import jobs
-    from core.store import Project
-    from core.train import TrainConfig
+    from core.jobs import server as jobs
+    from core.store.project import Project
+    from core.model.train import TrainConfig
 
     # Stands for the warm worker: this process, alive until the test ends, takes the run and does nothing with it.
-    jobs.worker.WORKER.submit = lambda task, project, **fields: os.getpid()
+    jobs.WORKER.submit = lambda task, project, **fields: os.getpid()
     try:
         print(json.dumps({"run": jobs.start_training(Project(Path(sys.argv[1])), TrainConfig())}))
     except jobs.JobRefused as exc:
@@ -424,9 +425,9 @@ def test_a_photo_deleted_and_one_moved_during_fine_tuning_leave_a_finished_run(p
     for label, name in enumerate(("stripes", "blobs")):
         for i in range(12):
             project.add_image(name, class_photo_bytes(label, i), source="upload", original_name=f"{name}_{i}.jpg")
-    from core.train import STAGE_FINETUNE, TrainConfig
+    from core.model.train import STAGE_FINETUNE, TrainConfig
 
-    real = jobs.StoreListener.on_stage
+    real = worker.StoreListener.on_stage
 
     def meddle(self, stage, info):
         if stage == STAGE_FINETUNE:
@@ -435,9 +436,9 @@ def test_a_photo_deleted_and_one_moved_during_fine_tuning_leave_a_finished_run(p
             project.move([photos[1].id], "blobs")
         real(self, stage, info)
 
-    monkeypatch.setattr(jobs.StoreListener, "on_stage", meddle)
+    monkeypatch.setattr(worker.StoreListener, "on_stage", meddle)
     run_id = project.create_run(TrainConfig(finetune_epochs=1, unfreeze_blocks=1).to_dict())
-    jobs.run_job(project, run_id)
+    worker.run_job(project, run_id)
     run = project.run(run_id)
     assert run.status == "completed", run.error
     assert run.summary["images_used"] == 24
@@ -506,7 +507,7 @@ def test_training_data_read_while_a_class_is_renamed_is_one_consistent_picture(t
     assert len(data.train) + len(data.val) == len(real_images(status="kept"))
 
 def test_a_class_renamed_while_its_web_search_runs_keeps_all_its_photos(project, standin):  # noqa: F811
-    from core.collect import CollectRequest, collect
+    from core.intake.collect import CollectRequest, collect
     from tests.test_collect import downloader
 
     standin.results["llama"] = [standin.photo_url(i) for i in range(1, 9)]
@@ -542,7 +543,7 @@ def test_the_start_page_reports_files_out_of_step_and_fixes_them(two_classes):
 def test_zip_folder_names_follow_the_same_rules(project):
     import io
 
-    from core.ingest import import_zip
+    from core.intake.ingest import import_zip
     from tests.photos import zip_bytes
 
     with pytest.raises(StoreError, match="bytes"):

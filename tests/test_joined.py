@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import core.embed
+import core.model.embed
 from core.__main__ import main as cli
-from core.advice import MEASURED_SETS, costs, most_alike
-from core.backbones import REGISTRY, backbone_label, get_backbone
-from core.heatmap import load_heat_mapper, run_map_model
-from core.embed import EmbeddingCache, EmbedResult, Group, cached_groups, side_by_side
-from core.joined import OFFERED, RECOMMENDED, JoinRefused, refuse_fine_tuning
-from core.predictor import Predictor
-from core.train import TrainConfig, TrainData, train
+from core.model.advice import MEASURED_SETS, costs, most_alike
+from core.model.backbones import REGISTRY, backbone_label, get_backbone
+from core.serving.heatmap import load_heat_mapper, run_map_model
+from core.model.embed import EmbeddingCache, EmbedResult, Group, cached_groups, side_by_side
+from core.model.joined import OFFERED, RECOMMENDED, JoinRefused, refuse_fine_tuning
+from core.serving.predictor import Predictor
+from core.model.train import TrainConfig, TrainData, train
 from tests.photos import class_photo, write_image_folder
 
 LITE02 = "efficientnet_lite0+efficientnet_lite2"
@@ -73,8 +73,8 @@ def test_members_share_one_decode_and_each_runs_only_on_what_its_cache_lacks(tmp
     cache = EmbeddingCache(tmp_path / "cache.sqlite")
     cache.put("small", {shas[0]: np.zeros(2), shas[1]: np.zeros(2)})  # the first member has two photos already
     decodes = []
-    real = core.embed.load_rgb_sizes
-    monkeypatch.setattr(core.embed, "load_rgb_sizes", lambda path, sizes: decodes.append(sizes) or real(path, sizes))
+    real = core.model.embed.load_rgb_sizes
+    monkeypatch.setattr(core.model.embed, "load_rgb_sizes", lambda path, sizes: decodes.append(sizes) or real(path, sizes))
     seen: dict[str, list] = {"small": [], "large": []}
 
     def runner(name):
@@ -139,13 +139,13 @@ def folders(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_a_joined_run_trains_predicts_evaluates_and_exports_one_model(folders, tmp_path, capsys):
-    from core.embed import LiteRTRunner, embed_views
-    from core.export import TFLITE_FILES
-    from core.head import HEAD_FILE, LinearHead
+    from core.model.embed import LiteRTRunner, embed_views
+    from core.serving.export import TFLITE_FILES
+    from core.model.head import HEAD_FILE, LinearHead
     from core.images import load_rgb
-    from core.predict import Classifier
-    from core.predictor import load_predictor
-    from core.runs import data_from_folders
+    from core.serving.predict import Classifier
+    from core.serving.predictor import load_predictor
+    from core.jobs.pipeline import data_from_folders
 
     run = tmp_path / "run"
     assert cli(["train", str(folders / "train"), "--out", str(run), "--backbone", LITE02,
@@ -178,7 +178,7 @@ def test_a_joined_run_trains_predicts_evaluates_and_exports_one_model(folders, t
     pixels = np.stack([load_rgb(p, 260) for p in paths]).astype(np.float32)
     assert (exported(pixels).argmax(axis=1) == app.argmax(axis=1)).mean() == 1.0
     np.testing.assert_allclose(classifier.probabilities(pixels), exported(pixels), atol=1e-3)
-    heat = load_heat_mapper(run).heat_map(class_photo(0, 301))  # each member's map, summed (core.heatmap)
+    heat = load_heat_mapper(run).heat_map(class_photo(0, 301))  # each member's map, summed (core.serving.heatmap)
     assert heat.shape == (260, 260) and 0 <= heat.min() and heat.max() <= 1
     probabilities, *maps = run_map_model(classifier.model)(pixels[:1])  # as a fine-tuned joined run would read it
     assert [tuple(m.shape) for m in maps] == [(1, 7, 7, 2), (1, 9, 9, 2)]

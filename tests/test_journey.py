@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from core.store import open_project
+from core.store.project import open_project
 from tests.bing_standin import BingStandin
 from tests.browser import assert_no_errors, browser_page, new_class, screenshot, streamlit_server, wait_idle
 from tests.photos import class_photo, class_photo_bytes, zip_bytes

@@ -1,4 +1,4 @@
-"""core.live without a browser: the newest frame is classified like an upload, frames are recorded like uploads."""
+"""core.serving.live without a browser: the newest frame is classified like an upload, frames are recorded like uploads."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from core.images import dim_outside_square, load_rgb
-from core.live import FrameRecorder, LiveClassifier, jpeg_bytes
-from core.predictor import Predictor
+from core.serving.live import FrameRecorder, LiveClassifier, jpeg_bytes
+from core.serving.predictor import Predictor
 from tests.photos import class_photo, photo
 
 

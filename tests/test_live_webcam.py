@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.store import create_project, open_project
+from core.store.project import create_project, open_project
 from tests.browser import (assert_no_errors, browser_page, fake_camera_args, loaded_libraries, screenshot,
                            server_pid, streamlit_server, wait_idle, write_y4m)
 from tests.photos import class_photo, class_photo_bytes

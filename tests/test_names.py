@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from core.evaluate import image_folder
-from core.runs import data_from_folders
-from core.store import StoreError, create_project, open_project, validate_name
-from core.storage import db as storage_db
+from core.serving.evaluate import image_folder
+from core.jobs.pipeline import data_from_folders
+from core.store.project import StoreError, create_project, open_project, validate_name
+from core.store import db as storage_db
 from tests.photos import photo_bytes
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.novelty import (NOVELTY_FILE, NoveltyReference, NoveltySettings, auroc, build_reference, fit_novelty,
+from core.model.novelty import (NOVELTY_FILE, NoveltyReference, NoveltySettings, auroc, build_reference, fit_novelty,
                           hidden_class_scores, load_novelty, save_novelty, set_threshold, threshold_for, unit)
 
 
@@ -80,8 +80,8 @@ def test_the_threshold_in_force_is_kept_in_the_run_folder(tmp_path):
 def test_exported_model_has_probabilities_and_novelty_outputs_like_the_numpy_score(tmp_path):
     import keras
 
-    from core.embed import LiteRTRunner, tflite_bytes
-    from core.novelty import novelty_output
+    from core.model.embed import LiteRTRunner, tflite_bytes
+    from core.model.novelty import novelty_output
 
     inputs = keras.Input((16, 16, 3), name="pixels")
     pooled = keras.layers.GlobalAveragePooling2D(name="pooled")(keras.layers.Conv2D(8, 3, name="conv")(inputs))
@@ -103,11 +103,11 @@ def test_exported_model_has_probabilities_and_novelty_outputs_like_the_numpy_sco
 @pytest.mark.slow
 def test_cli_reports_unknown_photos_and_predict_says_not_one_of_the_classes(tmp_path, capsys):
     from core.__main__ import main as cli
-    from core.export import _classifier_from_head, save_keras
-    from core.predict import Classifier
-    from core.predictor import load_predictor
-    from core.runs import data_from_folders, train_and_save
-    from core.train import TrainConfig
+    from core.serving.export import _classifier_from_head, save_keras
+    from core.serving.predict import Classifier
+    from core.serving.predictor import load_predictor
+    from core.jobs.pipeline import data_from_folders, train_and_save
+    from core.model.train import TrainConfig
     from tests.photos import class_photo, photo, write_image_folder
 
     write_image_folder(tmp_path / "train", {"stripes": 16, "blobs": 16})
@@ -147,7 +147,7 @@ def test_cli_reports_unknown_photos_and_predict_says_not_one_of_the_classes(tmp_
 
 
 def test_a_damaged_or_forged_novelty_file_is_refused_with_a_sentence(tmp_path):
-    from core.run_folder import RunFolderInvalid
+    from core.store.run_folder import RunFolderInvalid
 
     reference, settings = fit_novelty([np.eye(8)[:6]], np.arange(6) % 2, np.eye(8)[6:], np.array([0, 1]))
     save_novelty(tmp_path, reference, settings)

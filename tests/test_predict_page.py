@@ -14,11 +14,11 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.images import unseen_share
-from core.novelty import NoveltySettings
-from core.predict import Arrivals, Bar, Prediction, overlay_heatmap, summary_rows
-from core.runs import data_from_project, train_and_save
-from core.store import create_project
-from core.train import TrainConfig
+from core.model.novelty import NoveltySettings
+from core.serving.predict import Arrivals, Bar, Prediction, overlay_heatmap, summary_rows
+from core.jobs.pipeline import data_from_project, train_and_save
+from core.store.project import create_project
+from core.model.train import TrainConfig
 from tests.browser import (ARTIFACTS, assert_no_errors, browser_page, fake_camera_args, screenshot, streamlit_server,
                            wait_idle)
 from tests.photos import class_photo, class_photo_bytes, photo_bytes
@@ -215,7 +215,7 @@ def test_the_same_photo_added_twice_counts_once_and_the_user_is_told(trained):
 
 @pytest.mark.slow
 def test_a_run_has_the_same_label_on_try_it_train_and_results(trained):
-    from core.store import open_project
+    from core.store.project import open_project
 
     project = open_project(PROJECT, trained)
     with project.db.write() as con:  # started two hours before it finished: the label must not hesitate
@@ -267,9 +267,9 @@ def test_the_threshold_decides_between_a_verdict_and_not_sure(trained):
 def constant_run(root: Path, name: str, probabilities: tuple[float, float], fine_tuned: bool = False) -> Path:
     """A project whose one finished run answers `probabilities` for every photo (a head of zeros and a bias of their
     logarithms); `fine_tuned`: saved as a fine-tuning run leaves it, model.keras and no LiteRT file yet."""
-    from core.backbones import get_backbone
-    from core.export import save_keras, write_json
-    from core.head import HEAD_FILE, LinearHead
+    from core.model.backbones import get_backbone
+    from core.serving.export import save_keras, write_json
+    from core.model.head import HEAD_FILE, LinearHead
 
     project = create_project(name, root)
     for label, class_name in enumerate(CLASSES):
@@ -280,7 +280,7 @@ def constant_run(root: Path, name: str, probabilities: tuple[float, float], fine
                       np.log(np.asarray(probabilities, np.float32)))
     (run_dir / "labels.txt").write_text("\n".join(CLASSES) + "\n")
     if fine_tuned:
-        from core.train import assemble_classifier
+        from core.model.train import assemble_classifier
 
         save_keras(assemble_classifier(get_backbone("efficientnet_lite0"), head), run_dir / "model.keras")
     else:
@@ -295,10 +295,10 @@ def constant_run(root: Path, name: str, probabilities: tuple[float, float], fine
 @pytest.fixture
 def worker_tasks(monkeypatch) -> list[tuple[str, dict]]:
     """What the page asks of the training worker, recorded instead of sent."""
-    from core import worker
+    from core.jobs import server
 
     asked = []
-    monkeypatch.setattr(worker.WORKER, "submit", lambda task, project, **fields: asked.append((task, fields)) or 0)
+    monkeypatch.setattr(server.WORKER, "submit", lambda task, project, **fields: asked.append((task, fields)) or 0)
     return asked
 
 
@@ -317,7 +317,7 @@ def test_a_share_just_below_the_bar_is_not_rounded_up_to_it(workspace, worker_ta
 def test_a_fine_tuned_run_is_tried_from_litert_files_the_worker_makes(workspace, worker_tasks):
     """The page never loads Keras: a fine-tuned run waits (a few seconds) for the worker's heatmap.tflite, which
     gives its verdicts and its heat maps."""
-    from core.heatmap import RUN_MAP_FILE, prepare
+    from core.serving.heatmap import RUN_MAP_FILE, prepare
 
     run_dir = constant_run(workspace, "tuned", (0.9, 0.1), fine_tuned=True)
     at = upload(open_page("tuned"), [("a.jpg", class_photo_bytes(0, 570))])
@@ -356,7 +356,7 @@ def test_a_photo_unlike_every_class_is_said_to_be_so_and_the_setting_stays_with_
 
 def browser_workspace(root: Path) -> None:
     """A project trained on a few real flower photos (flowers5) when present, else on synthetic ones."""
-    from core.ingest import import_folder
+    from core.intake.ingest import import_folder
     from tests.conftest import SHARED_DATASETS
 
     project = create_project("flowers", root)

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.export import export_tflite
-from core.predict import Classifier
-from core.export import TFLITE_FILES
-from core.head import HEAD_FILE
-from core.predictor import Predictor, load_predictor, model_file
-from core.run_folder import RunFolderInvalid
-from core.runs import data_from_folders, train_and_save
-from core.train import TrainConfig
+from core.serving.export import export_tflite
+from core.serving.predict import Classifier
+from core.serving.export import TFLITE_FILES
+from core.model.head import HEAD_FILE
+from core.serving.predictor import Predictor, load_predictor, model_file
+from core.store.run_folder import RunFolderInvalid
+from core.jobs.pipeline import data_from_folders, train_and_save
+from core.model.train import TrainConfig
 from tests.photos import class_photo, write_image_folder
 from tests.runs import write_head
 
@@ -139,8 +139,7 @@ def test_photos_on_disk_are_predicted_a_small_batch_at_a_time(tmp_path):
 def test_many_photos_on_disk_are_scored_a_bounded_batch_at_a_time(tmp_path):
     """`python -m core evaluate` on 10,000 photos once decoded them all into one batch (about 6 GB at 224 px): the
     forward pass never sees more than PATH_BATCH photos, and the answers come back in order, unreadable ones out."""
-    from core import predictor as predictor_module
-    from core.predictor import Predictor
+    from core.serving import predictor as predictor_module
     from tests.photos import photo
 
     paths = []
@@ -155,7 +154,7 @@ def test_many_photos_on_disk_are_scored_a_bounded_batch_at_a_time(tmp_path):
         brightness = pixels.mean(axis=(1, 2, 3)) / 255  # a row per photo, told apart
         return np.stack([brightness, 1 - brightness], axis=1)
 
-    model = Predictor(["a", "b"], 32, forward, "head")
+    model = predictor_module.Predictor(["a", "b"], 32, forward, "head")
     probabilities, ok = model.predict_paths(paths)
     assert max(seen) <= predictor_module.PATH_BATCH and sum(seen) == 39
     assert ok == [i for i in range(40) if i != 7] and len(probabilities) == 39

@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from core import preembed
-from core.backbones import get_backbone
-from core.embed import EmbeddingCache, view_key
-from core.store import create_project
+from core.model import preembed
+from core.model.backbones import get_backbone
+from core.model.embed import EmbeddingCache, view_key
+from core.store.project import create_project
 from tests.photos import photo_bytes
 
 

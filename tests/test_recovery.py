@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from core.store import Project, create_project, open_project, restore_backup
-from core.storage import db as storage_db
-from core.storage.recovery import RECOVERED_DIR
+from core.store.project import Project, create_project, open_project, restore_backup
+from core.store import db as storage_db
+from core.store.recovery import RECOVERED_DIR
 from tests.photos import photo_bytes
 from tests.test_integrity import CHILD_TIMEOUT, consistent, spawn
 
@@ -122,8 +122,8 @@ def test_older_rows_than_the_folders_lose_no_photo(cats, workspace, monkeypatch,
 CRASH_IN_RENAME = """
     import os, sys
     from pathlib import Path
-    import core.storage.journal as journal
-    from core.store import Project
+    import core.store.journal as journal
+    from core.store.project import Project
     real, calls = os.replace, []
     def replace(src, dst):
         calls.extend([1] if os.path.isdir(src) else [])
@@ -212,7 +212,7 @@ def test_without_a_backup_the_message_offers_the_zip_in_plain_words(tmp_path):
 
 def test_a_running_row_from_before_start_times_with_a_live_pid_does_not_wedge_the_project(cats):
     """The version before start times wrote pid alone; a live pid that is no worker must not hold the project."""
-    from core import jobs
+    from core.jobs import server as jobs
 
     run_id = cats.create_run({})
     con = sqlite3.connect(cats.db_path)
@@ -233,7 +233,7 @@ def test_a_running_row_from_before_start_times_with_a_live_pid_does_not_wedge_th
 
 
 def test_photo_links_left_by_a_worker_killed_mid_run_are_removed_at_the_next_look(cats):
-    from core import jobs
+    from core.jobs import server as jobs
 
     run_id = cats.create_run({})
     photo = cats.images("cats")[0]

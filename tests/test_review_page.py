@@ -1,4 +1,4 @@
-"""The Review page (reject, restore, move, delete, duplicates, classes, warnings, suspects) and core/suspects.py."""
+"""The Review page (reject, restore, move, delete, duplicates, classes, warnings, suspects) and core/model/suspects.py."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core import suspects
-from core.embed import EmbedResult
-from core.ingest import import_folder
-from core.store import Project, create_project, open_project
+from core.model import suspects
+from core.model.embed import EmbedResult
+from core.intake.ingest import import_folder
+from core.store.project import Project, create_project, open_project
 from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
 from tests.conftest import shared_dataset
 from tests.photos import class_photo_bytes, photo_bytes
@@ -410,7 +410,7 @@ def test_a_running_check_can_be_stopped(project, monkeypatch):
     assert not after.button(key="find_suspects").disabled
 
 
-# ---- core/suspects.py -------------------------------------------------------------------------
+# ---- core/model/suspects.py -------------------------------------------------------------------------
 
 
 def clustered(n_classes: int = 4, per_class: int = 30, dim: int = 64, seed: int = 0):
@@ -445,8 +445,8 @@ def test_outlier_far_from_its_class_centre_scores_high():
 def test_look_alike_product_photos_get_no_confident_move_advice():
     """Coffee, juice and pasta photos from shelves (groceries25, 40 each, labelled right): the cross-validated
     classifier alone advised 7 confident moves, all wrong; a flipped label is still advised back."""
-    from core.backbones import get_backbone
-    from core.embed import embed_files
+    from core.model.backbones import get_backbone
+    from core.model.embed import embed_files
     from core.images import sha256_hex
 
     root = shared_dataset("groceries25") / "train"
@@ -495,7 +495,7 @@ def test_rank_suspects_maps_scores_to_photos(project, monkeypatch):
         on_progress(len(shas), len(shas))
         return EmbedResult(np.stack(rows[1:]), list(range(1, len(shas))), {0: "unreadable"}, len(shas) - 1, 0.1)
 
-    monkeypatch.setattr("core.embed.embed_files", fake_embed)
+    monkeypatch.setattr("core.model.embed.embed_files", fake_embed)
     progress = []
     ranking = suspects.rank_suspects(project, on_progress=lambda done, total: progress.append((done, total)))
     assert progress == [(24, 24)]

@@ -1,5 +1,5 @@
 """Tampered or broken run folders are refused with one typed error and a sentence, before anything big is
-allocated (issue 19, item 5). The contract is core/run_folder.py and docs/run-folder.md."""
+allocated (issue 19, item 5). The contract is core/store/run_folder.py and docs/run-folder.md."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.backbones import get_backbone
-from core.predictor import load_predictor
-from core.run_folder import (FILES, OUTPUTS, RunFolderInvalid, check_outputs, read_evaluation, read_head,
+from core.model.backbones import get_backbone
+from core.serving.predictor import load_predictor
+from core.store.run_folder import (FILES, OUTPUTS, RunFolderInvalid, check_outputs, read_evaluation, read_head,
                              read_labels, read_metrics)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,7 +145,7 @@ def test_an_evaluation_the_app_did_not_write_is_refused(tmp_path, evaluation):
 
 
 def test_an_evaluation_the_app_wrote_reads_back(tmp_path):
-    from core.evaluate import evaluate_predictions
+    from core.serving.evaluate import evaluate_predictions
 
     run = head_run(tmp_path / "run")
     evaluation = evaluate_predictions([0, 1, 1], np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]]), ["ants", "bees"],
@@ -224,7 +224,7 @@ def test_forty_damaged_tflite_files_are_each_used_or_refused_with_the_typed_erro
 
     import keras
 
-    from core.embed import tflite_bytes
+    from core.model.embed import tflite_bytes
 
     inputs = keras.Input((32, 32, 3))
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3)(inputs))
@@ -249,7 +249,7 @@ def test_forty_damaged_tflite_files_are_each_used_or_refused_with_the_typed_erro
 
 def test_an_array_of_free_length_is_bounded_by_its_file_limit(tmp_path):
     """novelty.npz's reference rows have no fixed count: a header claiming billions of them is refused unread."""
-    from core.run_folder import read_npz
+    from core.store.run_folder import read_npz
 
     path = tmp_path / "novelty.npz"
     with zipfile.ZipFile(path, "w") as zf:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.store import create_project, list_projects
+from core.store.project import create_project, list_projects
 from tests.browser import assert_no_errors, browser_page, streamlit_server, wait_idle
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")

@@ -3,8 +3,8 @@ import zipfile
 
 import pytest
 
-from core.ingest import ImportRefused, import_files, import_folder, import_zip
-from core.store import Project, StoreError, create_project, list_projects, open_project, validate_name
+from core.intake.ingest import ImportRefused, import_files, import_folder, import_zip
+from core.store.project import Project, StoreError, create_project, list_projects, open_project, validate_name
 from tests.photos import photo, photo_bytes
 
 
@@ -89,12 +89,12 @@ def test_rename_and_delete_class(project):
 
 
 def test_failed_file_write_leaves_no_row(project, monkeypatch):
-    import core.storage.journal
+    import core.store.journal
 
     def broken(path, data):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(core.storage.journal, "atomic_write", broken)
+    monkeypatch.setattr(core.store.journal, "atomic_write", broken)
     with pytest.raises(StoreError, match="No space left"):
         project.add_image("a", photo_bytes(1), source="upload")
     assert project.images() == [] and not list(project.journal_dir.glob("*"))

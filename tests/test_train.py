@@ -1,29 +1,33 @@
 """The training engine end to end with the real offline backbone: embed, train, save, export, CLI."""
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from core import jobs, preembed
+from core.jobs import server as jobs
+from core.jobs import worker
+
+from core.model import preembed
 from core.__main__ import main as cli
-from core.embed import EmbeddingCache, LiteRTRunner, embed_files, embed_views, litert_backbone
-from core.export import export_tflite, tflite_agreement
-from core.backbones import get_backbone
-from core.head import HEAD_FILE, LinearHead
-from core.heatmap import load_heat_mapper
+from core.model.embed import EmbeddingCache, LiteRTRunner, embed_files, embed_views, litert_backbone
+from core.serving.export import export_tflite, tflite_agreement
+from core.model.backbones import get_backbone
+from core.model.head import HEAD_FILE, LinearHead
+from core.serving.heatmap import load_heat_mapper
 from core.images import load_rgb
-from core.predict import Classifier
-from core.predictor import load_predictor
-from core.runs import data_from_folders, data_from_project, has_model, train_and_save
-from core.store import RunRecord
-from core.train import SilentListener, TrainConfig, TrainData, class_weights, train
+from core.serving.predict import Classifier
+from core.serving.predictor import load_predictor
+from core.jobs.pipeline import data_from_folders, data_from_project, has_model, train_and_save
+from core.store.project import RunRecord
+from core.model.train import SilentListener, TrainConfig, TrainData, class_weights, train
 from tests.photos import class_photo, class_photo_bytes, write_image_folder
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
+RUN_SECONDS = 300  # for a run and its downloads in the worker, on a loaded machine
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +102,9 @@ def test_head_file_with_the_litert_backbone_predicts_like_the_keras_model(traine
     np.testing.assert_allclose(predictor.probabilities(pixels[:, :, ::-1]), expected, atol=1e-5)
 
 
-def test_head_search_reports_every_strength_and_picks_by_cross_validation(trained_run):
+def test_head_search_reports_the_strengths_tried_and_picks_by_cross_validation(trained_run):
     metrics = json.loads((trained_run / "metrics.json").read_text())
-    assert metrics["head_strengths_tried"] == 8 and metrics["head_cv_folds"] == 4
+    assert 2 <= metrics["head_strengths_tried"] <= 8 and metrics["head_cv_folds"] == 4
     assert metrics["train_seconds"] >= metrics["head_seconds"] > 0
 
 
@@ -172,46 +176,38 @@ def test_finetuning_that_never_beats_the_head_stops_after_patience(folders):
     assert result.best_epoch["fine-tuning"] == 0, "the head's weights are kept"
 
 
-def wait_for(condition, what: str, seconds: float = 300):
-    """Poll the app's own signal with a generous deadline (the machine may be loaded)."""
-    deadline = time.time() + seconds
-    while not (value := condition()):
-        assert time.time() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.2)
-    return value
-
-
 def test_background_job_is_usable_first_then_assembles_downloads(project, folders):
-    from core.ingest import import_folder
+    from core.intake.ingest import import_folder
 
     import_folder(project, folders / "train")
     run_id = jobs.start_training(project, TrainConfig())
     with pytest.raises(jobs.JobRefused):
         jobs.start_training(project, TrainConfig())
-    run = wait_for(lambda: (r := jobs.refresh(project, run_id)).status not in jobs.ACTIVE and r, "the run to end")
+    run = wait_for(lambda: (r := jobs.refresh(project, run_id)).status not in jobs.ACTIVE and r, "the run to end",
+                   RUN_SECONDS)
     assert run.status == "completed", run.error
     assert has_model(run) and (run.dir / HEAD_FILE).exists() and (run.dir / "labels.txt").exists()
     assert run.summary["val_accuracy"] is not None
     assert [e["stage"] for e in project.epochs(run_id)] == ["head"] * 8
     assert jobs.active_run(project) is None
-    wait_for(lambda: jobs.downloads(project, run) == "ready", "the downloads")
+    wait_for(lambda: jobs.downloads(project, run) == "ready", "the downloads", RUN_SECONDS)
     assert Classifier.load(run.dir).class_names == ["blobs", "stripes"]
 
 
 def test_stop_before_the_worker_starts_the_run(project, folders):
-    from core.ingest import import_folder
+    from core.intake.ingest import import_folder
 
     import_folder(project, folders / "train")
     project.set_backbone("efficientnet_lite0")
     run_id = project.create_run(TrainConfig().to_dict())
     project.request_stop(run_id)
-    usable, _ = jobs.run_job(project, run_id)
+    usable, _ = worker.run_job(project, run_id)
     run = project.run(run_id)
     assert not usable and run.status == "stopped" and not has_model(run)
 
 
 def test_background_embedding_makes_every_photo_ready(project, folders, tmp_path):
-    from core.ingest import import_folder
+    from core.intake.ingest import import_folder
 
     import_folder(project, folders / "val")
     cache = EmbeddingCache(tmp_path / "e.sqlite")
@@ -235,7 +231,7 @@ def test_vanished_worker_is_marked_failed(project, monkeypatch):
 
 
 def test_project_data_follows_store_split(project, folders):
-    from core.ingest import import_folder
+    from core.intake.ingest import import_folder
 
     import_folder(project, folders / "train")
     data = data_from_project(project)

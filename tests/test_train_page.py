@@ -15,16 +15,20 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import advice, jobs, speed
-from core.backbones import DEFAULT_BACKBONE, REGISTRY, BackboneSpec, get_backbone
-from core.joined import OFFERED, RECOMMENDED
-from core.freeze_depths import freeze_options
-from core.export import EVALUATION_FILE, write_json
-from core.predict import MODEL_FILE
-from core.ingest import import_folder
-from core.runs import data_from_project, train_and_save
-from core.store import Project, create_project
-from core.train import TrainConfig
+from core.model import advice
+
+from core.jobs import api as jobs  # what the pages call (monkeypatched here)
+
+from core.model import speed
+from core.model.backbones import DEFAULT_BACKBONE, REGISTRY, BackboneSpec, get_backbone
+from core.model.joined import OFFERED, RECOMMENDED
+from core.model.freeze_depths import freeze_options
+from core.serving.export import EVALUATION_FILE, write_json
+from core.serving.predict import MODEL_FILE
+from core.intake.ingest import import_folder
+from core.jobs.pipeline import data_from_project, train_and_save
+from core.store.project import Project, create_project
+from core.model.train import TrainConfig
 from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
 from tests.conftest import shared_dataset
 from tests.photos import class_photo_bytes
@@ -299,9 +303,12 @@ def test_start_refuse_stop_reattach_and_finish(two_classes):
     at.select_slider(key="train_unfreeze_blocks").set_value(1).run()
     at.number_input(key="train_finetune_epochs").set_value(40).run()
     at.number_input(key="train_patience").set_value(40).run()
+    at.checkbox(key="train_augment_zoom").set_value(False).run()
     at.button(key="train_start").click().run()
     run = jobs.active_run(two_classes)
     assert run is not None and run.config["finetune_epochs"] == 40
+    augment = TrainConfig.from_dict(run.config).augment
+    assert not augment.zoom and augment.flip and augment.rotation and augment.contrast
     assert "Training now: run 1" in [h.value for h in no_exceptions(at).subheader]
     assert not [b for b in at.button if b.key == "train_start"]  # the settings make way for the live view
 
@@ -380,7 +387,7 @@ def test_downloads_are_prepared_in_the_background_after_the_model_is_usable(two_
 
 def web_download() -> set[str]:
     """The web page's download button, there when LiteRT.js is installed (see tests/test_exports_page.py)."""
-    from core.web_runtime import RuntimeMissing, runtime_files
+    from core.serving.web_runtime import RuntimeMissing, runtime_files
 
     try:
         runtime_files()

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from core.store import Project, create_project
-from core.train import STAGE_FINETUNE, TrainConfig
+from core.store.project import Project, create_project
+from core.model.train import STAGE_FINETUNE, TrainConfig
 from tests.browser import browser_page, screenshot, streamlit_server
 from tests.photos import class_photo_bytes
 

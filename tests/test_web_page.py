@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from core.images import load_rgb
-from core.predictor import load_predictor
-from core.runs import data_from_folders, train_and_save
-from core.snippets import javascript
-from core.train import TrainConfig
-from core.web_export import export_web
+from core.serving.predictor import load_predictor
+from core.jobs.pipeline import data_from_folders, train_and_save
+from core.serving.snippets import javascript
+from core.model.train import TrainConfig
+from core.serving.web_export import export_web
 from tests.browser import ARTIFACTS, browser_page, fake_camera_args, screenshot
 from tests.conftest import SHARED_DATASETS
 from tests.photos import write_image_folder

@@ -1,0 +1,160 @@
+"""Which offline backbone and fine-tuning depth to pick: expected time on this machine and measured gain, on
+everyday photos and on photos unlike them; and whether a project's photos look unlike everyday ones.
+
+Time comes from the backbone's measured speed here (core.model.speed) and, for fine-tuning, from how many
+forward passes' worth of work a whole fine-tuning stage took in the measurements below; gain is
+what those measurements found, in validation-accuracy points over the Lite0 head alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from core.model.backbones import DEFAULT_BACKBONE, REGISTRY, get_backbone
+from core.model.joined import OFFERED
+
+DEPTHS = range(5)   # blocks unfrozen: 0 (head only) to 4
+VIEWS = 2           # every photo is embedded as is and mirrored
+BOUNDARY_VIEWS = 4  # fine-tuning caches the boundary activations of four views: as is, mirrored, zoomed in, both
+# One pass over the photos (decode, resize, every view through the network) took this many forward passes' worth of
+# time per view in the measurements below (2 to 3 on a quiet machine, 7 under heavy load): reading and resizing
+# JPEGs costs about as much as the network itself.
+PASS_FACTOR = 2.5
+
+
+@dataclass(frozen=True)
+class Measured:
+    everyday: float | None  # accuracy points over the Lite0 head on everyday photos (flowers5, hymenoptera)
+    unlike: float | None    # on photos unlike them (groceries25 shelf photos, 32-px copies of a shared set)
+    factor: float           # the fine-tuning stage's seconds / (2 x training photos x one forward pass)
+
+
+# Measured with `python -m bench.bench_finetune` (see README) on 2026-12-04, 2-core machine under heavy load (10-18):
+# validation accuracy, the fine-tuned model or the head as the keep rule chose, minus the Lite0 head's on the same
+# split. Two blocks: everyday photos, hymenoptera and flowers5 on three splits each: the head kept every time
+# (+0.0); photos unlike them: groceries25 +5.0, +4.2, +2.9 (0.732 -> 0.781, 0.715 -> 0.757, 0.771 -> 0.800,
+# against the head of that day, on 256 principal directions; on split 0 +3.9 against the whole-embedding head,
+# 0.771 -> 0.810) and flowers5's
+# 32-px copy the head kept on three splits (+0.0: 96 photos per class overfit two blocks within two epochs): +2.0
+# on average. Factor: 0.9-1.0 on groceries25, 1.1-1.5 on flowers5's 32-px copy, 2.0-2.4 on hymenoptera (one split
+# at 5.3 when the load peaked), 0.5-1.2 on flowers5. Depths not measured with this recipe have no gain shown and
+# their factor scaled by depth.
+MEASURED: dict[tuple[str, int], Measured] = {
+    ("efficientnet_lite0", 0): Measured(0.0, 0.0, 0.0),
+    ("efficientnet_lite0", 2): Measured(0.0, 2.0, 2.0),
+    # Heads alone, trained on all of train/ and scored on val/ (2026-11-24): Lite1 0.860 on flowers5 (-5.5) and
+    # 0.954 on hymenoptera (+2.6); Lite2 0.875 (-4.0) and 0.961 (+3.3).
+    ("efficientnet_lite1", 0): Measured(-1.5, None, 0.0),
+    ("efficientnet_lite2", 0): Measured(-0.3, None, 0.0),
+}
+# The sign that photos are unlike everyday ones: the head alone, cross-validated on the training photos, names
+# few of them right although there are plenty per class. Measured (head cv accuracy, three splits, the bench's
+# "head cv"): everyday flowers5 0.88-0.89 and hymenoptera 0.95, where fine-tuning did not pay; groceries25 0.75 and
+# flowers5's 32-px copy 0.79, where it did. The embeddings' own statistics (norm, sparsity, spread within classes)
+# did not tell these sets apart. A set with many look-alike everyday classes may fall below the bar too: the page
+# says "likely", and the keep rule still guards the run.
+UNLIKE_BELOW = 0.85
+UNLIKE_MIN_PER_CLASS = 50
+# Forward milliseconds per photo (LiteRT, batches of 8) measured beside those figures, for backbones not yet
+# timed on this machine.
+REFERENCE_MS = {"efficientnet_lite0": 5.9, "efficientnet_lite1": 11.4, "efficientnet_lite2": 15.2}
+# Test-time mirroring (each photo's probabilities averaged with its mirror image's), measured with
+# `python -m bench.bench_head` on 2026-12-04 (Lite0 head on the whole embedding, three validation splits per set):
+# groceries25 +0.5 points (log loss -0.017), flowers5 +0.9 (-0.014), hymenoptera -0.7 (+0.002: one photo in 50);
+# on the never-seen val/ folders flowers5 +0.3 and hymenoptera +0.7. It helps on average, so every model answers
+# that way (the backbone runs twice per photo); on unseen grocery photos it was worth 1.5 points (issue 17).
+MIRROR_TTA_HELPS = True
+
+
+@dataclass(frozen=True)
+class Advice:
+    backbone: str
+    blocks: int
+    seconds: float              # expected wall time of a first run (nothing cached) for the photo count
+    gain: float | None          # measured accuracy points over the Lite0 head on everyday photos; None: not measured
+    gain_unlike: float | None   # the same on photos unlike everyday ones
+    timed_here: bool            # the backbone's speed was measured on this machine (else the reference figure)
+
+
+def advice(photos: int, speeds: dict[str, dict]) -> list[Advice]:
+    """One row per offline backbone and depth 0..4 for a project of `photos` photos; `speeds` as core.model.speed keeps them."""
+    rows = []
+    for name, spec in REGISTRY.items():
+        if not spec.offline:
+            continue
+        timed = name in speeds
+        forward_s = (speeds[name]["ms_per_photo"] if timed else REFERENCE_MS[name]) / 1000
+        for blocks in DEPTHS:
+            measured = MEASURED.get((name, blocks), Measured(None, None, _nearest_factor(blocks)))
+            views = VIEWS + (BOUNDARY_VIEWS if blocks else 0)  # fine-tuning adds a pass for the boundary activations
+            seconds = photos * forward_s * (views * PASS_FACTOR + VIEWS * measured.factor)
+            rows.append(Advice(name, blocks, seconds, measured.everyday, measured.unlike, timed))
+    return rows
+
+
+def _nearest_factor(blocks: int) -> float:
+    """A depth's fine-tuning cost measured on any backbone (relative to its own speed, so it carries over)."""
+    factors = [m.factor for (_, b), m in MEASURED.items() if b == blocks]
+    if factors:
+        return max(factors)
+    deepest = max((b for _, b in MEASURED), default=0)
+    return max(m.factor for (_, b), m in MEASURED.items() if b == deepest) * blocks / max(1, deepest)
+
+
+def unlike_everyday(summary: dict) -> str | None:
+    """Why a run's photos look unlike everyday photos (a clause for the Train page), from its metrics; None when
+    its head shows no such sign or there were too few photos to tell."""
+    cv, classes = summary.get("head_cv_accuracy"), len(summary.get("classes") or [])
+    per_class = (summary.get("train_images") or 0) / max(1, classes)
+    if cv is None or per_class < UNLIKE_MIN_PER_CLASS or cv >= UNLIKE_BELOW:
+        return None
+    return (f"the network's features alone name only {round(100 * cv)}% of your training photos right when each is "
+            f"held out, with about {round(per_class)} photos per class")
+
+
+# The default and the joined choices (core.model.joined), head only. Gains: validation accuracy points over Lite0 alone on
+# each shared set, the mean of three splits, as the model answers (test-time mirroring; `python -m bench.bench_joined`
+# accuracy, 2026-12-04, with the head solved on the whole embedding). Try it: milliseconds per decoded photo through
+# the run's predictor, the choices interleaved (bench_joined speed, load average 16). Live: bench_live's Lite0 rate
+# (15 pictures a second, see the README) times each choice's rate relative to Lite0 through the server's live path,
+# measured side by side in that same run (1.00, 0.33, 0.16): the browser's share of the work is the same for every
+# choice, so this errs on the slow side.
+MEASURED_SETS = (("5 kinds of flowers", 5), ("ants vs bees", 2), ("25 kinds of groceries", 25))  # (set, classes)
+CHOICES_MEASURED: dict[str, tuple[tuple[float, ...], float, float]] = {
+    DEFAULT_BACKBONE: ((0.0, 0.0, 0.0), 12.7, 15.0),
+    "efficientnet_lite0+efficientnet_lite2": ((-1.4, 1.2, 4.6), 49.1, 5.0),
+    "efficientnet_lite0+efficientnet_lite1+efficientnet_lite2": ((-1.1, 0.4, 6.1), 79.0, 2.4),
+}
+BYTES_PER_PARAMETER = 4  # float32 weights: the LiteRT files and model.tflite are about this big
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a choice of network costs next to what it gains, for a project of some photo count."""
+
+    backbone: str
+    gains: tuple[float, ...] | None  # accuracy points over Lite0 alone per MEASURED_SETS; None: not measured
+    prepare_seconds: float      # preparing every photo here (as is and mirrored), nothing cached yet
+    try_ms: float | None        # Try it, one photo (measured on the development machine)
+    live_fps: float | None      # live webcam pictures a second (measured on the development machine)
+    size_mb: float              # the model's float32 files
+    timed_here: bool            # preparation time from this machine's measured speeds (else the reference figures)
+
+
+def costs(photos: int, speeds: dict[str, dict]) -> list[Cost]:
+    """The default and every joined choice: preparation time for `photos` photos here, Try it, live rate, size."""
+    rows = []
+    for name in (DEFAULT_BACKBONE, *OFFERED):
+        members = get_backbone(name).members
+        timed = all(m.name in speeds for m in members)
+        forward_s = sum((speeds[m.name]["ms_per_photo"] if timed else REFERENCE_MS[m.name]) / 1000 for m in members)
+        gains, try_ms, fps = CHOICES_MEASURED.get(name, (None, None, None))
+        rows.append(Cost(name, gains, photos * VIEWS * forward_s * PASS_FACTOR, try_ms, fps,
+                         sum(m.params for m in members) * BYTES_PER_PARAMETER / 1e6, timed))
+    return rows
+
+
+def most_alike(classes: int) -> int:
+    """Index in MEASURED_SETS of the set whose class count is nearest a project's (by ratio)."""
+    return min(range(len(MEASURED_SETS)), key=lambda i: abs(math.log(max(classes, 1) / MEASURED_SETS[i][1])))

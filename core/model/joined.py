@@ -1,0 +1,127 @@
+"""Offline backbones joined by "+": one photo, each member's embedding at its own input size, concatenated.
+
+`efficientnet_lite0+efficientnet_lite2` is a backbone like any other for the rest of the app: a
+`JoinedSpec` whose `members` are ordinary registry specs, in the order named. Its embedding is the
+members' pooled embeddings side by side (that order), each made from the same decoded photo resized
+to the member's own input size, and cached per member under the member's own key, so a photo a
+project already embedded with Lite0 is not embedded again. One head is solved on the concatenation.
+
+The Keras form (`joined_classifier`, for the downloads) takes the photo at the largest member's size
+and resizes it inside the graph for the smaller members: one input, one model file, no Lambda layers.
+Fine-tuning a joined backbone is refused with a message (`refuse_fine_tuning`): only its head is trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import keras
+
+# This module never imports core.model.backbones (which imports it, for `get_backbone`): the registry of single
+# backbones comes in as an argument, and `members` holds that module's BackboneSpec objects.
+
+JOIN = "+"
+# The joined choices the app offers, the one recommended first at the top (`python -m bench.bench_joined`): Lite0 +
+# Lite2 was never below Lite0 alone on any set, split or unseen folder, with two networks' cost; adding Lite1 gained
+# more on the 25 groceries (+6.0 points against +4.2) but lost a photo in 200 on unseen flowers, for a third network.
+OFFERED = ("efficientnet_lite0+efficientnet_lite2", "efficientnet_lite0+efficientnet_lite1+efficientnet_lite2")
+RECOMMENDED = OFFERED[0]
+
+
+class JoinRefused(ValueError):
+    """A joined name that cannot be a backbone (unknown, online or repeated members), or fine-tuning one."""
+
+
+@dataclass(frozen=True)
+class JoinedSpec:
+    """Offline backbones side by side: what the app asks a backbone (name, sizes, dimension, members)."""
+
+    members: tuple  # core.model.backbones.BackboneSpec objects, in name order
+
+    @property
+    def name(self) -> str:
+        return JOIN.join(m.name for m in self.members)
+
+    @property
+    def label(self) -> str:
+        return " + ".join(m.label if i == 0 else m.label.removeprefix("EfficientNet-")
+                          for i, m in enumerate(self.members))
+
+    @property
+    def input_size(self) -> int:
+        """The side of the photo the one-model form takes: the largest member's (the others resize it down)."""
+        return max(m.input_size for m in self.members)
+
+    @property
+    def feature_dim(self) -> int:
+        return sum(m.feature_dim for m in self.members)
+
+    @property
+    def params(self) -> int:
+        return sum(m.params for m in self.members)
+
+    @property
+    def offline(self) -> bool:
+        return True
+
+    @property
+    def description(self) -> str:
+        return (f"{self.label} side by side: each looks at the photo and one head reads them all. Usually the most "
+                f"accurate offline choice, at the cost of {len(self.members)} networks' time per photo; only the "
+                "new head is trained.")
+
+    def weights_cached(self) -> bool:
+        return True
+
+
+def is_joined(name: str) -> bool:
+    return JOIN in name
+
+
+def joined_spec(name: str, registry: dict) -> JoinedSpec:
+    """The JoinedSpec for `a+b[+c]` from `registry` (core.model.backbones.REGISTRY); JoinRefused when a member is
+    unknown, online or named twice."""
+    names = [part.strip() for part in name.split(JOIN)]
+    unknown = [n for n in names if n not in registry]
+    if unknown or len(names) < 2:
+        offline = ", ".join(n for n, s in registry.items() if s.offline)
+        raise JoinRefused(f"unknown backbone {name!r}: join two or more of the offline backbones with '+' "
+                          f"({offline}), e.g. {RECOMMENDED}")
+    online = [registry[n].label for n in names if not registry[n].offline]
+    if online:
+        raise JoinRefused(f"only offline backbones can be joined; {', '.join(online)} needs a download.")
+    if len(set(names)) < len(names):
+        raise JoinRefused(f"{name!r} names a backbone twice: each member sees the photo once.")
+    return JoinedSpec(tuple(registry[n] for n in names))
+
+
+def refuse_fine_tuning(spec, unfreeze_blocks: int) -> None:
+    """JoinRefused when a joined backbone is asked to retrain blocks (only its head is trained)."""
+    if unfreeze_blocks and len(spec.members) > 1:
+        raise JoinRefused(f"{spec.label} trains only the new head: retraining blocks of joined networks is not "
+                          "offered. Choose 'head only', or one network to fine-tune.")
+
+
+def joined_classifier(spec: JoinedSpec, n_classes: int, dropout: float = 0.0) -> "keras.Model":
+    """Pixels at the largest member's size -> each member (resized for the smaller ones) -> pooled -> concatenated
+    in member order -> dropout -> softmax; BatchNorm in inference mode, standard layers only."""
+    import keras
+
+    inputs = keras.Input((spec.input_size, spec.input_size, 3), name="pixels")
+    pooled = []
+    for i, member in enumerate(spec.members):
+        x = inputs
+        if member.input_size != spec.input_size:
+            # bilinear on the photo already resized by PIL to the largest size: agreement with the app's path (each
+            # member resized by PIL from the photo itself) is measured by bench_joined
+            x = keras.layers.Resizing(member.input_size, member.input_size, interpolation="bilinear",
+                                      name=f"resize_{i}")(x)
+        trunk = member.build()
+        trunk.name = f"backbone_{i}"  # Keras needs unique layer names; `metrics.json`'s backbone names the members
+        pooled.append(keras.layers.GlobalAveragePooling2D(name=f"pooled_{i}")(trunk(x, training=False)))
+    joined = keras.layers.Concatenate(name="pooled")(pooled)
+    dropped = keras.layers.Dropout(dropout, name="dropout")(joined)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", name="predictions")(dropped)
+    return keras.Model(inputs, outputs, name="transferlab_classifier")

@@ -1,0 +1,537 @@
+"""Transfer learning in two stages, as in the keras-io guide.
+
+Stage 1 fits a linear head on cached embeddings of the frozen backbone (photos and their mirror
+images): a convex problem solved in seconds (`core.model.head`), no Keras involved. That head
+plus the backbone's LiteRT file is already a usable model. Stage 2, when the user unfreezes the
+last N backbone blocks, fine-tunes from that head: on the cached activations at the freeze boundary
+through the top N blocks only (`core.model.activations`), or, when the boundary is too early to cache,
+end to end on photos streamed from disk with augmentation. AdamW with warm-up and cosine decay,
+BatchNorm kept in inference mode; the stage-1 model is kept unless an epoch beats it on validation
+loss without getting fewer validation photos right. Either way the saved model is one Keras model that takes raw RGB pixels, so prediction and
+export need nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from core.model import activations
+from core.model.advice import MIRROR_TTA_HELPS
+from core.model.augment import Augmentation, augment as augment_photo
+from core.model.backbones import BackboneSpec, get_backbone, set_trainable_blocks
+from core.model.embed import EmbeddingCache, embed_views, pooled_features
+from core.model.head import STRENGTHS, HeadSearch, LinearHead, scores, search_head
+from core.images import load_rgb
+from core.model.joined import joined_classifier, refuse_fine_tuning
+from core.model.novelty import NoveltyReference, NoveltySettings, fit_novelty
+
+STAGE_EMBED, STAGE_HEAD, STAGE_FINETUNE = "embedding", "head", "fine-tuning"
+MIN_IMPROVEMENT = 1e-3  # a validation loss lower by less than this is noise: not a better epoch
+
+
+@dataclass
+class TrainConfig:
+    backbone: str = "efficientnet_lite0"
+    unfreeze_blocks: int = 0
+    # The rest is for fine-tuning only: the head is solved, with its regularisation chosen for it.
+    finetune_epochs: int = 8      # at most; early stopping may end it sooner
+    # The peak, after a one-epoch warm-up; cosine decay to 0 at the last epoch. Adam moves every weight by about
+    # the rate per step whatever its scale, and pretrained depthwise kernels are small: with every cached view in
+    # every epoch (4x the steps) 1e-4 hurt; with one view per photo per epoch it gained most on groceries25.
+    finetune_learning_rate: float = 1e-4
+    finetune_weight_decay: float = 1e-4   # AdamW's decoupled decay
+    batch_size: int = 64          # two blocks on 2 CPU cores: 4.4 ms of CPU per photo against 4.6 at 32
+    dropout: float = 0.2
+    label_smoothing: float = 0.0
+    patience: int = 3             # epochs without a better validation loss before fine-tuning stops
+    # Cached fine-tuning also trains on the middle of each photo enlarged (and its mirror image): measured on three
+    # flowers5 splits, two blocks went from +0.0 to +0.8 points over the head on held-out photos, never below it.
+    finetune_zoom_views: bool = True
+    augment: Augmentation = field(default_factory=Augmentation)
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__ and k != "augment"}
+        # runs recorded before the Augmentation type kept its flags flat: augment_flip, augment_rotation...
+        flags = values.get("augment") or {k.removeprefix("augment_"): v for k, v in values.items()
+                                          if k.startswith("augment_")}
+        return cls(**known, augment=Augmentation.from_dict(flags))
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: int
+    sha256: str
+
+
+@dataclass
+class TrainData:
+    class_names: list[str]
+    train: list[Sample]
+    val: list[Sample]
+
+    def check(self) -> None:
+        """Refuse data no classifier can learn from, with a sentence saying what to add."""
+        if len(self.class_names) < 2:
+            raise ValueError("Training needs at least two classes with photos.")
+        counts = np.bincount([s.label for s in self.train], minlength=len(self.class_names))
+        empty = [self.class_names[i] for i, n in enumerate(counts) if n == 0]
+        if empty:
+            raise ValueError(f"These classes have no training photos: {', '.join(empty)}.")
+
+
+class TrainingListener(Protocol):
+    """What a training run tells its watcher; `should_stop` is asked between batches.
+
+    In the head stage there are no epochs: `on_epoch` reports each regularisation strength tried, numbered
+    from 1, with C, the cross-validated (cv_), training and validation (val_) loss and accuracy in `logs`.
+    """
+
+    def on_stage(self, stage: str, info: dict) -> None: ...
+    def on_batch(self, stage: str, epoch: int, batch: int, batches: int, logs: dict) -> None: ...
+    def on_epoch(self, stage: str, epoch: int, epochs: int, logs: dict) -> None: ...
+    def should_stop(self) -> bool: ...
+
+
+class SilentListener:
+    def on_stage(self, stage, info): pass
+    def on_batch(self, stage, epoch, batch, batches, logs): pass
+    def on_epoch(self, stage, epoch, epochs, logs): pass
+    def should_stop(self): return False
+
+
+@dataclass
+class TrainResult:
+    head: LinearHead                    # stage 1 on the backbone's pooled embedding
+    model: object | None                # fine-tuned keras.Model (pixels -> probabilities); None: head only
+    class_names: list[str]
+    input_size: int
+    val_probabilities: np.ndarray       # (n_val_used, n_classes)
+    val_samples: list[Sample]
+    stopped: bool
+    search: HeadSearch
+    skipped: dict[str, str] = field(default_factory=dict)  # path -> why it could not be read
+    timings: dict[str, float] = field(default_factory=dict)
+    embed_images_per_second: float = 0.0
+    best_epoch: dict[str, int] = field(default_factory=dict)
+    val_probabilities_mirrored: np.ndarray | None = None  # the photo and its mirror image averaged
+    finetune_path: str = ""             # "cached" (top blocks on boundary activations), "streamed" or "" (none)
+    # the novelty check on the head's embedding (core.model.novelty); None once fine-tuning changed the embedding
+    novelty: tuple[NoveltyReference, NoveltySettings] | None = None
+
+
+def strategy(device_type: str = "GPU"):
+    """Every local device of this type when there are several: a MirroredStrategy gives each a slice of every batch
+    and adds up their gradients, so the model learns as on one device (tests/test_devices.py checks it on two
+    logical CPUs); the default, single-device strategy otherwise."""
+    import tensorflow as tf
+
+    devices = [d.name for d in tf.config.list_logical_devices(device_type)]
+    return tf.distribute.MirroredStrategy(devices) if len(devices) > 1 else tf.distribute.get_strategy()
+
+
+def reproducible(seed: int) -> None:
+    """Same photos + same settings = same model: seeded randomness and deterministic TensorFlow ops."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    if not tf.config.list_physical_devices("GPU"):  # some GPU kernels have no deterministic version and would raise
+        tf.config.experimental.enable_op_determinism()
+
+
+def class_weights(labels: Sequence[int], n_classes: int) -> dict[int, float]:
+    """Inverse-frequency weights so a class with fewer photos counts as much in the loss."""
+    counts = np.bincount(np.asarray(labels, dtype=int), minlength=n_classes).astype(float)
+    return {i: (len(labels) / (n_classes * c)) if c else 0.0 for i, c in enumerate(counts)}
+
+
+def build_classifier(spec: BackboneSpec, n_classes: int, dropout: float):
+    """Pixels -> backbone (inference-mode BatchNorm) -> pooling -> dropout -> softmax; no Lambda layers. A joined
+    backbone's members each pool their own features, concatenated in member order (`core.model.joined`)."""
+    import keras
+
+    if len(spec.members) > 1:
+        return joined_classifier(spec, n_classes, dropout)
+    inputs, pooled = pooled_features(spec)
+    dropped = keras.layers.Dropout(dropout, name="dropout")(pooled)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", name="predictions")(dropped)
+    return keras.Model(inputs, outputs, name="transferlab_classifier")
+
+
+def mirror_averaged(model):
+    """The classifier answering with the mean of its probabilities for the photo and its mirror image (test-time
+    mirroring). Its own layers are applied to each view (not the classifier nested as one layer), so any graph
+    works (joined backbones too) and Grad-CAM still finds "backbone", "pooled" and "predictions" by name."""
+    import keras
+
+    inputs = keras.Input(model.input_shape[1:], name="pixels")
+    # Functional._run_through_graph is what Model.call does: each layer called again with its recorded arguments
+    # (the backbone's training=False included), on new tensors.
+    plain, flipped = (model._run_through_graph(view, operation_fn=lambda layer: layer)
+                      for view in (inputs, keras.ops.flip(inputs, axis=2)))
+    if not isinstance(plain, dict):
+        return keras.Model(inputs, keras.layers.Average(name="mirror_average")([plain, flipped]), name=model.name)
+    # Named outputs (probabilities, novelty): only the probabilities are averaged; novelty stays the photo's own, as
+    # its threshold was set on plain embeddings.
+    averaged = keras.layers.Average(name="mirror_average")([plain["probabilities"], flipped["probabilities"]])
+    return keras.Model(inputs, {**plain, "probabilities": averaged}, name=model.name)
+
+
+def mirror_averaging(cfg: TrainConfig) -> bool:
+    """Whether the run answers with each photo averaged with its mirror image: when mirroring is measured to help
+    and the user kept mirrored copies (a set where left and right matter turns both off)."""
+    return MIRROR_TTA_HELPS and cfg.augment.flip
+
+
+def assemble_classifier(spec: BackboneSpec, head: LinearHead, dropout: float = 0.0):
+    """The Keras classifier with the solved head in its Dense layer: the model the downloads are made of."""
+    model = build_classifier(spec, head.kernel.shape[1], dropout)
+    model.get_layer("predictions").set_weights([head.kernel, head.bias])
+    return model
+
+
+MONITOR = "val_xent"  # plain cross-entropy: comparable with the head's validation loss whatever the label smoothing
+
+
+def _listener_callback(listener: TrainingListener, stage: str, epochs: int, best: tuple | None = None):
+    """Keras callback that reports progress, honours stop requests between batches and keeps the best weights.
+
+    `best` is (score, epoch, weights) to beat from an earlier stage: fine-tuning keeps the stage-1
+    model unless an epoch of its own does better on validation.
+    """
+    import keras
+
+    class Relay(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.epoch = 0
+            self.batches = 0
+            self.stopped = False
+            self.best: tuple[float, int, list] | None = best
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch + 1
+
+        def on_train_batch_end(self, batch, logs=None):
+            listener.on_batch(stage, self.epoch, batch + 1, self.params.get("steps") or 0, _floats(logs))
+            if listener.should_stop():
+                self.stopped = True
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = _floats(logs)
+            score = logs.get(MONITOR, logs.get("loss", math.inf))
+            if self.best is None or score < self.best[0] - MIN_IMPROVEMENT:
+                self.best = (score, epoch + 1, self.model.get_weights())
+            listener.on_epoch(stage, epoch + 1, epochs, logs)
+
+        def on_train_end(self, logs=None):
+            if self.best is not None:
+                self.model.set_weights(self.best[2])
+
+    return Relay()
+
+
+def _floats(logs: dict | None) -> dict:
+    return {k: float(v) for k, v in (logs or {}).items()}
+
+
+@dataclass
+class Embedded:
+    """Stage 1's input: training vectors (mirror images appended) and the validation vectors."""
+
+    x: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray                  # a photo and its mirror image share a group
+    train_samples: list[Sample]         # the readable ones, in the order of x's first block
+    val_x: np.ndarray
+    val_mirrored: np.ndarray | None     # the validation photos' mirror images, when flips are on
+    val_samples: list[Sample]
+    skipped: dict[str, str]
+    computed: int                       # photos that were not in the cache
+
+
+def _views(cfg: TrainConfig) -> tuple[bool, ...]:
+    """The views of each photo that are embedded and cached: as is, and mirrored when flips are on."""
+    return (False, True) if cfg.augment.flip else (False,)
+
+
+def _embed(data: TrainData, spec: BackboneSpec, cfg: TrainConfig, cache, listener, passes: int = 1) -> Embedded:
+    """Embed every photo once per view, each decoded once; progress counts `passes` passes over the photos (the
+    second computes boundary activations)."""
+    samples = data.train + data.val
+    listener.on_stage(STAGE_EMBED, {"images": len(samples)})
+    report = lambda done, total: listener.on_batch(STAGE_EMBED, 1, done, passes * total, {})  # noqa: E731
+    # Validation photos get their mirror image too: the background embedder makes both for every photo.
+    results = embed_views([s.path for s in samples], [s.sha256 for s in samples], spec, _views(cfg), cache=cache,
+                          on_progress=report, should_stop=listener.should_stop)
+    plain = results[0]
+    train_rows = [r for r, i in enumerate(plain.ok) if i < len(data.train)]
+    val_rows = [r for r, i in enumerate(plain.ok) if i >= len(data.train)]
+    train_samples = [samples[plain.ok[r]] for r in train_rows]
+    return Embedded(np.concatenate([result.vectors[train_rows] for result in results]),
+                    np.array([s.label for s in train_samples] * len(results), dtype=int),
+                    np.tile(np.arange(len(train_samples)), len(results)), train_samples,
+                    plain.vectors[val_rows], results[-1].vectors[val_rows] if len(results) > 1 else None,
+                    [samples[plain.ok[r]] for r in val_rows],
+                    {str(samples[i].path): why for i, why in plain.failed.items()}, plain.computed)
+
+
+def train(data: TrainData, cfg: TrainConfig, listener: TrainingListener | None = None,
+          cache: EmbeddingCache | None = None) -> TrainResult:
+    """Stage 1 and, if asked, stage 2; the head with the regularisation that cross-validates best, and the
+    fine-tuned model with the best validation weights."""
+    spec = get_backbone(cfg.backbone)
+    refuse_fine_tuning(spec, cfg.unfreeze_blocks)
+    data.check()
+    listener = listener or SilentListener()
+    timings: dict[str, float] = {}
+    n_classes = len(data.class_names)
+
+    t0 = time.perf_counter()
+    try:
+        cached = cfg.unfreeze_blocks > 0 and activations.cacheable(
+            activations.boundary_shape(spec, cfg.unfreeze_blocks), len(data.train) + len(data.val),
+            len(_views(cfg)) * (2 if cfg.finetune_zoom_views else 1))
+        e = _embed(data, spec, cfg, cache, listener, passes=2 if cached else 1)
+        timings["embed_seconds"] = time.perf_counter() - t0
+        boundary = _boundary(e, spec, cfg, listener) if cached else None
+        timings["boundary_seconds"] = time.perf_counter() - t0 - timings["embed_seconds"]
+    except InterruptedError:
+        raise TrainingStopped("Stopped before any model was trained.") from None
+    embed_rate = e.computed / timings["embed_seconds"] if e.computed else 0.0
+    TrainData(data.class_names, e.train_samples, e.val_samples).check()  # unreadable photos may have emptied a class
+
+    t1 = time.perf_counter()
+    val_x, val_samples = e.val_x, e.val_samples
+    listener.on_stage(STAGE_HEAD, {"epochs": len(STRENGTHS)})
+    search = search_head(e.x, e.labels, n_classes, e.groups, seed=cfg.seed,
+                         val=(val_x, np.array([s.label for s in val_samples], dtype=int)),
+                         on_try=lambda i, row: listener.on_epoch(STAGE_HEAD, i + 1, len(STRENGTHS), row),
+                         should_stop=listener.should_stop)
+    stopped = listener.should_stop()
+    timings["head_seconds"] = time.perf_counter() - t1
+    val_probs = search.head.probabilities(val_x) if len(val_samples) else np.zeros((0, n_classes))
+    chosen = next(row for row in search.tried if row["chosen"])
+
+    mirrored = (search.head.probabilities(val_x) + search.head.probabilities(e.val_mirrored)) / 2 \
+        if e.val_mirrored is not None and len(val_samples) else None
+    n_train = len(e.train_samples)
+    novelty = fit_novelty([e.x[i:i + n_train] for i in range(0, len(e.x), n_train)], e.labels[:n_train], val_x,
+                          np.array([s.label for s in val_samples], dtype=int))
+    result = TrainResult(search.head, None, data.class_names, spec.input_size, val_probs, val_samples, stopped,
+                         search, e.skipped, timings, embed_rate, {}, mirrored, novelty=novelty)
+    if cfg.unfreeze_blocks > 0 and not stopped:
+        t2 = time.perf_counter()
+        _finetune(result, spec, cfg, e, boundary, chosen.get("val_loss"), listener)
+        timings["finetune_seconds"] = time.perf_counter() - t2
+    timings["train_seconds"] = time.perf_counter() - t0
+    return result
+
+
+class TrainingStopped(RuntimeError):
+    """The user stopped the run before there was any model to keep."""
+
+
+@dataclass
+class Boundary:
+    """Activations at the freeze boundary of the readable photos, one result per view (as is, mirrored)."""
+
+    views: list                         # list[EmbedResult], rows in the order of train_samples + val_samples
+    shape: tuple[int, ...]
+
+
+def _boundary(e: Embedded, spec: BackboneSpec, cfg: TrainConfig, listener: TrainingListener) -> Boundary:
+    """The boundary activations fine-tuning will train on, computed in the embedding stage (its second pass)."""
+    samples = e.train_samples + e.val_samples
+    n = len(samples)
+    views = ("", "-flip")[:len(_views(cfg))] + (("-zoom", "-zoom-flip")[:len(_views(cfg))] if cfg.finetune_zoom_views else ())
+    results, shape = activations.boundary_activations(
+        [s.path for s in samples], [s.sha256 for s in samples], spec, cfg.unfreeze_blocks, views,
+        on_progress=lambda done, total: listener.on_batch(STAGE_EMBED, 1, n + done, 2 * n, {}),
+        should_stop=listener.should_stop)
+    return Boundary(results, shape)
+
+
+def _finetune(result: TrainResult, spec: BackboneSpec, cfg: TrainConfig, e: Embedded, boundary: Boundary | None,
+              head_val_loss: float | None, listener: TrainingListener) -> None:
+    """Stage 2 from the stage-1 head, on cached boundary activations when they fit, else streamed photos; fills in
+    `result` (its model stays None when no epoch beat the head on validation)."""
+    import keras
+
+    reproducible(cfg.seed)
+    n_classes = len(result.class_names)
+    devices = strategy()  # one for the run: a model is compiled and fitted under the strategy it was built in
+    with devices.scope():
+        model = assemble_classifier(spec, result.head, cfg.dropout)
+        set_trainable_blocks(spec, model.get_layer("backbone"), cfg.unfreeze_blocks)
+    listener.on_stage(STAGE_FINETUNE, {"epochs": cfg.finetune_epochs, "blocks": cfg.unfreeze_blocks})
+    if boundary is not None:
+        result.finetune_path = "cached"
+        fit = _fit_cached(model, spec, cfg, e, boundary, result, devices)
+    else:
+        result.finetune_path = "streamed"
+        fit = _fit_streamed(model, spec, cfg, e.train_samples, result.val_samples, devices)
+    has_val = fit.val is not None
+    # Snapshot after freezing: Keras orders weights by trainability, so restore in the same configuration.
+    baseline = (head_val_loss, 0, fit.trained.get_weights()) if has_val and head_val_loss is not None else None
+    relay = _listener_callback(listener, STAGE_FINETUNE, cfg.finetune_epochs, baseline)
+    # The baseline is the head's own validation loss: fine-tuning that never beats it stops after `patience` epochs.
+    stopper = keras.callbacks.EarlyStopping(monitor=MONITOR if has_val else "loss", mode="min", patience=cfg.patience,
+                                            min_delta=MIN_IMPROVEMENT, baseline=head_val_loss if has_val else None)
+    fit.trained.fit(fit.train, validation_data=fit.val, epochs=cfg.finetune_epochs,
+                    class_weight=class_weights(e.labels, n_classes), callbacks=[relay, stopper], verbose=0)
+    result.stopped = relay.stopped
+    result.best_epoch[STAGE_FINETUNE] = relay.best[1] if relay.best else 0
+    if result.best_epoch[STAGE_FINETUNE] == 0:
+        return  # no epoch beat the stage-1 head on validation: keep it (the run saves head.npz)
+    if fit.resolve is not None and not relay.stopped:
+        fit.resolve()
+    if len(result.val_samples):
+        tuned = fit.predict()
+        labels = np.array([s.label for s in result.val_samples])
+        if (head_val_loss is not None and scores(tuned[0], labels)[0] >= head_val_loss - MIN_IMPROVEMENT) or \
+                _right(tuned[0], result.val_samples) < _right(result.val_probabilities, result.val_samples):
+            # A lower loss bought with fewer right answers (seen on 15-photo validation sets) is no gain to the user.
+            result.best_epoch[STAGE_FINETUNE] = 0
+            return
+        result.val_probabilities, result.val_probabilities_mirrored = tuned
+    result.model = mirror_averaged(model) if mirror_averaging(cfg) else model
+    result.novelty = None  # the fine-tuned backbone makes another embedding than the one the reference holds
+
+
+def _right(probabilities: np.ndarray, samples: Sequence[Sample]) -> int:
+    """How many photos the probabilities put in their own class."""
+    return int((probabilities.argmax(axis=1) == np.array([s.label for s in samples])).sum())
+
+
+@dataclass
+class Fit:
+    """What stage 2 fits (the classifier, or its top on boundary activations, sharing its layers) and on what."""
+
+    trained: object                     # keras.Model
+    train: object                       # tf.data.Dataset of (inputs, one-hot labels)
+    val: object | None
+    predict: Callable[[], tuple[np.ndarray, np.ndarray | None]]  # validation probabilities: plain, mirror-averaged
+    resolve: Callable[[], None] | None = None  # solves the head again on the tuned blocks' features, into the model
+
+
+def _compile(model, cfg: TrainConfig, steps_per_epoch: int, devices) -> None:
+    """AdamW, one epoch of linear warm-up to the peak rate, then cosine decay to zero at the last epoch."""
+    import keras
+
+    total = max(1, steps_per_epoch * cfg.finetune_epochs)
+    warmup = min(steps_per_epoch, total // 2)
+    schedule = keras.optimizers.schedules.CosineDecay(0.0, max(1, total - warmup), warmup_target=cfg.finetune_learning_rate,
+                                                      warmup_steps=warmup)
+    with devices.scope():
+        model.compile(keras.optimizers.AdamW(schedule, weight_decay=cfg.finetune_weight_decay),
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+                      metrics=["accuracy", keras.metrics.CategoricalCrossentropy(name=MONITOR.removeprefix("val_"))])
+
+
+def _fit_cached(model, spec, cfg: TrainConfig, e: Embedded, boundary: Boundary, result: TrainResult, devices) -> Fit:
+    """Fine-tuning the top blocks on the boundary activations, one view of each photo per epoch, then the head
+    solved again on what they learned; photos that could not be read since they were embedded are left out and
+    reported."""
+    import tensorflow as tf
+
+    from core.model.cached_tuning import ViewBatches, pooled
+
+    samples = e.train_samples + e.val_samples
+    views_out, shape = boundary.views, boundary.shape
+    ok = views_out[0].ok
+    result.skipped.update({str(samples[i].path): why for i, why in views_out[0].failed.items()})
+    n_train = len(e.train_samples)
+    train_rows = [r for r, i in enumerate(ok) if i < n_train]
+    val_rows = [r for r, i in enumerate(ok) if i >= n_train]
+    kept_val = [ok[r] - n_train for r in val_rows]  # a photo gone since it was embedded is left out of both models' figures
+    result.val_samples = [result.val_samples[i] for i in kept_val]
+    result.val_probabilities = result.val_probabilities[kept_val]
+    if result.val_probabilities_mirrored is not None:
+        result.val_probabilities_mirrored = result.val_probabilities_mirrored[kept_val]
+    n_classes = len(result.class_names)
+    unpack = lambda v, rows: v.vectors[rows].reshape(-1, *shape)  # noqa: E731
+    train_views = [unpack(v, train_rows) for v in views_out]
+    train_labels = np.array([samples[ok[r]].label for r in train_rows], dtype=int)
+    batches = ViewBatches(train_views, train_labels, n_classes, cfg.batch_size, cfg.seed)
+    with devices.scope():
+        top = activations.top_model(model, spec, cfg.unfreeze_blocks)
+        features = activations.top_features(model, spec, cfg.unfreeze_blocks)
+    _compile(top, cfg, len(batches), devices)
+    plain_views = len(_views(cfg))  # as is (and mirrored): what the head is solved on and validated with, never zoomed
+    val_views = [unpack(v, val_rows) for v in views_out[:plain_views]]
+    val_y = np.eye(n_classes, dtype=np.float32)[[s.label for s in result.val_samples]]
+    val_ds = (tf.data.Dataset.from_tensor_slices((val_views[0], val_y)).batch(cfg.batch_size).map(_as_float)
+              if len(val_rows) else None)
+
+    def predict() -> tuple[np.ndarray, np.ndarray | None]:
+        probs = [top.predict(v.astype(np.float32), batch_size=cfg.batch_size, verbose=0) for v in val_views]
+        return probs[0], (probs[0] + probs[1]) / 2 if len(probs) > 1 else None
+
+    def resolve() -> None:
+        x = np.concatenate([pooled(features, v) for v in train_views[:plain_views]])
+        val = (pooled(features, val_views[0]), np.argmax(val_y, axis=1)) if len(val_rows) else None
+        head = search_head(x, np.tile(train_labels, plain_views), n_classes,
+                           np.tile(np.arange(len(train_labels)), plain_views), val=val, seed=cfg.seed).head
+        model.get_layer("predictions").set_weights([head.kernel, head.bias])
+
+    return Fit(top, batches, val_ds, predict, resolve)
+
+
+def _as_float(x, y):
+    """float16 activations (half the memory) widened per batch."""
+    import tensorflow as tf
+
+    return tf.cast(x, tf.float32), y
+
+
+def _fit_streamed(model, spec, cfg: TrainConfig, train_samples, val_samples, devices) -> Fit:
+    """Fine-tuning end to end on photos streamed from disk, with augmentation."""
+    n_classes = model.output_shape[-1]
+    _compile(model, cfg, math.ceil(len(train_samples) / cfg.batch_size), devices)
+    train_ds = _dataset(train_samples, spec.input_size, cfg.batch_size, n_classes,
+                        augment=cfg.augment, shuffle_seed=cfg.seed)
+    val_ds = _dataset(val_samples, spec.input_size, cfg.batch_size, n_classes) if val_samples else None
+    return Fit(model, train_ds, val_ds, lambda: (model.predict(val_ds, verbose=0),
+                                                 mirror_averaged(model).predict(val_ds, verbose=0)
+                                                 if cfg.augment.flip else None))
+
+
+def _dataset(samples: list[Sample], size: int, batch_size: int, n_classes: int, *,
+             augment: Augmentation | None = None, shuffle_seed: int | None = None):
+    """tf.data pipeline streaming photos from disk: decode and augment in parallel, batch, prefetch."""
+    import tensorflow as tf
+
+    paths = [str(s.path) for s in samples]
+    labels = tf.one_hot([s.label for s in samples], n_classes)
+    ds = tf.data.Dataset.from_tensor_slices((paths, labels))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(samples), seed=shuffle_seed, reshuffle_each_iteration=True)
+
+    def load(path):
+        # stateful=False: a photo depends on its path alone, so op determinism leaves the decoding parallel.
+        pixels = tf.numpy_function(lambda p: load_rgb(Path(p.decode()), size).astype(np.float32), [path], tf.float32,
+                                   stateful=False)
+        return tf.ensure_shape(pixels, (size, size, 3))
+
+    if augment is None or not augment.any:
+        ds = ds.map(lambda p, y: (load(p), y), num_parallel_calls=tf.data.AUTOTUNE)
+    else:  # a seed per photo, new each epoch, drawn in order: augmented photos are the same whatever runs first
+        seeds = tf.data.Dataset.random(seed=shuffle_seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, seeds).map(
+            lambda item, seed: (augment_photo(load(item[0]), seed, augment), item[1]),
+            num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

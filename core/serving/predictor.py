@@ -1,0 +1,185 @@
+"""The fastest way to run a finished run's model on new photos, chosen from what its folder holds.
+
+A head-only run leaves `head.npz` (the Dense layer's kernel and bias): the backbone's cached
+LiteRT file gives the pooled embedding and numpy does the rest, with no TensorFlow import and
+no Keras load, so the model is usable the moment the head is fit. Fine-tuned runs (and runs
+saved before head.npz existed) use `model.tflite` when exported, else the heat map's LiteRT file
+(`core.serving.heatmap`, made first), else the Keras `model.keras`: the app's server never loads Keras
+(`keras=False`: once imported there, every page run pays for it), it waits for the worker's files.
+Every path takes the same centre-cropped raw pixels as training (`core.images.load_rgb`); a joined
+backbone's head reads each member's LiteRT file fed the photo at that member's own size, as its
+embeddings were made (`core.model.joined`).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from core.serving.export import TEST_TIME_MIRROR, TFLITE_FILES
+from core.model.head import HEAD_FILE, softmax
+from core.serving.heatmap import RUN_MAP_FILE
+from core.images import load_rgb_sizes
+from core.model.novelty import load_novelty
+from core.serving.predict import MODEL_FILE, Prediction, read_labels
+from core.store.run_folder import NotConverted, RunFolderInvalid, check_probabilities, loading, read_head, read_metrics
+
+
+PATH_BATCH = 16  # photos on disk decoded and run at once (`python -m core evaluate` on 10,000 photos)
+UPLOAD_BATCH = 4  # photos decoded at once for a verdict; each is reduced to the model's size straight away
+# (N, S, S, 3) float32 pixels -> (N, C) probabilities and, where the run has a novelty check, (N,) novelty; for a
+# model that reads a photo at several sizes (a joined backbone), the pixels are a list with one batch per size
+Pixels = np.ndarray | Sequence[np.ndarray]
+Forward = Callable[[Pixels], "np.ndarray | tuple[np.ndarray, np.ndarray | None]"]
+
+
+class Predictor:
+    """A run's classes and a thread-safe forward pass; one instance serves every page and webcam thread."""
+
+    def __init__(self, class_names: list[str], input_size: int, forward: Forward, kind: str,
+                 sizes: Sequence[int] | None = None):
+        self.class_names = class_names
+        self.input_size = input_size
+        self.sizes = tuple(sizes or (input_size,))  # the sides a photo is resized to, one batch each
+        self.kind = kind  # "head", "tflite" or "keras": which file the verdicts come from
+        self._forward = forward
+        self._lock = threading.Lock()  # a LiteRT interpreter must not be invoked from two threads at once
+
+    def probabilities(self, pixels: Pixels) -> np.ndarray:
+        """(N, S, S, 3) pixels 0..255 -> (N, C) class probabilities; one such batch per size in `sizes` when there
+        are several."""
+        return self.outputs(pixels)[0]
+
+    def outputs(self, pixels: Pixels) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N, C) class probabilities and (N,) novelty scores (None when the run has no novelty check)."""
+        batches = [np.asarray(b, dtype=np.float32) for b in ([pixels] if isinstance(pixels, np.ndarray) else pixels)]
+        if len(batches[0]) == 0:
+            return np.zeros((0, len(self.class_names)), np.float32), None
+        with self._lock, loading():  # a damaged graph can load and still fail when it runs
+            out = self._forward(batches[0] if len(batches) == 1 else batches)
+            probabilities, novelty = out if isinstance(out, tuple) else (out, None)
+            return (check_probabilities(probabilities, len(self.class_names)),
+                    None if novelty is None else np.asarray(novelty))
+
+    def pixels(self, photos: Sequence[Image.Image | Path | bytes]) -> Pixels:
+        """Decoded photos, files or their bytes as the batch (or batches, one per size) `outputs` takes."""
+        per_photo = [load_rgb_sizes(photo, self.sizes) for photo in photos]
+        batches = [np.stack([p[k] for p in per_photo]) for k in range(len(self.sizes))]
+        return batches[0] if len(batches) == 1 else batches
+
+    def prediction(self, row: np.ndarray, top_k: int = 3, novelty: float | None = None) -> Prediction:
+        """One row of probabilities (and its novelty score) as a Prediction, best classes first."""
+        order = np.argsort(-row)[:top_k]
+        return Prediction([(self.class_names[i], float(row[i])) for i in order],
+                          {name: float(p) for name, p in zip(self.class_names, row)},
+                          None if novelty is None else float(novelty))
+
+    def predict_images(self, images: Sequence[Image.Image], top_k: int = 3) -> list[Prediction]:
+        """Top-k for already-decoded RGB photos (see `core.serving.predict.decode_upload`)."""
+        if not images:
+            return []
+        return self._predictions(self.pixels(images), top_k)
+
+    def _predictions(self, pixels: Pixels, top_k: int) -> list[Prediction]:
+        probabilities, novelty = self.outputs(pixels)
+        return [self.prediction(row, top_k, None if novelty is None else novelty[i])
+                for i, row in enumerate(probabilities)]
+
+    def predict_uploads(self, photos: Sequence[bytes], top_k: int = 3) -> list[Prediction]:
+        """Top-k for photo files' bytes, decoded a few at a time at the model's size: a batch of forged photos that
+        each decode to tens of megabytes never has more than UPLOAD_BATCH of them in memory."""
+        found = []
+        for start in range(0, len(photos), UPLOAD_BATCH):
+            found += self._predictions(self.pixels(photos[start:start + UPLOAD_BATCH]), top_k)
+        return found
+
+    def predict_paths(self, paths: Sequence[Path]) -> tuple[np.ndarray, list[int]]:
+        """Probabilities for photos on disk, and the indices that could be read."""
+        probabilities, _, ok = self.score_paths(paths)
+        return probabilities, ok
+
+    def score_paths(self, paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray | None, list[int]]:
+        """Probabilities and novelty scores (None: no check) for photos on disk, and the indices that could be read.
+        Photos are decoded and run PATH_BATCH at a time, so memory does not grow with their number."""
+        probabilities, novelty, ok = [], [], []
+        for start in range(0, len(paths), PATH_BATCH):
+            readable = []
+            for i in range(start, min(start + PATH_BATCH, len(paths))):
+                try:
+                    readable.append((i, load_rgb_sizes(Path(paths[i]), self.sizes)))
+                except (OSError, ValueError, SyntaxError):
+                    continue
+            if readable:
+                batch, scores = self.outputs([np.stack([a[k] for _, a in readable]) for k in range(len(self.sizes))])
+                probabilities.append(batch)
+                novelty.append(scores)
+                ok.extend(i for i, _ in readable)
+        if not ok:
+            return np.zeros((0, len(self.class_names)), np.float32), None, ok
+        return np.concatenate(probabilities), None if novelty[0] is None else np.concatenate(novelty), ok
+
+
+def model_file(run_dir: Path, keras: bool = True) -> Path:
+    """The file `load_predictor` reads the model from: a cache key for pages (its time changes on re-save).
+    NotConverted when, without Keras, only model.keras is there yet (the worker makes the LiteRT files)."""
+    run_dir = Path(run_dir)
+    for name in (HEAD_FILE, TFLITE_FILES[False], RUN_MAP_FILE, MODEL_FILE):
+        if (run_dir / name).exists():
+            if name == MODEL_FILE and not keras:
+                raise NotConverted(f"{run_dir.name} has no LiteRT file yet")
+            return run_dir / name
+    raise FileNotFoundError(f"{run_dir} holds no model yet ({HEAD_FILE}, {TFLITE_FILES[False]} or {MODEL_FILE}): "
+                            "the run did not finish or is not a run folder.")
+
+
+def load_predictor(run_dir: Path, keras: bool = True) -> Predictor:
+    """The fastest predictor the run folder allows: backbone LiteRT + numpy head, the run's TFLite file (or its heat
+    map file, which gives the probabilities too), or Keras (unless `keras` is False: NotConverted then).
+    Everything read is checked against the run-folder contract: RunFolderInvalid (with a sentence) when it fails."""
+    run_dir = Path(run_dir)
+    with loading(run_dir):
+        path = model_file(run_dir, keras)
+        names = read_labels(run_dir)
+        if path.name == HEAD_FILE:
+            return _head_predictor(run_dir, names)
+        if path.name in (TFLITE_FILES[False], RUN_MAP_FILE):
+            from core.model.embed import LiteRTRunner
+
+            runner = LiteRTRunner(path, n_classes=len(names))
+            return Predictor(names, runner.input_size, runner.outputs, "tflite")
+        from core.serving.predict import Classifier
+
+        classifier = Classifier.load(run_dir)
+        return Predictor(names, classifier.input_size, classifier.outputs, "keras")
+
+
+def _head_predictor(run_dir: Path, names: list[str]) -> Predictor:
+    from core.model.backbones import get_backbone
+    from core.model.embed import LiteRTRunner, litert_backbone, mirrored
+
+    metrics = read_metrics(run_dir)
+    spec = get_backbone(metrics["backbone"])
+    kernel, bias = read_head(run_dir, spec.feature_dim, len(names))
+    members = [LiteRTRunner(litert_backbone(member)) for member in spec.members]
+    check = load_novelty(run_dir, spec.feature_dim)
+    mirror = metrics.get(TEST_TIME_MIRROR)
+
+    def forward(pixels: Pixels) -> tuple[np.ndarray, np.ndarray | None]:
+        # the pooled embedding: a joined backbone's members side by side, each on the photo at its own size. Test-time
+        # mirroring: both views through the members in one batch, their probabilities averaged; novelty stays the
+        # photo's own (its threshold was set on plain embeddings), as in the .keras and TFLite files.
+        batches = [pixels] if isinstance(pixels, np.ndarray) else pixels
+        n = len(batches[0])
+        if mirror:
+            batches = [np.concatenate([batch, mirrored(batch)]) for batch in batches]
+        embeddings = np.concatenate([member(batch) for member, batch in zip(members, batches)], axis=1)
+        probabilities = softmax(embeddings @ kernel + bias)
+        if mirror:
+            probabilities = (probabilities[:n] + probabilities[n:]) / 2
+        return probabilities, None if check is None else check[0].scores(embeddings[:n])
+
+    return Predictor(names, spec.input_size, forward, "head", [member.input_size for member in spec.members])
