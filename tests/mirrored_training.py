@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -41,12 +42,14 @@ def main(folder: Path) -> None:
     cfg = TrainConfig(unfreeze_blocks=1, finetune_epochs=2, finetune_learning_rate=1e-3, batch_size=8,
                       dropout=0.0)  # no dropout: its random masks would differ between the replicas
     one = train(data, cfg).model
-    core.model.train.strategy = functools.partial(core.model.train.strategy, "CPU")
+    reseeded = train(data, dataclasses.replace(cfg, seed=1)).model  # the yardstick: how far another seed lands
+    single = core.model.train.strategy
+    core.model.train.strategy = functools.partial(single, "CPU")
     replicas = core.model.train.strategy().num_replicas_in_sync
     two = train(data, cfg).model
     probabilities = [m.predict(pixels.astype(np.float32), verbose=0) for m in (one, two)]
     labels = np.array([s.label for s in held_out])
-    backbones = [m.get_layer("backbone").get_weights() for m in (one, two)]
+    backbones = [m.get_layer("backbone").get_weights() for m in (one, two, reseeded)]
     heads = [m.get_layer("predictions").get_weights()[0] for m in (one, two)]
     pretrained = get_backbone(cfg.backbone).build().get_weights()
     print(json.dumps({
@@ -57,6 +60,7 @@ def main(folder: Path) -> None:
         # over all of the backbone's weights: AdamW moves even weights with next to no gradient by about the rate,
         # so single weights say little)
         "backbone_difference": norm(backbones[0], backbones[1]) / norm(backbones[0], pretrained),
+        "other_seed_difference": norm(backbones[0], backbones[2]) / norm(backbones[0], pretrained),
         # the head solved again on the tuned features, relative to its own size
         "head_difference": float(np.linalg.norm(heads[0] - heads[1]) / np.linalg.norm(heads[0])),
     }))

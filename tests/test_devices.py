@@ -60,6 +60,6 @@ def test_with_a_gpu_the_backbones_run_in_keras_and_agree_with_litert(tmp_path, m
 
 def test_without_tensorflow_loaded_the_app_never_looks_for_a_gpu():
     """The server process never imports TensorFlow to ask: on_gpu is False until something else has loaded it."""
-    code = "import sys; from core.embed import on_gpu; print(on_gpu(), 'tensorflow' in sys.modules)"
+    code = "import sys; from core.model.embed import on_gpu; print(on_gpu(), 'tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.stdout.split() == ["False", "False"], out.stderr[-2000:]

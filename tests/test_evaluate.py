@@ -42,7 +42,7 @@ def test_no_photos_give_zeros_not_an_error():
 
 
 def test_the_most_confused_pairs_come_first_with_their_share_of_the_real_class():
-    from core.evaluate import most_confused
+    from core.serving.evaluate import most_confused
 
     names = ["ant", "bee", "fly", "moth"]
     confusion = [[5, 3, 0, 0],
