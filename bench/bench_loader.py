@@ -19,7 +19,7 @@ from bench.common import dataset, table
 from core.model import train as training
 from core.model.augment import CONTRAST, ROTATION, ZOOM
 from core.jobs.pipeline import data_from_folders
-from core.model.train import TrainConfig, _augmenter, _dataset
+from core.model.train import TrainConfig, _dataset
 
 PHOTOS = 64
 SIZE = 224
@@ -78,7 +78,7 @@ def main() -> None:
     tf.keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
     before = timed(lambda: keras_layers_dataset(samples, cfg), counter)
-    after = timed(lambda: _dataset(samples, SIZE, cfg.batch_size, 2, augment=_augmenter(cfg),
+    after = timed(lambda: _dataset(samples, SIZE, cfg.batch_size, 2, augment=cfg.augment,
                                    shuffle_seed=cfg.seed), counter)
     print(f"{len(samples)} flowers5 photos: decode + augment + batch {cfg.batch_size}, op determinism on, "
           f"{os.cpu_count()} CPU cores, best of 3 passes")

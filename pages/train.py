@@ -24,14 +24,14 @@ from pages import charts, ui
 
 DEFAULTS = dataclasses.replace(TrainConfig(), backbone=DEFAULT_BACKBONE)
 CHOICES = [*REGISTRY, *OFFERED]  # the networks, then offline ones joined (head only)
-FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
+FIELDS = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "augment"]  # a widget each
 FINETUNE_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3]
 BATCH_SIZES = [8, 16, 32, 64, 128]
-AUGMENTATIONS = {
-    "augment_flip": "Mirror left–right",
-    "augment_rotation": "Rotate a little",
-    "augment_zoom": "Zoom in and out",
-    "augment_contrast": "Change contrast",
+AUGMENTATIONS = {  # TrainConfig.augment's flags, a checkbox each
+    "flip": "Mirror left–right",
+    "rotation": "Rotate a little",
+    "zoom": "Zoom in and out",
+    "contrast": "Change contrast",
 }
 STAGE_TEXT = {  # stage -> (what it is called, what happens in it)
     STAGE_EMBED: ("Looking at your photos",
@@ -39,8 +39,8 @@ STAGE_TEXT = {  # stage -> (what it is called, what happens in it)
                    "This happens once per photo; the next run reuses them.")),
     STAGE_HEAD: ("Fitting the new head",
                  (f"A small new layer learns which of those numbers point to which of your classes. It is solved "
-                  f"directly, at {len(STRENGTHS)} strengths of regularisation (how simple it is kept); the one that "
-                  "does best on training photos held out in turn is kept.")),
+                  f"directly, at up to {len(STRENGTHS)} strengths of regularisation (how simple it is kept), from the "
+                  "simplest, until the score on training photos held out in turn gets worse; the best one is kept.")),
     STAGE_FINETUNE: ("Fine-tuning the network",
                      ("The last blocks of the pretrained network are adjusted to your photos, their mirror images "
                       "and zoomed-in views (deep retraining adds small random rotations, contrast…), so that it "
@@ -56,12 +56,18 @@ def key(field: str) -> str:
     return f"train_{field}"
 
 
+def augment_key(flag: str) -> str:
+    """Widget key of an augmentation flag."""
+    return key(f"augment_{flag}")
+
+
 def init_settings(project: Project) -> None:
     """Defaults on the first visit (the project's backbone, if it has one); afterwards keep the person's choices
     when they visit other pages."""
-    for field in FIELDS:
-        name = key(field)
-        st.session_state[name] = st.session_state.get(name, getattr(DEFAULTS, field))
+    defaults = {key(field): getattr(DEFAULTS, field) for field in FIELDS}
+    defaults |= {augment_key(flag): getattr(DEFAULTS.augment, flag) for flag in AUGMENTATIONS}
+    for name, default in defaults.items():
+        st.session_state[name] = st.session_state.get(name, default)
     if project.backbone in CHOICES and st.session_state.get("train_backbone_project") != project.name:
         st.session_state[key("backbone")] = project.backbone
     st.session_state["train_backbone_project"] = project.name
@@ -74,7 +80,9 @@ def backbone_chosen(project: Project) -> None:
 
 
 def settings() -> TrainConfig:
-    return TrainConfig(**{field: st.session_state[key(field)] for field in FIELDS})
+    return TrainConfig(**{field: st.session_state[key(field)] for field in FIELDS},
+                       augment=dataclasses.replace(DEFAULTS.augment,
+                                                   **{f: st.session_state[augment_key(f)] for f in AUGMENTATIONS}))
 
 
 def depth_label(blocks: int) -> str:
@@ -383,8 +391,8 @@ def advanced_settings(fine_tuning: bool) -> None:
                       "Label smoothing", 0.0, 0.3, step=0.05, key=key("label_smoothing"), disabled=not fine_tuning)
         st.markdown("**Random changes to photos** (augmentation; the head learns from mirrored copies too)")
         columns = st.columns(len(AUGMENTATIONS))
-        for column, (field, label) in zip(columns, AUGMENTATIONS.items()):
-            column.checkbox(label, key=key(field), disabled=not fine_tuning and field != "augment_flip")
+        for column, (flag, label) in zip(columns, AUGMENTATIONS.items()):
+            column.checkbox(label, key=augment_key(flag), disabled=not fine_tuning and flag != "flip")
         st.caption("Shows the network slightly different versions of each photo, so it learns the subject, not "
                    "the exact picture. Mirroring also teaches the new head (from mirrored copies summarised once); "
                    "the others are used only while fine-tuning.")

@@ -1,5 +1,7 @@
 """Stateless augmentation: same seed, same photos, whatever order the parallel loader runs in."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -41,6 +43,18 @@ def test_augmentation_changes_photos_only_when_asked(samples):
     none = Augmentation(False, False, False, False)
     same = np.concatenate([x.numpy() for x, _ in _dataset(samples, 64, 4, 2, augment=none, shuffle_seed=0)])
     assert np.allclose(plain, same)
+
+
+def test_a_runs_augmentation_is_one_setting_read_back_from_new_and_old_runs():
+    cfg = TrainConfig(augment=Augmentation(flip=False, zoom=False))
+    assert cfg.to_dict()["augment"] == {"flip": False, "rotation": True, "zoom": False, "contrast": True}
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    # as runs recorded before the Augmentation type stored them
+    flat = {"backbone": "efficientnet_lite0", "augment_flip": False, "augment_rotation": True, "augment_zoom": False,
+            "augment_contrast": True, "seed": 3}
+    assert TrainConfig.from_dict(flat) == TrainConfig(augment=Augmentation(flip=False, zoom=False), seed=3)
+    assert TrainConfig.from_dict({}).augment == Augmentation() and Augmentation().any
+    assert not Augmentation(False, False, False, False).any
 
 
 @pytest.mark.slow

@@ -7,7 +7,6 @@ import pickle
 import re
 import socket
 import struct
-import time
 
 import numpy as np
 import pytest
@@ -309,9 +308,7 @@ def check_blocks_and_freezing(spec, model):
 @pytest.mark.parametrize("name", OFFLINE)
 def test_offline_backbone_builds(name):
     spec = get_backbone(name)
-    started = time.perf_counter()
-    model = spec.build()
-    assert time.perf_counter() - started < 60
+    model = spec.build()  # how long it takes: bench/bench_backbones.py
     assert model.name == "backbone"
     assert model.input_shape == (None, spec.input_size, spec.input_size, 3)
     assert len(model.output_shape) == 4 and model.output_shape[-1] == spec.feature_dim
@@ -381,10 +378,10 @@ def test_online_backbone_without_network_explains(name):
     spec = get_backbone(name)
     if spec.weights_cached() or weights_host_reachable():
         pytest.skip("weights are cached or the network is up: the backbone would simply build")
-    started = time.perf_counter()
     with pytest.raises(BackboneUnavailable) as info:
         spec.build()
-    assert time.perf_counter() - started < 15
+    # ended by the quick reachability probe (a few seconds at most), not by a download left to time out
+    assert isinstance(info.value.__cause__, OSError) and WEIGHTS_HOST in str(info.value)
     message = str(info.value)
     assert spec.label in message and "internet" in message
     assert all(get_backbone(n).label in message for n in OFFLINE)

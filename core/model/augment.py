@@ -18,10 +18,22 @@ CONTRAST = 0.2  # factor in [0.8, 1.2] around each channel's mean, as keras.laye
 
 @dataclass(frozen=True)
 class Augmentation:
+    """The random changes chosen for a run (a field of `TrainConfig`). Mirroring also gives the head mirrored
+    copies and the run its mirror-averaged answers; the others apply only while fine-tuning on streamed photos."""
+
     flip: bool = True
     rotation: bool = True
     zoom: bool = True
     contrast: bool = True
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Augmentation":
+        """From `asdict`, unknown keys left out (a newer version's)."""
+        return cls(**{k: bool(v) for k, v in values.items() if k in cls.__dataclass_fields__})
+
+    @property
+    def any(self) -> bool:
+        return any(getattr(self, name) for name in self.__dataclass_fields__)
 
 
 def augment(image, seed, choice: Augmentation):

@@ -1,10 +1,11 @@
 """The classifier head as what it is: multinomial logistic regression on frozen-backbone embeddings.
 
 A small convex problem, so it is solved, not trained: L-BFGS on the whole embedding, in float32, for a
-path of regularisation strengths, each started from the previous one's answer. The strength is chosen by
-cross-validation on the training photos only (a photo and its mirror image always in the same fold); the
-folds and the model on all photos are one problem to the solver (their parameters side by side), so every
-step is two large matrix products instead of ten small ones. The result is one (kernel, bias) pair on the
+path of regularisation strengths from the strongest, each started from the previous one's answer, until the
+cross-validated loss rises. The strength is chosen by cross-validation on the training photos only (a photo
+and its mirror image always in the same fold); the folds and the model on all photos are one problem to the
+solver (their parameters side by side), so every step is two large matrix products a fold instead of ten
+small ones. The result is one (kernel, bias) pair on the
 raw embedding: probabilities = softmax(embedding @ kernel + bias), the Keras Dense layer's own form.
 
 Nothing is projected away. With fewer vectors than dimensions the vectors are rotated onto the space they
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from scipy.optimize import minimize
+from scipy.linalg.blas import daxpy, ddot
 from threadpoolctl import threadpool_limits
 
 STRENGTHS = tuple(float(c) for c in np.logspace(-2.5, 1.0, 8))  # C: the inverse of the regularisation strength
@@ -32,7 +33,9 @@ DEFAULT_STRENGTH = 0.3  # when there are too few photos to cross-validate
 TOLERANCE = 0.1
 POLISH_TOLERANCE = 0.01
 MAX_ITERATIONS = 500
-PARALLEL_WORK = 2e8  # multiply-adds per pass over the photos above which every core helps
+# The search stops once the cross-validated loss has risen this many strengths in a row: it falls to one lowest
+# point and rises after it (measured on every shared set and split), and the larger strengths cost the most.
+STOP_AFTER_RISES = 1
 HEAD_FILE = "head.npz"
 
 
@@ -113,12 +116,17 @@ class Problems:
         self.z = np.ascontiguousarray(z, dtype=np.float32)
         self.n_classes, self.count = n_classes, len(masks)
         self.rows = masks.sum(axis=1)
-        self.onehot = np.eye(n_classes, dtype=np.float32)[labels]
         counts = np.stack([np.bincount(labels[m], minlength=n_classes) for m in masks])  # (P, K)
         self.present = counts > 0
         per_class = np.where(self.present, self.rows[:, None] / (np.maximum(counts, 1) * self.present.sum(axis=1, keepdims=True)), 0.0)
         self.weights = np.ascontiguousarray((per_class[:, labels] * masks).T, dtype=np.float32)  # (n, P), mean 1 per problem
         self.absent = np.where(self.present, 0.0, -1e30).astype(np.float32)  # (P, K) added to the logits
+        self.labels = np.asarray(labels)
+        # Runs of rows that belong to the same problems: each run's rows are multiplied only by the weights of the
+        # problems that use them (a fold's own rows are not, which saves a fifth of the work of the C search).
+        cuts = np.flatnonzero((masks[:, 1:] != masks[:, :-1]).any(axis=0)) + 1
+        self.blocks = [(slice(a, b), np.flatnonzero(masks[:, a])) for a, b in zip([0, *cuts], [*cuts, len(labels)])
+                       if masks[:, a].any()]
 
     @property
     def size(self) -> int:
@@ -130,37 +138,84 @@ class Problems:
         return (params[:d * P * K].reshape(d, P, K).astype(np.float32),
                 params[d * P * K:].reshape(P, K).astype(np.float32))
 
-    def logits(self, params: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
-        """(n, P, K) logits of every problem's model for z (default: the training vectors)."""
-        W, b = self.unpack(params)
-        z = self.z if z is None else z
-        return (z @ W.reshape(len(W), -1)).reshape(len(z), self.count, self.n_classes) + b + self.absent
-
     def _loss_and_gradient(self, params: np.ndarray, strengths: np.ndarray) -> tuple[float, np.ndarray]:
-        W, _ = self.unpack(params)
-        logits = self.logits(params)
-        logits -= logits.max(axis=2, keepdims=True)
-        exp = np.exp(logits)
-        total = exp.sum(axis=2, keepdims=True)
-        true_logp = np.einsum("npk,nk->np", logits, self.onehot) - np.log(total[:, :, 0])
-        norms = np.einsum("dpk,dpk->p", W, W, dtype=np.float64)
-        loss = -np.einsum("np,np,p->", self.weights, true_logp, strengths, dtype=np.float64) + 0.5 * float(norms.sum())
-        residual = (exp / total - self.onehot[:, None, :]) * (self.weights * strengths.astype(np.float32))[:, :, None]
-        grad_w = (self.z.T @ residual.reshape(len(residual), -1)).reshape(W.shape) + W
-        return float(loss), np.concatenate([grad_w.ravel(), residual.sum(axis=0).ravel()]).astype(np.float64)
+        W, b = self.unpack(params)
+        d, K = W.shape[0], self.n_classes
+        grad_w, grad_b = W.copy(), np.zeros_like(b)
+        loss = 0.5 * float(np.einsum("dpk,dpk->", W, W, dtype=np.float64))
+        scaled = self.weights * strengths.astype(np.float32)  # (n, P)
+        for rows, active in self.blocks:
+            z, labels, weights = self.z[rows], self.labels[rows], scaled[rows][:, active]
+            logits = (z @ W[:, active].reshape(d, -1)).reshape(len(z), len(active), K)
+            logits += b[active] + self.absent[active]
+            logits -= logits.max(axis=2, keepdims=True)
+            true = np.take_along_axis(logits, labels[:, None, None], axis=2)[:, :, 0]
+            np.exp(logits, out=logits)
+            total = logits.sum(axis=2)
+            loss -= float(np.einsum("na,na->", weights, true - np.log(total), dtype=np.float64))
+            residual = logits  # the probabilities minus the one-hot labels, times each row's weight and C
+            residual *= (weights / total)[:, :, None]
+            residual[np.arange(len(z)), :, labels] -= weights
+            grad_w[:, active] += (z.T @ residual.reshape(len(z), -1)).reshape(d, len(active), K)
+            grad_b[active] += residual.sum(axis=0)
+        return loss, np.concatenate([grad_w.ravel(), grad_b.ravel()]).astype(np.float64)
 
-    def solve(self, strengths, start: np.ndarray | None = None, tolerance: float = TOLERANCE) -> np.ndarray:
+    def solve(self, strengths, start: np.ndarray | None = None, tolerance: float | None = None) -> np.ndarray:
         """The parameters minimising every problem's objective at once (C: one, or one per problem), L-BFGS from
         `start` (default zeros)."""
         start = np.zeros(self.size) if start is None else start
         strengths = np.broadcast_to(np.asarray(strengths, np.float64), (self.count,))
-        return minimize(self._loss_and_gradient, start, args=(strengths,), jac=True,
-                        method="L-BFGS-B", options={"maxiter": MAX_ITERATIONS, "gtol": tolerance, "ftol": 0.0}).x
+        return lbfgs(lambda params: self._loss_and_gradient(params, strengths), start,
+                     TOLERANCE if tolerance is None else tolerance, MAX_ITERATIONS)
 
     def problem(self, params: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray]:
         """(kernel (d, K), bias (K,)) of problem p; an absent class gets a bias that rules it out."""
         W, b = self.unpack(params)
         return W[:, p], np.where(self.present[p], b[p], -1e4)
+
+
+def lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], start: np.ndarray, tolerance: float,
+          max_iterations: int, memory: int = 10) -> np.ndarray:
+    """The minimum of a smooth convex `fun` (returning value and gradient), by L-BFGS from `start`: done when the
+    largest gradient entry is at most `tolerance`. Armijo backtracking from the unit step (with an L2 penalty the
+    curvature is positive, so no Wolfe search is needed). scipy's L-BFGS-B costs 12 ms a step here on one thread,
+    and ten times that on two: this costs 4 ms, in place, with the last `memory` steps in two (memory, N) arrays."""
+    x = np.array(start, dtype=np.float64)
+    f, g = fun(x)
+    S, Y = np.empty((memory, len(x))), np.empty((memory, len(x)))
+    rho, alpha = np.empty(memory), np.empty(memory)
+    s, y = np.empty(len(x)), np.empty(len(x))
+    count = newest = 0
+    for _ in range(max_iterations):
+        if np.abs(g).max() <= tolerance:
+            break
+        q = g.copy()  # q becomes the step's negative: the inverse-Hessian estimate times the gradient
+        order = [(newest - i) % memory for i in range(count)]
+        for i in order:
+            alpha[i] = rho[i] * ddot(S[i], q)
+            q = daxpy(Y[i], q, a=-alpha[i])
+        q *= 1.0 / (rho[newest] * ddot(Y[newest], Y[newest])) if count else 1.0 / max(1.0, float(np.sqrt(ddot(g, g))))
+        for i in reversed(order):
+            q = daxpy(S[i], q, a=alpha[i] - rho[i] * ddot(Y[i], q))
+        slope = -ddot(g, q)
+        if slope >= 0:  # not a descent direction (rounding): start the memory again from the gradient
+            q, slope, count = g.copy(), -ddot(g, g), 0
+        step = 1.0
+        while True:
+            new = daxpy(q, x.copy(), a=-step)
+            f_new, g_new = fun(new)
+            if f_new <= f + 1e-4 * step * slope or step < 1e-10:
+                break
+            step *= 0.5
+        np.subtract(new, x, out=s)
+        np.subtract(g_new, g, out=y)
+        sy = ddot(s, y)
+        if sy > 1e-10 * ddot(s, s):
+            newest = (newest + 1) % memory if count else 0
+            S[newest], Y[newest], rho[newest] = s, y, 1.0 / sy
+            count = min(count + 1, memory)
+        x, f, g = new, f_new, g_new
+    return x
 
 
 @dataclass
@@ -187,25 +242,34 @@ def search_head(x: np.ndarray, labels: np.ndarray, n_classes: int, groups: np.nd
     used to choose. `on_try(i, row)` reports each strength as it is done; `should_stop` ends the search
     early with the best strength so far.
     """
-    with _threads(len(x) * x.shape[1] * n_classes * (FOLDS + 1)):
+    with _threads():
         return _search(x, np.asarray(labels), n_classes, groups, val, seed, on_try, should_stop)
 
 
-def _threads(work: float):
-    """BLAS threads for a solve doing `work` multiply-adds a pass: small problems on one thread, as a second costs
-    more in hand-offs than it saves (5x slower measured on 2 cores); large ones (thousands of photos) on every core."""
-    return threadpool_limits(None if work > PARALLEL_WORK else 1)
+def _threads():
+    """One BLAS thread: on two cores a second thread made the head slower, not faster. The solver's steps are small
+    vector operations between two matrix products, and OpenBLAS's threads spin between calls: scipy's L-BFGS-B took
+    10x longer a step with two threads than with one, and the whole groceries25 search took 14 s with two and
+    10 s with one on an idle machine (far worse under load, when the spinning thread waits for a core)."""
+    return threadpool_limits(1)
 
 
 def _search(x, labels, n_classes, groups, val, seed, on_try, should_stop) -> HeadSearch:
     coords = coordinates(x)
-    z = coords(x)
     folds = _folds(labels, groups, seed)
-    masks = np.stack([np.isin(np.arange(len(z)), train) for train, _ in folds] + [np.ones(len(z), bool)])
+    # Rows in fold order, so each fold's rows are one block of the problems (Problems.blocks); the head does not
+    # depend on the order.
+    fold_of = np.zeros(len(labels), dtype=int)
+    for f, (_, test) in enumerate(folds):
+        fold_of[test] = f
+    order = np.argsort(fold_of, kind="stable")
+    z, labels, fold_of = coords(np.asarray(x)[order]), labels[order], fold_of[order]
+    folds = [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(len(folds))]
+    masks = np.stack([fold_of != f for f in range(len(folds))] + [np.ones(len(z), bool)])
     problems = Problems(z, labels, n_classes, masks)
     val_z = coords(val[0]) if val is not None and len(val[1]) else None
     params = previous = None
-    tried, solutions = [], []
+    tried, solutions, rises = [], [], 0
     for i, strength in enumerate(STRENGTHS if folds else (DEFAULT_STRENGTH,)):
         # The answer moves smoothly with log C: starting from the straight line through the last two halves the steps.
         start = params if previous is None else 2 * params - previous
@@ -216,6 +280,9 @@ def _search(x, labels, n_classes, groups, val, seed, on_try, should_stop) -> Hea
         if on_try:
             on_try(i, row)
         if should_stop and should_stop():
+            break
+        rises = rises + 1 if i and row.get("cv_loss", 0.0) > tried[-2].get("cv_loss", 0.0) else 0
+        if rises >= STOP_AFTER_RISES:  # past the best: the cross-validated loss only rises from here on
             break
     best = min(range(len(tried)), key=lambda j: tried[j].get("cv_loss", 0.0))
     for j, row in enumerate(tried):
@@ -235,13 +302,17 @@ def _take(problems: Problems, params: np.ndarray, p: int) -> tuple[np.ndarray, n
 def _scored(problems: Problems, params: np.ndarray, strength: float, folds, labels, val_z, val) -> dict:
     """One strength's row: C, cross-validated (cv_), training and validation (val_) loss and accuracy."""
     row: dict = {"C": strength}
-    probabilities = softmax(problems.logits(params).astype(np.float64))  # (n, P, K)
+
+    def probabilities(p: int, z: np.ndarray) -> np.ndarray:
+        kernel, bias = problems.problem(params, p)
+        return softmax((z @ kernel).astype(np.float64) + bias)
+
     if folds:
         out_of_fold = np.zeros((len(labels), problems.n_classes))
         for f, (_, test) in enumerate(folds):
-            out_of_fold[test] = probabilities[test, f]
+            out_of_fold[test] = probabilities(f, problems.z[test])
         row["cv_loss"], row["cv_accuracy"] = scores(out_of_fold, labels)
-    row["loss"], row["accuracy"] = scores(probabilities[:, -1], labels)
+    row["loss"], row["accuracy"] = scores(probabilities(problems.count - 1, problems.z), labels)
     if val_z is not None:
         kernel, bias = problems.problem(params, problems.count - 1)
         row["val_loss"], row["val_accuracy"] = scores(softmax(val_z.astype(np.float64) @ kernel + bias),
@@ -253,11 +324,18 @@ def out_of_fold(z: np.ndarray, labels: np.ndarray, n_classes: int, fold_of: np.n
                 strengths: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """(n, K) probabilities of each vector from the model fitted on the other folds, all folds solved as one."""
     folds = np.unique(fold_of)
-    masks = np.stack([fold_of != f for f in folds])
-    problems = Problems(z, labels, n_classes, masks)
-    with _threads(z.size * n_classes * len(folds)):
-        probabilities = softmax(problems.logits(problems.solve(strengths(problems.rows))).astype(np.float64))
-    return probabilities[np.arange(len(z)), np.searchsorted(folds, fold_of)]
+    order = np.argsort(fold_of, kind="stable")  # each fold's rows together: one block (Problems.blocks)
+    fold_of = fold_of[order]
+    problems = Problems(np.asarray(z)[order], np.asarray(labels)[order], n_classes,
+                        np.stack([fold_of != f for f in folds]))
+    probabilities = np.zeros((len(z), n_classes))
+    with _threads():
+        params = problems.solve(strengths(problems.rows))
+        for p, f in enumerate(folds):
+            kernel, bias = problems.problem(params, p)
+            rows = order[fold_of == f]
+            probabilities[rows] = softmax((problems.z[fold_of == f] @ kernel).astype(np.float64) + bias)
+    return probabilities
 
 
 def _folds(labels: np.ndarray, groups: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -242,21 +242,12 @@ def set_threshold(run_dir: Path, threshold: float) -> NoveltySettings:
 
 def auroc(known: Sequence[float], unknown: Sequence[float]) -> float | None:
     """Chance that a photo of an unknown kind scores above one of a known class (ties count half)."""
-    known, unknown = np.asarray(known, np.float64), np.asarray(unknown, np.float64)
+    from sklearn.metrics import roc_auc_score  # here: the server opens this module, only evaluation needs sklearn
+
     if not len(known) or not len(unknown):
         return None
-    ranks = _ranks(np.concatenate([known, unknown]))
-    return float((ranks[len(known):].sum() - len(unknown) * (len(unknown) + 1) / 2) / (len(known) * len(unknown)))
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks, ties given their average rank."""
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x))
-    ranks[order] = np.arange(1, len(x) + 1)
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    sums = np.bincount(inverse, weights=ranks)
-    return sums[inverse] / counts[inverse]
+    truth = np.r_[np.zeros(len(known)), np.ones(len(unknown))]
+    return float(roc_auc_score(truth, np.r_[np.asarray(known, np.float64), np.asarray(unknown, np.float64)]))
 
 
 def novelty_output(pooled, reference: NoveltyReference):

@@ -50,13 +50,10 @@ class TrainConfig:
     dropout: float = 0.2
     label_smoothing: float = 0.0
     patience: int = 3             # epochs without a better validation loss before fine-tuning stops
-    augment_flip: bool = True
     # Cached fine-tuning also trains on the middle of each photo enlarged (and its mirror image): measured on three
     # flowers5 splits, two blocks went from +0.0 to +0.8 points over the head on held-out photos, never below it.
     finetune_zoom_views: bool = True
-    augment_rotation: bool = True
-    augment_zoom: bool = True
-    augment_contrast: bool = True
+    augment: Augmentation = field(default_factory=Augmentation)
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -64,8 +61,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__ and k != "augment"}
+        # runs recorded before the Augmentation type kept its flags flat: augment_flip, augment_rotation...
+        flags = values.get("augment") or {k.removeprefix("augment_"): v for k, v in values.items()
+                                          if k.startswith("augment_")}
+        return cls(**known, augment=Augmentation.from_dict(flags))
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,7 @@ def mirror_averaged(model):
 def mirror_averaging(cfg: TrainConfig) -> bool:
     """Whether the run answers with each photo averaged with its mirror image: when mirroring is measured to help
     and the user kept mirrored copies (a set where left and right matter turns both off)."""
-    return MIRROR_TTA_HELPS and cfg.augment_flip
+    return MIRROR_TTA_HELPS and cfg.augment.flip
 
 
 def assemble_classifier(spec: BackboneSpec, head: LinearHead, dropout: float = 0.0):
@@ -263,7 +263,7 @@ class Embedded:
 
 def _views(cfg: TrainConfig) -> tuple[bool, ...]:
     """The views of each photo that are embedded and cached: as is, and mirrored when flips are on."""
-    return (False, True) if cfg.augment_flip else (False,)
+    return (False, True) if cfg.augment.flip else (False,)
 
 
 def _embed(data: TrainData, spec: BackboneSpec, cfg: TrainConfig, cache, listener, passes: int = 1) -> Embedded:
@@ -500,18 +500,12 @@ def _fit_streamed(model, spec, cfg: TrainConfig, train_samples, val_samples, dev
     """Fine-tuning end to end on photos streamed from disk, with augmentation."""
     n_classes = model.output_shape[-1]
     _compile(model, cfg, math.ceil(len(train_samples) / cfg.batch_size), devices)
-    train_ds = _dataset(train_samples, spec.input_size, cfg.batch_size, n_classes, augment=_augmenter(cfg),
-                        shuffle_seed=cfg.seed)
+    train_ds = _dataset(train_samples, spec.input_size, cfg.batch_size, n_classes,
+                        augment=cfg.augment, shuffle_seed=cfg.seed)
     val_ds = _dataset(val_samples, spec.input_size, cfg.batch_size, n_classes) if val_samples else None
     return Fit(model, train_ds, val_ds, lambda: (model.predict(val_ds, verbose=0),
                                                  mirror_averaged(model).predict(val_ds, verbose=0)
-                                                 if cfg.augment_flip else None))
-
-
-def _augmenter(cfg: TrainConfig) -> Augmentation | None:
-    """The random flips/rotations/zooms/contrast chosen in the settings, or None."""
-    choice = Augmentation(cfg.augment_flip, cfg.augment_rotation, cfg.augment_zoom, cfg.augment_contrast)
-    return choice if choice != Augmentation(False, False, False, False) else None
+                                                 if cfg.augment.flip else None))
 
 
 def _dataset(samples: list[Sample], size: int, batch_size: int, n_classes: int, *,
@@ -531,7 +525,7 @@ def _dataset(samples: list[Sample], size: int, batch_size: int, n_classes: int, 
                                    stateful=False)
         return tf.ensure_shape(pixels, (size, size, 3))
 
-    if augment is None:
+    if augment is None or not augment.any:
         ds = ds.map(lambda p, y: (load(p), y), num_parallel_calls=tf.data.AUTOTUNE)
     else:  # a seed per photo, new each epoch, drawn in order: augmented photos are the same whatever runs first
         seeds = tf.data.Dataset.random(seed=shuffle_seed, rerandomize_each_iteration=True).batch(2)
