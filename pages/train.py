@@ -49,6 +49,7 @@ STAGE_TEXT = {  # stage -> (what it is called, what happens in it)
 STARTING = ("Handing the run to the training process",
             "The first run after the app starts waits a few seconds for the deep-learning library to load.")
 LIVE_SECONDS = 1
+NAMES_SHOWN = 12  # class names listed in "Your photos"; past that, how many more
 
 
 def key(field: str) -> str:
@@ -111,7 +112,9 @@ def photos_section(project: Project) -> bool:
         st.page_link(ui.PAGES["collect"], label="Collect photos", icon="📷")
         st.page_link(ui.PAGES["review"], label="Review the dataset", icon="🧹")
         return False
-    st.markdown(f"**{ui.plural(len(classes), 'class')}** ({', '.join(ui.md(c.name) for c in classes)}) · "
+    named = ", ".join(ui.md(c.name) for c in classes[:NAMES_SHOWN]) + (
+        f" and {len(classes) - NAMES_SHOWN:,} more" if len(classes) > NAMES_SHOWN else "")  # 100 names are no line
+    st.markdown(f"**{ui.plural(len(classes), 'class')}** ({named}) · "
                 f"**{ui.plural(train + val, 'photo')}**: {train:,} to learn from, {val:,} held back to check the model.")
     thin = [c.name for c in classes if c.kept < ui.MIN_PHOTOS_PER_CLASS]
     if thin:
@@ -647,10 +650,11 @@ if not active or st.toggle("Show the photos and settings for the next run", key=
     network, depth = st.columns([2, 1], gap="large")
     with network:
         spec = backbone_picker(project, busy=active is not None)
-        costs_view(sum(c.kept for c in project.classes()), len([c for c in project.classes() if c.kept]), spec.name)
-        advice_view(sum(c.kept for c in project.classes()), runs[0].summary if runs else None)
+        filled = [c for c in project.classes() if c.kept]  # one count of 50,000 photos, not three
+        costs_view(sum(c.kept for c in filled), len(filled), spec.name)
+        advice_view(sum(c.kept for c in filled), runs[0].summary if runs else None)
     with depth:
-        blocks = depth_picker(spec, max(2, len([c for c in project.classes() if c.kept])))
+        blocks = depth_picker(spec, max(2, len(filled)))
         main_settings(fine_tuning=blocks > 0)
     advanced_settings(fine_tuning=blocks > 0)
 

@@ -473,3 +473,12 @@ def test_photos_unlike_everyday_ones_are_pointed_at_fine_tuning(two_classes):
     assert "Your photos look unlike everyday photos" in shown and "70%" in shown and "200 photos per class" in shown
     two_classes.update_run(run_id, summary={"head_cv_accuracy": 0.95, "train_images": 400, "classes": ["cats", "dogs"]})
     assert "unlike everyday photos" not in texts(no_exceptions(page(two_classes)))
+
+
+def test_a_hundred_classes_are_counted_not_listed_in_one_line(project):
+    """'Your photos' names the first classes and says how many more, instead of one line of 100 names."""
+    for c in range(20):
+        for i in range(2):
+            project.add_image(f"kind {c:02d}", class_photo_bytes(c % 2, 100 * c + i), source="upload")
+    line = next(m.value for m in no_exceptions(page(project)).markdown if "20 classes" in m.value)
+    assert "kind 00" in line and "kind 11" in line and "kind 12" not in line and "and 8 more" in line
