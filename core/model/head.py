@@ -214,9 +214,11 @@ def lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], start: np.ndarr
         while True:
             new = daxpy(q, x.copy(), a=-step)
             f_new, g_new = fun(new)
-            if f_new <= f + 1e-4 * step * slope or step < 1e-10:
+            if f_new <= f + 1e-4 * step * slope:  # (False for NaN)
                 break
             step *= 0.5
+            if step < 1e-10:  # no step lowers the objective: solved as far as rounding allows
+                return x
         np.subtract(new, x, out=s)
         np.subtract(g_new, g, out=y)
         sy = ddot(s, y)
