@@ -45,13 +45,14 @@ def build_project(workspace: Path, photos: int) -> None:
                           original_name=f"photo{i}.jpg")
 
 
-def settle_time(page, url: str) -> float:
-    """Seconds from navigation to a settled page (script run finished, nothing still drawing)."""
+def settle_time(page, url: str, timeout: float = 120.0) -> float:
+    """Seconds from navigation to a settled page (script run finished, nothing still drawing); playwright's
+    TimeoutError past `timeout` seconds."""
     start = time.perf_counter()
-    page.goto(url)
+    page.goto(url, timeout=timeout * 1000)
     page.wait_for_function(  # the app has drawn its sidebar, so a script run has started and ended
-        "() => document.querySelector('[data-testid=\"stSidebarContent\"]')", timeout=120_000)
-    wait_idle(page, timeout=120_000)
+        "() => document.querySelector('[data-testid=\"stSidebarContent\"]')", timeout=timeout * 1000)
+    wait_idle(page, timeout=timeout * 1000)
     return time.perf_counter() - start - 0.3  # wait_idle's own pause
 
 

@@ -20,6 +20,7 @@ from core.model.api import (MEASURED_ELSEWHERE, STAGE_FINETUNE, STAGE_HEAD, Nove
 from core.store.api import Project, RunFolderInvalid, RunRecord, StoreError, read_evaluation
 from core.jobs.api import has_model
 from pages import charts, exports, ui
+from pages.confusion import confusion_view
 
 STATUS = {"completed": "✅ finished", "stopped": "⏹️ stopped early", "failed": "❌ failed",
           "running": "⏳ training", "queued": "⏳ starting"}
@@ -30,9 +31,6 @@ CARD_CSS = """<style>
 [class*="st-key-mistake_"] [data-testid="stImage"] img {
   aspect-ratio: 1 / 1; object-fit: contain; background: rgba(128, 128, 128, 0.08); border-radius: 6px; }
 </style>"""
-# Streamlit floats a narrow chart's toolbar (full screen, download…) above the chart: room for it there, so that it
-# covers no text above the confusion matrix.
-TOOLBAR_ROOM_CSS = "<style>.st-key-confusion_chart { padding-top: 2.75rem; }</style>"
 
 
 def settings_text(run: RunRecord) -> str:
@@ -178,12 +176,7 @@ def confusion(evaluation: dict) -> None:
     names = evaluation["class_names"]
     left, right = st.columns(2, gap="large")
     with left:
-        st.markdown("**Where it goes wrong** (confusion matrix)")
-        st.html(TOOLBAR_ROOM_CSS)
-        with st.container(key="confusion_chart"):
-            st.altair_chart(charts.confusion_chart(names, evaluation["confusion"]), width="content")
-        st.caption("Each row is the real class of the validation photos, each column what the model said. "
-                   "The diagonal counts the right answers; any other cell is a mix-up.")
+        confusion_view(names, evaluation["confusion"])
     with right:
         st.markdown("**Class by class**")
         table = pd.DataFrame(evaluation["per_class"]).rename(columns={

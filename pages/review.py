@@ -234,7 +234,8 @@ def _action_bar(project: Project, class_names: list[str], shown: list[ImageRecor
                           on_click=lambda: st.session_state.pop("confirm_delete_photos", None))
 
 
-def photos_tab(project: Project, records: list[ImageRecord], classes: list[ClassInfo]) -> None:
+def photos_tab(project: Project, classes: list[ClassInfo]) -> None:
+    """One class's photos, a page at a time: only the page shown is read from the project."""
     class_names = [c.name for c in classes]
     counts = {c.name: c for c in classes}
     _valid_choice("grid_class", class_names)
@@ -247,15 +248,17 @@ def photos_tab(project: Project, records: list[ImageRecord], classes: list[Class
     status = right.segmented_control("Show", list(STATUS_FILTERS), format_func=STATUS_FILTERS.get,
                                       key="grid_status", default="kept", required=True, on_change=_reset_page,
                                       persist_state="page")
-    shown = [r for r in records if r.class_name == current and status in ("all", r.status)]
-    page, pages = _page("grid_page", len(shown), PAGE_SIZE)
-    on_page = shown[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+    count = {"kept": counts[current].kept, "rejected": counts[current].rejected}.get(
+        status, counts[current].kept + counts[current].rejected)
+    page, pages = _page("grid_page", count, PAGE_SIZE)
+    on_page = project.images(current, None if status == "all" else status, offset=(page - 1) * PAGE_SIZE,
+                             limit=PAGE_SIZE)
     _action_bar(project, class_names, on_page, current)
     if not on_page:
         st.info(f"No {'' if status == 'all' else STATUS_FILTERS[status].lower() + ' '}photos in **{current}**.")
         return
     note, pager = st.columns([3, 2], vertical_alignment="center")
-    note.caption(f"Photos {(page - 1) * PAGE_SIZE + 1}–{(page - 1) * PAGE_SIZE + len(on_page)} of {len(shown)}. "
+    note.caption(f"Photos {(page - 1) * PAGE_SIZE + 1}–{(page - 1) * PAGE_SIZE + len(on_page)} of {count:,}. "
                  "Faded photos are rejected; click :material/info: for where a photo came from.")
     if pages > 1:
         pager.pagination(pages, key="grid_page")  # not in a horizontal container: it would shrink to one page
@@ -530,12 +533,10 @@ def classes_tab(project: Project, classes: list[ClassInfo]) -> None:
 
 
 project = ui.require_project()
-records = project.images()
-if not records:
+classes = project.classes()  # counts only: a page of photos is read when it is shown
+if not any(c.kept or c.rejected for c in classes):
     ui.missing("This project has no photos yet. Collect some from the web, your computer or a webcam first.",
                "collect", "Go to 1 · Collect photos", icon="📷")
-classes = project.classes()
-kept = [r for r in records if r.status == "kept"]
 
 st.title("🧹 Review your photos")
 st.markdown("Good photos make a good model. Throw out photos that don't show the class, fix wrong labels, and "
@@ -546,8 +547,8 @@ _show_message()
 
 metrics = st.columns(4)
 metrics[0].metric("Classes", len(classes))
-metrics[1].metric("Photos kept", len(kept))
-metrics[2].metric("Rejected", len(records) - len(kept))
+metrics[1].metric("Photos kept", f"{sum(c.kept for c in classes):,}")
+metrics[2].metric("Rejected", f"{sum(c.rejected for c in classes):,}")
 metrics[3].metric("Validation photos", sum(c.val for c in classes))
 problems = balance_warnings(classes)
 if problems:
@@ -556,13 +557,13 @@ if problems:
 photos, suspects_section, duplicates, balance = st.tabs(TABS, key="review_tab", on_change="rerun")
 if photos.open:
     with photos:
-        photos_tab(project, records, classes)
+        photos_tab(project, classes)
 if suspects_section.open:
     with suspects_section:
-        suspects_tab(project, kept, classes)
+        suspects_tab(project, project.images(status="kept"), classes)
 if duplicates.open:
     with duplicates:
-        duplicates_tab(project, _signature(records))
+        duplicates_tab(project, _signature(project.images()))
 if balance.open:
     with balance:
         classes_tab(project, classes)

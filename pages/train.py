@@ -39,8 +39,8 @@ STAGE_TEXT = {  # stage -> (what it is called, what happens in it)
                    "This happens once per photo; the next run reuses them.")),
     STAGE_HEAD: ("Fitting the new head",
                  (f"A small new layer learns which of those numbers point to which of your classes. It is solved "
-                  f"directly, at {len(STRENGTHS)} strengths of regularisation (how simple it is kept); the one that "
-                  "does best on training photos held out in turn is kept.")),
+                  f"directly, at up to {len(STRENGTHS)} strengths of regularisation (how simple it is kept), from the "
+                  "simplest, until the score on training photos held out in turn gets worse; the best one is kept.")),
     STAGE_FINETUNE: ("Fine-tuning the network",
                      ("The last blocks of the pretrained network are adjusted to your photos, their mirror images "
                       "and zoomed-in views (deep retraining adds small random rotations, contrast…), so that it "

@@ -39,3 +39,21 @@ def test_no_photos_give_zeros_not_an_error():
     evaluation = evaluate_predictions([], np.zeros((0, len(NAMES))), NAMES)
     assert evaluation.confusion == [[0] * 4] * 4 and evaluation.accuracy == 0.0 and evaluation.misclassified == []
     assert [(r["precision"], r["recall"], r["f1"], r["support"]) for r in evaluation.per_class] == [(0, 0, 0, 0)] * 4
+
+
+def test_the_most_confused_pairs_come_first_with_their_share_of_the_real_class():
+    from core.serving.evaluate import most_confused
+
+    names = ["ant", "bee", "fly", "moth"]
+    confusion = [[5, 3, 0, 0],
+                 [1, 6, 0, 3],
+                 [0, 1, 0, 0],
+                 [0, 0, 0, 0]]
+    assert most_confused(names, confusion) == [
+        {"real": "ant", "said": "bee", "photos": 3, "share": 3 / 8},
+        {"real": "bee", "said": "moth", "photos": 3, "share": 3 / 10},
+        {"real": "bee", "said": "ant", "photos": 1, "share": 1 / 10},
+        {"real": "fly", "said": "bee", "photos": 1, "share": 1.0},
+    ]
+    assert [p["photos"] for p in most_confused(names, confusion, limit=2)] == [3, 3]
+    assert most_confused(names, [[2, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]) == []

@@ -62,7 +62,7 @@ def test_search_is_deterministic_and_reports_every_strength():
     groups = np.arange(len(labels))
     first, second = search_head(x, labels, 3, groups), search_head(x, labels, 3, groups)
     assert np.array_equal(first.head.kernel, second.head.kernel) and np.array_equal(first.head.bias, second.head.bias)
-    assert [row["C"] for row in first.tried] == list(head.STRENGTHS) and first.folds == head.FOLDS
+    assert [row["C"] for row in first.tried] == list(head.STRENGTHS[:len(first.tried)]) and first.folds == head.FOLDS
     assert sum(row["chosen"] for row in first.tried) == 1
     assert all({"cv_loss", "cv_accuracy", "loss", "accuracy"} <= set(row) for row in first.tried)
 
@@ -93,3 +93,21 @@ def test_head_on_the_raw_embedding_has_the_dense_layer_shape(n_classes):
     search = search_head(x, labels, n_classes, np.arange(len(labels)))
     assert search.head.kernel.shape == (30, n_classes) and search.head.bias.shape == (n_classes,)
     assert search.head.kernel.dtype == search.head.bias.dtype == np.float32
+
+
+def test_search_stops_once_the_cross_validated_loss_rises():
+    """The larger strengths cost the most to solve: once past the lowest cross-validated loss they are not tried."""
+    x, labels = blobs(40, 30, n_classes=4, spread=0.3)
+    search = search_head(x, labels, 4, np.arange(len(labels)))
+    losses = [row["cv_loss"] for row in search.tried]
+    assert 2 <= len(losses) < len(head.STRENGTHS)
+    assert losses[-1] > losses[-2] and all(a > b for a, b in zip(losses[:-2], losses[1:-1]))
+    assert search.tried[-2]["chosen"]
+
+
+def test_lbfgs_finds_the_minimum_of_an_ill_conditioned_quadratic():
+    curvature = np.logspace(0, 3, 200)
+    target = np.random.default_rng(0).normal(size=200)
+    x = head.lbfgs(lambda v: (0.5 * float((curvature * (v - target)) @ (v - target)), curvature * (v - target)),
+                   np.zeros(200), 1e-8, 1000)
+    np.testing.assert_allclose(x, target, atol=1e-8)

@@ -134,3 +134,29 @@ def test_photos_on_disk_are_predicted_a_small_batch_at_a_time(tmp_path):
     assert max(batches) <= 16 and sum(batches) == 40
     from core.images import load_rgb
     assert np.allclose(probabilities[:, 0], [load_rgb(paths[i], 32).mean() for i in ok])
+
+
+def test_many_photos_on_disk_are_scored_a_bounded_batch_at_a_time(tmp_path):
+    """`python -m core evaluate` on 10,000 photos once decoded them all into one batch (about 6 GB at 224 px): the
+    forward pass never sees more than PATH_BATCH photos, and the answers come back in order, unreadable ones out."""
+    from core.serving import predictor as predictor_module
+    from tests.photos import photo
+
+    paths = []
+    for i in range(40):
+        path = tmp_path / f"{i}.jpg"
+        photo(i, (64, 48)).save(path) if i != 7 else path.write_bytes(b"not a photo")
+        paths.append(path)
+    seen = []
+
+    def forward(pixels):
+        seen.append(len(pixels))
+        brightness = pixels.mean(axis=(1, 2, 3)) / 255  # a row per photo, told apart
+        return np.stack([brightness, 1 - brightness], axis=1)
+
+    model = predictor_module.Predictor(["a", "b"], 32, forward, "head")
+    probabilities, ok = model.predict_paths(paths)
+    assert max(seen) <= predictor_module.PATH_BATCH and sum(seen) == 39
+    assert ok == [i for i in range(40) if i != 7] and len(probabilities) == 39
+    alone = [model.predict_paths([paths[i]])[0][0] for i in (0, 39)]
+    np.testing.assert_allclose([probabilities[0], probabilities[-1]], alone)

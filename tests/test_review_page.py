@@ -175,6 +175,20 @@ def test_grid_pages_through_large_classes(project):
     assert len(at.checkbox) == 3 and not at.pagination
 
 
+def test_the_grid_reads_only_the_page_it_shows(project, monkeypatch):
+    """With 50,000 photos a rerun must not read them all: the grid asks the project for one page."""
+    fill(project, cats=45, dogs=3)
+    asked = []
+    images = Project.images
+    monkeypatch.setattr(Project, "images", lambda self, *a, **k: asked.append((a, k)) or images(self, *a, **k))
+    at = open_review(project)
+    at.pagination(key="grid_page").set_value(2).run()
+    assert len(at.checkbox) == 5 and "Photos 41–45 of 45" in texts(at.caption)
+    grid = [(a, k) for a, k in asked if a[:1] == ("cats",)]
+    assert grid and all(k.get("limit") == 40 for a, k in grid) and grid[-1][1]["offset"] == 40
+    assert [r.id for r in project.images("cats", offset=40, limit=40)] == ids(project, "cats")[40:]
+
+
 # ---- duplicates -------------------------------------------------------------------------------
 
 

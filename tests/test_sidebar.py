@@ -78,3 +78,17 @@ def test_browser_an_unknown_address_lands_on_start_without_page_not_found(worksp
         page.goto(f"{url}/review?project=pets")  # a real page is still reached by its address
         page.get_by_text("Review your photos").or_(page.get_by_text("no photos yet")).first.wait_for(timeout=60_000)
         assert_no_errors(page)
+
+
+@pytest.mark.browser
+def test_browser_a_fresh_server_first_asked_for_a_page_runs_it_inside_the_app(workspace):
+    """The first request a server gets is for /review: it must come out as app.py's Review page (navigation and
+    project picker), not pages/review.py run bare from Streamlit's pages/ folder mode (pages/ui.py's shim)."""
+    create_project("pets", workspace)
+    with streamlit_server(workspace) as url, browser_page() as page:
+        page.goto(f"{url}/review?project=pets")
+        page.get_by_text("Review your photos").or_(page.get_by_text("no photos yet")).first.wait_for(timeout=60_000)
+        wait_idle(page)
+        page.get_by_text("3 · Train").first.wait_for(timeout=30_000)  # app.py's navigation, not the pages/ file list
+        assert "/review" in page.url
+        assert_no_errors(page)

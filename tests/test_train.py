@@ -102,9 +102,9 @@ def test_head_file_with_the_litert_backbone_predicts_like_the_keras_model(traine
     np.testing.assert_allclose(predictor.probabilities(pixels[:, :, ::-1]), expected, atol=1e-5)
 
 
-def test_head_search_reports_every_strength_and_picks_by_cross_validation(trained_run):
+def test_head_search_reports_the_strengths_tried_and_picks_by_cross_validation(trained_run):
     metrics = json.loads((trained_run / "metrics.json").read_text())
-    assert metrics["head_strengths_tried"] == 8 and metrics["head_cv_folds"] == 4
+    assert 2 <= metrics["head_strengths_tried"] <= 8 and metrics["head_cv_folds"] == 4
     assert metrics["train_seconds"] >= metrics["head_seconds"] > 0
 
 

@@ -7,6 +7,7 @@ test drives the real server on the flowers5 photos and leaves screenshots in tes
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import zipfile
@@ -336,7 +337,7 @@ def test_start_refuse_stop_reattach_and_finish(two_classes):
     assert "validation photo" in done.success[0].value and "The model is ready" in done.success[0].value
     assert {link.label for link in done.get("page_link")} >= {"Try it on new photos"}
     assert len(done.get("vega_lite_chart")) == 1  # accuracy against regularisation strength: no epochs
-    assert "tried 8 strengths of regularisation and picked C=" in texts(done)
+    assert re.search(r"tried [2-8] strengths of regularisation and picked C=", texts(done))
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ import numpy as np
 from core import config
 from core.model.backbones import BackboneSpec
 from core.model.embed import (EmbeddingCache, EmbedResult, LiteRTRunner, Progress, View, as_is, cache_key, cached_views,
-                        litert_file, mirrored)
+                        keras_runner, litert_file, mirrored, on_gpu)
 
 if TYPE_CHECKING:
     import keras
@@ -118,6 +118,13 @@ def litert_frozen_part(spec: BackboneSpec, unfreeze_blocks: int) -> Path:
                        lambda: split(spec, spec.build(), unfreeze_blocks)[0])
 
 
+def frozen_part_runner(spec: BackboneSpec, unfreeze_blocks: int) -> Callable[[np.ndarray], np.ndarray]:
+    """The frozen part as pixels -> activations: LiteRT on the CPU, Keras on a GPU when TensorFlow sees one."""
+    if on_gpu():
+        return keras_runner(split(spec, spec.build(), unfreeze_blocks)[0])
+    return LiteRTRunner(litert_frozen_part(spec, unfreeze_blocks))
+
+
 def boundary_activations(paths: Sequence[Path], shas: Sequence[str], spec: BackboneSpec, unfreeze_blocks: int,
                          views: Sequence[str] = ("", "-flip"), *, cache: EmbeddingCache | None = None,
                          on_progress: Progress | None = None,
@@ -129,6 +136,6 @@ def boundary_activations(paths: Sequence[Path], shas: Sequence[str], spec: Backb
         raise ValueError(f"{spec.label} with {unfreeze_blocks} blocks unfrozen has no frozen part to cache.")
     results = cached_views(paths, shas, spec.input_size,
                            {activation_key(spec, unfreeze_blocks, view): VIEWS[view] for view in views},
-                           lambda: LiteRTRunner(litert_frozen_part(spec, unfreeze_blocks)),
+                           functools.partial(frozen_part_runner, spec, unfreeze_blocks),
                            cache or activation_cache(), on_progress=on_progress, should_stop=should_stop)
     return results, shape

@@ -12,13 +12,14 @@ import functools
 import io
 import os
 import sqlite3
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -148,16 +149,29 @@ def _runner(path: Path, threads: int | None) -> LiteRTRunner:
     return kept[(path, threads)]
 
 
+def on_gpu() -> bool:
+    """Whether TensorFlow, once this process has loaded it (the worker and training do), sees a GPU: then Keras runs
+    the backbones there, many times faster than LiteRT on the CPU. Never loads TensorFlow itself: the app's server
+    stays light."""
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and bool(tf.config.list_physical_devices("GPU"))
+
+
+def keras_runner(model) -> Callable[[np.ndarray], np.ndarray]:
+    """A Keras model as a pixels -> array function (on the GPU when TensorFlow has one)."""
+    return lambda pixels: model.predict(pixels, verbose=0, batch_size=BATCH)
+
+
 def make_embedder(spec: BackboneSpec, engine: str = "litert",
                   threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """A function from a pixel batch to embeddings: LiteRT when installed, else Keras."""
-    if engine == "litert":
+    """A function from a pixel batch to embeddings: LiteRT on the CPU when installed, else Keras; Keras on a GPU
+    whenever TensorFlow sees one."""
+    if engine == "litert" and not on_gpu():
         try:
             return _runner(litert_backbone(spec), threads)
         except ImportError:
-            engine = "keras"
-    model = feature_model(spec)
-    return lambda pixels: model.predict(pixels, verbose=0, batch_size=BATCH)
+            pass
+    return keras_runner(feature_model(spec))
 
 
 class EmbeddingCache:
@@ -181,15 +195,20 @@ class EmbeddingCache:
         return con
 
     def get(self, key: str, shas: Sequence[str]) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
+        return {sha: np.frombuffer(blob, dtype=self.dtype) for sha, blob in self._rows("sha256, vector", key, shas)}
+
+    def has(self, key: str, shas: Sequence[str]) -> set[str]:
+        """Which of these photos have a vector under `key`, read from the primary-key index alone: no vector bytes
+        (the pages ask every 2 s how many photos are ready to train)."""
+        return {sha for (sha,) in self._rows("sha256", key, shas)}
+
+    def _rows(self, columns: str, key: str, shas: Sequence[str]) -> Iterator[tuple]:
         with closing(self._connect()) as con:
             for start in range(0, len(shas), 500):
                 chunk = list(shas[start:start + 500])
                 marks = ",".join("?" * len(chunk))
-                rows = con.execute(f"SELECT sha256, vector FROM embeddings WHERE key=? AND sha256 IN ({marks})",
-                                   [key, *chunk])
-                found.update((sha, np.frombuffer(blob, dtype=self.dtype)) for sha, blob in rows)
-        return found
+                yield from con.execute(f"SELECT {columns} FROM embeddings WHERE key=? AND sha256 IN ({marks})",
+                                       [key, *chunk])
 
     def put(self, key: str, vectors: dict[str, np.ndarray]) -> None:
         with closing(self._connect()) as con, con:

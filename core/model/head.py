@@ -1,10 +1,11 @@
 """The classifier head as what it is: multinomial logistic regression on frozen-backbone embeddings.
 
 A small convex problem, so it is solved, not trained: L-BFGS on the whole embedding, in float32, for a
-path of regularisation strengths, each started from the previous one's answer. The strength is chosen by
-cross-validation on the training photos only (a photo and its mirror image always in the same fold); the
-folds and the model on all photos are one problem to the solver (their parameters side by side), so every
-step is two large matrix products instead of ten small ones. The result is one (kernel, bias) pair on the
+path of regularisation strengths from the strongest, each started from the previous one's answer, until the
+cross-validated loss rises. The strength is chosen by cross-validation on the training photos only (a photo
+and its mirror image always in the same fold); the folds and the model on all photos are one problem to the
+solver (their parameters side by side), so every step is two large matrix products a fold instead of ten
+small ones. The result is one (kernel, bias) pair on the
 raw embedding: probabilities = softmax(embedding @ kernel + bias), the Keras Dense layer's own form.
 
 Nothing is projected away. With fewer vectors than dimensions the vectors are rotated onto the space they
@@ -32,6 +33,10 @@ DEFAULT_STRENGTH = 0.3  # when there are too few photos to cross-validate
 TOLERANCE = 0.1
 POLISH_TOLERANCE = 0.01
 MAX_ITERATIONS = 500
+CHUNK_ROWS = 8192  # rows at a time where a whole temporary copy of the vectors is not needed
+# The search stops once the cross-validated loss has risen this many strengths in a row: it falls to one lowest
+# point and rises after it (measured on every shared set and split), and the larger strengths cost the most.
+STOP_AFTER_RISES = 1
 HEAD_FILE = "head.npz"
 
 
@@ -74,8 +79,13 @@ class Coordinates:
     scale: float
     directions: np.ndarray | None   # (D, r) orthonormal, or None: all D dimensions kept as they are
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        z = (np.asarray(x, dtype=np.float32) - self.mean) * np.float32(self.scale)
+    def __call__(self, x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """x (or its `rows`, in that order) in these coordinates: one new array, no temporary copy of x."""
+        x = np.asarray(x, dtype=np.float32)
+        z = x - self.mean if rows is None else x[rows]
+        if rows is not None:
+            z -= self.mean
+        z *= np.float32(self.scale)
         return np.ascontiguousarray(z if self.directions is None else z @ self.directions)
 
     def raw(self, kernel: np.ndarray, bias: np.ndarray) -> LinearHead:
@@ -89,10 +99,14 @@ class Coordinates:
 def coordinates(x: np.ndarray) -> Coordinates:
     x = np.asarray(x, dtype=np.float32)
     mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
-    centred = x - mean
-    scale = SCALE / (float(np.sqrt(np.einsum("ij,ij->i", centred, centred, dtype=np.float64).mean())) + 1e-12)
+    squares = 0.0
+    for start in range(0, len(x), CHUNK_ROWS):  # the mean squared norm, a chunk at a time: no copy of x
+        centred = x[start:start + CHUNK_ROWS] - mean
+        squares += float(np.einsum("ij,ij->", centred, centred, dtype=np.float64))
+    scale = SCALE / (float(np.sqrt(squares / max(len(x), 1))) + 1e-12)
     if len(x) >= x.shape[1]:
         return Coordinates(mean, scale, None)
+    centred = x - mean
     # An orthonormal basis of the span of the centred vectors (QR is 5x faster than an SVD here and needs no rank cut:
     # a direction with no data in it just gets a zero weight).
     basis = np.linalg.qr(centred.T.astype(np.float64))[0]
@@ -156,12 +170,13 @@ class Problems:
             grad_b[active] += residual.sum(axis=0)
         return loss, np.concatenate([grad_w.ravel(), grad_b.ravel()]).astype(np.float64)
 
-    def solve(self, strengths, start: np.ndarray | None = None, tolerance: float = TOLERANCE) -> np.ndarray:
+    def solve(self, strengths, start: np.ndarray | None = None, tolerance: float | None = None) -> np.ndarray:
         """The parameters minimising every problem's objective at once (C: one, or one per problem), L-BFGS from
         `start` (default zeros)."""
         start = np.zeros(self.size) if start is None else start
         strengths = np.broadcast_to(np.asarray(strengths, np.float64), (self.count,))
-        return lbfgs(lambda params: self._loss_and_gradient(params, strengths), start, tolerance, MAX_ITERATIONS)
+        return lbfgs(lambda params: self._loss_and_gradient(params, strengths), start,
+                     TOLERANCE if tolerance is None else tolerance, MAX_ITERATIONS)
 
     def problem(self, params: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray]:
         """(kernel (d, K), bias (K,)) of problem p; an absent class gets a bias that rules it out."""
@@ -199,9 +214,11 @@ def lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], start: np.ndarr
         while True:
             new = daxpy(q, x.copy(), a=-step)
             f_new, g_new = fun(new)
-            if f_new <= f + 1e-4 * step * slope or step < 1e-10:
+            if f_new <= f + 1e-4 * step * slope:  # (False for NaN)
                 break
             step *= 0.5
+            if step < 1e-10:  # no step lowers the objective: solved as far as rounding allows
+                return x
         np.subtract(new, x, out=s)
         np.subtract(g_new, g, out=y)
         sy = ddot(s, y)
@@ -258,13 +275,13 @@ def _search(x, labels, n_classes, groups, val, seed, on_try, should_stop) -> Hea
     for f, (_, test) in enumerate(folds):
         fold_of[test] = f
     order = np.argsort(fold_of, kind="stable")
-    z, labels, fold_of = coords(np.asarray(x)[order]), labels[order], fold_of[order]
+    z, labels, fold_of = coords(x, order), labels[order], fold_of[order]
     folds = [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(len(folds))]
     masks = np.stack([fold_of != f for f in range(len(folds))] + [np.ones(len(z), bool)])
     problems = Problems(z, labels, n_classes, masks)
     val_z = coords(val[0]) if val is not None and len(val[1]) else None
     params = previous = None
-    tried, solutions = [], []
+    tried, solutions, rises = [], [], 0
     for i, strength in enumerate(STRENGTHS if folds else (DEFAULT_STRENGTH,)):
         # The answer moves smoothly with log C: starting from the straight line through the last two halves the steps.
         start = params if previous is None else 2 * params - previous
@@ -275,6 +292,9 @@ def _search(x, labels, n_classes, groups, val, seed, on_try, should_stop) -> Hea
         if on_try:
             on_try(i, row)
         if should_stop and should_stop():
+            break
+        rises = rises + 1 if i and row.get("cv_loss", 0.0) > tried[-2].get("cv_loss", 0.0) else 0
+        if rises >= STOP_AFTER_RISES:  # past the best: the cross-validated loss only rises from here on
             break
     best = min(range(len(tried)), key=lambda j: tried[j].get("cv_loss", 0.0))
     for j, row in enumerate(tried):
@@ -302,7 +322,8 @@ def _scored(problems: Problems, params: np.ndarray, strength: float, folds, labe
     if folds:
         out_of_fold = np.zeros((len(labels), problems.n_classes))
         for f, (_, test) in enumerate(folds):
-            out_of_fold[test] = probabilities(f, problems.z[test])
+            contiguous = len(test) and test[-1] - test[0] + 1 == len(test)  # (the search puts each fold's rows together)
+            out_of_fold[test] = probabilities(f, problems.z[test[0]:test[-1] + 1] if contiguous else problems.z[test])
         row["cv_loss"], row["cv_accuracy"] = scores(out_of_fold, labels)
     row["loss"], row["accuracy"] = scores(probabilities(problems.count - 1, problems.z), labels)
     if val_z is not None:

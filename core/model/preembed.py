@@ -31,20 +31,26 @@ def project_backbone(project: Project) -> str:
     return project.backbone or DEFAULT_BACKBONE
 
 
-def missing(project: Project, cache: EmbeddingCache | None = None) -> tuple[list[ImageRecord], int]:
-    """The kept photos that lack an embedding in some view, and how many kept photos there are."""
+def _unprepared(project: Project, shas: list[str], cache: EmbeddingCache | None) -> set[str]:
+    """Which of these photos lack an embedding in some view (read from the cache's index, not the vectors)."""
     cache = cache or EmbeddingCache()
     spec = get_backbone(project_backbone(project))
+    found = [cache.has(view_key(member, flip), shas) for member in spec.members for flip in VIEWS]
+    return {sha for sha in shas if any(sha not in f for f in found)}
+
+
+def missing(project: Project, cache: EmbeddingCache | None = None) -> tuple[list[ImageRecord], int]:
+    """The kept photos that lack an embedding in some view, and how many kept photos there are."""
     records = project.images(status="kept")
-    shas = [r.sha256 for r in records]
-    found = [cache.get(view_key(member, flip), shas) for member in spec.members for flip in VIEWS]
-    return [r for r in records if any(r.sha256 not in f for f in found)], len(records)
+    todo = _unprepared(project, [r.sha256 for r in records], cache)
+    return [r for r in records if r.sha256 in todo], len(records)
 
 
 def readiness(project: Project, cache: EmbeddingCache | None = None) -> Readiness:
-    """How many kept photos training will find embedded already ("ready to train: 230 of 262")."""
-    todo, total = missing(project, cache)
-    return Readiness(total - len(todo), total, project_backbone(project))
+    """How many kept photos training will find embedded already ("ready to train: 230 of 262"); from their
+    hashes alone, as the pages ask every 2 s."""
+    shas = project.kept_hashes()
+    return Readiness(len(shas) - len(_unprepared(project, shas, cache)), len(shas), project_backbone(project))
 
 
 def embed_some(project: Project, limit: int = BATCH, *, unreadable: set[str] | None = None, threads: int | None = 1,

@@ -132,12 +132,14 @@ class TrainResult:
     novelty: tuple[NoveltyReference, NoveltySettings] | None = None
 
 
-def strategy():
-    """All local GPUs when there are several; the default (single device) otherwise."""
+def strategy(device_type: str = "GPU"):
+    """Every local device of this type when there are several: a MirroredStrategy gives each a slice of every batch
+    and adds up their gradients, so the model learns as on one device (tests/test_devices.py checks it on two
+    logical CPUs); the default, single-device strategy otherwise."""
     import tensorflow as tf
 
-    gpus = tf.config.list_logical_devices("GPU")
-    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    devices = [d.name for d in tf.config.list_logical_devices(device_type)]
+    return tf.distribute.MirroredStrategy(devices) if len(devices) > 1 else tf.distribute.get_strategy()
 
 
 def reproducible(seed: int) -> None:

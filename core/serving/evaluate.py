@@ -62,6 +62,18 @@ def evaluate_predictions(y_true: Sequence[int], probabilities: np.ndarray, class
     return Evaluation(list(class_names), int(len(y_true)), accuracy, per_class, confusion.tolist(), misclassified)
 
 
+def most_confused(class_names: list[str], confusion: list[list[int]], limit: int = 10) -> list[dict]:
+    """The mix-ups that cost most, largest first: real class, what the model said, photos, and their share of the
+    real class's photos. With 100 classes a full matrix is 10,000 cells; these few rows say where it goes wrong."""
+    matrix = np.asarray(confusion, dtype=int).reshape(len(class_names), len(class_names))
+    off = matrix * (1 - np.eye(len(class_names), dtype=int))
+    real, said = np.nonzero(off)
+    order = np.lexsort((said, real, -off[real, said]))[:limit]  # ties: in class order
+    totals = matrix.sum(axis=1)
+    return [{"real": class_names[r], "said": class_names[s], "photos": int(off[r, s]),
+             "share": float(off[r, s] / totals[r])} for r, s in zip(real[order], said[order])]
+
+
 def image_folder(folder: Path, class_names: list[str] | None = None) -> tuple[list[Path], list[int], list[str]]:
     """Files of an ImageFolder tree with labels. Folder names go through the app's name rules (a folder whose name
     cannot be a class is refused, two that are one name are refused); with class_names given, folders are matched

@@ -481,8 +481,9 @@ class Project:
     # ---- reading photos -------------------------------------------------------------------
 
     def images(self, class_name: str | None = None, status: Status | None = None,
-               split: Literal["train", "val"] | None = None) -> list[ImageRecord]:
-        """Photos, filtered; ordered by class then time added."""
+               split: Literal["train", "val"] | None = None, *, offset: int = 0,
+               limit: int | None = None) -> list[ImageRecord]:
+        """Photos, filtered; ordered by class then time added; `limit` of them from `offset` (a page of a grid)."""
         share = self.val_share
         clauses, params = [], []
         if class_name is not None:
@@ -496,8 +497,15 @@ class Project:
             params.append(share)
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         with self.db.read() as con:
-            rows = con.execute(f"{IMAGE_ROWS} {where} ORDER BY c.name_key, i.id", params).fetchall()
-        return [image_record(r, self.images_dir, share) for r in rows]
+            rows = con.execute(f"{IMAGE_ROWS} {where} ORDER BY c.name_key, i.id LIMIT ? OFFSET ?",
+                               [*params, -1 if limit is None else limit, offset]).fetchall()
+        folders = {name: self.images_dir / name for name in {r["class_name"] for r in rows}}  # a join per class
+        return [image_record(r, folders[r["class_name"]], share) for r in rows]
+
+    def kept_hashes(self) -> list[str]:
+        """The content hashes of every kept photo: what a count over 50,000 photos needs, without their records."""
+        with self.db.read() as con:
+            return [sha for (sha,) in con.execute("SELECT sha256 FROM images WHERE status='kept'")]
 
     def image(self, image_id: int) -> ImageRecord:
         record = self._one_image("i.id=?", (image_id,))
@@ -513,7 +521,7 @@ class Project:
     def _one_image(self, condition: str, params: tuple) -> ImageRecord | None:
         with self.db.read() as con:
             row = con.execute(f"{IMAGE_ROWS} WHERE {condition}", params).fetchone()
-        return image_record(row, self.images_dir, self.val_share) if row else None
+        return image_record(row, self.images_dir / row["class_name"], self.val_share) if row else None
 
     def thumbnail(self, image: ImageRecord) -> bytes | None:
         """A cached small JPEG of a photo for grids; None when its file is gone or unreadable

@@ -71,10 +71,11 @@ def split_key(sha256: str) -> float:
     return int(sha256[:12], 16) / float(16**12)
 
 
-def image_record(r: sqlite3.Row, images_dir: Path, share: float) -> ImageRecord:
-    """A photo row (from IMAGE_ROWS) as a record, its split worked out for the project's validation share."""
+def image_record(r: sqlite3.Row, folder: Path, share: float) -> ImageRecord:
+    """A photo row (from IMAGE_ROWS) as a record, its split worked out for the project's validation share;
+    `folder` is its class's folder."""
     return ImageRecord(
-        id=r["id"], class_name=r["class_name"], path=images_dir / r["class_name"] / r["file"],
+        id=r["id"], class_name=r["class_name"], path=folder / r["file"],
         sha256=r["sha256"], phash=int(r["phash"], 16), width=r["width"], height=r["height"],
         size_bytes=r["bytes"], source=r["source"], source_url=r["source_url"], query=r["query"],
         original_name=r["original_name"], status=r["status"], reject_reason=r["reject_reason"],

@@ -1,0 +1,440 @@
+"""Every step of the app on projects of 1,000, 10,000 and 50,000 photos, and how each figure grows.
+
+    TRANSFERLAB_CACHE=/work/cache python -m bench.bench_scale [--sizes 1000,10000,50000] [--steps STEPS] \
+        [--limit SECONDS] [--dir DIR] [--rounds N]
+
+The photos are made from the real shared photo sets by `bench.scale_photos` (crops, mirror images, colour and size
+changes; about 100 classes at 10,000 and more; 1 % planted near-duplicates) in DIR/n<size>/photos, once, and
+reused. Per size, in a fresh workspace (DIR/n<size>/workspace) and a cache kept per size (DIR/n<size>/cache, the
+converted backbones linked from the shared cache), these steps run, each in its own process under a time limit
+(a step past it is killed and reported as "> limit", with what it got done by then):
+
+- import:     the photo folder imported into a new project (`core.intake.ingest.import_folder`): photos a second
+- zip:        the same photos as a zip into a second project (`import_zip`): photos a second
+- duplicates: `Project.duplicate_groups` on every kept photo: seconds, and the planted copies it found
+- count:      one "ready to train" count (`preembed.readiness`), as three pages draw it every 2 s
+- prepare:    the worker's background embedding (`preembed.embed_some`, one thread) until every photo is ready to
+              train: photos a second and seconds. Embeddings already in DIR's cache from an earlier run are not made again:
+              then the earlier run's rate is printed, marked "(earlier run)".
+- head:       a head-only training run through the worker's code (`run_job`), embeddings cached: the head
+              solve's seconds, the run's seconds and its peak memory
+- suspects:   the Review page's check for photos in the wrong class (`suspects.rank_suspects`)
+- export:     the run's model downloads (`export.assemble_downloads`) and the photos as a zip (`dataset_zip`)
+- pages:      `streamlit run app.py` on the workspace; every page's time to a settled screen (as
+              `bench.bench_pages` measures it: Streamlit's running indicator gone and no skeleton left), first
+              visit and median of --rounds; the server's and its worker's peak memory (VmHWM)
+- size:       the project's database and the cache's embeddings, in MB
+
+Memory is each step process's peak RSS (ru_maxrss), not an estimate. The last columns are the growth exponents
+between sizes: figure ~ n^k (1 = linear; above 1 grows worse than the photos). Run it with `nice -n 5` and quote the
+load average (printed) beside the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import resource
+import shutil
+import statistics
+import sys
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from bench.common import table
+from bench.scale_photos import PhotoSet, make_photos
+
+STEPS = ("import", "zip", "duplicates", "count", "prepare", "head", "suspects", "export", "pages", "size")
+PAGES = ("start", "collect", "review", "train", "results", "predict")
+PROJECT = "scale"
+
+
+@dataclass
+class Outcome:
+    """What one step reported: figures by name (None = not measured), or that it ran past its limit."""
+
+    figures: dict[str, float | str | None] = field(default_factory=dict)
+    note: str = ""
+
+
+# ---- running a step in its own process, under a limit -----------------------------------------------------------
+
+
+def _child(queue, progress, fn: Callable, args: tuple) -> None:
+    try:
+        figures = fn(progress, *args)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        queue.put(("ok", {**figures, "peak MB": round(peak)}))
+    except BaseException as exc:  # noqa: BLE001 - the bench reports it and goes on with the next step
+        queue.put(("failed", f"{type(exc).__name__}: {exc}"))
+
+
+def in_process(fn: Callable, limit: float, *args) -> tuple[dict, str]:
+    """Run fn(progress, *args) in a forked process; (figures, note). `progress` is [done, total], shared. Past
+    `limit` seconds the process is killed and the note says so, with how far it got."""
+    ctx = multiprocessing.get_context("fork")
+    queue, progress = ctx.Queue(), ctx.Array("l", 2)
+    process = ctx.Process(target=_child, args=(queue, progress, fn, args), daemon=True)
+    start = time.perf_counter()
+    process.start()
+    try:
+        status, value = queue.get(timeout=limit)
+    except Exception:  # queue.Empty: past its limit
+        process.kill()
+        process.join()
+        elapsed = time.perf_counter() - start
+        done, total = progress[:]
+        return {"done": done, "total": total, "seconds": elapsed}, f"> {limit:.0f} s (killed; {done:,} of {total:,} done)"
+    process.join()
+    return (value, "") if status == "ok" else ({}, value)
+
+
+# ---- the steps (each runs in a child process; `progress` is [done, total], for a partial figure) --------------
+
+
+def _track(progress) -> Callable[[int, int], None]:
+    return lambda done, total: progress.__setitem__(slice(None), [done, total])
+
+
+def _project():
+    from core.store.project import open_project
+
+    return open_project(PROJECT)
+
+
+def step_import(progress, folder: Path) -> dict:
+    from core.intake.ingest import import_folder
+    from core.store.project import create_project
+
+    project = create_project(PROJECT)
+    start = time.perf_counter()
+    report = import_folder(project, folder, on_progress=_track(progress))
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "added": report.added, "photos/s": report.added / seconds}
+
+
+def step_zip(progress, archive: Path) -> dict:
+    from core.intake.ingest import import_zip
+    from core.store.project import create_project
+
+    project = create_project("zipped")
+    start = time.perf_counter()
+    report = import_zip(project, archive, on_progress=_track(progress))
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "added": report.added, "photos/s": report.added / seconds}
+
+
+def step_duplicates(progress, planted: list[tuple[str, str]]) -> dict:
+    project = _project()
+    start = time.perf_counter()
+    found = project.duplicate_groups()
+    seconds = time.perf_counter() - start
+    where = {(r.class_name, r.original_name): i for i, group in enumerate(found) for r in group}
+    pairs = [tuple(tuple(p.split("/", 1)) for p in pair) for pair in planted]
+    caught = sum(a in where and where.get(a) == where.get(b) for a, b in pairs)
+    return {"seconds": seconds, "groups": len(found), "planted found": caught, "planted": len(pairs)}
+
+
+def step_count(progress) -> dict:
+    from core.model import preembed
+
+    project = _project()
+    start = time.perf_counter()
+    ready = preembed.readiness(project)
+    return {"seconds": time.perf_counter() - start, "ready": ready.ready, "photos": ready.total}
+
+
+def step_prepare(progress) -> dict:
+    from core.model import preembed
+
+    project = _project()
+    before = preembed.readiness(project)
+    progress[1] = before.total - before.ready
+    start = time.perf_counter()
+    while (tried := preembed.embed_some(project, threads=1)):
+        progress[0] += tried
+    seconds = time.perf_counter() - start
+    made = preembed.readiness(project).ready - before.ready
+    return {"photos": before.total, "made": made, "seconds": seconds, "photos/s": made / seconds if made else None}
+
+
+def step_head(progress) -> dict:
+    from core.jobs.worker import run_job
+    from core.model.train import TrainConfig
+
+    project = _project()
+    run_id = project.create_run(TrainConfig().to_dict())
+    start = time.perf_counter()
+    usable, _ = run_job(project, run_id)
+    run = project.run(run_id)
+    if not usable:
+        raise RuntimeError(f"the run failed: {run.error}")
+    return {"run seconds": time.perf_counter() - start, "head seconds": run.summary.get("head_seconds"),
+            "embed seconds": run.summary.get("embed_seconds"), "val accuracy": run.summary.get("val_accuracy")}
+
+
+def step_suspects(progress) -> dict:
+    from core.model.suspects import rank_suspects
+
+    start = time.perf_counter()
+    ranked = rank_suspects(_project(), on_progress=_track(progress))
+    return {"seconds": time.perf_counter() - start, "photos": len(ranked)}
+
+
+def step_export(progress, destination: Path) -> dict:
+    from core.serving.export import assemble_downloads, dataset_zip
+
+    project = _project()
+    runs = [r for r in project.runs() if r.status == "completed"]
+    figures: dict = {}
+    if runs:
+        start = time.perf_counter()
+        assemble_downloads(runs[0].dir)
+        figures["downloads s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    dataset_zip(project, destination)
+    figures["photos zip s"] = time.perf_counter() - start
+    destination.unlink(missing_ok=True)
+    return figures
+
+
+# ---- steps in this process --------------------------------------------------------------------------------------
+
+
+def _peak_mb(pid: int) -> float | None:
+    """A live process's peak resident memory (VmHWM), MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def step_pages(workspace: Path, rounds: int, limit: float) -> Outcome:
+    """Every page's time to a settled screen on a warm server, and the server's and worker's peak memory."""
+    import psutil
+
+    from bench.bench_pages import settle_time
+    from tests.browser import browser_page, streamlit_server
+
+    out = Outcome()
+    timeout = min(limit, 120.0)
+    with streamlit_server(workspace) as url, browser_page(height=1200) as page:
+        def timed(name: str) -> float | str:
+            try:
+                return settle_time(page, f"{url}/{name}?project={PROJECT}", timeout=timeout)
+            except Exception:  # playwright's TimeoutError: not settled within the limit
+                return f"> {timeout:.0f}"
+
+        timed("")  # the server's first run: imports
+        for name in PAGES:
+            out.figures[f"{name} first s"] = timed(name)
+        for name in PAGES:
+            times = [timed(name) for _ in range(rounds)]
+            numbers = [t for t in times if isinstance(t, float)]
+            out.figures[f"{name} s"] = statistics.median(numbers) if len(numbers) == len(times) else times[-1]
+        server = next((p for p in psutil.Process().children() if "streamlit" in " ".join(p.cmdline())), None)
+        if server is not None:
+            out.figures["server peak MB"] = _peak_mb(server.pid)
+            workers = [p for p in server.children(recursive=True) if "core.worker" in " ".join(p.cmdline())]
+            out.figures["worker peak MB"] = _peak_mb(workers[0].pid) if workers else None
+    return out
+
+
+def step_size(workspace: Path, cache: Path) -> Outcome:
+    meta = workspace / PROJECT
+    db = sum(p.stat().st_size for p in meta.glob("project.sqlite*"))
+    embeddings = sum(p.stat().st_size for p in cache.glob("embeddings.sqlite*"))
+    return Outcome({"database MB": db / 1e6, "embeddings MB": embeddings / 1e6,
+                    "thumbnails MB": sum(p.stat().st_size for p in (meta / "thumbs").glob("*")) / 1e6})
+
+
+# ---- one size ---------------------------------------------------------------------------------------------------
+
+
+def _zip_of(photos: PhotoSet, path: Path) -> Path:
+    if not path.exists():
+        partial = path.with_suffix(".part")
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as zf:
+            for f in photos.files():
+                zf.write(f, f.relative_to(photos.folder).as_posix())
+        partial.rename(path)
+    return path
+
+
+def _cache_for(root: Path) -> Path:
+    """A cache of this size's own (embeddings of made photos stay out of the shared one), converted backbones
+    linked from the shared cache so nothing is converted again."""
+    from core import config
+
+    shared = config.cache_dir() / "backbones"
+    root.mkdir(parents=True, exist_ok=True)
+    if shared.is_dir() and not (root / "backbones").exists():
+        (root / "backbones").symlink_to(shared)
+    return root
+
+
+def measure(size: int, steps: list[str], limit: float, base: Path, rounds: int) -> dict[str, Outcome]:
+    folder = base / f"n{size}"
+    t0 = time.perf_counter()
+    photos = make_photos(folder, size, progress=True)
+    print(f"{size:,} photos in {photos.classes} classes ready in {time.perf_counter() - t0:.0f} s", flush=True)
+    cache = _cache_for(folder / "cache")
+    workspace = folder / "workspace"
+    if "import" in steps:
+        shutil.rmtree(workspace, ignore_errors=True)
+    workspace.mkdir(parents=True, exist_ok=True)
+    os.environ["TRANSFERLAB_HOME"], os.environ["TRANSFERLAB_CACHE"] = str(workspace), str(cache)
+    earlier = folder / "prepare.json"
+    results: dict[str, Outcome] = {}
+
+    def run(name: str, fn: Callable, *args) -> None:
+        if name not in steps:
+            return
+        start = time.perf_counter()
+        figures, note = in_process(fn, limit, *args)
+        results[name] = Outcome(figures, note)
+        print(f"  {name}: {time.perf_counter() - start:.0f} s {note} {json.dumps(figures, default=str)}", flush=True)
+
+    run("import", step_import, photos.folder)
+    if "zip" in steps:
+        run("zip", step_zip, _zip_of(photos, folder / "photos.zip"))
+        shutil.rmtree(workspace / "zipped", ignore_errors=True)
+    run("duplicates", step_duplicates, photos.planted)
+    run("count", step_count)
+    run("prepare", step_prepare)
+    ready = _prepared(results.get("prepare"), earlier)
+    for name, fn, *args in (("head", step_head), ("suspects", step_suspects),
+                            ("export", step_export, folder / "export.zip")):
+        if ready or name not in steps:
+            run(name, fn, *args)
+        else:  # each would embed the rest itself, which the prepare step showed does not fit the limit
+            results[name] = Outcome(note="skipped: not every photo was prepared within the limit")
+    if "pages" in steps:
+        t = time.perf_counter()
+        results["pages"] = step_pages(workspace, rounds, limit)
+        print(f"  pages: {time.perf_counter() - t:.0f} s {json.dumps(results['pages'].figures)}", flush=True)
+    if "size" in steps:
+        results["size"] = step_size(workspace, cache)
+    return results
+
+
+def _prepared(outcome: Outcome | None, earlier: Path) -> bool:
+    """Whether every photo is embedded; fills in the rate of a step cut short, or of an earlier run when this one
+    found everything cached."""
+    if outcome is None:
+        return True  # not asked for: the later steps embed what they need
+    figures = outcome.figures
+    if outcome.note.startswith(">"):
+        figures["photos/s"] = figures["done"] / figures["seconds"] if figures["done"] else None
+        figures["estimate"] = f"est. {figures['total'] / figures['photos/s']:.0f}" if figures["photos/s"] else None
+        return False
+    if figures.get("made", 0) > 100:
+        earlier.write_text(json.dumps(figures))
+    elif figures.get("made") == 0 and earlier.exists():
+        saved = json.loads(earlier.read_text())
+        figures.update({"seconds": saved["seconds"], "photos/s": saved["photos/s"]})
+        outcome.note = "(rate and time from an earlier run: every photo was cached)"
+    return not outcome.note or outcome.note.startswith("(")
+
+
+# ---- the table --------------------------------------------------------------------------------------------------
+
+FIGURES = [  # (row label, step, figure name)
+    ("import, folder: photos/s", "import", "photos/s"),
+    ("import, folder: s", "import", "seconds"),
+    ("import, folder: peak MB", "import", "peak MB"),
+    ("import, zip: photos/s", "zip", "photos/s"),
+    ("duplicate grouping: s", "duplicates", "seconds"),
+    ("duplicate grouping: planted found", "duplicates", "planted found"),
+    ("duplicate grouping: groups", "duplicates", "groups"),
+    ("duplicate grouping: peak MB", "duplicates", "peak MB"),
+    ("preparation: photos/s", "prepare", "photos/s"),
+    ("preparation: s until ready", "prepare", "seconds"),
+    ("'ready to train' count: s", "count", "seconds"),
+    ("head solve: s", "head", "head seconds"),
+    ("training run: s", "head", "run seconds"),
+    ("training run: peak MB", "head", "peak MB"),
+    ("training run: val accuracy", "head", "val accuracy"),
+    ("suspects check: s", "suspects", "seconds"),
+    ("suspects check: peak MB", "suspects", "peak MB"),
+    ("export downloads: s", "export", "downloads s"),
+    ("export photos zip: s", "export", "photos zip s"),
+    *[(f"page {p}: first visit s", "pages", f"{p} first s") for p in PAGES],
+    *[(f"page {p}: settled s", "pages", f"{p} s") for p in PAGES],
+    ("server peak MB", "pages", "server peak MB"),
+    ("worker peak MB", "pages", "worker peak MB"),
+    ("database MB", "size", "database MB"),
+    ("embeddings cache MB", "size", "embeddings MB"),
+]
+
+
+def cell(outcome: Outcome | None, figure: str) -> float | str:
+    if outcome is None:
+        return "-"
+    value = outcome.figures.get(figure)
+    if outcome.note.startswith(">"):  # past its limit: a rate measured until then is still a figure
+        limit = outcome.note.split(" (")[0]
+        if figure == "seconds" and outcome.figures.get("estimate"):
+            return f"{limit} ({outcome.figures['estimate']})"
+        return value if figure.endswith("/s") and value is not None else limit
+    if outcome.note.startswith("skipped"):
+        return "skipped"
+    if outcome.note and not outcome.note.startswith("(") and value is None:
+        return "failed"
+    return "-" if value is None else value
+
+
+def exponent(a: float | str, b: float | str, n1: int, n2: int) -> str:
+    """k in figure ~ n^k between two sizes; '' when either is not a measured positive number."""
+    if not (isinstance(a, (int, float)) and isinstance(b, (int, float))) or a <= 0 or b <= 0:
+        return ""
+    return f"{math.log(b / a) / math.log(n2 / n1):+.2f}"
+
+
+def report(sizes: list[int], results: dict[int, dict[str, Outcome]]) -> str:
+    rows = []
+    for label, step, figure in FIGURES:
+        cells = [cell(results[n].get(step), figure) for n in sizes]
+        if all(c == "-" for c in cells):
+            continue
+        rows.append([label, *cells, *[exponent(cells[i], cells[i + 1], sizes[i], sizes[i + 1])
+                                      for i in range(len(sizes) - 1)]])
+    headers = ["figure", *[f"{n:,}" for n in sizes], *[f"k {a // 1000}k-{b // 1000}k" for a, b in zip(sizes, sizes[1:])]]
+    notes = [f"{n:,} {step}: {o.note}" for n in sizes for step, o in results[n].items() if o.note]
+    return table(headers, rows) + ("\n" + "\n".join(notes) if notes else "")
+
+
+def _arg(args: list[str], flag: str, default: str) -> str:
+    return args[args.index(flag) + 1] if flag in args else default
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    sizes = [int(s) for s in _arg(args, "--sizes", "1000,10000,50000").split(",")]
+    steps = _arg(args, "--steps", ",".join(STEPS)).split(",")
+    unknown = set(steps) - set(STEPS)
+    if unknown:
+        raise SystemExit(f"unknown steps {sorted(unknown)}; the steps are {','.join(STEPS)}")
+    if "import" not in steps:
+        print("without the import step each size reuses the project its last run imported")
+    limit = float(_arg(args, "--limit", "900"))
+    base = Path(_arg(args, "--dir", "/tmp/transferlab-scale")).resolve()
+    rounds = int(_arg(args, "--rounds", "2"))
+    results = {}
+    for size in sizes:
+        print(f"== {size:,} photos (load average {os.getloadavg()[0]:.1f})", flush=True)
+        results[size] = measure(size, steps, limit, base, rounds)
+    print(f"\nload average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
+    print(report(sizes, results))
+
+
+if __name__ == "__main__":
+    main()
