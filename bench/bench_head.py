@@ -184,7 +184,7 @@ def main(names: list[str] | None = None) -> None:
             rows.append(measure(name, split, data, held))
             print(table(HEADERS, [shown(rows[-1])]), flush=True)
     print(f"\nLite0 embeddings (photo + mirror image for training), {len(SPLITS)} validation splits per set, "
-          f"{os.cpu_count()} CPU cores (before: one BLAS thread; now: one, every core for thousands of photos); "
+          f"{os.cpu_count()} CPU cores (before and now: one BLAS thread); "
           "before = 256 principal directions + scikit-learn, now = core.model.head on the whole embedding")
     print(table(HEADERS, [shown(r) for r in rows]))
     print("\nmean over splits (accuracy points: now - before, mirror - now, mirror embedding - now; "

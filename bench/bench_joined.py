@@ -1,14 +1,22 @@
 """Offline backbones alone and joined by '+': accuracy on three splits of each shared set, and what joining costs.
 
-    python -m bench.bench_joined [accuracy] [unseen] [preparation] [speed] [costs]
+    python -m bench.bench_joined [accuracy] [methods] [unseen] [preparation] [speed] [costs]
         [--sets flowers5,hymenoptera,groceries25] [--choices A,B+C,...] [--cost-choices A,B+C,...]
-        [--photos N] [--rounds N]
+        [--photos N] [--rounds N] [--method-splits N] [--workers N]
 
 accuracy: every photo of a set (its train/ and val/ folders together) is split three ways, 20 % for validation
 each time, by three different parts of the photo's content hash (split 0 is the store's own rule); each choice
 trains as the app does (`core.model.train.train`, head only, default settings) and is scored on that split's validation
 photos (as is, and averaged with their mirror images). Embeddings come from the shared cache (TRANSFERLAB_CACHE):
 run it with the cache filled, or the first pass embeds every photo.
+
+methods: the head on the raw concatenation (`core.model.head.search_head`, the head before 2026-12-04) against the
+joined head (`core.model.joined.search_joined_head`: every dimension put on a like scale first), for every choice
+(single networks too, to show what the scaling does there), on the five hash splits and then seeded random 20 %
+splits up to --method-splits in all; each split scored as the model answers (mirror-averaged), the scaled head's
+gain given as a paired difference with its standard error. Three splits of 120 flowers move by a photo or two: the
+choice of method and of the joined choice listed first were made on 15-20 splits. --workers N solves N heads at once,
+one BLAS thread each (on a machine with more cores than this one).
 
 unseen, per set with a val/ folder and choice (Lite0 and the joined choices offered): trained as a project on
 train/ (its own validation split), scored once on val/, photos it never saw.
@@ -101,6 +109,82 @@ def accuracy(sets: list[str], choices: list[str]) -> None:
              for c in choices if (sets[0], MEMBERS[0]) in means]
     print("\nPoints over Lite0 alone (mean of the splits)")
     print(table(["backbone", *sets, "mean"], gains))
+
+
+HASH_SPLITS = 5  # 12 hex digits each: the five whole parts of a 64-digit content hash
+
+
+def method_splits(count: int, n: int, samples) -> list[np.ndarray]:
+    """Validation masks: splits by the five parts of the content hash (the first three are `accuracy`'s), then seeded
+    random 20 % splits (seed = the split's number)."""
+    masks = [np.array([int(s.sha256[12 * i:12 * i + 12], 16) / 16 ** 12 < VAL_SHARE for s in samples])
+             for i in range(min(count, HASH_SPLITS))]
+    return masks + [np.random.default_rng(i).random(n) < VAL_SHARE for i in range(HASH_SPLITS, count)]
+
+
+def _method_job(job) -> tuple:
+    """(set, choice, split, method, mirror-averaged accuracy, log loss) of one head on one split."""
+    from core.model.head import search_head, softmax
+    from core.model.joined import search_joined_head
+
+    name, choice, index, method, (plain, flipped, labels, val, n_classes, sizes) = job
+    train = ~val
+    x = np.concatenate([plain[train], flipped[train]])
+    groups = np.tile(np.arange(train.sum()), 2)
+    head = (search_joined_head(x, np.tile(labels[train], 2), n_classes, groups, sizes=sizes) if method == "scaled"
+            else search_head(x, np.tile(labels[train], 2), n_classes, groups)).head
+    p = (softmax(plain[val] @ head.kernel + head.bias) + softmax(flipped[val] @ head.kernel + head.bias)) / 2
+    y = labels[val]
+    return (name, choice, index, method, float((p.argmax(1) == y).mean()),
+            float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-15, 1)).mean()))
+
+
+def methods(sets: list[str], choices: list[str], splits: int, workers: int) -> None:
+    """The raw-concatenation head against the scaled joined head, paired over `splits` splits of each set."""
+    from core.model.backbones import get_backbone
+    from core.model.embed import embed_views
+
+    jobs = []
+    for name in sets:
+        samples, class_names = all_photos(name)
+        labels = np.array([s.label for s in samples])
+        masks = method_splits(splits, len(samples), samples)
+        for choice in choices:
+            plain, flipped = (v.vectors.astype(np.float32) for v in embed_views(
+                [s.path for s in samples], [s.sha256 for s in samples], get_backbone(choice)))
+            assert len(plain) == len(samples), f"{name}: unreadable photos"
+            sizes = [m.feature_dim for m in get_backbone(choice).members]
+            jobs += [(name, choice, i, method, (plain, flipped, labels, mask, len(class_names), sizes))
+                     for i, mask in enumerate(masks) for method in ("raw", "scaled")]
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(workers, initializer=_one_thread) as pool:
+            results = list(pool.map(_method_job, jobs))
+    else:
+        results = [_method_job(job) for job in jobs]
+    by = {(r[0], r[1], r[2], r[3]): r[4:] for r in results}
+    rows = []
+    for name in sets:
+        for choice in choices:
+            raw = [by[(name, choice, i, "raw")] for i in range(splits)]
+            scaled = [by[(name, choice, i, "scaled")] for i in range(splits)]
+            gain = [100 * (s[0] - r[0]) for r, s in zip(raw, scaled)]
+            loss = [s[1] - r[1] for r, s in zip(raw, scaled)]
+            rows.append([name, short(choice), splits, f"{statistics.mean(r[0] for r in raw):.3f}",
+                         f"{statistics.mean(s[0] for s in scaled):.3f}",
+                         f"{statistics.mean(gain):+.2f} ± {statistics.stdev(gain) / splits ** 0.5:.2f}",
+                         f"{statistics.mean(r[1] for r in raw):.3f}", f"{statistics.mean(s[1] for s in scaled):.3f}",
+                         f"{statistics.mean(loss):+.4f} ± {statistics.stdev(loss) / splits ** 0.5:.4f}"])
+            print("done:", rows[-1], file=sys.stderr, flush=True)
+    print(f"\nHead on the raw concatenation vs every dimension on a like scale (search_joined_head), {splits} splits "
+          "(5 hash + seeded random), mirror-averaged validation")
+    print(table(["set", "backbone", "splits", "raw acc", "scaled acc", "gain pts ± se", "raw log loss",
+                 "scaled log loss", "change ± se"], rows))
+
+
+def _one_thread() -> None:
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(1)
 
 
 def unseen(sets: list[str], choices: list[str]) -> None:
@@ -259,17 +343,21 @@ def load_predictor_from(tflite: Path, size: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("parts", nargs="*", default=["accuracy", "unseen", "preparation", "speed", "costs"])
+    parser.add_argument("parts", nargs="*", default=["accuracy", "methods", "unseen", "preparation", "speed", "costs"])
     parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds of the speed part")
     parser.add_argument("--sets", default="flowers5,hymenoptera,groceries25")
     parser.add_argument("--choices", default=",".join(CHOICES), help="choices whose accuracy is measured")
     parser.add_argument("--cost-choices", default=",".join((MEMBERS[0], *OFFERED)), help="choices whose costs are")
+    parser.add_argument("--method-splits", type=int, default=15, help="splits of the methods part")
+    parser.add_argument("--workers", type=int, default=1, help="heads solved at once in the methods part")
     parser.add_argument("--photos", type=int, default=96, help="photos prepared per choice to time preparation")
     args = parser.parse_args()
     choices = args.choices.split(",")
     print(f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the start")
     if "accuracy" in args.parts:
         accuracy(args.sets.split(","), choices)
+    if "methods" in args.parts:
+        methods(args.sets.split(","), choices, args.method_splits, args.workers)
     if "unseen" in args.parts:
         unseen(args.sets.split(","), args.cost_choices.split(","))
     if "preparation" in args.parts:

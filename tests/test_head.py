@@ -103,3 +103,11 @@ def test_search_stops_once_the_cross_validated_loss_rises():
     assert 2 <= len(losses) < len(head.STRENGTHS)
     assert losses[-1] > losses[-2] and all(a > b for a, b in zip(losses[:-2], losses[1:-1]))
     assert search.tried[-2]["chosen"]
+
+
+def test_lbfgs_finds_the_minimum_of_an_ill_conditioned_quadratic():
+    curvature = np.logspace(0, 3, 200)
+    target = np.random.default_rng(0).normal(size=200)
+    x = head.lbfgs(lambda v: (0.5 * float((curvature * (v - target)) @ (v - target)), curvature * (v - target)),
+                   np.zeros(200), 1e-8, 1000)
+    np.testing.assert_allclose(x, target, atol=1e-8)

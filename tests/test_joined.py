@@ -15,7 +15,8 @@ from core.model.advice import MEASURED_SETS, costs, most_alike
 from core.model.backbones import REGISTRY, backbone_label, get_backbone
 from core.serving.heatmap import load_heat_mapper, run_map_model
 from core.model.embed import EmbeddingCache, EmbedResult, Group, cached_groups, side_by_side
-from core.model.joined import OFFERED, RECOMMENDED, JoinRefused, refuse_fine_tuning
+from core.model.head import search_head
+from core.model.joined import OFFERED, RECOMMENDED, JoinRefused, feature_scales, refuse_fine_tuning, search_joined_head
 from core.serving.predictor import Predictor
 from core.model.train import TrainConfig, TrainData, train
 from tests.photos import class_photo, write_image_folder
@@ -53,6 +54,34 @@ def test_fine_tuning_a_joined_backbone_is_refused_before_any_work():
     data = TrainData(["a", "b"], [], [])  # refused before the data is even looked at
     with pytest.raises(JoinRefused):
         train(data, TrainConfig(backbone=LITE02, unfreeze_blocks=1))
+
+
+def _loud_and_quiet(n: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Two members side by side: one in large numbers with little to say, one in numbers 1,000 times smaller that
+    tells the class."""
+    labels = rng.integers(0, 3, n)
+    centres = np.eye(3, 16) * 3.0
+    loud = rng.normal(size=(n, 16)) * 3.0 + 0.3 * centres[labels]
+    quiet = (rng.normal(size=(n, 16)) + centres[labels]) * 1e-3
+    return np.hstack([loud, quiet]).astype(np.float32), labels
+
+
+def test_the_joined_head_hears_a_member_measured_in_small_numbers():
+    rng = np.random.default_rng(0)
+    (x, labels), (val_x, val_labels) = _loud_and_quiet(300, rng), _loud_and_quiet(300, rng)
+    groups = np.arange(len(labels))
+    raw = search_head(x, labels, 3, groups).head
+    joined = search_joined_head(x, labels, 3, groups, sizes=[16, 16], val=(val_x, val_labels))
+    right = lambda head: (head.probabilities(val_x).argmax(axis=1) == val_labels).mean()  # noqa: E731
+    assert right(raw) < 0.5 and right(joined.head) > 0.9  # on the raw sum of squares the quiet member cannot count
+    # head.npz's contract: a (D, C) kernel and a bias on the raw concatenated embedding, the scaling folded in
+    assert joined.head.kernel.shape == (32, 3) and joined.head.kernel.dtype == np.float32
+    chosen = next(row for row in joined.tried if row["chosen"])
+    assert abs(chosen["val_accuracy"] - right(joined.head)) < 0.02  # scored on the scaled vectors: the same answers
+    # each member brought to one common scale, each dimension halfway to it: no labels, only the training vectors
+    scales = feature_scales(x, [16, 16])
+    assert scales[16:].min() > 100 * scales[:16].max()
+    assert np.allclose(feature_scales(x * 7.0, [16, 16]), scales / 7.0, rtol=1e-4)
 
 
 def test_side_by_side_joins_the_photos_every_member_has_in_member_order():
@@ -112,8 +141,9 @@ def test_costs_put_the_joined_choices_beside_lite0():
               (("efficientnet_lite0", 5.0), ("efficientnet_lite1", 10.0), ("efficientnet_lite2", 15.0))}
     rows = {r.backbone: r for r in costs(400, speeds)}
     assert list(rows) == ["efficientnet_lite0", *OFFERED]
-    lite0, joined = rows["efficientnet_lite0"], rows[RECOMMENDED]
+    lite0, joined = rows["efficientnet_lite0"], rows[LITE02]
     assert joined.prepare_seconds == pytest.approx(4 * lite0.prepare_seconds) and joined.timed_here  # 5 + 15 ms
+    assert rows[RECOMMENDED].prepare_seconds == pytest.approx(6 * lite0.prepare_seconds)  # all three: 5 + 10 + 15 ms
     assert joined.size_mb > lite0.size_mb and lite0.gains == (0.0, 0.0, 0.0)
     assert all(r.gains is not None and r.try_ms and r.live_fps for r in rows.values())
     assert joined.live_fps < lite0.live_fps and joined.try_ms > lite0.try_ms

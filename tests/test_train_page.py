@@ -127,7 +127,7 @@ def test_a_joined_network_shows_its_costs_and_trains_the_head_only(two_classes, 
     assert "retraining their blocks is not offered" in shown
     assert not at.get("select_slider") or "train_unfreeze_blocks" not in [w.key for w in at.get("select_slider")]
     costs = at.dataframe[1].value.set_index("")  # after the table of networks; a column per choice
-    assert list(costs.columns) == ["Lite0", "Lite0 + Lite2", "Lite0 + Lite1 + Lite2"]
+    assert list(costs.columns) == ["Lite0", "Lite0 + Lite1 + Lite2", "Lite0 + Lite2"]  # the recommended one first
     assert {"Preparing 30 photos", "Try it, per photo", "Live webcam, pictures a second", "Model size"} <= set(costs.index)
     gains = costs.loc["Gain: ants vs bees"]  # the measured set most like two classes
     assert gains.iloc[0] == "the reference" and all(g.endswith(" pts") for g in gains.iloc[1:])

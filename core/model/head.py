@@ -33,6 +33,7 @@ DEFAULT_STRENGTH = 0.3  # when there are too few photos to cross-validate
 TOLERANCE = 0.1
 POLISH_TOLERANCE = 0.01
 MAX_ITERATIONS = 500
+CHUNK_ROWS = 8192  # rows at a time where a whole temporary copy of the vectors is not needed
 # The search stops once the cross-validated loss has risen this many strengths in a row: it falls to one lowest
 # point and rises after it (measured on every shared set and split), and the larger strengths cost the most.
 STOP_AFTER_RISES = 1
@@ -78,8 +79,13 @@ class Coordinates:
     scale: float
     directions: np.ndarray | None   # (D, r) orthonormal, or None: all D dimensions kept as they are
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        z = (np.asarray(x, dtype=np.float32) - self.mean) * np.float32(self.scale)
+    def __call__(self, x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """x (or its `rows`, in that order) in these coordinates: one new array, no temporary copy of x."""
+        x = np.asarray(x, dtype=np.float32)
+        z = x - self.mean if rows is None else x[rows]
+        if rows is not None:
+            z -= self.mean
+        z *= np.float32(self.scale)
         return np.ascontiguousarray(z if self.directions is None else z @ self.directions)
 
     def raw(self, kernel: np.ndarray, bias: np.ndarray) -> LinearHead:
@@ -93,10 +99,14 @@ class Coordinates:
 def coordinates(x: np.ndarray) -> Coordinates:
     x = np.asarray(x, dtype=np.float32)
     mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
-    centred = x - mean
-    scale = SCALE / (float(np.sqrt(np.einsum("ij,ij->i", centred, centred, dtype=np.float64).mean())) + 1e-12)
+    squares = 0.0
+    for start in range(0, len(x), CHUNK_ROWS):  # the mean squared norm, a chunk at a time: no copy of x
+        centred = x[start:start + CHUNK_ROWS] - mean
+        squares += float(np.einsum("ij,ij->", centred, centred, dtype=np.float64))
+    scale = SCALE / (float(np.sqrt(squares / max(len(x), 1))) + 1e-12)
     if len(x) >= x.shape[1]:
         return Coordinates(mean, scale, None)
+    centred = x - mean
     # An orthonormal basis of the span of the centred vectors (QR is 5x faster than an SVD here and needs no rank cut:
     # a direction with no data in it just gets a zero weight).
     basis = np.linalg.qr(centred.T.astype(np.float64))[0]
@@ -204,9 +214,11 @@ def lbfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], start: np.ndarr
         while True:
             new = daxpy(q, x.copy(), a=-step)
             f_new, g_new = fun(new)
-            if f_new <= f + 1e-4 * step * slope or step < 1e-10:
+            if f_new <= f + 1e-4 * step * slope:  # (False for NaN)
                 break
             step *= 0.5
+            if step < 1e-10:  # no step lowers the objective: solved as far as rounding allows
+                return x
         np.subtract(new, x, out=s)
         np.subtract(g_new, g, out=y)
         sy = ddot(s, y)
@@ -263,7 +275,7 @@ def _search(x, labels, n_classes, groups, val, seed, on_try, should_stop) -> Hea
     for f, (_, test) in enumerate(folds):
         fold_of[test] = f
     order = np.argsort(fold_of, kind="stable")
-    z, labels, fold_of = coords(np.asarray(x)[order]), labels[order], fold_of[order]
+    z, labels, fold_of = coords(x, order), labels[order], fold_of[order]
     folds = [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(len(folds))]
     masks = np.stack([fold_of != f for f in range(len(folds))] + [np.ones(len(z), bool)])
     problems = Problems(z, labels, n_classes, masks)
@@ -310,7 +322,8 @@ def _scored(problems: Problems, params: np.ndarray, strength: float, folds, labe
     if folds:
         out_of_fold = np.zeros((len(labels), problems.n_classes))
         for f, (_, test) in enumerate(folds):
-            out_of_fold[test] = probabilities(f, problems.z[test])
+            contiguous = len(test) and test[-1] - test[0] + 1 == len(test)  # (the search puts each fold's rows together)
+            out_of_fold[test] = probabilities(f, problems.z[test[0]:test[-1] + 1] if contiguous else problems.z[test])
         row["cv_loss"], row["cv_accuracy"] = scores(out_of_fold, labels)
     row["loss"], row["accuracy"] = scores(probabilities(problems.count - 1, problems.z), labels)
     if val_z is not None:

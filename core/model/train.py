@@ -13,6 +13,7 @@ export need nothing else.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,7 +29,7 @@ from core.model.backbones import BackboneSpec, get_backbone, set_trainable_block
 from core.model.embed import EmbeddingCache, embed_views, pooled_features
 from core.model.head import STRENGTHS, HeadSearch, LinearHead, scores, search_head
 from core.images import load_rgb
-from core.model.joined import joined_classifier, refuse_fine_tuning
+from core.model.joined import joined_classifier, refuse_fine_tuning, search_joined_head
 from core.model.novelty import NoveltyReference, NoveltySettings, fit_novelty
 
 STAGE_EMBED, STAGE_HEAD, STAGE_FINETUNE = "embedding", "head", "fine-tuning"
@@ -317,7 +318,10 @@ def train(data: TrainData, cfg: TrainConfig, listener: TrainingListener | None =
     t1 = time.perf_counter()
     val_x, val_samples = e.val_x, e.val_samples
     listener.on_stage(STAGE_HEAD, {"epochs": len(STRENGTHS)})
-    search = search_head(e.x, e.labels, n_classes, e.groups, seed=cfg.seed,
+    # A joined backbone's head puts every dimension of the concatenation on a like scale first (core.model.joined).
+    solve = functools.partial(search_joined_head, sizes=[m.feature_dim for m in spec.members]) \
+        if len(spec.members) > 1 else search_head
+    search = solve(e.x, e.labels, n_classes, e.groups, seed=cfg.seed,
                          val=(val_x, np.array([s.label for s in val_samples], dtype=int)),
                          on_try=lambda i, row: listener.on_epoch(STAGE_HEAD, i + 1, len(STRENGTHS), row),
                          should_stop=listener.should_stop)
