@@ -15,6 +15,7 @@ from core.model.backbones import get_backbone
 from core.model.embed import EmbeddingCache
 from core.model.cached_tuning import pooled
 from core.model.head import LinearHead, search_head
+from core.model.novelty import unit
 from core.images import load_rgb
 from core.serving.predict import Classifier
 from core.jobs.pipeline import data_from_folders, train_and_save
@@ -91,7 +92,54 @@ def test_finetuned_weights_are_in_the_saved_model(folders, tmp_path):
     assert metrics["test_time_mirror"] is True
     saved = Classifier.load(tmp_path / "run")  # model.keras, loaded with safe_mode=True
     pixels = np.stack([load_rgb(p, SPEC.input_size) for p in paths]).astype(np.float32)
-    np.testing.assert_allclose(saved.model.predict(pixels, verbose=0), expected, atol=2e-3)
+    np.testing.assert_allclose(saved.probabilities(pixels), expected, atol=2e-3)  # beside its novelty output
+
+
+def test_a_fine_tuned_run_checks_novelty_on_its_tuned_features_everywhere_it_predicts(folders, tmp_path):
+    """The reference and the threshold come from the tuned trunk's pooled features, and every file the run predicts
+    from (model.keras, model.tflite, heatmap.tflite) answers with the same `novelty` score as numpy on them."""
+    from core.model.novelty import load_novelty
+    from core.serving.heatmap import RUN_MAP_FILE
+    from core.serving.predictor import load_predictor
+
+    data = data_from_folders(folders / "train", val_split=0.0)
+    cfg = TrainConfig(unfreeze_blocks=1, finetune_epochs=2, finetune_learning_rate=1e-3, batch_size=8)
+    run = tmp_path / "run"
+    metrics, model = train_and_save(data, cfg, run)
+    assert metrics["finetune_path"] == "cached" and not metrics["finetune_kept_head"]
+    check = load_novelty(run, SPEC.feature_dim)
+    assert check is not None, "a fine-tuned run keeps a novelty check"
+    reference, settings = check
+    assert len(reference.vectors) == 2 * len(data.train) and len(settings.left_out_scores) == len(data.train)
+
+    # the reference is the tuned trunk's pooled features of the training photos (plain and mirrored), not the head's
+    views, shape = activations.boundary_activations([s.path for s in data.train], [s.sha256 for s in data.train],
+                                                    SPEC, 1)
+    features = activations.top_features(model, SPEC, 1)
+    tuned = np.concatenate([pooled(features, v.vectors.reshape(-1, *shape)) for v in views])
+    np.testing.assert_allclose(reference.vectors.astype(np.float32), unit(tuned), atol=2e-3)
+
+    paths = photos(folders, 6)
+    pixels = np.stack([load_rgb(p, SPEC.input_size) for p in paths]).astype(np.float32)
+    probe, _ = activations.boundary_activations(paths, [f"probe-{p.name}" for p in paths], SPEC, 1)
+    expected = reference.scores(pooled(features, probe[0].vectors.reshape(-1, *shape)))
+    saved = Classifier.load(run)  # model.keras: outputs probabilities and novelty
+    probabilities, novelty = saved.outputs(pixels)
+    assert probabilities.shape == (6, 2) and novelty.shape == (6,)
+    np.testing.assert_allclose(novelty, expected, atol=2e-3)
+    lite = load_predictor(run, keras=False)  # model.tflite
+    assert lite.kind == "tflite"
+    np.testing.assert_allclose(lite.outputs(pixels)[1], expected, atol=2e-3)
+    (run / "model.tflite").unlink()  # before the downloads are made, Try it reads the heat map file
+    assert load_predictor(run, keras=False).outputs(pixels)[1] is not None
+    assert model_file_name(run) == RUN_MAP_FILE
+    np.testing.assert_allclose(load_predictor(run, keras=False).outputs(pixels)[1], expected, atol=2e-3)
+
+
+def model_file_name(run: Path) -> str:
+    from core.serving.predictor import model_file
+
+    return model_file(run, keras=False).name
 
 
 def test_the_head_is_solved_again_on_what_the_blocks_learned(folders):

@@ -261,3 +261,13 @@ def novelty_output(pooled, reference: NoveltyReference):
     similarity.trainable = False
     kth = keras.ops.top_k(sims, min(reference.k, len(reference.vectors)), sorted=True)[0][:, -1]
     return keras.ops.subtract(1.0, kth)
+
+
+def with_novelty_output(classifier, reference: NoveltyReference):
+    """The classifier with two named outputs, `probabilities` (N, C) and `novelty` (N,): the score on its layer
+    named "pooled" (for a fine-tuned run, the tuned trunk's pooled features, which its reference holds)."""
+    import keras
+
+    novelty = novelty_output(classifier.get_layer("pooled").output, reference)
+    return keras.Model(classifier.inputs, {"probabilities": classifier.outputs[0], "novelty": novelty},
+                       name=classifier.name)

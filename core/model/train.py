@@ -30,7 +30,7 @@ from core.model.embed import EmbeddingCache, embed_views, pooled_features
 from core.model.head import STRENGTHS, HeadSearch, LinearHead, scores, search_head
 from core.images import load_rgb
 from core.model.joined import joined_classifier, refuse_fine_tuning, search_joined_head
-from core.model.novelty import NoveltyReference, NoveltySettings, fit_novelty
+from core.model.novelty import NoveltyReference, NoveltySettings, fit_novelty, with_novelty_output
 
 STAGE_EMBED, STAGE_HEAD, STAGE_FINETUNE = "embedding", "head", "fine-tuning"
 MIN_IMPROVEMENT = 1e-3  # a validation loss lower by less than this is noise: not a better epoch
@@ -128,7 +128,8 @@ class TrainResult:
     best_epoch: dict[str, int] = field(default_factory=dict)
     val_probabilities_mirrored: np.ndarray | None = None  # the photo and its mirror image averaged
     finetune_path: str = ""             # "cached" (top blocks on boundary activations), "streamed" or "" (none)
-    # the novelty check on the head's embedding (core.model.novelty); None once fine-tuning changed the embedding
+    # the novelty check (core.model.novelty) on the embedding the model answers from: the head's, or a fine-tuned
+    # trunk's pooled features (cached fine-tuning); None for a run fine-tuned on streamed photos
     novelty: tuple[NoveltyReference, NoveltySettings] | None = None
 
 
@@ -412,8 +413,15 @@ def _finetune(result: TrainResult, spec: BackboneSpec, cfg: TrainConfig, e: Embe
             result.best_epoch[STAGE_FINETUNE] = 0
             return
         result.val_probabilities, result.val_probabilities_mirrored = tuned
+    # The fine-tuned trunk makes another embedding than the head's: the novelty check is fitted again on its pooled
+    # features (cached path), and the model gets its `novelty` output on them; a streamed run has none.
+    result.novelty = None
+    if fit.features is not None:
+        train_x, train_labels, val_x = fit.features()
+        result.novelty = fit_novelty(train_x, train_labels, val_x,
+                                     np.array([s.label for s in result.val_samples], dtype=int))
+        model = with_novelty_output(model, result.novelty[0])
     result.model = mirror_averaged(model) if mirror_averaging(cfg) else model
-    result.novelty = None  # the fine-tuned backbone makes another embedding than the one the reference holds
 
 
 def _right(probabilities: np.ndarray, samples: Sequence[Sample]) -> int:
@@ -430,6 +438,8 @@ class Fit:
     val: object | None
     predict: Callable[[], tuple[np.ndarray, np.ndarray | None]]  # validation probabilities: plain, mirror-averaged
     resolve: Callable[[], None] | None = None  # solves the head again on the tuned blocks' features, into the model
+    # the tuned trunk's pooled features: training photos' (one array per plain view), their labels, validation photos'
+    features: Callable[[], tuple[list[np.ndarray], np.ndarray, np.ndarray]] | None = None
 
 
 def _compile(model, cfg: TrainConfig, steps_per_epoch: int, devices) -> None:
@@ -485,14 +495,25 @@ def _fit_cached(model, spec, cfg: TrainConfig, e: Embedded, boundary: Boundary, 
         probs = [top.predict(v.astype(np.float32), batch_size=cfg.batch_size, verbose=0) for v in val_views]
         return probs[0], (probs[0] + probs[1]) / 2 if len(probs) > 1 else None
 
+    tuned: dict[str, object] = {}
+
+    def tuned_features() -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        # made once after the epochs (the trunk no longer changes; the re-solve only sets the Dense layer)
+        if not tuned:
+            tuned["train"] = [pooled(features, v) for v in train_views[:plain_views]]
+            tuned["val"] = (pooled(features, val_views[0]) if len(val_rows)
+                            else np.zeros((0, tuned["train"][0].shape[1]), np.float32))
+        return tuned["train"], train_labels, tuned["val"]
+
     def resolve() -> None:
-        x = np.concatenate([pooled(features, v) for v in train_views[:plain_views]])
-        val = (pooled(features, val_views[0]), np.argmax(val_y, axis=1)) if len(val_rows) else None
+        train_x, _, val_x = tuned_features()
+        x = np.concatenate(train_x)
+        val = (val_x, np.argmax(val_y, axis=1)) if len(val_rows) else None
         head = search_head(x, np.tile(train_labels, plain_views), n_classes,
                            np.tile(np.arange(len(train_labels)), plain_views), val=val, seed=cfg.seed).head
         model.get_layer("predictions").set_weights([head.kernel, head.bias])
 
-    return Fit(top, batches, val_ds, predict, resolve)
+    return Fit(top, batches, val_ds, predict, resolve, tuned_features)
 
 
 def _as_float(x, y):

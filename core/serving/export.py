@@ -22,7 +22,8 @@ from core.serving.predict import LABELS_FILE, MODEL_FILE, Classifier, read_label
 from core.store.run_folder import read_head, read_metrics
 from core.files import atomic_path, atomic_write
 from core.model.head import HEAD_FILE, LinearHead
-from core.model.novelty import NoveltyReference, NoveltySettings, load_novelty, novelty_output, save_novelty
+from core.model.novelty import (NoveltyReference, NoveltySettings, load_novelty, save_novelty,
+                                 with_novelty_output)
 from core.store.project import Project
 
 METRICS_FILE = "metrics.json"
@@ -107,14 +108,8 @@ def _classifier_from_head(run_dir: Path):
 def with_novelty(classifier, run_dir: Path):
     """The classifier with two named outputs, `probabilities` (N, C) and `novelty` (N,), when the run has a novelty
     check (its threshold stays in the run folder's novelty.json); else the classifier as it is."""
-    import keras
-
     check = load_novelty(run_dir, int(classifier.get_layer("pooled").output.shape[-1]))
-    if check is None:
-        return classifier
-    novelty = novelty_output(classifier.get_layer("pooled").output, check[0])
-    return keras.Model(classifier.inputs, {"probabilities": classifier.outputs[0], "novelty": novelty},
-                       name=classifier.name)
+    return classifier if check is None else with_novelty_output(classifier, check[0])
 
 
 def export_tflite(run_dir: Path, *, quantize: bool = False, model=None) -> Path:

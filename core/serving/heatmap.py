@@ -34,6 +34,7 @@ from core.model.embed import LiteRTRunner, cache_key, litert_file, tflite_bytes
 from core.files import atomic_write
 from core.model.head import HEAD_FILE, softmax
 from core.images import load_rgb
+from core.model.novelty import load_novelty, novelty_output
 from core.serving.predict import MODEL_FILE
 from core.store.run_folder import NotConverted, loading, read_head, read_labels, read_metrics  # noqa: F401
 
@@ -168,9 +169,10 @@ def litert_backbone_map(spec: BackboneSpec) -> Path:
     return litert_file(backbone_map_file(spec).stem, spec.input_size, build)
 
 
-def run_map_model(model):
+def run_map_model(model, reference=None):
     """The classifier with more outputs: its probabilities, then each member's class maps (the feature map that
-    feeds a GlobalAveragePooling2D, through the centred Dense kernel's rows for it, as a 1x1 convolution)."""
+    feeds a GlobalAveragePooling2D, through the centred Dense kernel's rows for it, as a 1x1 convolution), then its
+    novelty score when it has one."""
     import keras
 
     kernel = model.get_layer("predictions").get_weights()[0]
@@ -185,7 +187,11 @@ def run_map_model(model):
         start += depth
     if start != kernel.shape[0]:
         raise ValueError(f"The pooled features ({start}) do not match the Dense kernel's {kernel.shape[0]} rows.")
-    return keras.Model(model.input, [model.get_layer("predictions").output, *maps], name="transferlab_heat_map")
+    # a run with a novelty check keeps its `novelty` output (N,) here too (Try it reads this file first), on the same
+    # graph as the probabilities' (a mirror-averaging model's own `novelty` tensor is on another input)
+    novelty = [] if reference is None else [novelty_output(model.get_layer("pooled").output, reference)]
+    return keras.Model(model.input, [model.get_layer("predictions").output, *maps, *novelty],
+                       name="transferlab_heat_map")
 
 
 def pooling_layers(model) -> list:
@@ -211,9 +217,14 @@ def write_run_map(run_dir: Path, model=None) -> Path:
     import keras
 
     run_dir = Path(run_dir)
-    model = model if model is not None else keras.saving.load_model(run_dir / MODEL_FILE, safe_mode=True)
+    # A mirror-averaging model built in memory reaches its layers' first outputs through another input than its own:
+    # read back from the file, its plain view is their first call.
+    if model is None or any(layer.name == "mirror_average" for layer in model.layers):
+        model = keras.saving.load_model(run_dir / MODEL_FILE, safe_mode=True)
     path = run_dir / RUN_MAP_FILE
-    atomic_write(path, tflite_bytes(run_map_model(model), int(model.input_shape[1])))
+    check = load_novelty(run_dir, int(model.get_layer("pooled").output.shape[-1]))
+    atomic_write(path, tflite_bytes(run_map_model(model, None if check is None else check[0]),
+                                    int(model.input_shape[1])))
     return path
 
 

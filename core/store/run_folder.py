@@ -70,7 +70,7 @@ FILES = {f.name: f for f in (
     RunFile("evaluation.json", "a JSON object: `n`, `accuracy`, `class_names`, `per_class`, `confusion`, "
                                "`misclassified`", 256 * MB),
     RunFile("novelty.npz", "runs with a novelty check: `reference` (R, D) float16, the training photos' embeddings "
-                           "(and their mirror images') scaled to length 1, at most 24 MB of them", 32 * MB),
+                           "(a fine-tuned run: its tuned pooled features) and their mirror images' scaled to length 1, at most 24 MB of them", 32 * MB),
     RunFile("novelty.json", "with novelty.npz: `k`, `threshold` (in force; a photo scoring above it is not one of "
                             "the classes), `suggested`, `val_scores`, `left_out_scores`, `hidden_scores` "
                             "(core.model.novelty)", 16 * MB),
@@ -82,7 +82,7 @@ FILES = {f.name: f for f in (
     RunFile("model.onnx", "on request: the float model as ONNX, input `pixels`, when it agrees with the app", 1024 * MB),
     RunFile("formats.json", "what the full-integer and ONNX checks found, per format", 1 * MB),
     RunFile("heatmap.tflite", "fine-tuned runs: the model for LiteRT with its class maps beside its probabilities "
-                              "(core/serving/heatmap.py)", 1024 * MB),
+                              "(and novelty score, where the run has one) (core/serving/heatmap.py)", 1024 * MB),
 )}
 
 # A model's outputs by name -> shape ("N" photos, "C" classes, "h" x "w" a feature map). `probabilities` is always
