@@ -143,6 +143,17 @@ class Cost:
     timed_here: bool            # preparation time from this machine's measured speeds (else the reference figures)
 
 
+def with_joined_speeds(speeds: dict[str, dict]) -> dict[str, dict]:
+    """The measured speeds plus each joined choice whose members are all timed: its members' times together (every
+    member looks at each photo)."""
+    speeds = dict(speeds)
+    for name in OFFERED:
+        members = get_backbone(name).members
+        if all(m.name in speeds for m in members):
+            speeds[name] = {"ms_per_photo": sum(speeds[m.name]["ms_per_photo"] for m in members)}
+    return speeds
+
+
 def costs(photos: int, speeds: dict[str, dict]) -> list[Cost]:
     """The default and every joined choice: preparation time for `photos` photos here, Try it, live rate, size."""
     rows = []
