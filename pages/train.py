@@ -3,6 +3,10 @@
 Training is a background job (`core.jobs.server`): this page starts it, asks it to stop and reads its
 progress back from the project store. Leaving the page, refreshing or closing the tab never
 touches the run, and coming back finds it again (the active run, else the latest one).
+
+Each part is its own module: the settings (pages/train_settings.py), the choice of network with its speed timing
+(train_networks.py, train_speed.py), the run's view (train_run.py) and the sentences they use (train_text.py); this
+file draws the page from them.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from pages.train_networks import advice_view, backbone_picker, costs_view
 from pages.train_run import how_it_works, preparing_downloads, show_run
 from pages.train_settings import (LIVE_SECONDS, advanced_settings, depth_picker, init_settings, main_settings,
                                   photos_section, start, start_refused)
-
 
 # ---- the page -------------------------------------------------------------------------------------
 

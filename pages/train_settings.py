@@ -13,7 +13,6 @@ from core.store.api import Project
 from pages import ui
 from pages.train_text import depth_label, depth_short
 
-
 DEFAULTS = dataclasses.replace(TrainConfig(), backbone=DEFAULT_BACKBONE)
 CHOICES = [*REGISTRY, *OFFERED]  # the networks, then offline ones joined (head only)
 FIELDS = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "augment"]  # a widget each
@@ -25,9 +24,7 @@ AUGMENTATIONS = {  # TrainConfig.augment's flags, a checkbox each
     "zoom": "Zoom in and out",
     "contrast": "Change contrast",
 }
-
-
-LIVE_SECONDS = 1
+LIVE_SECONDS = 1  # how often a running run or timing is redrawn
 NAMES_SHOWN = 12  # class names listed in "Your photos"; past that, how many more
 
 
