@@ -21,7 +21,7 @@ converted backbones linked from the shared cache), these steps run, each in its 
 - suspects:   the Review page's check for photos in the wrong class (`suspects.rank_suspects`)
 - export:     the run's model downloads (`export.assemble_downloads`) and the photos as a zip (`dataset_zip`)
 - pages:      `streamlit run app.py` on the workspace; every page's time to a settled screen (as
-              `bench.bench_pages` measures it: Streamlit's running indicator gone and no skeleton left), first
+              `bench.bench_pages` measures it: the app's script run finished and no skeleton left), first
               visit and median of --rounds; the server's and its worker's peak memory (VmHWM)
 - size:       the project's database and the cache's embeddings, in MB
 
@@ -240,10 +240,11 @@ def step_pages(workspace: Path, rounds: int, limit: float) -> Outcome:
             times = [timed(name) for _ in range(rounds)]
             numbers = [t for t in times if isinstance(t, float)]
             out.figures[f"{name} s"] = statistics.median(numbers) if len(numbers) == len(times) else times[-1]
+            out.figures[f"{name} rounds"] = times  # in the log: one slow round among fast ones is load, not the page
         server = next((p for p in psutil.Process().children() if "streamlit" in " ".join(p.cmdline())), None)
         if server is not None:
             out.figures["server peak MB"] = _peak_mb(server.pid)
-            workers = [p for p in server.children(recursive=True) if "core.worker" in " ".join(p.cmdline())]
+            workers = [p for p in server.children(recursive=True) if "worker" in " ".join(p.cmdline()[1:3])]
             out.figures["worker peak MB"] = _peak_mb(workers[0].pid) if workers else None
     return out
 
