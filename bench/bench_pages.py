@@ -24,7 +24,7 @@ from PIL import Image
 
 from bench.common import table
 from core.store.project import create_project
-from tests.browser import browser_page, streamlit_server
+from tests.browser import SETTLED, browser_page, streamlit_server
 
 PAGES = ["start", "collect", "review", "train", "results", "predict"]
 
@@ -44,16 +44,6 @@ def build_project(workspace: Path, photos: int) -> None:
     for i in range(photos):
         project.add_image(("alpaca", "llama")[i % 2], synthetic_jpeg(rng), source="upload",
                           original_name=f"photo{i}.jpg")
-
-
-# The app's own record of its script run (Streamlit keeps it on the stApp element): "initial" until the first run
-# starts, "running", then "notRunning". The running icon cannot be waited on: with the toolbar in "minimal" mode it
-# is never drawn, and skeletons come and go while a long run draws, so "no icon, no skeleton" held mid-run.
-SETTLED = """() => {
-  const app = document.querySelector('[data-testid="stApp"]');
-  return app !== null && app.getAttribute('data-test-script-state') === 'notRunning'
-    && !document.querySelector('[data-testid="stSkeleton"]');
-}"""
 
 
 def settle_time(page, url: str, timeout: float = 120.0) -> float:

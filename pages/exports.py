@@ -55,6 +55,8 @@ def more_formats(project: Project, run: RunRecord, name: str) -> None:
         st.button("Make full-integer TFLite and ONNX files", key="make_formats", icon="🛠️",
                   on_click=jobs.request_formats, args=(project, run),
                   help="A minute or two in the background: each file is checked on the validation photos.")
+        st.caption("Made in the background in a minute or two. Each file is checked on the validation photos, and "
+                   "its accuracy then shows here beside the float model's.")
         return
     if state == "preparing":
         st.info("⏳ Making the full-integer TFLite and ONNX files and checking them on the validation photos…")
@@ -81,6 +83,7 @@ def more_formats(project: Project, run: RunRecord, name: str) -> None:
 
 def code(run: RunRecord, name: str) -> None:
     """Code to use each download, filled in with this run's file names, input size and class order."""
+    st.markdown("")  # a gap: the heading belongs to the whole section, not to the web page's column above it
     st.markdown("**Code to use it**")
     files = serving.RunFiles.of(run.dir, name)
     python, keras, javascript, kotlin = st.tabs(["Python (LiteRT)", "Python (Keras)", "JavaScript (web page)",

@@ -336,8 +336,8 @@ def model_downloads(project: Project, run: RunRecord, name: str, waiting: bool) 
         lite, quant = (run.dir / serving.TFLITE_FILES[quantized] for quantized in (False, True))
         download("Model (.tflite)", lite, f"{name}.tflite", "download_tflite",
                  "Full precision, for Android, iOS, Raspberry Pi and other LiteRT runtimes.")
-        download("Small model (quantized .tflite)", quant, f"{name}-quant.tflite", "download_tflite_quant",
-                 "About 4× smaller with nearly the same answers: best on phones and microcontroller boards.")
+        download("Small model (.tflite)", quant, f"{name}-quant.tflite", "download_tflite_quant",
+                 "Quantized weights: about 4× smaller with nearly the same answers, best on phones and small boards.")
 
 
 def export_section(project: Project, run: RunRecord) -> None:

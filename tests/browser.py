@@ -146,15 +146,24 @@ def browser_page(width: int = 1400, height: int = 1000, extra_args: list[str] | 
             browser.close()
 
 
+# The app's own record of its script run (Streamlit keeps it on the stApp element): "initial" until the first run
+# starts, then "running"/"rerunRequested", then "notRunning" (a fragment's run flips it too). The running icon cannot be
+# waited on: with the toolbar in "minimal" mode (.streamlit/config.toml) it is never drawn, and skeletons come and go
+# while a long run draws, so "no icon, no skeleton" held mid-run. bench/bench_pages waits on the same signal.
+SETTLED = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  return app !== null && app.getAttribute('data-test-script-state') === 'notRunning'
+    && !document.querySelector('[data-testid="stSkeleton"]');
+}"""
+
+
 def wait_idle(page, timeout: float = 60_000) -> None:
-    """Wait until Streamlit has finished the current script run."""
-    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
-    page.wait_for_function(  # while a run is going, Streamlit 1.67 shows this icon; skeletons mark parts still drawing
-        "() => !document.querySelector('[data-testid=\"stStatusWidgetRunningIcon\"]')"
-        " && !document.querySelector('[data-testid=\"stSkeleton\"]')",
-        timeout=timeout,
-    )
+    """Wait until Streamlit has finished the current script run: its script-run state is 'notRunning' and nothing
+    is left drawing, then still so after a short pause (a click's rerun reaches the server and starts a few ms after
+    the click, so the first 'notRunning' can be the moment before it)."""
+    page.wait_for_function(SETTLED, timeout=timeout, polling=50)
     page.wait_for_timeout(300)
+    page.wait_for_function(SETTLED, timeout=timeout, polling=50)
 
 
 def assert_no_errors(page) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import threading
 import time
 from pathlib import Path
@@ -173,6 +174,21 @@ def test_grid_pages_through_large_classes(project):
     assert len(at.checkbox) == 20 and "Photos 41–60 of 60" in texts(at.caption)
     at.selectbox(key="grid_class").select("dogs").run()
     assert len(at.checkbox) == 3 and not at.pagination
+
+
+def test_resetting_the_grid_page_logs_no_widget_state_warning(project, monkeypatch, caplog):
+    """Issue 20 item 10: the server log warned that "grid_page" had a default value but was also set via Session
+    State (the filter's reset to page 1, on purpose); .streamlit/config.toml turns that warning off."""
+    from streamlit.elements.lib import policies
+
+    monkeypatch.setattr(policies, "_shown_default_value_warning", False)  # once per process otherwise
+    fill(project, cats=60, dogs=3)
+    at = open_review(project)
+    at.pagination(key="grid_page").set_value(2).run()
+    with caplog.at_level(logging.WARNING):
+        at.segmented_control(key="grid_status").set_value("all").run()
+    assert at.pagination(key="grid_page").value == 1
+    assert not [r for r in caplog.records if "default value" in r.getMessage()]
 
 
 def test_the_grid_reads_only_the_page_it_shows(project, monkeypatch):

@@ -203,8 +203,46 @@ def test_opening_removes_crash_leftovers_but_not_writes_in_progress(project):
     old.write_bytes(b"x")
     fresh.write_bytes(b"x")
     os.utime(old, (time.time() - 7200, time.time() - 7200))
+    new_process()  # a crash's leftovers are found by the next process to open the project
     Project(project.meta_dir)
     assert not old.exists() and fresh.exists()
+
+
+def new_process() -> None:
+    """Forget, as a fresh process would, that this one already looked for leftover temp files."""
+    from core.store import project as store
+
+    store._LOOKED_FOR_LEFTOVERS.clear()
+
+
+def test_a_rerun_opens_the_project_without_listing_the_class_folders(project, monkeypatch):
+    """Every page rerun opens the project: the look for leftovers (a listing of every class folder) is made once per
+    process, and again only after LEFTOVER_AGE; a dead process's journal is still put right on every open."""
+    import os
+    import time
+    from pathlib import Path
+
+    from core.store import project as store
+
+    project.add_class("a")
+    listed = []
+    real_glob = Path.glob
+    def glob(self, pattern, **kw):
+        if ".tmp-" in pattern:  # the look for leftovers; the journal's own listing is not counted
+            listed.append(pattern)
+        return real_glob(self, pattern, **kw)
+
+    monkeypatch.setattr(Path, "glob", glob)
+    Project(project.meta_dir)
+    Project(project.meta_dir)
+    assert listed == []
+    old = project.images_dir / "a" / ".tmp-crashed.jpg"
+    old.write_bytes(b"x")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    later = time.monotonic() + store.LEFTOVER_AGE + 1
+    monkeypatch.setattr(store.time, "monotonic", lambda: later)
+    Project(project.meta_dir)
+    assert listed and not old.exists()
 
 
 def test_the_chosen_backbone_is_remembered_per_project(project, workspace):

@@ -46,13 +46,17 @@ HEAT_MAP, DOWNLOADS, MORE_FORMATS, FINISH = 0, 1, 2, 9  # the Assembler's jobs, 
 
 class Assembler(threading.Thread):
     """Makes the LiteRT files of usable runs' heat maps, then their downloads, one at a time, beside training:
-    a page waiting for a heat map goes before any download."""
+    a page waiting for a heat map goes before any download. Training goes before both: while a run trains
+    (`idle` cleared) the assembler starts nothing new, and it runs at a lower OS priority, so a head-only run
+    clicked while the last run's downloads are made does not wait behind them."""
 
     def __init__(self):
         super().__init__(name="assembler", daemon=True)
         self.tasks: queue.PriorityQueue = queue.PriorityQueue()
         self.pending: set[tuple[int, Path]] = set()
         self.last_work = time.time()
+        self.idle = threading.Event()  # set while no run trains
+        self.idle.set()
         self._order = itertools.count()
 
     def add(self, job: int, run_dir: Path, model=None) -> None:
@@ -65,7 +69,10 @@ class Assembler(threading.Thread):
         from core.serving.export import assemble_downloads, downloads_state
         from core.serving.formats import assemble_more
 
+        with contextlib.suppress(AttributeError, OSError):  # Linux: lower this thread (and the ones it starts) only
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 5)
         while (item := self.tasks.get())[0] != FINISH:
+            self.idle.wait()  # a run training goes first
             job, _, run_dir, model = item
             try:
                 with KERAS_LOCK:
@@ -156,6 +163,7 @@ def main() -> None:
             project = _project(task)
             if task["task"] == "train":
                 embedder.allowed.clear()  # training goes first
+                assembler.idle.clear()
                 fine_tuning = TrainConfig.from_dict(project.run(task["run"]).config).unfreeze_blocks > 0
                 with KERAS_LOCK if fine_tuning else contextlib.nullcontext():
                     usable, model = run_job(project, task["run"])
@@ -174,6 +182,7 @@ def main() -> None:
             traceback.print_exc()
         finally:
             embedder.allowed.set()
+            assembler.idle.set()
             last_work = time.time()
     embedder.stopping.set()
     assembler.finish()

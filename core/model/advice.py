@@ -30,7 +30,7 @@ class Measured:
     factor: float           # the fine-tuning stage's seconds / (2 x training photos x one forward pass)
 
 
-# Measured with `python -m bench.bench_finetune` (see README) on 2026-12-04, 2-core machine under heavy load (10-18):
+# Measured with `python -m bench.bench_finetune` (figures: docs/benchmarks.md) on 2026-12-04, 2-core machine under heavy load (10-18):
 # validation accuracy, the fine-tuned model or the head as the keep rule chose, minus the Lite0 head's on the same
 # split. Two blocks: everyday photos, hymenoptera and flowers5 on three splits each: the head kept every time
 # (+0.0); photos unlike them: groceries25 +5.0, +4.2, +2.9 (0.732 -> 0.781, 0.715 -> 0.757, 0.771 -> 0.800,
@@ -118,7 +118,7 @@ def unlike_everyday(summary: dict) -> str | None:
 # 20 of groceries25, each joined choice with its own head (`core.model.joined.search_joined_head`; `python -m
 # bench.bench_joined methods`, 2026-12-04). Try it: milliseconds per decoded photo through the run's predictor, the
 # choices interleaved (bench_joined speed, load average 16). Live: bench_live's Lite0 rate (15 pictures a second, see
-# the README) times each choice's rate relative to Lite0 through the server's live path, measured side by side in that
+# docs/benchmarks.md) times each choice's rate relative to Lite0 through the server's live path, measured side by side in that
 # same run (1.00, 0.33, 0.16): the browser's share of the work is the same for every choice, so this errs on the slow
 # side.
 MEASURED_SETS = (("5 kinds of flowers", 5), ("ants vs bees", 2), ("25 kinds of groceries", 25))  # (set, classes)
@@ -141,6 +141,17 @@ class Cost:
     live_fps: float | None      # live webcam pictures a second (measured on the development machine)
     size_mb: float              # the model's float32 files
     timed_here: bool            # preparation time from this machine's measured speeds (else the reference figures)
+
+
+def with_joined_speeds(speeds: dict[str, dict]) -> dict[str, dict]:
+    """The measured speeds plus each joined choice whose members are all timed: its members' times together (every
+    member looks at each photo)."""
+    speeds = dict(speeds)
+    for name in OFFERED:
+        members = get_backbone(name).members
+        if all(m.name in speeds for m in members):
+            speeds[name] = {"ms_per_photo": sum(speeds[m.name]["ms_per_photo"] for m in members)}
+    return speeds
 
 
 def costs(photos: int, speeds: dict[str, dict]) -> list[Cost]:

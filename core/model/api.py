@@ -2,7 +2,8 @@
 advice and timings the Train page shows, the suspects check of the Review page, and a run's novelty settings.
 Pages import the model from here only; nothing here imports TensorFlow (Keras loads inside the worker)."""
 
-from core.model.advice import DEPTHS, MEASURED_SETS, Advice, Cost, advice, costs, most_alike, unlike_everyday
+from core.model.advice import (DEPTHS, MEASURED_SETS, Advice, Cost, advice, costs, most_alike, unlike_everyday,
+                                with_joined_speeds)
 from core.model.backbones import DEFAULT_BACKBONE, REGISTRY, BackboneSpec, backbone_label, get_backbone
 from core.model.compare import same_stages
 from core.model.freeze_depths import freeze_options
@@ -13,11 +14,12 @@ from core.model.preembed import readiness
 from core.model.speed import cached_speeds, forget_measuring, measuring, relative_speeds, start_measuring
 from core.model.suspects import (MIN_PHOTOS_PER_CLASS, NEIGHBOURS, Suspect, current_check, forget_check, remembered,
                                  start_check, too_small)
-from core.model.train import STAGE_EMBED, STAGE_FINETUNE, STAGE_HEAD, TrainConfig
+from core.model.train import STAGE_EMBED, STAGE_FINETUNE, STAGE_HEAD, TrainConfig, planned_stages
 
 __all__ = ["DEFAULT_BACKBONE", "DEPTHS", "MEASURED_ELSEWHERE", "MEASURED_SETS", "MIN_PHOTOS_PER_CLASS", "NEIGHBOURS",
            "OFFERED", "RECOMMENDED", "REGISTRY", "STAGE_EMBED", "STAGE_FINETUNE", "STAGE_HEAD", "STRENGTHS", "Advice",
            "BackboneSpec", "Cost", "NoveltySettings", "Suspect", "TrainConfig", "advice", "backbone_label",
            "cached_speeds", "costs", "current_check", "forget_check", "forget_measuring", "freeze_options",
-           "get_backbone", "measuring", "most_alike", "readiness", "relative_speeds", "remembered", "same_stages",
-           "set_threshold", "start_check", "start_measuring", "too_small", "unlike_everyday"]
+           "get_backbone", "measuring", "most_alike", "planned_stages", "readiness", "relative_speeds", "remembered", "same_stages",
+           "set_threshold", "start_check", "start_measuring", "too_small", "unlike_everyday",
+           "with_joined_speeds"]

@@ -33,6 +33,12 @@ from core.model.joined import joined_classifier, refuse_fine_tuning, search_join
 from core.model.novelty import NoveltyReference, NoveltySettings, fit_novelty, with_novelty_output
 
 STAGE_EMBED, STAGE_HEAD, STAGE_FINETUNE = "embedding", "head", "fine-tuning"
+
+
+def planned_stages(config: dict) -> list[str]:
+    """The stages a run with these settings (a run's stored config) goes through, in order: fine-tuning only when
+    part of the network is retrained."""
+    return [STAGE_EMBED, STAGE_HEAD] + ([STAGE_FINETUNE] if config.get("unfreeze_blocks") else [])
 MIN_IMPROVEMENT = 1e-3  # a validation loss lower by less than this is noise: not a better epoch
 
 

@@ -1,0 +1,128 @@
+"""The Train page's choice of network: the picker and its table, and the expanders that weigh time, gain and
+cost per network and depth."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.model import api as model
+from core.model.api import OFFERED, REGISTRY, BackboneSpec, backbone_label, get_backbone
+from core.store.api import Project
+from pages import ui
+from pages.train_settings import CHOICES, LIVE_SECONDS, backbone_chosen, key
+from pages.train_speed import measuring_view, start_measuring
+from pages.train_text import availability, choice_label, depth_short, gain_cell, gain_text, short_label, speed_text
+
+
+def backbone_table() -> pd.DataFrame:
+    """One row per backbone, joined ones last: what a person weighs when choosing one (a joined one's speed is its
+    members' together)."""
+    measured = model.with_joined_speeds(model.cached_speeds())
+    relative = model.relative_speeds(measured)
+    return pd.DataFrame([{
+        "Network": spec.label,
+        "Photo size": " + ".join(f"{m.input_size}" for m in spec.members) + " px",
+        "Parameters": f"{spec.params / 1e6:.1f} M",
+        "Available": availability(spec),
+        "Speed here": speed_text(spec.name, measured, relative),
+    } for spec in map(get_backbone, CHOICES)])
+
+
+def backbone_picker(project: Project, busy: bool) -> BackboneSpec:
+    names = list(REGISTRY)
+    st.selectbox(
+        "Pretrained network (backbone)", CHOICES, key=key("backbone"), on_change=backbone_chosen, args=(project,),
+        format_func=choice_label,
+        help="The network that already knows thousands of everyday objects. Your model reuses what it sees. Joined "
+             "networks (A + B) each look at the photo, and one head reads them all.")
+    spec = get_backbone(st.session_state[key("backbone")])
+    st.caption(spec.description)
+    if not spec.weights_cached():
+        st.warning(f"{spec.label} downloads its pretrained weights the first time. Without an internet "
+                   "connection the run will fail; the EfficientNet-Lite networks work offline.")
+    table = backbone_table()
+    st.dataframe(table, hide_index=True, key="backbone_table", column_config={
+        "Photo size": st.column_config.TextColumn(width="small", help="Photos are resized to this before the network "
+                                                  "sees them."),
+        "Parameters": st.column_config.TextColumn(width="small", help="Numbers inside the network: its size."),
+    })
+    unmeasured = [n for n in names if n not in model.cached_speeds()]
+    task = model.measuring()
+    view = task.view() if task else None
+    timing = view is not None and view.running
+    st.button("⏱️ Measure speed on this computer" if unmeasured else "⏱️ Measure speed again",
+              key="measure_speed", disabled=busy or timing, on_click=start_measuring, args=(unmeasured or names,),
+              help="Stop the training run first: it would slow the timing down." if busy else
+              "Times each network on random pixels, here, so you can weigh speed against size.")
+    if busy_message := st.session_state.pop("speed_busy", None):
+        st.info(busy_message, icon="⏳")
+    st.fragment(run_every=LIVE_SECONDS if timing else None)(measuring_view)(timing, view.done if view else 0)
+    st.caption("Speed: milliseconds the network takes to look at one photo on this computer; training time grows "
+               "with it." + (" Timing every network takes a few minutes." if unmeasured else ""))
+    return spec
+
+
+def advice_view(photos: int, last_run: dict | None) -> None:
+    """Expected time of a first run on this computer and measured accuracy gain, per offline network and depth;
+    whether the last run's photos look unlike everyday ones."""
+    rows = model.advice(photos, model.cached_speeds())
+    sign = model.unlike_everyday(last_run or {})
+    if sign:
+        st.info(f"Your photos look unlike everyday photos ({sign}), so fine-tuning is likely to help: try retraining "
+                "the last 2 blocks.", icon="💡")
+    cell = lambda r: f"~{ui.duration(r.seconds)}" + ("" if r.gain is None else f" · {gain_text(r)}")  # noqa: E731
+    networks = list(dict.fromkeys(r.backbone for r in rows))
+    table = pd.DataFrame([{"Retrain": depth_short(blocks), **{backbone_label(r.backbone): cell(r) for r in rows
+                                                               if r.blocks == blocks}}
+                          for blocks in model.DEPTHS], columns=["Retrain", *map(backbone_label, networks)])
+    with st.expander(f"Which network and depth? Expected time for {ui.plural(photos, 'photo')}, and measured gain"):
+        st.dataframe(table, hide_index=True)
+        untimed = not all(r.timed_here for r in rows)
+        st.caption("Time of a first run here (later runs reuse what was computed)"
+                   + (", estimated from a reference laptop until the speeds are measured above" if untimed else "")
+                   + ". Gain: validation-accuracy points over EfficientNet-Lite0's head alone, where measured: on "
+                   "everyday photos (flowers, ants vs bees) and on photos unlike them (grocery-shelf photos, tiny "
+                   "32-pixel flower photos). When retraining does not beat the head on your validation photos, "
+                   "the run keeps the head: try the head alone first, it takes seconds.")
+
+
+def costs_view(photos: int, classes: int, chosen: str) -> None:
+    """What the joined networks gain over Lite0 alone and what they cost (preparing this project's photos, Try it,
+    the live webcam's rate, the model's size), and whether they pay on a project like this one."""
+    rows = model.costs(photos, model.cached_speeds())
+    measures = {
+        **{f"Gain: {name}": (lambda r, i=i: gain_cell(r, i)) for i, (name, _) in enumerate(model.MEASURED_SETS)},
+        f"Preparing {ui.plural(photos, 'photo')}": lambda r: f"~{ui.duration(r.prepare_seconds)}",
+        "Try it, per photo": lambda r: "—" if r.try_ms is None else f"~{r.try_ms:.0f} ms",
+        "Live webcam, pictures a second": lambda r: "—" if r.live_fps is None else f"~{r.live_fps:.0f}",
+        "Model size": lambda r: f"{r.size_mb:.0f} MB",
+    }
+    # one column per choice, so that every cost is in sight beside the gains
+    table = pd.DataFrame([{"": measure, **{short_label(r.backbone): cell(r) for r in rows}}
+                          for measure, cell in measures.items()])
+    alike = model.most_alike(classes)
+    best = rows[1]  # the joined choice recommended first
+    with st.expander("Joined networks: what they gain and what they cost", expanded=chosen in OFFERED):
+        st.dataframe(table, hide_index=True, key="joined_costs")
+        if best.gains is not None:
+            name, measured_classes = model.MEASURED_SETS[alike]
+            gain = best.gains[alike]
+            st.markdown(f"On the photo set most like yours ({name}, {measured_classes} classes) "
+                        f"**{backbone_label(best.backbone)}** named {abs(gain):.1f} "
+                        f"{'more' if gain >= 0 else 'fewer'} photos in 100 right than EfficientNet-Lite0 alone. " + (
+                            "It pays most with many classes that look alike." if gain >= 2 else
+                            "With few, everyday classes the gain is small: Lite0 alone is faster and nearly as good."
+                            if gain >= 0 else "Lite0 alone did better there, and it is faster."))
+        untimed = not all(r.timed_here for r in rows)
+        st.caption("Gain: accuracy points on validation photos over EfficientNet-Lite0 alone, head only, the mean "
+                   "of three splits of each photo set. Preparing: looking at every photo once per network, in the "
+                   "background as photos arrive"
+                   + (" (estimated from a reference laptop until the speeds are measured above)" if untimed else "")
+                   + ". Try it and the live webcam: measured on a 2-core laptop-class computer; every network of a "
+                   "joined choice looks at each picture, so they take longer.")
+    if chosen in OFFERED:
+        cost, reference = next(r for r in rows if r.backbone == chosen), rows[0]
+        if cost.live_fps is not None and reference.live_fps is not None:
+            st.caption(f"🎥 With {backbone_label(chosen)} the live webcam shows about {cost.live_fps:.0f} pictures a "
+                       f"second (EfficientNet-Lite0 alone: about {reference.live_fps:.0f}).")
