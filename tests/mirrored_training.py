@@ -47,7 +47,8 @@ def main(folder: Path) -> None:
     core.model.train.strategy = functools.partial(single, "CPU")
     replicas = core.model.train.strategy().num_replicas_in_sync
     two = train(data, cfg).model
-    probabilities = [m.predict(pixels.astype(np.float32), verbose=0) for m in (one, two)]
+    # a fine-tuned model answers {probabilities, novelty}
+    probabilities = [m.predict(pixels.astype(np.float32), verbose=0)["probabilities"] for m in (one, two)]
     labels = np.array([s.label for s in held_out])
     backbones = [m.get_layer("backbone").get_weights() for m in (one, two, reseeded)]
     heads = [m.get_layer("predictions").get_weights()[0] for m in (one, two)]
