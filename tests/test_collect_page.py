@@ -265,7 +265,7 @@ def test_collect_in_the_browser(workspace, standin):
         archive.write_bytes(zip_bytes({f"v{seed}.jpg": photo_bytes(seed) for seed in range(6)} | {"notes.txt": b"hello"}))
         page.get_by_role("tabpanel").locator('input[type="file"]').set_input_files(str(archive))
         page.get_by_role("button", name="Import zip").click()
-        page.get_by_text("6 photos added").wait_for(timeout=30_000)
+        page.get_by_text("6 photos added").wait_for(timeout=120_000)
         wait_idle(page)
         screenshot(page, "collect_zip")
 

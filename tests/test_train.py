@@ -1,6 +1,7 @@
 """The training engine end to end with the real offline backbone: embed, train, save, export, CLI."""
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
