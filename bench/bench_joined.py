@@ -47,7 +47,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from bench.common import dataset, table  # noqa: E402
+from bench.common import dataset, table, try_it_ms  # noqa: E402
 from core.model.joined import OFFERED  # noqa: E402
 
 MEMBERS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
@@ -264,18 +264,12 @@ def costs(sets: list[str], choices: list[str]) -> None:
                 train_and_save(data, TrainConfig(backbone=choice), run, assemble=False)
                 assemble_downloads(run)
                 predictor = load_predictor(run)
-                images = [decode_upload(s.path.read_bytes()) for s in data.val[:24]]
-                predictor.predict_images(images[:1])  # the first call allocates
-                times = []
-                for image in images:
-                    start = time.perf_counter()
-                    predictor.predict_images([image])
-                    times.append(time.perf_counter() - start)
+                try_it = try_it_ms(predictor, [decode_upload(s.path.read_bytes()) for s in data.val[:24]])
                 app_top = predictor.predict_paths([s.path for s in data.val])[0].argmax(axis=1)
                 exported = load_predictor_from(run / TFLITE_FILES[False], spec.input_size)
                 export_top = exported([s.path for s in data.val]).argmax(axis=1)
                 app_mb = sum(litert_backbone(m).stat().st_size for m in spec.members) / 1e6
-                rows.append([name, short(choice), f"{1000 * statistics.median(times):.0f}", f"{app_mb:.1f}",
+                rows.append([name, short(choice), f"{try_it:.0f}", f"{app_mb:.1f}",
                              f"{(run / TFLITE_FILES[False]).stat().st_size / 1e6:.1f}",
                              f"{(run / 'model.keras').stat().st_size / 1e6:.1f}",
                              f"{(app_top == export_top).mean():.3f}", len(app_top)])

@@ -30,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from PIL import Image  # noqa: E402
 
-from bench.common import dataset, table  # noqa: E402
+from bench.common import dataset, table, try_it_ms  # noqa: E402
 from core.serving.export import export_tflite  # noqa: E402
 from core.intake.ingest import import_folder  # noqa: E402
 from core.serving.export import TFLITE_FILES  # noqa: E402
@@ -155,13 +155,7 @@ def engine_figures(run_dir: Path, photos: list[Path]) -> list[list]:
             start = time.perf_counter()
             predictor = load_predictor(folder)
             loaded = time.perf_counter() - start
-            predictor.predict_images(images[:1])  # first call allocates
-            times = []
-            for image in images:
-                start = time.perf_counter()
-                predictor.predict_images([image])
-                times.append(time.perf_counter() - start)
-            rows.append([name, predictor.kind, loaded, statistics.median(times) * 1000])
+            rows.append([name, predictor.kind, loaded, try_it_ms(predictor, images)])
     return rows
 
 
@@ -177,7 +171,7 @@ def main(seconds: float = 60.0, backbone: str = "efficientnet_lite0") -> None:
         tmp = Path(tmp)
         project = create_project("bench", tmp / "home")
         import_folder(project, small_training_set(tmp / "train"))
-        run_dir = finished_run(project, TrainConfig(backbone=backbone))
+        run_dir = project.run_dir(finished_run(project, TrainConfig(backbone=backbone)))
         video = write_y4m(tmp / "ant-then-bee.y4m", [Image.open(ant), Image.open(bee)], fps=FPS, size=(WIDTH, HEIGHT))
         with streamlit_server(tmp / "home") as url, browser_page(extra_args=fake_camera_args(video)) as page:
             heat_seconds = first_heat_map(page, url, tries[-1])

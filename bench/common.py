@@ -1,7 +1,9 @@
-"""Helpers shared by the benchmarks: photo sets and a plain table printer."""
+"""Helpers shared by the benchmarks: photo sets, a plain table printer, and Try it's time per photo."""
 
 from __future__ import annotations
 
+import statistics
+import time
 from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
@@ -21,3 +23,15 @@ def table(headers: list[str], rows: list[list]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def try_it_ms(predictor, images: list) -> float:
+    """Median milliseconds of one decoded photo through a run's predictor, as Try it asks it, after a first call
+    that allocates."""
+    predictor.predict_images(images[:1])
+    times = []
+    for image in images:
+        start = time.perf_counter()
+        predictor.predict_images([image])
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)

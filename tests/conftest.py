@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -48,6 +49,29 @@ def project(workspace):
     from core.store.project import create_project
 
     return create_project("test project", workspace)
+
+
+@pytest.fixture(scope="session")
+def folders(tmp_path_factory) -> Path:
+    """Two classes of synthetic photos in train/ and val/, written once for the session: tests only read them."""
+    from tests.runs import two_class_folders
+
+    return two_class_folders(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def trained_once(folders, tmp_path_factory) -> Path:
+    """The default head-only run on `folders`, trained once for the session; tests take `trained_run`, a copy."""
+    from tests.runs import folder_run
+
+    return folder_run(folders, tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(scope="module")
+def trained_run(trained_once, tmp_path_factory) -> Path:
+    """A test module's own copy of the session's trained run: what one module's tests add to it (an exported
+    format, a report) no other module sees."""
+    return Path(shutil.copytree(trained_once, tmp_path_factory.mktemp("trained") / "run"))
 
 
 def shared_dataset(name: str) -> Path:

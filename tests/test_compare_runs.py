@@ -19,20 +19,10 @@ from core.store.project import Project
 from core.model.train import STAGE_FINETUNE, TrainConfig
 from pages import ui
 from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
-from core.jobs.pipeline import data_from_project, train_and_save
+from tests.runs import finished_run
 from tests.test_train_page import no_exceptions, page, texts, two_classes  # noqa: F401 (fixture)
 
 FINETUNE_EPOCHS = 6
-
-
-def head_run(project: Project) -> int:
-    """A head-only run trained in this process as the worker trains it: its strengths recorded in the store."""
-    cfg = TrainConfig()
-    run_id = project.create_run(cfg.to_dict())
-    metrics, _ = train_and_save(data_from_project(project), cfg, project.run_dir(run_id),
-                                worker.StoreListener(project, run_id), assemble=False)
-    project.update_run(run_id, status="completed", summary=metrics)
-    return run_id
 
 
 def fine_tuned_twin(project: Project, head_run: int) -> int:
@@ -80,7 +70,7 @@ def comparison(at) -> dict:
 
 @pytest.mark.slow
 def test_two_runs_compare_stage_by_stage_with_zoomed_axes_and_a_side_by_side_table(two_classes):
-    head = head_run(two_classes)
+    head = finished_run(two_classes, assemble=False, epochs=True)
     tuned = fine_tuned_twin(two_classes, head)
     at = no_exceptions(page(two_classes, "pages/results.py"))
     assert at.multiselect(key="compare_runs").value == [tuned, head]
@@ -186,7 +176,7 @@ def test_a_step_that_ran_past_its_estimate_says_it_is_finishing_not_one_second_l
 
 
 def test_train_draws_fine_tuning_accuracy_and_loss_as_one_chart(two_classes):
-    head = head_run(two_classes)
+    head = finished_run(two_classes, assemble=False, epochs=True)
     fine_tuned_twin(two_classes, head)
     at = no_exceptions(page(two_classes))
     epochs = [s for s in specs(at) if any(field(v, "x") == "epoch" for v in views(s))]
@@ -197,7 +187,7 @@ def test_train_draws_fine_tuning_accuracy_and_loss_as_one_chart(two_classes):
 @pytest.mark.slow
 @pytest.mark.browser
 def test_chart_toolbar_never_covers_the_text_about_the_chart(two_classes, workspace):
-    head = head_run(two_classes)
+    head = finished_run(two_classes, assemble=False, epochs=True)
     fine_tuned_twin(two_classes, head)
     with streamlit_server(workspace) as url, browser_page(1400, 1400) as browser:
         for path, name in (("train", "train"), ("results", "results")):

@@ -4,7 +4,6 @@ with their accuracy beside the float model's, and the code to use each file, fil
 from __future__ import annotations
 
 import time
-import zipfile
 
 import pytest
 
@@ -12,7 +11,8 @@ from core.serving import formats
 
 from core.jobs import server as jobs
 from tests.test_exports import require_runtime
-from tests.test_train_page import RUN_TIMEOUT, finished_run, no_exceptions, page, texts, two_classes  # noqa: F401
+from tests.runs import finished_run
+from tests.test_train_page import RUN_TIMEOUT, no_exceptions, page, texts, two_classes  # noqa: F401
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,6 @@ from core.serving.predict import Classifier
 from core.jobs.pipeline import data_from_folders, train_and_save
 from core.model.train import STAGE_EMBED, SilentListener, TrainConfig, assemble_classifier, train
 from tests.photos import write_image_folder
-from tests.test_train import folders  # noqa: F401  (the same two-class photo folders)
 
 pytestmark = pytest.mark.slow
 SPEC = get_backbone("efficientnet_lite0")

@@ -4,7 +4,6 @@ fine-tuning, the advice, the CLI; then a joined run end to end with the real net
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ from core.model.head import search_head
 from core.model.joined import OFFERED, RECOMMENDED, JoinRefused, feature_scales, refuse_fine_tuning, search_joined_head
 from core.serving.predictor import Predictor
 from core.model.train import TrainConfig, TrainData, train
-from tests.photos import class_photo, write_image_folder
+from tests.photos import class_photo
 
 LITE02 = "efficientnet_lite0+efficientnet_lite2"
 
@@ -157,14 +156,6 @@ def test_cli_lists_the_recommended_joined_choice_first(capsys):
 
 
 # ---- end to end with the real networks ------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    write_image_folder(root / "train", {"stripes": 12, "blobs": 12})
-    write_image_folder(root / "val", {"stripes": 5, "blobs": 5}, offset=100)
-    return root
 
 
 @pytest.mark.slow

@@ -16,7 +16,6 @@ from streamlit.testing.v1 import AppTest
 from core.images import unseen_share
 from core.model.novelty import NoveltySettings
 from core.serving.predict import Arrivals, Bar, Prediction, overlay_heatmap, summary_rows
-from core.jobs.pipeline import data_from_project, train_and_save
 from core.store.project import create_project
 from core.model.train import TrainConfig
 from tests.browser import (ARTIFACTS, assert_no_errors, browser_page, fake_camera_args, screenshot, streamlit_server,
@@ -66,10 +65,7 @@ def trained_home(tmp_path_factory) -> Path:
     for label, name in enumerate(CLASSES):
         for seed in range(12):
             project.add_image(name, class_photo_bytes(label, seed), source="upload", original_name=f"{name}{seed}.jpg")
-    cfg = TrainConfig()
-    run_id = project.create_run(cfg.to_dict())
-    metrics, _ = train_and_save(data_from_project(project), cfg, project.run_dir(run_id))
-    project.update_run(run_id, status="completed", summary=metrics)
+    finished_run(project)
     return root
 
 
@@ -373,10 +369,7 @@ def browser_workspace(root: Path) -> None:
             for seed in range(12):
                 (subset / name / f"{seed}.jpg").write_bytes(class_photo_bytes(label, seed))
     import_folder(project, subset)
-    cfg = TrainConfig()  # the head is solved on cached embeddings: seconds
-    run_id = project.create_run(cfg.to_dict())
-    project.update_run(run_id, status="completed",
-                       summary=train_and_save(data_from_project(project), cfg, project.run_dir(run_id))[0])
+    finished_run(project)  # the head is solved on cached embeddings: seconds
 
 
 def browser_photos(root: Path, n: int) -> list[Path]:

@@ -15,23 +15,9 @@ from core.serving.export import TFLITE_FILES
 from core.model.head import HEAD_FILE
 from core.serving.predictor import Predictor, load_predictor, model_file
 from core.store.run_folder import RunFolderInvalid
-from core.jobs.pipeline import data_from_folders, train_and_save
-from core.model.train import TrainConfig
-from tests.photos import class_photo, write_image_folder
-from tests.runs import write_head
+from tests.photos import class_photo
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def keras_run(tmp_path_factory) -> Path:
-    """A head-only run as saved before head.npz existed: model.keras, labels.txt, metrics.json."""
-    data = tmp_path_factory.mktemp("data")
-    write_image_folder(data / "train", {"stripes": 12, "blobs": 12})
-    write_image_folder(data / "val", {"stripes": 4, "blobs": 4}, offset=100)
-    run_dir = tmp_path_factory.mktemp("run")
-    train_and_save(data_from_folders(data / "train", data / "val"), TrainConfig(), run_dir)
-    return run_dir
 
 
 def copy_run(run_dir: Path, tmp_path: Path, *names: str) -> Path:
@@ -46,32 +32,24 @@ def photos() -> list:
     return [class_photo(label, 300 + i, size=(260, 190)) for label in (0, 1) for i in range(3)]
 
 
-def test_head_predictor_agrees_with_keras_and_needs_no_keras_file(keras_run, tmp_path):
-    write_head(keras_run)
-    try:
-        head_only = copy_run(keras_run, tmp_path, "labels.txt", "metrics.json", HEAD_FILE)
-        predictor = load_predictor(head_only)
-        keras = Classifier.load(keras_run)
-        assert predictor.kind == "head" and model_file(head_only).name == HEAD_FILE
-        assert predictor.class_names == keras.class_names and predictor.input_size == keras.input_size
-        from core.images import load_rgb
+def test_head_predictor_agrees_with_keras_and_needs_no_keras_file(trained_run, tmp_path):
+    head_only = copy_run(trained_run, tmp_path, "labels.txt", "metrics.json", HEAD_FILE)
+    predictor = load_predictor(head_only)
+    keras = Classifier.load(trained_run)
+    assert predictor.kind == "head" and model_file(head_only).name == HEAD_FILE
+    assert predictor.class_names == keras.class_names and predictor.input_size == keras.input_size
+    from core.images import load_rgb
 
-        pixels = np.stack([load_rgb(img, keras.input_size) for img in photos()]).astype(np.float32)
-        fast, slow = predictor.probabilities(pixels), keras.probabilities(pixels)
-        assert fast.shape == (6, 2) and np.allclose(fast.sum(axis=1), 1, atol=1e-5)
-        assert np.abs(fast - slow).max() < 1e-3
-        verdicts = predictor.predict_images(photos(), top_k=2)
-        assert [p.label for p in verdicts] == ["stripes"] * 3 + ["blobs"] * 3
-    finally:
-        (keras_run / HEAD_FILE).unlink()
+    pixels = np.stack([load_rgb(img, keras.input_size) for img in photos()]).astype(np.float32)
+    fast, slow = predictor.probabilities(pixels), keras.probabilities(pixels)
+    assert fast.shape == (6, 2) and np.allclose(fast.sum(axis=1), 1, atol=1e-5)
+    assert np.abs(fast - slow).max() < 1e-3
+    verdicts = predictor.predict_images(photos(), top_k=2)
+    assert [p.label for p in verdicts] == ["stripes"] * 3 + ["blobs"] * 3
 
 
-def test_predictor_is_safe_to_share_between_threads(keras_run, tmp_path):
-    write_head(keras_run)
-    try:
-        predictor = load_predictor(copy_run(keras_run, tmp_path, "labels.txt", "metrics.json", HEAD_FILE))
-    finally:
-        (keras_run / HEAD_FILE).unlink()
+def test_predictor_is_safe_to_share_between_threads(trained_run, tmp_path):
+    predictor = load_predictor(copy_run(trained_run, tmp_path, "labels.txt", "metrics.json", HEAD_FILE))
     from core.images import load_rgb
 
     batches = [np.stack([load_rgb(img, predictor.input_size)]).astype(np.float32) for img in photos()]
@@ -90,8 +68,8 @@ def test_predictor_is_safe_to_share_between_threads(keras_run, tmp_path):
         assert all(np.allclose(g, expected[i // 3], atol=1e-6) for i, g in enumerate(got))
 
 
-def test_without_a_head_the_tflite_file_then_keras_serve(keras_run, tmp_path):
-    keras_only = copy_run(keras_run, tmp_path, "labels.txt", "metrics.json", "model.keras")
+def test_without_a_head_the_tflite_file_then_keras_serve(trained_run, tmp_path):
+    keras_only = copy_run(trained_run, tmp_path, "labels.txt", "metrics.json", "model.keras")
     assert load_predictor(keras_only).kind == "keras"
     export_tflite(keras_only)
     predictor = load_predictor(keras_only)
@@ -106,8 +84,8 @@ def test_without_a_head_the_tflite_file_then_keras_serve(keras_run, tmp_path):
     assert [predictor.class_names[i] for i in probabilities.argmax(axis=1)] == ["stripes"] * 3 + ["blobs"] * 3
 
 
-def test_a_folder_without_a_model_or_with_a_wrong_head_is_refused(keras_run, tmp_path):
-    empty = copy_run(keras_run, tmp_path, "labels.txt", "metrics.json")
+def test_a_folder_without_a_model_or_with_a_wrong_head_is_refused(trained_run, tmp_path):
+    empty = copy_run(trained_run, tmp_path, "labels.txt", "metrics.json")
     with pytest.raises(RunFolderInvalid, match="holds no model"):  # the one error pages catch
         load_predictor(empty)
     np.savez(empty / HEAD_FILE, kernel=np.zeros((7, 2), np.float32), bias=np.zeros(2, np.float32))

@@ -2,7 +2,6 @@
 
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +20,7 @@ from core.serving.heatmap import load_heat_mapper
 from core.images import load_rgb
 from core.serving.predict import Classifier
 from core.serving.predictor import load_predictor
-from core.jobs.pipeline import data_from_folders, data_from_project, has_model, train_and_save
+from core.jobs.pipeline import data_from_folders, data_from_project, has_model
 from core.store.project import RunRecord
 from core.model.train import SilentListener, TrainConfig, TrainData, class_weights, train
 from tests.photos import class_photo, class_photo_bytes, write_image_folder
@@ -29,21 +28,6 @@ from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 RUN_SECONDS = 300  # for a run and its downloads in the worker, on a loaded machine
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    write_image_folder(root / "train", {"stripes": 16, "blobs": 16})
-    write_image_folder(root / "val", {"stripes": 6, "blobs": 6}, offset=100)
-    return root
-
-
-@pytest.fixture(scope="module")
-def trained_run(folders, tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("run")
-    train_and_save(data_from_folders(folders / "train", folders / "val"), TrainConfig(), run_dir)
-    return run_dir
 
 
 def test_class_weights_balance_classes():

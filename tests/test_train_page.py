@@ -27,12 +27,12 @@ from core.model.freeze_depths import freeze_options
 from core.serving.export import EVALUATION_FILE, write_json
 from core.serving.predict import MODEL_FILE
 from core.intake.ingest import import_folder
-from core.jobs.pipeline import data_from_project, train_and_save
 from core.store.project import Project, create_project
 from core.model.train import TrainConfig
 from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
 from tests.conftest import shared_dataset
 from tests.photos import class_photo_bytes
+from tests.runs import finished_run
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 CLASSES = ("stripes", "blobs")
@@ -74,15 +74,6 @@ def wait_until_done(project: Project, run_id: int) -> None:
     while jobs.refresh(project, run_id).status in jobs.ACTIVE:
         assert time.time() < deadline, f"run {run_id} still going after {RUN_TIMEOUT} s"
         time.sleep(1)
-
-
-def finished_run(project: Project, assemble: bool = True, **settings) -> int:
-    """A completed run made in this process (no worker): train, evaluate, save (with its downloads), record."""
-    cfg = TrainConfig(**settings)
-    run_id = project.create_run(cfg.to_dict())
-    metrics, _ = train_and_save(data_from_project(project), cfg, project.run_dir(run_id), assemble=assemble)
-    project.update_run(run_id, status="completed", summary=metrics)
-    return run_id
 
 
 # ---- the Train page, without training -------------------------------------------------------------
