@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from core.store.project import Project
+from tests.apptest import no_exceptions, open_app
 from tests.photos import class_photo_bytes
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 ADVICE = "Aim for at least 10 photos per class; 30 or more give a steadier model."
 
 
 def page_text(project: Project, path: str) -> str:
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.session_state["project"] = project.name
-    at.switch_page(path)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = no_exceptions(open_app(project.name, path))
     return "\n".join(str(e.value) for kind in ("markdown", "caption", "warning", "info") for e in at.get(kind))
 
 

@@ -7,7 +7,6 @@ lists here point at 127.0.0.1 itself.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -18,9 +17,9 @@ from core.store.project import Project, create_project
 from tests.bing_standin import BingStandin, bing_standin, loopback_only, query_seed, standin  # noqa: F401,F811 (fixtures)
 from tests.browser import (assert_no_errors, browser_page, free_port, new_class, screenshot, streamlit_server,
                            wait_idle)
+from tests.apptest import open_app
 from tests.photos import photo_bytes, zip_bytes
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 def serve_photos(standin: BingStandin, query: str, n: int = 60) -> None:
@@ -31,10 +30,7 @@ def serve_photos(standin: BingStandin, query: str, n: int = 60) -> None:
 
 
 def open_page(project: Project) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["project"] = project.name
-    at.switch_page("pages/collect.py")
-    return at.run()
+    return open_app(project.name, "pages/collect.py")
 
 
 def start_search(at: AppTest, names: str, per_class: int = 5) -> AppTest:

@@ -20,7 +20,8 @@ from core.model.train import STAGE_FINETUNE, TrainConfig
 from pages import ui
 from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
 from tests.runs import finished_run
-from tests.test_train_page import no_exceptions, page, texts, two_classes  # noqa: F401 (fixture)
+from tests.apptest import no_exceptions
+from tests.test_train_page import page, texts, two_classes  # noqa: F401 (fixture)
 
 FINETUNE_EPOCHS = 6
 

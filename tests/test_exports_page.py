@@ -12,7 +12,8 @@ from core.serving import formats
 from core.jobs import server as jobs
 from tests.test_exports import require_runtime
 from tests.runs import finished_run
-from tests.test_train_page import RUN_TIMEOUT, no_exceptions, page, texts, two_classes  # noqa: F401
+from tests.apptest import no_exceptions
+from tests.test_train_page import RUN_TIMEOUT, page, texts, two_classes  # noqa: F401
 
 pytestmark = pytest.mark.slow
 

@@ -10,21 +10,16 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
+from tests.apptest import no_exceptions, open_app
 from tests.photos import photo_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
 HOSTILE_URL = "https://example.org/a.jpg)![pwned](https://evil.example/x.png)[click](https://evil.example/"
 HOSTILE_NAME = "**bold** [link](https://evil.example) :red[alarm] <b>x</b> `code`.jpg"
 
 
 def _open(project, page: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["project"] = project.name
-    at.switch_page(page)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return no_exceptions(open_app(project.name, page))
 
 
 def _markdown(at: AppTest) -> str:

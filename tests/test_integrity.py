@@ -447,7 +447,7 @@ def test_a_photo_deleted_and_one_moved_during_fine_tuning_leave_a_finished_run(p
 
 
 def test_the_page_explains_a_damaged_project_and_restores_its_backup(workspace, monkeypatch):
-    from streamlit.testing.v1 import AppTest
+    from tests.apptest import no_exceptions, open_app
 
     project = create_project("pets", workspace)
     project.add_image("cats", photo_bytes(1), source="upload")
@@ -455,10 +455,7 @@ def test_the_page_explains_a_damaged_project_and_restores_its_backup(workspace, 
     monkeypatch.setattr(storage_db, "BACKUP_INTERVAL", 0)
     project.db.backup_if_due()
     project.db_path.write_bytes(b"")
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["project"] = "pets"
-    at.run()
-    assert not at.exception
+    at = no_exceptions(open_app("pets"))
     error = " ".join(e.value for e in at.error)
     assert "cannot be opened" in error and "empty" in error and "photos are untouched" in error
     assert at.sidebar.selectbox[0].value == "pets", "a damaged project must not be swapped for another"
@@ -525,14 +522,11 @@ def test_a_class_renamed_while_its_web_search_runs_keeps_all_its_photos(project,
 
 
 def test_the_start_page_reports_files_out_of_step_and_fixes_them(two_classes):
-    from streamlit.testing.v1 import AppTest
+    from tests.apptest import no_exceptions, open_app
 
     two_classes.images("cats")[0].path.unlink()
     (two_classes.images_dir / "dogs" / "from-a-friend.jpg").write_bytes(photo_bytes(99))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["project"] = two_classes.name
-    at.run()
-    assert not at.exception
+    at = no_exceptions(open_app(two_classes.name))
     assert "out of step" in at.warning[0].value and "file is gone" in at.warning[0].value
     at.button(key="take_in_strays").click().run()
     at.button(key="forget_missing").click().run()

@@ -14,8 +14,6 @@ from core.store.project import StoreError, create_project, open_project, validat
 from core.store import db as storage_db
 from tests.photos import photo_bytes
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def tree(root: Path, names: list[str], per_class: int = 2) -> Path:
     for n, name in enumerate(names):
@@ -67,7 +65,7 @@ def test_a_right_to_left_override_is_refused_with_a_clear_message(project):
 
 
 def test_a_project_holding_two_such_names_opens_with_both_kept_and_the_clash_explained(workspace):
-    from streamlit.testing.v1 import AppTest
+    from tests.apptest import no_exceptions, open_app
 
     project = create_project("old", workspace)
     project.add_image("ab", photo_bytes(1), source="upload")
@@ -91,9 +89,6 @@ def test_a_project_holding_two_such_names_opens_with_both_kept_and_the_clash_exp
     with con:
         con.execute("UPDATE classes SET name='a\u200bb', name_key=? || id WHERE name='ab2'", ("ab\x00",))
     con.close()
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["project"] = "old"
-    at.run()
-    assert not at.exception
+    at = no_exceptions(open_app("old"))
     assert "look the same" in " ".join(w.value for w in at.warning) and "a<U+200B>b" in " ".join(
         w.value for w in at.warning).replace("\\", "")

@@ -20,18 +20,16 @@ from core.store.project import create_project
 from core.model.train import TrainConfig
 from tests.browser import (ARTIFACTS, assert_no_errors, browser_page, fake_camera_args, screenshot, streamlit_server,
                            wait_idle)
+from tests.apptest import no_exceptions, open_app
 from tests.photos import class_photo, class_photo_bytes, photo_bytes
+from tests.runs import finished_run
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PROJECT = "shapes"
 CLASSES = ("stripes", "rings")  # class_photo(0, ...) draws stripes, class_photo(1, ...) rings
 
 
 def open_page(project: str = PROJECT) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["project"] = project
-    at.switch_page("pages/predict.py")
-    return at.run()
+    return open_app(project, "pages/predict.py")
 
 
 def upload(at: AppTest, files: list[tuple[str, bytes]]) -> AppTest:
@@ -220,17 +218,9 @@ def test_a_run_has_the_same_label_on_try_it_train_and_results(trained):
     started = datetime.fromtimestamp(run.created).strftime("%H:%M")
     label = open_page().selectbox(key="predict_run").format_func(1)
     assert label.startswith("Run 1 ·") and started in label
-    train = AppTest.from_file(APP, default_timeout=120)
-    train.session_state["project"] = PROJECT
-    train.switch_page("pages/train.py")
-    train.run()
-    assert not train.exception
+    train = no_exceptions(open_app(PROJECT, "pages/train.py"))
     assert label in [c.value for c in train.caption] + [m.value for m in train.markdown]
-    results = AppTest.from_file(APP, default_timeout=120)
-    results.session_state["project"] = PROJECT
-    results.switch_page("pages/results.py")
-    results.run()
-    assert not results.exception
+    results = no_exceptions(open_app(PROJECT, "pages/results.py"))
     assert results.selectbox(key="results_run").format_func(1) == label
 
 

@@ -8,7 +8,6 @@ import re
 import shutil
 import sqlite3
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,8 +16,6 @@ from core.store import db as storage_db
 from core.store.recovery import RECOVERED_DIR
 from tests.photos import photo_bytes
 from tests.test_integrity import CHILD_TIMEOUT, consistent, spawn
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def contents(project: Project) -> set[str]:
@@ -180,7 +177,7 @@ def test_a_zero_byte_journal_temp_file_left_by_a_crash_is_removed(project):
 
 def test_a_damaged_inner_page_gets_the_restore_and_zip_offer(workspace, monkeypatch):
     """Header intact, a page inside garbled: the Start page explains it, as for a damaged header."""
-    from streamlit.testing.v1 import AppTest
+    from tests.apptest import no_exceptions, open_app
 
     project = create_project("pets", workspace)
     for i in range(40):
@@ -193,10 +190,7 @@ def test_a_damaged_inner_page_gets_the_restore_and_zip_offer(workspace, monkeypa
     for page in range(1, pages):  # every page but the first (the header and the schema) garbled
         data[page * page_size + 8: (page + 1) * page_size] = os.urandom(page_size - 8)
     project.db_path.write_bytes(bytes(data))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["project"] = "pets"
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = no_exceptions(open_app("pets"))
     error = " ".join(e.value for e in at.error)
     assert "cannot be opened" in error and "photos are untouched" in error
     assert "restore the automatic backup" in error
@@ -261,15 +255,11 @@ HOSTILE_CLASS = "__bold__ [x](y) ![i](z) `c`"
 
 @pytest.mark.parametrize("page", ["pages/review.py", "pages/train.py"])
 def test_class_names_are_written_into_markdown_as_plain_text(project, page):
-    from streamlit.testing.v1 import AppTest
+    from tests.apptest import no_exceptions, open_app
 
     project.add_image(HOSTILE_CLASS, photo_bytes(1), source="upload")
     project.add_image("cats", photo_bytes(2), source="upload")
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["project"] = project.name
-    at.switch_page(page)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = no_exceptions(open_app(project.name, page))
     shown = [str(e.value) for kind in (at.markdown, at.caption, at.warning, at.info, at.error, at.success)
              for e in kind]
     assert any("bold" in text for text in shown), "the class name is shown somewhere"

@@ -6,7 +6,6 @@ import io
 import logging
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,9 +18,9 @@ from core.intake.ingest import import_folder
 from core.store.project import Project, create_project, open_project
 from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
 from tests.conftest import shared_dataset
+from tests.apptest import open_app
 from tests.photos import class_photo_bytes, photo_bytes
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 CHECK_TIMEOUT = 120  # seconds: generous, for a loaded machine
 
 
@@ -42,10 +41,7 @@ def ids(project: Project, class_name: str) -> list[int]:
 
 
 def open_review(project: Project, tab: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["project"] = project.name
-    at.switch_page("pages/review.py")
-    at.run()
+    at = open_app(project.name, "pages/review.py")
     if tab:
         at.session_state["review_tab"] = next(t.label for t in at.tabs if tab in t.label)
         at.run()
@@ -89,9 +85,7 @@ def texts(elements) -> str:
 
 
 def test_without_a_project_it_asks_for_one(workspace):
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.switch_page("pages/review.py")
-    at.run()
+    at = open_app(path="pages/review.py")
     assert "Create a project first" in texts(at.info)
 
 

@@ -17,7 +17,6 @@ from core.serving.predictor import load_predictor
 from core.store.run_folder import (FILES, OUTPUTS, RunFolderInvalid, check_outputs, read_evaluation, read_head,
                              read_labels, read_metrics)
 
-ROOT = Path(__file__).resolve().parents[1]
 LITE0 = get_backbone("efficientnet_lite0")
 
 
@@ -199,20 +198,15 @@ def test_a_keras_model_breaking_the_contract_is_refused(tmp_path, outputs, label
 
 def test_try_it_shows_a_sentence_for_a_tampered_run(project):
     """The page catches the one typed error: no 'This app has encountered an error'."""
-    from streamlit.testing.v1 import AppTest
-
+    from tests.apptest import no_exceptions, open_app
     from tests.photos import photo_bytes
 
     run_id = project.create_run({})
     run = head_run(project.run_dir(run_id))
     np.savez(run / "head.npz", kernel=np.zeros((LITE0.feature_dim, 2), np.float32))  # no bias
     project.update_run(run_id, status="completed", summary={"classes": ["ants", "bees"], "val_accuracy": 0.5})
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["project"] = project.name
-    at.switch_page("pages/predict.py")
-    at.run()
-    at.file_uploader(key="predict_uploads").set_value([("x.jpg", photo_bytes(1), "image/jpeg")]).run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = open_app(project.name, "pages/predict.py")
+    no_exceptions(at.file_uploader(key="predict_uploads").set_value([("x.jpg", photo_bytes(1), "image/jpeg")]).run())
     errors = " ".join(e.value for e in at.error)
     assert "could not be loaded" in errors and "bias" in errors
 

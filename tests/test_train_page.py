@@ -11,7 +11,6 @@ import re
 import threading
 import time
 import zipfile
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -29,12 +28,12 @@ from core.serving.predict import MODEL_FILE
 from core.intake.ingest import import_folder
 from core.store.project import Project, create_project
 from core.model.train import TrainConfig
+from tests.apptest import no_exceptions, open_app
 from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
 from tests.conftest import shared_dataset
 from tests.photos import class_photo_bytes
 from tests.runs import finished_run
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 CLASSES = ("stripes", "blobs")
 RUN_TIMEOUT = 300
 
@@ -51,10 +50,7 @@ def two_classes(project: Project) -> Project:
 
 def page(project: Project, path: str = "pages/train.py") -> AppTest:
     """A fresh browser session on a page of the app, with the project picked."""
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.session_state["project"] = project.name
-    at.switch_page(path)
-    return at.run()
+    return open_app(project.name, path)
 
 
 def texts(at: AppTest) -> str:
@@ -62,11 +58,6 @@ def texts(at: AppTest) -> str:
     parts = [e.value for kind in ("markdown", "caption", "success", "info", "warning", "error", "subheader")
              for e in at.get(kind)]
     return "\n".join(str(p) for p in parts)
-
-
-def no_exceptions(at: AppTest) -> AppTest:
-    assert not at.exception, at.exception[0].message
-    return at
 
 
 def wait_until_done(project: Project, run_id: int) -> None:
