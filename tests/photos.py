@@ -51,6 +51,13 @@ def class_photo_bytes(label: int, seed: int) -> bytes:
     return buffer.getvalue()
 
 
+def add_class_photos(project, counts: dict[str, int]) -> None:
+    """Upload class_photo pictures into a project: {class name: number of photos}, the first class drawn as label 0."""
+    for label, (name, n) in enumerate(counts.items()):
+        for i in range(n):
+            project.add_image(name, class_photo_bytes(label, i), source="upload", original_name=f"{name}_{i}.jpg")
+
+
 def zip_bytes(files: dict[str, bytes]) -> bytes:
     """A zip archive of {name inside the archive: bytes}."""
     buffer = io.BytesIO()

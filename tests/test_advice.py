@@ -7,7 +7,7 @@ import pytest
 
 from core.store.project import Project
 from tests.apptest import no_exceptions, open_app
-from tests.photos import class_photo_bytes
+from tests.photos import add_class_photos
 
 ADVICE = "Aim for at least 10 photos per class; 30 or more give a steadier model."
 
@@ -19,9 +19,7 @@ def page_text(project: Project, path: str) -> str:
 
 @pytest.mark.parametrize("path", ["pages/collect.py", "pages/review.py", "pages/train.py"])
 def test_every_page_gives_the_same_photo_advice(project, path):
-    for label, (name, count) in enumerate({"plenty": 14, "thin": 6}.items()):
-        for i in range(count):
-            project.add_image(name, class_photo_bytes(label, i), source="upload", original_name=f"{name}{i}.jpg")
+    add_class_photos(project, {"plenty": 14, "thin": 6})
     text = page_text(project, path)
     assert ADVICE in text
     assert "20 or more" not in text

@@ -25,7 +25,7 @@ from core.store.project import (ClassGone, Project, ProjectDamaged, StoreError, 
 from core.store import db as storage_db
 from core.store.consistency import Consistency
 from tests.bing_standin import bing_standin, loopback_only, standin  # noqa: F401 (fixtures)
-from tests.photos import class_photo_bytes, photo_bytes
+from tests.photos import add_class_photos, photo_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 CHILD_TIMEOUT = 600  # generous: the machine may be loaded
@@ -422,9 +422,7 @@ def test_a_project_from_the_first_release_opens_and_is_upgraded(workspace):
 
 @pytest.mark.slow
 def test_a_photo_deleted_and_one_moved_during_fine_tuning_leave_a_finished_run(project, monkeypatch):
-    for label, name in enumerate(("stripes", "blobs")):
-        for i in range(12):
-            project.add_image(name, class_photo_bytes(label, i), source="upload", original_name=f"{name}_{i}.jpg")
+    add_class_photos(project, {"stripes": 12, "blobs": 12})
     from core.model.train import STAGE_FINETUNE, TrainConfig
 
     real = worker.StoreListener.on_stage

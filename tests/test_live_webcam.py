@@ -13,7 +13,7 @@ import pytest
 from core.store.project import create_project, open_project
 from tests.browser import (assert_no_errors, browser_page, fake_camera_args, loaded_libraries, screenshot,
                            server_pid, streamlit_server, wait_idle, write_y4m)
-from tests.photos import class_photo, class_photo_bytes
+from tests.photos import add_class_photos, class_photo, class_photo_bytes
 from tests.runs import finished_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -22,9 +22,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 def trained_workspace(root: Path) -> Path:
     """'shapes': a finished head-only run with head.npz (the fast path); 'recording': one empty class 'me'."""
     project = create_project("shapes", root)
-    for label, name in enumerate(("stripes", "rings")):
-        for seed in range(12):
-            project.add_image(name, class_photo_bytes(label, seed), source="upload", original_name=f"{name}{seed}.jpg")
+    add_class_photos(project, {"stripes": 12, "rings": 12})
     finished_run(project)
     create_project("recording", root).add_class("me")
     return root

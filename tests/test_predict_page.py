@@ -21,7 +21,7 @@ from core.model.train import TrainConfig
 from tests.browser import (ARTIFACTS, assert_no_errors, browser_page, fake_camera_args, screenshot, streamlit_server,
                            wait_idle)
 from tests.apptest import no_exceptions, open_app
-from tests.photos import class_photo, class_photo_bytes, photo_bytes
+from tests.photos import add_class_photos, class_photo, class_photo_bytes, photo_bytes
 from tests.runs import finished_run
 
 PROJECT = "shapes"
@@ -60,9 +60,7 @@ def trained_home(tmp_path_factory) -> Path:
     """A workspace with one project and one small finished run, trained once for the module."""
     root = tmp_path_factory.mktemp("trained")
     project = create_project(PROJECT, root)
-    for label, name in enumerate(CLASSES):
-        for seed in range(12):
-            project.add_image(name, class_photo_bytes(label, seed), source="upload", original_name=f"{name}{seed}.jpg")
+    add_class_photos(project, {name: 12 for name in CLASSES})
     finished_run(project)
     return root
 

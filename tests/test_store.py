@@ -5,7 +5,7 @@ import pytest
 
 from core.intake.ingest import ImportRefused, import_files, import_folder, import_zip
 from core.store.project import Project, StoreError, create_project, list_projects, open_project, validate_name
-from tests.photos import photo, photo_bytes
+from tests.photos import photo, photo_bytes, zip_bytes
 
 
 @pytest.mark.parametrize("bad", ["", "   ", "..", ".hidden", "a/b", "a\\b", "x" * 65, "con", "what?"])
@@ -126,12 +126,8 @@ def test_runs_and_epochs(project):
 
 
 def make_zip(entries: dict[str, bytes]) -> io.BytesIO:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for name, data in entries.items():
-            zf.writestr(name, data)
-    buffer.seek(0)
-    return buffer
+    """A zip archive as an open file, the way an upload arrives."""
+    return io.BytesIO(zip_bytes(entries))
 
 
 def test_import_files_counts_every_file(project):

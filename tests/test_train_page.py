@@ -31,7 +31,7 @@ from core.model.train import TrainConfig
 from tests.apptest import no_exceptions, open_app
 from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
 from tests.conftest import shared_dataset
-from tests.photos import class_photo_bytes
+from tests.photos import add_class_photos, class_photo_bytes
 from tests.runs import finished_run
 
 CLASSES = ("stripes", "blobs")
@@ -41,9 +41,7 @@ RUN_TIMEOUT = 300
 @pytest.fixture
 def two_classes(project: Project) -> Project:
     """15 photos in each of two classes that a frozen backbone tells apart easily."""
-    for label, name in enumerate(CLASSES):
-        for i in range(15):
-            project.add_image(name, class_photo_bytes(label, i), source="upload", original_name=f"{name}_{i}.jpg")
+    add_class_photos(project, {name: 15 for name in CLASSES})
     project.set_val_share(0.3)
     return project
 

@@ -12,7 +12,7 @@ import pytest
 from core.store.project import Project, create_project
 from core.model.train import STAGE_FINETUNE, TrainConfig
 from tests.browser import browser_page, screenshot, streamlit_server
-from tests.photos import class_photo_bytes
+from tests.photos import add_class_photos
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 REFRESHES = 12
@@ -22,9 +22,7 @@ EPOCHS = 20
 def training_project(root) -> tuple[Project, int]:
     """A project whose run 1 is fine-tuning, reported by this process (alive, so the run is not taken for dead)."""
     project = create_project("refresh", root)
-    for label, name in enumerate(("stripes", "rings")):
-        for seed in range(6):
-            project.add_image(name, class_photo_bytes(label, seed), source="upload", original_name=f"{name}{seed}.jpg")
+    add_class_photos(project, {"stripes": 6, "rings": 6})
     run_id = project.create_run(TrainConfig(unfreeze_blocks=2).to_dict())
     project.update_run(run_id, status="running", pid=os.getpid())
     return project, run_id
