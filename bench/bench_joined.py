@@ -27,9 +27,11 @@ resize and embed as is and mirrored, nothing cached), from the pace on a sample 
 speed, per choice, interleaved: Try it per photo (the app's predictor, one decoded photo at a time, median) and
 webcam frames the server's live path classifies a second (an upper bound on what bench_live shows).
 
-costs, per set and choice, trained on split 0: Try it per photo, the sizes of the files the app and the downloads use, and the top-1 agreement of the exported TFLite
-model (one input at the largest member's size, the smaller members resized in the graph) with the app's
-predictor (each member fed by PIL at its own size, as the embeddings were made) on the validation photos.
+costs, per set and choice, trained on split 0: Try it per photo, the sizes of the files the app and the downloads use,
+and the top-1 agreement of the downloads (model.tflite and model.keras: one input at the largest member's size, the
+smaller members resized in the graph) with the app's predictor (the members' LiteRT files, the smaller ones resizing
+the same photo in their graph, as the embeddings were made) on the validation photos, with the largest difference of
+a probability.
 Live pictures a second come from `python -m bench.bench_live --backbone NAME`.
 """
 
@@ -248,7 +250,8 @@ def costs(sets: list[str], choices: list[str]) -> None:
     from core.model.backbones import get_backbone
     from core.model.embed import litert_backbone
     from core.serving.export import TFLITE_FILES, assemble_downloads
-    from core.serving.predict import decode_upload
+    from core.images import load_rgb
+    from core.serving.predict import Classifier, decode_upload
     from core.serving.predictor import load_predictor
     from core.jobs.pipeline import train_and_save
     from core.model.train import TrainConfig
@@ -271,19 +274,24 @@ def costs(sets: list[str], choices: list[str]) -> None:
                     start = time.perf_counter()
                     predictor.predict_images([image])
                     times.append(time.perf_counter() - start)
-                app_top = predictor.predict_paths([s.path for s in data.val])[0].argmax(axis=1)
-                exported = load_predictor_from(run / TFLITE_FILES[False], spec.input_size)
-                export_top = exported([s.path for s in data.val]).argmax(axis=1)
-                app_mb = sum(litert_backbone(m).stat().st_size for m in spec.members) / 1e6
+                paths = [s.path for s in data.val]
+                app = predictor.predict_paths(paths)[0]
+                exported = load_predictor_from(run / TFLITE_FILES[False], spec.input_size)(paths)
+                keras_model = Classifier.load(run)
+                downloaded = np.concatenate([keras_model.probabilities(np.stack(
+                    [load_rgb(p, spec.input_size) for p in paths[i:i + 16]]).astype(np.float32))
+                    for i in range(0, len(paths), 16)])
+                app_mb = sum(litert_backbone(m).stat().st_size for m in spec.parts) / 1e6
                 rows.append([name, short(choice), f"{1000 * statistics.median(times):.0f}", f"{app_mb:.1f}",
                              f"{(run / TFLITE_FILES[False]).stat().st_size / 1e6:.1f}",
                              f"{(run / 'model.keras').stat().st_size / 1e6:.1f}",
-                             f"{(app_top == export_top).mean():.3f}", len(app_top)])
+                             *[f"{(app.argmax(1) == other.argmax(1)).mean():.3f} ({np.abs(app - other).max():.0e})"
+                               for other in (exported, downloaded)], len(app)])
                 print("done:", rows[-1], file=sys.stderr, flush=True)
-    print("\nTry it (one decoded photo, median of 24), sizes, and the exported model.tflite's top-1 agreement with the "
-          "app's predictor on split 0's validation photos")
-    print(table(["set", "backbone", "Try it ms", "app LiteRT MB", "model.tflite MB", "model.keras MB", "agreement",
-                 "photos"], rows))
+    print("\nTry it (one decoded photo, median of 24), sizes, and the downloads' top-1 agreement with the app's "
+          "predictor on split 0's validation photos (in brackets the largest difference of a probability)")
+    print(table(["set", "backbone", "Try it ms", "app LiteRT MB", "model.tflite MB", "model.keras MB",
+                 "model.tflite agrees", "model.keras agrees", "photos"], rows))
 
 
 def speed(choices: list[str], rounds: int) -> None:
