@@ -1,6 +1,6 @@
 """Offline backbones alone and joined by '+': accuracy on three splits of each shared set, and what joining costs.
 
-    python -m bench.bench_joined [accuracy] [methods] [unseen] [preparation] [speed] [costs]
+    python -m bench.bench_joined [accuracy] [methods] [pixels] [unseen] [preparation] [speed] [costs]
         [--sets flowers5,hymenoptera,groceries25] [--choices A,B+C,...] [--cost-choices A,B+C,...]
         [--photos N] [--rounds N] [--method-splits N] [--workers N]
 
@@ -17,6 +17,10 @@ splits up to --method-splits in all; each split scored as the model answers (mir
 gain given as a paired difference with its standard error. Three splits of 120 flowers move by a photo or two: the
 choice of method and of the joined choice listed first were made on 15-20 splits. --workers N solves N heads at once,
 one BLAS thread each (on a machine with more cores than this one).
+
+pixels (not run by default): the joined head, as in methods, on the smaller members' vectors as the app makes them
+(the photo at the joined size, resized in their graph as the downloads do) against each member's own (PIL's resize of
+the decoded photo to its size, the app's way until 2026-12-04), paired over --method-splits splits.
 
 unseen, per set with a val/ folder and choice (Lite0 and the joined choices offered): trained as a project on
 train/ (its own validation split), scored once on val/, photos it never saw.
@@ -182,6 +186,39 @@ def methods(sets: list[str], choices: list[str], splits: int, workers: int) -> N
           "(5 hash + seeded random), mirror-averaged validation")
     print(table(["set", "backbone", "splits", "raw acc", "scaled acc", "gain pts ± se", "raw log loss",
                  "scaled log loss", "change ± se"], rows))
+
+
+def pixels(sets: list[str], choices: list[str], splits: int) -> None:
+    """The joined head on the smaller members' vectors as the app makes them (the joined-size photo resized in their
+    graph, as the downloads do: `JoinedSpec.parts`) against each member's own (PIL's resize of the decoded photo to
+    its size, the app's way until 2026-12-04), paired over the same splits, mirror-averaged."""
+    from core.model.backbones import get_backbone
+    from core.model.embed import embed_views
+
+    rows = []
+    for name in sets:
+        samples, class_names = all_photos(name)
+        labels = np.array([s.label for s in samples])
+        paths, shas = [s.path for s in samples], [s.sha256 for s in samples]
+        masks = method_splits(splits, len(samples), samples)
+        for choice in choices:
+            spec = get_backbone(choice)
+            sizes = [m.feature_dim for m in spec.members]
+            graph = [v.vectors.astype(np.float32) for v in embed_views(paths, shas, spec)]
+            own = [embed_views(paths, shas, m) for m in spec.members]
+            own = [np.concatenate([o[v].vectors for o in own], axis=1).astype(np.float32) for v in (0, 1)]
+            scores = {way: [_method_job((name, choice, i, "scaled", (*views, labels, mask, len(class_names), sizes)))[4:]
+                            for i, mask in enumerate(masks)] for way, views in (("own", own), ("graph", graph))}
+            gain = [100 * (g[0] - o[0]) for o, g in zip(scores["own"], scores["graph"])]
+            rows.append([name, short(choice), splits, *[f"{statistics.mean(s[0] for s in scores[w]):.3f}"
+                                                        for w in ("own", "graph")],
+                         f"{statistics.mean(gain):+.2f} ± {statistics.stdev(gain) / splits ** 0.5:.2f}",
+                         *[f"{statistics.mean(s[1] for s in scores[w]):.3f}" for w in ("own", "graph")]])
+            print("done:", rows[-1], file=sys.stderr, flush=True)
+    print(f"\nSmaller members fed their own PIL resize vs the joined-size photo resized in the graph, {splits} splits, "
+          "mirror-averaged validation, joined head")
+    print(table(["set", "backbone", "splits", "own acc", "graph acc", "change pts ± se", "own log loss",
+                 "graph log loss"], rows))
 
 
 def _one_thread() -> None:
@@ -372,6 +409,8 @@ def main() -> None:
         preparation(args.sets.split(","), args.cost_choices.split(","), args.photos)
     if "speed" in args.parts:
         speed(args.cost_choices.split(","), args.rounds)
+    if "pixels" in args.parts:
+        pixels(args.sets.split(","), [c for c in args.choices.split(",") if "+" in c], args.method_splits)
     if "costs" in args.parts:
         costs(args.sets.split(","), args.cost_choices.split(","))
 
