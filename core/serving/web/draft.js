@@ -147,6 +147,49 @@ for (let i = 0; i < 256; i++) {
 }
 const clamp = (v) => (v < 0 ? 0 : v > 255 ? 255 : v);
 
+// jdsample.c: a component's samples brought to the output's resolution. Twice as wide or twice as tall is "fancy"
+// (a 3:1 triangle filter, its edges repeated) when the scale allows (libjpeg-turbo: not at 1/8), repeated samples
+// otherwise; null for the layouts not done here (both ways at once: 4:2:0 never needs it when scaled).
+function upsample(samples, across, down, fancy) {
+  if (across === 1 && down === 1) return samples;
+  const {plane, stride, width, height} = samples;
+  if (!Number.isInteger(across) || !Number.isInteger(down)) return null;
+  const outStride = stride * across, out = new Uint8Array(outStride * height * down);
+  if (fancy && across === 2 && down === 1 && width > 2) { // h2v1_fancy_upsample
+    for (let y = 0; y < height; y++) {
+      const i = y * stride, o = y * outStride;
+      out[o] = plane[i];
+      out[o + 1] = (plane[i] * 3 + plane[i + 1] + 2) >> 2;
+      for (let x = 1; x < width - 1; x++) {
+        const near = plane[i + x] * 3;
+        out[o + 2 * x] = (near + plane[i + x - 1] + 1) >> 2;
+        out[o + 2 * x + 1] = (near + plane[i + x + 1] + 2) >> 2;
+      }
+      const last = width - 1;
+      out[o + 2 * last] = (plane[i + last] * 3 + plane[i + last - 1] + 1) >> 2;
+      out[o + 2 * last + 1] = plane[i + last];
+    }
+    return {plane: out, stride: outStride};
+  }
+  if (fancy && across === 1 && down === 2) { // h1v2_fancy_upsample: the rows beyond the edges repeat the edge rows
+    for (let y = 0; y < height; y++) {
+      const near = y * stride, above = Math.max(y - 1, 0) * stride, below = Math.min(y + 1, height - 1) * stride;
+      const top = 2 * y * outStride, bottom = top + outStride;
+      for (let x = 0; x < width; x++) {
+        out[top + x] = (plane[near + x] * 3 + plane[above + x] + 1) >> 2;
+        out[bottom + x] = (plane[near + x] * 3 + plane[below + x] + 2) >> 2;
+      }
+    }
+    return {plane: out, stride: outStride};
+  }
+  if (fancy && across === 2 && down === 2) return null;
+  for (let y = 0; y < height * down; y++) { // h2v1_upsample, int_upsample: each sample repeated
+    const i = Math.floor(y / down) * stride, o = y * outStride;
+    for (let x = 0; x < stride * across; x++) out[o + x] = plane[i + Math.floor(x / across)];
+  }
+  return {plane: out, stride: outStride};
+}
+
 // Pillow's JpegImageFile.draft(mode, (width // factor, height // factor)): the libjpeg scale it asks for.
 export function draftScale(width, height, factor) {
   const scale = Math.min(Math.floor(width / Math.floor(width / factor)), Math.floor(height / Math.floor(height / factor)));
@@ -173,7 +216,7 @@ export function jpegSize(bytes) {
 
 // The JPEG decoded at 1/scale as libjpeg-turbo does with scale_denom = scale (islow, fancy upsampling, the library's
 // defaults, which Pillow's draft mode keeps): {data: RGB bytes, width, height}, or null for a file this decoder does
-// not match libjpeg on (arithmetic coding, 12-bit, CMYK or RGB-coded colour, chroma that would need upsampling).
+// not match libjpeg on (arithmetic coding, 12-bit, CMYK or RGB-coded colour, chroma upsampled both ways at once).
 export function decodeScaled(bytes, scale) {
   const jpeg = parseJpeg(bytes);
   const frame = jpeg.frame, components = jpeg.components;
@@ -192,14 +235,18 @@ export function decodeScaled(bytes, scale) {
     let size = minSize;
     while (size < 8 && (frame.maxH * minSize) % (component.h * size * 2) === 0
            && (frame.maxV * minSize) % (component.v * size * 2) === 0) size *= 2;
-    if (component.h * size !== frame.maxH * minSize || component.v * size !== frame.maxV * minSize) return null;
     const rows = component.blocks.length, columns = component.blocks[0].length, stride = columns * size;
     const plane = new Uint8Array(stride * rows * size), idct = IDCTS[size], quant = component.quantizationTable;
     for (let r = 0; r < rows; r++) {
       const row = component.blocks[r];
       for (let c = 0; c < columns; c++) idct(row[c], quant, plane, stride, r * size * stride + c * size, ws);
     }
-    planes.push({plane, stride});
+    const across = frame.maxH * minSize / (component.h * size), down = frame.maxV * minSize / (component.v * size);
+    const samples = {plane, stride, width: Math.ceil(frame.samplesPerLine * component.h * size / (frame.maxH * 8)),
+                     height: Math.ceil(frame.scanLines * component.v * size / (frame.maxV * 8))};
+    const upsampled = upsample(samples, across, down, minSize > 1);
+    if (!upsampled) return null;
+    planes.push(upsampled);
   }
   const data = new Uint8Array(width * height * 3);
   if (planes.length === 1) {
