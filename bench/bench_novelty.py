@@ -16,11 +16,19 @@ novelty score with the top probability (what the "not sure" bar looks at) on the
   is what the Results page would promise (each class hidden from the reference in turn).
 Then: the reference subsampled to a quarter (as a 50,000-photo project would be) measures the same,
 and the score's cost per photo beside the backbone's.
+
+    TRANSFERLAB_CACHE=/work/cache python -m bench.bench_novelty --unfreeze-blocks 2 [--only flowers5]
+
+measures fine-tuned runs instead (their novelty check is on the tuned trunk's features): each run is trained and
+saved as the app does (`train_and_save`), and its photos are scored by the saved model as Try it does
+(`load_predictor(...).score_paths`); the photos of other kinds are a random draw of at most UNKNOWN_PHOTOS per set.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,12 +43,15 @@ from core.serving.evaluate import photo_files  # noqa: E402
 from core.images import sha256_hex  # noqa: E402
 from core.model.novelty import (FALSE_ALARMS, MAX_REFERENCE_BYTES, MAX_REFERENCE_ROWS, auroc,  # noqa: E402
                           build_reference, confident_share, flagged_share, threshold_for)
-from core.jobs.pipeline import data_from_folders  # noqa: E402
+from core.jobs.pipeline import data_from_folders, train_and_save  # noqa: E402
+from core.model.novelty import NoveltySettings  # noqa: E402
+from core.serving.predictor import load_predictor  # noqa: E402
 from core.model.train import Sample, TrainConfig, TrainData, train  # noqa: E402
 
 BACKBONE = "efficientnet_lite0"
 HELD_OUT_DRAWS = 3
 HELD_OUT = 5
+UNKNOWN_PHOTOS = 600  # per set of other kinds, for fine-tuned runs (scored through the saved model: ~0.1 s a photo)
 
 
 def embeddings(paths: list[Path]) -> np.ndarray:
@@ -57,23 +68,23 @@ def test_split(data: TrainData, share: float = 0.2) -> tuple[TrainData, list[Sam
             [s for s in data.train + data.val if s.sha256 in test])
 
 
-def measure(name: str, data: TrainData, test: list[Sample], others: dict[str, list[Path]]) -> list[list]:
+def measure(name: str, data: TrainData, test: list[Sample], others: dict[str, list[Path]],
+            unfreeze_blocks: int = 0) -> list[list]:
     """Train as the app does; the rows of the table for each set of other photos."""
+    if unfreeze_blocks:
+        return measure_fine_tuned(name, data, test, others, unfreeze_blocks)
     result = train(data, TrainConfig(backbone=BACKBONE))
     reference, settings = result.novelty
     test_x = embeddings([s.path for s in test])
     labels = np.array([s.label for s in test])
     head_probabilities = result.head.probabilities(test_x)
-    accuracy = float((head_probabilities.argmax(axis=1) == labels).mean())
     known = reference.scores(test_x)
     rows = []
     for other, paths in others.items():
         x = embeddings(paths)
         unknown = reference.scores(x)
-        rows.append([name, other, len(paths), f"{flagged_share(unknown, settings.threshold):.3f}",
-                     f"{flagged_share(known, settings.threshold):.3f}", f"{auroc(known, unknown):.3f}",
-                     f"{auroc(-head_probabilities.max(axis=1), -result.head.probabilities(x).max(axis=1)):.3f}",
-                     f"{settings.caught_hidden():.3f}", f"{accuracy:.3f}"])
+        rows.append(row(name, other, settings, (head_probabilities, known, labels),
+                        (result.head.probabilities(x), unknown)))
         if name.startswith("groceries25 model") and other == "flowers5":
             quarter = build_reference([reference.vectors], np.zeros(len(reference.vectors)),
                                       max_bytes=len(reference.vectors) * reference.vectors.shape[1] // 2)
@@ -85,6 +96,37 @@ def measure(name: str, data: TrainData, test: list[Sample], others: dict[str, li
                   f"{auroc(small, quarter.scores(x)):.3f}, false alarms {flagged_share(known, settings.threshold):.3f}"
                   f" vs {flagged_share(small, threshold):.3f}", flush=True)
     return rows
+
+
+def row(name: str, other: str, settings: NoveltySettings, known: tuple, unknown: tuple) -> list:
+    """One line of the table: (probabilities, novelty, labels) of the model's own test photos, (probabilities,
+    novelty) of the photos of other kinds."""
+    probabilities, scores, labels = known
+    accuracy = float((probabilities.argmax(axis=1) == labels).mean())
+    return [name, other, len(unknown[1]), f"{flagged_share(unknown[1], settings.threshold):.3f}",
+            f"{flagged_share(scores, settings.threshold):.3f}", f"{auroc(scores, unknown[1]):.3f}",
+            f"{auroc(-probabilities.max(axis=1), -unknown[0].max(axis=1)):.3f}", f"{settings.caught_hidden():.3f}",
+            f"{accuracy:.3f}"]
+
+
+def measure_fine_tuned(name: str, data: TrainData, test: list[Sample], others: dict[str, list[Path]],
+                       unfreeze_blocks: int) -> list[list]:
+    """A fine-tuned run trained and saved as the app does, its photos scored by the saved model."""
+    with tempfile.TemporaryDirectory() as folder:
+        metrics, _ = train_and_save(data, TrainConfig(backbone=BACKBONE, unfreeze_blocks=unfreeze_blocks),
+                                    Path(folder) / "run")
+        run = Path(folder) / "run"
+        print(f"{name}: fine-tuned ({metrics['finetune_path']}), kept the head: {metrics['finetune_kept_head']}, "
+              f"{metrics['train_seconds']:.0f} s", flush=True)
+        predictor, settings = load_predictor(run, keras=False), NoveltySettings.load(run)
+        probabilities, known, ok = predictor.score_paths([s.path for s in test])
+        labels = np.array([test[i].label for i in ok])
+        rows = []
+        for other, paths in others.items():
+            draw = np.random.default_rng(0).permutation(len(paths))[:UNKNOWN_PHOTOS]
+            unknown_probabilities, unknown, _ = predictor.score_paths([paths[i] for i in sorted(draw)])
+            rows.append(row(name, other, settings, (probabilities, known, labels), (unknown_probabilities, unknown)))
+        return rows
 
 
 def held_out(data: TrainData, seed: int) -> tuple[str, TrainData, list[Sample], list[Path]]:
@@ -122,23 +164,31 @@ def speed(reference_rows: int, dim: int = 1280, photos: int = 200) -> None:
           f"reference rows ({score_ms / embed_ms:.1%} of the backbone)")
 
 
-def main() -> None:
+def main(unfreeze_blocks: int = 0, only: str | None = None) -> None:
     flowers, groceries, hymenoptera = dataset("flowers5"), dataset("groceries25"), dataset("hymenoptera")
-    unseen = data_from_folders(flowers / "val")
-    rows = measure("flowers5 model", data_from_folders(flowers / "train"), unseen.train + unseen.val,
-                   {"groceries25": photo_files(groceries)})
+    rows = []
+    if only in (None, "flowers5"):
+        unseen = data_from_folders(flowers / "val")
+        rows += measure("flowers5 model", data_from_folders(flowers / "train"), unseen.train + unseen.val,
+                        {"groceries25": photo_files(groceries)}, unfreeze_blocks)
     all_groceries = data_from_folders(groceries / "train")
-    trained, test = test_split(all_groceries)
-    rows += measure("groceries25 model", trained, test,
-                    {"flowers5": photo_files(flowers), "hymenoptera": photo_files(hymenoptera)})
-    for seed in range(HELD_OUT_DRAWS):
+    if only in (None, "groceries25"):
+        trained, test = test_split(all_groceries)
+        rows += measure("groceries25 model", trained, test,
+                        {"flowers5": photo_files(flowers), "hymenoptera": photo_files(hymenoptera)}, unfreeze_blocks)
+    for seed in range(HELD_OUT_DRAWS if only in (None, "held-out") else 0):
         names, trained, test, hidden = held_out(all_groceries, seed)
-        rows += measure(f"groceries20 model #{seed}", trained, test, {f"held out: {names}": hidden})
+        rows += measure(f"groceries20 model #{seed}", trained, test, {f"held out: {names}": hidden}, unfreeze_blocks)
     print(table(["model", "shown", "photos", "caught", "false alarms", "AUROC novelty", "AUROC top prob.",
                  "hidden est.", "accuracy"], rows))
     print("accuracy: top-1 on the model's own test photos; the novelty check never changes the top class.")
-    speed(min(MAX_REFERENCE_ROWS, MAX_REFERENCE_BYTES // (2 * 1280)))
+    if not unfreeze_blocks:
+        speed(min(MAX_REFERENCE_ROWS, MAX_REFERENCE_BYTES // (2 * 1280)))
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--unfreeze-blocks", type=int, default=0, help="fine-tune this many top blocks (0: head only)")
+    parser.add_argument("--only", choices=["flowers5", "groceries25", "held-out"], help="one of the models")
+    arguments = parser.parse_args()
+    main(arguments.unfreeze_blocks, arguments.only)

@@ -207,8 +207,8 @@ def unfamiliar_photos(run: RunRecord) -> None:
         st.warning(f"The check for photos unlike your classes cannot be read: {ui.md(exc)}")
         return
     if settings is None:
-        st.caption("This run has no check for photos unlike your classes (runs that retrained part of the network, "
-                   "and runs from before the check existed, have none): it always names one of your classes.")
+        st.caption("This run has no check for photos unlike your classes (runs from before the check existed have "
+                   "none): it always names one of your classes.")
         return
     if not settings.own_scores:
         st.caption("This run had too few photos to set its check for photos unlike your classes.")

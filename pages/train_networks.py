@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.jobs import api as jobs
 from core.model import api as model
 from core.model.api import OFFERED, REGISTRY, BackboneSpec, backbone_label, get_backbone
 from core.store.api import Project
@@ -48,7 +49,7 @@ def backbone_picker(project: Project, busy: bool) -> BackboneSpec:
         "Parameters": st.column_config.TextColumn(width="small", help="Numbers inside the network: its size."),
     })
     unmeasured = [n for n in names if n not in model.cached_speeds()]
-    task = model.measuring()
+    task = jobs.measuring()
     view = task.view() if task else None
     timing = view is not None and view.running
     st.button("⏱️ Measure speed on this computer" if unmeasured else "⏱️ Measure speed again",

@@ -1,21 +1,21 @@
-"""The Train page's speed-timing panel: time the networks on this computer in the background and show the
-timing while it runs."""
+"""The Train page's speed-timing panel: time the networks on this computer (in the worker process, in the
+background) and show the timing while it runs."""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from core.jobs import api as jobs
 from core.jobs.api import Busy
-from core.model import api as model
 from core.model.api import REGISTRY
 from pages import ui
 
 
 def start_measuring(names: list[str]) -> None:
     """Button callback: time the networks in the background (a finished timing's report is dropped first)."""
-    model.forget_measuring()
+    jobs.forget_measuring()
     try:
-        model.start_measuring([REGISTRY[name] for name in names])
+        jobs.start_measuring([REGISTRY[name] for name in names])
     except Busy as exc:  # another tab started one a moment ago: this page shows that one
         st.session_state["speed_busy"] = str(exc)
 
@@ -23,7 +23,7 @@ def start_measuring(names: list[str]) -> None:
 def measuring_view(timing: bool, timed: int) -> None:
     """The timing in progress (polled while it runs), then what could not be timed or why it stopped; `timed`:
     how many networks were done when the page was drawn."""
-    task = model.measuring()
+    task = jobs.measuring()
     view = task.view() if task else None
     if timing and not (view and view.running and view.done == timed):
         st.rerun()  # a network was timed, or the timing ended: redraw the page, its tables have the new figures

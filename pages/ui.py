@@ -29,6 +29,10 @@ def _leave_pages_folder_mode() -> None:
     """
     from streamlit.runtime.pages_manager import PagesManager
 
+    # The bare run also lists every file of pages/ in the sidebar (app, charts, ... ui, webcam) until the rerun's
+    # navigation replaces them: .streamlit/config.toml hides the sidebar navigation, so that list is never drawn, and
+    # app.py's is shown again from here (a setting of the server: for every session from now on).
+    st.set_option("client.showSidebarNavigation", True)
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         st.rerun()

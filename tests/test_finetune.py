@@ -136,6 +136,38 @@ def test_a_fine_tuned_run_checks_novelty_on_its_tuned_features_everywhere_it_pre
     np.testing.assert_allclose(load_predictor(run, keras=False).outputs(pixels)[1], expected, atol=2e-3)
 
 
+def test_a_run_fine_tuned_on_streamed_photos_checks_novelty_on_its_tuned_features(folders, tmp_path, monkeypatch):
+    """Too large to cache the boundary (here: made so): the reference is the tuned trunk's pooled features of the
+    training photos and their mirror images, from one more pass over them, and model.keras scores with it."""
+    import keras
+
+    from core.model.novelty import load_novelty
+
+    monkeypatch.setattr(activations, "cacheable", lambda *args: False)
+    data = data_from_folders(folders / "train", val_split=0.0)
+    cfg = TrainConfig(unfreeze_blocks=1, finetune_epochs=1, finetune_learning_rate=1e-3, batch_size=8)
+    run = tmp_path / "run"
+    metrics, model = train_and_save(data, cfg, run, assemble=False)
+    assert metrics["finetune_path"] == "streamed" and not metrics["finetune_kept_head"]
+    check = load_novelty(run, SPEC.feature_dim)
+    assert check is not None, "a run fine-tuned on streamed photos keeps a novelty check"
+    reference, settings = check
+    assert len(reference.vectors) == 2 * len(data.train) and len(settings.left_out_scores) == len(data.train)
+
+    def tuned(pixels: np.ndarray) -> np.ndarray:  # the saved model's trunk, BatchNorm in inference mode
+        features = model.get_layer("backbone")(pixels, training=False)
+        return keras.ops.convert_to_numpy(model.get_layer("pooled")(features))
+
+    train_pixels = np.stack([load_rgb(s.path, SPEC.input_size) for s in data.train]).astype(np.float32)
+    expected = unit(np.concatenate([tuned(train_pixels), tuned(train_pixels[:, :, ::-1])]))
+    np.testing.assert_allclose(reference.vectors.astype(np.float32), expected, atol=2e-3)
+
+    pixels = np.stack([load_rgb(p, SPEC.input_size) for p in photos(folders, 6)]).astype(np.float32)
+    probabilities, novelty = Classifier.load(run).outputs(pixels)
+    assert probabilities.shape == (6, 2)
+    np.testing.assert_allclose(novelty, reference.scores(tuned(pixels)), atol=2e-3)
+
+
 def model_file_name(run: Path) -> str:
     from core.serving.predictor import model_file
 

@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.store.project import create_project, list_projects
-from tests.browser import assert_no_errors, browser_page, streamlit_server, wait_idle
+from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -91,4 +91,35 @@ def test_browser_a_fresh_server_first_asked_for_a_page_runs_it_inside_the_app(wo
         wait_idle(page)
         page.get_by_text("3 · Train").first.wait_for(timeout=30_000)  # app.py's navigation, not the pages/ file list
         assert "/review" in page.url
+        assert_no_errors(page)
+
+
+# Every link text the sidebar's page navigation ever shows, recorded from the first paint on.
+RECORD_NAVIGATION = """
+window.navigationSeen = new Set();
+new MutationObserver(() => {
+  for (const link of document.querySelectorAll('[data-testid="stSidebarNav"] a'))
+    window.navigationSeen.add(link.innerText.replace(/\\s+/g, ' ').trim());
+}).observe(document, {subtree: true, childList: true, characterData: true});
+"""
+APP_PAGES = {"🏠 Start", "📷 1 · Collect photos", "🧹 2 · Review dataset", "🏋️ 3 · Train", "📊 4 · Results & export",
+             "🔮 5 · Try it"}
+
+
+@pytest.mark.browser
+def test_browser_the_first_page_after_a_start_never_lists_the_pages_folder(workspace):
+    """Item 10 of issue 20: a server's first run (Streamlit's pages/ folder mode) sent every pages/*.py to the
+    sidebar (app, charts, ... ui, webcam) before app.py's navigation replaced them. From the first paint on, the
+    sidebar shows only the app's pages, in the first tab and in the next."""
+    with streamlit_server(workspace) as url, browser_page() as page:
+        page.add_init_script(RECORD_NAVIGATION)
+        page.goto(url, wait_until="commit")
+        page.wait_for_selector('[data-testid="stSidebarNav"]', timeout=120_000)
+        screenshot(page, "sidebar-first-load")  # as early as the sidebar has a navigation
+        wait_idle(page, 120_000)
+        assert page.evaluate("[...window.navigationSeen]") and set(page.evaluate("[...window.navigationSeen]")) \
+            == APP_PAGES
+        page.goto(f"{url}/train")  # another page, a new session
+        wait_idle(page, 120_000)
+        assert set(page.evaluate("[...window.navigationSeen]")) == APP_PAGES
         assert_no_errors(page)

@@ -7,8 +7,10 @@ test drives the real server on the flowers5 photos and leaves screenshots in tes
 from __future__ import annotations
 
 import json
+import os
 import re
-import threading
+import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -34,7 +36,8 @@ from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_
 from tests.conftest import shared_dataset
 from tests.photos import class_photo_bytes
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
 CLASSES = ("stripes", "blobs")
 RUN_TIMEOUT = 300
 
@@ -182,46 +185,55 @@ def test_a_class_without_training_photos_is_refused_clearly(two_classes):
     assert not two_classes.runs()
 
 
-def test_speed_is_measured_on_demand_and_shown_relative(two_classes, monkeypatch, tmp_path):
-    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path))  # the made-up timings stay out of the shared cache
-    monkeypatch.setattr(speed, "time_backbone", lambda spec: (spec.params / 1e6, "fake"))
+@pytest.fixture
+def stand_in_timing(monkeypatch, tmp_path) -> Path:
+    """The worker times networks by their size without building them (`speed.STANDIN_ENV`), into a cache of this
+    test's own; the folder returned holds its hold-/fail- files."""
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "cache"))  # the made-up timings stay out of the shared cache
+    folder = tmp_path / "timing"
+    folder.mkdir()
+    monkeypatch.setenv(speed.STANDIN_ENV, str(folder))
+    return folder
+
+
+def test_speed_is_measured_on_demand_in_the_worker_and_shown_relative(two_classes, stand_in_timing):
     at = page(two_classes)
     assert set(at.dataframe[0].value["Speed here"]) == {"not measured yet"}
     at.button(key="measure_speed").click().run()
-    assert speed.measuring().wait(RUN_TIMEOUT)
+    assert jobs.measuring().wait(RUN_TIMEOUT)
     table = no_exceptions(page(two_classes)).dataframe[0].value.set_index("Network")  # after a refresh too
     assert table.loc["MobileNetV2", "Speed here"].startswith("fastest")
     assert table.loc["ResNet-50", "Speed here"].startswith("10.4× slower")
+    assert {entry["engine"] for entry in speed.cached_speeds().values()} == {speed.STANDIN_ENGINE}  # the worker's
     assert set(speed.cached_speeds()) == set(REGISTRY)
+    assert not list((speed.speed_file().parent / "timing").iterdir())  # every answer read and removed
 
 
-def test_speed_is_measured_in_the_background_one_timing_at_a_time(two_classes, monkeypatch, tmp_path):
-    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path))
-    release, timed = threading.Event(), []
+def wait_until(condition, what: str) -> None:
+    deadline = time.time() + RUN_TIMEOUT
+    while not condition():
+        assert time.time() < deadline, what
+        time.sleep(0.05)
 
-    def slow_timing(spec):
-        timed.append(spec.name)
-        if len(timed) == 2:
-            assert release.wait(RUN_TIMEOUT)
-        if spec.name == "convnext_tiny":
-            raise MemoryError("not enough memory")
-        return spec.params / 1e6, "fake"
 
-    monkeypatch.setattr(speed, "time_backbone", slow_timing)
+def test_speed_is_measured_in_the_background_one_timing_at_a_time(two_classes, stand_in_timing):
+    first, *others = REGISTRY
+    for name in others:
+        (stand_in_timing / f"hold-{name}").touch()
+    (stand_in_timing / "fail-convnext_tiny").write_text("not enough memory")
     at = page(two_classes)
     at.button(key="measure_speed").click().run()  # returns at once: the timing runs on its own
     assert no_exceptions(at).button(key="measure_speed").disabled
     fresh = no_exceptions(page(two_classes))  # a refresh, or a second tab
     assert fresh.button(key="measure_speed").disabled and fresh.button(key="stop_measuring")
-    deadline = time.time() + RUN_TIMEOUT
-    while len(timed) < 2:
-        assert time.time() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: speed.cached_speeds(), "the first network was never timed")
+    assert list(speed.cached_speeds()) == [first]  # the next waits: one network at a time
     assert "Timing " in no_exceptions(page(two_classes)).get("progress")[0].proto.text
-    first = REGISTRY[timed[0]].label
-    assert page(two_classes).dataframe[0].value.set_index("Network").loc[first, "Speed here"] != "not measured yet"
-    release.set()
-    assert speed.measuring().wait(RUN_TIMEOUT)
+    table = page(two_classes).dataframe[0].value.set_index("Network")
+    assert table.loc[REGISTRY[first].label, "Speed here"] != "not measured yet"
+    for name in others:
+        (stand_in_timing / f"hold-{name}").unlink()
+    assert jobs.measuring().wait(RUN_TIMEOUT)
     done = no_exceptions(page(two_classes))
     assert "ConvNeXt-Tiny could not be timed: MemoryError: not enough memory" in texts(done)
     assert not done.button(key="measure_speed").disabled
@@ -229,23 +241,34 @@ def test_speed_is_measured_in_the_background_one_timing_at_a_time(two_classes, m
     assert "estimated from a reference laptop" not in texts(done)  # the advice uses the figures measured here
 
 
-def test_a_timing_can_be_stopped_between_networks(two_classes, monkeypatch, tmp_path):
-    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path))
-    release = threading.Event()
-
-    def slow_timing(spec):
-        assert release.wait(RUN_TIMEOUT)
-        return 1.0, "fake"
-
-    monkeypatch.setattr(speed, "time_backbone", slow_timing)
+def test_a_timing_can_be_stopped_between_networks(two_classes, stand_in_timing):
+    for name in REGISTRY:
+        (stand_in_timing / f"hold-{name}").touch()
     at = page(two_classes)
     at.button(key="measure_speed").click().run()
     at.button(key="stop_measuring").click().run()
     assert "Stopping after the network being timed" in texts(no_exceptions(at))
-    release.set()
-    assert speed.measuring().wait(RUN_TIMEOUT)
+    for name in REGISTRY:
+        (stand_in_timing / f"hold-{name}").unlink()
+    assert jobs.measuring().wait(RUN_TIMEOUT)
     assert len(speed.cached_speeds()) == 1
     assert "Timing stopped" in texts(no_exceptions(page(two_classes)))
+
+
+@pytest.mark.slow
+def test_timing_a_network_imports_no_keras_in_the_server(tmp_path):
+    """The server runs the Train page: once Keras is imported there, every page run pays for it (issue 20). The
+    timing, real here (random weights, LiteRT), happens in the worker."""
+    script = ("import sys; from core.jobs.timing import start_measuring; from core.jobs.server import WORKER; "
+              "from core.model.speed import cached_speeds; from core.model.backbones import REGISTRY; "
+              "task = start_measuring([REGISTRY['mobilenet_v2']]); assert task.wait(600); "
+              "assert task.view().result == {}, task.view(); WORKER.shutdown(); "
+              "print(cached_speeds()['mobilenet_v2']['engine'], "
+              "sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "TRANSFERLAB_CACHE": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "LiteRT []"
 
 
 def test_the_first_visit_builds_no_network(two_classes, monkeypatch):

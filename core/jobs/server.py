@@ -147,10 +147,10 @@ class WorkerClient:
         self._cache: str | None = None
         self._lock = threading.Lock()
 
-    def submit(self, task: str, project, **fields) -> int:
-        """Hand the worker a task about a project; returns the worker's process id."""
-        line = json.dumps({"task": task, "meta": str(project.meta_dir), "images": str(project.images_dir),
-                           **fields}) + "\n"
+    def submit(self, task: str, project: Project | None, **fields) -> int:
+        """Hand the worker a task (about a project, for most); returns the worker's process id."""
+        where = {"meta": str(project.meta_dir), "images": str(project.images_dir)} if project is not None else {}
+        line = json.dumps({"task": task, **where, **fields}) + "\n"
         with self._lock:
             for _ in range(2):  # a worker that died since it was last used is replaced once
                 process = self._running()

@@ -2,7 +2,7 @@
 
 The server hands it tasks (`WORKER.submit`), one JSON line each on the worker's stdin: train a
 run, make a run's heat map files (`core.serving.heatmap`: the server never imports Keras), assemble a
-run's downloads, keep a project's embeddings ready. Training goes first, one run at a time; heat
+run's downloads, time a network (`core.model.speed`), keep a project's embeddings ready. Training goes first, one run at a time; heat
 map files and then downloads are made on a thread beside it, so the next run need not wait for
 them; photos are embedded on a low-priority thread while nothing trains. The worker exits by
 itself once its stdin closes (the server that started it is gone) and the tasks it was given are
@@ -29,7 +29,7 @@ from core.store.project import Project
 
 IDLE_EXIT = 30 * 60  # seconds without any work before the worker ends itself
 POLL = 1.0           # seconds between looks for photos to embed
-PRIORITY = {"train": 0, "heatmap": 1, "assemble": 1, "formats": 1, "watch": 2, "exit": 9}  # "exit" comes after everything already sent
+PRIORITY = {"train": 0, "heatmap": 1, "speed": 1, "assemble": 1, "formats": 1, "watch": 2, "exit": 9}  # "exit" comes after everything already sent
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes: live enough, cheap for SQLite
 
 
@@ -41,12 +41,13 @@ def _project(task: dict) -> Project:
     return Project(Path(task["meta"]), Path(task["images"]))
 
 
-HEAT_MAP, DOWNLOADS, MORE_FORMATS, FINISH = 0, 1, 2, 9  # the Assembler's jobs, in the order it takes them
+HEAT_MAP, SPEED, DOWNLOADS, MORE_FORMATS, FINISH = 0, 1, 2, 3, 9  # the Assembler's jobs, in the order it takes them
 
 
 class Assembler(threading.Thread):
-    """Makes the LiteRT files of usable runs' heat maps, then their downloads, one at a time, beside training:
-    a page waiting for a heat map goes before any download. Training goes before both: while a run trains
+    """Makes the LiteRT files of usable runs' heat maps and times networks, then makes runs' downloads, one at a
+    time, beside training: a page waiting for a heat map or a timing goes before any download. Training goes
+    before all: while a run trains
     (`idle` cleared) the assembler starts nothing new, and it runs at a lower OS priority, so a head-only run
     clicked while the last run's downloads are made does not wait behind them."""
 
@@ -59,12 +60,14 @@ class Assembler(threading.Thread):
         self.idle.set()
         self._order = itertools.count()
 
-    def add(self, job: int, run_dir: Path, model=None) -> None:
-        if (job, run_dir) not in self.pending:
-            self.pending.add((job, run_dir))
-            self.tasks.put((job, next(self._order), run_dir, model))
+    def add(self, job: int, target: Path, model=None) -> None:
+        """Queue a job about `target`: a run folder, or for SPEED the answer file (`model`: the backbone's name)."""
+        if (job, target) not in self.pending:
+            self.pending.add((job, target))
+            self.tasks.put((job, next(self._order), target, model))
 
     def run(self) -> None:
+        from core.model.speed import answer
         from core.serving import heatmap
         from core.serving.export import assemble_downloads, downloads_state
         from core.serving.formats import assemble_more
@@ -73,19 +76,21 @@ class Assembler(threading.Thread):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 5)
         while (item := self.tasks.get())[0] != FINISH:
             self.idle.wait()  # a run training goes first
-            job, _, run_dir, model = item
+            job, _, target, model = item
             try:
                 with KERAS_LOCK:
                     if job == HEAT_MAP:
-                        heatmap.prepare(run_dir, model)
-                    elif downloads_state(run_dir) != "ready":
-                        assemble_downloads(run_dir, model)
+                        heatmap.prepare(target, model)
+                    elif job == SPEED:
+                        answer(model, target)
+                    elif downloads_state(target) != "ready":
+                        assemble_downloads(target, model)
                     if job == MORE_FORMATS:  # full-integer TFLite and ONNX, asked for on Results
-                        assemble_more(run_dir)
+                        assemble_more(target)
             except Exception:  # downloads: recorded in the run folder for the page; the worker goes on
                 traceback.print_exc()
             finally:
-                self.pending.discard((job, run_dir))
+                self.pending.discard((job, target))
                 self.last_work = time.time()
 
     def finish(self) -> None:
@@ -160,6 +165,9 @@ def main() -> None:
         if task["task"] == "exit":
             break
         try:
+            if task["task"] == "speed":
+                assembler.add(SPEED, Path(task["reply"]), task["backbone"])
+                continue
             project = _project(task)
             if task["task"] == "train":
                 embedder.allowed.clear()  # training goes first

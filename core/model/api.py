@@ -11,7 +11,7 @@ from core.model.head import STRENGTHS
 from core.model.joined import OFFERED, RECOMMENDED
 from core.model.novelty import MEASURED_ELSEWHERE, NoveltySettings, set_threshold
 from core.model.preembed import readiness
-from core.model.speed import cached_speeds, forget_measuring, measuring, relative_speeds, start_measuring
+from core.model.speed import cached_speeds, relative_speeds
 from core.model.suspects import (MIN_PHOTOS_PER_CLASS, NEIGHBOURS, Suspect, current_check, forget_check, remembered,
                                  start_check, too_small)
 from core.model.train import STAGE_EMBED, STAGE_FINETUNE, STAGE_HEAD, TrainConfig, planned_stages
@@ -19,7 +19,7 @@ from core.model.train import STAGE_EMBED, STAGE_FINETUNE, STAGE_HEAD, TrainConfi
 __all__ = ["DEFAULT_BACKBONE", "DEPTHS", "MEASURED_ELSEWHERE", "MEASURED_SETS", "MIN_PHOTOS_PER_CLASS", "NEIGHBOURS",
            "OFFERED", "RECOMMENDED", "REGISTRY", "STAGE_EMBED", "STAGE_FINETUNE", "STAGE_HEAD", "STRENGTHS", "Advice",
            "BackboneSpec", "Cost", "NoveltySettings", "Suspect", "TrainConfig", "advice", "backbone_label",
-           "cached_speeds", "costs", "current_check", "forget_check", "forget_measuring", "freeze_options",
-           "get_backbone", "measuring", "most_alike", "planned_stages", "readiness", "relative_speeds", "remembered", "same_stages",
-           "set_threshold", "start_check", "start_measuring", "too_small", "unlike_everyday",
+           "cached_speeds", "costs", "current_check", "forget_check", "freeze_options",
+           "get_backbone", "most_alike", "planned_stages", "readiness", "relative_speeds", "remembered", "same_stages",
+           "set_threshold", "start_check", "too_small", "unlike_everyday",
            "with_joined_speeds"]

@@ -1,14 +1,15 @@
 """How fast each backbone runs on this machine: milliseconds per photo, measured on demand and remembered.
 
 Timing needs no pretrained weights, so every backbone is timed with random ones, offline too. LiteRT
-is what embedding runs on, so that is what is timed when it is installed; Keras otherwise. Timing
-several backbones takes minutes, so the app does it as a background task (`start_measuring`), one
-at a time per machine: the figures are the machine's, kept in the shared cache for every project.
+is what embedding runs on, so that is what is timed when it is installed; Keras otherwise. The timing
+itself builds networks, so it runs in the worker process (`answer`, asked by `core.jobs.timing`); the
+figures are the machine's, kept in the shared cache for every project, and read by the server here.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -17,15 +18,19 @@ from pathlib import Path
 import numpy as np
 
 from core import config
-from core.jobs.background import Busy, Registry, Task
-from core.model.backbones import BackboneSpec
-from core.model.embed import LiteRTRunner, tflite_bytes
 from core.files import atomic_write
+from core.model.backbones import REGISTRY, BackboneSpec
+from core.model.embed import LiteRTRunner, tflite_bytes
 
 SPEED_FILE = "backbone_speed.json"
 BATCH = 8           # photos per timed call, as embedding batches them
 ROUNDS = (3, 10)    # at least / at most this many timed calls; the fastest counts, since other work on
 BUDGET_S = 2.0      # the machine only ever slows a call down; stop after the minimum once this time is spent
+# Tests set this to a folder: the worker then "times" a backbone as its parameters / 1e6 ms without building it,
+# waits while <folder>/hold-<name> exists and fails with the text of <folder>/fail-<name> (the run of everything
+# around the timing stays real: the worker, the answer files, the page).
+STANDIN_ENV = "TRANSFERLAB_TIMING_STANDIN"
+STANDIN_ENGINE = "stand-in"
 
 _file_lock = threading.Lock()
 
@@ -73,9 +78,19 @@ def time_backbone(spec: BackboneSpec) -> tuple[float, str]:
     return min(calls) * 1000 / BATCH, engine
 
 
+def _stand_in(spec: BackboneSpec, folder: Path) -> tuple[float, str]:
+    """The tests' timing (see STANDIN_ENV)."""
+    while (folder / f"hold-{spec.name}").exists():
+        time.sleep(0.05)
+    if (failure := folder / f"fail-{spec.name}").exists():
+        raise MemoryError(failure.read_text())
+    return spec.params / 1e6, STANDIN_ENGINE
+
+
 def measure(spec: BackboneSpec) -> dict:
     """Time one backbone and remember the figure beside the others."""
-    ms, engine = time_backbone(spec)
+    standin = os.environ.get(STANDIN_ENV)
+    ms, engine = _stand_in(spec, Path(standin)) if standin else time_backbone(spec)
     entry = {"ms_per_photo": round(ms, 2), "engine": engine, "measured": time.time()}
     with _file_lock:
         speeds = cached_speeds()
@@ -84,36 +99,11 @@ def measure(spec: BackboneSpec) -> dict:
     return entry
 
 
-# ---- timing as a background task: one at a time on this machine (timings side by side would slow each other) ----
-
-_measuring: Registry[Task] = Registry(lambda: Busy("The networks are being timed already; the figures appear "
-                                                   "when that is done."))
-
-
-def start_measuring(specs: list[BackboneSpec]) -> Task:
-    """Time the backbones one after the other on a background thread; its result: {label: why} of those that
-    could not be timed. Busy if a timing is already running."""
-    return _measuring.start(str(speed_file()), lambda: Task("speed", lambda task: _measure_all(specs, task),
-                                                            what="Timing", text="Getting ready to time the networks…"))
-
-
-def measuring() -> Task | None:
-    """The running timing, or the last finished one until `forget_measuring`."""
-    return _measuring.current(str(speed_file()))
-
-
-def forget_measuring() -> None:
-    _measuring.forget(str(speed_file()))
-
-
-def _measure_all(specs: list[BackboneSpec], task: Task) -> dict[str, str]:
-    failures = {}
-    for i, spec in enumerate(specs):
-        task.check()  # between networks: one being timed cannot be interrupted
-        task.report(i, len(specs), f"Timing {spec.label} ({i + 1} of {len(specs)})…")
-        try:
-            measure(spec)
-        except Exception as exc:  # one network that cannot be timed must not stop the others
-            failures[spec.label] = f"{type(exc).__name__}: {exc}"
-    task.report(len(specs), len(specs), "Done.")
-    return failures
+def answer(name: str, reply: Path) -> None:
+    """Worker side: time one backbone and write the outcome to `reply`, where the server waits for it:
+    {"entry": the figure} or {"error": why it could not be timed}."""
+    try:
+        outcome = {"entry": measure(REGISTRY[name])}
+    except Exception as exc:  # one network that cannot be timed must not stop the others, nor the worker
+        outcome = {"error": f"{type(exc).__name__}: {exc}"}
+    atomic_write(reply, json.dumps(outcome).encode())

@@ -30,7 +30,8 @@ from core.model.embed import EmbeddingCache, embed_views, pooled_features
 from core.model.head import STRENGTHS, HeadSearch, LinearHead, scores, search_head
 from core.images import load_rgb
 from core.model.joined import joined_classifier, refuse_fine_tuning, search_joined_head
-from core.model.novelty import NoveltyReference, NoveltySettings, fit_novelty, with_novelty_output
+from core.model.novelty import (MAX_REFERENCE_ROWS, NoveltyReference, NoveltySettings, fit_novelty,
+                                 with_novelty_output)
 
 STAGE_EMBED, STAGE_HEAD, STAGE_FINETUNE = "embedding", "head", "fine-tuning"
 
@@ -135,7 +136,7 @@ class TrainResult:
     val_probabilities_mirrored: np.ndarray | None = None  # the photo and its mirror image averaged
     finetune_path: str = ""             # "cached" (top blocks on boundary activations), "streamed" or "" (none)
     # the novelty check (core.model.novelty) on the embedding the model answers from: the head's, or a fine-tuned
-    # trunk's pooled features (cached fine-tuning); None for a run fine-tuned on streamed photos
+    # trunk's pooled features
     novelty: tuple[NoveltyReference, NoveltySettings] | None = None
 
 
@@ -420,7 +421,7 @@ def _finetune(result: TrainResult, spec: BackboneSpec, cfg: TrainConfig, e: Embe
             return
         result.val_probabilities, result.val_probabilities_mirrored = tuned
     # The fine-tuned trunk makes another embedding than the head's: the novelty check is fitted again on its pooled
-    # features (cached path), and the model gets its `novelty` output on them; a streamed run has none.
+    # features, and the model gets its `novelty` output on them.
     result.novelty = None
     if fit.features is not None:
         train_x, train_labels, val_x = fit.features()
@@ -536,14 +537,33 @@ def _fit_streamed(model, spec, cfg: TrainConfig, train_samples, val_samples, dev
     train_ds = _dataset(train_samples, spec.input_size, cfg.batch_size, n_classes,
                         augment=cfg.augment, shuffle_seed=cfg.seed)
     val_ds = _dataset(val_samples, spec.input_size, cfg.batch_size, n_classes) if val_samples else None
+
+    def tuned_features() -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        # The tuned trunk's pooled features, one more pass over the photos: of as many training photos as the
+        # reference keeps rows for (drawn by seed; a large project's would be subsampled anyway), each view.
+        import keras
+
+        features = keras.Model(model.inputs, model.get_layer("pooled").output, name="tuned_features")
+        views = _views(cfg)
+        most = max(1, MAX_REFERENCE_ROWS // len(views))
+        rows = np.arange(len(train_samples)) if len(train_samples) <= most else \
+            np.sort(np.random.default_rng(cfg.seed).choice(len(train_samples), most, replace=False))
+        photos = [train_samples[i] for i in rows]
+        train_x = [features.predict(_dataset(photos, spec.input_size, cfg.batch_size, n_classes, mirror=flip),
+                                    verbose=0) for flip in views]
+        val_x = features.predict(val_ds, verbose=0) if val_ds is not None else \
+            np.zeros((0, train_x[0].shape[1]), np.float32)
+        return train_x, np.array([s.label for s in photos], dtype=int), val_x
+
     return Fit(model, train_ds, val_ds, lambda: (model.predict(val_ds, verbose=0),
                                                  mirror_averaged(model).predict(val_ds, verbose=0)
-                                                 if cfg.augment.flip else None))
+                                                 if cfg.augment.flip else None), features=tuned_features)
 
 
 def _dataset(samples: list[Sample], size: int, batch_size: int, n_classes: int, *,
-             augment: Augmentation | None = None, shuffle_seed: int | None = None):
-    """tf.data pipeline streaming photos from disk: decode and augment in parallel, batch, prefetch."""
+             augment: Augmentation | None = None, shuffle_seed: int | None = None, mirror: bool = False):
+    """tf.data pipeline streaming photos from disk (each mirrored left to right with `mirror`): decode and augment
+    in parallel, batch, prefetch."""
     import tensorflow as tf
 
     paths = [str(s.path) for s in samples]
@@ -556,6 +576,8 @@ def _dataset(samples: list[Sample], size: int, batch_size: int, n_classes: int, 
         # stateful=False: a photo depends on its path alone, so op determinism leaves the decoding parallel.
         pixels = tf.numpy_function(lambda p: load_rgb(Path(p.decode()), size).astype(np.float32), [path], tf.float32,
                                    stateful=False)
+        if mirror:
+            pixels = tf.reverse(pixels, axis=[1])  # (height, width, 3): the same view as embed.mirrored
         return tf.ensure_shape(pixels, (size, size, 3))
 
     if augment is None or not augment.any:

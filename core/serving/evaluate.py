@@ -131,8 +131,7 @@ def evaluate_folder(run_dir: Path, folder: Path, unknown_dir: Path | None = None
     if unknown_dir is not None:
         settings = NoveltySettings.load(run_dir)
         if novelty is None or settings is None:
-            raise ValueError(f"{run_dir} has no novelty check (runs trained before it, and runs fine-tuned on streamed "
-                             "photos, have none).")
+            raise ValueError(f"{run_dir} has no novelty check (runs trained before it have none).")
         _, unknown, found = predictor.score_paths(photo_files(Path(unknown_dir)))
         if not found:
             raise ValueError(f"{unknown_dir} holds no readable photos.")
