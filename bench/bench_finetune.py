@@ -14,10 +14,12 @@ cache folder), which the app enlarges back to the network's input size like any 
 Runs share one cache (a fresh temporary one unless --cache is given), so each photo's embeddings and boundary
 activations are computed once: "cache s" is the time the run spent making them (0 when an earlier run of the
 table did), "epochs s" the fine-tuning after that (epochs, the head re-solved on the tuned features, the keep
-check). "gain" is the run's validation accuracy minus the head's on the same split, in points; "head cv" the
-head's cross-validated accuracy on the training photos (core.model.advice's sign of photos unlike everyday ones); "factor"
-the epochs in units of one forward pass of the whole network per training photo and view, as plain and mirrored
-(core.model.advice.MEASURED's last figure: the forward pass is timed on this machine at its quietest moment).
+check). "wall s" is the whole run; "cpu s" the CPU seconds the process spent in it (all threads), so a run's
+time on a quiet machine can be judged while others share it (on 2 cores, quiet wall ~ cpu s / 2 for the parallel
+parts); "load" the 1-minute load average when the run began. "gain" is the run's validation accuracy minus the
+head's on the same split, in points; "head cv" the head's cross-validated accuracy on the training photos
+(core.model.advice's sign of photos unlike everyday ones); "factor" the epochs in units of one forward pass of the
+whole network per training photo and view, as plain and mirrored (core.model.advice.MEASURED's last figure: the forward pass is timed on this machine at its quietest moment).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +92,9 @@ def runs(name: str, root: Path, depths: list[int], splits: list[int]) -> list[li
         data = rotated_split(samples, class_names, k)
         head_acc = None
         for depth in depths:
+            load, cpu0 = os.getloadavg()[0], time.process_time()
             result = train(data, TrainConfig(unfreeze_blocks=depth))
+            cpu = time.process_time() - cpu0
             t = result.timings
             acc = accuracy(result)
             head_acc = acc if depth == 0 else head_acc
@@ -98,7 +103,7 @@ def runs(name: str, root: Path, depths: list[int], splits: list[int]) -> list[li
             rows.append([name, k, len(data.train), len(data.val), depth, cv, kept, acc,
                          "" if head_acc is None or depth == 0 else f"{100 * (acc - head_acc):+.1f}",
                          t["embed_seconds"] + t.get("boundary_seconds", 0.0), t.get("finetune_seconds", 0.0),
-                         t["train_seconds"], t.get("finetune_seconds", 0.0) / (2 * len(data.train) * forward_s)])
+                         t["train_seconds"], cpu, load, t.get("finetune_seconds", 0.0) / (2 * len(data.train) * forward_s)])
             print("done:", rows[-1], file=sys.stderr, flush=True)
     return rows
 
@@ -126,7 +131,7 @@ def main() -> None:
                                  [int(k) for k in args.splits.split(",")])
             print(f"{os.cpu_count()} CPU cores, load average {load:.1f} at the start; default settings but the depth")
             print(table(["set", "split", "train", "val", "blocks", "head cv", "model", "val acc", "gain", "cache s", "epochs s",
-                         "wall s", "factor"], rows))
+                         "wall s", "cpu s", "load", "factor"], rows))
         finally:
             if previous is None:
                 os.environ.pop("TRANSFERLAB_CACHE", None)

@@ -1,6 +1,6 @@
 """Offline backbones alone and joined by '+': accuracy on three splits of each shared set, and what joining costs.
 
-    python -m bench.bench_joined [accuracy] [methods] [unseen] [preparation] [speed] [costs]
+    python -m bench.bench_joined [accuracy] [methods] [pixels] [unseen] [preparation] [speed] [costs]
         [--sets flowers5,hymenoptera,groceries25] [--choices A,B+C,...] [--cost-choices A,B+C,...]
         [--photos N] [--rounds N] [--method-splits N] [--workers N]
 
@@ -18,6 +18,10 @@ gain given as a paired difference with its standard error. Three splits of 120 f
 choice of method and of the joined choice listed first were made on 15-20 splits. --workers N solves N heads at once,
 one BLAS thread each (on a machine with more cores than this one).
 
+pixels (not run by default): the joined head, as in methods, on the smaller members' vectors as the app makes them
+(the photo at the joined size, resized in their graph as the downloads do) against each member's own (PIL's resize of
+the decoded photo to its size, the app's way until 2026-12-04), paired over --method-splits splits.
+
 unseen, per set with a val/ folder and choice (Lite0 and the joined choices offered): trained as a project on
 train/ (its own validation split), scored once on val/, photos it never saw.
 
@@ -27,9 +31,11 @@ resize and embed as is and mirrored, nothing cached), from the pace on a sample 
 speed, per choice, interleaved: Try it per photo (the app's predictor, one decoded photo at a time, median) and
 webcam frames the server's live path classifies a second (an upper bound on what bench_live shows).
 
-costs, per set and choice, trained on split 0: Try it per photo, the sizes of the files the app and the downloads use, and the top-1 agreement of the exported TFLite
-model (one input at the largest member's size, the smaller members resized in the graph) with the app's
-predictor (each member fed by PIL at its own size, as the embeddings were made) on the validation photos.
+costs, per set and choice, trained on split 0: Try it per photo, the sizes of the files the app and the downloads use,
+and the top-1 agreement of the downloads (model.tflite and model.keras: one input at the largest member's size, the
+smaller members resized in the graph) with the app's predictor (the members' LiteRT files, the smaller ones resizing
+the same photo in their graph, as the embeddings were made) on the validation photos, with the largest difference of
+a probability.
 Live pictures a second come from `python -m bench.bench_live --backbone NAME`.
 """
 
@@ -182,6 +188,39 @@ def methods(sets: list[str], choices: list[str], splits: int, workers: int) -> N
                  "scaled log loss", "change ± se"], rows))
 
 
+def pixels(sets: list[str], choices: list[str], splits: int) -> None:
+    """The joined head on the smaller members' vectors as the app makes them (the joined-size photo resized in their
+    graph, as the downloads do: `JoinedSpec.parts`) against each member's own (PIL's resize of the decoded photo to
+    its size, the app's way until 2026-12-04), paired over the same splits, mirror-averaged."""
+    from core.model.backbones import get_backbone
+    from core.model.embed import embed_views
+
+    rows = []
+    for name in sets:
+        samples, class_names = all_photos(name)
+        labels = np.array([s.label for s in samples])
+        paths, shas = [s.path for s in samples], [s.sha256 for s in samples]
+        masks = method_splits(splits, len(samples), samples)
+        for choice in choices:
+            spec = get_backbone(choice)
+            sizes = [m.feature_dim for m in spec.members]
+            graph = [v.vectors.astype(np.float32) for v in embed_views(paths, shas, spec)]
+            own = [embed_views(paths, shas, m) for m in spec.members]
+            own = [np.concatenate([o[v].vectors for o in own], axis=1).astype(np.float32) for v in (0, 1)]
+            scores = {way: [_method_job((name, choice, i, "scaled", (*views, labels, mask, len(class_names), sizes)))[4:]
+                            for i, mask in enumerate(masks)] for way, views in (("own", own), ("graph", graph))}
+            gain = [100 * (g[0] - o[0]) for o, g in zip(scores["own"], scores["graph"])]
+            rows.append([name, short(choice), splits, *[f"{statistics.mean(s[0] for s in scores[w]):.3f}"
+                                                        for w in ("own", "graph")],
+                         f"{statistics.mean(gain):+.2f} ± {statistics.stdev(gain) / splits ** 0.5:.2f}",
+                         *[f"{statistics.mean(s[1] for s in scores[w]):.3f}" for w in ("own", "graph")]])
+            print("done:", rows[-1], file=sys.stderr, flush=True)
+    print(f"\nSmaller members fed their own PIL resize vs the joined-size photo resized in the graph, {splits} splits, "
+          "mirror-averaged validation, joined head")
+    print(table(["set", "backbone", "splits", "own acc", "graph acc", "change pts ± se", "own log loss",
+                 "graph log loss"], rows))
+
+
 def _one_thread() -> None:
     from threadpoolctl import threadpool_limits
     threadpool_limits(1)
@@ -248,7 +287,8 @@ def costs(sets: list[str], choices: list[str]) -> None:
     from core.model.backbones import get_backbone
     from core.model.embed import litert_backbone
     from core.serving.export import TFLITE_FILES, assemble_downloads
-    from core.serving.predict import decode_upload
+    from core.images import load_rgb
+    from core.serving.predict import Classifier, decode_upload
     from core.serving.predictor import load_predictor
     from core.jobs.pipeline import train_and_save
     from core.model.train import TrainConfig
@@ -265,19 +305,24 @@ def costs(sets: list[str], choices: list[str]) -> None:
                 assemble_downloads(run)
                 predictor = load_predictor(run)
                 try_it = try_it_ms(predictor, [decode_upload(s.path.read_bytes()) for s in data.val[:24]])
-                app_top = predictor.predict_paths([s.path for s in data.val])[0].argmax(axis=1)
-                exported = load_predictor_from(run / TFLITE_FILES[False], spec.input_size)
-                export_top = exported([s.path for s in data.val]).argmax(axis=1)
-                app_mb = sum(litert_backbone(m).stat().st_size for m in spec.members) / 1e6
+                paths = [s.path for s in data.val]
+                app = predictor.predict_paths(paths)[0]
+                exported = load_predictor_from(run / TFLITE_FILES[False], spec.input_size)(paths)
+                keras_model = Classifier.load(run)
+                downloaded = np.concatenate([keras_model.probabilities(np.stack(
+                    [load_rgb(p, spec.input_size) for p in paths[i:i + 16]]).astype(np.float32))
+                    for i in range(0, len(paths), 16)])
+                app_mb = sum(litert_backbone(m).stat().st_size for m in spec.parts) / 1e6
                 rows.append([name, short(choice), f"{try_it:.0f}", f"{app_mb:.1f}",
                              f"{(run / TFLITE_FILES[False]).stat().st_size / 1e6:.1f}",
                              f"{(run / 'model.keras').stat().st_size / 1e6:.1f}",
-                             f"{(app_top == export_top).mean():.3f}", len(app_top)])
+                             *[f"{(app.argmax(1) == other.argmax(1)).mean():.3f} ({np.abs(app - other).max():.0e})"
+                               for other in (exported, downloaded)], len(app)])
                 print("done:", rows[-1], file=sys.stderr, flush=True)
-    print("\nTry it (one decoded photo, median of 24), sizes, and the exported model.tflite's top-1 agreement with the "
-          "app's predictor on split 0's validation photos")
-    print(table(["set", "backbone", "Try it ms", "app LiteRT MB", "model.tflite MB", "model.keras MB", "agreement",
-                 "photos"], rows))
+    print("\nTry it (one decoded photo, median of 24), sizes, and the downloads' top-1 agreement with the app's "
+          "predictor on split 0's validation photos (in brackets the largest difference of a probability)")
+    print(table(["set", "backbone", "Try it ms", "app LiteRT MB", "model.tflite MB", "model.keras MB",
+                 "model.tflite agrees", "model.keras agrees", "photos"], rows))
 
 
 def speed(choices: list[str], rounds: int) -> None:
@@ -358,6 +403,8 @@ def main() -> None:
         preparation(args.sets.split(","), args.cost_choices.split(","), args.photos)
     if "speed" in args.parts:
         speed(args.cost_choices.split(","), args.rounds)
+    if "pixels" in args.parts:
+        pixels(args.sets.split(","), [c for c in args.choices.split(",") if "+" in c], args.method_splits)
     if "costs" in args.parts:
         costs(args.sets.split(","), args.cost_choices.split(","))
 

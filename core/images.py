@@ -300,10 +300,15 @@ def load_rgb_sizes(source: Path | bytes | Image.Image, sizes: Sequence[int]) -> 
     """The photo as `load_rgb` gives it at each of `sizes`, decoded once (reduced no further than the largest
     size needs): what the members of a joined backbone see."""
     if isinstance(source, Image.Image):
-        rgb = to_rgb(source)
-        return [np.asarray(_square(rgb, size), dtype=np.uint8) for size in sizes]
+        return _squares(to_rgb(source), sizes)
     with _decoding(_open(source), keep_side=max(sizes)) as decoded:
-        return [np.asarray(_square(decoded, size), dtype=np.uint8) for size in sizes]
+        return _squares(decoded, sizes)
+
+
+def _squares(rgb: Image.Image, sizes: Sequence[int]) -> list[np.ndarray]:
+    """The centre square at each of `sizes`, each size resized once (the same array where a size repeats)."""
+    made = {size: np.asarray(_square(rgb, size), dtype=np.uint8) for size in dict.fromkeys(sizes)}
+    return [made[size] for size in sizes]
 
 
 def decode_at(source: Path | bytes, side: int) -> Image.Image:

@@ -47,7 +47,8 @@ def test_web_zip_holds_the_page_the_model_and_its_runtime(trained_run, tmp_path)
     require_runtime()
     archive = export_web(trained_run, tmp_path / "shapes-web.zip", title="Shapes")
     names = set(zipfile.ZipFile(archive).namelist())
-    assert {f"shapes-web/{n}" for n in ("index.html", "app.js", "preprocess.js", "classifier.js", "model.tflite",
+    assert {f"shapes-web/{n}" for n in ("index.html", "app.js", "preprocess.js", "classifier.js", "draft.js",
+                                        "jpeg-js.js", "LICENSE-jpeg-js.txt", "model.tflite",
                                         "labels.txt", "model.json", "README.txt", "litertjs/litert.js",
                                         "litertjs/wasm-utils.js", "litertjs/LICENSE.txt",
                                         "litertjs/wasm/litert_wasm_internal.wasm")} <= names
@@ -55,6 +56,7 @@ def test_web_zip_holds_the_page_the_model_and_its_runtime(trained_run, tmp_path)
         config = json.loads(zf.read("shapes-web/model.json"))
         readme = zf.read("shapes-web/README.txt").decode()
         assert "Apache License" in zf.read("shapes-web/litertjs/LICENSE.txt").decode()
+        assert "Eugene Ware" in zf.read("shapes-web/LICENSE-jpeg-js.txt").decode()
         model = zf.read("shapes-web/model.tflite")
     assert config["labels"] == ["blobs", "stripes"] and config["input_size"] == 224 and config["title"] == "Shapes"
     assert "python3 -m http.server 8000" in readme and "http://localhost:8000/" in readme

@@ -111,3 +111,42 @@ def test_lbfgs_finds_the_minimum_of_an_ill_conditioned_quadratic():
     x = head.lbfgs(lambda v: (0.5 * float((curvature * (v - target)) @ (v - target)), curvature * (v - target)),
                    np.zeros(200), 1e-8, 1000)
     np.testing.assert_allclose(x, target, atol=1e-8)
+
+
+def test_many_photos_choose_the_strength_on_a_sample_and_fit_all_of_them(monkeypatch):
+    x, labels = blobs(150, 20, n_classes=3, spread=0.5)
+    monkeypatch.setattr(head, "SEARCH_ROWS", 200)
+    search = search_head(x, labels, 3, np.arange(len(labels)))
+    assert search.folds == head.FOLDS and search.tried
+    coords = coordinates(x)
+    problems = Problems(coords(x), labels, 3, np.ones((1, len(x)), bool))
+    expected = coords.raw(*problems.problem(problems.solve(search.strength, tolerance=1e-6), 0))
+    test, _ = blobs(50, 20, n_classes=3, seed=4, spread=0.5)
+    np.testing.assert_allclose(search.head.probabilities(test), expected.probabilities(test), atol=0.01)
+
+
+def test_sets_up_to_the_sample_size_are_searched_whole(monkeypatch):
+    x, labels = blobs(40, 10, n_classes=3, spread=0.5)
+    whole = search_head(x, labels, 3, np.arange(len(labels)))
+    monkeypatch.setattr(head, "_sampled_search", lambda *args: pytest.fail("sampled a set under SEARCH_ROWS"))
+    monkeypatch.setattr(head, "SEARCH_ROWS", len(labels))
+    again = search_head(x, labels, 3, np.arange(len(labels)))
+    assert again.strength == whole.strength
+    np.testing.assert_array_equal(again.head.kernel, whole.head.kernel)
+
+
+def test_the_sample_keeps_whole_groups_and_every_class_in_proportion():
+    labels = np.tile(np.repeat(np.arange(3), [100, 200, 20]), 2)
+    groups = np.tile(np.arange(320), 2)
+    rows = head._sample(labels, groups, 320, seed=0)
+    assert len(rows) == 2 * len(np.unique(groups[rows]))  # a photo with its mirror image
+    assert np.bincount(labels[rows], minlength=3).tolist() == [100, 200, 20]
+
+
+def test_a_head_on_raw_embeddings_goes_back_into_the_solvers_coordinates():
+    x, labels = blobs(10, 30, n_classes=3)  # fewer vectors than dimensions: rotated onto their span
+    coords = coordinates(x)
+    problems = Problems(coords(x), labels, 3, np.ones((1, len(x)), bool))
+    params = problems.solve(1.0)
+    np.testing.assert_allclose(head._in_coordinates(coords.raw(*problems.problem(params, 0)), coords), params,
+                               atol=1e-4)

@@ -29,3 +29,21 @@ def test_readiness_counts_photos_with_every_view_without_reading_vectors(tmp_pat
     ready = preembed.readiness(project, cache)
     assert (ready.ready, ready.total, ready.complete) == (3, 5, False)
     assert {r.sha256 for r in preembed.missing(project, cache)[0]} == {r.sha256 for r in kept[3:]}
+
+
+def test_a_joined_project_is_ready_only_with_its_parts_keys_not_its_members_own(tmp_path):
+    """A smaller member inside a joined backbone reads the joined size (core.model.joined.ResizedMember): a photo
+    embedded with Lite0 alone is not ready for Lite0+Lite2, whose Lite0 vectors are made from 260 px pixels."""
+    project = create_project("p", tmp_path)
+    project.add_image("cats", photo_bytes(1), source="upload")
+    project.set_backbone("efficientnet_lite0+efficientnet_lite2")
+    sha = project.images()[0].sha256
+    cache = EmbeddingCache(tmp_path / "e.sqlite")
+    vector = np.ones(8, dtype=np.float32)
+    for name in ("efficientnet_lite0", "efficientnet_lite2"):
+        for flip in preembed.VIEWS:
+            cache.put(view_key(get_backbone(name), flip), {sha: vector})
+    assert preembed.readiness(project, cache).ready == 0
+    for flip in preembed.VIEWS:
+        cache.put(f"efficientnet_lite0@224from260v4{'-flip' if flip else ''}", {sha: vector})
+    assert preembed.readiness(project, cache).complete

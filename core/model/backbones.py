@@ -92,6 +92,16 @@ class BackboneSpec:
         """The networks a photo goes through: this one (joined backbones, `core.model.joined`, have several)."""
         return (self,)
 
+    @property
+    def parts(self) -> tuple["BackboneSpec", ...]:
+        """The networks as the model runs them, each with its cache key and input size (`core.model.joined`)."""
+        return (self,)
+
+    @property
+    def cache_name(self) -> str:
+        """What the embedding cache and the LiteRT files call this network (`core.model.embed.cache_key`)."""
+        return f"{self.name}@{self.input_size}"
+
 
 def keras_cache_dirs() -> list[Path]:
     """Where keras.utils.get_file keeps downloaded models ($KERAS_HOME or ~/.keras, else /tmp/.keras)."""

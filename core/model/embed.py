@@ -35,7 +35,9 @@ Progress = Callable[[int, int], None]
 
 
 def cache_key(spec: BackboneSpec) -> str:
-    return f"{spec.name}@{spec.input_size}v{CONVERSION_VERSION}"
+    """`name@size` + the conversion version; a smaller member of a joined backbone, which reads the joined size and
+    resizes it in its graph (`core.model.joined.ResizedMember`), names both sizes: its vectors are not the member's."""
+    return f"{getattr(spec, 'cache_name', None) or f'{spec.name}@{spec.input_size}'}v{CONVERSION_VERSION}"
 
 
 def pooled_features(spec: BackboneSpec):
@@ -246,14 +248,15 @@ def embed_views(paths: Sequence[Path], shas: Sequence[str], spec: BackboneSpec, 
                 decode_threads: int | None = None) -> list[EmbedResult]:
     """One EmbedResult per view (False: as is, True: mirrored); a photo missing from any view's cache is
     decoded once for all of them. A joined backbone's vectors (`core.model.joined`) are its members' side by
-    side, each member's cached under its own key and made from the same decode at the member's size.
+    side, each made from the same photo at the joined size (the smaller members resize it in their graph, as the
+    downloads do) and cached under its part's own key.
     `threads` caps the backbone's threads and, unless `decode_threads` says otherwise, the decoding
     threads (default: every core)."""
-    groups = [Group(member.input_size, {view_key(member, flip): mirrored if flip else as_is for flip in views},
-                    functools.partial(make_embedder, member, engine, threads)) for member in spec.members]
-    per_member = cached_groups(paths, shas, groups, cache or EmbeddingCache(), on_progress=on_progress,
-                               should_stop=should_stop, threads=threads, decode_threads=decode_threads)
-    return [side_by_side([results[v] for results in per_member]) for v in range(len(views))]
+    groups = [Group(part.input_size, {view_key(part, flip): mirrored if flip else as_is for flip in views},
+                    functools.partial(make_embedder, part, engine, threads)) for part in spec.parts]
+    per_part = cached_groups(paths, shas, groups, cache or EmbeddingCache(), on_progress=on_progress,
+                             should_stop=should_stop, threads=threads, decode_threads=decode_threads)
+    return [side_by_side([results[v] for results in per_part]) for v in range(len(views))]
 
 
 View = Callable[[np.ndarray], np.ndarray]  # a pixel batch -> the same photos seen another way

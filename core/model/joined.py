@@ -2,12 +2,19 @@
 
 `efficientnet_lite0+efficientnet_lite2` is a backbone like any other for the rest of the app: a
 `JoinedSpec` whose `members` are ordinary registry specs, in the order named. Its embedding is the
-members' pooled embeddings side by side (that order), each made from the same decoded photo resized
-to the member's own input size, and cached per member under the member's own key, so a photo a
-project already embedded with Lite0 is not embedded again. One head is solved on the concatenation.
+members' pooled embeddings side by side (that order). One head is solved on the concatenation.
 
-The Keras form (`joined_classifier`, for the downloads) takes the photo at the largest member's size
-and resizes it inside the graph for the smaller members: one input, one model file, no Lambda layers.
+One photo, one size: every member reads the photo at the joined size (the largest member's, made by
+PIL like any photo the app reads); a smaller member resizes it to its own size inside its graph
+(`member_resize`: bilinear, as TFLite's RESIZE_BILINEAR). The downloads (`joined_classifier`: one
+input, one model file, no Lambda layers) and the app's cached path (`JoinedSpec.parts`: each smaller
+member as a `ResizedMember`, whose LiteRT file has that resize in it) run the same layer on the same
+pixels, so Try it, evaluation, the heat map and the downloads agree to float rounding. Until
+2026-12-04 the app fed each member PIL's own resize of the decoded photo instead: the downloads then
+disagreed with the app's top class on up to 4.6 % of photos (docs/benchmarks.md). A `ResizedMember`'s
+vectors differ from its member's own, so they are cached under a key naming both sizes
+(`efficientnet_lite0@224from260v4`); the largest member's are its own (shared with it alone), and single
+backbones' keys are unchanged.
 Fine-tuning a joined backbone is refused with a message (`refuse_fine_tuning`): only its head is trained.
 
 The head on the concatenation (`search_joined_head`) first puts every dimension on a like scale (`feature_scales`),
@@ -84,6 +91,76 @@ class JoinedSpec:
     def weights_cached(self) -> bool:
         return True
 
+    @property
+    def parts(self) -> tuple:
+        """The networks as the joined model runs them, each reading the photo at `input_size`: the largest members
+        themselves, the smaller ones as `ResizedMember`s (what their embeddings are made and cached with)."""
+        return tuple(m if m.input_size == self.input_size else ResizedMember(m, self.input_size)
+                     for m in self.members)
+
+
+@dataclass(frozen=True)
+class ResizedMember:
+    """A smaller member of a joined backbone as the joined model runs it: fed the photo at the joined size (the
+    largest member's, made by PIL like any photo) and resizing it to its own size inside its graph (`member_resize`,
+    the very layer the downloads have), so the app's cached embeddings and the downloads see the same pixels.
+    Asked like a backbone (name, sizes, build); cached under its own key (`cache_name`), never the member's."""
+
+    member: object  # core.model.backbones.BackboneSpec
+    input_size: int  # the side it reads photos at: the joined size
+
+    @property
+    def name(self) -> str:
+        return self.member.name
+
+    @property
+    def label(self) -> str:
+        return self.member.label
+
+    @property
+    def cache_name(self) -> str:
+        """What the embedding cache and the LiteRT files call it: the member's size and the size it resizes from."""
+        return f"{self.member.name}@{self.member.input_size}from{self.input_size}"
+
+    @property
+    def feature_dim(self) -> int:
+        return self.member.feature_dim
+
+    @property
+    def params(self) -> int:
+        return self.member.params
+
+    @property
+    def offline(self) -> bool:
+        return self.member.offline
+
+    @property
+    def members(self) -> tuple:
+        return (self,)
+
+    @property
+    def parts(self) -> tuple:
+        return (self,)
+
+    def weights_cached(self) -> bool:
+        return self.member.weights_cached()
+
+    def build(self, weights: bool = True) -> "keras.Model":
+        """Raw RGB 0..255 at the joined size -> the member's 4-D feature map, resized in the graph first."""
+        import keras
+
+        inputs = keras.Input((self.input_size, self.input_size, 3), name="pixels")
+        trunk = self.member.build(weights)
+        return keras.Model(inputs, trunk(member_resize(self.member)(inputs), training=False), name="backbone")
+
+
+def member_resize(member, name: str = "resize") -> "keras.Layer":
+    """The one resize from the joined size to a smaller member's, in the downloads' graph and in the app's cached
+    path alike (`ResizedMember`): bilinear, half-pixel centres, no antialiasing (TFLite's RESIZE_BILINEAR)."""
+    import keras
+
+    return keras.layers.Resizing(member.input_size, member.input_size, interpolation="bilinear", name=name)
+
 
 def is_joined(name: str) -> bool:
     return JOIN in name
@@ -155,10 +232,8 @@ def joined_classifier(spec: JoinedSpec, n_classes: int, dropout: float = 0.0) ->
     for i, member in enumerate(spec.members):
         x = inputs
         if member.input_size != spec.input_size:
-            # bilinear on the photo already resized by PIL to the largest size: agreement with the app's path (each
-            # member resized by PIL from the photo itself) is measured by bench_joined
-            x = keras.layers.Resizing(member.input_size, member.input_size, interpolation="bilinear",
-                                      name=f"resize_{i}")(x)
+            # the same resize as the app's cached path (`ResizedMember`): agreement measured by bench_joined costs
+            x = member_resize(member, f"resize_{i}")(x)
         trunk = member.build()
         trunk.name = f"backbone_{i}"  # Keras needs unique layer names; `metrics.json`'s backbone names the members
         pooled.append(keras.layers.GlobalAveragePooling2D(name=f"pooled_{i}")(trunk(x, training=False)))

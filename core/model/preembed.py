@@ -35,7 +35,7 @@ def _unprepared(project: Project, shas: list[str], cache: EmbeddingCache | None)
     """Which of these photos lack an embedding in some view (read from the cache's index, not the vectors)."""
     cache = cache or EmbeddingCache()
     spec = get_backbone(project_backbone(project))
-    found = [cache.has(view_key(member, flip), shas) for member in spec.members for flip in VIEWS]
+    found = [cache.has(view_key(part, flip), shas) for part in spec.parts for flip in VIEWS]  # as embed_views keys them
     return {sha for sha in shas if any(sha not in f for f in found)}
 
 

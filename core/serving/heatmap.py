@@ -44,9 +44,9 @@ ClassMaps = Callable[[Image.Image], tuple[np.ndarray, list[np.ndarray]]]  # phot
 
 
 def members(backbone: str) -> tuple[BackboneSpec, ...]:
-    """The networks of a run's backbone: one, or the members of a joined one ("a+b"), in the order their
-    embeddings are concatenated."""
-    return get_backbone(backbone).members
+    """The networks of a run's backbone as its model runs them: one, or the parts of a joined one ("a+b"), in the
+    order their embeddings are concatenated, each reading the photo at the joined size (`core.model.joined`)."""
+    return get_backbone(backbone).parts
 
 
 def run_backbone(run_dir: Path) -> str:

@@ -7,8 +7,8 @@ saved before head.npz existed) use `model.tflite` when exported, else the heat m
 (`core.serving.heatmap`, made first), else the Keras `model.keras`: the app's server never loads Keras
 (`keras=False`: once imported there, every page run pays for it), it waits for the worker's files.
 Every path takes the same centre-cropped raw pixels as training (`core.images.load_rgb`); a joined
-backbone's head reads each member's LiteRT file fed the photo at that member's own size, as its
-embeddings were made (`core.model.joined`).
+backbone's head reads each member's LiteRT file fed the photo at the joined size, the smaller members
+resizing it in their graph, as its embeddings were made and as the downloads do (`core.model.joined`).
 """
 
 from __future__ import annotations
@@ -164,22 +164,23 @@ def _head_predictor(run_dir: Path, names: list[str]) -> Predictor:
     metrics = read_metrics(run_dir)
     spec = get_backbone(metrics["backbone"])
     kernel, bias = read_head(run_dir, spec.feature_dim, len(names))
-    members = [LiteRTRunner(litert_backbone(member)) for member in spec.members]
+    # a joined backbone's parts all read the photo at its size, the smaller members resizing it in their graph, as
+    # their cached embeddings were made and as the downloads do (`core.model.joined.ResizedMember`)
+    parts = [LiteRTRunner(litert_backbone(part)) for part in spec.parts]
     check = load_novelty(run_dir, spec.feature_dim)
     mirror = metrics.get(TEST_TIME_MIRROR)
 
     def forward(pixels: Pixels) -> tuple[np.ndarray, np.ndarray | None]:
-        # the pooled embedding: a joined backbone's members side by side, each on the photo at its own size. Test-time
+        # the pooled embedding: a joined backbone's members side by side, all on the photo at the joined size. Test-time
         # mirroring: both views through the members in one batch, their probabilities averaged; novelty stays the
         # photo's own (its threshold was set on plain embeddings), as in the .keras and TFLite files.
-        batches = [pixels] if isinstance(pixels, np.ndarray) else pixels
-        n = len(batches[0])
+        n = len(pixels)
         if mirror:
-            batches = [np.concatenate([batch, mirrored(batch)]) for batch in batches]
-        embeddings = np.concatenate([member(batch) for member, batch in zip(members, batches)], axis=1)
+            pixels = np.concatenate([pixels, mirrored(pixels)])
+        embeddings = np.concatenate([part(pixels) for part in parts], axis=1)
         probabilities = softmax(embeddings @ kernel + bias)
         if mirror:
             probabilities = (probabilities[:n] + probabilities[n:]) / 2
         return probabilities, None if check is None else check[0].scores(embeddings[:n])
 
-    return Predictor(names, spec.input_size, forward, "head", [member.input_size for member in spec.members])
+    return Predictor(names, spec.input_size, forward, "head")

@@ -21,7 +21,7 @@ from core.serving.predict import LABELS_FILE, read_labels
 from core.serving.web_runtime import runtime_files
 
 PAGE_DIR = Path(__file__).parent / "web"
-PAGE_FILES = ("index.html", "app.js", "classifier.js", "preprocess.js")
+PAGE_FILES = ("index.html", "app.js", "classifier.js", "preprocess.js", "draft.js", "jpeg-js.js", "LICENSE-jpeg-js.txt")
 DEFAULT_THRESHOLD = 0.6  # the "not sure" bar Try it starts with
 SERVE_COMMAND = "python3 -m http.server 8000"
 PAGE_URL = "http://localhost:8000/"
@@ -85,6 +85,8 @@ WebAssembly and the camera only for served pages (the camera needs localhost or 
 
 Files
   index.html, app.js, classifier.js, preprocess.js   the page
+  draft.js, jpeg-js.js   large JPEGs decoded at reduced scale as TransferLab does (jpeg-js: BSD-3-Clause, see
+                         LICENSE-jpeg-js.txt)
   model.tflite    the model: raw RGB pixels (1, {config['input_size']}, {config['input_size']}, 3), 0-255, in; class probabilities out
   labels.txt      class names, one a line, in output order
   model.json      what the page reads: labels, input size, the "not sure" bar it starts at

@@ -1,14 +1,18 @@
 // The pixels TransferLab's model sees, made in the browser exactly as the app makes them (core/images.py load_rgb):
 // a photo file is decoded upright with its alpha over white and shrunk by a whole factor (1, 2, 4 or 8: the largest
-// that keeps both sides at least the model's size); a JPEG is decoded at that reduced scale, and again shrunk
-// when still twice the size or more. Then its centre square is resized to size x size with Pillow's bilinear filter,
-// in Pillow's fixed-point arithmetic. Camera frames skip the whole-factor steps, as in the app.
+// that keeps both sides at least the model's size); a JPEG is decoded at that reduced scale the way libjpeg-turbo does
+// it for Pillow (draft.js), and again shrunk when still twice the size or more. Then its centre square is resized to
+// size x size with Pillow's bilinear filter, in Pillow's fixed-point arithmetic. Camera frames skip the whole-factor
+// steps, as in the app.
 // Returns RGB bytes, size * size * 3.
+import {decodeScaled, draftScale, jpegSize, upright} from './draft.js';
 
 const PRECISION_BITS = 22; // Pillow's Resample.c for 8-bit images: 32 - 8 - 2
 
 export async function photoPixels(blob, size) {
   const jpeg = await isJpeg(blob);
+  const drafted = jpeg ? await draftDecoded(blob, size) : null;
+  if (drafted) return resizeSquare(drafted, size);
   const bitmap = await createImageBitmap(blob, {
     imageOrientation: 'from-image', colorSpaceConversion: 'none', premultiplyAlpha: 'default'});
   try {
@@ -19,6 +23,26 @@ export async function photoPixels(blob, size) {
   } finally {
     bitmap.close();
   }
+}
+
+// A JPEG the app decodes at reduced scale, decoded the same way, reduced and turned upright as the app does; null
+// when the app decodes it whole (the browser's decoder gives the same pixels then) or draft.js cannot match libjpeg
+// on it.
+async function draftDecoded(blob, size) {
+  const bytes = new Uint8Array(await blob.arrayBuffer());
+  const frame = jpegSize(bytes);
+  if (!frame || frame.sof > 0xc2) return null; // only the Huffman-coded 8-bit kinds jpeg-js reads
+  const factor = keepingFactor(frame.width, frame.height, size);
+  if (factor === 1) return null;
+  let decoded;
+  try {
+    decoded = decodeScaled(bytes, draftScale(frame.width, frame.height, factor));
+  } catch (error) {
+    return null; // let the browser try (a damaged file the app may still reject)
+  }
+  if (!decoded) return null;
+  const reduced = reduce(decoded, keepingFactor(decoded.width, decoded.height, size));
+  return upright(reduced, decoded.orientation);
 }
 
 async function isJpeg(blob) {
@@ -56,7 +80,12 @@ function rgbOverWhite(source, width, height) {
   return rgb;
 }
 
-// Pillow's Image.reduce: the mean of each factor x factor block (partial blocks at the edges too), rounded.
+// Pillow's Image.reduce: the mean of each factor x factor block (partial blocks at the edges too), rounded, dividing
+// as Reduce.c does: times a float32 reciprocal, which is a level short at times for the edges' partial blocks.
+function divider(count) {
+  return Math.floor(Math.fround(4294967296 / (256 * count)));
+}
+
 function reduce({data, width, height}, factor) {
   if (factor === 1) return {data, width, height};
   const w = Math.ceil(width / factor), h = Math.ceil(height / factor);
@@ -73,9 +102,10 @@ function reduce({data, width, height}, factor) {
         }
       }
       const o = (y * w + x) * 3;
-      out[o] = Math.floor((r + count / 2) / count);
-      out[o + 1] = Math.floor((g + count / 2) / count);
-      out[o + 2] = Math.floor((b + count / 2) / count);
+      const amend = count >> 1, times = divider(count);
+      out[o] = Math.floor(((r + amend) * times) / 16777216);
+      out[o + 1] = Math.floor(((g + amend) * times) / 16777216);
+      out[o + 2] = Math.floor(((b + amend) * times) / 16777216);
     }
   }
   return {data: out, width: w, height: h};
@@ -87,6 +117,7 @@ function coefficients(inSize, in0, in1, outSize) {
   const ksize = Math.ceil(support) * 2 + 1;
   const bounds = new Int32Array(outSize * 2), weights = new Int32Array(outSize * ksize);
   const k = new Float64Array(ksize);
+  const ss = 1 / filterScale; // Pillow multiplies by the reciprocal: dividing rounds differently, a level apart at times
   for (let xx = 0; xx < outSize; xx++) {
     const center = in0 + (xx + 0.5) * scale;
     let xmin = Math.trunc(center - support + 0.5), xmax = Math.trunc(center + support + 0.5);
@@ -95,7 +126,7 @@ function coefficients(inSize, in0, in1, outSize) {
     xmax -= xmin;
     let total = 0;
     for (let x = 0; x < xmax; x++) {
-      const t = Math.abs((x + xmin - center + 0.5) / filterScale);
+      const t = Math.abs((x + xmin - center + 0.5) * ss);
       k[x] = t < 1 ? 1 - t : 0;
       total += k[x];
     }
@@ -115,9 +146,33 @@ function clip8(value) {
   return v < 0 ? 0 : v > 255 ? 255 : v;
 }
 
-// Image.resize((size, size), BILINEAR, box=square) as ImagingResampleInner does it: horizontal pass first, over the
-// rows the vertical pass will read, rounded to 8 bits, then the vertical pass.
-function resizeSquare({data, width, height}, size) {
+// Image.resize((size, size), BILINEAR, box=square) as Pillow 13 does it. Its passes round to 8 bits in between, so
+// their order shows: Pillow makes the vertical pass first when it shrinks the picture's height and the height is more
+// than 2 * width - size, the horizontal pass first otherwise (measured on Pillow 13.0 at sizes 224 and 260, 57 to 600
+// pixels wide, on both sides of each threshold). The vertical-first result is the horizontal-first one of the picture
+// turned on its diagonal.
+function resizeSquare(image, size) {
+  if (image.height > size && image.height - size > 2 * (image.width - size)) {
+    return transposed({data: resizeHorizontalFirst(transposed(image).data, image.height, image.width, size),
+                       width: size, height: size}).data;
+  }
+  return resizeHorizontalFirst(image.data, image.width, image.height, size);
+}
+
+function transposed({data, width, height}) {
+  const out = new Uint8Array(data.length);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0, i = y * width * 3; x < width; x++, i += 3) {
+      const o = (x * height + y) * 3;
+      out[o] = data[i]; out[o + 1] = data[i + 1]; out[o + 2] = data[i + 2];
+    }
+  }
+  return {data: out, width: height, height: width};
+}
+
+// The resize as ImagingResampleInner does it: horizontal pass first, over the rows the vertical pass will read,
+// rounded to 8 bits, then the vertical pass.
+function resizeHorizontalFirst(data, width, height, size) {
   const [left, top, right, bottom] = squareBox(width, height);
   const horizontal = coefficients(width, left, right, size);
   const vertical = coefficients(height, top, bottom, size);
