@@ -16,7 +16,6 @@ from core.serving.heatmap import load_heat_mapper, run_map_model
 from core.model.embed import EmbeddingCache, EmbedResult, Group, cached_groups, side_by_side
 from core.model.head import search_head
 from core.model.joined import OFFERED, RECOMMENDED, JoinRefused, feature_scales, refuse_fine_tuning, search_joined_head
-from core.serving.predictor import Predictor
 from core.model.train import TrainConfig, TrainData, train
 from tests.photos import class_photo
 
@@ -138,22 +137,6 @@ def test_members_share_one_decode_and_each_runs_only_on_what_its_cache_lacks(tmp
     assert set(cache.get("large", shas)) == set(shas)  # cached per member under its own key
 
 
-def test_a_predictor_reading_several_sizes_hands_the_forward_one_batch_per_size(tmp_path):
-    shapes = []
-
-    def forward(batches):
-        shapes.append([b.shape for b in batches])
-        return np.tile([0.2, 0.8], (len(batches[0]), 1))
-
-    predictor = Predictor(["a", "b"], 48, forward, "head", sizes=(32, 48))
-    assert predictor.predict_images([class_photo(0, 1), class_photo(1, 2)])[0].label == "b"
-    class_photo(0, 3).save(tmp_path / "ok.jpg")
-    (tmp_path / "broken.jpg").write_bytes(b"not a photo")
-    probabilities, ok = predictor.predict_paths([tmp_path / "broken.jpg", tmp_path / "ok.jpg"])
-    assert ok == [1] and probabilities.shape == (1, 2)
-    assert shapes == [[(2, 32, 32, 3), (2, 48, 48, 3)], [(1, 32, 32, 3), (1, 48, 48, 3)]]
-
-
 def test_costs_put_the_joined_choices_beside_lite0():
     speeds = {name: {"ms_per_photo": ms} for name, ms in
               (("efficientnet_lite0", 5.0), ("efficientnet_lite1", 10.0), ("efficientnet_lite2", 15.0))}
@@ -205,7 +188,7 @@ def test_a_joined_run_trains_predicts_evaluates_and_exports_one_model(folders, t
     np.testing.assert_array_equal(parts[1], embed_views(paths, shas, get_backbone("efficientnet_lite2"))[0].vectors)
 
     predictor = load_predictor(run)  # Try it, the live webcam and evaluation
-    assert predictor.kind == "head" and predictor.sizes == (260,)
+    assert predictor.kind == "head" and predictor.input_size == 260
     app = predictor.predict_paths(paths)[0]
     # test_time_mirror: each photo's probabilities averaged with its mirror image's (issue 17)
     assert metrics["test_time_mirror"] is True

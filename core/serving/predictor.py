@@ -23,7 +23,7 @@ from PIL import Image
 from core.serving.export import TEST_TIME_MIRROR, TFLITE_FILES
 from core.model.head import HEAD_FILE, softmax
 from core.serving.heatmap import RUN_MAP_FILE
-from core.images import load_rgb_sizes
+from core.images import load_rgb
 from core.model.novelty import load_novelty
 from core.serving.predict import MODEL_FILE, Prediction, read_labels
 from core.store.run_folder import NotConverted, RunFolderInvalid, check_probabilities, loading, read_head, read_metrics
@@ -31,45 +31,39 @@ from core.store.run_folder import NotConverted, RunFolderInvalid, check_probabil
 
 PATH_BATCH = 16  # photos on disk decoded and run at once (`python -m core evaluate` on 10,000 photos)
 UPLOAD_BATCH = 4  # photos decoded at once for a verdict; each is reduced to the model's size straight away
-# (N, S, S, 3) float32 pixels -> (N, C) probabilities and, where the run has a novelty check, (N,) novelty; for a
-# model that reads a photo at several sizes (a joined backbone), the pixels are a list with one batch per size
-Pixels = np.ndarray | Sequence[np.ndarray]
-Forward = Callable[[Pixels], "np.ndarray | tuple[np.ndarray, np.ndarray | None]"]
+# (N, S, S, 3) float32 pixels -> (N, C) probabilities and, where the run has a novelty check, (N,) novelty; a joined
+# backbone reads them at its own size too (its smaller members resize them in their graph)
+Forward = Callable[[np.ndarray], "np.ndarray | tuple[np.ndarray, np.ndarray | None]"]
 
 
 class Predictor:
     """A run's classes and a thread-safe forward pass; one instance serves every page and webcam thread."""
 
-    def __init__(self, class_names: list[str], input_size: int, forward: Forward, kind: str,
-                 sizes: Sequence[int] | None = None):
+    def __init__(self, class_names: list[str], input_size: int, forward: Forward, kind: str):
         self.class_names = class_names
         self.input_size = input_size
-        self.sizes = tuple(sizes or (input_size,))  # the sides a photo is resized to, one batch each
         self.kind = kind  # "head", "tflite" or "keras": which file the verdicts come from
         self._forward = forward
         self._lock = threading.Lock()  # a LiteRT interpreter must not be invoked from two threads at once
 
-    def probabilities(self, pixels: Pixels) -> np.ndarray:
-        """(N, S, S, 3) pixels 0..255 -> (N, C) class probabilities; one such batch per size in `sizes` when there
-        are several."""
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) pixels 0..255 -> (N, C) class probabilities."""
         return self.outputs(pixels)[0]
 
-    def outputs(self, pixels: Pixels) -> tuple[np.ndarray, np.ndarray | None]:
+    def outputs(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(N, C) class probabilities and (N,) novelty scores (None when the run has no novelty check)."""
-        batches = [np.asarray(b, dtype=np.float32) for b in ([pixels] if isinstance(pixels, np.ndarray) else pixels)]
-        if len(batches[0]) == 0:
+        pixels = np.asarray(pixels, dtype=np.float32)
+        if len(pixels) == 0:
             return np.zeros((0, len(self.class_names)), np.float32), None
         with self._lock, loading():  # a damaged graph can load and still fail when it runs
-            out = self._forward(batches[0] if len(batches) == 1 else batches)
+            out = self._forward(pixels)
             probabilities, novelty = out if isinstance(out, tuple) else (out, None)
             return (check_probabilities(probabilities, len(self.class_names)),
                     None if novelty is None else np.asarray(novelty))
 
-    def pixels(self, photos: Sequence[Image.Image | Path | bytes]) -> Pixels:
-        """Decoded photos, files or their bytes as the batch (or batches, one per size) `outputs` takes."""
-        per_photo = [load_rgb_sizes(photo, self.sizes) for photo in photos]
-        batches = [np.stack([p[k] for p in per_photo]) for k in range(len(self.sizes))]
-        return batches[0] if len(batches) == 1 else batches
+    def pixels(self, photos: Sequence[Image.Image | Path | bytes]) -> np.ndarray:
+        """Decoded photos, files or their bytes as the batch `outputs` takes."""
+        return np.stack([load_rgb(photo, self.input_size) for photo in photos])
 
     def prediction(self, row: np.ndarray, top_k: int = 3, novelty: float | None = None) -> Prediction:
         """One row of probabilities (and its novelty score) as a Prediction, best classes first."""
@@ -84,7 +78,7 @@ class Predictor:
             return []
         return self._predictions(self.pixels(images), top_k)
 
-    def _predictions(self, pixels: Pixels, top_k: int) -> list[Prediction]:
+    def _predictions(self, pixels: np.ndarray, top_k: int) -> list[Prediction]:
         probabilities, novelty = self.outputs(pixels)
         return [self.prediction(row, top_k, None if novelty is None else novelty[i])
                 for i, row in enumerate(probabilities)]
@@ -110,11 +104,11 @@ class Predictor:
             readable = []
             for i in range(start, min(start + PATH_BATCH, len(paths))):
                 try:
-                    readable.append((i, load_rgb_sizes(Path(paths[i]), self.sizes)))
+                    readable.append((i, load_rgb(Path(paths[i]), self.input_size)))
                 except (OSError, ValueError, SyntaxError):
                     continue
             if readable:
-                batch, scores = self.outputs([np.stack([a[k] for _, a in readable]) for k in range(len(self.sizes))])
+                batch, scores = self.outputs(np.stack([a for _, a in readable]))
                 probabilities.append(batch)
                 novelty.append(scores)
                 ok.extend(i for i, _ in readable)
@@ -170,7 +164,7 @@ def _head_predictor(run_dir: Path, names: list[str]) -> Predictor:
     check = load_novelty(run_dir, spec.feature_dim)
     mirror = metrics.get(TEST_TIME_MIRROR)
 
-    def forward(pixels: Pixels) -> tuple[np.ndarray, np.ndarray | None]:
+    def forward(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         # the pooled embedding: a joined backbone's members side by side, all on the photo at the joined size. Test-time
         # mirroring: both views through the members in one batch, their probabilities averaged; novelty stays the
         # photo's own (its threshold was set on plain embeddings), as in the .keras and TFLite files.
