@@ -30,7 +30,7 @@ def test_review_details_escape_urls_and_file_names(project):
     project.add_image("cats", photo_bytes(1), source="web", source_url=HOSTILE_URL, original_name=HOSTILE_NAME,
                       query="cat [x](https://evil.example)")
     at = _open(project, "pages/review.py")
-    shown = _markdown(at)
+    shown = _markdown(at) + "\n".join(c.help for c in at.checkbox)  # a photo's details: its tick box's tooltip
     assert "Open the original page" in shown
     assert "](https://evil.example" not in shown  # neither an image nor a link can be injected
     assert "**bold**" not in shown and "<b>" not in shown and ":red[" not in shown
@@ -40,7 +40,7 @@ def test_review_details_escape_urls_and_file_names(project):
 def test_a_non_web_source_url_is_not_a_link(project):
     project.add_image("cats", photo_bytes(1), source="web", source_url="javascript:alert(1)")
     at = _open(project, "pages/review.py")
-    assert "javascript" not in _markdown(at)
+    assert "javascript" not in _markdown(at) + "\n".join(c.help for c in at.checkbox)
 
 
 def test_error_details_stay_on_the_server():
@@ -78,7 +78,7 @@ def test_hostile_names_render_as_plain_text_in_the_browser(workspace):
         page.goto(f"{url}/review?project=hostile")
         page.get_by_text("Review your photos").wait_for(timeout=60_000)
         wait_idle(page)
-        page.locator("[data-testid='stPopover'] button").first.click()
+        page.locator("[data-testid='stCheckbox'] [data-testid='stTooltipIcon']").first.hover()
         page.get_by_text("Open the original page").wait_for()
         wait_idle(page)
         screenshot(page, "hostile-review-details")

@@ -163,11 +163,36 @@ def test_delete_asks_first_then_removes_for_good(project):
 def test_grid_pages_through_large_classes(project):
     fill(project, cats=60, dogs=3)
     at = open_review(project)
-    assert len(at.checkbox) == 40
-    at.pagination(key="grid_page").set_value(2).run()
+    assert len(at.checkbox) == 20 and "Photos 1–20 of 60" in texts(at.caption)
+    at.pagination(key="grid_page").set_value(3).run()
     assert len(at.checkbox) == 20 and "Photos 41–60 of 60" in texts(at.caption)
     at.selectbox(key="grid_class").select("dogs").run()
     assert len(at.checkbox) == 3 and not at.pagination
+
+
+def test_more_photos_a_page_on_request(project):
+    """A page starts at 20 photos (each card costs the browser time to draw); the user can ask for 40 or 100, and a
+    new size starts again at the first page."""
+    fill(project, cats=60, dogs=3)
+    at = open_review(project)
+    at.pagination(key="grid_page").set_value(2).run()
+    at.segmented_control(key="grid_per_page").set_value(40).run()
+    assert len(at.checkbox) == 40 and "Photos 1–40 of 60" in texts(at.caption)
+    assert at.pagination(key="grid_page").value == 1
+    at.segmented_control(key="grid_per_page").set_value(100).run()
+    assert len(at.checkbox) == 60 and not at.pagination
+
+
+def test_a_photos_details_are_in_its_tooltip(project):
+    """Where a photo came from is in the tooltip beside its tick box (no popover per photo: each cost the page
+    time to draw)."""
+    fill(project, cats=1, dogs=1)
+    at = open_review(project)
+    [tip] = [c.help for c in at.checkbox]
+    assert "**Photo #1** in **cats**" in tip and "cat0.jpg" in tip and "kept" in tip
+    at.selectbox(key="grid_class").select("dogs").run()
+    [tip] = [c.help for c in at.checkbox]
+    assert "dog photo" in tip and "[Open the original page ↗](https://example.org/dog0.jpg)" in tip
 
 
 def test_resetting_the_grid_page_logs_no_widget_state_warning(project, monkeypatch, caplog):
@@ -192,11 +217,11 @@ def test_the_grid_reads_only_the_page_it_shows(project, monkeypatch):
     images = Project.images
     monkeypatch.setattr(Project, "images", lambda self, *a, **k: asked.append((a, k)) or images(self, *a, **k))
     at = open_review(project)
-    at.pagination(key="grid_page").set_value(2).run()
+    at.pagination(key="grid_page").set_value(3).run()
     assert len(at.checkbox) == 5 and "Photos 41–45 of 45" in texts(at.caption)
     grid = [(a, k) for a, k in asked if a[:1] == ("cats",)]
-    assert grid and all(k.get("limit") == 40 for a, k in grid) and grid[-1][1]["offset"] == 40
-    assert [r.id for r in project.images("cats", offset=40, limit=40)] == ids(project, "cats")[40:]
+    assert grid and all(k.get("limit") == 20 for a, k in grid) and grid[-1][1]["offset"] == 40
+    assert [r.id for r in project.images("cats", offset=40, limit=20)] == ids(project, "cats")[40:]
 
 
 # ---- duplicates -------------------------------------------------------------------------------
@@ -554,7 +579,7 @@ def test_browser_review_flowers(workspace):
         page.goto(f"{url}/review?project=flowers")
         page.get_by_text("Review your photos").wait_for(timeout=60_000)
         wait_idle(page)
-        page.get_by_text("Photos 1–40 of").wait_for()
+        page.get_by_text("Photos 1–20 of").wait_for()
         page.locator('[data-testid="stCheckbox"]').nth(1).click()
         wait_idle(page)
         page.get_by_text("1 photo selected").wait_for()

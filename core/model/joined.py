@@ -84,9 +84,14 @@ class JoinedSpec:
 
     @property
     def description(self) -> str:
+        smaller = [m for m in self.members if m.input_size < self.input_size]
+        shrunk = (f" All read the photo at {self.input_size} px; "
+                  + " and ".join(m.label.removeprefix("EfficientNet-") for m in smaller)
+                  + f" shrink{'s' if len(smaller) == 1 else ''} it to "
+                  + " and ".join(f"{m.input_size}" for m in smaller) + " px inside the model.") if smaller else ""
         return (f"{self.label} side by side: each looks at the photo and one head reads them all. Usually the most "
                 f"accurate offline choice, at the cost of {len(self.members)} networks' time per photo; only the "
-                "new head is trained.")
+                f"new head is trained.{shrunk}")
 
     def weights_cached(self) -> bool:
         return True
