@@ -1,7 +1,7 @@
 """Every step of the app on projects of 1,000, 10,000 and 50,000 photos, and how each figure grows.
 
     TRANSFERLAB_CACHE=/work/cache python -m bench.bench_scale [--sizes 1000,10000,50000] [--steps STEPS] \
-        [--limit SECONDS] [--dir DIR] [--rounds N]
+        [--limit SECONDS] [--dir DIR] [--rounds N] [--stand-in-embeddings]
 
 The photos are made from the real shared photo sets by `bench.scale_photos` (crops, mirror images, colour and size
 changes; about 100 classes at 10,000 and more; 1 % planted near-duplicates) in DIR/n<size>/photos, once, and
@@ -24,6 +24,15 @@ converted backbones linked from the shared cache), these steps run, each in its 
               `bench.bench_pages` measures it: the app's script run finished and no skeleton left), first
               visit and median of --rounds; the server's and its worker's peak memory (VmHWM)
 - size:       the project's database and the cache's embeddings, in MB
+
+With --stand-in-embeddings the embeddings are NOT made from the photos: embedding 50,000 photos takes about two
+hours here (7 photos a second), so each photo's vectors (plain and mirrored, default backbone) are its source
+photo's real cached embedding (from the shared cache, TRANSFERLAB_CACHE) plus noise of its own (shared by its mirror
+image) and an offset per class (so "beans" and "beans 2", made from the same kind, are two classes). They are written
+under the photo's real cache keys in a cache of their own (DIR/n<size>/cache-standin), and the project is a copy of
+the imported one (DIR/n<size>/workspace-standin: photos hard-linked, database copied), so no stand-in is ever read
+as a real embedding. Only time and memory are read from the steps that use them (head, suspects, export, Results,
+Try it); their accuracy says nothing about the app's.
 
 Memory is each step process's peak RSS (ru_maxrss), not an estimate. The last columns are the growth exponents
 between sizes: figure ~ n^k (1 = linear; above 1 grows worse than the photos). Run it with `nice -n 5` and quote the
@@ -203,6 +212,79 @@ def step_export(progress, destination: Path) -> dict:
     return figures
 
 
+STAND_IN_PHOTO_NOISE = 0.7  # per photo, in units of the source embeddings' per-dimension spread
+STAND_IN_CLASS_OFFSET = 0.2   # per class, the same units
+
+
+def _source_of(record, kinds: dict[str, dict[str, Path]]) -> Path | None:
+    """The shared photo a made photo (`bench.scale_photos`: "<source stem>-<n>.jpg", planted copies
+    "copy-<made stem>.jpg") was made from, through its class's kind ("beans 2" is made from "beans")."""
+    import re
+
+    kind = record.class_name if record.class_name in kinds else re.sub(r" \d+$", "", record.class_name)
+    stem = re.sub(r"-\d{6}$", "", Path(record.original_name or record.path.name).stem.removeprefix("copy-"))
+    # a planted copy may sit in another class than its original: then its source is another kind's photo
+    return kinds.get(kind, {}).get(stem) or next((k[stem] for k in kinds.values() if stem in k), None)
+
+
+def step_stand_in(progress, shared_cache: Path) -> dict:
+    """Every kept photo's plain and mirrored vectors (default backbone), made from its source photo's real cached
+    embedding plus noise: see the module's note. Written to this size's stand-in cache (TRANSFERLAB_CACHE)."""
+    import hashlib
+
+    import numpy as np
+
+    from bench.scale_photos import source_kinds
+    from core.model.backbones import DEFAULT_BACKBONE, get_backbone
+    from core.model.embed import EmbeddingCache, view_key
+
+    start = time.perf_counter()
+    spec = get_backbone(DEFAULT_BACKBONE)
+    shared, own = EmbeddingCache(shared_cache / "embeddings.sqlite"), EmbeddingCache()
+    kinds = {kind: {p.stem: p for p in paths} for kind, paths in source_kinds().items()}
+    records = _project().images()
+    sources = {r.sha256: _source_of(r, kinds) for r in records}
+    missing = [r.original_name for r in records if sources[r.sha256] is None]
+    if missing:
+        raise RuntimeError(f"{len(missing)} photos have no source photo, e.g. {missing[:3]}")
+    source_sha = {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in set(sources.values())}
+    keys = [view_key(part, flip) for part in spec.parts for flip in (False, True)]
+    real = {key: shared.get(key, list(set(source_sha.values()))) for key in keys}
+    lacking = {key: len(set(source_sha.values()) - set(found)) for key, found in real.items()}
+    if any(lacking.values()):
+        raise RuntimeError(f"the shared cache lacks source embeddings: {lacking} (embed the shared sets first)")
+    rng = np.random.default_rng(0)
+    spread = np.stack(list(real[keys[0]].values())).std(axis=0)
+    classes = sorted({r.class_name for r in records})
+    offsets = {name: rng.normal(0, STAND_IN_CLASS_OFFSET, spread.shape) * spread for name in classes}
+    progress[1] = len(records)
+    for first in range(0, len(records), 2000):
+        chunk = records[first:first + 2000]
+        noise = {r.sha256: rng.normal(0, STAND_IN_PHOTO_NOISE, spread.shape) * spread + offsets[r.class_name]
+                 for r in chunk}
+        for key in keys:
+            own.put(key, {r.sha256: np.maximum(real[key][source_sha[sources[r.sha256]]] + noise[r.sha256], 0)
+                          for r in chunk})  # embeddings come out of a ReLU: never negative
+        progress[0] = first + len(chunk)
+    return {"photos": len(records), "sources": len(source_sha), "seconds": time.perf_counter() - start}
+
+
+def _stand_in_workspace(imported: Path, copy: Path) -> None:
+    """A copy of the imported workspace for stand-in runs: photos and thumbnails hard-linked, the rest copied."""
+    if copy.exists():
+        return
+    def link_or_copy(src: str, dst: str) -> None:
+        if "/images/" in src or "/thumbs/" in src:
+            os.link(src, dst)
+        else:
+            shutil.copy2(src, dst)
+    partial = copy.with_name(copy.name + ".part")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(imported, partial, copy_function=link_or_copy,
+                    ignore=shutil.ignore_patterns("runs", "streamlit.log"))
+    partial.rename(copy)
+
+
 # ---- steps in this process --------------------------------------------------------------------------------------
 
 
@@ -282,15 +364,20 @@ def _cache_for(root: Path) -> Path:
     return root
 
 
-def measure(size: int, steps: list[str], limit: float, base: Path, rounds: int) -> dict[str, Outcome]:
+def measure(size: int, steps: list[str], limit: float, base: Path, rounds: int,
+            stand_in: bool = False) -> dict[str, Outcome]:
+    from core import config
+
     folder = base / f"n{size}"
     t0 = time.perf_counter()
     photos = make_photos(folder, size, progress=True)
     print(f"{size:,} photos in {photos.classes} classes ready in {time.perf_counter() - t0:.0f} s", flush=True)
-    cache = _cache_for(folder / "cache")
+    shared_cache = config.cache_dir()
+    cache = _cache_for(folder / ("cache-standin" if stand_in else "cache"))
     workspace = folder / "workspace"
     if "import" in steps:
         shutil.rmtree(workspace, ignore_errors=True)
+        shutil.rmtree(folder / "workspace-standin", ignore_errors=True)
     workspace.mkdir(parents=True, exist_ok=True)
     os.environ["TRANSFERLAB_HOME"], os.environ["TRANSFERLAB_CACHE"] = str(workspace), str(cache)
     earlier = folder / "prepare.json"
@@ -308,6 +395,16 @@ def measure(size: int, steps: list[str], limit: float, base: Path, rounds: int) 
     if "zip" in steps:
         run("zip", step_zip, _zip_of(photos, folder / "photos.zip"))
         shutil.rmtree(workspace / "zipped", ignore_errors=True)
+    if stand_in:
+        steps = [*steps, "stand-in"]
+        workspace = folder / "workspace-standin"
+        _stand_in_workspace(folder / "workspace", workspace)
+        os.environ["TRANSFERLAB_HOME"] = str(workspace)
+        print("  STAND-IN EMBEDDINGS: every photo's vectors are its source photo's real embedding plus noise; "
+              "only times and memory below mean anything", flush=True)
+        run("stand-in", step_stand_in, shared_cache)
+        if results["stand-in"].note:  # the later steps would embed every photo for real, into the stand-ins' cache
+            raise SystemExit(f"the stand-in embeddings failed: {results['stand-in'].note}")
     run("duplicates", step_duplicates, photos.planted)
     run("count", step_count)
     run("prepare", step_prepare)
@@ -360,6 +457,7 @@ FIGURES = [  # (row label, step, figure name)
     ("preparation: photos/s", "prepare", "photos/s"),
     ("preparation: s until ready", "prepare", "seconds"),
     ("'ready to train' count: s", "count", "seconds"),
+    ("stand-in embeddings written: s", "stand-in", "seconds"),
     ("head solve: s", "head", "head seconds"),
     ("training run: s", "head", "run seconds"),
     ("training run: peak MB", "head", "peak MB"),
@@ -429,10 +527,14 @@ def main(argv: list[str] | None = None) -> None:
     limit = float(_arg(args, "--limit", "900"))
     base = Path(_arg(args, "--dir", "/tmp/transferlab-scale")).resolve()
     rounds = int(_arg(args, "--rounds", "2"))
+    stand_in = "--stand-in-embeddings" in args
     results = {}
     for size in sizes:
         print(f"== {size:,} photos (load average {os.getloadavg()[0]:.1f})", flush=True)
-        results[size] = measure(size, steps, limit, base, rounds)
+        results[size] = measure(size, steps, limit, base, rounds, stand_in)
+    if stand_in:
+        print("\nSTAND-IN EMBEDDINGS (--stand-in-embeddings): head, suspects, export, Results and Try it ran on vectors "
+              "made from the source photos' real embeddings plus noise; read their times and memory, not their accuracy.")
     print(f"\nload average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
     print(report(sizes, results))
 

@@ -23,7 +23,7 @@ def backbone_table() -> pd.DataFrame:
     relative = model.relative_speeds(measured)
     return pd.DataFrame([{
         "Network": spec.label,
-        "Photo size": " + ".join(f"{m.input_size}" for m in spec.members) + " px",
+        "Photo size": f"{spec.input_size} px",  # a joined choice's members all read the largest member's size
         "Parameters": f"{spec.params / 1e6:.1f} M",
         "Available": availability(spec),
         "Speed here": speed_text(spec.name, measured, relative),
@@ -45,7 +45,8 @@ def backbone_picker(project: Project, busy: bool) -> BackboneSpec:
     table = backbone_table()
     st.dataframe(table, hide_index=True, key="backbone_table", column_config={
         "Photo size": st.column_config.TextColumn(width="small", help="Photos are resized to this before the network "
-                                                  "sees them."),
+                                                  "sees them. Joined networks all read the photo at the largest one's "
+                                                  "size; the smaller ones shrink it to their own inside the model."),
         "Parameters": st.column_config.TextColumn(width="small", help="Numbers inside the network: its size."),
     })
     unmeasured = [n for n in names if n not in model.cached_speeds()]

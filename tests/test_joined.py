@@ -27,6 +27,9 @@ def test_a_joined_name_is_a_backbone_made_of_its_members_in_order():
     assert [m.name for m in spec.members] == ["efficientnet_lite2", "efficientnet_lite0"]
     assert spec.name == "efficientnet_lite2+efficientnet_lite0" and spec.label == "EfficientNet-Lite2 + Lite0"
     assert spec.feature_dim == 2560 and spec.input_size == 260 and spec.offline
+    # the Train page says what the members are fed: the joined size, shrunk inside the model for the smaller ones
+    assert spec.description.endswith("All read the photo at 260 px; Lite0 shrinks it to 224 px inside the model.")
+    assert "Lite0 and Lite1 shrink it to 224 and 240 px" in get_backbone(RECOMMENDED).description
     assert spec.params == REGISTRY["efficientnet_lite0"].params + REGISTRY["efficientnet_lite2"].params
     assert get_backbone("efficientnet_lite0").members == (REGISTRY["efficientnet_lite0"],)
     assert backbone_label(LITE02) == "EfficientNet-Lite0 + Lite2" and backbone_label("gone+away") == "gone+away"

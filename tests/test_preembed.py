@@ -47,3 +47,21 @@ def test_a_joined_project_is_ready_only_with_its_parts_keys_not_its_members_own(
     for flip in preembed.VIEWS:
         cache.put(f"efficientnet_lite0@224from260v4{'-flip' if flip else ''}", {sha: vector})
     assert preembed.readiness(project, cache).complete
+
+
+def test_background_embedding_stops_between_batches_and_keeps_what_it_made(tmp_path):
+    """The worker asks for a few hundred photos at a time (finding the missing ones costs about a second at 50,000
+    photos); training must not wait for them all: `should_stop` ends the call after the batch in hand."""
+    from core.model.embed import BATCH
+
+    project = create_project("p", tmp_path)
+    for i in range(BATCH + 4):
+        project.add_image("cats" if i % 2 else "dogs", photo_bytes(i), source="upload")
+    cache = EmbeddingCache(tmp_path / "e.sqlite")
+    asked = []
+    tried = preembed.embed_some(project, preembed.WORKER_CHUNK, cache=cache,
+                                should_stop=lambda: asked.append(1) or len(asked) > 1)  # yes from the 2nd batch
+    assert tried == BATCH + 4
+    assert preembed.readiness(project, cache).ready == BATCH  # the first batch stays cached
+    assert preembed.embed_some(project, preembed.WORKER_CHUNK, cache=cache) == 4
+    assert preembed.readiness(project, cache).complete

@@ -111,7 +111,7 @@ class Embedder(threading.Thread):
         self.last_work = time.time()
 
     def run(self) -> None:
-        from core.model.preembed import embed_some
+        from core.model.preembed import WORKER_CHUNK, embed_some
 
         with contextlib.suppress(AttributeError, OSError):  # Linux: lower this thread (and the ones it starts) only
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
@@ -120,7 +120,8 @@ class Embedder(threading.Thread):
             done = 0
             for key, project in list(self.projects.items()):
                 try:
-                    done += embed_some(project, unreadable=self.unreadable)
+                    done += embed_some(project, WORKER_CHUNK, unreadable=self.unreadable,
+                                       should_stop=lambda: not self.allowed.is_set() or self.stopping.is_set())
                 except Exception:  # a deleted or broken project is dropped until a page asks again
                     traceback.print_exc()
                     self.projects.pop(key, None)
