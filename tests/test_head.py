@@ -114,15 +114,29 @@ def test_lbfgs_finds_the_minimum_of_an_ill_conditioned_quadratic():
 
 
 def test_many_photos_choose_the_strength_on_a_sample_and_fit_all_of_them(monkeypatch):
+    """The final solve on all vectors asks of the mean gradient what the sample's solve asks: the objective is a sum
+    over the vectors, so its tolerance grows with them (a fixed one asked more than float32 sums give: at 50,000
+    vectors the solve ground at the rounding for two thirds of its steps). Its answer is the tight solve's."""
     x, labels = blobs(150, 20, n_classes=3, spread=0.5)
     monkeypatch.setattr(head, "SEARCH_ROWS", 200)
+    asked = []
+    solve = Problems.solve
+
+    def spy(problems, strengths, start=None, tolerance=None):
+        asked.append((len(problems.z), tolerance))
+        return solve(problems, strengths, start, tolerance)
+
+    monkeypatch.setattr(Problems, "solve", spy)
     search = search_head(x, labels, 3, np.arange(len(labels)))
     assert search.folds == head.FOLDS and search.tried
+    assert asked[-1] == (450, pytest.approx(head.POLISH_TOLERANCE * 450 / 200))
     coords = coordinates(x)
     problems = Problems(coords(x), labels, 3, np.ones((1, len(x)), bool))
-    expected = coords.raw(*problems.problem(problems.solve(search.strength, tolerance=1e-6), 0))
+    expected = coords.raw(*problems.problem(solve(problems, search.strength, tolerance=1e-6), 0))
     test, _ = blobs(50, 20, n_classes=3, seed=4, spread=0.5)
-    np.testing.assert_allclose(search.head.probabilities(test), expected.probabilities(test), atol=0.01)
+    got, tight = search.head.probabilities(test), expected.probabilities(test)
+    assert (got.argmax(axis=1) == tight.argmax(axis=1)).mean() >= 0.99  # the head issue's test of a lossless shortcut
+    np.testing.assert_allclose(got, tight, atol=0.02)
 
 
 def test_sets_up_to_the_sample_size_are_searched_whole(monkeypatch):

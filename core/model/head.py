@@ -272,7 +272,13 @@ def _sampled_search(x, labels, n_classes, groups, val, seed, on_try, should_stop
 
     C carries unchanged, as it does from the search's folds (three quarters of the vectors) to the final head. The solve on all vectors starts from the sample's head at the strength times (all vectors / sampled ones):
     the sum-form objective on the sample then weighs its data as the full one does, so the start is the full
-    answer up to the sample's noise and the costly full-size solve needs few steps."""
+    answer up to the sample's noise and the costly full-size solve needs few steps.
+
+    The final tolerance grows with the vectors: the objective is a sum over them, so its gradient does too, and
+    POLISH_TOLERANCE times (all / SEARCH_ROWS) asks the same of the mean gradient as POLISH_TOLERANCE asks of
+    SEARCH_ROWS vectors. It also stays above the rounding of the float32 sums, which grows with the vectors: at
+    50,000 vectors the largest gradient entry would not go below about 0.03, and the solve spent two thirds of its
+    gradients on line searches that rounding made fail (docs/scale.md)."""
     sample = _sample(labels, groups, SEARCH_ROWS, seed)
     found = _search(np.asarray(x)[sample], labels[sample], n_classes, groups[sample], val, seed, on_try, should_stop)
     if should_stop and should_stop():
@@ -282,7 +288,7 @@ def _sampled_search(x, labels, n_classes, groups, val, seed, on_try, should_stop
     full = Problems(z, labels, n_classes, np.ones((1, len(labels)), bool))
     part = Problems(z[sample], labels[sample], n_classes, np.ones((1, len(sample)), bool))
     start = part.solve(found.strength * len(labels) / len(sample), _in_coordinates(found.head, coords))
-    params = full.solve(found.strength, start, POLISH_TOLERANCE)
+    params = full.solve(found.strength, start, POLISH_TOLERANCE * len(labels) / SEARCH_ROWS)
     return HeadSearch(coords.raw(*full.problem(params, 0)), found.strength, found.tried, found.folds)
 
 

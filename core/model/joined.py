@@ -14,7 +14,10 @@ pixels, so Try it, evaluation, the heat map and the downloads agree to float rou
 disagreed with the app's top class on up to 4.6 % of photos (docs/benchmarks.md). A `ResizedMember`'s
 vectors differ from its member's own, so they are cached under a key naming both sizes
 (`efficientnet_lite0@224from260v4`); the largest member's are its own (shared with it alone), and single
-backbones' keys are unchanged.
+backbones' keys are unchanged. The resize in the graph costs the joined head a little against PIL's direct resize
+(groceries25 0.849 → 0.842): the photo is resampled twice. A smoothing reduce in the graph (Pillow's own, as two
+matrix products) was measured on 2026-12-04: worse on groceries25 and flowers5, level on hymenoptera
+(docs/benchmarks.md).
 Fine-tuning a joined backbone is refused with a message (`refuse_fine_tuning`): only its head is trained.
 
 The head on the concatenation (`search_joined_head`) first puts every dimension on a like scale (`feature_scales`),
