@@ -14,10 +14,12 @@ cache folder), which the app enlarges back to the network's input size like any 
 Runs share one cache (a fresh temporary one unless --cache is given), so each photo's embeddings and boundary
 activations are computed once: "cache s" is the time the run spent making them (0 when an earlier run of the
 table did), "epochs s" the fine-tuning after that (epochs, the head re-solved on the tuned features, the keep
-check). "wall s" is the whole run; "cpu s" the CPU seconds the process spent in it (all threads), so a run's
+check) and "epochs cpu s" the CPU seconds it took; "epochs run/best" how many epochs ran before the stop rule ended
+them and which one's weights were kept (0: none beat the head). "wall s" is the whole run; "cpu s" the CPU seconds the process spent in it (all threads), so a run's
 time on a quiet machine can be judged while others share it (on 2 cores, quiet wall ~ cpu s / 2 for the parallel
-parts); "load" the 1-minute load average when the run began. "gain" is the run's validation accuracy minus the
-head's on the same split, in points; "head cv" the head's cross-validated accuracy on the training photos
+parts); "load" the 1-minute load average when the run began. "val acc" is the run's validation accuracy from its plain
+probabilities and as the model answers (each photo averaged with its mirror image); "gain" each minus the head's on
+the same split, in points; "head cv" the head's cross-validated accuracy on the training photos
 (core.model.advice's sign of photos unlike everyday ones); "factor" the epochs in units of one forward pass of the
 whole network per training photo and view, as plain and mirrored (core.model.advice.MEASURED's last figure: the forward pass is timed on this machine at its quietest moment).
 """
@@ -34,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import dataset, table
+from core.model.train import STAGE_FINETUNE, SilentListener
 
 TINY = 32  # pixels a side of the tiny copies
 
@@ -76,8 +79,25 @@ def rotated_split(samples, class_names, k: int):
                      [s for s, v in zip(samples, is_val) if v])
 
 
-def accuracy(result) -> float:
-    return float((result.val_probabilities.argmax(axis=1) == np.array([s.label for s in result.val_samples])).mean())
+def accuracy(result, mirrored: bool = False) -> float:
+    """Validation accuracy of the run's model: of its plain probabilities, or (`mirrored`) each photo averaged with
+    its mirror image, as the model answers."""
+    probabilities = result.val_probabilities_mirrored if mirrored else result.val_probabilities
+    return float((probabilities.argmax(axis=1) == np.array([s.label for s in result.val_samples])).mean())
+
+
+class Epochs(SilentListener):
+    """Counts the fine-tuning epochs a run went through and notes the CPU time when that stage began."""
+
+    def __init__(self):
+        self.run, self.cpu_start = 0, None
+
+    def on_stage(self, stage, info):
+        if stage == STAGE_FINETUNE:
+            self.cpu_start = time.process_time()
+
+    def on_epoch(self, stage, epoch, epochs, logs):
+        self.run += stage == STAGE_FINETUNE
 
 
 def runs(name: str, root: Path, depths: list[int], splits: list[int]) -> list[list]:
@@ -92,17 +112,20 @@ def runs(name: str, root: Path, depths: list[int], splits: list[int]) -> list[li
         data = rotated_split(samples, class_names, k)
         head_acc = None
         for depth in depths:
-            load, cpu0 = os.getloadavg()[0], time.process_time()
-            result = train(data, TrainConfig(unfreeze_blocks=depth))
+            load, cpu0, epochs = os.getloadavg()[0], time.process_time(), Epochs()
+            result = train(data, TrainConfig(unfreeze_blocks=depth), epochs)
             cpu = time.process_time() - cpu0
             t = result.timings
-            acc = accuracy(result)
-            head_acc = acc if depth == 0 else head_acc
+            acc, acc_mirrored = accuracy(result), accuracy(result, mirrored=True)
+            head_acc = (acc, acc_mirrored) if depth == 0 else head_acc
             kept = "-" if depth == 0 else ("head kept" if result.model is None else "fine-tuned")
             cv = next(row for row in result.search.tried if row["chosen"]).get("cv_accuracy", float("nan"))
-            rows.append([name, k, len(data.train), len(data.val), depth, cv, kept, acc,
-                         "" if head_acc is None or depth == 0 else f"{100 * (acc - head_acc):+.1f}",
+            gains = "" if head_acc is None or depth == 0 else \
+                f"{100 * (acc - head_acc[0]):+.1f} / {100 * (acc_mirrored - head_acc[1]):+.1f}"
+            rows.append([name, k, len(data.train), len(data.val), depth, cv, kept, f"{acc:.3f} / {acc_mirrored:.3f}",
+                         gains, f"{epochs.run}/{result.best_epoch.get(STAGE_FINETUNE, 0)}" if depth else "",
                          t["embed_seconds"] + t.get("boundary_seconds", 0.0), t.get("finetune_seconds", 0.0),
+                         time.process_time() - epochs.cpu_start if epochs.cpu_start is not None else 0.0,
                          t["train_seconds"], cpu, load, t.get("finetune_seconds", 0.0) / (2 * len(data.train) * forward_s)])
             print("done:", rows[-1], file=sys.stderr, flush=True)
     return rows
@@ -130,8 +153,9 @@ def main() -> None:
                     rows += runs(name if size == "full" else f"{name} {TINY}px", root, depths,
                                  [int(k) for k in args.splits.split(",")])
             print(f"{os.cpu_count()} CPU cores, load average {load:.1f} at the start; default settings but the depth")
-            print(table(["set", "split", "train", "val", "blocks", "head cv", "model", "val acc", "gain", "cache s", "epochs s",
-                         "wall s", "cpu s", "load", "factor"], rows))
+            print(table(["set", "split", "train", "val", "blocks", "head cv", "model", "val acc plain / mirrored", "gain",
+                         "epochs run/best", "cache s", "epochs s", "epochs cpu s", "wall s", "cpu s", "load", "factor"],
+                        rows))
         finally:
             if previous is None:
                 os.environ.pop("TRANSFERLAB_CACHE", None)

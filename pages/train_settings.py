@@ -155,8 +155,8 @@ def advanced_settings(fine_tuning: bool) -> None:
             explained(st.select_slider, "Photos looked at before each learning step. Bigger is smoother, "
                       "uses more memory.", "Batch size", BATCH_SIZES, key=key("batch_size"), disabled=not fine_tuning)
         with middle:
-            explained(st.number_input, "Epochs to wait for the validation score to beat the best so far (the new "
-                      "head's, to begin with) before stopping.",
+            explained(st.number_input, "Epochs to wait for the validation score to beat the run's own best so far "
+                      "before stopping. The new head is kept unless an epoch beats it.",
                       "Patience (epochs)", 1, 50, key=key("patience"), disabled=not fine_tuning)
             explained(st.number_input, "Same number, same result: change it to see how much luck is involved.",
                       "Random seed", 0, 10_000, key=key("seed"))

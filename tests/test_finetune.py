@@ -3,6 +3,7 @@ determinism, photos that vanish mid-run, and the backbone advice."""
 
 import dataclasses
 import json
+import types
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +20,9 @@ from core.model.novelty import unit
 from core.images import load_rgb
 from core.serving.predict import Classifier
 from core.jobs.pipeline import data_from_folders, train_and_save
-from core.model.train import STAGE_EMBED, SilentListener, TrainConfig, assemble_classifier, train
+from core.model.train import STAGE_EMBED, SilentListener, TrainConfig, assemble_classifier, stop_rule, train
 from tests.photos import write_image_folder
 
-pytestmark = pytest.mark.slow
 SPEC = get_backbone("efficientnet_lite0")
 
 
@@ -36,6 +36,7 @@ def random_head(n_classes: int = 2) -> LinearHead:
                       np.zeros(n_classes, np.float32))
 
 
+@pytest.mark.slow
 def test_activations_are_cached_per_content_and_match_the_full_model(folders, tmp_path):
     paths = photos(folders)
     shas = [f"sha-{p.name}" for p in paths]
@@ -55,6 +56,7 @@ def test_activations_are_cached_per_content_and_match_the_full_model(folders, tm
     np.testing.assert_allclose(through_cache, full, atol=2e-3)  # LiteRT + float16 rounding only
 
 
+@pytest.mark.slow
 def test_top_model_shares_the_classifiers_layers():
     classifier = assemble_classifier(SPEC, random_head())
     top = activations.top_model(classifier, SPEC, 1)
@@ -64,6 +66,7 @@ def test_top_model_shares_the_classifiers_layers():
     assert {id(w) for w in top.weights} <= {id(w) for w in classifier.weights}
 
 
+@pytest.mark.slow
 def test_no_frozen_part_means_no_cache():
     backbone = SPEC.build(weights=False)
     everything = len(SPEC.blocks(backbone))
@@ -73,6 +76,7 @@ def test_no_frozen_part_means_no_cache():
     assert not activations.cacheable((112, 112, 16), 10**5, 2)  # over the budget: fine-tuning streams photos
 
 
+@pytest.mark.slow
 def test_finetuned_weights_are_in_the_saved_model(folders, tmp_path):
     # No validation photos: nothing to keep the head for, so the fine-tuned weights are saved.
     data = data_from_folders(folders / "train", val_split=0.0)
@@ -94,6 +98,7 @@ def test_finetuned_weights_are_in_the_saved_model(folders, tmp_path):
     np.testing.assert_allclose(saved.probabilities(pixels), expected, atol=2e-3)  # beside its novelty output
 
 
+@pytest.mark.slow
 def test_a_fine_tuned_run_checks_novelty_on_its_tuned_features_everywhere_it_predicts(folders, tmp_path):
     """The reference and the threshold come from the tuned trunk's pooled features, and every file the run predicts
     from (model.keras, model.tflite, heatmap.tflite) answers with the same `novelty` score as numpy on them."""
@@ -135,6 +140,7 @@ def test_a_fine_tuned_run_checks_novelty_on_its_tuned_features_everywhere_it_pre
     np.testing.assert_allclose(load_predictor(run, keras=False).outputs(pixels)[1], expected, atol=2e-3)
 
 
+@pytest.mark.slow
 def test_a_run_fine_tuned_on_streamed_photos_checks_novelty_on_its_tuned_features(folders, tmp_path, monkeypatch):
     """Too large to cache the boundary (here: made so): the reference is the tuned trunk's pooled features of the
     training photos and their mirror images, from one more pass over them, and model.keras scores with it."""
@@ -173,6 +179,7 @@ def model_file_name(run: Path) -> str:
     return model_file(run, keras=False).name
 
 
+@pytest.mark.slow
 def test_the_head_is_solved_again_on_what_the_blocks_learned(folders):
     """After the epochs the Dense layer holds the convex solver's head on the tuned blocks' features."""
     data = data_from_folders(folders / "train", val_split=0.0)
@@ -190,6 +197,7 @@ def test_the_head_is_solved_again_on_what_the_blocks_learned(folders):
     np.testing.assert_allclose(bias, expected.bias, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_finetuning_is_deterministic(folders):
     data = data_from_folders(folders / "train", folders / "val")
     cfg = TrainConfig(unfreeze_blocks=1, finetune_epochs=2, finetune_learning_rate=1e-3, batch_size=8, patience=5)
@@ -213,6 +221,7 @@ class DeleteBeforeBoundary(SilentListener):
             self.victim.unlink()
 
 
+@pytest.mark.slow
 def test_a_photo_that_vanishes_mid_run_is_skipped(folders, tmp_path):
     # Photos no other test has seen: a cached activation would (rightly) spare reading the file.
     write_image_folder(tmp_path / "train", {"stripes": 8, "blobs": 8}, offset=300)
@@ -238,6 +247,7 @@ def test_advice_covers_every_offline_backbone_and_depth():
     assert all(key[0] in {r.backbone for r in rows} for key in MEASURED)
 
 
+@pytest.mark.slow
 def test_a_run_that_cannot_beat_the_head_keeps_it_and_says_so(folders, tmp_path):
     # A learning rate of zero: no epoch can do better than the head on validation.
     cfg = TrainConfig(unfreeze_blocks=1, finetune_learning_rate=0.0, finetune_epochs=3, patience=1, batch_size=16)
@@ -249,6 +259,7 @@ def test_a_run_that_cannot_beat_the_head_keeps_it_and_says_so(folders, tmp_path)
     assert metrics["val_accuracy"] == metrics["val_accuracy_mirrored"], "the figures are the model's as it answers"
 
 
+@pytest.mark.slow
 def test_a_fine_tuned_model_with_fewer_right_answers_is_not_kept(folders, monkeypatch):
     """A lower validation loss with fewer validation photos right (tiny validation sets) keeps the head."""
     data = data_from_folders(folders / "train", folders / "val")
@@ -269,6 +280,26 @@ def test_a_fine_tuned_model_with_fewer_right_answers_is_not_kept(folders, monkey
     result = train(data, cfg)
     assert result.model is None and result.best_epoch == {"fine-tuning": 0}
 
+def epochs_run(val_losses: list[float], patience: int = 3) -> int:
+    """How many epochs `stop_rule` lets run with these validation losses, one per epoch."""
+    stopper, model = stop_rule(TrainConfig(patience=patience)), types.SimpleNamespace(stop_training=False)
+    stopper.set_model(model)
+    stopper.on_train_begin()
+    for epoch, loss in enumerate(val_losses):
+        stopper.on_epoch_end(epoch, {"val_xent": loss})
+        if model.stop_training:
+            return epoch + 1
+    return len(val_losses)
+
+
+def test_fine_tuning_stops_when_it_stops_improving_on_itself_not_on_the_head():
+    """Measured losses (2 blocks, split 0): 32-px groceries25 stayed above the head's 1.336 for three epochs, then beat
+    it as the rate decayed (+2.0 points at epoch 8); 32-px flowers5 got worse after its first epoch."""
+    assert epochs_run([1.4056, 1.3785, 1.3807, 1.3278, 1.3042, 1.3083, 1.2976, 1.2951]) == 8
+    assert epochs_run([0.5712, 0.6187, 0.5774, 0.6415, 0.6109, 0.5907, 0.5868, 0.5872]) == 4
+    assert epochs_run([0.5, 0.5, 0.5, 0.5], patience=2) == 3, "no better than its best by MIN_IMPROVEMENT: stop"
+
+
 def test_zoomed_view_enlarges_the_middle():
     pixels = np.zeros((2, 100, 100, 3), np.float32)
     pixels[:, 10:90, 10:90] = 200.0  # a bright square framed by a black border 10 % wide
@@ -277,6 +308,7 @@ def test_zoomed_view_enlarges_the_middle():
     assert zoomed.min() > 150  # the border is cropped away: only the middle, enlarged, is left
 
 
+@pytest.mark.slow
 def test_cli_fine_tunes_and_says_how_long_is_left(folders, tmp_path, capsys):
     from core.__main__ import main as cli
 

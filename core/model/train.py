@@ -57,7 +57,7 @@ class TrainConfig:
     batch_size: int = 64          # two blocks on 2 CPU cores: 4.4 ms of CPU per photo against 4.6 at 32
     dropout: float = 0.2
     label_smoothing: float = 0.0
-    patience: int = 3             # epochs without a better validation loss before fine-tuning stops
+    patience: int = 3             # epochs without bettering the run's own best validation loss before it stops
     # Cached fine-tuning also trains on the middle of each photo enlarged (and its mirror image): measured on three
     # flowers5 splits, two blocks went from +0.0 to +0.8 points over the head on held-out photos, never below it.
     finetune_zoom_views: bool = True
@@ -400,11 +400,9 @@ def _finetune(result: TrainResult, spec: BackboneSpec, cfg: TrainConfig, e: Embe
     # Snapshot after freezing: Keras orders weights by trainability, so restore in the same configuration.
     baseline = (head_val_loss, 0, fit.trained.get_weights()) if has_val and head_val_loss is not None else None
     relay = _listener_callback(listener, STAGE_FINETUNE, cfg.finetune_epochs, baseline)
-    # The baseline is the head's own validation loss: fine-tuning that never beats it stops after `patience` epochs.
-    stopper = keras.callbacks.EarlyStopping(monitor=MONITOR if has_val else "loss", mode="min", patience=cfg.patience,
-                                            min_delta=MIN_IMPROVEMENT, baseline=head_val_loss if has_val else None)
     fit.trained.fit(fit.train, validation_data=fit.val, epochs=cfg.finetune_epochs,
-                    class_weight=class_weights(e.labels, n_classes), callbacks=[relay, stopper], verbose=0)
+                    class_weight=class_weights(e.labels, n_classes), callbacks=[relay, stop_rule(cfg, has_val)],
+                    verbose=0)
     result.stopped = relay.stopped
     result.best_epoch[STAGE_FINETUNE] = relay.best[1] if relay.best else 0
     if result.best_epoch[STAGE_FINETUNE] == 0:
@@ -429,6 +427,19 @@ def _finetune(result: TrainResult, spec: BackboneSpec, cfg: TrainConfig, e: Embe
                                      np.array([s.label for s in result.val_samples], dtype=int))
         model = with_novelty_output(model, result.novelty[0])
     result.model = mirror_averaged(model) if mirror_averaging(cfg) else model
+
+
+def stop_rule(cfg: TrainConfig, has_val: bool = True):
+    """Early stopping once `patience` epochs in a row did not improve on the run's own best validation loss.
+
+    Not on the head's loss: while the one-epoch warm-up and the high part of the cosine schedule move the weights,
+    validation loss often stays above the head's and beats it only as the rate decays (32-px groceries25 split 0:
+    above it for three epochs, then 1.336 -> 1.295 and +2.0 points by epoch 8). Whether the run beats the head at all
+    is the keep rule's question (the relay's baseline and the final check in `_finetune`), not the stop's."""
+    import keras
+
+    return keras.callbacks.EarlyStopping(monitor=MONITOR if has_val else "loss", mode="min", patience=cfg.patience,
+                                         min_delta=MIN_IMPROVEMENT)
 
 
 def _right(probabilities: np.ndarray, samples: Sequence[Sample]) -> int:
