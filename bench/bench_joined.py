@@ -36,7 +36,7 @@ and the top-1 agreement of the downloads (model.tflite and model.keras: one inpu
 smaller members resized in the graph) with the app's predictor (the members' LiteRT files, the smaller ones resizing
 the same photo in their graph, as the embeddings were made) on the validation photos, with the largest difference of
 a probability.
-Live pictures a second come from `python -m bench.bench_live --backbone NAME`.
+Live pictures a second come from `python -m bench.bench_live --backbone NAME,NAME` (side by side in one run).
 """
 
 from __future__ import annotations

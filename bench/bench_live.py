@@ -1,6 +1,6 @@
 """Try it, measured through the real app: the live webcam fed by Chromium's fake camera, and one uploaded photo.
 
-    python -m bench.bench_live [SECONDS] [--backbone NAME]
+    python -m bench.bench_live [SECONDS] [--backbone NAME[,NAME...]]
 
 Trains a head-only run on ants vs. bees (hymenoptera), starts the app on a free port, and takes
 a newcomer's steps in their order: one photo uploaded and its heat map drawn (timed: the first
@@ -159,16 +159,12 @@ def engine_figures(run_dir: Path, photos: list[Path]) -> list[list]:
     return rows
 
 
-def main(seconds: float = 60.0, backbone: str = "efficientnet_lite0") -> None:
-    if not Path(CHROMIUM).exists():
-        print(f"skipped: this benchmark drives {CHROMIUM} (apt-get install chromium)")
-        return
-    load = os.getloadavg()[0]
+def measure(backbone: str, seconds: float, tmp: Path) -> dict:
+    """Every figure of one backbone: a head-only run trained in its own home, its own server and browser."""
     val = dataset("hymenoptera") / "val"
     ant, bee = sorted((val / "ants").glob("*.jpg"))[0], sorted((val / "bees").glob("*.jpg"))[0]
     tries = sorted((val / "ants").glob("*.jpg"))[1:4] + sorted((val / "bees").glob("*.jpg"))[1:4]
-    with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, {"TRANSFERLAB_HOME": f"{tmp}/home"}):
-        tmp = Path(tmp)
+    with mock.patch.dict(os.environ, {"TRANSFERLAB_HOME": f"{tmp}/home"}):
         project = create_project("bench", tmp / "home")
         import_folder(project, small_training_set(tmp / "train"))
         run_dir = project.run_dir(finished_run(project, TrainConfig(backbone=backbone)))
@@ -178,30 +174,58 @@ def main(seconds: float = 60.0, backbone: str = "efficientnet_lite0") -> None:
             rates, behind, changes, cpu, drops = live_figures(page, seconds)
             uploads = upload_figures(page, url, tries)
         engine = engine_figures(run_dir, tries)
-    print(f"Try it on a warm server, {os.cpu_count()} CPU cores, load average {load:.1f} before and "
-          f"{os.getloadavg()[0]:.1f} after; "
-          f"{backbone_label(backbone)} head-only run on {2 * PER_CLASS} hymenoptera photos")
-    print(f"\nFirst heat map on the server (choose a photo -> heat map on screen): {heat_seconds:.2f} s")
-    print(f"\nLive webcam after that heat map, Chromium's fake camera playing {video.name} ({WIDTH}x{HEIGHT}, "
-          f"{FPS} fps), {len(rates)} samples over {seconds:.0f} s (targets: >= 10 frames/s, < 1000 ms behind):")
+        sizes = {name: (run_dir / name).stat().st_size / 1e6 for name in (TFLITE_FILES[False], "model.keras")}
+    return dict(backbone=backbone, video=video, tries=tries, heat_seconds=heat_seconds, rates=rates, behind=behind,
+                changes=changes, cpu=cpu, drops=drops, uploads=uploads, engine=engine, sizes=sizes)
+
+
+def report(f: dict, seconds: float) -> None:
+    """One backbone's figures, as measured."""
+    print(f"\n== {backbone_label(f['backbone'])} head-only run on {2 * PER_CLASS} hymenoptera photos")
+    print(f"\nFirst heat map on the server (choose a photo -> heat map on screen): {f['heat_seconds']:.2f} s")
+    print(f"\nLive webcam after that heat map, Chromium's fake camera playing {f['video'].name} ({WIDTH}x{HEIGHT}, "
+          f"{FPS} fps), {len(f['rates'])} samples over {seconds:.0f} s (targets: >= 10 frames/s, < 1000 ms behind):")
     print(table(["figure", "median", "10th pct", "90th pct"], [
-        ["frames classified per second", *_spread(rates)],
-        ["ms from frame arrival to verdict on screen", *_spread(behind)],
+        ["frames classified per second", *_spread(f["rates"])],
+        ["ms from frame arrival to verdict on screen", *_spread(f["behind"])],
     ]))
-    print(f"top class changed {changes} times in {seconds:.0f} s (the video switches between the ant and the bee "
-          f"every second); the camera connection dropped {drops} times")
-    print(f"CPU while live: server {100 * cpu['server'] / seconds:.0f}% of one core, browser "
-          f"{100 * cpu['browser'] / seconds:.0f}% (decoding every camera frame, classifying the newest, sending the "
-          "picture back)")
+    print(f"top class changed {f['changes']} times in {seconds:.0f} s (the video switches between the ant and the bee "
+          f"every second); the camera connection dropped {f['drops']} times")
+    cpu = {k: f"{100 * v / seconds:.0f}%" for k, v in f["cpu"].items()}
+    print(f"CPU while live: server {cpu['server']} of one core, browser {cpu['browser']} (decoding every camera frame, "
+          "classifying the newest, sending the picture back)")
     print("\nOne uploaded photo, choose -> verdict on screen (target <= 1 s warm), and -> heat map:")
-    print(table(["photo", "verdict s", "heat map s"], [[p.name, *s] for p, s in zip(tries, uploads)]))
-    warm = statistics.median(v for v, _ in uploads[1:])
-    print(f"first (loads the predictor): {uploads[0][0]:.2f} s; warm median: {warm:.2f} s")
+    print(table(["photo", "verdict s", "heat map s"], [[p.name, *s] for p, s in zip(f["tries"], f["uploads"])]))
+    print(f"first (loads the predictor): {f['uploads'][0][0]:.2f} s; warm median: {warm_verdict(f):.2f} s")
     print("\nThe same photos through each predictor, in this process:")
-    print(table(["predictor", "kind", "load s", "ms per photo"], engine))
-    head, keras = engine[0][3], engine[-1][3]
-    print(f"head path vs. Keras for one photo: {keras / head:.1f}x faster; load {engine[-1][2] / engine[0][2]:.1f}x "
-          f"faster; the novelty check costs {head - engine[1][3]:+.1f} ms a photo")
+    print(table(["predictor", "kind", "load s", "ms per photo"], f["engine"]))
+    (_, _, head_load, head), keras = f["engine"][0], f["engine"][-1]
+    print(f"head path vs. Keras for one photo: {keras[3] / head:.1f}x faster; load {keras[2] / head_load:.1f}x "
+          f"faster; the novelty check costs {head - f['engine'][1][3]:+.1f} ms a photo")
+
+
+def warm_verdict(f: dict) -> float:
+    return statistics.median(v for v, _ in f["uploads"][1:])
+
+
+def main(seconds: float = 60.0, backbones: tuple[str, ...] = ("efficientnet_lite0",)) -> None:
+    """Each backbone measured in turn in this one run (its own project, server and browser), then side by side."""
+    if not Path(CHROMIUM).exists():
+        print(f"skipped: this benchmark drives {CHROMIUM} (apt-get install chromium)")
+        return
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        figures = [measure(backbone, seconds, Path(tmp) / str(i)) for i, backbone in enumerate(backbones)]
+    print(f"Try it on a warm server, {os.cpu_count()} CPU cores, load average {load:.1f} before and "
+          f"{os.getloadavg()[0]:.1f} after")
+    for f in figures:
+        report(f, seconds)
+    print("\nSide by side (measured one after the other in this run):")
+    print(table(["backbone", "live frames a second (median)", "ms behind (median)", "Try it verdict s (warm)",
+                 "head path ms a photo", "model.tflite MB", "model.keras MB"],
+                [[backbone_label(f["backbone"]), _spread(f["rates"])[0], _spread(f["behind"])[0],
+                  f"{warm_verdict(f):.2f}", f"{f['engine'][0][3]:.1f}", f"{f['sizes'][TFLITE_FILES[False]]:.1f}",
+                  f"{f['sizes']['model.keras']:.1f}"] for f in figures]))
 
 
 def _spread(values: list[int]) -> list[float]:
@@ -215,6 +239,8 @@ def _spread(values: list[int]) -> list[float]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("seconds", nargs="?", type=float, default=60.0)
-    parser.add_argument("--backbone", default="efficientnet_lite0", help="a name from `python -m core backbones`")
+    parser.add_argument("--backbone", default="efficientnet_lite0",
+                        help="a name from `python -m core backbones`, or several separated by commas: measured in "
+                             "turn and shown side by side")
     args = parser.parse_args()
-    main(args.seconds, args.backbone)
+    main(args.seconds, tuple(args.backbone.split(",")))

@@ -173,13 +173,16 @@ def rank_suspects(project: Project, *, backbone: str | None = None, on_progress:
                          get_backbone(backbone or DEFAULT_BACKBONE), cache=cache, on_progress=on_progress,
                          should_stop=should_stop)
     records = [records[i] for i in result.ok]
+    vectors = result.vectors
+    del result  # the check runs in the app's server: nothing held twice (issue 23: 2.1 GB at 50,000 photos)
     names = [r.class_name for r in records]
     usable = _usable_classes(names)
     keep = [i for i, name in enumerate(names) if name in usable]
     class_names = sorted(usable)
     index = {name: i for i, name in enumerate(class_names)}
     labels = np.array([index[names[i]] for i in keep])
-    scores = score_embeddings(result.vectors[keep], labels)
+    scores = score_embeddings(vectors if len(keep) == len(vectors) else vectors[keep], labels)
+    del vectors
     suspects = [
         Suspect(records[i].id, records[i].class_name, float(scores.score[j]), float(scores.label_probability[j]),
                 class_names[scores.predicted[j]], float(scores.predicted_probability[j]),
@@ -203,19 +206,20 @@ def _usable_classes(names: list[str]) -> set[str]:
 def score_embeddings(vectors: np.ndarray, labels: np.ndarray, *, folds: int = FOLDS, seed: int = 0) -> Scores:
     """Out-of-fold label probabilities and within-class centre distances, combined; then each photo at the worse of
     that rank and its rank by novelty among its class-mates (the score: the share of photos ranked below it)."""
-    vectors = np.asarray(vectors, dtype=np.float64)  # float32 mixed with float64 falls off the fast BLAS path
-    x = _normalize(vectors - vectors.mean(axis=0))  # CNN features are all positive: centre them first
+    unlike = unlike_class(vectors, labels)
+    x = _centred_unit(vectors)
     # The whole embedding (rotated onto the span of the vectors when there are fewer than dimensions: lossless),
     # every fold solved at once.
     basis = coordinates(x).directions
-    z = x if basis is None else x @ basis
-    probs = out_of_fold(z.astype(np.float32), labels, int(labels.max()) + 1,
-                        stratified_folds(labels, np.arange(len(labels)), folds, seed),
+    z = (x if basis is None else x @ basis).astype(np.float32)
+    del x  # made again below: the check runs in the app's server, and at 50,000 photos x is 512 MB
+    probs = out_of_fold(z, labels, int(labels.max()) + 1, stratified_folds(labels, np.arange(len(labels)), folds, seed),
                         lambda rows: 1 / (REGULARIZATION * rows))
+    del z
+    x = _centred_unit(vectors)
     label_probability = probs[np.arange(len(x)), labels]
     distance = centre_distances(x, labels)
     mislabeled = LABEL_WEIGHT * (1 - label_probability) + (1 - LABEL_WEIGHT) / (1 + np.exp(-distance))
-    unlike = unlike_class(vectors, labels)
     score = np.maximum(_rank_share(mislabeled), _rank_share(unlike))
     predicted = probs.argmax(axis=1)
     like, own = neighbour_votes(x, labels, predicted)
@@ -271,6 +275,15 @@ def centre_distances(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
         distance = 1 - x[members] @ centre
         z[members] = (distance - distance.mean()) / (distance.std() + 1e-9)
     return z
+
+
+def _centred_unit(vectors: np.ndarray) -> np.ndarray:
+    """The vectors in float64 (float32 mixed with float64 falls off the fast BLAS path), centred (CNN features are
+    all positive) and scaled to length 1: one copy, worked in place."""
+    x = np.array(vectors, dtype=np.float64)
+    x -= x.mean(axis=0)
+    x /= np.sqrt(np.einsum("ij,ij->i", x, x))[:, None] + 1e-12
+    return x
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:
