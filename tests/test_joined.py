@@ -47,12 +47,69 @@ def test_smaller_members_read_the_joined_size_under_keys_of_their_own():
     assert [part.input_size for part in spec.parts] == [260, 260, 260]
     assert [type(part) for part in spec.parts] == [ResizedMember, ResizedMember, type(REGISTRY["efficientnet_lite2"])]
     assert [view_key(part, True) for part in spec.parts] == [
-        "efficientnet_lite0@224from260v4-flip", "efficientnet_lite1@240from260v4-flip", "efficientnet_lite2@260v4-flip"]
+        "efficientnet_lite0@224from260fitv4-flip", "efficientnet_lite1@240from260fitv4-flip", "efficientnet_lite2@260v4-flip"]
     assert [cache_key(get_backbone(n)) for n in ("efficientnet_lite0", "efficientnet_lite2", "resnet50")] == [
         "efficientnet_lite0@224v4", "efficientnet_lite2@260v4", "resnet50@224v4"]
     assert get_backbone("efficientnet_lite0").parts == (REGISTRY["efficientnet_lite0"],)
     assert [p.feature_dim for p in spec.parts] == [m.feature_dim for m in spec.members]
-    assert cache_key(get_backbone("efficientnet_lite0+efficientnet_lite1").parts[0]) == "efficientnet_lite0@224from240v4"
+    assert cache_key(get_backbone("efficientnet_lite0+efficientnet_lite1").parts[0]) == "efficientnet_lite0@224from240fitv4"
+
+
+def _pil(picture: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Pillow's BILINEAR resize of a float (H, W) picture."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(picture.astype(np.float32), "F").resize((width, height), Image.BILINEAR))
+
+
+def test_resample_matrix_is_pillows_own_resize():
+    from core.model.joined import resample_matrix
+
+    wide = np.random.default_rng(0).uniform(0, 1, (7, 260)).astype(np.float32)
+    for size in (100, 224, 240, 400):
+        np.testing.assert_allclose(wide @ resample_matrix(260, size), _pil(wide, size, 7), atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [224, 240])
+def test_the_members_shrink_recovers_pils_direct_resize_and_runs_as_built_in_ops(size):
+    """A smaller member shrinks the joined-size photo so that it comes closer to what PIL's resize straight from the
+    original would give (the app's way until 2026-12-04, and the most accurate) than Pillow's own reduce or a plain
+    bilinear sample (the layer until 2026-12-04) do, on photo-like originals smaller and larger than the joined
+    size; the Keras layer and its LiteRT form compute exactly that matrix product."""
+    import keras
+    from scipy.signal import lfilter
+
+    from core.model.embed import LiteRTRunner, tflite_bytes
+    from core.model.joined import member_resize, resample_matrix, shrink_matrix
+
+    class Member:
+        input_size = size
+
+    rng = np.random.default_rng(size)
+    errors = {"fit": [], "reduce": [], "bilinear": []}
+    for original_size in (224, 300, 500, 900):
+        noise = rng.normal(0, 1, (original_size, original_size))
+        for axis in (0, 1):  # neighbouring pixels correlated as in photos
+            noise = lfilter([1.0], [1.0, -0.95], noise, axis=axis)
+        original = (noise - noise.min()) / np.ptp(noise) * 255
+        joined = _pil(original, 260, 260)
+        direct = _pil(original, size, size)
+        m = shrink_matrix(260, size)
+        errors["fit"].append(np.abs(m.T @ joined @ m - direct).mean())
+        r = resample_matrix(260, size)
+        errors["reduce"].append(np.abs(r.T @ joined @ r - direct).mean())
+        plain = np.asarray(keras.layers.Resizing(size, size, interpolation="bilinear")(joined[None, :, :, None]))
+        errors["bilinear"].append(np.abs(plain[0, :, :, 0] - direct).mean())
+    assert np.mean(errors["fit"]) < 0.8 * min(np.mean(errors["reduce"]), np.mean(errors["bilinear"])), errors
+
+    if size != 224:  # the layer is the same for every size: converted once
+        return
+    pixels = rng.uniform(0, 255, (2, 260, 260, 3)).astype(np.float32)
+    expected = np.einsum("hH,bHWc,Ww->bhwc", shrink_matrix(260, size).T, pixels, shrink_matrix(260, size))
+    inputs = keras.Input((260, 260, 3))
+    model = keras.Model(inputs, member_resize(Member, 260)(inputs))
+    np.testing.assert_allclose(np.asarray(model(pixels)), expected, atol=1e-2, rtol=0)
+    np.testing.assert_allclose(LiteRTRunner(tflite_bytes(model, 260))(pixels), expected, atol=1e-2, rtol=0)
 
 
 @pytest.mark.parametrize("name, message", [

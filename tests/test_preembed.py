@@ -45,7 +45,7 @@ def test_a_joined_project_is_ready_only_with_its_parts_keys_not_its_members_own(
             cache.put(view_key(get_backbone(name), flip), {sha: vector})
     assert preembed.readiness(project, cache).ready == 0
     for flip in preembed.VIEWS:
-        cache.put(f"efficientnet_lite0@224from260v4{'-flip' if flip else ''}", {sha: vector})
+        cache.put(f"efficientnet_lite0@224from260fitv4{'-flip' if flip else ''}", {sha: vector})
     assert preembed.readiness(project, cache).complete
 
 

@@ -5,19 +5,17 @@
 members' pooled embeddings side by side (that order). One head is solved on the concatenation.
 
 One photo, one size: every member reads the photo at the joined size (the largest member's, made by
-PIL like any photo the app reads); a smaller member resizes it to its own size inside its graph
-(`member_resize`: bilinear, as TFLite's RESIZE_BILINEAR). The downloads (`joined_classifier`: one
-input, one model file, no Lambda layers) and the app's cached path (`JoinedSpec.parts`: each smaller
-member as a `ResizedMember`, whose LiteRT file has that resize in it) run the same layer on the same
-pixels, so Try it, evaluation, the heat map and the downloads agree to float rounding. Until
+PIL like any photo the app reads); a smaller member shrinks it to its own size inside its graph
+(`member_resize`: a fixed matrix per axis, as two matrix products, fitted to give what PIL's direct
+resize of the original photo would have: `shrink_matrix`). The downloads (`joined_classifier`: one
+input, one model file, built-in layers only) and the app's cached path (`JoinedSpec.parts`: each
+smaller member as a `ResizedMember`, whose LiteRT file has that resize in it) run the same layer on the
+same pixels, so Try it, evaluation, the heat map and the downloads agree to float rounding. Until
 2026-12-04 the app fed each member PIL's own resize of the decoded photo instead: the downloads then
 disagreed with the app's top class on up to 4.6 % of photos (docs/benchmarks.md). A `ResizedMember`'s
-vectors differ from its member's own, so they are cached under a key naming both sizes
-(`efficientnet_lite0@224from260v4`); the largest member's are its own (shared with it alone), and single
-backbones' keys are unchanged. The resize in the graph costs the joined head a little against PIL's direct resize
-(groceries25 0.849 → 0.842): the photo is resampled twice. A smoothing reduce in the graph (Pillow's own, as two
-matrix products) was measured on 2026-12-04: worse on groceries25 and flowers5, level on hymenoptera
-(docs/benchmarks.md).
+vectors differ from its member's own, so they are cached under a key naming both sizes and the resize
+(`efficientnet_lite0@224from260fitv4`); the largest member's are its own (shared with it alone), and
+single backbones' keys are unchanged.
 Fine-tuning a joined backbone is refused with a message (`refuse_fine_tuning`): only its head is trained.
 
 The head on the concatenation (`search_joined_head`) first puts every dimension on a like scale (`feature_scales`),
@@ -28,6 +26,7 @@ scales are folded into the kernel, so head.npz stays a (kernel, bias) pair on th
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -127,8 +126,9 @@ class ResizedMember:
 
     @property
     def cache_name(self) -> str:
-        """What the embedding cache and the LiteRT files call it: the member's size and the size it resizes from."""
-        return f"{self.member.name}@{self.member.input_size}from{self.input_size}"
+        """What the embedding cache and the LiteRT files call it: the member's size, the size it resizes from, and
+        the resize (`fit`: `shrink_matrix`; the keys of the plain bilinear resize it replaced ended `from260v4`)."""
+        return f"{self.member.name}@{self.member.input_size}from{self.input_size}fit"
 
     @property
     def feature_dim(self) -> int:
@@ -159,15 +159,79 @@ class ResizedMember:
 
         inputs = keras.Input((self.input_size, self.input_size, 3), name="pixels")
         trunk = self.member.build(weights)
-        return keras.Model(inputs, trunk(member_resize(self.member)(inputs), training=False), name="backbone")
+        return keras.Model(inputs, trunk(member_resize(self.member, self.input_size)(inputs), training=False), name="backbone")
 
 
-def member_resize(member, name: str = "resize") -> "keras.Layer":
+def resample_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """(in_size, out_size) float32: Pillow's BILINEAR resize of one axis as a matrix, `x @ matrix` along that axis.
+
+    The coefficients of Pillow's ImagingResample (libImaging/Resample.c, `precompute_coeffs`): output pixel i is
+    centred at (i + 0.5) * scale in the input; a triangle filter whose support grows with the scale when reducing (so
+    a reduce smooths, as a plain bilinear sample does not) weighs the input pixels within reach; the weights of each
+    output pixel sum to one. Equal to Pillow's own resize of a float ("F") picture to float rounding."""
+    scale = in_size / out_size
+    stretch = max(scale, 1.0)  # the filter's width in input pixels: wider when reducing
+    matrix = np.zeros((in_size, out_size))
+    for i in range(out_size):
+        centre = (i + 0.5) * scale
+        first = max(int(centre - stretch + 0.5), 0)
+        last = min(int(centre + stretch + 0.5), in_size)
+        pixels = np.arange(first, last)
+        weights = np.clip(1.0 - np.abs((pixels - centre + 0.5) / stretch), 0.0, None)
+        matrix[first:last, i] = weights / weights.sum()
+    return matrix.astype(np.float32)
+
+
+# The photos `shrink_matrix` is fitted for: originals from the smallest member's size to 1024 px a side (larger
+# ones are draft-decoded near these), with neighbouring pixels correlated as in natural photos.
+FIT_SIZES = (224, 240, 256, 288, 320, 384, 448, 512, 640, 800, 1024)
+FIT_CORRELATION = 0.95  # between neighbouring pixels of an original
+FIT_RIDGE = 1e-3
+
+
+@lru_cache(maxsize=8)
+def shrink_matrix(from_size: int, size: int) -> np.ndarray:
+    """(from_size, size) float32: the linear shrink of one axis that best recovers, from a photo PIL resized to
+    `from_size`, the photo PIL would have resized straight to `size` from the original (least squares over originals
+    of FIT_SIZES with FIT_CORRELATION between neighbours, ridge FIT_RIDGE).
+
+    Shrinking the joined-size photo with Pillow's own reduce (`resample_matrix`) resamples twice and blurs: a 224 px
+    original enlarged to 260 and reduced back is smoother than itself. Measured 2026-12-04 (joined head,
+    mirror-averaged, Lite0+1+2; PIL direct / plain bilinear / Pillow's reduce / this): groceries25 (3 splits) 0.849 /
+    0.842 / 0.840 / 0.845, flowers5 (5 splits) 0.901 / 0.897 / 0.896 / 0.902, hymenoptera 0.980 for all; log loss
+    lower than the bilinear's on all three (docs/benchmarks.md)."""
+    taken = np.zeros((size, from_size))
+    seen = np.zeros((from_size, from_size))
+    for original in FIT_SIZES:
+        i = np.arange(original)
+        covariance = FIT_CORRELATION ** np.abs(i[:, None] - i[None, :])
+        joined = resample_matrix(original, from_size).T.astype(np.float64)  # original -> joined-size photo
+        direct = resample_matrix(original, size).T.astype(np.float64)  # original -> the member's size, directly
+        taken += direct @ covariance @ joined.T
+        seen += joined @ covariance @ joined.T
+    return (taken @ np.linalg.inv(seen + FIT_RIDGE * np.eye(from_size))).T.astype(np.float32)
+
+
+def member_resize(member, from_size: int, name: str = "resize") -> "keras.Model":
     """The one resize from the joined size to a smaller member's, in the downloads' graph and in the app's cached
-    path alike (`ResizedMember`): bilinear, half-pixel centres, no antialiasing (TFLite's RESIZE_BILINEAR)."""
+    path alike (`ResizedMember`): `shrink_matrix` along each axis as two matrix products (width first), built-in
+    layers only: Permute and Dense without bias, which LiteRT runs as TRANSPOSE and FULLY_CONNECTED under XNNPACK.
+    Until 2026-12-04 it was `keras.layers.Resizing` (a plain bilinear sample), which cost the joined head 0.7 points
+    on groceries25 against PIL's direct resize; this recovers 0.3 of them, and 0.5 on flowers5."""
     import keras
 
-    return keras.layers.Resizing(member.input_size, member.input_size, interpolation="bilinear", name=name)
+    size = member.input_size
+    width, height = (keras.layers.Dense(size, use_bias=False, trainable=False, name=f"{name}_{axis}")
+                     for axis in ("width", "height"))
+    resize = keras.Sequential([keras.Input((from_size, from_size, 3)),
+                               keras.layers.Permute((1, 3, 2)), width,  # (h, 3, w): the width axis resampled
+                               keras.layers.Permute((3, 2, 1)), height,  # (w', 3, h): then the height axis
+                               keras.layers.Permute((3, 1, 2))], name=name)  # (h', w', 3)
+    matrix = shrink_matrix(from_size, size)
+    width.set_weights([matrix])
+    height.set_weights([matrix])
+    resize.trainable = False
+    return resize
 
 
 def is_joined(name: str) -> bool:
@@ -241,7 +305,7 @@ def joined_classifier(spec: JoinedSpec, n_classes: int, dropout: float = 0.0) ->
         x = inputs
         if member.input_size != spec.input_size:
             # the same resize as the app's cached path (`ResizedMember`): agreement measured by bench_joined costs
-            x = member_resize(member, f"resize_{i}")(x)
+            x = member_resize(member, spec.input_size, f"resize_{i}")(x)
         trunk = member.build()
         trunk.name = f"backbone_{i}"  # Keras needs unique layer names; `metrics.json`'s backbone names the members
         pooled.append(keras.layers.GlobalAveragePooling2D(name=f"pooled_{i}")(trunk(x, training=False)))
