@@ -197,7 +197,7 @@ def cmd_backbones(args) -> int:
     print("joined (offline networks side by side, head only; recommended first):")
     for name in OFFERED:
         spec = get_backbone(name)
-        inside = "/".join(str(m.input_size) for m in spec.members if m.input_size < spec.input_size)
+        inside = "/".join(str(m.input_size) for m in spec.shrunk_members)
         note = "  recommended" if name == RECOMMENDED else ""
         print(f"{name}  {spec.input_size}px (shrunk to {inside}px inside)  {spec.params / 1e6:5.1f}M params  "
               f"offline{note}")

@@ -85,8 +85,13 @@ class JoinedSpec:
         return True
 
     @property
+    def shrunk_members(self) -> tuple:
+        """The members smaller than the joined size: they shrink the photo inside their graph (`member_resize`)."""
+        return tuple(m for m in self.members if m.input_size < self.input_size)
+
+    @property
     def description(self) -> str:
-        smaller = [m for m in self.members if m.input_size < self.input_size]
+        smaller = self.shrunk_members
         shrunk = (f" All read the photo at {self.input_size} px; "
                   + " and ".join(m.label.removeprefix("EfficientNet-") for m in smaller)
                   + f" shrink{'s' if len(smaller) == 1 else ''} it to "
@@ -159,7 +164,8 @@ class ResizedMember:
 
         inputs = keras.Input((self.input_size, self.input_size, 3), name="pixels")
         trunk = self.member.build(weights)
-        return keras.Model(inputs, trunk(member_resize(self.member, self.input_size)(inputs), training=False), name="backbone")
+        pixels = member_resize(self.member, self.input_size)(inputs)
+        return keras.Model(inputs, trunk(pixels, training=False), name="backbone")
 
 
 def resample_matrix(in_size: int, out_size: int) -> np.ndarray:
