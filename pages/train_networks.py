@@ -13,7 +13,7 @@ from core.store.api import Project
 from pages import ui
 from pages.train_settings import CHOICES, LIVE_SECONDS, backbone_chosen, key
 from pages.train_speed import measuring_view, start_measuring
-from pages.train_text import availability, choice_label, depth_short, gain_cell, gain_text, short_label, speed_text
+from pages.train_text import availability, choice_label, depth_advice, depth_short, gain_cell, gain_text, short_label, speed_text
 
 
 def backbone_table() -> pd.DataFrame:
@@ -71,8 +71,8 @@ def advice_view(photos: int, last_run: dict | None) -> None:
     rows = model.advice(photos, model.cached_speeds())
     sign = model.unlike_everyday(last_run or {})
     if sign:
-        st.info(f"Your photos look unlike everyday photos ({sign}), so fine-tuning is likely to help: try retraining "
-                "the last 2 blocks.", icon="💡")
+        st.info(f"Your photos look unlike everyday photos ({sign}), so fine-tuning is likely to help"
+                + depth_advice(model.suggested_depth(rows)), icon="💡")
     cell = lambda r: f"~{ui.duration(r.seconds)}" + ("" if r.gain is None else f" · {gain_text(r)}")  # noqa: E731
     networks = list(dict.fromkeys(r.backbone for r in rows))
     table = pd.DataFrame([{"Retrain": depth_short(blocks), **{backbone_label(r.backbone): cell(r) for r in rows

@@ -38,6 +38,20 @@ def depth_short(blocks: int) -> str:
     return "head only" if blocks == 0 else f"last {blocks}"
 
 
+def depth_advice(suggestion: tuple[model.Advice, model.Advice | None] | None) -> str:
+    """': try retraining the last 2 blocks (+2.9 pts on such photos, about 3 min here); the last 3 gained ...' after
+    the sign of photos unlike everyday ones, from the measured depths (core.model.advice.suggested_depth)."""
+    if suggestion is None:
+        return "."
+    chosen, deeper = suggestion
+    said = (f": try retraining the last {ui.plural(chosen.blocks, 'block')} ({chosen.gain_unlike:+.1f} pts on such "
+            f"photos where measured, about {ui.duration(chosen.seconds)} here).")
+    if deeper is None:
+        return said
+    return said + (f" The last {deeper.blocks} gained {deeper.gain_unlike:+.1f} pts, not clearly more, in about "
+                   f"{ui.duration(deeper.seconds)}.")
+
+
 def speed_text(name: str, measured: dict[str, dict], relative: dict[str, float]) -> str:
     if name not in measured:
         return "not measured yet"

@@ -489,6 +489,7 @@ def test_photos_unlike_everyday_ones_are_pointed_at_fine_tuning(two_classes):
         "head_cv_accuracy": 0.7, "train_images": 400, "classes": ["cats", "dogs"]})
     shown = texts(no_exceptions(page(two_classes)))
     assert "Your photos look unlike everyday photos" in shown and "70%" in shown and "200 photos per class" in shown
+    assert "try retraining the last 2 blocks" in shown and "The last 3 gained" in shown  # advice.suggested_depth
     two_classes.update_run(run_id, summary={"head_cv_accuracy": 0.95, "train_images": 400, "classes": ["cats", "dogs"]})
     assert "unlike everyday photos" not in texts(no_exceptions(page(two_classes)))
 

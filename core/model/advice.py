@@ -78,6 +78,12 @@ REFERENCE_MS = {"efficientnet_lite0": 5.9, "efficientnet_lite1": 11.4, "efficien
 MIRROR_TTA_HELPS = True
 
 
+# A deeper depth is suggested only when it gains clearly more on photos unlike everyday ones: by at least this many
+# points on average. Between splits of one set the gain of one depth moves by 1-3 points (groceries25, two blocks:
+# +3.7, +4.9, +2.3), so less is not a measured difference.
+CLEARLY_BETTER = 1.0
+
+
 @dataclass(frozen=True)
 class Advice:
     backbone: str
@@ -102,6 +108,19 @@ def advice(photos: int, speeds: dict[str, dict]) -> list[Advice]:
             seconds = photos * forward_s * (views * PASS_FACTOR + VIEWS * measured.factor)
             rows.append(Advice(name, blocks, seconds, measured.everyday, measured.unlike, timed))
     return rows
+
+
+def suggested_depth(rows: list[Advice], backbone: str = DEFAULT_BACKBONE) -> tuple[Advice, Advice | None] | None:
+    """The depth to suggest for photos unlike everyday ones and the deepest measured one beside it (None when that is
+    the suggestion): the shallowest fine-tuning depth whose measured gain there is within CLEARLY_BETTER points of the
+    best, since each block deeper costs more time. None when no fine-tuning depth of `backbone` was measured."""
+    tuned = sorted((r for r in rows if r.backbone == backbone and r.blocks and r.gain_unlike is not None),
+                   key=lambda r: r.blocks)
+    if not tuned:
+        return None
+    best = max(r.gain_unlike for r in tuned)
+    chosen = next(r for r in tuned if r.gain_unlike >= best - CLEARLY_BETTER)
+    return chosen, (tuned[-1] if tuned[-1] is not chosen else None)
 
 
 def _nearest_factor(blocks: int) -> float:
