@@ -102,6 +102,7 @@ def costs_view(photos: int, classes: int, chosen: str) -> None:
         "Try it, per photo": lambda r: "—" if r.try_ms is None else f"~{r.try_ms:.0f} ms",
         "Live webcam, pictures a second": lambda r: "—" if r.live_fps is None else f"~{r.live_fps:.0f}",
         "Model size": lambda r: f"{r.size_mb:.0f} MB",
+        "A download, at most": lambda r: f"{r.download_mb:.0f} MB",
     }
     # one column per choice, so that every cost is in sight beside the gains
     table = pd.DataFrame([{"": measure, **{short_label(r.backbone): cell(r) for r in rows}}
@@ -129,7 +130,9 @@ def costs_view(photos: int, classes: int, chosen: str) -> None:
                    "background as photos arrive"
                    + (" (estimated from a reference laptop until the speeds are measured above)" if untimed else "")
                    + ". Try it and the live webcam: measured on a 2-core laptop-class computer; every network of a "
-                   "joined choice looks at each picture, so they take longer.")
+                   "joined choice looks at each picture, so they take longer. A download (model.tflite, "
+                   "model.keras) also holds the novelty check's reference photos, up to the size shown with many "
+                   "photos.")
     if chosen in OFFERED:
         cost, reference = next(r for r in rows if r.backbone == chosen), rows[0]
         if cost.live_fps is not None and reference.live_fps is not None:

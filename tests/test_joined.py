@@ -206,6 +206,9 @@ def test_costs_put_the_joined_choices_beside_lite0():
     assert joined.prepare_seconds == pytest.approx(4 * lite0.prepare_seconds) and joined.timed_here  # 5 + 15 ms
     assert rows[RECOMMENDED].prepare_seconds == pytest.approx(6 * lite0.prepare_seconds)  # all three: 5 + 10 + 15 ms
     assert joined.size_mb > lite0.size_mb and lite0.gains == (0.0, 0.0, 0.0)
+    # measured: groceries25's Lite0+1+2 model.tflite is 100 MB, 50 MB of networks and 3,276 reference rows of 3,840
+    assert rows[RECOMMENDED].download_mb == pytest.approx(rows[RECOMMENDED].size_mb + 3276 * 3840 * 4 / 1e6)
+    assert lite0.download_mb == pytest.approx(lite0.size_mb + 4096 * 1280 * 4 / 1e6)
     assert all(r.gains is not None and r.try_ms and r.live_fps for r in rows.values())
     assert joined.live_fps < lite0.live_fps and joined.try_ms > lite0.try_ms
     assert [MEASURED_SETS[most_alike(n)][1] for n in (1, 2, 3, 5, 10, 12, 40)] == [2, 2, 2, 5, 5, 25, 25]

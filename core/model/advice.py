@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from core.model.backbones import DEFAULT_BACKBONE, REGISTRY, get_backbone
 from core.model.joined import OFFERED
+from core.model.novelty import most_reference_rows
 
 DEPTHS = range(5)   # blocks unfrozen: 0 (head only) to 4
 VIEWS = 2           # every photo is embedded as is and mirrored
@@ -171,6 +172,8 @@ class Cost:
     try_ms: float | None        # Try it, one photo (measured on the development machine)
     live_fps: float | None      # live webcam pictures a second (measured on the development machine)
     size_mb: float              # the model's float32 files
+    download_mb: float          # the most a download (model.tflite, model.keras) weighs: the networks and the novelty
+                                # check's reference photos, float32 in the graph (as many as a large project keeps)
     timed_here: bool            # preparation time from this machine's measured speeds (else the reference figures)
 
 
@@ -200,9 +203,11 @@ def costs(photos: int, speeds: dict[str, dict], classes: int = 0) -> list[Cost]:
         at = None if curves is None else [nearest_count(curve, per_class) for curve in curves]
         gains = (0.0,) * len(MEASURED_SETS) if name == DEFAULT_BACKBONE else (
             None if at is None else tuple(gain for _, gain in at))
+        size_mb = sum(m.params for m in members) * BYTES_PER_PARAMETER / 1e6
+        dim = sum(m.feature_dim for m in members)
         rows.append(Cost(name, gains, None if at is None else tuple(count for count, _ in at),
-                         photos * VIEWS * forward_s * PASS_FACTOR, try_ms, fps,
-                         sum(m.params for m in members) * BYTES_PER_PARAMETER / 1e6, timed))
+                         photos * VIEWS * forward_s * PASS_FACTOR, try_ms, fps, size_mb,
+                         size_mb + most_reference_rows(dim) * dim * BYTES_PER_PARAMETER / 1e6, timed))
     return rows
 
 
