@@ -147,15 +147,16 @@ GAINS_BY_PHOTOS: dict[str, tuple[tuple[tuple[int, float], ...], ...]] = {
         ((10, 4.6), (25, 3.7), (50, 4.4), (125, 5.1)),  # groceries25
     ),
 }
-# (Try it ms, live pictures a second). Try it: milliseconds per decoded photo through the run's predictor, the choices
-# interleaved (`python -m bench.bench_joined speed`, 2026-12-04, load average 16). Live: bench_live's Lite0 rate (15
-# pictures a second on a quiet machine, docs/benchmarks.md) times each choice's rate relative to Lite0 through the
-# server's live path, measured side by side in that same run (1.00, 0.33, 0.16): the browser's share of the work is
-# the same for every choice, so this errs on the slow side.
+# (Try it ms, live pictures a second), 2026-12-05 on the code of that day (docs/benchmarks.md). Try it: milliseconds per
+# decoded photo through the run's predictor, the choices interleaved (`python -m bench.bench_joined speed --rounds 5`,
+# load 4.0). Live: bench_live's Lite0 rate on a quiet machine (17 pictures a second, 2026-12-04, load 1-2) times each
+# choice's rate relative to Lite0 through the server's live path in that same speed run (1.00, 0.18, 0.29). The
+# browser's share of the work is the same for every choice, so this errs on the slow side: bench_live measured Lite0 +
+# Lite1 + Lite2 at 6 where Lite0 showed 17 (quiet, 2026-12-04), and at 2 where Lite0 showed 7 (load 4-5, 2026-12-05).
 CHOICES_MEASURED: dict[str, tuple[float, float]] = {
-    DEFAULT_BACKBONE: (12.7, 15.0),
-    "efficientnet_lite0+efficientnet_lite1+efficientnet_lite2": (79.0, 2.4),
-    "efficientnet_lite0+efficientnet_lite2": (49.1, 5.0),
+    DEFAULT_BACKBONE: (22.1, 17.0),
+    "efficientnet_lite0+efficientnet_lite1+efficientnet_lite2": (154.0, 3.1),
+    "efficientnet_lite0+efficientnet_lite2": (115.5, 4.9),
 }
 TRAIN_SHARE = 0.8  # of a project's photos, the part its head trains on at the default validation share
 BYTES_PER_PARAMETER = 4  # float32 weights: the LiteRT files and model.tflite are about this big
