@@ -1,6 +1,6 @@
 """Offline backbones alone and joined by '+': accuracy on three splits of each shared set, and what joining costs.
 
-    python -m bench.bench_joined [accuracy] [methods] [pixels] [unseen] [preparation] [speed] [costs]
+    python -m bench.bench_joined [accuracy] [methods] [pixels] [photos] [unseen] [preparation] [speed] [costs]
         [--sets flowers5,hymenoptera,groceries25] [--choices A,B+C,...] [--cost-choices A,B+C,...]
         [--photos N] [--rounds N] [--method-splits N] [--workers N]
 
@@ -21,6 +21,12 @@ one BLAS thread each (on a machine with more cores than this one).
 pixels (not run by default): the joined head, as in methods, on the smaller members' vectors as the app makes them
 (the photo at the joined size, resized in their graph as the downloads do) against each member's own (PIL's resize of
 the decoded photo to its size, the app's way until 2026-12-04), paired over --method-splits splits.
+
+photos: the joined choices' gain over Lite0 alone at a few photo counts per class (--per-class, 0 for all): on
+--photo-splits splits of each set (as methods), the training part cut to that many photos of each class (the same
+seeded draw for every choice, the smaller counts nested in the larger), each choice's head as the app solves it (Lite0
+the raw head, a joined choice search_joined_head), scored mirror-averaged on the split's whole validation part. Prints
+the paired gains and the figures as core.model.advice.GAINS_BY_PHOTOS holds them.
 
 unseen, per set with a val/ folder and choice (Lite0 and the joined choices offered): trained as a project on
 train/ (its own validation split), scored once on val/, photos it never saw.
@@ -186,6 +192,69 @@ def methods(sets: list[str], choices: list[str], splits: int, workers: int) -> N
           "(5 hash + seeded random), mirror-averaged validation")
     print(table(["set", "backbone", "splits", "raw acc", "scaled acc", "gain pts ± se", "raw log loss",
                  "scaled log loss", "change ± se"], rows))
+
+
+def subsample(labels: np.ndarray, train: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """A mask of at most `per_class` training photos of each class, drawn by `seed`: the first ones of one seeded
+    order of each class, so that a smaller count's photos are among a larger one's."""
+    keep = np.zeros(len(labels), bool)
+    rng = np.random.default_rng(seed)
+    for label in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(train & (labels == label)))
+        keep[rows[:per_class] if per_class else rows] = True
+    return keep
+
+
+def photos(sets: list[str], choices: list[str], counts: list[int], splits: int) -> None:
+    """Each choice's gain over choices[0] (Lite0) with the training part of each split cut to `counts` photos a class
+    (0: all of them), paired over `splits` splits, mirror-averaged validation."""
+    from core.model.backbones import get_backbone
+    from core.model.embed import embed_views
+
+    rows, figures = [], {}
+    for name in sets:
+        samples, class_names = all_photos(name)
+        labels = np.array([s.label for s in samples])
+        masks = method_splits(splits, len(samples), samples)
+        views = {}
+        for choice in choices:
+            views[choice] = [v.vectors.astype(np.float32) for v in embed_views(
+                [s.path for s in samples], [s.sha256 for s in samples], get_backbone(choice))]
+            assert len(views[choice][0]) == len(samples), f"{name}: unreadable photos"
+        for count in counts:
+            scores = {c: [] for c in choices}
+            for index, val in enumerate(masks):
+                keep = subsample(labels, ~val, count, seed=index)
+                for choice in choices:
+                    plain, flipped = views[choice]
+                    sizes = [m.feature_dim for m in get_backbone(choice).members]
+                    # the training photos cut down; _method_job trains on ~val, so the others are left out of both
+                    used = keep | val
+                    scores[choice].append(_method_job((name, choice, index, "scaled" if len(sizes) > 1 else "raw",
+                                                       (plain[used], flipped[used], labels[used], val[used],
+                                                        len(class_names), sizes)))[4:])
+            per_class = round(statistics.mean(np.bincount(labels[subsample(labels, ~masks[0], count, 0)])))
+            for choice in choices[1:]:
+                gain = [100 * (s[0] - r[0]) for r, s in zip(scores[choices[0]], scores[choice])]
+                figures.setdefault(choice, {}).setdefault(name, []).append((per_class, round(statistics.mean(gain), 1)))
+                rows.append([name, per_class, short(choice), splits,
+                             f"{statistics.mean(r[0] for r in scores[choices[0]]):.3f}",
+                             f"{statistics.mean(s[0] for s in scores[choice]):.3f}",
+                             f"{statistics.mean(gain):+.1f} ± {statistics.stdev(gain) / splits ** 0.5:.1f}",
+                             f"{statistics.mean(r[1] for r in scores[choices[0]]):.3f}",
+                             f"{statistics.mean(s[1] for s in scores[choice]):.3f}"])
+                print("done:", rows[-1], file=sys.stderr, flush=True)
+    print(f"\nGain over {short(choices[0])} by training photos a class, {splits} splits, mirror-averaged validation "
+          f"(load average {os.getloadavg()[0]:.1f} at the end)")
+    print(table(["set", "photos a class", "backbone", "splits", "Lite0 acc", "acc", "gain pts ± se", "Lite0 log loss",
+                 "log loss"], rows))
+    print("\nGAINS_BY_PHOTOS = {")
+    for choice, by_set in figures.items():
+        print(f"    {choice!r}: (")
+        for name in sets:
+            print(f"        {tuple(by_set[name])!r},  # {name}")
+        print("    ),")
+    print("}")
 
 
 def pixels(sets: list[str], choices: list[str], splits: int) -> None:
@@ -389,6 +458,8 @@ def main() -> None:
     parser.add_argument("--cost-choices", default=",".join((MEMBERS[0], *OFFERED)), help="choices whose costs are")
     parser.add_argument("--method-splits", type=int, default=15, help="splits of the methods part")
     parser.add_argument("--workers", type=int, default=1, help="heads solved at once in the methods part")
+    parser.add_argument("--per-class", default="10,25,50,0", help="photo counts a class of the photos part (0: all)")
+    parser.add_argument("--photo-splits", type=int, default=5, help="splits of the photos part")
     parser.add_argument("--photos", type=int, default=96, help="photos prepared per choice to time preparation")
     args = parser.parse_args()
     choices = args.choices.split(",")
@@ -403,6 +474,9 @@ def main() -> None:
         preparation(args.sets.split(","), args.cost_choices.split(","), args.photos)
     if "speed" in args.parts:
         speed(args.cost_choices.split(","), args.rounds)
+    if "photos" in args.parts:
+        photos(args.sets.split(","), args.cost_choices.split(","), [int(n) for n in args.per_class.split(",")],
+               args.photo_splits)
     if "pixels" in args.parts:
         pixels(args.sets.split(","), [c for c in args.choices.split(",") if "+" in c], args.method_splits)
     if "costs" in args.parts:

@@ -13,7 +13,8 @@ from core.store.api import Project
 from pages import ui
 from pages.train_settings import CHOICES, LIVE_SECONDS, backbone_chosen, key
 from pages.train_speed import measuring_view, start_measuring
-from pages.train_text import availability, choice_label, depth_advice, depth_short, gain_cell, gain_text, short_label, speed_text
+from pages.train_text import (availability, choice_label, depth_advice, depth_short, gain_cell, gain_text, short_label,
+                              speed_text)
 
 
 def backbone_table() -> pd.DataFrame:
@@ -92,37 +93,47 @@ def advice_view(photos: int, last_run: dict | None) -> None:
 def costs_view(photos: int, classes: int, chosen: str) -> None:
     """What the joined networks gain over Lite0 alone and what they cost (preparing this project's photos, Try it,
     the live webcam's rate, the model's size), and whether they pay on a project like this one."""
-    rows = model.costs(photos, model.cached_speeds())
+    rows = model.costs(photos, model.cached_speeds(), classes)
+    best = rows[1]  # the joined choice recommended first
+    at = best.gain_photos or (None,) * len(model.MEASURED_SETS)
     measures = {
-        **{f"Gain: {name}": (lambda r, i=i: gain_cell(r, i)) for i, (name, _) in enumerate(model.MEASURED_SETS)},
+        **{f"Gain: {name}" + (f", {count} photos a class" if count else ""): (lambda r, i=i: gain_cell(r, i))
+           for i, ((name, _), count) in enumerate(zip(model.MEASURED_SETS, at))},
         f"Preparing {ui.plural(photos, 'photo')}": lambda r: f"~{ui.duration(r.prepare_seconds)}",
         "Try it, per photo": lambda r: "—" if r.try_ms is None else f"~{r.try_ms:.0f} ms",
         "Live webcam, pictures a second": lambda r: "—" if r.live_fps is None else f"~{r.live_fps:.0f}",
         "Model size": lambda r: f"{r.size_mb:.0f} MB",
+        "A download, at most": lambda r: f"{r.download_mb:.0f} MB",
     }
     # one column per choice, so that every cost is in sight beside the gains
     table = pd.DataFrame([{"": measure, **{short_label(r.backbone): cell(r) for r in rows}}
                           for measure, cell in measures.items()])
     alike = model.most_alike(classes)
-    best = rows[1]  # the joined choice recommended first
     with st.expander("Joined networks: what they gain and what they cost", expanded=chosen in OFFERED):
         st.dataframe(table, hide_index=True, key="joined_costs")
         if best.gains is not None:
             name, measured_classes = model.MEASURED_SETS[alike]
             gain = best.gains[alike]
-            st.markdown(f"On the photo set most like yours ({name}, {measured_classes} classes) "
+            st.markdown(f"On the photo set most like yours ({name}, {measured_classes} classes, trained on "
+                        f"{at[alike]} photos a class, the count measured nearest yours) "
                         f"**{backbone_label(best.backbone)}** named {abs(gain):.1f} "
                         f"{'more' if gain >= 0 else 'fewer'} photos in 100 right than EfficientNet-Lite0 alone. " + (
-                            "It pays most with many classes that look alike." if gain >= 2 else
+                            "Joining pays most with many classes that look alike, and with few photos a class."
+                            if gain >= 2 else
                             "With few, everyday classes the gain is small: Lite0 alone is faster and nearly as good."
                             if gain >= 0 else "Lite0 alone did better there, and it is faster."))
         untimed = not all(r.timed_here for r in rows)
+        per_class = ui.plural(round(model.TRAIN_SHARE * photos / max(classes, 1)), "photo")
         st.caption("Gain: accuracy points on validation photos over EfficientNet-Lite0 alone, head only, the mean "
-                   "of three splits of each photo set. Preparing: looking at every photo once per network, in the "
+                   "over 8 splits of each photo set, its training photos cut to the count a class measured nearest "
+                   f"your project's (about {per_class} a class to train on). Preparing: looking at every photo once "
+                   "per network, in the "
                    "background as photos arrive"
                    + (" (estimated from a reference laptop until the speeds are measured above)" if untimed else "")
                    + ". Try it and the live webcam: measured on a 2-core laptop-class computer; every network of a "
-                   "joined choice looks at each picture, so they take longer.")
+                   "joined choice looks at each picture, so they take longer. A download (model.tflite, "
+                   "model.keras) also holds the novelty check's reference photos, up to the size shown with many "
+                   "photos.")
     if chosen in OFFERED:
         cost, reference = next(r for r in rows if r.backbone == chosen), rows[0]
         if cost.live_fps is not None and reference.live_fps is not None:

@@ -116,20 +116,22 @@ def test_lbfgs_finds_the_minimum_of_an_ill_conditioned_quadratic():
 def test_many_photos_choose_the_strength_on_a_sample_and_fit_all_of_them(monkeypatch):
     """The final solve on all vectors asks of the mean gradient what the sample's solve asks: the objective is a sum
     over the vectors, so its tolerance grows with them (a fixed one asked more than float32 sums give: at 50,000
-    vectors the solve ground at the rounding for two thirds of its steps). Its answer is the tight solve's."""
+    vectors the solve ground at the rounding for two thirds of its steps), with a longer L-BFGS memory. Its answer is
+    the tight solve's."""
     x, labels = blobs(150, 20, n_classes=3, spread=0.5)
     monkeypatch.setattr(head, "SEARCH_ROWS", 200)
     asked = []
     solve = Problems.solve
 
-    def spy(problems, strengths, start=None, tolerance=None):
-        asked.append((len(problems.z), tolerance))
-        return solve(problems, strengths, start, tolerance)
+    def spy(problems, strengths, start=None, tolerance=None, memory=10):
+        asked.append((len(problems.z), tolerance, memory))
+        return solve(problems, strengths, start, tolerance, memory)
 
     monkeypatch.setattr(Problems, "solve", spy)
     search = search_head(x, labels, 3, np.arange(len(labels)))
     assert search.folds == head.FOLDS and search.tried
-    assert asked[-1] == (450, pytest.approx(head.POLISH_TOLERANCE * 450 / 200))
+    assert asked[-1] == (450, pytest.approx(head.POLISH_TOLERANCE * 450 / 200), head.FINAL_MEMORY)
+    assert all(memory == 10 for _, _, memory in asked[:-1])  # the searches as measured on the shared sets
     coords = coordinates(x)
     problems = Problems(coords(x), labels, 3, np.ones((1, len(x)), bool))
     expected = coords.raw(*problems.problem(solve(problems, search.strength, tolerance=1e-6), 0))

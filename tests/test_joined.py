@@ -10,7 +10,7 @@ import pytest
 
 import core.model.embed
 from core.__main__ import main as cli
-from core.model.advice import MEASURED_SETS, costs, most_alike
+from core.model.advice import GAINS_BY_PHOTOS, MEASURED_SETS, TRAIN_SHARE, costs, most_alike, nearest_count
 from core.model.backbones import REGISTRY, backbone_label, get_backbone
 from core.serving.heatmap import load_heat_mapper, run_map_model
 from core.model.embed import EmbeddingCache, EmbedResult, Group, cached_groups, side_by_side
@@ -206,9 +206,29 @@ def test_costs_put_the_joined_choices_beside_lite0():
     assert joined.prepare_seconds == pytest.approx(4 * lite0.prepare_seconds) and joined.timed_here  # 5 + 15 ms
     assert rows[RECOMMENDED].prepare_seconds == pytest.approx(6 * lite0.prepare_seconds)  # all three: 5 + 10 + 15 ms
     assert joined.size_mb > lite0.size_mb and lite0.gains == (0.0, 0.0, 0.0)
+    # measured: groceries25's Lite0+1+2 model.tflite is 100 MB, 50 MB of networks and 3,276 reference rows of 3,840
+    assert rows[RECOMMENDED].download_mb == pytest.approx(rows[RECOMMENDED].size_mb + 3276 * 3840 * 4 / 1e6)
+    assert lite0.download_mb == pytest.approx(lite0.size_mb + 4096 * 1280 * 4 / 1e6)
     assert all(r.gains is not None and r.try_ms and r.live_fps for r in rows.values())
     assert joined.live_fps < lite0.live_fps and joined.try_ms > lite0.try_ms
     assert [MEASURED_SETS[most_alike(n)][1] for n in (1, 2, 3, 5, 10, 12, 40)] == [2, 2, 2, 5, 5, 25, 25]
+
+
+def test_the_gain_shown_is_the_one_measured_nearest_the_projects_photos_a_class():
+    curve = ((10, 4.0), (25, 2.0), (50, 1.0), (96, 0.5))  # the last count: all of a set's photos
+    assert [nearest_count(curve, n) for n in (1, 10, 15, 16, 35, 40, 70, 96, 500)] == [
+        (10, 4.0), (10, 4.0), (10, 4.0), (25, 2.0), (25, 2.0), (50, 1.0), (96, 0.5), (96, 0.5), (96, 0.5)]
+    few, many = ({r.backbone: r for r in costs(photos, {}, classes=5)} for photos in (5 * 12, 5 * 1000))
+    for name in OFFERED:
+        curves = GAINS_BY_PHOTOS[name]
+        assert few[name].gain_photos == tuple(c[0][0] for c in curves)  # 12 a class, ~10 to train on: the fewest
+        assert few[name].gains == tuple(c[0][1] for c in curves)
+        assert many[name].gain_photos == tuple(c[-1][0] for c in curves)  # more than any set has: all of them
+        assert many[name].gains == tuple(c[-1][1] for c in curves)
+    assert few["efficientnet_lite0"].gains == (0.0,) * len(MEASURED_SETS)
+    middle = {r.backbone: r for r in costs(round(5 * 25 / TRAIN_SHARE), {}, classes=5)}[RECOMMENDED]
+    assert middle.gain_photos == (25,) * len(MEASURED_SETS)  # 25 a class to train on
+    assert costs(400, {})[1].gains == many[RECOMMENDED].gains  # class count unknown: the gains on whole sets
 
 
 def test_cli_lists_the_recommended_joined_choice_first(capsys):

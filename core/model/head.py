@@ -38,6 +38,11 @@ MAX_ITERATIONS = 500
 # groups, every class in proportion) and only the final head is solved on all of them: one gradient of the search
 # costs 3.2 s at 100,000 vectors and 100 classes on one thread, and every shared set has fewer.
 SEARCH_ROWS = 10_000
+# L-BFGS's memory (steps kept) in that final solve on all vectors. A gradient there costs 0.63 s at 100,000 vectors
+# and 100 classes, the memory's vector work a few ms, so more memory is free: at 50,000 photos 30 steps took 97-100
+# gradients to the same head where 10 took 119-120, and 60 no fewer than 30 (docs/scale.md). The searches keep
+# lbfgs's 10: their answers on the shared sets stay as measured.
+FINAL_MEMORY = 30
 CHUNK_ROWS = 8192  # rows at a time where a whole temporary copy of the vectors is not needed
 # The search stops once the cross-validated loss has risen this many strengths in a row: it falls to one lowest
 # point and rises after it (measured on every shared set and split), and the larger strengths cost the most.
@@ -175,13 +180,14 @@ class Problems:
             grad_b[active] += residual.sum(axis=0)
         return loss, np.concatenate([grad_w.ravel(), grad_b.ravel()]).astype(np.float64)
 
-    def solve(self, strengths, start: np.ndarray | None = None, tolerance: float | None = None) -> np.ndarray:
+    def solve(self, strengths, start: np.ndarray | None = None, tolerance: float | None = None,
+              memory: int = 10) -> np.ndarray:
         """The parameters minimising every problem's objective at once (C: one, or one per problem), L-BFGS from
-        `start` (default zeros)."""
+        `start` (default zeros) keeping the last `memory` steps."""
         start = np.zeros(self.size) if start is None else start
         strengths = np.broadcast_to(np.asarray(strengths, np.float64), (self.count,))
         return lbfgs(lambda params: self._loss_and_gradient(params, strengths), start,
-                     TOLERANCE if tolerance is None else tolerance, MAX_ITERATIONS)
+                     TOLERANCE if tolerance is None else tolerance, MAX_ITERATIONS, memory)
 
     def problem(self, params: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray]:
         """(kernel (d, K), bias (K,)) of problem p; an absent class gets a bias that rules it out."""
@@ -288,7 +294,7 @@ def _sampled_search(x, labels, n_classes, groups, val, seed, on_try, should_stop
     full = Problems(z, labels, n_classes, np.ones((1, len(labels)), bool))
     part = Problems(z[sample], labels[sample], n_classes, np.ones((1, len(sample)), bool))
     start = part.solve(found.strength * len(labels) / len(sample), _in_coordinates(found.head, coords))
-    params = full.solve(found.strength, start, POLISH_TOLERANCE * len(labels) / SEARCH_ROWS)
+    params = full.solve(found.strength, start, POLISH_TOLERANCE * len(labels) / SEARCH_ROWS, FINAL_MEMORY)
     return HeadSearch(coords.raw(*full.problem(params, 0)), found.strength, found.tried, found.folds)
 
 

@@ -88,6 +88,12 @@ class NoveltyReference:
         atomic_write(Path(path), buffer.getvalue())
 
 
+def most_reference_rows(feature_dim: int, *, max_bytes: int = MAX_REFERENCE_BYTES, k: int = K) -> int:
+    """The most rows a reference of `feature_dim`-wide embeddings keeps (MAX_REFERENCE_ROWS, or fewer where they
+    would pass `max_bytes` as float16)."""
+    return max(k, min(MAX_REFERENCE_ROWS, max_bytes // (2 * feature_dim)))
+
+
 def build_reference(views: Sequence[np.ndarray], labels: np.ndarray, *, max_bytes: int = MAX_REFERENCE_BYTES,
                     k: int = K) -> NoveltyReference:
     """The reference from the training photos' embeddings, one array per view (as is, mirrored), rows aligned
@@ -95,7 +101,7 @@ def build_reference(views: Sequence[np.ndarray], labels: np.ndarray, *, max_byte
     vectors = np.concatenate([np.asarray(v, dtype=np.float32) for v in views])
     row_labels = np.tile(np.asarray(labels, dtype=np.int32), len(views))
     sources = np.tile(np.arange(len(labels)), len(views))
-    most = max(k, min(MAX_REFERENCE_ROWS, max_bytes // (2 * vectors.shape[1])))
+    most = most_reference_rows(vectors.shape[1], max_bytes=max_bytes, k=k)
     if len(vectors) > most:
         rows = np.sort(np.random.default_rng(SEED).choice(len(vectors), most, replace=False))
         vectors, row_labels, sources = vectors[rows], row_labels[rows], sources[rows]
