@@ -160,9 +160,9 @@ def main() -> None:
                                  [int(k) for k in args.splits.split(",")], [float(r) for r in args.rates.split(",")])
             print(f"{os.cpu_count()} CPU cores, load average {load:.1f} at the start; default settings but the depth "
                   "and the rate")
-            print(table(["set", "split", "train", "val", "blocks", "rate", "head cv", "model", "val acc plain / mirrored", "gain",
-                         "epochs run/best", "cache s", "epochs s", "epochs cpu s", "wall s", "cpu s", "load", "factor"],
-                        rows))
+            print(table(["set", "split", "train", "val", "blocks", "rate", "head cv", "model", "val acc plain / mirrored",
+                         "gain", "epochs run/best", "cache s", "epochs s", "epochs cpu s", "wall s", "cpu s", "load",
+                         "factor"], rows))
         finally:
             if previous is None:
                 os.environ.pop("TRANSFERLAB_CACHE", None)

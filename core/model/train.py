@@ -52,7 +52,9 @@ class TrainConfig:
     finetune_epochs: int = 8      # at most; early stopping may end it sooner
     # The peak, after a one-epoch warm-up; cosine decay to 0 at the last epoch. Adam moves every weight by about
     # the rate per step whatever its scale, and pretrained depthwise kernels are small: with every cached view in
-    # every epoch (4x the steps) 1e-4 hurt; with one view per photo per epoch it gained most on groceries25.
+    # every epoch (4x the steps) 1e-4 hurt; with one view per photo per epoch it gained most on groceries25. 2e-4
+    # gained more on every split of groceries25 and its 32-px copy but lost 32-px flowers5's gains (96 photos a
+    # class: head kept on all three splits; docs/benchmarks.md, 2026-12-05).
     finetune_learning_rate: float = 1e-4
     finetune_weight_decay: float = 1e-4   # AdamW's decoupled decay
     batch_size: int = 64          # two blocks on 2 CPU cores: 4.4 ms of CPU per photo against 4.6 at 32
@@ -477,9 +479,9 @@ def _keep_best_layer(predict: Callable[[], Probabilities], resolve: Callable[[],
                      result: TrainResult, head_val_loss: float | None, mirrored: bool) -> bool:
     """Puts in `layer` (the Dense output) the better of the head solved again on the tuned features and the layer
     trained with the blocks, and its figures in `result`; False when neither passes the keep rule. Neither wins
-    everywhere (groceries25 at peak rate 2e-4: the re-solved head had more photos right on two splits of three,
-    the trained layer on 32-px groceries25 split 0, where the re-solved head failed the keep rule), so the
-    validation photos decide as the keep rule does."""
+    everywhere (peak rate 2e-4, two blocks: the re-solved head had more photos right on groceries25 and most of its
+    32-px copy's splits, but failed the keep rule on 32-px groceries25 split 0 and hymenoptera split 0 where the
+    trained layer passed), so the validation photos decide as the keep rule does."""
     trained = layer.get_weights(), predict()
     candidates = [trained]
     if resolve is not None:
