@@ -352,28 +352,24 @@ def _zip_of(photos: PhotoSet, path: Path) -> Path:
     return path
 
 
-def _cache_for(root: Path) -> Path:
+def _cache_for(root: Path, shared_cache: Path) -> Path:
     """A cache of this size's own (embeddings of made photos stay out of the shared one), converted backbones
     linked from the shared cache so nothing is converted again."""
-    from core import config
-
-    shared = config.cache_dir() / "backbones"
+    shared = shared_cache / "backbones"
     root.mkdir(parents=True, exist_ok=True)
     if shared.is_dir() and not (root / "backbones").exists():
         (root / "backbones").symlink_to(shared)
     return root
 
 
-def measure(size: int, steps: list[str], limit: float, base: Path, rounds: int,
+def measure(size: int, steps: list[str], limit: float, base: Path, rounds: int, shared_cache: Path,
             stand_in: bool = False) -> dict[str, Outcome]:
-    from core import config
-
+    """One size's steps; `shared_cache` is TRANSFERLAB_CACHE as given (each size points it at its own cache)."""
     folder = base / f"n{size}"
     t0 = time.perf_counter()
     photos = make_photos(folder, size, progress=True)
     print(f"{size:,} photos in {photos.classes} classes ready in {time.perf_counter() - t0:.0f} s", flush=True)
-    shared_cache = config.cache_dir()
-    cache = _cache_for(folder / ("cache-standin" if stand_in else "cache"))
+    cache = _cache_for(folder / ("cache-standin" if stand_in else "cache"), shared_cache)
     workspace = folder / "workspace"
     if "import" in steps:
         shutil.rmtree(workspace, ignore_errors=True)
@@ -528,10 +524,13 @@ def main(argv: list[str] | None = None) -> None:
     base = Path(_arg(args, "--dir", "/tmp/transferlab-scale")).resolve()
     rounds = int(_arg(args, "--rounds", "2"))
     stand_in = "--stand-in-embeddings" in args
+    from core import config
+
+    shared_cache = config.cache_dir()  # read once: each size's steps point TRANSFERLAB_CACHE at that size's cache
     results = {}
     for size in sizes:
         print(f"== {size:,} photos (load average {os.getloadavg()[0]:.1f})", flush=True)
-        results[size] = measure(size, steps, limit, base, rounds, stand_in)
+        results[size] = measure(size, steps, limit, base, rounds, shared_cache, stand_in)
     if stand_in:
         print("\nSTAND-IN EMBEDDINGS (--stand-in-embeddings): head, suspects, export, Results and Try it ran on vectors "
               "made from the source photos' real embeddings plus noise; read their times and memory, not their accuracy.")

@@ -47,6 +47,7 @@ NEIGHBOURS = 10
 MOVE_NEIGHBOURS = 7
 OWN_NEIGHBOURS = 1
 NOTE = "suspects"
+CENTRING_ROWS = 1024  # rows worked in float64 at a time (10 MB at 1,280 dimensions)
 READYING = "Getting the pretrained network ready (the first time takes about half a minute)…"
 
 Progress = Callable[[int, int], None]
@@ -181,7 +182,8 @@ def rank_suspects(project: Project, *, backbone: str | None = None, on_progress:
     class_names = sorted(usable)
     index = {name: i for i, name in enumerate(class_names)}
     labels = np.array([index[names[i]] for i in keep])
-    scores = score_embeddings(vectors if len(keep) == len(vectors) else vectors[keep], labels)
+    # the check may work in the vectors' own memory: nothing here needs them after (issue 23: the server's peak)
+    scores = score_embeddings(vectors if len(keep) == len(vectors) else vectors[keep], labels, overwrite=True)
     del vectors
     suspects = [
         Suspect(records[i].id, records[i].class_name, float(scores.score[j]), float(scores.label_probability[j]),
@@ -203,20 +205,20 @@ def _usable_classes(names: list[str]) -> set[str]:
     return usable
 
 
-def score_embeddings(vectors: np.ndarray, labels: np.ndarray, *, folds: int = FOLDS, seed: int = 0) -> Scores:
+def score_embeddings(vectors: np.ndarray, labels: np.ndarray, *, folds: int = FOLDS, seed: int = 0,
+                     overwrite: bool = False) -> Scores:
     """Out-of-fold label probabilities and within-class centre distances, combined; then each photo at the worse of
-    that rank and its rank by novelty among its class-mates (the score: the share of photos ranked below it)."""
+    that rank and its rank by novelty among its class-mates (the score: the share of photos ranked below it).
+    With `overwrite`, float32 `vectors` are used as the working copy (their values are lost): the check runs in the
+    app's server, and at 50,000 photos each copy is 256 MB."""
     unlike = unlike_class(vectors, labels)
-    x = _centred_unit(vectors)
+    x = _centred_unit(vectors, overwrite)
     # The whole embedding (rotated onto the span of the vectors when there are fewer than dimensions: lossless),
     # every fold solved at once.
     basis = coordinates(x).directions
-    z = (x if basis is None else x @ basis).astype(np.float32)
-    del x  # made again below: the check runs in the app's server, and at 50,000 photos x is 512 MB
-    probs = out_of_fold(z, labels, int(labels.max()) + 1, stratified_folds(labels, np.arange(len(labels)), folds, seed),
+    probs = out_of_fold(x if basis is None else x @ basis, labels, int(labels.max()) + 1,
+                        stratified_folds(labels, np.arange(len(labels)), folds, seed),
                         lambda rows: 1 / (REGULARIZATION * rows))
-    del z
-    x = _centred_unit(vectors)
     label_probability = probs[np.arange(len(x)), labels]
     distance = centre_distances(x, labels)
     mislabeled = LABEL_WEIGHT * (1 - label_probability) + (1 - LABEL_WEIGHT) / (1 + np.exp(-distance))
@@ -235,9 +237,10 @@ def neighbour_votes(x: np.ndarray, labels: np.ndarray, predicted: np.ndarray,
     rows = np.flatnonzero(predicted != labels)
     for start in range(0, len(rows), 256):  # a block of rows at a time: memory stays small for big projects
         chunk = rows[start:start + 256]
-        similarity = x[chunk] @ x.T
-        similarity[np.arange(len(chunk)), chunk] = -np.inf  # not itself
-        nearest = labels[np.argpartition(-similarity, k - 1, axis=1)[:, :k]]
+        unlikeness = x[chunk] @ x.T
+        np.negative(unlikeness, out=unlikeness)  # in place: at 50,000 photos each copy is 51 MB
+        unlikeness[np.arange(len(chunk)), chunk] = np.inf  # not itself
+        nearest = labels[np.argpartition(unlikeness, k - 1, axis=1)[:, :k]]
         like[chunk] = (nearest == predicted[chunk, None]).sum(axis=1)
         own[chunk] = (nearest == labels[chunk, None]).sum(axis=1)
     return like, own
@@ -253,9 +256,10 @@ def unlike_class(vectors: np.ndarray, labels: np.ndarray, k: int = NOVELTY_K) ->
         nth = min(k, len(members) - 1)
         if nth < 1:
             continue
+        mates = x[members]
         for start in range(0, len(members), 1024):
             rows = members[start:start + 1024]
-            similarity = x[rows] @ x[members].T
+            similarity = x[rows] @ mates.T
             similarity[np.arange(len(rows)), start + np.arange(len(rows))] = -np.inf  # not its own neighbour
             out[rows] = 1 - np.partition(similarity, len(members) - nth, axis=1)[:, len(members) - nth]
     return out
@@ -267,23 +271,30 @@ def _rank_share(values: np.ndarray) -> np.ndarray:
 
 
 def centre_distances(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Cosine distance of each vector to its class centre, as a z-score within the class."""
+    """Cosine distance of each vector (`x` normalised) to its class centre, as a z-score within the class."""
     z = np.zeros(len(x))
     for label in np.unique(labels):
         members = labels == label
-        centre = _normalize(x[members].mean(axis=0, keepdims=True))[0]
-        distance = 1 - x[members] @ centre
+        rows = x[members]
+        centre = _normalize(rows.mean(axis=0, keepdims=True, dtype=np.float64))[0]
+        distance = 1 - (rows @ centre.astype(rows.dtype)).astype(np.float64)  # one type: the fast BLAS path
         z[members] = (distance - distance.mean()) / (distance.std() + 1e-9)
     return z
 
 
-def _centred_unit(vectors: np.ndarray) -> np.ndarray:
-    """The vectors in float64 (float32 mixed with float64 falls off the fast BLAS path), centred (CNN features are
-    all positive) and scaled to length 1: one copy, worked in place."""
-    x = np.array(vectors, dtype=np.float64)
-    x -= x.mean(axis=0)
-    x /= np.sqrt(np.einsum("ij,ij->i", x, x))[:, None] + 1e-12
-    return x
+def _centred_unit(vectors: np.ndarray, overwrite: bool = False) -> np.ndarray:
+    """The vectors centred (CNN features are all positive) and scaled to length 1, in float32 (the solver's type):
+    each row worked out in float64 and rounded once, a block at a time, into a new array or (`overwrite`, float32
+    vectors) into `vectors` itself."""
+    vectors = np.asarray(vectors)
+    mean = vectors.mean(axis=0, dtype=np.float64)
+    out = vectors if overwrite and vectors.dtype == np.float32 else np.empty(vectors.shape, np.float32)
+    for start in range(0, len(vectors), CENTRING_ROWS):
+        block = vectors[start:start + CENTRING_ROWS].astype(np.float64)
+        block -= mean
+        block /= np.sqrt(np.einsum("ij,ij->i", block, block))[:, None] + 1e-12
+        out[start:start + CENTRING_ROWS] = block
+    return out
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:
