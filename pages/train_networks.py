@@ -72,7 +72,8 @@ def networks_view(busy: bool) -> None:
         st.info(busy_message, icon="⏳")
     st.fragment(run_every=LIVE_SECONDS if timing else None)(measuring_view)(timing, view.done if view else 0)
     st.caption("Speed: milliseconds the network takes to look at one photo on this computer, and in brackets how "
-               "many times the fastest network's time that is; training time grows with it." + (" Timing every network takes a few minutes." if unmeasured else ""))
+               "many times the fastest network's time that is; training time grows with it."
+               + (" Timing every network takes a few minutes." if unmeasured else ""))
 
 
 def advice_view(photos: int, last_run: dict | None) -> None:
@@ -96,10 +97,11 @@ def advice_view(photos: int, last_run: dict | None) -> None:
         untimed = not all(r.timed_here for r in rows)
         st.caption("Time of a first run here (later runs reuse what was computed)"
                    + (", estimated from a reference laptop until the speeds are measured above" if untimed else "")
-                   + ". Gain: validation-accuracy points over EfficientNet-Lite0's head alone, where measured: on "
-                   "everyday photos (flowers, ants vs bees) and on photos unlike them (grocery-shelf photos, tiny "
-                   "32-pixel photos; for Lite1 and Lite2, the grocery photos only). When retraining does not beat the head on your validation photos, "
-                   "the run keeps the head: try the head alone first, it takes seconds.")
+                   + ". Gain (pts): how many more validation photos in 100 it named right than EfficientNet-Lite0's "
+                   "head alone, where measured: on everyday photos (flowers, ants vs bees) and on photos unlike them "
+                   "(grocery-shelf photos, tiny 32-pixel photos; for Lite1 and Lite2, the grocery photos only). When "
+                   "retraining does not beat the head on your validation photos, the run keeps the head: try the head "
+                   "alone first, it takes seconds.")
 
 
 def costs_view(photos: int, classes: int, chosen: str) -> None:
@@ -136,10 +138,11 @@ def costs_view(photos: int, classes: int, chosen: str) -> None:
                             if gain >= 0 else "Lite0 alone did better there, and it is faster."))
         untimed = not all(r.timed_here for r in rows)
         per_class = ui.plural(round(model.TRAIN_SHARE * photos / max(classes, 1)), "photo")
-        st.caption("Gain: accuracy points on validation photos over EfficientNet-Lite0 alone, head only, the mean "
-                   f"over 8 splits of each photo set, trained on {photos_a_class(at)} photos a class: the count "
-                   f"measured nearest your project's (about {per_class} a class to train on). Preparing: looking at "
-                   "every photo once per network, in the background as photos arrive"
+        st.caption("Gain (pts): how many more validation photos in 100 each joined choice named right than "
+                   "EfficientNet-Lite0 alone (new head only), the mean of 8 draws of each set's training and "
+                   f"validation photos, trained on {photos_a_class(at)} photos a class: the count measured nearest "
+                   f"your project's (about {per_class} a class to train on). Preparing: looking at every photo once "
+                   "per network, in the background as photos arrive"
                    + (" (estimated from a reference laptop until the speeds are measured above)" if untimed else "")
                    + ". Try it and the live webcam: measured on a 2-core laptop-class computer; every network of a "
                    "joined choice looks at each picture, so they take longer. A download (model.tflite, "
