@@ -59,7 +59,7 @@ if not active or st.toggle("Show the photos and settings for the next run", key=
     # sideways, hiding networks, at 1280 px and below
     networks_view(busy=active is not None)
     costs_view(sum(c.kept for c in filled), len(filled), spec.name)
-    advice_view(sum(c.kept for c in filled), runs[0].summary if runs else None)
+    advice_view(sum(c.kept for c in filled), runs[0].summary if runs else None, spec.name)
     advanced_settings(fine_tuning=blocks > 0)
 
     st.button("🏋️ Train", type="primary", key="train_start", disabled=not ready or active is not None,

@@ -76,14 +76,14 @@ def networks_view(busy: bool) -> None:
                + (" Timing every network takes a few minutes." if unmeasured else ""))
 
 
-def advice_view(photos: int, last_run: dict | None) -> None:
+def advice_view(photos: int, last_run: dict | None, chosen: str) -> None:
     """Expected time of a first run on this computer and measured accuracy gain, per offline network and depth;
-    whether the last run's photos look unlike everyday ones."""
+    whether the last run's photos look unlike everyday ones (and what to retrain, with the network `chosen`)."""
     rows = model.advice(photos, model.cached_speeds())
     sign = model.unlike_everyday(last_run or {})
     if sign:
         st.info(f"Your photos look unlike everyday photos ({sign}), so fine-tuning is likely to help"
-                + depth_advice(model.suggested_depth(rows)), icon="💡")
+                + depth_advice(model.suggested_depth(rows), chosen), icon="💡")
     # a row per network and depth, so that the times and both gains fit the page's width side by side
     table = pd.DataFrame([{
         "Network": short_label(r.backbone),
@@ -145,9 +145,11 @@ def costs_view(photos: int, classes: int, chosen: str) -> None:
                    "per network, in the background as photos arrive"
                    + (" (estimated from a reference laptop until the speeds are measured above)" if untimed else "")
                    + ". Try it and the live webcam: measured on a 2-core laptop-class computer; every network of a "
-                   "joined choice looks at each picture, so they take longer. A download (model.tflite, "
-                   "model.keras) also keeps what the networks saw in your training photos, for the check that tells "
-                   "when a photo is none of your classes: with many photos it reaches the size shown.")
+                   "joined choice looks at each picture and its mirror image, so they take longer (Try it's time is "
+                   "the whole answer: more than the speed above, which is one look by the network). A download "
+                   "(model.tflite, model.keras) also keeps what the networks saw in your training photos, for the "
+                   "check that tells when a photo is none of your classes: with many photos it reaches the size "
+                   "shown.")
     if chosen in OFFERED:
         cost, reference = next(r for r in rows if r.backbone == chosen), rows[0]
         if cost.live_fps is not None and reference.live_fps is not None:

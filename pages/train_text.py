@@ -38,18 +38,23 @@ def depth_short(blocks: int) -> str:
     return "head only" if blocks == 0 else f"last {blocks}"
 
 
-def depth_advice(suggestion: tuple[model.Advice, model.Advice | None] | None) -> str:
-    """': try retraining the last 2 blocks (+2.9 pts on such photos, about 3 min here); the last 3 gained ...' after
-    the sign of photos unlike everyday ones, from the measured depths (core.model.advice.suggested_depth)."""
+def depth_advice(suggestion: tuple[model.Advice, model.Advice | None] | None, picked: str) -> str:
+    """': try retraining the last 2 blocks of EfficientNet-Lite0 (+2.6 pts on such photos, about 3 min here); the last
+    3 gained ...' after the sign of photos unlike everyday ones, from the measured depths
+    (core.model.advice.suggested_depth); with a joined network `picked`, that it trains the new head only."""
     if suggestion is None:
         return "."
-    chosen, deeper = suggestion
-    said = (f": try retraining the last {ui.plural(chosen.blocks, 'block')} ({chosen.gain_unlike:+.1f} pts on such "
-            f"photos where measured, about {ui.duration(chosen.seconds)} here).")
-    if deeper is None:
-        return said
-    return said + (f" The last {deeper.blocks} gained {deeper.gain_unlike:+.1f} pts, not clearly more, in about "
-                   f"{ui.duration(deeper.seconds)}.")
+    suggested, deeper = suggestion
+    said = (f": try retraining the last {ui.plural(suggested.blocks, 'block')} of {backbone_label(suggested.backbone)} "
+            f"({suggested.gain_unlike:+.1f} pts on such photos where measured, about "
+            f"{ui.duration(suggested.seconds)} here).")
+    if deeper is not None:
+        said += (f" The last {deeper.blocks} gained {deeper.gain_unlike:+.1f} pts, not clearly more, in about "
+                 f"{ui.duration(deeper.seconds)}.")
+    if len(get_backbone(picked).members) > 1:
+        said += (f" {backbone_label(picked)} trains the new head only: choose {backbone_label(suggested.backbone)} "
+                 "above to retrain blocks.")
+    return said
 
 
 def speed_text(name: str, measured: dict[str, dict], relative: dict[str, float]) -> str:

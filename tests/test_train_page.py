@@ -503,14 +503,21 @@ def test_train_flowers_with_defaults_and_download(workspace):
         assert zipfile.is_zipfile(download.value.path())  # a .keras file is a zip archive
 
 
-def test_photos_unlike_everyday_ones_are_pointed_at_fine_tuning(two_classes):
-    """A last run whose head cross-validated poorly on plenty of photos: the page says fine-tuning is likely to help."""
+def test_photos_unlike_everyday_ones_are_pointed_at_fine_tuning(two_classes, monkeypatch):
+    """A last run whose head cross-validated poorly on plenty of photos: the page says fine-tuning is likely to help,
+    and with a joined network chosen, which network to choose for it."""
+    monkeypatch.setattr(jobs, "prepare", lambda project: None)  # no background embedding with the real networks here
     run_id = two_classes.create_run(TrainConfig().to_dict())
     two_classes.update_run(run_id, status="failed", error="stand-in run", summary={
         "head_cv_accuracy": 0.7, "train_images": 400, "classes": ["cats", "dogs"]})
-    shown = texts(no_exceptions(page(two_classes)))
+    at = no_exceptions(page(two_classes))
+    shown = texts(at)
     assert "Your photos look unlike everyday photos" in shown and "70%" in shown and "200 photos per class" in shown
-    assert "try retraining the last 2 blocks" in shown and "The last 3 gained" in shown  # advice.suggested_depth
+    assert "try retraining the last 2 blocks of EfficientNet-Lite0" in shown and "The last 3 gained" in shown
+    assert "trains the new head only" not in shown
+    at.selectbox(key="train_backbone").set_value(RECOMMENDED).run()
+    assert (f"{get_backbone(RECOMMENDED).label} trains the new head only: choose EfficientNet-Lite0 above to retrain "
+            "blocks.") in texts(no_exceptions(at))
     two_classes.update_run(run_id, summary={"head_cv_accuracy": 0.95, "train_images": 400, "classes": ["cats", "dogs"]})
     assert "unlike everyday photos" not in texts(no_exceptions(page(two_classes)))
 
