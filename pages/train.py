@@ -15,7 +15,7 @@ import streamlit as st
 
 from core.jobs import api as jobs
 from pages import ui
-from pages.train_networks import advice_view, backbone_picker, costs_view
+from pages.train_networks import advice_view, backbone_picker, costs_view, networks_view
 from pages.train_run import how_it_works, preparing_downloads, show_run
 from pages.train_settings import (LIVE_SECONDS, advanced_settings, depth_picker, init_settings, main_settings,
                                   photos_section, start, start_refused)
@@ -49,14 +49,17 @@ if not active or st.toggle("Show the photos and settings for the next run", key=
 
     st.subheader("Settings for the next run" if runs else "Settings")
     network, depth = st.columns([2, 1], gap="large")
+    filled = [c for c in project.classes() if c.kept]  # one count of 50,000 photos, not three
     with network:
-        spec = backbone_picker(project, busy=active is not None)
-        filled = [c for c in project.classes() if c.kept]  # one count of 50,000 photos, not three
-        costs_view(sum(c.kept for c in filled), len(filled), spec.name)
-        advice_view(sum(c.kept for c in filled), runs[0].summary if runs else None)
+        spec = backbone_picker(project)
     with depth:
         blocks = depth_picker(spec, max(2, len(filled)))
         main_settings(fine_tuning=blocks > 0)
+    # the tables that weigh one network against another take the page's whole width: in a column they scrolled
+    # sideways, hiding networks, at 1280 px and below
+    networks_view(busy=active is not None)
+    costs_view(sum(c.kept for c in filled), len(filled), spec.name)
+    advice_view(sum(c.kept for c in filled), runs[0].summary if runs else None, spec.name)
     advanced_settings(fine_tuning=blocks > 0)
 
     st.button("🏋️ Train", type="primary", key="train_start", disabled=not ready or active is not None,

@@ -13,8 +13,8 @@ from core.store.api import Project
 from pages import ui
 from pages.train_settings import CHOICES, LIVE_SECONDS, backbone_chosen, key
 from pages.train_speed import measuring_view, start_measuring
-from pages.train_text import (availability, choice_label, depth_advice, depth_short, gain_cell, gain_text, short_label,
-                              speed_text)
+from pages.train_text import (availability, choice_label, depth_advice, depth_short, gain_cell, gain_points,
+                              photos_a_class, short_label, speed_text)
 
 
 def backbone_table() -> pd.DataFrame:
@@ -31,8 +31,7 @@ def backbone_table() -> pd.DataFrame:
     } for spec in map(get_backbone, CHOICES)])
 
 
-def backbone_picker(project: Project, busy: bool) -> BackboneSpec:
-    names = list(REGISTRY)
+def backbone_picker(project: Project) -> BackboneSpec:
     st.selectbox(
         "Pretrained network (backbone)", CHOICES, key=key("backbone"), on_change=backbone_chosen, args=(project,),
         format_func=choice_label,
@@ -43,12 +42,23 @@ def backbone_picker(project: Project, busy: bool) -> BackboneSpec:
     if not spec.weights_cached():
         st.warning(f"{spec.label} downloads its pretrained weights the first time. Without an internet "
                    "connection the run will fail; the EfficientNet-Lite networks work offline.")
+    return spec
+
+
+def networks_view(busy: bool) -> None:
+    """The table of networks, every row in sight, and timing them on this computer."""
+    names = list(REGISTRY)
     table = backbone_table()
-    st.dataframe(table, hide_index=True, key="backbone_table", column_config={
+    st.dataframe(table, hide_index=True, key="backbone_table", height=ui.table_height(len(table)), column_config={
+        # wide enough for the joined names: left to itself a 1024-px screen cut "EfficientNet-Lite0 + Lite1 + Lite2"
+        "Network": st.column_config.TextColumn(width=200),
         "Photo size": st.column_config.TextColumn(width="small", help="Photos are resized to this before the network "
                                                   "sees them. Joined networks all read the photo at the largest one's "
                                                   "size; the smaller ones shrink it to their own inside the model."),
         "Parameters": st.column_config.TextColumn(width="small", help="Numbers inside the network: its size."),
+        "Available": st.column_config.TextColumn(help="Offline: works without an internet connection. Needs "
+                                                 "internet: downloads its pretrained weights the first time it "
+                                                 "trains; after that it is downloaded and works offline too."),
     })
     unmeasured = [n for n in names if n not in model.cached_speeds()]
     task = jobs.measuring()
@@ -61,33 +71,37 @@ def backbone_picker(project: Project, busy: bool) -> BackboneSpec:
     if busy_message := st.session_state.pop("speed_busy", None):
         st.info(busy_message, icon="⏳")
     st.fragment(run_every=LIVE_SECONDS if timing else None)(measuring_view)(timing, view.done if view else 0)
-    st.caption("Speed: milliseconds the network takes to look at one photo on this computer; training time grows "
-               "with it." + (" Timing every network takes a few minutes." if unmeasured else ""))
-    return spec
+    st.caption("Speed: milliseconds the network takes to look at one photo on this computer, and in brackets how "
+               "many times the fastest network's time that is; training time grows with it."
+               + (" Timing every network takes a few minutes." if unmeasured else ""))
 
 
-def advice_view(photos: int, last_run: dict | None) -> None:
+def advice_view(photos: int, last_run: dict | None, chosen: str) -> None:
     """Expected time of a first run on this computer and measured accuracy gain, per offline network and depth;
-    whether the last run's photos look unlike everyday ones."""
+    whether the last run's photos look unlike everyday ones (and what to retrain, with the network `chosen`)."""
     rows = model.advice(photos, model.cached_speeds())
     sign = model.unlike_everyday(last_run or {})
     if sign:
         st.info(f"Your photos look unlike everyday photos ({sign}), so fine-tuning is likely to help"
-                + depth_advice(model.suggested_depth(rows)), icon="💡")
-    cell = lambda r: f"~{ui.duration(r.seconds)}" + ("" if r.gain is None else f" · {gain_text(r)}")  # noqa: E731
-    networks = list(dict.fromkeys(r.backbone for r in rows))
-    table = pd.DataFrame([{"Retrain": depth_short(blocks), **{backbone_label(r.backbone): cell(r) for r in rows
-                                                               if r.blocks == blocks}}
-                          for blocks in model.DEPTHS], columns=["Retrain", *map(backbone_label, networks)])
+                + depth_advice(model.suggested_depth(rows), chosen), icon="💡")
+    # a row per network and depth, so that the times and both gains fit the page's width side by side
+    table = pd.DataFrame([{
+        "Network": short_label(r.backbone),
+        "Retrain": depth_short(r.blocks),
+        "Time here": f"~{ui.duration(r.seconds)}",
+        "Gain: everyday photos": gain_points(r, r.gain),
+        "Gain: unlike them": gain_points(r, r.gain_unlike),
+    } for r in rows])
     with st.expander(f"Which network and depth? Expected time for {ui.plural(photos, 'photo')}, and measured gain"):
-        st.dataframe(table, hide_index=True)
+        st.dataframe(table, hide_index=True, key="depth_advice", height=ui.table_height(len(table)))
         untimed = not all(r.timed_here for r in rows)
         st.caption("Time of a first run here (later runs reuse what was computed)"
                    + (", estimated from a reference laptop until the speeds are measured above" if untimed else "")
-                   + ". Gain: validation-accuracy points over EfficientNet-Lite0's head alone, where measured: on "
-                   "everyday photos (flowers, ants vs bees) and on photos unlike them (grocery-shelf photos, tiny "
-                   "32-pixel flower photos). When retraining does not beat the head on your validation photos, "
-                   "the run keeps the head: try the head alone first, it takes seconds.")
+                   + ". Gain (pts): how many more validation photos in 100 it named right than EfficientNet-Lite0's "
+                   "head alone, where measured: on everyday photos (flowers, ants vs bees) and on photos unlike them "
+                   "(grocery-shelf photos, tiny 32-pixel photos; for Lite1 and Lite2, the grocery photos only). When "
+                   "retraining does not beat the head on your validation photos, the run keeps the head: try the head "
+                   "alone first, it takes seconds.")
 
 
 def costs_view(photos: int, classes: int, chosen: str) -> None:
@@ -97,8 +111,8 @@ def costs_view(photos: int, classes: int, chosen: str) -> None:
     best = rows[1]  # the joined choice recommended first
     at = best.gain_photos or (None,) * len(model.MEASURED_SETS)
     measures = {
-        **{f"Gain: {name}" + (f", {count} photos a class" if count else ""): (lambda r, i=i: gain_cell(r, i))
-           for i, ((name, _), count) in enumerate(zip(model.MEASURED_SETS, at))},
+        # the photos a class each gain was measured at are said under the table: in these labels the table scrolled
+        **{f"Gain: {name}": (lambda r, i=i: gain_cell(r, i)) for i, (name, _) in enumerate(model.MEASURED_SETS)},
         f"Preparing {ui.plural(photos, 'photo')}": lambda r: f"~{ui.duration(r.prepare_seconds)}",
         "Try it, per photo": lambda r: "—" if r.try_ms is None else f"~{r.try_ms:.0f} ms",
         "Live webcam, pictures a second": lambda r: "—" if r.live_fps is None else f"~{r.live_fps:.0f}",
@@ -110,12 +124,12 @@ def costs_view(photos: int, classes: int, chosen: str) -> None:
                           for measure, cell in measures.items()])
     alike = model.most_alike(classes)
     with st.expander("Joined networks: what they gain and what they cost", expanded=chosen in OFFERED):
-        st.dataframe(table, hide_index=True, key="joined_costs")
+        st.dataframe(table, hide_index=True, key="joined_costs", height=ui.table_height(len(table)))
         if best.gains is not None:
             name, measured_classes = model.MEASURED_SETS[alike]
             gain = best.gains[alike]
-            st.markdown(f"On the photo set most like yours ({name}, {measured_classes} classes, trained on "
-                        f"{at[alike]} photos a class, the count measured nearest yours) "
+            st.markdown(f"On the measured photo set whose number of classes is nearest yours ({name}, "
+                        f"{measured_classes} classes, trained on {at[alike]} photos a class) "
                         f"**{backbone_label(best.backbone)}** named {abs(gain):.1f} "
                         f"{'more' if gain >= 0 else 'fewer'} photos in 100 right than EfficientNet-Lite0 alone. " + (
                             "Joining pays most with many classes that look alike, and with few photos a class."
@@ -124,16 +138,18 @@ def costs_view(photos: int, classes: int, chosen: str) -> None:
                             if gain >= 0 else "Lite0 alone did better there, and it is faster."))
         untimed = not all(r.timed_here for r in rows)
         per_class = ui.plural(round(model.TRAIN_SHARE * photos / max(classes, 1)), "photo")
-        st.caption("Gain: accuracy points on validation photos over EfficientNet-Lite0 alone, head only, the mean "
-                   "over 8 splits of each photo set, its training photos cut to the count a class measured nearest "
+        st.caption("Gain (pts): how many more validation photos in 100 each joined choice named right than "
+                   "EfficientNet-Lite0 alone (new head only), the mean of 8 draws of each set's training and "
+                   f"validation photos, trained on {photos_a_class(at)} photos a class: the count measured nearest "
                    f"your project's (about {per_class} a class to train on). Preparing: looking at every photo once "
-                   "per network, in the "
-                   "background as photos arrive"
+                   "per network, in the background as photos arrive"
                    + (" (estimated from a reference laptop until the speeds are measured above)" if untimed else "")
                    + ". Try it and the live webcam: measured on a 2-core laptop-class computer; every network of a "
-                   "joined choice looks at each picture, so they take longer. A download (model.tflite, "
-                   "model.keras) also holds the novelty check's reference photos, up to the size shown with many "
-                   "photos.")
+                   "joined choice looks at each picture and its mirror image, so they take longer (Try it's time is "
+                   "the whole answer: more than the speed above, which is one look by the network). A download "
+                   "(model.tflite, model.keras) also keeps what the networks saw in your training photos, for the "
+                   "check that tells when a photo is none of your classes: with many photos it reaches the size "
+                   "shown.")
     if chosen in OFFERED:
         cost, reference = next(r for r in rows if r.backbone == chosen), rows[0]
         if cost.live_fps is not None and reference.live_fps is not None:

@@ -38,31 +38,39 @@ def depth_short(blocks: int) -> str:
     return "head only" if blocks == 0 else f"last {blocks}"
 
 
-def depth_advice(suggestion: tuple[model.Advice, model.Advice | None] | None) -> str:
-    """': try retraining the last 2 blocks (+2.9 pts on such photos, about 3 min here); the last 3 gained ...' after
-    the sign of photos unlike everyday ones, from the measured depths (core.model.advice.suggested_depth)."""
+def depth_advice(suggestion: tuple[model.Advice, model.Advice | None] | None, picked: str) -> str:
+    """': try retraining the last 2 blocks of EfficientNet-Lite0 (+2.6 pts on such photos, about 3 min here); the last
+    3 gained ...' after the sign of photos unlike everyday ones, from the measured depths
+    (core.model.advice.suggested_depth); with a joined network `picked`, that it trains the new head only."""
     if suggestion is None:
         return "."
-    chosen, deeper = suggestion
-    said = (f": try retraining the last {ui.plural(chosen.blocks, 'block')} ({chosen.gain_unlike:+.1f} pts on such "
-            f"photos where measured, about {ui.duration(chosen.seconds)} here).")
-    if deeper is None:
-        return said
-    return said + (f" The last {deeper.blocks} gained {deeper.gain_unlike:+.1f} pts, not clearly more, in about "
-                   f"{ui.duration(deeper.seconds)}.")
+    suggested, deeper = suggestion
+    said = (f": try retraining the last {ui.plural(suggested.blocks, 'block')} of {backbone_label(suggested.backbone)} "
+            f"({suggested.gain_unlike:+.1f} pts on such photos where measured, about "
+            f"{ui.duration(suggested.seconds)} here).")
+    if deeper is not None:
+        said += (f" The last {deeper.blocks} gained {deeper.gain_unlike:+.1f} pts, not clearly more, in about "
+                 f"{ui.duration(deeper.seconds)}.")
+    if len(get_backbone(picked).members) > 1:
+        said += (f" {backbone_label(picked)} trains the new head only: choose {backbone_label(suggested.backbone)} "
+                 "above to retrain blocks.")
+    return said
 
 
 def speed_text(name: str, measured: dict[str, dict], relative: dict[str, float]) -> str:
+    """'12 ms (2.4×)': the time of one photo here and how many times the fastest network's it is (a narrow cell: the
+    caption under the table says what the brackets mean)."""
     if name not in measured:
-        return "not measured yet"
-    pace = "fastest" if relative[name] < 1.05 else f"{relative[name]:.1f}× slower"
-    return f"{pace}, {measured[name]['ms_per_photo']:.0f} ms"
+        return "not measured"
+    pace = "fastest" if relative[name] < 1.05 else f"{relative[name]:.1f}×"
+    return f"{measured[name]['ms_per_photo']:.0f} ms ({pace})"
 
 
 def availability(spec: BackboneSpec) -> str:
+    """A few words, so that the table of networks fits a 1024-px screen (its column's help says the rest)."""
     if spec.offline:
-        return "✅ works offline"
-    return "✅ downloaded already" if spec.weights_cached() else "🌐 needs a download (internet)"
+        return "✅ offline"
+    return "✅ downloaded" if spec.weights_cached() else "🌐 needs internet"
 
 
 def choice_label(name: str) -> str:
@@ -82,12 +90,20 @@ def gain_cell(row: model.Cost, index: int) -> str:
     return "not measured" if row.gains is None else f"{row.gains[index]:+.1f} pts"
 
 
-def gain_text(row: model.Advice) -> str:
+def photos_a_class(counts: tuple[int | None, ...]) -> str:
+    """'25', or '96, 156 and 125' when the measured sets' counts differ (all of each set's photos)."""
+    if len(set(counts)) == 1:
+        return str(counts[0])
+    return ", ".join(map(str, counts[:-1])) + f" and {counts[-1]}"
+
+
+def gain_points(row: model.Advice, gain: float | None) -> str:
+    """One of a row's measured gains, as the table of networks and depths writes it."""
     if (row.backbone, row.blocks) == (DEFAULT_BACKBONE, 0):
         return "the reference"
-    points = lambda gain: "no gain" if abs(gain) < 0.05 else f"{gain:+.1f} pts"  # noqa: E731
-    everyday = f"everyday photos {points(row.gain)}"
-    return everyday if row.gain_unlike is None else f"{everyday}, unlike them {points(row.gain_unlike)}"
+    if gain is None:
+        return "not measured"
+    return "no gain" if abs(gain) < 0.05 else f"{gain:+.1f} pts"
 
 
 def stages_line(run: RunRecord, current: str | None) -> str:

@@ -127,6 +127,12 @@ def duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
+def table_height(rows: int) -> int:
+    """Pixels that show a table's header and `rows` rows with no scrolling inside it (Streamlit's rows are 35 px;
+    left to itself a table shows about ten and hides the rest behind a scroll bar)."""
+    return (rows + 1) * 35 + 3
+
+
 def retrained(blocks: int) -> str:
     """What a run trained, in a few words: 'new head only' or 'last 2 blocks + head'."""
     return "new head only" if not blocks else f"last {plural(blocks, 'block')} + head"

@@ -19,6 +19,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.model import advice
+from core.model.advice import MEASURED
 
 from core.jobs import api as jobs  # what the pages call (monkeypatched here)
 
@@ -36,6 +37,7 @@ from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_
 from tests.conftest import shared_dataset
 from tests.photos import add_class_photos, class_photo_bytes
 from tests.runs import finished_run
+from pages.train_text import depth_short, short_label
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("stripes", "blobs")
@@ -85,15 +87,24 @@ def test_settings_start_from_the_defaults_and_show_what_will_train(two_classes):
     backbones = at.dataframe[0].value
     assert list(backbones["Network"]) == [*(spec.label for spec in REGISTRY.values()),
                                           *(get_backbone(name).label for name in OFFERED)]
-    assert "🌐 needs a download (internet)" in set(backbones["Available"])
+    assert "🌐 needs internet" in set(backbones["Available"])
 
     at.select_slider(key="train_unfreeze_blocks").set_value(2).run()
     shown = texts(at)
     assert "the last 2 blocks + the head" in shown and "the run keeps the head" in shown
-    advice = at.dataframe[2].value  # expected time and measured gain per offline network and depth
-    assert list(advice.columns) == ["Retrain", "EfficientNet-Lite0", "EfficientNet-Lite1", "EfficientNet-Lite2"]
-    assert list(advice["Retrain"]) == ["head only", "last 1", "last 2", "last 3", "last 4"]
-    assert advice.iloc[0, 1].startswith("~")
+    advice = at.dataframe[2].value.set_index(["Network", "Retrain"])  # a row per offline network and depth
+    depths = ["head only", "last 1", "last 2", "last 3", "last 4"]
+    assert list(advice.index) == [(network, depth) for network in ("Lite0", "Lite1", "Lite2") for depth in depths]
+    assert all(time.startswith("~") for time in advice["Time here"])
+    # every gain measured (core.model.advice.MEASURED) is in its row, and only those
+    for (name, blocks), measured in MEASURED.items():
+        row = advice.loc[(short_label(name), depth_short(blocks))]
+        reference = (name, blocks) == (DEFAULT_BACKBONE, 0)
+        for column, gain in (("Gain: everyday photos", measured.everyday), ("Gain: unlike them", measured.unlike)):
+            assert row[column] == ("the reference" if reference else "not measured" if gain is None else
+                                   "no gain" if gain == 0 else f"{gain:+.1f} pts")
+    unmeasured = advice.drop(index=[(short_label(name), depth_short(blocks)) for name, blocks in MEASURED])
+    assert set(unmeasured[["Gain: everyday photos", "Gain: unlike them"]].stack()) == {"not measured"}
     assert not at.number_input(key="train_finetune_epochs").disabled
 
 
@@ -115,11 +126,18 @@ def test_a_joined_network_shows_its_costs_and_trains_the_head_only(two_classes, 
     assert list(costs.columns) == ["Lite0", "Lite0 + Lite1 + Lite2", "Lite0 + Lite2"]  # the recommended one first
     assert {"Preparing 30 photos", "Try it, per photo", "Live webcam, pictures a second", "Model size",
             "A download, at most"} <= set(costs.index)
-    # the measured set most like two classes, at the photos a class measured nearest 30 photos in 2 classes (12 to
-    # train on each)
-    gains = costs.loc["Gain: ants vs bees, 10 photos a class"]
-    assert gains.iloc[0] == "the reference" and all(g.endswith(" pts") for g in gains.iloc[1:])
-    assert "On the photo set most like yours (ants vs bees, 2 classes, trained on 10 photos a class" in shown
+    # every choice's column holds its own measured figures (core.model.advice: CHOICES_MEASURED, GAINS_BY_PHOTOS),
+    # the gains at the photos a class measured nearest 30 photos in 2 classes (12 to train on each): 10
+    for choice in (DEFAULT_BACKBONE, *OFFERED):
+        label = short_label(choice)
+        try_ms, live_fps = advice.CHOICES_MEASURED[choice]
+        assert costs.loc["Try it, per photo", label] == f"~{try_ms:.0f} ms"
+        assert costs.loc["Live webcam, pictures a second", label] == f"~{live_fps:.0f}"
+        for (name, _), curve in zip(advice.MEASURED_SETS, advice.GAINS_BY_PHOTOS.get(choice, ((),) * 3)):
+            assert costs.loc[f"Gain: {name}", label] == ("the reference" if choice == DEFAULT_BACKBONE else
+                                                         f"{dict(curve)[10]:+.1f} pts")
+    assert "whose number of classes is nearest yours (ants vs bees, 2 classes, trained on 10 photos a class)" in shown
+    assert "trained on 10 photos a class: the count measured nearest your project's" in shown
     live = next(r for r in advice.costs(30, {}) if r.backbone == RECOMMENDED).live_fps
     assert f"the live webcam shows about {live:.0f} pictures a second" in shown
     started = []
@@ -183,12 +201,12 @@ def stand_in_timing(monkeypatch, tmp_path) -> Path:
 
 def test_speed_is_measured_on_demand_in_the_worker_and_shown_relative(two_classes, stand_in_timing):
     at = page(two_classes)
-    assert set(at.dataframe[0].value["Speed here"]) == {"not measured yet"}
+    assert set(at.dataframe[0].value["Speed here"]) == {"not measured"}
     at.button(key="measure_speed").click().run()
     assert jobs.measuring().wait(RUN_TIMEOUT)
     table = no_exceptions(page(two_classes)).dataframe[0].value.set_index("Network")  # after a refresh too
-    assert table.loc["MobileNetV2", "Speed here"].startswith("fastest")
-    assert table.loc["ResNet-50", "Speed here"].startswith("10.4× slower")
+    assert table.loc["MobileNetV2", "Speed here"].endswith(" ms (fastest)")
+    assert table.loc["ResNet-50", "Speed here"].endswith(" ms (10.4×)")
     assert {entry["engine"] for entry in speed.cached_speeds().values()} == {speed.STANDIN_ENGINE}  # the worker's
     assert set(speed.cached_speeds()) == set(REGISTRY)
     assert not list((speed.speed_file().parent / "timing").iterdir())  # every answer read and removed
@@ -215,7 +233,7 @@ def test_speed_is_measured_in_the_background_one_timing_at_a_time(two_classes, s
     assert list(speed.cached_speeds()) == [first]  # the next waits: one network at a time
     assert "Timing " in no_exceptions(page(two_classes)).get("progress")[0].proto.text
     table = page(two_classes).dataframe[0].value.set_index("Network")
-    assert table.loc[REGISTRY[first].label, "Speed here"] != "not measured yet"
+    assert table.loc[REGISTRY[first].label, "Speed here"] != "not measured"
     for name in others:
         (stand_in_timing / f"hold-{name}").unlink()
     assert jobs.measuring().wait(RUN_TIMEOUT)
@@ -486,14 +504,21 @@ def test_train_flowers_with_defaults_and_download(workspace):
         assert zipfile.is_zipfile(download.value.path())  # a .keras file is a zip archive
 
 
-def test_photos_unlike_everyday_ones_are_pointed_at_fine_tuning(two_classes):
-    """A last run whose head cross-validated poorly on plenty of photos: the page says fine-tuning is likely to help."""
+def test_photos_unlike_everyday_ones_are_pointed_at_fine_tuning(two_classes, monkeypatch):
+    """A last run whose head cross-validated poorly on plenty of photos: the page says fine-tuning is likely to help,
+    and with a joined network chosen, which network to choose for it."""
+    monkeypatch.setattr(jobs, "prepare", lambda project: None)  # no background embedding with the real networks here
     run_id = two_classes.create_run(TrainConfig().to_dict())
     two_classes.update_run(run_id, status="failed", error="stand-in run", summary={
         "head_cv_accuracy": 0.7, "train_images": 400, "classes": ["cats", "dogs"]})
-    shown = texts(no_exceptions(page(two_classes)))
+    at = no_exceptions(page(two_classes))
+    shown = texts(at)
     assert "Your photos look unlike everyday photos" in shown and "70%" in shown and "200 photos per class" in shown
-    assert "try retraining the last 2 blocks" in shown and "The last 3 gained" in shown  # advice.suggested_depth
+    assert "try retraining the last 2 blocks of EfficientNet-Lite0" in shown and "The last 3 gained" in shown
+    assert "trains the new head only" not in shown
+    at.selectbox(key="train_backbone").set_value(RECOMMENDED).run()
+    assert (f"{get_backbone(RECOMMENDED).label} trains the new head only: choose EfficientNet-Lite0 above to retrain "
+            "blocks.") in texts(no_exceptions(at))
     two_classes.update_run(run_id, summary={"head_cv_accuracy": 0.95, "train_images": 400, "classes": ["cats", "dogs"]})
     assert "unlike everyday photos" not in texts(no_exceptions(page(two_classes)))
 

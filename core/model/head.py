@@ -258,15 +258,15 @@ def scores(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]
 def search_head(x: np.ndarray, labels: np.ndarray, n_classes: int, groups: np.ndarray, *,
                 val: tuple[np.ndarray, np.ndarray] | None = None, seed: int = 0,
                 on_try: Callable[[int, dict], None] | None = None,
-                should_stop: Callable[[], bool] | None = None) -> HeadSearch:
+                should_stop: Callable[[], bool] | None = None, threads: int = 1) -> HeadSearch:
     """Fit the head for each strength, pick the one with the lowest cross-validated loss.
 
     `groups` ties a photo to its mirror image (never split across folds). `val` is only scored, never
     used to choose. `on_try(i, row)` reports each strength as it is done; `should_stop` ends the search
-    early with the best strength so far.
+    early with the best strength so far. `threads`: BLAS threads (see `_threads`).
     """
     labels, groups = np.asarray(labels), np.asarray(groups)
-    with _threads():
+    with _threads(threads):
         if len(labels) <= SEARCH_ROWS:
             return _search(x, labels, n_classes, groups, val, seed, on_try, should_stop)
         return _sampled_search(x, labels, n_classes, groups, val, seed, on_try, should_stop)
@@ -317,12 +317,12 @@ def _sample(labels: np.ndarray, groups: np.ndarray, rows: int, seed: int) -> np.
     return np.flatnonzero(kept[inverse.ravel()])
 
 
-def _threads():
-    """One BLAS thread: on two cores a second thread made the head slower, not faster. The solver's steps are small
+def _threads(threads: int = 1):
+    """One BLAS thread by default: on two cores a second thread made the head slower, not faster. The solver's steps are small
     vector operations between two matrix products, and OpenBLAS's threads spin between calls: scipy's L-BFGS-B took
     10x longer a step with two threads than with one, and the whole groceries25 search took 14 s with two and
     10 s with one on an idle machine (far worse under load, when the spinning thread waits for a core)."""
-    return threadpool_limits(1)
+    return threadpool_limits(threads)
 
 
 def _search(x, labels, n_classes, groups, val, seed, on_try, should_stop) -> HeadSearch:
