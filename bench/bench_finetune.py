@@ -9,13 +9,16 @@ The 32-px copy is the tiny-photo regime: every photo's centre square shrunk to 3
 cache folder), which the app enlarges back to the network's input size like any other photo.
 
     python -m bench.bench_finetune [--sets groceries25,flowers5,hymenoptera] [--depths 0,1,2,3] [--splits 0,1,2]
-                                   [--sizes full,32] [--cache DIR]
+                                   [--sizes full,32] [--rates 1e-4,2e-4] [--cache DIR]
 
 Runs share one cache (a fresh temporary one unless --cache is given), so each photo's embeddings and boundary
 activations are computed once: "cache s" is the time the run spent making them (0 when an earlier run of the
 table did), "epochs s" the fine-tuning after that (epochs, the head re-solved on the tuned features, the keep
 check) and "epochs cpu s" the CPU seconds it took; "epochs run/best" how many epochs ran before the stop rule ended
-them and which one's weights were kept (0: none beat the head). "wall s" is the whole run; "cpu s" the CPU seconds the process spent in it (all threads), so a run's
+them and which one's weights were kept (0: none beat the head); "rate" the peak learning rate (--rates: each
+fine-tuning depth at each rate, side by side on the same split); "model" the head kept, or the fine-tuned model's
+output layer: the head re-solved on the tuned features or the layer trained with the blocks, as the validation photos
+chose. "wall s" is the whole run; "cpu s" the CPU seconds the process spent in it (all threads), so a run's
 time on a quiet machine can be judged while others share it (on 2 cores, quiet wall ~ cpu s / 2 for the parallel
 parts); "load" the 1-minute load average when the run began. "val acc" is the run's validation accuracy from its plain
 probabilities and as the model answers (each photo averaged with its mirror image); "gain" each minus the head's on
@@ -36,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import dataset, table
-from core.model.train import STAGE_FINETUNE, SilentListener
+from core.model.train import STAGE_FINETUNE, SilentListener, TrainConfig
 
 TINY = 32  # pixels a side of the tiny copies
 
@@ -100,10 +103,10 @@ class Epochs(SilentListener):
         self.run += stage == STAGE_FINETUNE
 
 
-def runs(name: str, root: Path, depths: list[int], splits: list[int]) -> list[list]:
+def runs(name: str, root: Path, depths: list[int], splits: list[int], rates: list[float]) -> list[list]:
     from core.model.backbones import get_backbone
     from core.model.speed import time_backbone
-    from core.model.train import TrainConfig, train
+    from core.model.train import train
 
     samples, class_names = all_photos(root)
     forward_s = time_backbone(get_backbone(TrainConfig().backbone))[0] / 1000
@@ -111,18 +114,19 @@ def runs(name: str, root: Path, depths: list[int], splits: list[int]) -> list[li
     for k in splits:
         data = rotated_split(samples, class_names, k)
         head_acc = None
-        for depth in depths:
+        for depth, rate in [(d, r) for d in depths for r in (rates if d else rates[:1])]:
             load, cpu0, epochs = os.getloadavg()[0], time.process_time(), Epochs()
-            result = train(data, TrainConfig(unfreeze_blocks=depth), epochs)
+            result = train(data, TrainConfig(unfreeze_blocks=depth, finetune_learning_rate=rate), epochs)
             cpu = time.process_time() - cpu0
             t = result.timings
             acc, acc_mirrored = accuracy(result), accuracy(result, mirrored=True)
             head_acc = (acc, acc_mirrored) if depth == 0 else head_acc
-            kept = "-" if depth == 0 else ("head kept" if result.model is None else "fine-tuned")
+            kept = "-" if depth == 0 else ("head kept" if result.model is None else result.finetune_layer)
             cv = next(row for row in result.search.tried if row["chosen"]).get("cv_accuracy", float("nan"))
             gains = "" if head_acc is None or depth == 0 else \
                 f"{100 * (acc - head_acc[0]):+.1f} / {100 * (acc_mirrored - head_acc[1]):+.1f}"
-            rows.append([name, k, len(data.train), len(data.val), depth, cv, kept, f"{acc:.3f} / {acc_mirrored:.3f}",
+            rows.append([name, k, len(data.train), len(data.val), depth, f"{rate:g}" if depth else "", cv,
+                         kept, f"{acc:.3f} / {acc_mirrored:.3f}",
                          gains, f"{epochs.run}/{result.best_epoch.get(STAGE_FINETUNE, 0)}" if depth else "",
                          t["embed_seconds"] + t.get("boundary_seconds", 0.0), t.get("finetune_seconds", 0.0),
                          time.process_time() - epochs.cpu_start if epochs.cpu_start is not None else 0.0,
@@ -137,6 +141,8 @@ def main() -> None:
     parser.add_argument("--depths", default="0,1,2,3")
     parser.add_argument("--splits", default="0,1,2", help="validation splits (0 to 4; 0 is the project's own)")
     parser.add_argument("--sizes", default="full,32", help="full: the photos as they are; 32: their 32-px copies")
+    parser.add_argument("--rates", default=str(TrainConfig().finetune_learning_rate),
+                        help="peak learning rates to fine-tune with, each beside the others")
     parser.add_argument("--cache", help="reuse this cache of embeddings and activations (default: a fresh one)")
     args = parser.parse_args()
     depths = [int(d) for d in args.depths.split(",")]
@@ -151,11 +157,12 @@ def main() -> None:
                 for size in args.sizes.split(","):
                     root = dataset(name) if size == "full" else tiny_copy(dataset(name), cache / "tiny" / name)
                     rows += runs(name if size == "full" else f"{name} {TINY}px", root, depths,
-                                 [int(k) for k in args.splits.split(",")])
-            print(f"{os.cpu_count()} CPU cores, load average {load:.1f} at the start; default settings but the depth")
-            print(table(["set", "split", "train", "val", "blocks", "head cv", "model", "val acc plain / mirrored", "gain",
-                         "epochs run/best", "cache s", "epochs s", "epochs cpu s", "wall s", "cpu s", "load", "factor"],
-                        rows))
+                                 [int(k) for k in args.splits.split(",")], [float(r) for r in args.rates.split(",")])
+            print(f"{os.cpu_count()} CPU cores, load average {load:.1f} at the start; default settings but the depth "
+                  "and the rate")
+            print(table(["set", "split", "train", "val", "blocks", "rate", "head cv", "model", "val acc plain / mirrored",
+                         "gain", "epochs run/best", "cache s", "epochs s", "epochs cpu s", "wall s", "cpu s", "load",
+                         "factor"], rows))
         finally:
             if previous is None:
                 os.environ.pop("TRANSFERLAB_CACHE", None)

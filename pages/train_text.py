@@ -39,7 +39,7 @@ def depth_short(blocks: int) -> str:
 
 
 def depth_advice(suggestion: tuple[model.Advice, model.Advice | None] | None, picked: str) -> str:
-    """': try retraining the last 2 blocks of EfficientNet-Lite0 (+2.6 pts on such photos, about 3 min here); the last
+    """': try retraining the last 2 blocks of EfficientNet-Lite0 (+2.9 pts on such photos, about 3 min here); the last
     3 gained ...' after the sign of photos unlike everyday ones, from the measured depths
     (core.model.advice.suggested_depth); with a joined network `picked`, that it trains the new head only."""
     if suggestion is None:

@@ -15,12 +15,13 @@ from core.model.advice import MEASURED, advice
 from core.model.backbones import get_backbone
 from core.model.embed import EmbeddingCache
 from core.model.cached_tuning import pooled
-from core.model.head import LinearHead, search_head
+from core.model.head import LinearHead, scores, search_head
 from core.model.novelty import unit
 from core.images import load_rgb
 from core.serving.predict import Classifier
 from core.jobs.pipeline import data_from_folders, train_and_save
-from core.model.train import STAGE_EMBED, SilentListener, TrainConfig, assemble_classifier, stop_rule, train
+from core.model.train import (STAGE_EMBED, SilentListener, TrainConfig, assemble_classifier, best_layer, keeps,
+                              stop_rule, train)
 from tests.photos import write_image_folder
 
 SPEC = get_backbone("efficientnet_lite0")
@@ -279,6 +280,69 @@ def test_a_fine_tuned_model_with_fewer_right_answers_is_not_kept(folders, monkey
     monkeypatch.setattr(core.model.train, "_fit_cached", wrong_answers)
     result = train(data, cfg)
     assert result.model is None and result.best_epoch == {"fine-tuning": 0}
+
+@pytest.mark.slow
+def test_a_re_solved_head_that_fails_the_keep_rule_does_not_lose_the_layer_trained_with_the_blocks(folders, monkeypatch):
+    """32-px groceries25 split 0 at peak rate 2e-4: the layer trained with the blocks beat the head, the head solved
+    again on the tuned features did not; the run keeps the trained layer, not the stage-1 head."""
+    data = data_from_folders(folders / "train", folders / "val")
+    cfg = TrainConfig(unfreeze_blocks=1, finetune_epochs=1, batch_size=8)
+    finetune = core.model.train._finetune
+    monkeypatch.setattr(core.model.train, "_finetune", lambda *a: finetune(*a[:5], 10.0, a[6]))  # every epoch beats it
+    fit_cached = core.model.train._fit_cached
+    trained = {}
+
+    def bad_resolve(*args, **kwargs):
+        fit = fit_cached(*args, **kwargs)
+        dense = fit.trained.get_layer("predictions")
+
+        def swapped():  # every answer turned round: fewer photos right than the head
+            trained["probabilities"] = fit.predict()[0]
+            kernel, bias = dense.get_weights()
+            dense.set_weights([kernel[:, ::-1], bias[::-1]])
+        return dataclasses.replace(fit, resolve=swapped)
+
+    monkeypatch.setattr(core.model.train, "_fit_cached", bad_resolve)
+    result = train(data, cfg)
+    assert result.model is not None and result.finetune_layer == "trained"
+    np.testing.assert_array_equal(result.val_probabilities, trained["probabilities"])
+
+
+def two_class(*first: float) -> np.ndarray:
+    """Probabilities of two classes from each photo's probability of the first."""
+    return np.array([[p, 1 - p] for p in first])
+
+
+LABELS = np.array([0, 0, 1, 1])
+HEAD = (two_class(0.6, 0.4, 0.4, 0.6), two_class(0.6, 0.4, 0.4, 0.6))  # 2 of 4 right
+HEAD_LOSS = scores(HEAD[0], LABELS)[0]
+
+
+def test_the_layer_kept_is_one_the_keep_rule_accepts():
+    failing = (two_class(0.9, 0.55, 0.1, 0.95), None)  # 3 right, but a higher loss than the head's
+    passing = (two_class(0.7, 0.45, 0.3, 0.55), None)  # 2 right, a lower loss
+    fewer_right = (two_class(0.99, 0.45, 0.51, 0.55), None)  # a lower loss with 1 right
+    assert not keeps(failing, HEAD, LABELS, HEAD_LOSS) and keeps(passing, HEAD, LABELS, HEAD_LOSS)
+    assert scores(fewer_right[0], LABELS)[0] < HEAD_LOSS and not keeps(fewer_right, HEAD, LABELS, HEAD_LOSS)
+    assert best_layer([failing, passing], HEAD, LABELS, HEAD_LOSS, mirrored=False) == 1
+    assert best_layer([failing, fewer_right], HEAD, LABELS, HEAD_LOSS, mirrored=False) is None
+
+
+def test_more_photos_right_as_the_model_answers_wins_then_on_plain_probabilities_then_the_lower_loss():
+    more_right = (two_class(0.7, 0.55, 0.3, 0.45), two_class(0.6, 0.4, 0.4, 0.6))  # plain 4 right, averaged 2
+    lower_loss = (two_class(0.95, 0.45, 0.05, 0.55), two_class(0.7, 0.55, 0.3, 0.45))  # plain 2 right, averaged 4
+    assert scores(lower_loss[0], LABELS)[0] < scores(more_right[0], LABELS)[0]
+    assert best_layer([lower_loss, more_right], HEAD, LABELS, HEAD_LOSS, mirrored=False) == 1
+    assert best_layer([lower_loss, more_right], HEAD, LABELS, HEAD_LOSS, mirrored=True) == 0
+    # groceries25 split 0 at 2e-4: as many right as the model answers, the lower loss with fewer right on plain ones
+    plain_right = (two_class(0.7, 0.55, 0.3, 0.55), two_class(0.7, 0.55, 0.3, 0.45))  # plain 3 right, averaged 4
+    assert scores(lower_loss[0], LABELS)[0] < scores(plain_right[0], LABELS)[0]
+    assert best_layer([lower_loss, plain_right], HEAD, LABELS, HEAD_LOSS, mirrored=True) == 1
+    same_right = (two_class(0.7, 0.45, 0.3, 0.55), None)  # plain 2 right, as lower_loss, at a higher loss
+    assert best_layer([same_right, lower_loss], HEAD, LABELS, HEAD_LOSS, mirrored=False) == 1
+    assert best_layer([lower_loss, same_right], HEAD, LABELS, HEAD_LOSS, mirrored=False) == 0
+    assert best_layer([same_right, same_right], HEAD, LABELS, HEAD_LOSS, mirrored=False) == 0, "the first of equals"
+
 
 def epochs_run(val_losses: list[float], patience: int = 3) -> int:
     """How many epochs `stop_rule` lets run with these validation losses, one per epoch."""

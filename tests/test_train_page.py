@@ -81,6 +81,7 @@ def test_settings_start_from_the_defaults_and_show_what_will_train(two_classes):
     assert at.select_slider(key="train_unfreeze_blocks").value == 0
     assert at.number_input(key="train_finetune_epochs").value == defaults.finetune_epochs
     assert at.number_input(key="train_finetune_epochs").disabled  # the head is solved: no epochs to set
+    assert at.select_slider(key="train_finetune_learning_rate").value == defaults.finetune_learning_rate
     assert "only the new head" in texts(at)
     assert not at.button(key="train_start").disabled
     backbones = at.dataframe[0].value

@@ -4,8 +4,9 @@ Each photo has several cached views (as is, mirrored, zoomed in, both). An epoch
 once, in one of its views drawn afresh each epoch: the views act as augmentation at a quarter of the cost of
 showing all of them every epoch (measured on groceries25: the same accuracy per epoch, 4x faster). After the
 epochs, the tuned blocks' pooled features feed the convex head solver again (`core.model.head`): a head solved on the
-features the blocks learned beat the Dense layer trained alongside them (groceries25, two blocks: 0.810 against
-0.800 validation accuracy, lower loss).
+features the blocks learned often beats the Dense layer trained alongside them (groceries25, two blocks: 0.810
+against 0.800 validation accuracy, lower loss), not always, so `core.model.train` keeps whichever of the two the
+validation photos prefer.
 """
 
 from __future__ import annotations
