@@ -19,12 +19,13 @@ converted backbones linked from the shared cache), these steps run, each in its 
 - head:       a head-only training run through the worker's code (`run_job`), embeddings cached: the head
               solve's seconds, the run's seconds and its peak memory
 - suspects:   the Review page's check for photos in the wrong class (`suspects.rank_suspects`)
-- suspects-server: the same check as a user meets it: `streamlit run app.py` on the workspace, Review's Suspects
-              tab in Chromium, "Find suspects" clicked, until the tab shows the ranking (any kept ranking is dropped
-              first). The check runs in the server's process, on a thread, so this is the memory a user's server
-              reaches: seconds from the click; the server's RSS before the click, its peak (VmHWM) and its RSS 2 s
-              after the check; the peak of the server and its descendants (the worker) together, sampled from /proc
-              every 0.2 s. Screenshots of the tab 3 s and 60 s into the check and after it: DIR/n<size>/suspects-*.png
+- suspects-server: the same check as a user meets it: `streamlit run app.py` on the workspace, Review's Suspects tab in
+              Chromium, "Find suspects" clicked, until the tab shows the ranking (any kept ranking is dropped first).
+              The check runs in the server's process, on a thread, so this is the memory a user's server reaches:
+              seconds from the click (and the CPU seconds the server and its worker used meanwhile); the server's RSS
+              before the click, its peak (VmHWM) and its RSS 2 s after the check; the peak of the server and its
+              descendants (the worker) together, sampled from /proc every 0.2 s. Screenshots of the tab 3 s and 60 s
+              into the check and after it: DIR/n<size>/suspects-*.png
 - export:     the run's model downloads (`export.assemble_downloads`) and the photos as a zip (`dataset_zip`)
 - pages:      `streamlit run app.py` on the workspace; every page's time to a settled screen (as
               `bench.bench_pages` measures it: the app's script run finished and no skeleton left), first
@@ -370,6 +371,19 @@ class MemorySampler:
         while not self._stop.wait(self.every):
             self.sample()
 
+    def cpu_seconds(self) -> tuple[float, float]:
+        """(the process's CPU seconds so far, its descendants' now alive)."""
+        import psutil
+
+        def used(process) -> float:
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                return 0.0
+            return times.user + times.system
+
+        return used(self.process), sum(used(p) for p in self.process.children(recursive=True))
+
     def __enter__(self) -> "MemorySampler":
         self._thread.start()
         return self
@@ -414,6 +428,7 @@ def step_server_suspects(workspace: Path, limit: float, shots: Path) -> Outcome:
         wait_idle(page, timeout=120_000)
         with MemorySampler(server_pid(url)) as memory:
             out.figures["server before MB"], out.figures["before MB"] = map(round, memory.sample())
+            cpu = memory.cpu_seconds()
             start = time.perf_counter()
             page.locator(".st-key-find_suspects button").click()
             for moment in (*SHOTS_AT, limit):
@@ -425,6 +440,8 @@ def step_server_suspects(workspace: Path, limit: float, shots: Path) -> Outcome:
                         page.screenshot(path=str(shots / f"suspects-{moment}s.png"), full_page=True)
                     continue
                 out.figures["seconds"] = time.perf_counter() - start
+                out.figures["server CPU s"], out.figures["worker CPU s"] = (
+                    after - before for after, before in zip(memory.cpu_seconds(), cpu))  # how much of it was waiting
                 page.wait_for_timeout(2_000)
                 out.figures["server after MB"] = round(memory.sample()[0])  # what the server keeps once it is over
                 break
@@ -581,6 +598,8 @@ FIGURES = [  # (row label, step, figure name)
     ("suspects check: s", "suspects", "seconds"),
     ("suspects check: peak MB", "suspects", "peak MB"),
     ("suspects in the server: s", "suspects-server", "seconds"),
+    ("suspects in the server: server CPU s", "suspects-server", "server CPU s"),
+    ("suspects in the server: worker CPU s", "suspects-server", "worker CPU s"),
     ("suspects in the server: server MB before", "suspects-server", "server before MB"),
     ("suspects in the server: server peak MB", "suspects-server", "server VmHWM MB"),
     ("suspects in the server: worker peak MB", "suspects-server", "worker VmHWM MB"),
