@@ -87,7 +87,7 @@ class TrainConfig:
 # the schedule decays. In between, on parts of groceries25 (`bench_finetune --share`, splits 0 and 2), 2e-4 gained
 # more at about 1,550 photos (+4.5 / +3.1 against +4.0 / +2.6; 32 px: +6.6 / +4.8 against +0.0 / +2.8) and at about
 # 780 (+3.7 / +3.6 against +0.0 / +2.2; 32 px: the head kept at both rates). So the rate grows with the photo
-# count: SMALL_SET_RATE up to SMALL_SET_PHOTOS (480 measured), LARGE_SET_RATE from LARGE_SET_PHOTOS (759 measured),
+# count: SMALL_SET_RATE up to SMALL_SET_PHOTOS (481 measured), LARGE_SET_RATE from LARGE_SET_PHOTOS (759 measured),
 # evenly in log photos between, where nothing was measured (no cliff where one more photo doubles it).
 SMALL_SET_RATE, LARGE_SET_RATE = 1e-4, 2e-4
 SMALL_SET_PHOTOS, LARGE_SET_PHOTOS = 500, 750
