@@ -9,16 +9,17 @@ The 32-px copy is the tiny-photo regime: every photo's centre square shrunk to 3
 cache folder), which the app enlarges back to the network's input size like any other photo.
 
     python -m bench.bench_finetune [--sets groceries25,flowers5,hymenoptera] [--depths 0,1,2,3] [--splits 0,1,2]
-                                   [--sizes full,32] [--rates 1e-4,2e-4] [--cache DIR]
+                                   [--sizes full,32] [--rates auto,1e-4,2e-4] [--share 0.5] [--cache DIR]
 
 Runs share one cache (a fresh temporary one unless --cache is given), so each photo's embeddings and boundary
 activations are computed once: "cache s" is the time the run spent making them (0 when an earlier run of the
 table did), "epochs s" the fine-tuning after that (epochs, the head re-solved on the tuned features, the keep
 check) and "epochs cpu s" the CPU seconds it took; "epochs run/best" how many epochs ran before the stop rule ended
 them and which one's weights were kept (0: none beat the head); "rate" the peak learning rate (--rates: each
-fine-tuning depth at each rate, side by side on the same split); "model" the head kept, or the fine-tuned model's
-output layer: the head re-solved on the tuned features or the layer trained with the blocks, as the validation photos
-chose. "wall s" is the whole run; "cpu s" the CPU seconds the process spent in it (all threads), so a run's
+fine-tuning depth at each rate, side by side on the same split; "auto", the default: the app's automatic rate for the
+run's training photo count); "model" the head kept, or the fine-tuned model's output layer: the head re-solved on the
+tuned features or the layer trained with the blocks, as the validation photos chose. --share trains on part of each
+set's photos, chosen by content as the splits are but independently of them, to see a set with fewer photos. "wall s" is the whole run; "cpu s" the CPU seconds the process spent in it (all threads), so a run's
 time on a quiet machine can be judged while others share it (on 2 cores, quiet wall ~ cpu s / 2 for the parallel
 parts); "load" the 1-minute load average when the run began. "val acc" is the run's validation accuracy from its plain
 probabilities and as the model answers (each photo averaged with its mirror image); "gain" each minus the head's on
@@ -72,6 +73,12 @@ def all_photos(root: Path):
     return data.train + data.val, data.class_names
 
 
+def subset(samples, share: float):
+    """The photos whose content puts them in the first `share` of a second key, independent of the split key (which
+    reads the hash's first digits): a smaller set with the classes in about the same proportions."""
+    return [s for s in samples if int(s.sha256[-12:], 16) / 16 ** 12 < share] if share < 1 else samples
+
+
 def rotated_split(samples, class_names, k: int):
     """Split k: the photos whose split key lies in [k/5, (k+1)/5) for validation."""
     from core.store.project import split_key
@@ -103,12 +110,14 @@ class Epochs(SilentListener):
         self.run += stage == STAGE_FINETUNE
 
 
-def runs(name: str, root: Path, depths: list[int], splits: list[int], rates: list[float]) -> list[list]:
+def runs(name: str, root: Path, depths: list[int], splits: list[int], rates: list[float | None],
+         share: float = 1.0) -> list[list]:
     from core.model.backbones import get_backbone
     from core.model.speed import time_backbone
     from core.model.train import train
 
     samples, class_names = all_photos(root)
+    samples = subset(samples, share)
     forward_s = time_backbone(get_backbone(TrainConfig().backbone))[0] / 1000
     rows = []
     for k in splits:
@@ -125,7 +134,8 @@ def runs(name: str, root: Path, depths: list[int], splits: list[int], rates: lis
             cv = next(row for row in result.search.tried if row["chosen"]).get("cv_accuracy", float("nan"))
             gains = "" if head_acc is None or depth == 0 else \
                 f"{100 * (acc - head_acc[0]):+.1f} / {100 * (acc_mirrored - head_acc[1]):+.1f}"
-            rows.append([name, k, len(data.train), len(data.val), depth, f"{rate:g}" if depth else "", cv,
+            used = f"{result.finetune_learning_rate:g}{' auto' if rate is None else ''}" if depth else ""
+            rows.append([name, k, len(data.train), len(data.val), depth, used, cv,
                          kept, f"{acc:.3f} / {acc_mirrored:.3f}",
                          gains, f"{epochs.run}/{result.best_epoch.get(STAGE_FINETUNE, 0)}" if depth else "",
                          t["embed_seconds"] + t.get("boundary_seconds", 0.0), t.get("finetune_seconds", 0.0),
@@ -135,14 +145,21 @@ def runs(name: str, root: Path, depths: list[int], splits: list[int], rates: lis
     return rows
 
 
+def rates(text: str) -> list[float | None]:
+    """--rates as numbers, None for auto."""
+    return [None if rate == "auto" else float(rate) for rate in text.split(",")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default="groceries25,flowers5,hymenoptera")
     parser.add_argument("--depths", default="0,1,2,3")
     parser.add_argument("--splits", default="0,1,2", help="validation splits (0 to 4; 0 is the project's own)")
     parser.add_argument("--sizes", default="full,32", help="full: the photos as they are; 32: their 32-px copies")
-    parser.add_argument("--rates", default=str(TrainConfig().finetune_learning_rate),
-                        help="peak learning rates to fine-tune with, each beside the others")
+    parser.add_argument("--rates", default="auto", help="peak learning rates to fine-tune with, each beside the "
+                        "others; auto: the one chosen for the run's training photo count, as the app does")
+    parser.add_argument("--share", type=float, default=1.0,
+                        help="train on this share of each set's photos (chosen by content), to see fewer photos")
     parser.add_argument("--cache", help="reuse this cache of embeddings and activations (default: a fresh one)")
     args = parser.parse_args()
     depths = [int(d) for d in args.depths.split(",")]
@@ -156,8 +173,11 @@ def main() -> None:
             for name in filter(None, args.sets.split(",")):
                 for size in args.sizes.split(","):
                     root = dataset(name) if size == "full" else tiny_copy(dataset(name), cache / "tiny" / name)
-                    rows += runs(name if size == "full" else f"{name} {TINY}px", root, depths,
-                                 [int(k) for k in args.splits.split(",")], [float(r) for r in args.rates.split(",")])
+                    label = (name if size == "full" else f"{name} {TINY}px") + \
+                        (f", {args.share:.0%} of it" if args.share < 1 else "")
+                    rows += runs(label, root, depths,
+                                 [int(k) for k in args.splits.split(",")], rates(args.rates),
+                                 args.share)
             print(f"{os.cpu_count()} CPU cores, load average {load:.1f} at the start; default settings but the depth "
                   "and the rate")
             print(table(["set", "split", "train", "val", "blocks", "rate", "head cv", "model", "val acc plain / mirrored",

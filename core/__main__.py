@@ -1,7 +1,7 @@
 """Command line: the app's capabilities without the browser (and the contract the benchmarks use).
 
     python -m core train DATA_DIR --out RUN_DIR [--backbone NAME] [--unfreeze-blocks N] [--epochs N]
-                         [--val-dir DIR | --val-split F] [--seed N]
+                         [--learning-rate R] [--val-dir DIR | --val-split F] [--seed N]
     python -m core evaluate RUN_DIR TEST_DIR [--json] [--unknown-dir DIR]
     python -m core predict RUN_DIR IMAGE... [--top-k K]
     python -m core export RUN_DIR --format {web,tflite-int8,onnx,tflite,tflite-quant,keras} [--out PATH]
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -69,11 +70,13 @@ def cmd_train(args) -> int:
     from core.model.train import TrainConfig
 
     data = data_from_folders(Path(args.data_dir), Path(args.val_dir) if args.val_dir else None, args.val_split)
-    cfg = TrainConfig(backbone=args.backbone, unfreeze_blocks=args.unfreeze_blocks, seed=args.seed)
+    cfg = TrainConfig(backbone=args.backbone, unfreeze_blocks=args.unfreeze_blocks,
+                      finetune_learning_rate=args.learning_rate, seed=args.seed)
     if args.epochs:
         cfg.finetune_epochs = args.epochs
     metrics, _ = train_and_save(data, cfg, Path(args.out), TerminalProgress())
-    fine_tuning = ("finetune_path", "finetune_kept_head", "boundary_seconds", "finetune_seconds") \
+    fine_tuning = ("finetune_path", "finetune_kept_head", "finetune_learning_rate", "boundary_seconds",
+                   "finetune_seconds") \
         if cfg.unfreeze_blocks else ()
     shown = {k: metrics[k] for k in ("val_accuracy", "val_accuracy_mirrored", "images_used", "images_rejected",
                                      "embed_seconds", "embed_images_per_second", *fine_tuning, "train_seconds")}
@@ -204,6 +207,17 @@ def cmd_backbones(args) -> int:
     return 0
 
 
+def positive_rate(text: str) -> float:
+    """A learning rate typed on the command line: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a learning rate: give a number above 0, such as 1e-4")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     from core.model.backbones import DEFAULT_BACKBONE
 
@@ -218,6 +232,8 @@ def parser() -> argparse.ArgumentParser:
                         "efficientnet_lite0+efficientnet_lite2")
     t.add_argument("--unfreeze-blocks", type=int, default=0)
     t.add_argument("--epochs", type=int, default=0, help="maximum fine-tuning epochs (default: built-in; the head is solved, not trained in epochs)")
+    t.add_argument("--learning-rate", type=positive_rate, help="peak fine-tuning rate (default: automatic, chosen "
+                   "for the number of training photos)")
     group = t.add_mutually_exclusive_group()
     group.add_argument("--val-dir")
     group.add_argument("--val-split", type=float, default=0.2)

@@ -38,8 +38,17 @@ def settings_text(run: RunRecord) -> str:
     strength = run.summary.get("head_C")
     text = f"head C={strength:.3g}" if strength is not None else "head"
     if cfg.unfreeze_blocks:
-        text += f"; then ≤{cfg.finetune_epochs} epochs at rate {cfg.finetune_learning_rate:g}, batch {cfg.batch_size}"
+        text += f"; then ≤{cfg.finetune_epochs} epochs at {rate_text(cfg, run.summary)}, batch {cfg.batch_size}"
     return text
+
+
+def rate_text(cfg: TrainConfig, summary: dict) -> str:
+    """The peak rate the run fine-tuned at: the one chosen, or the automatic one it worked out for its photos
+    (runs before the automatic rate stored theirs in the config)."""
+    if cfg.finetune_learning_rate is not None:
+        return f"rate {cfg.finetune_learning_rate:g}"
+    used = summary.get("finetune_learning_rate")
+    return f"rate {used:g} (automatic)" if used is not None else "the automatic rate"
 
 
 def took(run: RunRecord) -> str:

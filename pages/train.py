@@ -60,7 +60,7 @@ if not active or st.toggle("Show the photos and settings for the next run", key=
     networks_view(busy=active is not None)
     costs_view(sum(c.kept for c in filled), len(filled), spec.name)
     advice_view(sum(c.kept for c in filled), runs[0].summary if runs else None, spec.name)
-    advanced_settings(fine_tuning=blocks > 0)
+    advanced_settings(fine_tuning=blocks > 0, train_photos=sum(c.train for c in filled))
 
     st.button("🏋️ Train", type="primary", key="train_start", disabled=not ready or active is not None,
               help="A run is in progress: stop it or wait for it to finish." if active else

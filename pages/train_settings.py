@@ -8,7 +8,8 @@ import dataclasses
 import streamlit as st
 
 from core.jobs import api as jobs
-from core.model.api import DEFAULT_BACKBONE, OFFERED, REGISTRY, BackboneSpec, TrainConfig, freeze_options
+from core.model.api import (DEFAULT_BACKBONE, OFFERED, REGISTRY, BackboneSpec, TrainConfig, automatic_rate,
+                            freeze_options)
 from core.store.api import Project
 from pages import ui
 from pages.train_text import depth_label, depth_short
@@ -16,7 +17,7 @@ from pages.train_text import depth_label, depth_short
 DEFAULTS = dataclasses.replace(TrainConfig(), backbone=DEFAULT_BACKBONE)
 CHOICES = [*REGISTRY, *OFFERED]  # the networks, then offline ones joined (head only)
 FIELDS = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "augment"]  # a widget each
-FINETUNE_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3]
+FINETUNE_RATES = [None, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3]  # None: automatic, chosen for the training photo count
 BATCH_SIZES = [8, 16, 32, 64, 128]
 AUGMENTATIONS = {  # TrainConfig.augment's flags, a checkbox each
     "flip": "Mirror left–right",
@@ -143,15 +144,22 @@ def main_settings(fine_tuning: bool) -> None:
               "Epochs for fine-tuning (at most)", 1, 100, key=key("finetune_epochs"), disabled=not fine_tuning)
 
 
-def advanced_settings(fine_tuning: bool) -> None:
+def rate_label(rate: float | None) -> str:
+    return "Automatic" if rate is None else f"{rate:g}"
+
+
+def advanced_settings(fine_tuning: bool, train_photos: int) -> None:
+    """The settings most people leave alone; `train_photos` tells what the automatic learning rate picks."""
     with st.expander("Advanced settings", icon="⚙️"):
         st.caption("All but the seed and the mirroring apply to fine-tuning only, when part of the network is "
                    "retrained.")
         left, middle, right = st.columns(3, gap="large")
         with left:
             explained(st.select_slider, "How big each learning step is: small, so the pretrained knowledge is not "
-                      "wiped out.", "Learning rate (fine-tuning)", FINETUNE_RATES, key=key("finetune_learning_rate"),
-                      format_func=lambda v: f"{v:g}", disabled=not fine_tuning)
+                      f"wiped out. Automatic picks {automatic_rate(train_photos):g} for this project's "
+                      f"{train_photos:,} training photos: a larger step pays with many photos, a smaller one keeps a "
+                      "few hundred from being learned by heart.", "Learning rate (fine-tuning)", FINETUNE_RATES,
+                      key=key("finetune_learning_rate"), format_func=rate_label, disabled=not fine_tuning)
             explained(st.select_slider, "Photos looked at before each learning step. Bigger is smoother, "
                       "uses more memory.", "Batch size", BATCH_SIZES, key=key("batch_size"), disabled=not fine_tuning)
         with middle:

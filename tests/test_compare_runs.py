@@ -16,7 +16,7 @@ import pytest
 from core.jobs import progress, worker
 from core.model.compare import same_stages
 from core.store.project import Project
-from core.model.train import STAGE_FINETUNE, TrainConfig
+from core.model.train import STAGE_FINETUNE, TrainConfig, automatic_rate
 from pages import ui
 from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
 from tests.runs import finished_run
@@ -43,7 +43,8 @@ def fine_tuned_twin(project: Project, head_run: int) -> int:
         if (source.dir / name).is_file():
             shutil.copy(source.dir / name, project.run_dir(run_id) / name)
     summary = {**source.summary, "unfreeze_blocks": 1, "val_accuracy": 0.9804, "finetune_seconds": 42.0,
-               "best_epoch": {STAGE_FINETUNE: 4}, "config": cfg.to_dict()}
+               "best_epoch": {STAGE_FINETUNE: 4}, "config": cfg.to_dict(),
+               "finetune_learning_rate": automatic_rate(source.summary["train_images"])}
     project.update_run(run_id, status="completed", summary=summary)
     return run_id
 
@@ -95,6 +96,8 @@ def test_two_runs_compare_stage_by_stage_with_zoomed_axes_and_a_side_by_side_tab
     assert list(table.columns) == ["", f"Run {tuned}", f"Run {head}"]
     accuracy = dict(zip(table[""], table[f"Run {tuned}"]))["Validation accuracy"]
     assert accuracy.startswith(ui.percent(0.9804)) and "98.04" not in accuracy
+    rate = two_classes.run(tuned).summary["finetune_learning_rate"]  # the rate it used, chosen for its photos
+    assert f"≤10 epochs at rate {rate:g} (automatic), batch 64" in dict(zip(table[""], table[f"Run {tuned}"]))["Settings"]
 
     history = at.dataframe[0].value
     assert len(history.columns) <= 7, "the runs table fits the page: fewer, narrower columns"

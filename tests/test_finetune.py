@@ -20,8 +20,8 @@ from core.model.novelty import unit
 from core.images import load_rgb
 from core.serving.predict import Classifier
 from core.jobs.pipeline import data_from_folders, train_and_save
-from core.model.train import (STAGE_EMBED, SilentListener, TrainConfig, assemble_classifier, best_layer, keeps,
-                              stop_rule, train)
+from core.model.train import (LARGE_SET_PHOTOS, SMALL_SET_PHOTOS, STAGE_EMBED, SilentListener, TrainConfig,
+                              assemble_classifier, automatic_rate, best_layer, keeps, peak_rate, stop_rule, train)
 from tests.photos import write_image_folder
 
 SPEC = get_backbone("efficientnet_lite0")
@@ -373,11 +373,54 @@ def test_zoomed_view_enlarges_the_middle():
 
 
 @pytest.mark.slow
-def test_cli_fine_tunes_and_says_how_long_is_left(folders, tmp_path, capsys):
+def test_cli_fine_tunes_at_the_automatic_rate_and_says_how_long_is_left(folders, tmp_path, capsys, monkeypatch):
     from core.__main__ import main as cli
 
+    compiled = []  # the peak rate each fine-tuning optimizer was built with
+    compile_ = core.model.train._compile
+    monkeypatch.setattr(core.model.train, "_compile", lambda model, cfg, *args: (
+        compiled.append(cfg.finetune_learning_rate), compile_(model, cfg, *args))[1])
     args = ["train", str(folders / "train"), "--out", str(tmp_path / "run"), "--val-dir", str(folders / "val")]
     assert cli(args + ["--unfreeze-blocks", "1", "--epochs", "2"]) == 0
     captured = capsys.readouterr()
-    assert json.loads(captured.out)["finetune_path"] == "cached"
+    shown = json.loads(captured.out)
+    assert shown["finetune_path"] == "cached"
     assert "s left in this stage" in captured.err  # paced from the stage's own progress, as on the Train page
+    train_photos = len(data_from_folders(folders / "train").train + data_from_folders(folders / "train").val)
+    assert compiled == [automatic_rate(train_photos)] and shown["finetune_learning_rate"] == compiled[0]
+    recorded = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert recorded["config"]["finetune_learning_rate"] is None, "the run says the rate was chosen for it"
+    assert recorded["finetune_learning_rate"] == compiled[0], "and which one it used"
+
+
+def test_the_automatic_rate_grows_with_the_training_photos():
+    """Two blocks, measured (docs/benchmarks.md, 2026-12-05): 2e-4 gained more on groceries25 and its 32-px copy
+    (3,112 to 3,179 training photos) and on parts of groceries25 (759 to 1,571), 1e-4 kept 32-px flowers5's gains
+    that 2e-4 lost (464 to 480), and flowers5 (481) and hymenoptera (313) lost nothing at 1e-4."""
+    assert automatic_rate(3_112) == automatic_rate(1_556) == automatic_rate(759) == 2e-4
+    assert automatic_rate(481) == automatic_rate(464) == automatic_rate(313) == automatic_rate(1) == 1e-4
+    assert automatic_rate(SMALL_SET_PHOTOS) == 1e-4 and automatic_rate(LARGE_SET_PHOTOS) == 2e-4
+    between = [automatic_rate(n) for n in range(SMALL_SET_PHOTOS, LARGE_SET_PHOTOS + 1, 10)]
+    assert between == sorted(between) and all(1e-4 <= rate <= 2e-4 for rate in between)
+    assert 1e-4 < automatic_rate((SMALL_SET_PHOTOS + LARGE_SET_PHOTOS) // 2) < 2e-4, "no cliff between them"
+
+
+def test_a_rate_the_user_chose_wins_and_a_recorded_run_keeps_its_rate():
+    assert TrainConfig().finetune_learning_rate is None
+    assert peak_rate(TrainConfig(), 3_143) == 2e-4 and peak_rate(TrainConfig(), 480) == 1e-4
+    assert peak_rate(TrainConfig(finetune_learning_rate=3e-5), 3_143) == 3e-5
+    recorded = {**TrainConfig().to_dict(), "finetune_learning_rate": 1e-4}  # a run from before the automatic rate
+    assert peak_rate(TrainConfig.from_dict(recorded), 3_143) == 1e-4
+    assert TrainConfig.from_dict(TrainConfig().to_dict()).finetune_learning_rate is None
+
+
+def test_the_cli_takes_a_learning_rate_and_refuses_one_that_is_none(capsys):
+    from core.__main__ import parser
+
+    train_args = ["train", "photos", "--out", "run"]
+    assert parser().parse_args(train_args).learning_rate is None, "automatic unless given"
+    assert parser().parse_args(train_args + ["--learning-rate", "3e-4"]).learning_rate == 3e-4
+    for bad in ("0", "-1e-4", "fast", "nan"):
+        with pytest.raises(SystemExit):
+            parser().parse_args(train_args + [f"--learning-rate={bad}"])
+        assert "give a number above 0" in capsys.readouterr().err

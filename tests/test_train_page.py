@@ -31,7 +31,7 @@ from core.serving.export import EVALUATION_FILE, write_json
 from core.serving.predict import MODEL_FILE
 from core.intake.ingest import import_folder
 from core.store.project import Project, create_project
-from core.model.train import TrainConfig
+from core.model.train import TrainConfig, automatic_rate
 from tests.apptest import no_exceptions, open_app
 from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
 from tests.conftest import shared_dataset
@@ -145,6 +145,22 @@ def test_a_joined_network_shows_its_costs_and_trains_the_head_only(two_classes, 
     at.button(key="train_start").click().run()
     no_exceptions(at)
     assert [(cfg.backbone, cfg.unfreeze_blocks) for cfg in started] == [(RECOMMENDED, 0)]
+
+
+def test_the_learning_rate_is_automatic_unless_chosen_and_says_what_it_picks_here(two_classes, monkeypatch):
+    at = no_exceptions(page(two_classes))
+    rate = at.select_slider(key="train_finetune_learning_rate")
+    assert rate.value is None and rate.options[0] == "Automatic"
+    photos = sum(c.train for c in two_classes.classes())
+    assert f"Automatic picks {automatic_rate(photos):g} for this project's {photos:,} training photos" in texts(at)
+    started = []
+    monkeypatch.setattr(jobs, "start_training", lambda project, cfg: started.append(cfg))
+    at.select_slider(key="train_unfreeze_blocks").set_value(2).run()
+    at.button(key="train_start").click().run()
+    at.select_slider(key="train_finetune_learning_rate").set_value(3e-4).run()
+    at.button(key="train_start").click().run()
+    no_exceptions(at)
+    assert [(cfg.unfreeze_blocks, cfg.finetune_learning_rate) for cfg in started] == [(2, None), (2, 3e-4)]
 
 
 def test_validation_share_is_saved_in_the_project(two_classes):

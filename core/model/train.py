@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
@@ -50,12 +50,9 @@ class TrainConfig:
     unfreeze_blocks: int = 0
     # The rest is for fine-tuning only: the head is solved, with its regularisation chosen for it.
     finetune_epochs: int = 8      # at most; early stopping may end it sooner
-    # The peak, after a one-epoch warm-up; cosine decay to 0 at the last epoch. Adam moves every weight by about
-    # the rate per step whatever its scale, and pretrained depthwise kernels are small: with every cached view in
-    # every epoch (4x the steps) 1e-4 hurt; with one view per photo per epoch it gained most on groceries25. 2e-4
-    # gained more on every split of groceries25 and its 32-px copy but lost 32-px flowers5's gains (96 photos a
-    # class: head kept on all three splits; docs/benchmarks.md, 2026-12-05).
-    finetune_learning_rate: float = 1e-4
+    # The peak, after a one-epoch warm-up; cosine decay to 0 at the last epoch. None: `automatic_rate` for the
+    # run's training photo count. A run recorded with a number keeps it.
+    finetune_learning_rate: float | None = None
     finetune_weight_decay: float = 1e-4   # AdamW's decoupled decay
     batch_size: int = 64          # two blocks on 2 CPU cores: 4.4 ms of CPU per photo against 4.6 at 32
     dropout: float = 0.2
@@ -77,6 +74,38 @@ class TrainConfig:
         flags = values.get("augment") or {k.removeprefix("augment_"): v for k, v in values.items()
                                           if k.startswith("augment_")}
         return cls(**known, augment=Augmentation.from_dict(flags))
+
+
+# The automatic peak rate. Adam moves every weight by about the rate per step whatever its scale, and pretrained
+# depthwise kernels are small: with every cached view in every epoch (4x the steps) 1e-4 hurt; with one view per
+# photo per epoch it gained on groceries25. Measured with two blocks (docs/benchmarks.md, 2026-12-05), 2e-4 gained
+# more on every split of groceries25 and its 32-px copy (about 3,100 training photos, 49 batches of 64 an epoch:
+# +4.5 / +6.0 / +3.4 and +3.1 / +7.3 / +5.6 points over the head, against 1e-4's +3.7 / +4.9 / +2.3 and
+# +2.0 / +5.5 / +2.8) but lost 32-px flowers5's gains (about 480 photos, 8 batches an epoch: the head kept on all
+# three splits, against 1e-4's +0.0 / +2.9 / +1.8); flowers5 and hymenoptera lost nothing at either rate. A few
+# hundred photos give few steps, and each photo is seen in every one of them: the larger rate overfits them before
+# the schedule decays. In between, on parts of groceries25 (`bench_finetune --share`, splits 0 and 2), 2e-4 gained
+# more at about 1,550 photos (+4.5 / +3.1 against +4.0 / +2.6; 32 px: +6.6 / +4.8 against +0.0 / +2.8) and at about
+# 780 (+3.7 / +3.6 against +0.0 / +2.2; 32 px: the head kept at both rates). So the rate grows with the photo
+# count: SMALL_SET_RATE up to SMALL_SET_PHOTOS (481 measured), LARGE_SET_RATE from LARGE_SET_PHOTOS (759 measured),
+# evenly in log photos between, where nothing was measured (no cliff where one more photo doubles it).
+SMALL_SET_RATE, LARGE_SET_RATE = 1e-4, 2e-4
+SMALL_SET_PHOTOS, LARGE_SET_PHOTOS = 500, 750
+
+
+def automatic_rate(train_photos: int) -> float:
+    """The peak fine-tuning rate for a run on this many training photos (see SMALL_SET_RATE)."""
+    if train_photos <= SMALL_SET_PHOTOS:
+        return SMALL_SET_RATE
+    if train_photos >= LARGE_SET_PHOTOS:
+        return LARGE_SET_RATE
+    share = math.log(train_photos / SMALL_SET_PHOTOS) / math.log(LARGE_SET_PHOTOS / SMALL_SET_PHOTOS)
+    return SMALL_SET_RATE * (LARGE_SET_RATE / SMALL_SET_RATE) ** share
+
+
+def peak_rate(cfg: TrainConfig, train_photos: int) -> float:
+    """The peak fine-tuning rate a run uses: the user's, else the automatic one for its training photo count."""
+    return cfg.finetune_learning_rate if cfg.finetune_learning_rate is not None else automatic_rate(train_photos)
 
 
 @dataclass(frozen=True)
@@ -138,6 +167,7 @@ class TrainResult:
     best_epoch: dict[str, int] = field(default_factory=dict)
     val_probabilities_mirrored: np.ndarray | None = None  # the photo and its mirror image averaged
     finetune_path: str = ""             # "cached" (top blocks on boundary activations), "streamed" or "" (none)
+    finetune_learning_rate: float | None = None  # the peak rate fine-tuning used; None when it did not run
     finetune_layer: str = ""            # the fine-tuned model's output layer: "re-solved" on the tuned features, or
                                         # "trained" with the blocks; "" when there is none
     # the novelty check (core.model.novelty) on the embedding the model answers from: the head's, or a fine-tuned
@@ -352,6 +382,8 @@ def train(data: TrainData, cfg: TrainConfig, listener: TrainingListener | None =
                          search, e.skipped, timings, embed_rate, {}, mirrored, novelty=novelty)
     if cfg.unfreeze_blocks > 0 and not stopped:
         t2 = time.perf_counter()
+        result.finetune_learning_rate = peak_rate(cfg, n_train)
+        cfg = replace(cfg, finetune_learning_rate=result.finetune_learning_rate)
         _finetune(result, spec, cfg, e, boundary, chosen.get("val_loss"), listener)
         timings["finetune_seconds"] = time.perf_counter() - t2
     timings["train_seconds"] = time.perf_counter() - t0
