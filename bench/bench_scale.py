@@ -19,6 +19,13 @@ converted backbones linked from the shared cache), these steps run, each in its 
 - head:       a head-only training run through the worker's code (`run_job`), embeddings cached: the head
               solve's seconds, the run's seconds and its peak memory
 - suspects:   the Review page's check for photos in the wrong class (`suspects.rank_suspects`)
+- suspects-server: the same check as a user meets it: `streamlit run app.py` on the workspace, Review's Suspects tab in
+              Chromium, "Find suspects" clicked, until the tab shows the ranking (any kept ranking is dropped first).
+              The check runs in the server's process, on a thread, so this is the memory a user's server reaches:
+              seconds from the click (and the CPU seconds the server and its worker used meanwhile); the server's RSS
+              before the click, its peak (VmHWM) and its RSS 2 s after the check; the peak of the server and its
+              descendants (the worker) together, sampled from /proc every 0.2 s. Screenshots of the tab 3 s and 60 s
+              into the check and after it: DIR/n<size>/suspects-*.png
 - export:     the run's model downloads (`export.assemble_downloads`) and the photos as a zip (`dataset_zip`)
 - pages:      `streamlit run app.py` on the workspace; every page's time to a settled screen (as
               `bench.bench_pages` measures it: the app's script run finished and no skeleton left), first
@@ -28,15 +35,15 @@ converted backbones linked from the shared cache), these steps run, each in its 
 With --stand-in-embeddings the embeddings are NOT made from the photos: embedding 50,000 photos takes about two
 hours here (7 photos a second), so each photo's vectors (plain and mirrored, default backbone) are its source
 photo's real cached embedding (from the shared cache, TRANSFERLAB_CACHE) plus noise of its own (shared by its mirror
-image) and an offset per class (so "beans" and "beans 2", made from the same kind, are two classes). They are written
-under the photo's real cache keys in a cache of their own (DIR/n<size>/cache-standin), and the project is a copy of
-the imported one (DIR/n<size>/workspace-standin: photos hard-linked, database copied), so no stand-in is ever read
-as a real embedding. Only time and memory are read from the steps that use them (head, suspects, export, Results,
-Try it); their accuracy says nothing about the app's.
+image) and an offset per class (so "beans" and "beans 2", made from the same kind, are two classes). They are
+written under the photo's real cache keys in a cache of their own (DIR/n<size>/cache-standin), and the project is a
+copy of the imported one (DIR/n<size>/workspace-standin: photos hard-linked, database copied), so no stand-in is
+ever read as a real embedding. Only time and memory are read from the steps that use them (head, suspects,
+suspects-server, export, Results, Try it); their accuracy says nothing about the app's.
 
-Memory is each step process's peak RSS (ru_maxrss), not an estimate. The last columns are the growth exponents
-between sizes: figure ~ n^k (1 = linear; above 1 grows worse than the photos). Run it with `nice -n 5` and quote the
-load average (printed) beside the figures.
+Memory is each step process's peak RSS (ru_maxrss; for suspects-server and pages, the server's and worker's), not
+an estimate. The last columns are the growth exponents between sizes: figure ~ n^k (1 = linear; above 1 grows worse
+than the photos). Run it with `nice -n 5` and quote the load average (printed) beside the figures.
 """
 
 from __future__ import annotations
@@ -58,7 +65,8 @@ from typing import Callable
 from bench.common import table
 from bench.scale_photos import PhotoSet, make_photos
 
-STEPS = ("import", "zip", "duplicates", "count", "prepare", "head", "suspects", "export", "pages", "size")
+STEPS = ("import", "zip", "duplicates", "count", "prepare", "head", "suspects", "suspects-server", "export", "pages",
+         "size")
 PAGES = ("start", "collect", "review", "train", "results", "predict")
 PROJECT = "scale"
 
@@ -331,6 +339,125 @@ def step_pages(workspace: Path, rounds: int, limit: float) -> Outcome:
     return out
 
 
+class MemorySampler:
+    """A process's resident memory and its descendants' (the worker, when one runs), read from /proc every
+    `every` seconds on a thread: the peak of their sum and of the process alone, MB."""
+
+    def __init__(self, pid: int, every: float = 0.2):
+        import threading
+
+        import psutil
+
+        self.process, self.every = psutil.Process(pid), every
+        self.peak_total = self.peak_own = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> tuple[float, float]:
+        """(the process's RSS, its and its descendants' together), MB."""
+        import psutil
+
+        own = total = 0.0
+        for i, process in enumerate([self.process, *self.process.children(recursive=True)]):
+            try:
+                rss = process.memory_info().rss / 2**20
+            except psutil.NoSuchProcess:  # a child that ended between the listing and the read
+                continue
+            own, total = (rss if i == 0 else own), total + rss
+        self.peak_own, self.peak_total = max(self.peak_own, own), max(self.peak_total, total)
+        return own, total
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.sample()
+
+    def cpu_seconds(self) -> tuple[float, float]:
+        """(the process's CPU seconds so far, its descendants' now alive)."""
+        import psutil
+
+        def used(process) -> float:
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                return 0.0
+            return times.user + times.system
+
+        return used(self.process), sum(used(p) for p in self.process.children(recursive=True))
+
+    def __enter__(self) -> "MemorySampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
+# The Suspects tab when its check is over: no Stop button, the start button enabled and named "Check again" (the
+# bench starts from a project without a kept ranking), or an error box; and the script run finished.
+CHECK_ENDED = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  const button = document.querySelector('.st-key-find_suspects button');
+  return app !== null && app.getAttribute('data-test-script-state') === 'notRunning'
+    && !document.querySelector('[data-testid="stSkeleton"]') && !document.querySelector('.st-key-stop_suspects')
+    && (document.querySelector('[data-testid="stAlertContentError"]') !== null
+        || (button !== null && !button.disabled && button.innerText.includes('Check again')));
+}"""
+
+
+SHOTS_AT = (3, 60)  # seconds after the click at which the running check is photographed
+
+
+def step_server_suspects(workspace: Path, limit: float, shots: Path) -> Outcome:
+    """The suspects check as a user meets it: a fresh `streamlit run app.py`, Review's Suspects tab in Chromium,
+    "Find suspects", until the tab shows the ranking. Seconds from the click; the server's RSS before the click,
+    and its peak with its descendants (the worker) sampled every 0.2 s, and its own VmHWM. Screenshots of the tab
+    while the check runs (SHOTS_AT) and after it, in `shots`."""
+    from playwright.sync_api import TimeoutError as NotYet
+
+    from core.model import suspects
+    from tests.browser import SETTLED, browser_page, server_pid, streamlit_server, wait_idle
+
+    _project().put_note(suspects.NOTE, "null")  # no kept ranking: the tab starts at "Find suspects"
+    out = Outcome()
+    with streamlit_server(workspace) as url, browser_page(height=1200) as page:
+        page.goto(f"{url}/review?project={PROJECT}", timeout=120_000)
+        page.wait_for_function(SETTLED, timeout=120_000, polling=50)
+        page.get_by_role("tab", name="Suspects").click()
+        wait_idle(page, timeout=120_000)
+        with MemorySampler(server_pid(url)) as memory:
+            out.figures["server before MB"], out.figures["before MB"] = map(round, memory.sample())
+            cpu = memory.cpu_seconds()
+            start = time.perf_counter()
+            page.locator(".st-key-find_suspects button").click()
+            for moment in (*SHOTS_AT, limit):
+                try:
+                    wait = max(moment - (time.perf_counter() - start), 0.1)
+                    page.wait_for_function(CHECK_ENDED, timeout=wait * 1000, polling=200)
+                except NotYet:
+                    if moment < limit:
+                        page.screenshot(path=str(shots / f"suspects-{moment}s.png"), full_page=True)
+                    continue
+                out.figures["seconds"] = time.perf_counter() - start
+                out.figures["server CPU s"], out.figures["worker CPU s"] = (
+                    after - before for after, before in zip(memory.cpu_seconds(), cpu))  # how much of it was waiting
+                page.wait_for_timeout(2_000)
+                out.figures["server after MB"] = round(memory.sample()[0])  # what the server keeps once it is over
+                break
+            else:  # not over within the limit: reported as such, its memory so far kept
+                out.note = f"> {limit:.0f} s (the check was still running)"
+        out.figures["peak MB"], out.figures["server peak MB"] = round(memory.peak_total), round(memory.peak_own)
+        out.figures["server VmHWM MB"] = _peak_mb(memory.process.pid)
+        workers = [_peak_mb(p.pid) or 0 for p in memory.process.children(recursive=True)]
+        out.figures["worker VmHWM MB"] = max(workers) if workers else None
+        page.screenshot(path=str(shots / "suspects-done.png"), full_page=True)
+        error = page.locator('[data-testid="stAlertContentError"]')
+        if not out.note and error.count():
+            out.note = f"failed: {error.first.inner_text()[:300]}"
+    return out
+
+
 def step_size(workspace: Path, cache: Path) -> Outcome:
     meta = workspace / PROJECT
     db = sum(p.stat().st_size for p in meta.glob("project.sqlite*"))
@@ -405,16 +532,26 @@ def measure(size: int, steps: list[str], limit: float, base: Path, rounds: int, 
     run("count", step_count)
     run("prepare", step_prepare)
     ready = _prepared(results.get("prepare"), earlier)
+
+    def here(name: str, fn: Callable, *args) -> None:  # a step that drives a server from this process
+        if name in steps:
+            t = time.perf_counter()
+            results[name] = fn(*args)
+            print(f"  {name}: {time.perf_counter() - t:.0f} s {results[name].note} "
+                  f"{json.dumps(results[name].figures, default=str)}", flush=True)
+
+    skipped = Outcome(note="skipped: not every photo was prepared within the limit")
     for name, fn, *args in (("head", step_head), ("suspects", step_suspects),
                             ("export", step_export, folder / "export.zip")):
         if ready or name not in steps:
             run(name, fn, *args)
         else:  # each would embed the rest itself, which the prepare step showed does not fit the limit
-            results[name] = Outcome(note="skipped: not every photo was prepared within the limit")
-    if "pages" in steps:
-        t = time.perf_counter()
-        results["pages"] = step_pages(workspace, rounds, limit)
-        print(f"  pages: {time.perf_counter() - t:.0f} s {json.dumps(results['pages'].figures)}", flush=True)
+            results[name] = skipped
+    if ready or "suspects-server" not in steps:
+        here("suspects-server", step_server_suspects, workspace, limit, folder)
+    else:
+        results["suspects-server"] = skipped
+    here("pages", step_pages, workspace, rounds, limit)
     if "size" in steps:
         results["size"] = step_size(workspace, cache)
     return results
@@ -460,6 +597,14 @@ FIGURES = [  # (row label, step, figure name)
     ("training run: val accuracy", "head", "val accuracy"),
     ("suspects check: s", "suspects", "seconds"),
     ("suspects check: peak MB", "suspects", "peak MB"),
+    ("suspects in the server: s", "suspects-server", "seconds"),
+    ("suspects in the server: server CPU s", "suspects-server", "server CPU s"),
+    ("suspects in the server: worker CPU s", "suspects-server", "worker CPU s"),
+    ("suspects in the server: server MB before", "suspects-server", "server before MB"),
+    ("suspects in the server: server peak MB", "suspects-server", "server VmHWM MB"),
+    ("suspects in the server: worker peak MB", "suspects-server", "worker VmHWM MB"),
+    ("suspects in the server: server + worker peak MB", "suspects-server", "peak MB"),
+    ("suspects in the server: server MB after", "suspects-server", "server after MB"),
     ("export downloads: s", "export", "downloads s"),
     ("export photos zip: s", "export", "photos zip s"),
     *[(f"page {p}: first visit s", "pages", f"{p} first s") for p in PAGES],
@@ -479,6 +624,8 @@ def cell(outcome: Outcome | None, figure: str) -> float | str:
         limit = outcome.note.split(" (")[0]
         if figure == "seconds" and outcome.figures.get("estimate"):
             return f"{limit} ({outcome.figures['estimate']})"
+        if figure.endswith("MB") and value is not None:  # memory until then: a peak is at least that
+            return f">= {value:.0f}" if "peak" in figure else value
         return value if figure.endswith("/s") and value is not None else limit
     if outcome.note.startswith("skipped"):
         return "skipped"
@@ -532,8 +679,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"== {size:,} photos (load average {os.getloadavg()[0]:.1f})", flush=True)
         results[size] = measure(size, steps, limit, base, rounds, shared_cache, stand_in)
     if stand_in:
-        print("\nSTAND-IN EMBEDDINGS (--stand-in-embeddings): head, suspects, export, Results and Try it ran on vectors "
-              "made from the source photos' real embeddings plus noise; read their times and memory, not their accuracy.")
+        print("\nSTAND-IN EMBEDDINGS (--stand-in-embeddings): head, suspects (both), export, Results and Try it ran on "
+              "vectors made from the source photos' real embeddings plus noise; read their times and memory, not their "
+              "accuracy.")
     print(f"\nload average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
     print(report(sizes, results))
 

@@ -31,6 +31,57 @@ def test_readiness_counts_photos_with_every_view_without_reading_vectors(tmp_pat
     assert {r.sha256 for r in preembed.missing(project, cache)[0]} == {r.sha256 for r in kept[3:]}
 
 
+def test_the_idle_workers_look_for_missing_photos_reads_no_records_when_none_is_missing(tmp_path, monkeypatch):
+    """Issue 23: the worker looks every few seconds; reading 50,000 photo records made each look 0.9 s of CPU."""
+    from core.store.project import Project
+
+    project = create_project("p", tmp_path)
+    for i in range(4):
+        project.add_image("cats" if i % 2 else "dogs", photo_bytes(i), source="upload")
+    cache = EmbeddingCache(tmp_path / "e.sqlite")
+    spec = get_backbone(preembed.project_backbone(project))
+    for flip in preembed.VIEWS:
+        cache.put(view_key(spec, flip), {sha: np.ones(8, dtype=np.float32) for sha in project.kept_hashes()})
+
+    def no_records(self, *args, **kwargs):
+        raise AssertionError("every photo's record was read")
+
+    monkeypatch.setattr(Project, "images", no_records)
+    assert preembed.missing(project, cache) == ([], 4)
+    assert preembed.embed_some(project, preembed.WORKER_CHUNK, cache=cache) == 0
+
+
+def test_the_background_embedder_looks_less_often_while_nothing_comes_and_at_once_when_a_page_asks(tmp_path,
+                                                                                                      monkeypatch):
+    """An idle worker looked for missing photos every second: a third of a core at 50,000 photos. Now the wait
+    doubles up to IDLE_POLL while nothing is missing; a page asking to watch a project wakes it, and so does the end."""
+    import time
+
+    from core.jobs import worker
+
+    looks = []
+    monkeypatch.setattr(preembed, "embed_some", lambda project, *args, **kwargs: looks.append(time.time()) or 0)
+    monkeypatch.setattr(worker, "POLL", 0.05)
+    monkeypatch.setattr(worker, "IDLE_POLL", 0.4)
+    project = create_project("p", tmp_path)
+    embedder = worker.Embedder()
+    embedder.watch(project)
+    embedder.start()
+    time.sleep(2)
+    assert 4 <= len(looks) <= 12, f"{len(looks)} looks in 2 s (one every 0.05 s would be 40)"
+    monkeypatch.setattr(worker, "IDLE_POLL", 60)
+    time.sleep(0.5)  # the wait in hand ends, and the next ones are long
+    before = len(looks)
+    embedder.watch(project)
+    deadline = time.time() + 5
+    while len(looks) == before and time.time() < deadline:
+        time.sleep(0.01)
+    assert len(looks) > before, "a page asking did not wake the embedder"
+    embedder.stop()
+    embedder.join(5)
+    assert not embedder.is_alive()
+
+
 def test_a_joined_project_is_ready_only_with_its_parts_keys_not_its_members_own(tmp_path):
     """A smaller member inside a joined backbone reads the joined size (core.model.joined.ResizedMember): a photo
     embedded with Lite0 alone is not ready for Lite0+Lite2, whose Lite0 vectors are made from 260 px pixels."""

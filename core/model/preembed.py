@@ -45,10 +45,12 @@ def _unprepared(project: Project, shas: list[str], cache: EmbeddingCache | None)
 
 
 def missing(project: Project, cache: EmbeddingCache | None = None) -> tuple[list[ImageRecord], int]:
-    """The kept photos that lack an embedding in some view, and how many kept photos there are."""
-    records = project.images(status="kept")
-    todo = _unprepared(project, [r.sha256 for r in records], cache)
-    return [r for r in records if r.sha256 in todo], len(records)
+    """The kept photos that lack an embedding in some view, and how many kept photos there are. Worked out from
+    their hashes; their records are read only when some photo lacks one (the idle worker asks again and again:
+    at 50,000 photos reading every record made each look 0.9 s of CPU instead of 0.3 s)."""
+    shas = project.kept_hashes()
+    todo = _unprepared(project, shas, cache)
+    return ([r for r in project.images(status="kept") if r.sha256 in todo] if todo else []), len(shas)
 
 
 def readiness(project: Project, cache: EmbeddingCache | None = None) -> Readiness:
