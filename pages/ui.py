@@ -405,8 +405,10 @@ def readiness_line(project: Project) -> None:
 
 def task_progress(task: Task, view: TaskView, *, stop_key: str, stop: str, stop_help: str, stopping: str,
                   note: str) -> None:
-    """A background task while it runs: its progress bar, a Stop button (or that it is stopping), and a note."""
-    st.progress(view.fraction, text=view.text)
+    """A background task while it runs: its progress bar with the time so far (a part with no steps to count keeps
+    the bar still for minutes at 50,000 photos: the clock shows it is alive), a Stop button (or that it is stopping),
+    and a note."""
+    st.progress(view.fraction, text=f"{view.text} ({duration(view.elapsed)} so far)")
     if view.cancelling:
         st.caption(stopping)
     else:

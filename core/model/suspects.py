@@ -127,7 +127,8 @@ def _check(project: Project, task: Task) -> int:
 
     def progress(done: int, total: int) -> None:
         task.report(done, total, f"Looking at photo {done:,} of {total:,} (only new photos take time)…"
-                    if done < total else "Comparing every photo with the others…")
+                    if done < total else f"All {total:,} photos looked at; now comparing each with the others. With "
+                    "tens of thousands of photos this part takes a minute or two…")  # no steps to count in it
 
     try:
         ranking = rank_suspects(project, on_progress=progress, should_stop=lambda: task.cancel_requested)
