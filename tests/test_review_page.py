@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +26,7 @@ from tests.conftest import shared_dataset
 from tests.apptest import no_exceptions, open_app
 from tests.photos import class_photo_bytes, photo_bytes
 
+ROOT = Path(__file__).resolve().parents[1]
 CHECK_TIMEOUT = 120  # seconds: generous, for a loaded machine
 
 
@@ -472,6 +477,43 @@ def test_a_running_check_can_be_stopped(project, monkeypatch):
     after = open_review(project, "Suspects")
     assert "Check stopped" in texts(after.info) and suspects.remembered(project) is None
     assert not after.button(key="find_suspects").disabled
+
+
+def test_the_check_leaves_converting_the_network_to_the_worker(project, monkeypatch):
+    """Streamlit clears Keras's state after every page run: a conversion on the server's thread never finished."""
+    from core.model import embed
+
+    fill(project)
+    asked = []
+    monkeypatch.setattr(embed, "litert_ready", lambda spec: bool(asked))  # converted once the worker was asked
+    monkeypatch.setattr(suspects.WORKER, "ask", lambda task, should_stop, **fields: asked.append((task, fields)) or {})
+    monkeypatch.setattr(suspects, "rank_suspects", lambda p, **_: fake_ranking(p))
+    at = find_suspects(open_review(project, "Suspects"), project)
+    assert asked == [("backbone", {"backbone": suspects.DEFAULT_BACKBONE})]
+    assert "looks like **dogs**" in texts(at.markdown)
+    find_suspects(at, project)
+    assert len(asked) == 1, "a converted network is not asked for again"
+
+    monkeypatch.setattr(embed, "litert_ready", lambda spec: False)
+    monkeypatch.setattr(suspects.WORKER, "ask", lambda task, should_stop, **fields: {"error": "MemoryError: full"})
+    assert "could not be made ready: MemoryError: full" in texts(find_suspects(at, project).error)
+
+
+@pytest.mark.slow
+def test_a_check_on_a_fresh_cache_finishes_with_no_keras_in_the_server(tmp_path):
+    """A new machine: nothing converted, nothing embedded. The worker converts the network; the server (this
+    process) only runs it, through LiteRT."""
+    script = ("import sys; from pathlib import Path; from tests.runs import two_class_folders; "
+              "from core.intake.ingest import import_folder; from core.store.project import create_project; "
+              "from core.model import suspects; from core.jobs.server import WORKER; "
+              f"root = Path({str(tmp_path)!r}); project = create_project('fresh', root / 'ws'); "
+              "import_folder(project, two_class_folders(root / 'data', train=6)  / 'train'); "
+              "task = suspects.start_check(project); assert task.wait(600); WORKER.shutdown(); "
+              "print(task.view().result, sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "TRANSFERLAB_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "12 []"
 
 
 # ---- core/model/suspects.py -------------------------------------------------------------------------

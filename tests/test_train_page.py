@@ -22,6 +22,8 @@ from core.model import advice
 from core.model.advice import MEASURED
 
 from core.jobs import api as jobs  # what the pages call (monkeypatched here)
+from core import config
+from core.jobs.server import ANSWERS
 
 from core.model import speed
 from core.model.backbones import DEFAULT_BACKBONE, REGISTRY, BackboneSpec, get_backbone
@@ -225,7 +227,7 @@ def test_speed_is_measured_on_demand_in_the_worker_and_shown_relative(two_classe
     assert table.loc["ResNet-50", "Speed here"].endswith(" ms (10.4×)")
     assert {entry["engine"] for entry in speed.cached_speeds().values()} == {speed.STANDIN_ENGINE}  # the worker's
     assert set(speed.cached_speeds()) == set(REGISTRY)
-    assert not list((speed.speed_file().parent / "timing").iterdir())  # every answer read and removed
+    assert not list((config.cache_dir() / ANSWERS).iterdir())  # every answer read and removed
 
 
 def wait_until(condition, what: str) -> None:

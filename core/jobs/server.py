@@ -19,7 +19,9 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
+from typing import Callable
 
 from core import config
 from core.jobs.pipeline import data_from_project, has_model
@@ -33,6 +35,8 @@ from core.store.runs import worker_alive
 
 ACTIVE = ("queued", "running")
 LOG_NAME = "worker.log"
+ANSWERS = "answers"  # in the cache: one answer file per question put to the worker, removed once read
+ANSWER_POLL = 0.1    # seconds between looks for an answer
 
 
 class JobRefused(RuntimeError):
@@ -161,6 +165,23 @@ class WorkerClient:
                 except OSError:
                     self._release()
         raise RuntimeError(f"The training worker stops as soon as it starts; see {log_path()}.")
+
+    def ask(self, task: str, should_stop: Callable[[], bool] = lambda: False, **fields) -> dict:
+        """Hand the worker a task that answers in a file, and wait for its answer. RuntimeError when the worker
+        ended without one, InterruptedError when `should_stop` said so (the worker finishes the task anyway)."""
+        reply = config.cache_dir() / ANSWERS / f"{task}-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+        reply.parent.mkdir(parents=True, exist_ok=True)
+        pid = self.submit(task, None, reply=str(reply), **fields)
+        try:
+            while not reply.exists():
+                if self.pid != pid and not reply.exists():  # a network too large for memory can end it
+                    raise RuntimeError(f"The background process ended unexpectedly; see {log_path()}.")
+                if should_stop():
+                    raise InterruptedError(f"stopped while waiting for the worker's {task}")
+                time.sleep(ANSWER_POLL)
+            return json.loads(reply.read_text())
+        finally:
+            reply.unlink(missing_ok=True)
 
     def _running(self) -> subprocess.Popen:
         # A worker reads the cache setting once (projects come with each task): when it changes, start another.

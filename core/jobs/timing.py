@@ -5,19 +5,10 @@ there, every page run pays for it). One timing at a time per machine: timings si
 
 from __future__ import annotations
 
-import json
-import os
-import time
-import uuid
-from pathlib import Path
-
 from core.jobs.background import Busy, Registry, Task
-from core.jobs.server import WORKER, log_path
+from core.jobs.server import WORKER
 from core.model.backbones import BackboneSpec
 from core.model.speed import speed_file
-
-ANSWERS = "timing"  # beside the speed file: one answer file per network asked for, removed once read
-POLL = 0.1          # seconds between looks for an answer
 
 _measuring: Registry[Task] = Registry(lambda: Busy("The networks are being timed already; the figures appear "
                                                    "when that is done."))
@@ -52,17 +43,7 @@ def _measure_all(specs: list[BackboneSpec], task: Task) -> dict[str, str]:
 
 def _time_in_worker(spec: BackboneSpec) -> str | None:
     """Have the worker time one backbone (its figure lands in the speed file); why it could not, or None."""
-    reply = speed_file().parent / ANSWERS / f"{spec.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
-    reply.parent.mkdir(parents=True, exist_ok=True)
     try:
-        pid = WORKER.submit("speed", None, backbone=spec.name, reply=str(reply))
+        return WORKER.ask("speed", backbone=spec.name).get("error")
     except RuntimeError as exc:
         return str(exc)
-    while not reply.exists():
-        if WORKER.pid != pid and not reply.exists():  # the worker died (a network too large for memory can do that)
-            return f"the timing process ended unexpectedly; see {log_path()}."
-        time.sleep(POLL)
-    try:
-        return json.loads(reply.read_text()).get("error")
-    finally:
-        reply.unlink(missing_ok=True)

@@ -2,7 +2,8 @@
 
 The server hands it tasks (`WORKER.submit`), one JSON line each on the worker's stdin: train a
 run, make a run's heat map files (`core.serving.heatmap`: the server never imports Keras), assemble a
-run's downloads, time a network (`core.model.speed`), keep a project's embeddings ready. Training goes first, one run at a time; heat
+run's downloads, time a network (`core.model.speed`), convert a backbone for the server's suspects check, keep a
+project's embeddings ready. Training goes first, one run at a time; heat
 map files and then downloads are made on a thread beside it, so the next run need not wait for
 them; photos are embedded on a low-priority thread while nothing trains. The worker exits by
 itself once its stdin closes (the server that started it is gone) and the tasks it was given are
@@ -21,7 +22,9 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import Callable
 
+from core.files import atomic_write
 from core.jobs.pipeline import data_from_project, photo_snapshot, train_and_save
 from core.jobs.progress import LOG_FILE, SNAPSHOT_DIR, Pace, stage_fraction
 from core.model.train import STAGE_FINETUNE, TrainConfig, TrainingStopped
@@ -32,7 +35,7 @@ POLL = 1.0           # seconds between looks for photos to embed
 # The longest wait between looks while none was missing: a look costs 0.3 s of CPU at 50,000 photos, and one a second
 # kept a third of a core busy in an idle worker. A page asking the worker to watch a project (every page run) wakes it.
 IDLE_POLL = 15.0
-PRIORITY = {"train": 0, "heatmap": 1, "speed": 1, "assemble": 1, "formats": 1, "watch": 2, "exit": 9}  # "exit" comes after everything already sent
+PRIORITY = {"train": 0, "heatmap": 1, "speed": 1, "backbone": 1, "assemble": 1, "formats": 1, "watch": 2, "exit": 9}  # "exit" comes after everything already sent
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes: live enough, cheap for SQLite
 
 
@@ -44,7 +47,7 @@ def _project(task: dict) -> Project:
     return Project(Path(task["meta"]), Path(task["images"]))
 
 
-HEAT_MAP, SPEED, DOWNLOADS, MORE_FORMATS, FINISH = 0, 1, 2, 3, 9  # the Assembler's jobs, in the order it takes them
+HEAT_MAP, BACKBONE, SPEED, DOWNLOADS, MORE_FORMATS, FINISH = 0, 1, 2, 3, 4, 9  # the Assembler's jobs, in the order it takes them
 
 
 class Assembler(threading.Thread):
@@ -64,13 +67,16 @@ class Assembler(threading.Thread):
         self._order = itertools.count()
 
     def add(self, job: int, target: Path, model=None) -> None:
-        """Queue a job about `target`: a run folder, or for SPEED the answer file (`model`: the backbone's name)."""
+        """Queue a job about `target`: a run folder, or for SPEED and BACKBONE the answer file (`model`: the
+        backbone's name)."""
         if (job, target) not in self.pending:
             self.pending.add((job, target))
             self.tasks.put((job, next(self._order), target, model))
 
     def run(self) -> None:
-        from core.model.speed import answer
+        from core.model.backbones import REGISTRY, get_backbone
+        from core.model.embed import ready_backbone
+        from core.model.speed import measure
         from core.serving import heatmap
         from core.serving.export import assemble_downloads, downloads_state
         from core.serving.formats import assemble_more
@@ -85,7 +91,9 @@ class Assembler(threading.Thread):
                     if job == HEAT_MAP:
                         heatmap.prepare(target, model)
                     elif job == SPEED:
-                        answer(model, target)
+                        _answer(target, lambda: {"entry": measure(REGISTRY[model])})  # random weights: time any
+                    elif job == BACKBONE:
+                        _answer(target, lambda: ready_backbone(get_backbone(model)) or {})
                     elif downloads_state(target) != "ready":
                         assemble_downloads(target, model)
                     if job == MORE_FORMATS:  # full-integer TFLite and ONNX, asked for on Results
@@ -99,6 +107,16 @@ class Assembler(threading.Thread):
     def finish(self) -> None:
         self.tasks.put((FINISH, next(self._order), None, None))
         self.join()
+
+
+def _answer(reply: Path, work: Callable[[], dict]) -> None:
+    """Do the work and write its outcome to `reply`, where the server waits for it (`WorkerClient.ask`): what
+    `work` returns, or {"error": why it failed}. A failure must not stop the worker."""
+    try:
+        outcome = work()
+    except Exception as exc:
+        outcome = {"error": f"{type(exc).__name__}: {exc}"}
+    atomic_write(reply, json.dumps(outcome).encode())
 
 
 class Embedder(threading.Thread):
@@ -181,8 +199,8 @@ def main() -> None:
         if task["task"] == "exit":
             break
         try:
-            if task["task"] == "speed":
-                assembler.add(SPEED, Path(task["reply"]), task["backbone"])
+            if task["task"] in ("speed", "backbone"):
+                assembler.add(SPEED if task["task"] == "speed" else BACKBONE, Path(task["reply"]), task["backbone"])
                 continue
             project = _project(task)
             if task["task"] == "train":

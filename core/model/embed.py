@@ -81,9 +81,24 @@ def litert_backbone(spec: BackboneSpec) -> Path:
     return litert_file(cache_key(spec), spec.input_size, lambda: feature_model(spec))
 
 
+def litert_ready(spec: BackboneSpec) -> bool:
+    """Whether every part of the backbone is converted already, so embedding with it needs no Keras."""
+    return all(_litert_path(cache_key(part)).exists() for part in spec.parts)
+
+
+def ready_backbone(spec: BackboneSpec) -> None:
+    """Convert every part of the backbone that is not converted yet."""
+    for part in spec.parts:
+        litert_backbone(part)
+
+
+def _litert_path(key: str) -> Path:
+    return config.cache_dir() / "backbones" / f"{key}.tflite"
+
+
 def litert_file(key: str, input_size: int, build: Callable[[], object]) -> Path:
     """Path of a cached LiteRT file named `key`, converted from the Keras model `build()` makes on first use."""
-    path = config.cache_dir() / "backbones" / f"{key}.tflite"
+    path = _litert_path(key)
     with _conversion_lock:
         if not path.exists():
             atomic_write(path, tflite_bytes(build(), input_size))

@@ -2,7 +2,7 @@
 
 Timing needs no pretrained weights, so every backbone is timed with random ones, offline too. LiteRT
 is what embedding runs on, so that is what is timed when it is installed; Keras otherwise. The timing
-itself builds networks, so it runs in the worker process (`answer`, asked by `core.jobs.timing`); the
+itself builds networks, so it runs in the worker process (`measure`, asked by `core.jobs.timing`); the
 figures are the machine's, kept in the shared cache for every project, and read by the server here.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from core import config
 from core.files import atomic_write
-from core.model.backbones import REGISTRY, BackboneSpec
+from core.model.backbones import BackboneSpec
 from core.model.embed import LiteRTRunner, tflite_bytes
 
 SPEED_FILE = "backbone_speed.json"
@@ -98,12 +98,3 @@ def measure(spec: BackboneSpec) -> dict:
         atomic_write(speed_file(), json.dumps(speeds, indent=2).encode())
     return entry
 
-
-def answer(name: str, reply: Path) -> None:
-    """Worker side: time one backbone and write the outcome to `reply`, where the server waits for it:
-    {"entry": the figure} or {"error": why it could not be timed}."""
-    try:
-        outcome = {"entry": measure(REGISTRY[name])}
-    except Exception as exc:  # one network that cannot be timed must not stop the others, nor the worker
-        outcome = {"error": f"{type(exc).__name__}: {exc}"}
-    atomic_write(reply, json.dumps(outcome).encode())

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from core.jobs.background import Busy, Cancelled, Registry, Task, project_key
-from core.model.backbones import DEFAULT_BACKBONE, BackboneUnavailable, get_backbone
+from core.jobs.server import WORKER
+from core.model.backbones import DEFAULT_BACKBONE, BackboneSpec, BackboneUnavailable, get_backbone
 from core.model.head import coordinates, out_of_fold, stratified_folds
 from core.model.novelty import K as NOVELTY_K, unit
 from core.store.project import Project
@@ -131,12 +132,24 @@ def _check(project: Project, task: Task) -> int:
                     "tens of thousands of photos this part takes a minute or two…")  # no steps to count in it
 
     try:
+        _ready_in_worker(get_backbone(DEFAULT_BACKBONE), lambda: task.cancel_requested)
         ranking = rank_suspects(project, on_progress=progress, should_stop=lambda: task.cancel_requested)
     except InterruptedError:
         raise Cancelled from None
     task.check()
     remember(project, ranking, photo_ids)
     return len(ranking)
+
+
+def _ready_in_worker(spec: BackboneSpec, should_stop: Callable[[], bool]) -> None:
+    """Have the worker convert the backbone if it is not converted yet. The check runs in the app's server, where
+    Streamlit clears Keras's state after every page run (the progress bar's too): a conversion there never
+    finished (docs/scale.md, "The suspects check in a server")."""
+    from core.model.embed import litert_ready
+
+    if not litert_ready(spec):
+        if error := WORKER.ask("backbone", should_stop, backbone=spec.name).get("error"):
+            raise RuntimeError(f"The pretrained network could not be made ready: {error}")
 
 
 @dataclass(frozen=True)
