@@ -48,6 +48,7 @@ def _project(task: dict) -> Project:
 
 
 HEAT_MAP, BACKBONE, SPEED, DOWNLOADS, MORE_FORMATS, FINISH = 0, 1, 2, 3, 4, 9  # the Assembler's jobs, in the order it takes them
+ANSWERED = {"speed": SPEED, "backbone": BACKBONE}  # the tasks the server waits on an answer file for (`WorkerClient.ask`)
 
 
 class Assembler(threading.Thread):
@@ -199,8 +200,8 @@ def main() -> None:
         if task["task"] == "exit":
             break
         try:
-            if task["task"] in ("speed", "backbone"):
-                assembler.add(SPEED if task["task"] == "speed" else BACKBONE, Path(task["reply"]), task["backbone"])
+            if task["task"] in ANSWERED:
+                assembler.add(ANSWERED[task["task"]], Path(task["reply"]), task["backbone"])
                 continue
             project = _project(task)
             if task["task"] == "train":

@@ -83,7 +83,7 @@ def litert_backbone(spec: BackboneSpec) -> Path:
 
 def litert_ready(spec: BackboneSpec) -> bool:
     """Whether every part of the backbone is converted already, so embedding with it needs no Keras."""
-    return all(_litert_path(cache_key(part)).exists() for part in spec.parts)
+    return all(litert_path(cache_key(part)).exists() for part in spec.parts)
 
 
 def ready_backbone(spec: BackboneSpec) -> None:
@@ -92,13 +92,14 @@ def ready_backbone(spec: BackboneSpec) -> None:
         litert_backbone(part)
 
 
-def _litert_path(key: str) -> Path:
+def litert_path(key: str) -> Path:
+    """Where the cached LiteRT file named `key` is (it may not be there yet)."""
     return config.cache_dir() / "backbones" / f"{key}.tflite"
 
 
 def litert_file(key: str, input_size: int, build: Callable[[], object]) -> Path:
     """Path of a cached LiteRT file named `key`, converted from the Keras model `build()` makes on first use."""
-    path = _litert_path(key)
+    path = litert_path(key)
     with _conversion_lock:
         if not path.exists():
             atomic_write(path, tflite_bytes(build(), input_size))

@@ -28,9 +28,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from core import config
 from core.model.backbones import BackboneSpec, get_backbone
-from core.model.embed import LiteRTRunner, cache_key, litert_file, tflite_bytes
+from core.model.embed import LiteRTRunner, cache_key, litert_file, litert_path, tflite_bytes
 from core.files import atomic_write
 from core.model.head import HEAD_FILE, softmax
 from core.images import load_rgb
@@ -55,7 +54,7 @@ def run_backbone(run_dir: Path) -> str:
 
 def backbone_map_file(spec: BackboneSpec) -> Path:
     """Where the pretrained backbone's feature-map LiteRT file is cached (it may not be there yet)."""
-    return config.cache_dir() / "backbones" / f"{cache_key(spec)}-map.tflite"
+    return litert_path(f"{cache_key(spec)}-map")
 
 
 def files_needed(run_dir: Path) -> list[Path]:
