@@ -13,6 +13,8 @@ done, or after IDLE_EXIT seconds without work; the server starts a fresh one whe
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import itertools
 import json
 import os
@@ -103,11 +105,27 @@ class Assembler(threading.Thread):
                 traceback.print_exc()
             finally:
                 self.pending.discard((job, target))
+                if self.tasks.empty() and self.idle.is_set():  # the last job, and no run training
+                    with KERAS_LOCK:
+                        give_memory_back(keras_too=True)
                 self.last_work = time.time()
 
     def finish(self) -> None:
         self.tasks.put((FINISH, next(self._order), None, None))
         self.join()
+
+
+def give_memory_back(keras_too: bool = False) -> None:
+    """Hand the memory a finished job freed back to the OS; `keras_too` (holding KERAS_LOCK) drops Keras's global
+    state first. A TFLite conversion left 1.2 GB in the worker against 0.7 GB before it, and the server's own
+    work (the suspects check) came on top of that (issue 23); this gives back most of the difference."""
+    if keras_too:
+        import keras
+
+        keras.backend.clear_session()
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # glibc only: elsewhere freed memory stays with the process
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _answer(reply: Path, work: Callable[[], dict]) -> None:
@@ -213,6 +231,7 @@ def main() -> None:
                 if usable:
                     for job in (HEAT_MAP, DOWNLOADS):
                         assembler.add(job, project.run_dir(task["run"]), model)
+                give_memory_back()  # Keras's state stays: the assembler may be using it now
             elif task["task"] == "heatmap":
                 assembler.add(HEAT_MAP, project.run_dir(task["run"]))
             elif task["task"] == "assemble" and downloads_state(project.run_dir(task["run"])) == "preparing":
