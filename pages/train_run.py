@@ -20,7 +20,9 @@ def live_view(project: Project, run: RunRecord) -> None:
     st.markdown(stages_line(run, stage))
     title, explanation = STAGE_TEXT.get(stage, STARTING)
     st.markdown(f"**Now: {title.lower()}.** {explanation}")
-    st.progress(min(1.0, progress.get("fraction", 0.0)) if stage else 0.0, text=progress_text(progress if stage else {}))
+    waiting = progress.get("waiting") if run.status == "running" and not stage else None  # its turn (core.jobs.turns)
+    st.progress(min(1.0, progress.get("fraction", 0.0)) if stage else 0.0,
+                text=waiting or progress_text(progress if stage else {}))
     st.caption(batch_text(progress if stage else {}))
     if run.stop_requested:
         st.info("Stopping after the current batch… The best model so far is kept.", icon="⏹️")

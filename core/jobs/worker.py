@@ -28,7 +28,8 @@ from typing import Callable
 
 from core.files import atomic_write
 from core.jobs.pipeline import data_from_project, photo_snapshot, train_and_save
-from core.jobs.progress import LOG_FILE, SNAPSHOT_DIR, Pace, stage_fraction
+from core.jobs.progress import LOG_FILE, SNAPSHOT_DIR, WAITING, Pace, stage_fraction
+from core.jobs.turns import turn
 from core.model.train import STAGE_FINETUNE, TrainConfig, TrainingStopped
 from core.store.project import Project
 
@@ -90,7 +91,7 @@ class Assembler(threading.Thread):
             self.idle.wait()  # a run training goes first
             job, _, target, model = item
             try:
-                with KERAS_LOCK:
+                with turn(alone=False), KERAS_LOCK:
                     if job == HEAT_MAP:
                         heatmap.prepare(target, model)
                     elif job == SPEED:
@@ -305,7 +306,9 @@ def run_job(project: Project, run_id: int) -> tuple[bool, object]:
         return False, None
     project.update_run(run_id, status="running", pid=os.getpid())
     try:
-        with photo_snapshot(data_from_project(project), run.dir / SNAPSHOT_DIR) as data:
+        with turn(alone=False, should_stop=lambda: project.run(run_id).stop_requested,
+                  on_wait=lambda: project.update_run(run_id, progress={"waiting": WAITING, "written": time.time()})), \
+                photo_snapshot(data_from_project(project), run.dir / SNAPSHOT_DIR) as data:
             metrics, model = train_and_save(data, TrainConfig.from_dict(run.config), run.dir,
                                             StoreListener(project, run_id), assemble=False)
         project.update_run(run_id, status="stopped" if metrics["stopped_early_by_user"] else "completed",
@@ -313,6 +316,8 @@ def run_job(project: Project, run_id: int) -> tuple[bool, object]:
         return True, model
     except TrainingStopped as exc:
         project.update_run(run_id, status="stopped", error=str(exc))
+    except InterruptedError:  # stopped while waiting for its turn
+        project.update_run(run_id, status="stopped", error="Stopped before training started.")
     except Exception as exc:  # the page must show the reason, never an endless spinner
         with open(run.dir / LOG_FILE, "a") as log:
             traceback.print_exc(file=log)

@@ -14,6 +14,7 @@ against 25-144th before.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from core.jobs import turns
 from core.jobs.background import Busy, Cancelled, Registry, Task, project_key
 from core.jobs.server import WORKER
 from core.model.backbones import DEFAULT_BACKBONE, BackboneSpec, BackboneUnavailable, get_backbone
@@ -131,9 +133,16 @@ def _check(project: Project, task: Task) -> int:
                     if done < total else f"All {total:,} photos looked at; now comparing each with the others. With "
                     "tens of thousands of photos this part takes a minute or two…")  # no steps to count in it
 
+    def waiting() -> None:
+        task.report(0, 0, "Waiting for the training process to finish what it is doing (training, or making a run's "
+                          "downloads): with this many photos the two at once could pass 2 GB of memory…")
+
+    stop = lambda: task.cancel_requested  # noqa: E731
     try:
-        _ready_in_worker(get_backbone(DEFAULT_BACKBONE), lambda: task.cancel_requested)
-        ranking = rank_suspects(project, on_progress=progress, should_stop=lambda: task.cancel_requested)
+        _ready_in_worker(get_backbone(DEFAULT_BACKBONE), stop)  # before the turn: the worker converts it in its own
+        big = len(photo_ids) >= turns.BIG_PROJECT
+        with turns.turn(alone=True, should_stop=stop, on_wait=waiting) if big else contextlib.nullcontext():
+            ranking = rank_suspects(project, on_progress=progress, should_stop=stop)
     except InterruptedError:
         raise Cancelled from None
     task.check()
