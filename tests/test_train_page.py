@@ -414,7 +414,8 @@ def test_a_run_waits_for_a_check_on_a_big_project_and_says_so(two_classes):
             assert time.monotonic() < deadline, two_classes.run(run.id)
             time.sleep(0.2)
         at = no_exceptions(page(two_classes))
-        assert WAITING in at.get("progress")[0].proto.text
+        assert f"**Now: waiting for its turn.** {WAITING}" in texts(at)
+        assert at.get("progress")[0].proto.text == "Training starts as soon as the check is done."
     wait_until_done(two_classes, run.id)
     assert two_classes.run(run.id).status == "completed", two_classes.run(run.id).error
 
