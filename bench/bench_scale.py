@@ -26,6 +26,12 @@ converted backbones linked from the shared cache), these steps run, each in its 
               before the click, its peak (VmHWM) and its RSS 2 s after the check; the peak of the server and its
               descendants (the worker) together, sampled from /proc every 0.2 s. Screenshots of the tab 3 s and 60 s
               into the check and after it: DIR/n<size>/suspects-*.png
+- train-server: training as a user meets it, then the check while the new run's downloads are made: a fresh
+              `streamlit run app.py`, "🏋️ Train" clicked on Train (default settings), and once the run is usable,
+              with its downloads still being made, Review's "Find suspects": the worker's TFLite conversion and the
+              server's check at once, the most memory measured. Seconds until usable and the peak of the server and
+              its worker together while training; the check's and the downloads' seconds from the click, the peak
+              meanwhile, and what the worker keeps 2 s after both
 - export:     the run's model downloads (`export.assemble_downloads`) and the photos as a zip (`dataset_zip`)
 - pages:      `streamlit run app.py` on the workspace; every page's time to a settled screen (as
               `bench.bench_pages` measures it: the app's script run finished and no skeleton left), first
@@ -65,7 +71,8 @@ from typing import Callable
 from bench.common import table
 from bench.scale_photos import PhotoSet, make_photos
 
-STEPS = ("import", "zip", "duplicates", "count", "prepare", "head", "suspects", "suspects-server", "export", "pages",
+STEPS = ("import", "zip", "duplicates", "count", "prepare", "head", "suspects", "suspects-server", "train-server",
+         "export", "pages",
          "size")
 PAGES = ("start", "collect", "review", "train", "results", "predict")
 PROJECT = "scale"
@@ -417,15 +424,12 @@ def step_server_suspects(workspace: Path, limit: float, shots: Path) -> Outcome:
     from playwright.sync_api import TimeoutError as NotYet
 
     from core.model import suspects
-    from tests.browser import SETTLED, browser_page, server_pid, streamlit_server, wait_idle
+    from tests.browser import browser_page, server_pid, streamlit_server
 
     _project().put_note(suspects.NOTE, "null")  # no kept ranking: the tab starts at "Find suspects"
     out = Outcome()
     with streamlit_server(workspace) as url, browser_page(height=1200) as page:
-        page.goto(f"{url}/review?project={PROJECT}", timeout=120_000)
-        page.wait_for_function(SETTLED, timeout=120_000, polling=50)
-        page.get_by_role("tab", name="Suspects").click()
-        wait_idle(page, timeout=120_000)
+        _suspects_tab(page, url)
         with MemorySampler(server_pid(url)) as memory:
             out.figures["server before MB"], out.figures["before MB"] = map(round, memory.sample())
             cpu = memory.cpu_seconds()
@@ -455,6 +459,77 @@ def step_server_suspects(workspace: Path, limit: float, shots: Path) -> Outcome:
         error = page.locator('[data-testid="stAlertContentError"]')
         if not out.note and error.count():
             out.note = f"failed: {error.first.inner_text()[:300]}"
+    return out
+
+
+def _suspects_tab(page, url: str) -> None:
+    """Review's Suspects tab, settled."""
+    from tests.browser import SETTLED, wait_idle
+
+    page.goto(f"{url}/review?project={PROJECT}", timeout=120_000)
+    page.wait_for_function(SETTLED, timeout=120_000, polling=50)
+    page.get_by_role("tab", name="Suspects").click()
+    wait_idle(page, timeout=120_000)
+
+
+def step_server_train(workspace: Path, limit: float, shots: Path) -> Outcome:
+    """Training as a user meets it, then the suspects check while the new run's downloads are made (the worker's
+    TFLite conversion and the server's check at once: the worst memory case measured): a fresh `streamlit run
+    app.py`, "🏋️ Train" clicked on Train (default settings), and as soon as the run is usable with its downloads
+    still being made, Review's "Find suspects". The server's and its worker's RSS together, sampled every 0.2 s: the
+    peak while training, the peak from the click until both the check and the downloads are done, the worker's RSS
+    2 s after both (what it keeps); seconds of each. Screenshot: DIR/n<size>/train-check-done.png."""
+    from core.jobs.pipeline import has_model
+    from core.model import suspects
+    from core.serving.export import downloads_state
+    from tests.browser import SETTLED, browser_page, server_pid, streamlit_server
+
+    project = _project()
+    project.put_note(suspects.NOTE, "null")
+    earlier = {run.id for run in project.runs()}
+    out = Outcome()
+    deadline = time.perf_counter() + limit
+    with streamlit_server(workspace) as url, browser_page(height=1200) as page:
+        page.goto(f"{url}/train?project={PROJECT}", timeout=120_000)
+        page.wait_for_function(SETTLED, timeout=120_000, polling=50)
+        button = page.get_by_role("button", name="🏋️ Train", exact=True)
+        while button.is_disabled() and time.perf_counter() < deadline:  # the page waits for every photo's vectors
+            page.wait_for_timeout(1_000)
+        with MemorySampler(server_pid(url)) as training:
+            start = time.perf_counter()
+            button.click()
+            run = None
+            while time.perf_counter() < deadline:
+                run = next((r for r in project.runs() if r.id not in earlier), None)
+                if run is not None and (run.status == "failed" or has_model(run)):
+                    break
+                time.sleep(0.2)
+            out.figures["training s"] = time.perf_counter() - start
+        out.figures["training peak MB"] = round(training.peak_total)
+        if run is None or not has_model(run):
+            out.note = f"failed: {run.error}" if run is not None and run.error else f"> {limit:.0f} s (training)"
+            return out
+        _suspects_tab(page, url)
+        with MemorySampler(server_pid(url)) as checking:
+            out.figures["downloads ready at click"] = downloads_state(run.dir) != "preparing"
+            start = time.perf_counter()
+            page.locator(".st-key-find_suspects button").click()
+            check = downloads = None
+            while (check is None or downloads is None) and time.perf_counter() < deadline:
+                if check is None and page.evaluate(CHECK_ENDED):
+                    check = time.perf_counter() - start
+                if downloads is None and downloads_state(run.dir) != "preparing":
+                    downloads = time.perf_counter() - start
+                page.wait_for_timeout(200)
+            out.figures["check s"], out.figures["downloads s after click"] = check, downloads
+            page.wait_for_timeout(2_000)
+            own, total = checking.sample()
+            out.figures["worker after MB"] = round(total - own)
+        out.figures["check peak MB"], out.figures["check server peak MB"] = (
+            round(checking.peak_total), round(checking.peak_own))
+        if check is None or downloads is None:
+            out.note = f"> {limit:.0f} s (the check or the downloads were not done)"
+        page.screenshot(path=str(shots / "train-check-done.png"), full_page=True)
     return out
 
 
@@ -551,6 +626,10 @@ def measure(size: int, steps: list[str], limit: float, base: Path, rounds: int, 
         here("suspects-server", step_server_suspects, workspace, limit, folder)
     else:
         results["suspects-server"] = skipped
+    if ready or "train-server" not in steps:
+        here("train-server", step_server_train, workspace, limit, folder)
+    else:
+        results["train-server"] = skipped
     here("pages", step_pages, workspace, rounds, limit)
     if "size" in steps:
         results["size"] = step_size(workspace, cache)
@@ -605,6 +684,13 @@ FIGURES = [  # (row label, step, figure name)
     ("suspects in the server: worker peak MB", "suspects-server", "worker VmHWM MB"),
     ("suspects in the server: server + worker peak MB", "suspects-server", "peak MB"),
     ("suspects in the server: server MB after", "suspects-server", "server after MB"),
+    ("training in the server: s until usable", "train-server", "training s"),
+    ("training in the server: server + worker peak MB", "train-server", "training peak MB"),
+    ("check during the downloads: s", "train-server", "check s"),
+    ("check during the downloads: downloads s after the click", "train-server", "downloads s after click"),
+    ("check during the downloads: server + worker peak MB", "train-server", "check peak MB"),
+    ("check during the downloads: server peak MB", "train-server", "check server peak MB"),
+    ("check during the downloads: worker MB after", "train-server", "worker after MB"),
     ("export downloads: s", "export", "downloads s"),
     ("export photos zip: s", "export", "photos zip s"),
     *[(f"page {p}: first visit s", "pages", f"{p} first s") for p in PAGES],

@@ -18,9 +18,12 @@ def live_view(project: Project, run: RunRecord) -> None:
     progress = run.progress
     stage = progress.get("stage") if run.status == "running" else None
     st.markdown(stages_line(run, stage))
-    title, explanation = STAGE_TEXT.get(stage, STARTING)
+    waiting = progress.get("waiting") if run.status == "running" and not stage else None  # its turn (core.jobs.turns)
+    title, explanation = ("Waiting for its turn", waiting) if waiting else STAGE_TEXT.get(stage, STARTING)
     st.markdown(f"**Now: {title.lower()}.** {explanation}")
-    st.progress(min(1.0, progress.get("fraction", 0.0)) if stage else 0.0, text=progress_text(progress if stage else {}))
+    st.progress(min(1.0, progress.get("fraction", 0.0)) if stage else 0.0,
+                text="Training starts as soon as the check is done." if waiting else progress_text(
+                    progress if stage else {}))
     st.caption(batch_text(progress if stage else {}))
     if run.stop_requested:
         st.info("Stopping after the current batch… The best model so far is kept.", icon="⏹️")

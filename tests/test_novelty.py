@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.model import novelty
 from core.model.novelty import (NOVELTY_FILE, NoveltyReference, NoveltySettings, auroc, build_reference, fit_novelty,
                           hidden_class_scores, load_novelty, save_novelty, set_threshold, threshold_for, unit)
 
@@ -31,6 +32,10 @@ def test_reference_keeps_both_views_as_float16_unit_rows_and_fits_its_byte_budge
     capped = build_reference([plain, mirrored], labels, max_bytes=100 * 64 * 2)
     assert capped.vectors.nbytes <= 100 * 64 * 2 and len(capped.vectors) == 100
     assert set(capped.labels) == {0, 1, 2}
+    # the capped reference is a sample of the views' rows taken as if they were one array, gathered view by view
+    rows = np.sort(np.random.default_rng(novelty.SEED).choice(600, 100, replace=False))
+    assert np.array_equal(capped.vectors, unit(np.concatenate([plain, mirrored])[rows]).astype(np.float16))
+    assert (capped.labels == np.tile(labels, 2)[rows]).all() and (capped.sources == np.tile(np.arange(300), 2)[rows]).all()
 
 
 def test_threshold_flags_the_chosen_share_of_validation_photos():

@@ -1,6 +1,7 @@
 """'Ready to train' counts: which kept photos have every view embedded, read without the vectors themselves."""
 
 import numpy as np
+import pytest
 
 from core.model import preembed
 from core.model.backbones import get_backbone
@@ -131,3 +132,24 @@ def test_cached_vectors_come_back_as_rows_of_one_read_only_array(tmp_path):
         assert all(v.dtype == dtype and np.array_equal(v, vectors[sha].astype(dtype)) for sha, v in got.items())
         assert len({id(v.base) for v in got.values()}) == 1 and not any(v.flags.writeable for v in got.values())
         assert cache.get("other", asked) == {}
+
+
+def test_vectors_all_read_from_the_cache_are_not_copied_again(tmp_path):
+    """Issue 23: training read 50,000 photos' two views and held each twice (the cache's rows, then stacked in the
+    photos' order): 2 GB in the worker. Rows are read into place in the photos' order; the result is that array."""
+    import tracemalloc
+
+    from core.model.embed import Group, cached_groups
+
+    cache = EmbeddingCache(tmp_path / "e.sqlite")
+    shas = [f"{i:064x}" for i in range(4_000)]
+    cache.put("k", {sha: np.full(256, i, np.float32) for i, sha in enumerate(shas)})
+    asked = shas[::-1]  # any order: rows come back in the asked one
+    never = Group(8, {"k": lambda p: p}, lambda: pytest.fail("nothing is missing: no model is made"))
+    tracemalloc.start()
+    (result,), = cached_groups([tmp_path / "none"] * len(asked), asked, [never], cache)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert result.ok == list(range(len(asked)))
+    assert np.array_equal(result.vectors[:, 0], np.arange(len(shas))[::-1])
+    assert peak < 1.5 * result.vectors.nbytes  # one array of the vectors, not two

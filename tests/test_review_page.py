@@ -459,6 +459,26 @@ def test_finding_suspects_runs_in_the_background_and_survives_a_refresh(project,
     assert not after.button(key="find_suspects").disabled
 
 
+def test_on_a_big_project_the_check_waits_for_the_workers_turn_and_says_why(project, monkeypatch):
+    """Issue 23: at 50,000 photos a check during a run's TFLite conversion took server and worker past 2 GB."""
+    from core.jobs import turns
+
+    fill(project)
+    monkeypatch.setattr(turns, "BIG_PROJECT", 10)
+    monkeypatch.setattr(suspects, "rank_suspects", lambda p, **_: fake_ranking(p))
+    with turns.turn(alone=False):  # the worker, making downloads
+        click(open_review(project, "Suspects"), "find_suspects")
+        deadline = time.monotonic() + CHECK_TIMEOUT
+        while "Waiting for the training process" not in suspects.current_check(project).view().text:
+            assert time.monotonic() < deadline, suspects.current_check(project).view().text
+            time.sleep(0.1)
+        waiting = open_review(project, "Suspects")
+        assert "could pass 2 GB of memory" in waiting.get("progress")[0].proto.text
+        assert suspects.current_check(project).running
+    assert suspects.current_check(project).wait(CHECK_TIMEOUT)
+    assert "looks like **dogs**" in texts(open_review(project, "Suspects").markdown)
+
+
 def test_a_running_check_can_be_stopped(project, monkeypatch):
     fill(project)
     started = threading.Event()

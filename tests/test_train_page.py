@@ -399,6 +399,27 @@ def test_start_refuse_stop_reattach_and_finish(two_classes):
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_a_run_waits_for_a_check_on_a_big_project_and_says_so(two_classes):
+    """The worker's training takes turns with the server's suspects check (`core.jobs.turns`): while a check holds
+    its turn, a run clicked meanwhile says why it waits, then trains."""
+    from core.jobs import turns
+    from core.jobs.progress import WAITING
+
+    with turns.turn(alone=True):  # the server's check on a big project
+        page(two_classes).button(key="train_start").click().run()
+        run = jobs.active_run(two_classes)
+        deadline = time.monotonic() + 300
+        while two_classes.run(run.id).progress.get("waiting") != WAITING:
+            assert time.monotonic() < deadline, two_classes.run(run.id)
+            time.sleep(0.2)
+        at = no_exceptions(page(two_classes))
+        assert f"**Now: waiting for its turn.** {WAITING}" in texts(at)
+        assert at.get("progress")[0].proto.text == "Training starts as soon as the check is done."
+    wait_until_done(two_classes, run.id)
+    assert two_classes.run(run.id).status == "completed", two_classes.run(run.id).error
+
+
 def test_results_page_explains_a_run_and_exports_it(two_classes):
     run_id = finished_run(two_classes)
     run_dir = two_classes.run_dir(run_id)

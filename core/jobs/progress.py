@@ -11,6 +11,9 @@ from core.model.train import STAGE_EMBED
 
 LOG_FILE = "log.txt"  # in the run folder: what went wrong, for the page
 SNAPSHOT_DIR = "photos"  # in the run folder while it trains: the photos as they were when it started
+# what a run says while it waits for its turn at memory-heavy work (core.jobs.turns)
+WAITING = ("The check for suspect photos on Review is running: with this many photos the two at once could pass "
+           "2 GB of memory, so training waits for it.")
 
 
 class Pace:

@@ -13,6 +13,8 @@ done, or after IDLE_EXIT seconds without work; the server starts a fresh one whe
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import itertools
 import json
 import os
@@ -26,7 +28,8 @@ from typing import Callable
 
 from core.files import atomic_write
 from core.jobs.pipeline import data_from_project, photo_snapshot, train_and_save
-from core.jobs.progress import LOG_FILE, SNAPSHOT_DIR, Pace, stage_fraction
+from core.jobs.progress import LOG_FILE, SNAPSHOT_DIR, WAITING, Pace, stage_fraction
+from core.jobs.turns import turn
 from core.model.train import STAGE_FINETUNE, TrainConfig, TrainingStopped
 from core.store.project import Project
 
@@ -88,7 +91,7 @@ class Assembler(threading.Thread):
             self.idle.wait()  # a run training goes first
             job, _, target, model = item
             try:
-                with KERAS_LOCK:
+                with turn(alone=False), KERAS_LOCK:
                     if job == HEAT_MAP:
                         heatmap.prepare(target, model)
                     elif job == SPEED:
@@ -103,11 +106,27 @@ class Assembler(threading.Thread):
                 traceback.print_exc()
             finally:
                 self.pending.discard((job, target))
+                if self.tasks.empty() and self.idle.is_set():  # the last job, and no run training
+                    with KERAS_LOCK:
+                        give_memory_back(keras_too=True)
                 self.last_work = time.time()
 
     def finish(self) -> None:
         self.tasks.put((FINISH, next(self._order), None, None))
         self.join()
+
+
+def give_memory_back(keras_too: bool = False) -> None:
+    """Hand the memory a finished job freed back to the OS; `keras_too` (holding KERAS_LOCK) drops Keras's global
+    state first. A TFLite conversion left 1.2 GB in the worker against 0.7 GB before it, and the server's own
+    work (the suspects check) came on top of that (issue 23); this gives back most of the difference."""
+    if keras_too:
+        import keras
+
+        keras.backend.clear_session()
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # glibc only: elsewhere freed memory stays with the process
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _answer(reply: Path, work: Callable[[], dict]) -> None:
@@ -213,6 +232,7 @@ def main() -> None:
                 if usable:
                     for job in (HEAT_MAP, DOWNLOADS):
                         assembler.add(job, project.run_dir(task["run"]), model)
+                give_memory_back()  # Keras's state stays: the assembler may be using it now
             elif task["task"] == "heatmap":
                 assembler.add(HEAT_MAP, project.run_dir(task["run"]))
             elif task["task"] == "assemble" and downloads_state(project.run_dir(task["run"])) == "preparing":
@@ -286,7 +306,9 @@ def run_job(project: Project, run_id: int) -> tuple[bool, object]:
         return False, None
     project.update_run(run_id, status="running", pid=os.getpid())
     try:
-        with photo_snapshot(data_from_project(project), run.dir / SNAPSHOT_DIR) as data:
+        with turn(alone=False, should_stop=lambda: project.run(run_id).stop_requested,
+                  on_wait=lambda: project.update_run(run_id, progress={"waiting": WAITING, "written": time.time()})), \
+                photo_snapshot(data_from_project(project), run.dir / SNAPSHOT_DIR) as data:
             metrics, model = train_and_save(data, TrainConfig.from_dict(run.config), run.dir,
                                             StoreListener(project, run_id), assemble=False)
         project.update_run(run_id, status="stopped" if metrics["stopped_early_by_user"] else "completed",
@@ -294,6 +316,8 @@ def run_job(project: Project, run_id: int) -> tuple[bool, object]:
         return True, model
     except TrainingStopped as exc:
         project.update_run(run_id, status="stopped", error=str(exc))
+    except InterruptedError:  # stopped while waiting for its turn
+        project.update_run(run_id, status="stopped", error="Stopped before training started.")
     except Exception as exc:  # the page must show the reason, never an endless spinner
         with open(run.dir / LOG_FILE, "a") as log:
             traceback.print_exc(file=log)

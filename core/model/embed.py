@@ -213,19 +213,26 @@ class EmbeddingCache:
         return con
 
     def get(self, key: str, shas: Sequence[str]) -> dict[str, np.ndarray]:
-        """The vectors found, as read-only rows of one array: a small object per photo kept 250 MB of heap that the
-        process never gave back after reading 50,000 photos (issue 23: the suspects check runs in the server)."""
-        table, found = None, []
-        for sha, blob in self._rows("sha256, vector", key, shas):
-            vector = np.frombuffer(blob, dtype=self.dtype)
-            if table is None:  # rows never filled are never touched, so they take no memory
-                table = np.empty((len(shas), len(vector)), self.dtype)
-            table[len(found)] = vector
-            found.append(sha)
+        """The vectors found, as read-only rows of one array (see `table`)."""
+        table, found = self.table(key, shas)
         if table is None:
             return {}
         table.flags.writeable = False
-        return dict(zip(found, table))
+        return {shas[i]: table[i] for i in np.flatnonzero(found)}
+
+    def table(self, key: str, shas: Sequence[str]) -> tuple[np.ndarray | None, np.ndarray]:
+        """(vectors, found): one array with a row per asked photo in their order, filled where `found` (None when none
+        is). One array, not a small object per photo: those kept 250 MB of heap that the process never gave back
+        after reading 50,000 photos (issue 23); rows never filled are never touched, so they take no memory."""
+        index = {sha: i for i, sha in enumerate(shas)}
+        table, found = None, np.zeros(len(shas), bool)
+        for sha, blob in self._rows("sha256, vector", key, shas):
+            vector = np.frombuffer(blob, dtype=self.dtype)
+            if table is None:
+                table = np.empty((len(shas), len(vector)), self.dtype)
+            table[index[sha]] = vector
+            found[index[sha]] = True
+        return table, found
 
     def has(self, key: str, shas: Sequence[str]) -> set[str]:
         """Which of these photos have a vector under `key`, read from the primary-key index alone: no vector bytes
@@ -323,9 +330,8 @@ def cached_groups(paths: Sequence[Path], shas: Sequence[str], groups: Sequence[G
                   threads: int | None = None, decode_threads: int | None = None) -> list[list[EmbedResult]]:
     """`cached_views` for several models at once (per group, one result per view): a photo missing from any of
     their caches is decoded once and resized for each group that lacks it; a group's model runs only on those."""
-    cached = [[cache.get(key, shas) for key in group.views] for group in groups]
-    todo = [i for i, sha in enumerate(shas) if any(sha not in found for views in cached for found in views)]
-    vectors = [[{i: found[sha] for i, sha in enumerate(shas) if sha in found} for found in views] for views in cached]
+    tables = [[_Table(*cache.table(key, shas)) for key in group.views] for group in groups]
+    todo = np.flatnonzero(~np.logical_and.reduce([t.found for views in tables for t in views])).tolist()
     runners: list = [None] * len(groups)
     failed: dict[int, str] = {}
     start = time.perf_counter()
@@ -337,24 +343,45 @@ def cached_groups(paths: Sequence[Path], shas: Sequence[str], groups: Sequence[G
                 raise InterruptedError("stopped while embedding")
             failed.update(errors)
             for g, group in enumerate(groups):
-                rows = [r for r, i in enumerate(batch_ids) if any(i not in found for found in vectors[g])]
+                rows = [r for r, i in enumerate(batch_ids) if not all(t.found[i] for t in tables[g])]
                 if not rows:
                     continue
                 runners[g] = runners[g] or group.make_runner()
                 ids = [batch_ids[r] for r in rows]
-                for (key, view), found in zip(group.views.items(), vectors[g]):
-                    out = runners[g](view(pixels[g][rows]))
+                for (key, view), table in zip(group.views.items(), tables[g]):
                     # Stored precision from the start: a photo gives the same numbers computed or read back.
-                    fresh = {i: row.reshape(-1).astype(cache.dtype) for i, row in zip(ids, out)}
-                    found.update(fresh)
-                    cache.put(key, {shas[i]: v for i, v in fresh.items()})
+                    fresh = runners[g](view(pixels[g][rows])).reshape(len(rows), -1).astype(cache.dtype)
+                    table.fill(ids, fresh)
+                    cache.put(key, {shas[i]: v for i, v in zip(ids, fresh)})
             done += len(batch_ids) + len(errors)
             if on_progress:
                 on_progress(done, len(shas))
     elif on_progress:
         on_progress(len(shas), len(shas))
     seconds = time.perf_counter() - start if todo else 0.0
-    return [[_result(found, failed, len(todo) - len(failed), seconds) for found in views] for views in vectors]
+    return [[table.result(failed, len(todo) - len(failed), seconds) for table in views] for views in tables]
+
+
+@dataclass
+class _Table:
+    """One view's vectors of the asked photos, a row each in their order: read from the cache, then computed."""
+
+    vectors: np.ndarray | None
+    found: np.ndarray  # (n,) bool
+
+    def fill(self, ids: list[int], rows: np.ndarray) -> None:
+        if self.vectors is None:
+            self.vectors = np.empty((len(self.found), rows.shape[1]), rows.dtype)
+        self.vectors[ids] = rows
+        self.found[ids] = True
+
+    def result(self, failed: dict[int, str], computed: int, seconds: float) -> EmbedResult:
+        """The rows found, with no copy when every photo was (at 50,000 photos a copy is 250 MB a view)."""
+        ok = np.flatnonzero(self.found)
+        if self.vectors is None or not len(ok):
+            return EmbedResult(np.zeros((0, 0), np.float32), [], failed, computed, seconds)
+        return EmbedResult(self.vectors if len(ok) == len(self.found) else self.vectors[ok], ok.tolist(), failed,
+                           computed, seconds)
 
 
 def side_by_side(results: Sequence[EmbedResult]) -> EmbedResult:
@@ -373,12 +400,6 @@ def side_by_side(results: Sequence[EmbedResult]) -> EmbedResult:
 def view_key(spec: BackboneSpec, flip: bool) -> str:
     """Cache key of a backbone's embeddings of photos as they are or mirrored."""
     return cache_key(spec) + ("-flip" if flip else "")
-
-
-def _result(vectors: dict[int, np.ndarray], failed: dict[int, str], computed: int, seconds: float) -> EmbedResult:
-    ok = sorted(vectors)
-    stacked = np.stack([vectors[i] for i in ok]) if ok else np.zeros((0, 0), np.float32)
-    return EmbedResult(stacked, ok, failed, computed, seconds)
 
 
 def _decoded_batches(paths: Sequence[Path], ids: list[int], sizes: Sequence[int], threads: int | None = None):

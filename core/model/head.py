@@ -89,9 +89,14 @@ class Coordinates:
     scale: float
     directions: np.ndarray | None   # (D, r) orthonormal, or None: all D dimensions kept as they are
 
-    def __call__(self, x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """x (or its `rows`, in that order) in these coordinates: one new array, no temporary copy of x."""
+    def __call__(self, x: np.ndarray, rows: np.ndarray | None = None, *, overwrite: bool = False) -> np.ndarray:
+        """x (or its `rows`, in that order) in these coordinates: one new array, no temporary copy of x; with
+        `overwrite`, x itself where it can be (float32, every row, no rotation)."""
         x = np.asarray(x, dtype=np.float32)
+        if overwrite and rows is None and self.directions is None and x.flags.writeable:
+            x -= self.mean
+            x *= np.float32(self.scale)
+            return x
         z = x - self.mean if rows is None else x[rows]
         if rows is not None:
             z -= self.mean
@@ -258,21 +263,23 @@ def scores(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]
 def search_head(x: np.ndarray, labels: np.ndarray, n_classes: int, groups: np.ndarray, *,
                 val: tuple[np.ndarray, np.ndarray] | None = None, seed: int = 0,
                 on_try: Callable[[int, dict], None] | None = None,
-                should_stop: Callable[[], bool] | None = None, threads: int = 1) -> HeadSearch:
+                should_stop: Callable[[], bool] | None = None, threads: int = 1,
+                overwrite_x: bool = False) -> HeadSearch:
     """Fit the head for each strength, pick the one with the lowest cross-validated loss.
 
     `groups` ties a photo to its mirror image (never split across folds). `val` is only scored, never
     used to choose. `on_try(i, row)` reports each strength as it is done; `should_stop` ends the search
-    early with the best strength so far. `threads`: BLAS threads (see `_threads`).
+    early with the best strength so far. `threads`: BLAS threads (see `_threads`). `overwrite_x`: x may be
+    changed in place (as scipy's `overwrite_a`), which spares a copy of it when there are many vectors.
     """
     labels, groups = np.asarray(labels), np.asarray(groups)
     with _threads(threads):
         if len(labels) <= SEARCH_ROWS:
             return _search(x, labels, n_classes, groups, val, seed, on_try, should_stop)
-        return _sampled_search(x, labels, n_classes, groups, val, seed, on_try, should_stop)
+        return _sampled_search(x, labels, n_classes, groups, val, seed, on_try, should_stop, overwrite_x)
 
 
-def _sampled_search(x, labels, n_classes, groups, val, seed, on_try, should_stop) -> HeadSearch:
+def _sampled_search(x, labels, n_classes, groups, val, seed, on_try, should_stop, overwrite_x=False) -> HeadSearch:
     """The strength chosen on a sample, the head solved on every vector at that strength (`tried` and its
     validation scores are the sample's; stopped early, the sample's head is the answer).
 
@@ -290,7 +297,7 @@ def _sampled_search(x, labels, n_classes, groups, val, seed, on_try, should_stop
     if should_stop and should_stop():
         return found
     coords = coordinates(x)
-    z = coords(x)
+    z = coords(x, overwrite=overwrite_x)  # at 50,000 photos a copy of x would be 400 MB
     full = Problems(z, labels, n_classes, np.ones((1, len(labels)), bool))
     part = Problems(z[sample], labels[sample], n_classes, np.ones((1, len(sample)), bool))
     start = part.solve(found.strength * len(labels) / len(sample), _in_coordinates(found.head, coords))
@@ -393,21 +400,45 @@ def _scored(problems: Problems, params: np.ndarray, strength: float, folds, labe
 
 
 def out_of_fold(z: np.ndarray, labels: np.ndarray, n_classes: int, fold_of: np.ndarray,
-                strengths: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """(n, K) probabilities of each vector from the model fitted on the other folds, all folds solved as one."""
+                strengths: Callable[[np.ndarray], np.ndarray], *, in_place: bool = False) -> np.ndarray:
+    """(n, K) probabilities of each vector from the model fitted on the other folds, all folds solved as one.
+    `in_place`: z's rows are put in fold order in z itself while it works, and back after (a reordered copy of z
+    is 250 MB at 50,000 photos)."""
     folds = np.unique(fold_of)
     order = np.argsort(fold_of, kind="stable")  # each fold's rows together: one block (Problems.blocks)
     fold_of = fold_of[order]
-    problems = Problems(np.asarray(z)[order], np.asarray(labels)[order], n_classes,
-                        np.stack([fold_of != f for f in folds]))
-    probabilities = np.zeros((len(z), n_classes))
-    with _threads():
-        params = problems.solve(strengths(problems.rows))
-        for p, f in enumerate(folds):
-            kernel, bias = problems.problem(params, p)
-            rows = order[fold_of == f]
-            probabilities[rows] = softmax((problems.z[fold_of == f] @ kernel).astype(np.float64) + bias)
+    z = np.asarray(z)
+    if in_place:
+        reorder_rows(z, order)
+    try:
+        problems = Problems(z if in_place else z[order], np.asarray(labels)[order], n_classes,
+                            np.stack([fold_of != f for f in folds]))
+        probabilities = np.zeros((len(z), n_classes))
+        with _threads():
+            params = problems.solve(strengths(problems.rows))
+            for p, f in enumerate(folds):
+                kernel, bias = problems.problem(params, p)
+                rows = order[fold_of == f]
+                probabilities[rows] = softmax((problems.z[fold_of == f] @ kernel).astype(np.float64) + bias)
+    finally:
+        if in_place:
+            reorder_rows(z, np.argsort(order))
     return probabilities
+
+
+def reorder_rows(a: np.ndarray, order: np.ndarray) -> None:
+    """a[:] = a[order] for a permutation `order`, in a itself: each cycle of the permutation moved a row at a time,
+    with one row held aside, so no second copy of a is made."""
+    moved = np.zeros(len(order), bool)
+    for start in np.flatnonzero(order != np.arange(len(order))):
+        if moved[start]:
+            continue
+        held, j = a[start].copy(), start
+        while (k := order[j]) != start:
+            a[j] = a[k]
+            moved[j], j = True, k
+        a[j] = held
+        moved[j] = True
 
 
 def _folds(labels: np.ndarray, groups: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:

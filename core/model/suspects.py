@@ -14,6 +14,7 @@ against 25-144th before.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from core.jobs import turns
 from core.jobs.background import Busy, Cancelled, Registry, Task, project_key
 from core.jobs.server import WORKER
 from core.model.backbones import DEFAULT_BACKBONE, BackboneSpec, BackboneUnavailable, get_backbone
@@ -131,9 +133,16 @@ def _check(project: Project, task: Task) -> int:
                     if done < total else f"All {total:,} photos looked at; now comparing each with the others. With "
                     "tens of thousands of photos this part takes a minute or two…")  # no steps to count in it
 
+    def waiting() -> None:
+        task.report(0, 0, "Waiting for the training process to finish what it is doing (training, or making a run's "
+                          "downloads): with this many photos the two at once could pass 2 GB of memory…")
+
+    stop = lambda: task.cancel_requested  # noqa: E731
     try:
-        _ready_in_worker(get_backbone(DEFAULT_BACKBONE), lambda: task.cancel_requested)
-        ranking = rank_suspects(project, on_progress=progress, should_stop=lambda: task.cancel_requested)
+        _ready_in_worker(get_backbone(DEFAULT_BACKBONE), stop)  # before the turn: the worker converts it in its own
+        big = len(photo_ids) >= turns.BIG_PROJECT
+        with turns.turn(alone=True, should_stop=stop, on_wait=waiting) if big else contextlib.nullcontext():
+            ranking = rank_suspects(project, on_progress=progress, should_stop=stop)
     except InterruptedError:
         raise Cancelled from None
     task.check()
@@ -232,7 +241,7 @@ def score_embeddings(vectors: np.ndarray, labels: np.ndarray, *, folds: int = FO
     basis = coordinates(x).directions
     probs = out_of_fold(x if basis is None else x @ basis, labels, int(labels.max()) + 1,
                         stratified_folds(labels, np.arange(len(labels)), folds, seed),
-                        lambda rows: 1 / (REGULARIZATION * rows))
+                        lambda rows: 1 / (REGULARIZATION * rows), in_place=True)  # x is this function's own
     label_probability = probs[np.arange(len(x)), labels]
     distance = centre_distances(x, labels)
     mislabeled = LABEL_WEIGHT * (1 - label_probability) + (1 - LABEL_WEIGHT) / (1 + np.exp(-distance))
@@ -249,10 +258,10 @@ def neighbour_votes(x: np.ndarray, labels: np.ndarray, predicted: np.ndarray,
     k = min(k, len(x) - 1)
     like, own = np.zeros(len(x), dtype=int), np.full(len(x), k)
     rows = np.flatnonzero(predicted != labels)
-    for start in range(0, len(rows), 256):  # a block of rows at a time: memory stays small for big projects
-        chunk = rows[start:start + 256]
+    for start in range(0, len(rows), 64):  # a block of rows at a time: memory stays small for big projects
+        chunk = rows[start:start + 64]
         unlikeness = x[chunk] @ x.T
-        np.negative(unlikeness, out=unlikeness)  # in place: at 50,000 photos each copy is 51 MB
+        np.negative(unlikeness, out=unlikeness)  # in place: at 50,000 photos each copy is 13 MB
         unlikeness[np.arange(len(chunk)), chunk] = np.inf  # not itself
         nearest = labels[np.argpartition(unlikeness, k - 1, axis=1)[:, :k]]
         like[chunk] = (nearest == predicted[chunk, None]).sum(axis=1)
@@ -262,18 +271,18 @@ def neighbour_votes(x: np.ndarray, labels: np.ndarray, predicted: np.ndarray,
 
 def unlike_class(vectors: np.ndarray, labels: np.ndarray, k: int = NOVELTY_K) -> np.ndarray:
     """The novelty score of each photo against the rest of its class: 1 - cosine to its k-th nearest class-mate
-    (a few rows at a time: a class of 25,000 photos never needs its whole similarity matrix)."""
-    x = unit(vectors)
-    out = np.zeros(len(x))
+    (a few rows at a time: a class of 25,000 photos never needs its whole similarity matrix, and one class's unit
+    vectors are made at a time, not a copy of all of them)."""
+    out = np.zeros(len(vectors))
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
         nth = min(k, len(members) - 1)
         if nth < 1:
             continue
-        mates = x[members]
+        mates = unit(vectors[members])
         for start in range(0, len(members), 1024):
             rows = members[start:start + 1024]
-            similarity = x[rows] @ mates.T
+            similarity = mates[start:start + 1024] @ mates.T
             similarity[np.arange(len(rows)), start + np.arange(len(rows))] = -np.inf  # not its own neighbour
             out[rows] = 1 - np.partition(similarity, len(members) - nth, axis=1)[:, len(members) - nth]
     return out

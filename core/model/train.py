@@ -321,16 +321,20 @@ def _embed(data: TrainData, spec: BackboneSpec, cfg: TrainConfig, cache, listene
     # Validation photos get their mirror image too: the background embedder makes both for every photo.
     results = embed_views([s.path for s in samples], [s.sha256 for s in samples], spec, _views(cfg), cache=cache,
                           on_progress=report, should_stop=listener.should_stop)
-    plain = results[0]
-    train_rows = [r for r, i in enumerate(plain.ok) if i < len(data.train)]
-    val_rows = [r for r, i in enumerate(plain.ok) if i >= len(data.train)]
-    train_samples = [samples[plain.ok[r]] for r in train_rows]
-    return Embedded(np.concatenate([result.vectors[train_rows] for result in results]),
-                    np.array([s.label for s in train_samples] * len(results), dtype=int),
-                    np.tile(np.arange(len(train_samples)), len(results)), train_samples,
-                    plain.vectors[val_rows], results[-1].vectors[val_rows] if len(results) > 1 else None,
-                    [samples[plain.ok[r]] for r in val_rows],
-                    {str(samples[i].path): why for i, why in plain.failed.items()}, plain.computed)
+    ok, failed, computed = results[0].ok, results[0].failed, results[0].computed
+    n_train = sum(1 for i in ok if i < len(data.train))  # `ok` is sorted: the training photos' rows come first
+    # Each view's rows copied into place and its table dropped before the next: at 50,000 photos a table is 250 MB.
+    x = np.empty((len(results) * n_train, results[0].vectors.shape[1]), results[0].vectors.dtype)
+    val_views = []
+    for v in range(len(results)):
+        x[v * n_train:(v + 1) * n_train] = results[v].vectors[:n_train]
+        val_views.append(results[v].vectors[n_train:].copy())
+        results[v] = None
+    train_samples = [samples[i] for i in ok[:n_train]]
+    return Embedded(x, np.array([s.label for s in train_samples] * len(results), dtype=int),
+                    np.tile(np.arange(n_train), len(results)), train_samples,
+                    val_views[0], val_views[-1] if len(results) > 1 else None, [samples[i] for i in ok[n_train:]],
+                    {str(samples[i].path): why for i, why in failed.items()}, computed)
 
 
 def train(data: TrainData, cfg: TrainConfig, listener: TrainingListener | None = None,
@@ -358,16 +362,21 @@ def train(data: TrainData, cfg: TrainConfig, listener: TrainingListener | None =
     embed_rate = e.computed / timings["embed_seconds"] if e.computed else 0.0
     TrainData(data.class_names, e.train_samples, e.val_samples).check()  # unreadable photos may have emptied a class
 
-    t1 = time.perf_counter()
     val_x, val_samples = e.val_x, e.val_samples
     listener.on_stage(STAGE_HEAD, {"epochs": len(STRENGTHS)})
+    n_train = len(e.train_samples)
+    novelty = fit_novelty([e.x[i:i + n_train] for i in range(0, len(e.x), n_train)], e.labels[:n_train], val_x,
+                          np.array([s.label for s in val_samples], dtype=int))
+    t1 = time.perf_counter()
     # A joined backbone's head puts every dimension of the concatenation on a like scale first (core.model.joined).
     solve = functools.partial(search_joined_head, sizes=[m.feature_dim for m in spec.members]) \
         if len(spec.members) > 1 else search_head
+    # The head may overwrite e.x (a copy of it is 400 MB at 50,000 photos): nothing reads it after the head.
     search = solve(e.x, e.labels, n_classes, e.groups, seed=cfg.seed,
-                         val=(val_x, np.array([s.label for s in val_samples], dtype=int)),
-                         on_try=lambda i, row: listener.on_epoch(STAGE_HEAD, i + 1, len(STRENGTHS), row),
-                         should_stop=listener.should_stop)
+                   val=(val_x, np.array([s.label for s in val_samples], dtype=int)),
+                   on_try=lambda i, row: listener.on_epoch(STAGE_HEAD, i + 1, len(STRENGTHS), row),
+                   should_stop=listener.should_stop, overwrite_x=True)
+    e.x = None
     stopped = listener.should_stop()
     timings["head_seconds"] = time.perf_counter() - t1
     val_probs = search.head.probabilities(val_x) if len(val_samples) else np.zeros((0, n_classes))
@@ -375,9 +384,6 @@ def train(data: TrainData, cfg: TrainConfig, listener: TrainingListener | None =
 
     mirrored = (search.head.probabilities(val_x) + search.head.probabilities(e.val_mirrored)) / 2 \
         if e.val_mirrored is not None and len(val_samples) else None
-    n_train = len(e.train_samples)
-    novelty = fit_novelty([e.x[i:i + n_train] for i in range(0, len(e.x), n_train)], e.labels[:n_train], val_x,
-                          np.array([s.label for s in val_samples], dtype=int))
     result = TrainResult(search.head, None, data.class_names, spec.input_size, val_probs, val_samples, stopped,
                          search, e.skipped, timings, embed_rate, {}, mirrored, novelty=novelty)
     if cfg.unfreeze_blocks > 0 and not stopped:
