@@ -123,7 +123,10 @@ def give_memory_back(keras_too: bool = False) -> None:
     if keras_too:
         import keras
 
-        keras.backend.clear_session()
+        from core.model.embed import CONVERSION_LOCK
+
+        with CONVERSION_LOCK:  # the embedder's thread may be converting a backbone on a fresh cache
+            keras.backend.clear_session()
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):  # glibc only: elsewhere freed memory stays with the process
         ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -73,7 +73,9 @@ def tflite_bytes(model, input_size: int, *, quantize: bool = False) -> bytes:
     return flatbuffer
 
 
-_conversion_lock = threading.Lock()
+# Held while a Keras model is built and converted; the worker takes it too before it clears Keras's global state
+# (`core.jobs.worker.give_memory_back`), so that never happens in the middle of a conversion on another thread.
+CONVERSION_LOCK = threading.Lock()
 
 
 def litert_backbone(spec: BackboneSpec) -> Path:
@@ -100,7 +102,7 @@ def litert_path(key: str) -> Path:
 def litert_file(key: str, input_size: int, build: Callable[[], object]) -> Path:
     """Path of a cached LiteRT file named `key`, converted from the Keras model `build()` makes on first use."""
     path = litert_path(key)
-    with _conversion_lock:
+    with CONVERSION_LOCK:
         if not path.exists():
             atomic_write(path, tflite_bytes(build(), input_size))
     return path
