@@ -47,8 +47,8 @@ copy of the imported one (DIR/n<size>/workspace-standin: photos hard-linked, dat
 ever read as a real embedding. Only time and memory are read from the steps that use them (head, suspects,
 suspects-server, export, Results, Try it); their accuracy says nothing about the app's.
 
-Memory is each step process's peak RSS (ru_maxrss; for suspects-server and pages, the server's and worker's), not
-an estimate. The last columns are the growth exponents between sizes: figure ~ n^k (1 = linear; above 1 grows worse
+Memory is each step process's peak RSS (ru_maxrss; for suspects-server, train-server and pages, the server's and
+worker's), not an estimate. The last columns are the growth exponents between sizes: figure ~ n^k (1 = linear; above 1 grows worse
 than the photos). Run it with `nice -n 5` and quote the load average (printed) beside the figures.
 """
 
