@@ -128,6 +128,8 @@ def test_cached_vectors_come_back_as_rows_of_one_read_only_array(tmp_path):
         cache.put("k", vectors)
         asked = [*vectors, "0" * 64]  # one never stored
         got = cache.get("k", asked)
+        table, found = cache.table("k", [*asked[:3], asked[0]])  # a photo asked for twice gets its row twice
+        assert found.all() and np.array_equal(table[3], table[0])
         assert got.keys() == vectors.keys()
         assert all(v.dtype == dtype and np.array_equal(v, vectors[sha].astype(dtype)) for sha, v in got.items())
         assert len({id(v.base) for v in got.values()}) == 1 and not any(v.flags.writeable for v in got.values())

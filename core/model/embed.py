@@ -226,14 +226,16 @@ class EmbeddingCache:
         """(vectors, found): one array with a row per asked photo in their order, filled where `found` (None when none
         is). One array, not a small object per photo: those kept 250 MB of heap that the process never gave back
         after reading 50,000 photos (issue 23); rows never filled are never touched, so they take no memory."""
-        index = {sha: i for i, sha in enumerate(shas)}
+        rows: dict[str, list[int]] = {}
+        for i, sha in enumerate(shas):  # the same photo may be asked for twice (a copy in another class)
+            rows.setdefault(sha, []).append(i)
         table, found = None, np.zeros(len(shas), bool)
-        for sha, blob in self._rows("sha256, vector", key, shas):
+        for sha, blob in self._rows("sha256, vector", key, list(rows)):
             vector = np.frombuffer(blob, dtype=self.dtype)
             if table is None:
                 table = np.empty((len(shas), len(vector)), self.dtype)
-            table[index[sha]] = vector
-            found[index[sha]] = True
+            table[rows[sha]] = vector
+            found[rows[sha]] = True
         return table, found
 
     def has(self, key: str, shas: Sequence[str]) -> set[str]:
