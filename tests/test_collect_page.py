@@ -229,7 +229,7 @@ def test_collect_in_the_browser(workspace, standin):
     with streamlit_server(workspace, env=env) as url, browser_page(height=1800) as page:
         # Until app.py has run once, the server routes /collect to the bare pages/ file; the start page goes first.
         page.goto(f"{url}/?project={project.name}")
-        page.get_by_text(f"Project “{project.name}”").wait_for(timeout=60_000)
+        page.get_by_text(f"Project “{project.name}”", exact=True).wait_for(timeout=60_000)
         page.goto(f"{url}/collect?project={project.name}")
         page.get_by_role("heading", name="Search the web").wait_for(timeout=60_000)
         wait_idle(page)

@@ -39,7 +39,7 @@ def test_upload_see_ready_train_and_get_downloads(workspace, tmp_path):
     project = create_project("instant", workspace)
     with streamlit_server(workspace) as url, browser_page(height=1800) as page:
         page.goto(f"{url}/?project={project.name}")
-        page.get_by_text(f"Project “{project.name}”").wait_for(timeout=60_000)
+        page.get_by_text(f"Project “{project.name}”", exact=True).wait_for(timeout=60_000)
         page.goto(f"{url}/collect?project={project.name}")
         page.get_by_role("heading", name="Search the web").wait_for(timeout=60_000)
         wait_idle(page)

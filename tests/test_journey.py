@@ -74,7 +74,7 @@ def walk_through(page, url: str, workspace: Path, tmp_path: Path) -> None:
     step(page, "journey_1_start")
     page.get_by_role("textbox", name="Project name").fill(PROJECT)
     page.get_by_role("button", name="Create project").click()
-    page.get_by_text(f"Project “{PROJECT}”").wait_for(timeout=30_000)
+    page.get_by_text(f"Project “{PROJECT}”", exact=True).wait_for(timeout=30_000)
     wait_idle(page)
 
     # 2 · Collect: web search for one class, a zip for the other.

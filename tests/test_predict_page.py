@@ -383,7 +383,7 @@ def test_browser_upload_shows_prediction_heat_map_and_table(workspace):
         # The first visit goes to the app's root: a deep link as the very first request of a fresh
         # server runs the page without app.py (Streamlit's pages/ folder auto-discovery).
         page.goto(f"{url}/?project=flowers")
-        page.get_by_text("Three steps").or_(page.get_by_text("Project “flowers”")).first.wait_for(timeout=60_000)
+        page.get_by_text("Three steps").or_(page.get_by_text("Project “flowers”", exact=True)).first.wait_for(timeout=60_000)
         page.goto(f"{url}/predict?project=flowers")
         page.get_by_text("Photos to try").wait_for(timeout=60_000)
 
@@ -426,7 +426,7 @@ def test_browser_heat_map_lies_over_the_photo_beside_it_and_a_webcam_shot_comes_
     # tall enough that nothing scrolls inside the page (Streamlit does), so the screenshots show it all
     with streamlit_server(workspace) as url, browser_page(height=2400, extra_args=fake_camera_args()) as page:
         page.goto(f"{url}/?project=flowers")
-        page.get_by_text("Three steps").or_(page.get_by_text("Project “flowers”")).first.wait_for(timeout=60_000)
+        page.get_by_text("Three steps").or_(page.get_by_text("Project “flowers”", exact=True)).first.wait_for(timeout=60_000)
         page.goto(f"{url}/predict?project=flowers")
         page.get_by_text("Photos to try").wait_for(timeout=60_000)
         page.set_input_files('[data-testid="stFileUploaderDropzoneInput"]', [str(p) for p in photos])

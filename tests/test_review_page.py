@@ -697,7 +697,7 @@ def test_browser_review_flowers(workspace):
         # A deep link as the very first request of a fresh server runs the page without app.py
         # (Streamlit's pages/ folder auto-discovery), so the first visit goes to the root.
         page.goto(f"{url}/?project=flowers")
-        page.get_by_text("Project “flowers”").wait_for(timeout=60_000)
+        page.get_by_text("Project “flowers”", exact=True).wait_for(timeout=60_000)
         page.goto(f"{url}/review?project=flowers")
         page.get_by_text("Review your photos").wait_for(timeout=60_000)
         wait_idle(page)
@@ -741,7 +741,7 @@ def test_browser_class_dropdown_counts_follow_a_reject(workspace):
     fill(project, cats=6, dogs=3)
     with streamlit_server(workspace) as url, browser_page() as page:
         page.goto(f"{url}/?project=pets")
-        page.get_by_text("Project “pets”").wait_for(timeout=60_000)
+        page.get_by_text("Project “pets”", exact=True).wait_for(timeout=60_000)
         page.goto(f"{url}/review?project=pets")
         page.get_by_text("Photos 1–6 of 6").wait_for(timeout=60_000)
         wait_idle(page)

@@ -71,7 +71,7 @@ def test_browser_an_unknown_address_lands_on_start_without_page_not_found(worksp
         wait_idle(page)
         for path in ("start", "no-such-page"):
             page.goto(f"{url}/{path}?project=pets")
-            page.get_by_text("Project “pets”").wait_for(timeout=60_000)
+            page.get_by_text("Project “pets”", exact=True).wait_for(timeout=60_000)
             wait_idle(page)
             assert page.get_by_text("Page not found").count() == 0, path
             assert "project=pets" in page.url
