@@ -48,8 +48,8 @@ ever read as a real embedding. Only time and memory are read from the steps that
 suspects-server, export, Results, Try it); their accuracy says nothing about the app's.
 
 Memory is each step process's peak RSS (ru_maxrss; for suspects-server, train-server and pages, the server's and
-worker's), not an estimate. The last columns are the growth exponents between sizes: figure ~ n^k (1 = linear; above 1 grows worse
-than the photos). Run it with `nice -n 5` and quote the load average (printed) beside the figures.
+worker's), not an estimate. The last columns are the growth exponents between sizes: figure ~ n^k (1 = linear; above
+1 grows worse than the photos). Run it with `nice -n 5` and quote the load average (printed) beside the figures.
 """
 
 from __future__ import annotations
@@ -72,8 +72,7 @@ from bench.common import table
 from bench.scale_photos import PhotoSet, make_photos
 
 STEPS = ("import", "zip", "duplicates", "count", "prepare", "head", "suspects", "suspects-server", "train-server",
-         "export", "pages",
-         "size")
+         "export", "pages", "size")
 PAGES = ("start", "collect", "review", "train", "results", "predict")
 PROJECT = "scale"
 
@@ -622,14 +621,11 @@ def measure(size: int, steps: list[str], limit: float, base: Path, rounds: int, 
             run(name, fn, *args)
         else:  # each would embed the rest itself, which the prepare step showed does not fit the limit
             results[name] = skipped
-    if ready or "suspects-server" not in steps:
-        here("suspects-server", step_server_suspects, workspace, limit, folder)
-    else:
-        results["suspects-server"] = skipped
-    if ready or "train-server" not in steps:
-        here("train-server", step_server_train, workspace, limit, folder)
-    else:
-        results["train-server"] = skipped
+    for name, fn in (("suspects-server", step_server_suspects), ("train-server", step_server_train)):
+        if ready or name not in steps:
+            here(name, fn, workspace, limit, folder)
+        else:
+            results[name] = skipped
     here("pages", step_pages, workspace, rounds, limit)
     if "size" in steps:
         results["size"] = step_size(workspace, cache)

@@ -104,7 +104,7 @@ def build_reference(views: Sequence[np.ndarray], labels: np.ndarray, *, max_byte
     # The chosen rows gathered view by view: the views joined whole would be a copy of every training vector (400 MB
     # at 50,000 photos) only to keep a sample of them.
     vectors = np.concatenate([np.asarray(v)[rows[(rows >= i * n) & (rows < (i + 1) * n)] - i * n]
-                              for i, v in enumerate(views)]).astype(np.float32, copy=False)
+                              for i, v in enumerate(views)])
     row_labels = np.tile(np.asarray(labels, dtype=np.int32), len(views))[rows]
     return NoveltyReference(unit(vectors).astype(np.float16), row_labels, k, np.tile(np.arange(n), len(views))[rows])
 
