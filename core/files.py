@@ -12,12 +12,12 @@ TEMP_PREFIX = ".tmp-"
 
 
 @contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary name beside `path` (same suffix, which Keras and zipfile care about) that replaces
-    `path` when the block succeeds and disappears when it fails."""
+def atomic_path(path: Path, temp_name: str | None = None) -> Iterator[Path]:
+    """A temporary name beside `path` (same suffix, which Keras and zipfile care about; `temp_name` when given)
+    that replaces `path` when the block succeeds and disappears when it fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}{path.suffix}")
+    tmp = path.with_name(temp_name or f"{TEMP_PREFIX}{uuid.uuid4().hex}{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
@@ -25,7 +25,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, temp_name: str | None = None) -> None:
     """Write bytes so readers see the old file or the new one, never a partial one."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, temp_name) as tmp:
         tmp.write_bytes(data)

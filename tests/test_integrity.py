@@ -268,6 +268,36 @@ def test_a_crash_half_way_is_put_right_at_the_next_open(two_classes, where, acti
         assert reopened.class_names() == ["cats", "dogs"] and len(reopened.images()) == 6
 
 
+KILLED_WHILE_RECORDING = """
+    import os, sys
+    from pathlib import Path
+    import core.files
+    from core.store.project import Project
+    replace, records = os.replace, []
+    def replace_or_die(src, dst):
+        if Path(dst).parent.name == ".journal":
+            records.append(dst)
+            if len(records) == 2:  # the delete's record written, not yet in place
+                os._exit(3)
+        replace(src, dst)
+    core.files.os.replace = replace_or_die
+    project = Project(Path(sys.argv[1]))
+    project.rename_class('cats', 'kittens')
+    project.delete_images([r.id for r in project.images('dogs')])
+"""
+
+
+def test_a_journal_record_killed_while_written_is_cleared_at_the_next_open(two_classes):
+    child = spawn(KILLED_WHILE_RECORDING, str(two_classes.meta_dir))
+    _, err = child.communicate(timeout=CHILD_TIMEOUT)
+    assert child.returncode == 3, err
+    assert [p.name for p in two_classes.journal_dir.iterdir() if p.name.startswith(".tmp-")], "no record was cut"
+    reopened = Project(two_classes.meta_dir)
+    assert not list(reopened.journal_dir.iterdir()), "the cut record is cleared, not left for an hour"
+    consistent(reopened)
+    assert reopened.class_names() == ["dogs", "kittens"] and len(reopened.images()) == 6
+
+
 def test_a_rename_during_a_web_search_does_not_bring_the_old_class_back(project):
     first = project.add_image("llama", photo_bytes(1), source="web")
     project.rename_class("llama", "alpaca")

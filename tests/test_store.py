@@ -91,7 +91,7 @@ def test_rename_and_delete_class(project):
 def test_failed_file_write_leaves_no_row(project, monkeypatch):
     import core.store.journal
 
-    def broken(path, data):
+    def broken(path, data, temp_name=None):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(core.store.journal, "atomic_write", broken)

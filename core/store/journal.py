@@ -51,7 +51,9 @@ class Journal:
 
     def _record(self, steps: Iterable[Step]) -> None:
         self.steps.extend(steps)
-        atomic_write(self.path, json.dumps([[s.chain, s.discard] for s in self.steps]).encode())
+        # The temporary name carries the owner too, so a record a kill cut short is known at once as a dead one's
+        atomic_write(self.path, json.dumps([[s.chain, s.discard] for s in self.steps]).encode(),
+                     temp_name=f"{TEMP_PREFIX}{self.path.name}")
 
     def _rel(self, path: Path) -> str:
         return Path(path).relative_to(self.images_dir).as_posix()
@@ -158,9 +160,11 @@ def pending(journal_dir: Path) -> list[tuple[Path, list[Step]]]:
     """Journals left by changes that did not finish (a crash, a killed process), oldest first; a journal whose
     process still runs is a change in progress (or just committed and clearing up), not one to put right."""
     found = []
-    journals = [p for p in journal_dir.glob("*.json")
-                if not p.name.startswith(TEMP_PREFIX) and not _owner_alive(p.stem)]  # not one being written
+    journals = [p for p in journal_dir.glob("*.json") if not _owner_alive(p.stem.removeprefix(TEMP_PREFIX))]
     for path in sorted(journals, key=_age_order):
+        if path.name.startswith(TEMP_PREFIX):  # a record killed while written: its new steps were never taken,
+            found.append((path, []))           # and those before it are in the journal itself
+            continue
         try:
             steps = [Step(chain, discard) for chain, discard in json.loads(path.read_text())]
         except (OSError, ValueError):
