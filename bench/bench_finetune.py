@@ -19,10 +19,10 @@ check) and "epochs cpu s" the CPU seconds it took; "epochs run/best" how many ep
 them and which one's weights were kept (0: none beat the head); "rate" the peak learning rate (--rates: each
 fine-tuning depth at each rate, side by side on the same split; "auto", the default: the app's automatic rate for the
 run's training photo count); "max epochs" the schedule's length (--epochs: each beside the others, as --rates; the
-cosine decay reaches zero at the last one; default the app's); "model" the head kept, or the fine-tuned model's
-output layer: the head re-solved on the tuned features or the layer trained with the blocks, as the validation
-photos chose. --share trains on part of each set's photos, chosen by content as the splits are but independently of
-them, to see a set with fewer photos. "wall s" is the whole run; "cpu s" the CPU seconds the process spent in it
+cosine decay reaches zero at the last one; "auto", the default: the app's automatic number); "model" the head
+kept, or the fine-tuned model's output layer: the head re-solved on the tuned features or the layer trained with
+the blocks, as the validation photos chose. --share trains on part of each set's photos, chosen by content as the
+splits are but independently of them, to see a set with fewer photos. "wall s" is the whole run; "cpu s" the CPU seconds the process spent in it
 (all threads), so a run's time on a quiet machine can be judged while others share it (on 2 cores, quiet wall ~
 cpu s / 2 for the parallel parts); "load" the 1-minute load average when the run began. "val acc" is the run's
 validation accuracy from its plain probabilities and as the model answers (each photo averaged with its mirror image); "gain" each minus the head's on
@@ -114,7 +114,7 @@ class Epochs(SilentListener):
 
 
 def runs(name: str, root: Path, depths: list[int], splits: list[int], rates: list[float | None],
-         schedules: list[int], share: float = 1.0) -> list[list]:
+         schedules: list[int | None], share: float = 1.0) -> list[list]:
     from core.model.backbones import get_backbone
     from core.model.speed import time_backbone
     from core.model.train import train
@@ -140,7 +140,8 @@ def runs(name: str, root: Path, depths: list[int], splits: list[int], rates: lis
             gains = "" if head_acc is None or depth == 0 else \
                 f"{100 * (acc - head_acc[0]):+.1f} / {100 * (acc_mirrored - head_acc[1]):+.1f}"
             used = f"{result.finetune_learning_rate:g}{' auto' if rate is None else ''}" if depth else ""
-            rows.append([name, k, len(data.train), len(data.val), depth, used, most if depth else "", cv,
+            most = f"{result.finetune_epochs}{' auto' if most is None else ''}" if depth else ""
+            rows.append([name, k, len(data.train), len(data.val), depth, used, most, cv,
                          kept, f"{acc:.3f} / {acc_mirrored:.3f}",
                          gains, f"{epochs.run}/{result.best_epoch.get(STAGE_FINETUNE, 0)}" if depth else "",
                          t["embed_seconds"] + t.get("boundary_seconds", 0.0), t.get("finetune_seconds", 0.0),
@@ -163,8 +164,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="full,32", help="full: the photos as they are; 32: their 32-px copies")
     parser.add_argument("--rates", default="auto", help="peak learning rates to fine-tune with, each beside the "
                         "others; auto: the one chosen for the run's training photo count, as the app does")
-    parser.add_argument("--epochs", default=str(TrainConfig().finetune_epochs),
-                        help="fine-tuning schedules' lengths (at most, in epochs), each beside the others")
+    parser.add_argument("--epochs", default="auto", help="fine-tuning schedules' lengths (at most, in epochs), "
+                        "each beside the others; auto: the number chosen for the run's training photo count")
     parser.add_argument("--share", type=float, default=1.0,
                         help="train on this share of each set's photos (chosen by content), to see fewer photos")
     parser.add_argument("--cache", help="reuse this cache of embeddings and activations (default: a fresh one)")
@@ -184,7 +185,7 @@ def main() -> None:
                         (f", {args.share:.0%} of it" if args.share < 1 else "")
                     rows += runs(label, root, depths,
                                  [int(k) for k in args.splits.split(",")], rates(args.rates),
-                                 [int(e) for e in args.epochs.split(",")], args.share)
+                                 [None if e == "auto" else int(e) for e in args.epochs.split(",")], args.share)
             print(f"{os.cpu_count()} CPU cores, load average {load:.1f} at the start; default settings but the depth, "
                   "the rate and the schedule's length")
             print(table(["set", "split", "train", "val", "blocks", "rate", "max epochs", "head cv", "model",

@@ -70,13 +70,11 @@ def cmd_train(args) -> int:
     from core.model.train import TrainConfig
 
     data = data_from_folders(Path(args.data_dir), Path(args.val_dir) if args.val_dir else None, args.val_split)
-    cfg = TrainConfig(backbone=args.backbone, unfreeze_blocks=args.unfreeze_blocks,
+    cfg = TrainConfig(backbone=args.backbone, unfreeze_blocks=args.unfreeze_blocks, finetune_epochs=args.epochs,
                       finetune_learning_rate=args.learning_rate, seed=args.seed)
-    if args.epochs:
-        cfg.finetune_epochs = args.epochs
     metrics, _ = train_and_save(data, cfg, Path(args.out), TerminalProgress())
-    fine_tuning = ("finetune_path", "finetune_kept_head", "finetune_learning_rate", "boundary_seconds",
-                   "finetune_seconds") \
+    fine_tuning = ("finetune_path", "finetune_kept_head", "finetune_learning_rate", "finetune_epochs",
+                   "boundary_seconds", "finetune_seconds") \
         if cfg.unfreeze_blocks else ()
     shown = {k: metrics[k] for k in ("val_accuracy", "val_accuracy_mirrored", "images_used", "images_rejected",
                                      "embed_seconds", "embed_images_per_second", *fine_tuning, "train_seconds")}
@@ -231,7 +229,8 @@ def parser() -> argparse.ArgumentParser:
                    help="a name from `backbones`, or offline ones joined by '+' (head only), e.g. "
                         "efficientnet_lite0+efficientnet_lite2")
     t.add_argument("--unfreeze-blocks", type=int, default=0)
-    t.add_argument("--epochs", type=int, default=0, help="maximum fine-tuning epochs (default: built-in; the head is solved, not trained in epochs)")
+    t.add_argument("--epochs", type=int, help="maximum fine-tuning epochs (default: automatic, chosen for the number "
+                   "of training photos; the head is solved, not trained in epochs)")
     t.add_argument("--learning-rate", type=positive_rate, help="peak fine-tuning rate (default: automatic, chosen "
                    "for the number of training photos)")
     group = t.add_mutually_exclusive_group()

@@ -38,8 +38,16 @@ def settings_text(run: RunRecord) -> str:
     strength = run.summary.get("head_C")
     text = f"head C={strength:.3g}" if strength is not None else "head"
     if cfg.unfreeze_blocks:
-        text += f"; then ≤{cfg.finetune_epochs} epochs at {rate_text(cfg, run.summary)}, batch {cfg.batch_size}"
+        text += f"; then {epochs_text(cfg, run.summary)} at {rate_text(cfg, run.summary)}, batch {cfg.batch_size}"
     return text
+
+
+def epochs_text(cfg: TrainConfig, summary: dict) -> str:
+    """The most epochs the run was to fine-tune for: the number chosen, or the automatic one for its photos."""
+    if cfg.finetune_epochs is not None:
+        return f"≤{cfg.finetune_epochs} epochs"
+    used = summary.get("finetune_epochs")
+    return f"≤{used} epochs (automatic)" if used is not None else "the automatic number of epochs"
 
 
 def rate_text(cfg: TrainConfig, summary: dict) -> str:

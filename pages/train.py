@@ -50,17 +50,18 @@ if not active or st.toggle("Show the photos and settings for the next run", key=
     st.subheader("Settings for the next run" if runs else "Settings")
     network, depth = st.columns([2, 1], gap="large")
     filled = [c for c in project.classes() if c.kept]  # one count of 50,000 photos, not three
+    train_photos = sum(c.train for c in filled)
     with network:
         spec = backbone_picker(project)
     with depth:
         blocks = depth_picker(spec, max(2, len(filled)))
-        main_settings(fine_tuning=blocks > 0)
+        main_settings(fine_tuning=blocks > 0, train_photos=train_photos)
     # the tables that weigh one network against another take the page's whole width: in a column they scrolled
     # sideways, hiding networks, at 1280 px and below
     networks_view(busy=active is not None)
     costs_view(sum(c.kept for c in filled), len(filled), spec.name)
     advice_view(sum(c.kept for c in filled), runs[0].summary if runs else None, spec.name)
-    advanced_settings(fine_tuning=blocks > 0, train_photos=sum(c.train for c in filled))
+    advanced_settings(fine_tuning=blocks > 0, train_photos=train_photos)
 
     st.button("🏋️ Train", type="primary", key="train_start", disabled=not ready or active is not None,
               help="A run is in progress: stop it or wait for it to finish." if active else

@@ -8,8 +8,8 @@ import dataclasses
 import streamlit as st
 
 from core.jobs import api as jobs
-from core.model.api import (DEFAULT_BACKBONE, OFFERED, REGISTRY, BackboneSpec, TrainConfig, automatic_rate,
-                            freeze_options)
+from core.model.api import (DEFAULT_BACKBONE, OFFERED, REGISTRY, BackboneSpec, TrainConfig, automatic_epochs,
+                            automatic_rate, freeze_options)
 from core.store.api import Project
 from pages import ui
 from pages.train_text import depth_label, depth_short
@@ -137,11 +137,16 @@ def explained(widget, explanation: str, *args, **kwargs):
     return value
 
 
-def main_settings(fine_tuning: bool) -> None:
+def main_settings(fine_tuning: bool, train_photos: int) -> None:
+    """The epochs; `train_photos` tells what the automatic number picks."""
+    automatic = automatic_epochs(train_photos)
     explained(st.number_input, "One epoch = one pass over every training photo through the network. Used only when "
               "part of the network is retrained (slider above); it stops by itself once the validation photos stop "
-              "improving. The new head needs no setting: it is solved directly.",
-              "Epochs for fine-tuning (at most)", 1, 100, key=key("finetune_epochs"), disabled=not fine_tuning)
+              f"improving. Left empty, it is automatic: {automatic} for this project's {train_photos:,} training "
+              "photos (a longer schedule pays with many photos, not with a few hundred). The new head needs no "
+              "setting: it is solved directly.",
+              "Epochs for fine-tuning (at most)", 1, 100, key=key("finetune_epochs"), disabled=not fine_tuning,
+              placeholder=f"Automatic ({automatic})")
 
 
 def rate_label(rate: float | None) -> str:

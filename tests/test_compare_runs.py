@@ -16,7 +16,8 @@ import pytest
 from core.jobs import progress, worker
 from core.model.compare import same_stages
 from core.store.project import Project
-from core.model.train import STAGE_FINETUNE, TrainConfig, automatic_rate
+from core.model.schedule import automatic_rate
+from core.model.train import STAGE_FINETUNE, TrainConfig
 from pages import ui
 from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
 from tests.runs import finished_run
@@ -30,7 +31,7 @@ def fine_tuned_twin(project: Project, head_run: int) -> int:
     """A run that solved the same head as `head_run` (same photos and seed), then fine-tuned one block for a few
     epochs and did a little better: as the worker records it, without the minutes of training."""
     source = project.run(head_run)
-    cfg = TrainConfig(unfreeze_blocks=1, finetune_epochs=10)
+    cfg = TrainConfig(unfreeze_blocks=1)  # rate and epochs automatic
     run_id = project.create_run(cfg.to_dict())
     for row in project.epochs(head_run):
         metrics = {k: v for k, v in row.items() if k not in ("stage", "epoch")}
@@ -44,7 +45,7 @@ def fine_tuned_twin(project: Project, head_run: int) -> int:
             shutil.copy(source.dir / name, project.run_dir(run_id) / name)
     summary = {**source.summary, "unfreeze_blocks": 1, "val_accuracy": 0.9804, "finetune_seconds": 42.0,
                "best_epoch": {STAGE_FINETUNE: 4}, "config": cfg.to_dict(),
-               "finetune_learning_rate": automatic_rate(source.summary["train_images"])}
+               "finetune_learning_rate": automatic_rate(source.summary["train_images"]), "finetune_epochs": 10}
     project.update_run(run_id, status="completed", summary=summary)
     return run_id
 
@@ -97,7 +98,7 @@ def test_two_runs_compare_stage_by_stage_with_zoomed_axes_and_a_side_by_side_tab
     accuracy = dict(zip(table[""], table[f"Run {tuned}"]))["Validation accuracy"]
     assert accuracy.startswith(ui.percent(0.9804)) and "98.04" not in accuracy
     rate = two_classes.run(tuned).summary["finetune_learning_rate"]  # the rate it used, chosen for its photos
-    assert f"≤10 epochs at rate {rate:g} (automatic), batch 64" in dict(zip(table[""], table[f"Run {tuned}"]))["Settings"]
+    assert f"≤10 epochs (automatic) at rate {rate:g} (automatic), batch 64" in dict(zip(table[""], table[f"Run {tuned}"]))["Settings"]
 
     history = at.dataframe[0].value
     assert len(history.columns) <= 7, "the runs table fits the page: fewer, narrower columns"
@@ -220,3 +221,4 @@ OVERLAPS = """() => {
   const hit = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
   return texts.filter(t => lines(t).some(l => bars.some(b => hit(l, b)))).map(t => t.innerText.slice(0, 80));
 }"""
+

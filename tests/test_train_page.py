@@ -33,7 +33,8 @@ from core.serving.export import EVALUATION_FILE, write_json
 from core.serving.predict import MODEL_FILE
 from core.intake.ingest import import_folder
 from core.store.project import Project, create_project
-from core.model.train import TrainConfig, automatic_rate
+from core.model.schedule import automatic_epochs, automatic_rate
+from core.model.train import TrainConfig
 from tests.apptest import no_exceptions, open_app
 from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
 from tests.conftest import shared_dataset
@@ -163,6 +164,22 @@ def test_the_learning_rate_is_automatic_unless_chosen_and_says_what_it_picks_her
     at.button(key="train_start").click().run()
     no_exceptions(at)
     assert [(cfg.unfreeze_blocks, cfg.finetune_learning_rate) for cfg in started] == [(2, None), (2, 3e-4)]
+
+
+def test_the_epochs_are_automatic_unless_chosen_and_say_what_they_pick_here(two_classes, monkeypatch):
+    at = no_exceptions(page(two_classes))
+    epochs = at.number_input(key="train_finetune_epochs")
+    photos = sum(c.train for c in two_classes.classes())
+    assert epochs.value is None and epochs.proto.placeholder == f"Automatic ({automatic_epochs(photos)})"
+    assert f"automatic: {automatic_epochs(photos)} for this project's {photos:,} training photos" in texts(at)
+    started = []
+    monkeypatch.setattr(jobs, "start_training", lambda project, cfg: started.append(cfg))
+    at.select_slider(key="train_unfreeze_blocks").set_value(2).run()
+    at.button(key="train_start").click().run()
+    at.number_input(key="train_finetune_epochs").set_value(5).run()
+    at.button(key="train_start").click().run()
+    no_exceptions(at)
+    assert [cfg.finetune_epochs for cfg in started] == [None, 5]
 
 
 def test_validation_share_is_saved_in_the_project(two_classes):

@@ -116,6 +116,7 @@ def train_and_save(data: TrainData, cfg: TrainConfig, run_dir: Path, listener: T
         # the peak rate fine-tuning used: the config's, or the automatic one for the training photo count (the
         # config then holds None)
         "finetune_learning_rate": result.finetune_learning_rate,
+        "finetune_epochs": result.finetune_epochs,  # at most: the config's, or the automatic number (config None)
         "stopped_early_by_user": result.stopped,
         "best_epoch": result.best_epoch,
         # "cached": the top blocks trained on cached boundary activations; "streamed": end to end on photos

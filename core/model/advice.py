@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from core.model.backbones import DEFAULT_BACKBONE, REGISTRY, get_backbone
 from core.model.joined import OFFERED
 from core.model.novelty import most_reference_rows
+from core.model.schedule import SMALL_SET_EPOCHS, automatic_epochs
 
 DEPTHS = range(5)   # blocks unfrozen: 0 (head only) to 4
 VIEWS = 2           # every photo is embedded as is and mirrored
@@ -62,17 +63,17 @@ class Measured:
 # cost the same at either rate, so the factor stays. Three blocks' figures are from before the better-layer rule and
 # at 1e-4 only (groceries25 split 2 with the rule: +2.5 unchanged); at the automatic rate only on that split: +3.0,
 # against two blocks' +3.4 there (17:50 UTC), too little to replace the mean.
-# Since 2026-12-06 fine-tuning runs at most 16 epochs, not 8 (`bench_finetune --epochs 8,16`, 00:40-01:05 UTC, load
-# 0.9-2.2, both side by side on each split). Two blocks at 16: groceries25 +5.2, +6.3, +4.8 (at 8 in the same run:
-# +4.5, +6.0, +3.4), its 32-px copy +6.0, +9.4, +8.2 (+3.1, +7.3, +5.6), flowers5's 32-px copy +0.0, +2.9, +1.8 (the
-# same), so +5.0 on average against +3.8; everyday photos: flowers5 +0.0, +0.9, +0.0 and hymenoptera +0.0 ×3 (both
-# +0.0 ×3 at 8). The fine-tuning stage cost 1.5-2.2× the eight epochs' (1.76× on average over the six splits of
-# groceries25 and its copy; early stopping ends some runs at 13-14), so both depths' factors are scaled by 1.76; three
-# blocks' gain is still the one measured at 8 epochs.
+# Since 2026-12-06 fine-tuning runs at most 16 epochs, not 8, from LARGE_SET_PHOTOS training photos
+# (core.model.schedule.automatic_epochs; `bench_finetune --epochs 8,16`, 00:40-01:05 UTC, load 0.9-2.2, both side by
+# side on each split). Two blocks at 16: groceries25 +5.2, +6.3, +4.8 (at 8 in the same run: +4.5, +6.0, +3.4), its
+# 32-px copy +6.0, +9.4, +8.2 (+3.1, +7.3, +5.6); flowers5's 32-px copy keeps 8 epochs (+0.0, +2.9, +1.8), so +5.0 on
+# average against +3.8. The everyday sets keep 8 epochs too: +0.0. The factors stay those of 8 epochs; the 16-epoch
+# stage cost LONG_SCHEDULE_COST times as much (1.5-2.2×, 1.76 on average over the six splits: early stopping ends
+# some runs at 13-14). Three blocks' gain is still the one measured at 8 epochs.
 MEASURED: dict[tuple[str, int], Measured] = {
     ("efficientnet_lite0", 0): Measured(0.0, 0.0, 0.0),
-    ("efficientnet_lite0", 2): Measured(0.15, 5.0, 4.0),
-    ("efficientnet_lite0", 3): Measured(0.0, 2.9, 7.9),
+    ("efficientnet_lite0", 2): Measured(0.0, 5.0, 2.3),
+    ("efficientnet_lite0", 3): Measured(0.0, 2.9, 4.5),
     # Heads alone, each network's own head as the app solves it, mirror-averaged, over 15 splits of every photo of a
     # set (20 for groceries25; `python -m bench.bench_joined methods --method-splits 15`, 2026-12-04, docs/
     # benchmarks.md, the single networks' "raw head" figures): Lite0 / Lite1 / Lite2 0.888 / 0.902 / 0.877 on
@@ -105,6 +106,7 @@ MIRROR_TTA_HELPS = True
 # points on average. Between splits of one set the gain of one depth moves by 1-3 points (groceries25, two blocks:
 # +3.7, +4.9, +2.3), so less is not a measured difference.
 CLEARLY_BETTER = 1.0
+LONG_SCHEDULE_COST = 1.76  # 16 epochs' fine-tuning stage against 8 epochs' (see MEASURED)
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ def advice(photos: int, speeds: dict[str, dict]) -> list[Advice]:
         for blocks in DEPTHS:
             measured = MEASURED.get((name, blocks), Measured(None, None, _nearest_factor(blocks)))
             views = VIEWS + (BOUNDARY_VIEWS if blocks else 0)  # fine-tuning adds a pass for the boundary activations
-            seconds = photos * forward_s * (views * PASS_FACTOR + VIEWS * measured.factor)
+            seconds = photos * forward_s * (views * PASS_FACTOR + VIEWS * measured.factor * schedule_cost(photos))
             rows.append(Advice(name, blocks, seconds, measured.everyday, measured.unlike, timed))
     return rows
 
@@ -144,6 +146,12 @@ def suggested_depth(rows: list[Advice], backbone: str = DEFAULT_BACKBONE) -> tup
     best = max(r.gain_unlike for r in tuned)
     chosen = next(r for r in tuned if r.gain_unlike >= best - CLEARLY_BETTER)
     return chosen, (tuned[-1] if tuned[-1] is not chosen else None)
+
+
+def schedule_cost(photos: int) -> float:
+    """The automatic fine-tuning schedule's cost for a project of `photos` photos, relative to the 8 epochs the
+    factors were measured with."""
+    return LONG_SCHEDULE_COST if automatic_epochs(round(TRAIN_SHARE * photos)) > SMALL_SET_EPOCHS else 1.0
 
 
 def _nearest_factor(blocks: int) -> float:

@@ -31,6 +31,7 @@ from core.model.embed import EmbeddingCache, embed_views, pooled_features
 from core.model.head import STRENGTHS, HeadSearch, LinearHead, scores, search_head
 from core.images import load_rgb
 from core.model.joined import joined_classifier, refuse_fine_tuning, search_joined_head
+from core.model.schedule import automatic_epochs, automatic_rate
 from core.model.novelty import (MAX_REFERENCE_ROWS, NoveltyReference, NoveltySettings, fit_novelty,
                                  with_novelty_output)
 
@@ -49,10 +50,8 @@ class TrainConfig:
     backbone: str = "efficientnet_lite0"
     unfreeze_blocks: int = 0
     # The rest is for fine-tuning only: the head is solved, with its regularisation chosen for it.
-    # At most; early stopping may end it sooner. 16 against 8 (bench_finetune --epochs 8,16, two blocks): +1.7
-    # points on average over three splits of groceries25 and of its 32-px copy, better on all six; the whole run
-    # still under 3 minutes on groceries25 once its activations are cached (docs/benchmarks.md).
-    finetune_epochs: int = 16
+    # At most; early stopping may end it sooner. None: `automatic_epochs` for the run's training photo count.
+    finetune_epochs: int | None = None
     # The peak, after a one-epoch warm-up; cosine decay to 0 at the last epoch. None: `automatic_rate` for the
     # run's training photo count. A run recorded with a number keeps it.
     finetune_learning_rate: float | None = None
@@ -79,31 +78,9 @@ class TrainConfig:
         return cls(**known, augment=Augmentation.from_dict(flags))
 
 
-# The automatic peak rate. Adam moves every weight by about the rate per step whatever its scale, and pretrained
-# depthwise kernels are small: with every cached view in every epoch (4x the steps) 1e-4 hurt; with one view per
-# photo per epoch it gained on groceries25. Measured with two blocks (docs/benchmarks.md, 2026-12-05), 2e-4 gained
-# more on every split of groceries25 and its 32-px copy (about 3,100 training photos, 49 batches of 64 an epoch:
-# +4.5 / +6.0 / +3.4 and +3.1 / +7.3 / +5.6 points over the head, against 1e-4's +3.7 / +4.9 / +2.3 and
-# +2.0 / +5.5 / +2.8) but lost 32-px flowers5's gains (about 480 photos, 8 batches an epoch: the head kept on all
-# three splits, against 1e-4's +0.0 / +2.9 / +1.8); flowers5 and hymenoptera lost nothing at either rate. A few
-# hundred photos give few steps, and each photo is seen in every one of them: the larger rate overfits them before
-# the schedule decays. In between, on parts of groceries25 (`bench_finetune --share`, splits 0 and 2), 2e-4 gained
-# more at about 1,550 photos (+4.5 / +3.1 against +4.0 / +2.6; 32 px: +6.6 / +4.8 against +0.0 / +2.8) and at about
-# 780 (+3.7 / +3.6 against +0.0 / +2.2; 32 px: the head kept at both rates). So the rate grows with the photo
-# count: SMALL_SET_RATE up to SMALL_SET_PHOTOS (481 measured), LARGE_SET_RATE from LARGE_SET_PHOTOS (759 measured),
-# evenly in log photos between, where nothing was measured (no cliff where one more photo doubles it).
-SMALL_SET_RATE, LARGE_SET_RATE = 1e-4, 2e-4
-SMALL_SET_PHOTOS, LARGE_SET_PHOTOS = 500, 750
-
-
-def automatic_rate(train_photos: int) -> float:
-    """The peak fine-tuning rate for a run on this many training photos (see SMALL_SET_RATE)."""
-    if train_photos <= SMALL_SET_PHOTOS:
-        return SMALL_SET_RATE
-    if train_photos >= LARGE_SET_PHOTOS:
-        return LARGE_SET_RATE
-    share = math.log(train_photos / SMALL_SET_PHOTOS) / math.log(LARGE_SET_PHOTOS / SMALL_SET_PHOTOS)
-    return SMALL_SET_RATE * (LARGE_SET_RATE / SMALL_SET_RATE) ** share
+def most_epochs(cfg: TrainConfig, train_photos: int) -> int:
+    """The most fine-tuning epochs a run goes through: the user's, else the automatic number for its photos."""
+    return cfg.finetune_epochs if cfg.finetune_epochs is not None else automatic_epochs(train_photos)
 
 
 def peak_rate(cfg: TrainConfig, train_photos: int) -> float:
@@ -171,6 +148,7 @@ class TrainResult:
     val_probabilities_mirrored: np.ndarray | None = None  # the photo and its mirror image averaged
     finetune_path: str = ""             # "cached" (top blocks on boundary activations), "streamed" or "" (none)
     finetune_learning_rate: float | None = None  # the peak rate fine-tuning used; None when it did not run
+    finetune_epochs: int | None = None  # the most epochs fine-tuning was to run; None when it did not run
     finetune_layer: str = ""            # the fine-tuned model's output layer: "re-solved" on the tuned features, or
                                         # "trained" with the blocks; "" when there is none
     # the novelty check (core.model.novelty) on the embedding the model answers from: the head's, or a fine-tuned
@@ -392,7 +370,8 @@ def train(data: TrainData, cfg: TrainConfig, listener: TrainingListener | None =
     if cfg.unfreeze_blocks > 0 and not stopped:
         t2 = time.perf_counter()
         result.finetune_learning_rate = peak_rate(cfg, n_train)
-        cfg = replace(cfg, finetune_learning_rate=result.finetune_learning_rate)
+        result.finetune_epochs = most_epochs(cfg, n_train)
+        cfg = replace(cfg, finetune_learning_rate=result.finetune_learning_rate, finetune_epochs=result.finetune_epochs)
         _finetune(result, spec, cfg, e, boundary, chosen.get("val_loss"), listener)
         timings["finetune_seconds"] = time.perf_counter() - t2
     timings["train_seconds"] = time.perf_counter() - t0
