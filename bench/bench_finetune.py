@@ -22,11 +22,11 @@ run's training photo count); "max epochs" the schedule's length (--epochs: each 
 cosine decay reaches zero at the last one; "auto", the default: the app's automatic number); "model" the head
 kept, or the fine-tuned model's output layer: the head re-solved on the tuned features or the layer trained with
 the blocks, as the validation photos chose. --share trains on part of each set's photos, chosen by content as the
-splits are but independently of them, to see a set with fewer photos. "wall s" is the whole run; "cpu s" the CPU seconds the process spent in it
-(all threads), so a run's time on a quiet machine can be judged while others share it (on 2 cores, quiet wall ~
-cpu s / 2 for the parallel parts); "load" the 1-minute load average when the run began. "val acc" is the run's
-validation accuracy from its plain probabilities and as the model answers (each photo averaged with its mirror image); "gain" each minus the head's on
-the same split, in points; "head cv" the head's cross-validated accuracy on the training photos
+splits are but independently of them, to see a set with fewer photos. "wall s" is the whole run; "cpu s" the CPU
+seconds the process spent in it (all threads), so a run's time on a quiet machine can be judged while others share
+it (on 2 cores, quiet wall ~ cpu s / 2 for the parallel parts); "load" the 1-minute load average when the run
+began. "val acc" is the run's validation accuracy from its plain probabilities and as the model answers (each photo
+averaged with its mirror image); "gain" each minus the head's on the same split, in points; "head cv" the head's cross-validated accuracy on the training photos
 (core.model.advice's sign of photos unlike everyday ones); "factor" the epochs in units of one forward pass of the
 whole network per training photo and view, as plain and mirrored (core.model.advice.MEASURED's last figure: the forward pass is timed on this machine at its quietest moment).
 """
@@ -127,9 +127,9 @@ def runs(name: str, root: Path, depths: list[int], splits: list[int], rates: lis
         data = rotated_split(samples, class_names, k)
         head_acc = None
         tunings = [(r, e) for r in rates for e in schedules]
-        for depth, (rate, most) in [(d, t) for d in depths for t in (tunings if d else tunings[:1])]:
+        for depth, (rate, length) in [(d, t) for d in depths for t in (tunings if d else tunings[:1])]:
             load, cpu0, epochs = os.getloadavg()[0], time.process_time(), Epochs()
-            config = TrainConfig(unfreeze_blocks=depth, finetune_learning_rate=rate, finetune_epochs=most)
+            config = TrainConfig(unfreeze_blocks=depth, finetune_learning_rate=rate, finetune_epochs=length)
             result = train(data, config, epochs)
             cpu = time.process_time() - cpu0
             t = result.timings
@@ -140,7 +140,7 @@ def runs(name: str, root: Path, depths: list[int], splits: list[int], rates: lis
             gains = "" if head_acc is None or depth == 0 else \
                 f"{100 * (acc - head_acc[0]):+.1f} / {100 * (acc_mirrored - head_acc[1]):+.1f}"
             used = f"{result.finetune_learning_rate:g}{' auto' if rate is None else ''}" if depth else ""
-            most = f"{result.finetune_epochs}{' auto' if most is None else ''}" if depth else ""
+            most = f"{result.finetune_epochs}{' auto' if length is None else ''}" if depth else ""
             rows.append([name, k, len(data.train), len(data.val), depth, used, most, cv,
                          kept, f"{acc:.3f} / {acc_mirrored:.3f}",
                          gains, f"{epochs.run}/{result.best_epoch.get(STAGE_FINETUNE, 0)}" if depth else "",

@@ -50,7 +50,7 @@ if not active or st.toggle("Show the photos and settings for the next run", key=
     st.subheader("Settings for the next run" if runs else "Settings")
     network, depth = st.columns([2, 1], gap="large")
     filled = [c for c in project.classes() if c.kept]  # one count of 50,000 photos, not three
-    train_photos = sum(c.train for c in filled)
+    kept, train_photos = sum(c.kept for c in filled), sum(c.train for c in filled)
     with network:
         spec = backbone_picker(project)
     with depth:
@@ -59,8 +59,8 @@ if not active or st.toggle("Show the photos and settings for the next run", key=
     # the tables that weigh one network against another take the page's whole width: in a column they scrolled
     # sideways, hiding networks, at 1280 px and below
     networks_view(busy=active is not None)
-    costs_view(sum(c.kept for c in filled), len(filled), spec.name)
-    advice_view(sum(c.kept for c in filled), runs[0].summary if runs else None, spec.name)
+    costs_view(kept, len(filled), spec.name)
+    advice_view(kept, runs[0].summary if runs else None, spec.name)
     advanced_settings(fine_tuning=blocks > 0, train_photos=train_photos)
 
     st.button("🏋️ Train", type="primary", key="train_start", disabled=not ready or active is not None,

@@ -221,4 +221,3 @@ OVERLAPS = """() => {
   const hit = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
   return texts.filter(t => lines(t).some(l => bars.some(b => hit(l, b)))).map(t => t.innerText.slice(0, 80));
 }"""
-

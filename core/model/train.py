@@ -371,7 +371,8 @@ def train(data: TrainData, cfg: TrainConfig, listener: TrainingListener | None =
         t2 = time.perf_counter()
         result.finetune_learning_rate = peak_rate(cfg, n_train)
         result.finetune_epochs = most_epochs(cfg, n_train)
-        cfg = replace(cfg, finetune_learning_rate=result.finetune_learning_rate, finetune_epochs=result.finetune_epochs)
+        cfg = replace(cfg, finetune_learning_rate=result.finetune_learning_rate,
+                      finetune_epochs=result.finetune_epochs)
         _finetune(result, spec, cfg, e, boundary, chosen.get("val_loss"), listener)
         timings["finetune_seconds"] = time.perf_counter() - t2
     timings["train_seconds"] = time.perf_counter() - t0
