@@ -177,7 +177,9 @@ def advanced_settings(fine_tuning: bool, train_photos: int) -> None:
             explained(st.slider, "Randomly ignores part of what the network sees while training, so the head "
                       "does not lean on a few details.", "Dropout", 0.0, 0.7, step=0.05, key=key("dropout"),
                       disabled=not fine_tuning)
-            explained(st.slider, "Keeps the model from being 100% sure, which helps when a few labels are wrong.",
+            explained(st.slider, "Keeps the model from being 100% sure, which helps when a few labels are wrong. "
+                      "Measured on grocery photos at 0.1, it cost the run its fine-tuning: the new head is kept unless "
+                      "the retrained model is surer of the right answers, which smoothing prevents.",
                       "Label smoothing", 0.0, 0.3, step=0.05, key=key("label_smoothing"), disabled=not fine_tuning)
         st.markdown("**Random changes to photos** (augmentation; the head learns from mirrored copies too)")
         columns = st.columns(len(AUGMENTATIONS))
