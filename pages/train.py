@@ -59,8 +59,9 @@ if not active or st.toggle("Show the photos and settings for the next run", key=
     # the tables that weigh one network against another take the page's whole width: in a column they scrolled
     # sideways, hiding networks, at 1280 px and below
     networks_view(busy=active is not None)
-    costs_view(kept, len(filled), spec.name)
-    advice_view(kept, runs[0].summary if runs else None, spec.name)
+    last_run = runs[0].summary if runs else None
+    costs_view(kept, len(filled), spec.name, last_run)
+    advice_view(kept, len(filled), last_run, spec.name)
     advanced_settings(fine_tuning=blocks > 0, train_photos=train_photos)
 
     st.button("🏋️ Train", type="primary", key="train_start", disabled=not ready or active is not None,

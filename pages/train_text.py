@@ -7,8 +7,8 @@ import math
 
 from core.jobs import api as jobs
 from core.model import api as model
-from core.model.api import (DEFAULT_BACKBONE, RECOMMENDED, STAGE_EMBED, STAGE_FINETUNE, STAGE_HEAD, STRENGTHS,
-                            BackboneSpec, backbone_label, get_backbone)
+from core.model.api import (DEFAULT_BACKBONE, MEASURED_SETS, RECOMMENDED, STAGE_EMBED, STAGE_FINETUNE, STAGE_HEAD,
+                            STRENGTHS, UNLIKE_SET, BackboneSpec, backbone_label, get_backbone)
 from core.store.api import RunRecord
 from pages import charts, ui
 
@@ -38,10 +38,12 @@ def depth_short(blocks: int) -> str:
     return "head only" if blocks == 0 else f"last {blocks}"
 
 
-def depth_advice(suggestion: tuple[model.Advice, model.Advice | None] | None, picked: str) -> str:
+def depth_advice(suggestion: tuple[model.Advice, model.Advice | None] | None, picked: str,
+                 joined_gain: float | None) -> str:
     """': try retraining the last 2 blocks of EfficientNet-Lite0 (+3.8 pts on such photos, about 3 min here); the last
     3 gained ...' after the sign of photos unlike everyday ones, from the measured depths
-    (core.model.advice.suggested_depth); with a joined network `picked`, that it trains the new head only."""
+    (core.model.advice.suggested_depth); then what the recommended joined networks' head alone gained on such photos
+    (`joined_gain`, points over Lite0's head), and with a joined network `picked`, that it trains the new head only."""
     if suggestion is None:
         return "."
     suggested, deeper = suggestion
@@ -52,9 +54,16 @@ def depth_advice(suggestion: tuple[model.Advice, model.Advice | None] | None, pi
         than = "not clearly more" if deeper.gain_unlike > suggested.gain_unlike else "no more"
         said += (f" The last {deeper.blocks} gained {deeper.gain_unlike:+.1f} pts, {than}, in about "
                  f"{ui.duration(deeper.seconds)}.")
-    if len(get_backbone(picked).members) > 1:
-        said += (f" {backbone_label(picked)} trains the new head only: choose {backbone_label(suggested.backbone)} "
-                 "above to retrain blocks.")
+    measured = "" if joined_gain is None else \
+        f"gained {joined_gain:+.1f} pts on {MEASURED_SETS[UNLIKE_SET][0]}, with no retraining"
+    if picked == RECOMMENDED and measured:
+        said += (f" {backbone_label(picked)}, chosen above, trains the new head only, which alone {measured}: to "
+                 f"retrain blocks, choose {backbone_label(suggested.backbone)}.")
+    elif len(get_backbone(picked).members) > 1:
+        said += (f" {backbone_label(picked)}, chosen above, trains the new head only: to retrain blocks, choose "
+                 f"{backbone_label(suggested.backbone)}.")
+    elif measured:
+        said += f" Or choose {backbone_label(RECOMMENDED)}: its new head alone {measured}."
     return said
 
 

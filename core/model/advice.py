@@ -178,6 +178,7 @@ def unlike_everyday(summary: dict) -> str | None:
 # in one place. Try it: milliseconds per decoded photo through the run's predictor; live: pictures a second on the
 # page (see CHOICES_MEASURED's comment for where each comes from).
 MEASURED_SETS = (("5 kinds of flowers", 5), ("ants vs bees", 2), ("25 kinds of groceries", 25))  # (set, classes)
+UNLIKE_SET = 2  # the index in MEASURED_SETS of the set of photos unlike everyday ones (grocery shelves)
 # Gains: validation accuracy points over Lite0 alone as the model answers (test-time mirroring), per MEASURED_SETS,
 # at a few counts of training photos a class (the training part of each split cut to that many of each class, the
 # last count all of them), each choice with the head the app solves for it, paired over the same splits.

@@ -2,7 +2,7 @@
 advice and timings the Train page shows, the suspects check of the Review page, and a run's novelty settings.
 Pages import the model from here only; nothing here imports TensorFlow (Keras loads inside the worker)."""
 
-from core.model.advice import (DEPTHS, MEASURED_SETS, TRAIN_SHARE, Advice, Cost, advice, costs, most_alike,
+from core.model.advice import (DEPTHS, MEASURED_SETS, TRAIN_SHARE, UNLIKE_SET, Advice, Cost, advice, costs, most_alike,
                                suggested_depth, unlike_everyday, with_joined_speeds)
 from core.model.backbones import DEFAULT_BACKBONE, REGISTRY, BackboneSpec, backbone_label, get_backbone
 from core.model.compare import same_stages
@@ -19,7 +19,7 @@ from core.model.train import STAGE_EMBED, STAGE_FINETUNE, STAGE_HEAD, TrainConfi
 
 __all__ = ["DEFAULT_BACKBONE", "DEPTHS", "MEASURED_ELSEWHERE", "MEASURED_SETS", "MIN_PHOTOS_PER_CLASS", "NEIGHBOURS",
            "OFFERED", "RECOMMENDED", "REGISTRY", "STAGE_EMBED", "STAGE_FINETUNE", "STAGE_HEAD", "STRENGTHS", "Advice",
-           "TRAIN_SHARE", "BackboneSpec", "Cost", "NoveltySettings", "Suspect", "TrainConfig", "advice",
+           "TRAIN_SHARE", "UNLIKE_SET", "BackboneSpec", "Cost", "NoveltySettings", "Suspect", "TrainConfig", "advice",
            "automatic_epochs", "automatic_rate", "backbone_label",
            "cached_speeds", "costs", "current_check", "forget_check", "freeze_options",
            "get_backbone", "most_alike", "planned_stages", "readiness", "relative_speeds", "remembered", "same_stages",
