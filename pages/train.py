@@ -14,6 +14,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.jobs import api as jobs
+from core.model import api as model
 from pages import ui
 from pages.train_networks import advice_view, backbone_picker, costs_view, networks_view
 from pages.train_run import how_it_works, preparing_downloads, show_run
@@ -59,9 +60,10 @@ if not active or st.toggle("Show the photos and settings for the next run", key=
     # the tables that weigh one network against another take the page's whole width: in a column they scrolled
     # sideways, hiding networks, at 1280 px and below
     networks_view(busy=active is not None)
-    last_run = runs[0].summary if runs else None
-    costs_view(kept, len(filled), spec.name, last_run)
-    advice_view(kept, len(filled), last_run, spec.name)
+    sign = model.unlike_everyday(runs[0].summary if runs else {})
+    choices = model.costs(kept, model.cached_speeds(), len(filled))
+    costs_view(kept, len(filled), choices, spec.name, unlike=sign is not None)
+    advice_view(kept, choices, sign, spec.name)
     advanced_settings(fine_tuning=blocks > 0, train_photos=train_photos)
 
     st.button("🏋️ Train", type="primary", key="train_start", disabled=not ready or active is not None,

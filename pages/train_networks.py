@@ -76,14 +76,13 @@ def networks_view(busy: bool) -> None:
                + (" Timing every network takes a few minutes." if unmeasured else ""))
 
 
-def advice_view(photos: int, classes: int, last_run: dict | None, chosen: str) -> None:
+def advice_view(photos: int, choices: list[model.Cost], sign: str | None, chosen: str) -> None:
     """Expected time of a first run on this computer and measured accuracy gain, per offline network and depth;
-    whether the last run's photos look unlike everyday ones (and what to retrain, with the network `chosen`, or
-    which joined networks gained there with the head alone)."""
+    the `sign` that the last run's photos look unlike everyday ones (core.model.advice.unlike_everyday), with what to
+    retrain with the network `chosen`, or what the recommended joined `choices` gained there with the head alone."""
     rows = model.advice(photos, model.cached_speeds())
-    sign = model.unlike_everyday(last_run or {})
     if sign:
-        joined = next(c for c in model.costs(photos, model.cached_speeds(), classes) if c.backbone == model.RECOMMENDED)
+        joined = next(c for c in choices if c.backbone == model.RECOMMENDED)
         st.info(f"Your photos look unlike everyday photos ({sign}), so fine-tuning is likely to help"
                 + depth_advice(model.suggested_depth(rows), chosen,
                                joined.gains[model.UNLIKE_SET] if joined.gains else None), icon="💡")
@@ -107,11 +106,11 @@ def advice_view(photos: int, classes: int, last_run: dict | None, chosen: str) -
                    "alone first, it takes seconds.")
 
 
-def costs_view(photos: int, classes: int, chosen: str, last_run: dict | None) -> None:
-    """What the joined networks gain over Lite0 alone and what they cost (preparing this project's photos, Try it,
-    the live webcam's rate, the model's size), and whether they pay on a project like this one: like the measured
-    set of photos unlike everyday ones when the last run's look so, else like the set nearest in classes."""
-    rows = model.costs(photos, model.cached_speeds(), classes)
+def costs_view(photos: int, classes: int, rows: list[model.Cost], chosen: str, unlike: bool) -> None:
+    """What the joined networks gain over Lite0 alone and what they cost (`rows`, core.model.advice.costs: preparing
+    this project's photos, Try it, the live webcam's rate, the model's size), and whether they pay on a project like
+    this one: like the measured set of photos unlike everyday ones when the last run's look so (`unlike`), else like
+    the set nearest in classes."""
     best = rows[1]  # the joined choice recommended first
     at = best.gain_photos or (None,) * len(model.MEASURED_SETS)
     measures = {
@@ -126,7 +125,6 @@ def costs_view(photos: int, classes: int, chosen: str, last_run: dict | None) ->
     # one column per choice, so that every cost is in sight beside the gains
     table = pd.DataFrame([{"": measure, **{short_label(r.backbone): cell(r) for r in rows}}
                           for measure, cell in measures.items()])
-    unlike = model.unlike_everyday(last_run or {}) is not None
     alike = model.UNLIKE_SET if unlike else model.most_alike(classes)
     with st.expander("Joined networks: what they gain and what they cost", expanded=chosen in OFFERED):
         st.dataframe(table, hide_index=True, key="joined_costs", height=ui.table_height(len(table)))
