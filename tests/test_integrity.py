@@ -151,6 +151,50 @@ def test_projects_opened_and_checked_while_photos_arrive_see_no_damage_and_no_st
     assert seen == []
     consistent(project)
 
+def test_photos_added_while_pages_open_the_project_and_another_process_reads_it_are_all_kept(project, tmp_path):
+    """Opening a project reads its file's header. Closing that file once dropped every lock this process's SQLite
+    connections held on it, so another process closing its connection took itself for the last one and deleted the
+    write-ahead log under them: photos added after that were lost (seen in CI: a photo file with no row)."""
+    reader = spawn("""
+        import sqlite3, sys
+        from pathlib import Path
+        while not Path(sys.argv[2], "stop").exists():  # the worker counting prepared photos
+            con = sqlite3.connect(sys.argv[1], timeout=60)
+            con.execute("SELECT count(*) FROM images").fetchone()
+            con.close()
+            Path(sys.argv[2], "reading").touch()
+    """, str(project.db_path), str(tmp_path))
+    deadline = time.time() + CHILD_TIMEOUT
+    while not (tmp_path / "reading").exists():
+        assert time.time() < deadline and reader.poll() is None, reader.communicate()
+        time.sleep(0.05)
+    errors, stop = [], threading.Event()
+
+    def page() -> None:
+        while not stop.is_set():
+            Project(project.meta_dir)
+
+    pages = [threading.Thread(target=page) for _ in range(2)]
+    for thread in pages:
+        thread.start()
+    try:
+        for i in range(150):
+            try:
+                project.add_image("alpaca", photo_bytes(i, size=(64, 48)), source="web")
+            except Exception as exc:  # noqa: BLE001 - a disk I/O error is the failure under test
+                errors.append(repr(exc))
+    finally:
+        stop.set()
+        (tmp_path / "stop").touch()
+        for thread in pages:
+            thread.join()
+        reader.communicate(timeout=CHILD_TIMEOUT)
+    assert errors == []
+    count = "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT count(*) FROM images').fetchone()[0])"
+    assert spawn(count, str(project.db_path)).communicate(timeout=CHILD_TIMEOUT)[0].strip() == "150"
+    consistent(project)
+
+
 # ---- file steps that fail half-way -----------------------------------------------------------
 
 

@@ -4,6 +4,11 @@ Many writers share one file (page reruns, the background search, the training wo
 processes), so every write is a `BEGIN IMMEDIATE` transaction: it takes the write lock before it
 reads what it checks, and a second writer waits (busy timeout) instead of failing. WAL lets
 readers go on meanwhile. Each call opens its own short-lived connection, so threads never share one.
+
+The file itself is read directly (its header, for damage) only while this process has no connection open to it:
+closing any descriptor of a database file drops every POSIX lock the process holds on it, and another process
+would then take itself for the file's last user and delete the write-ahead log under our open connections
+(https://sqlite.org/howtocorrupt.html, 2.2.1).
 """
 
 from __future__ import annotations
@@ -11,8 +16,10 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import threading
 import time
 import uuid
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -97,6 +104,10 @@ def _rekey(con: sqlite3.Connection) -> None:
 UPGRADES = {1: _upgrade_to_1, 2: _upgrade_to_2}
 
 
+_OPEN_LOCK = threading.Lock()
+_open_connections: Counter[str] = Counter()  # this process's open connections, per database file
+
+
 def _columns(con: sqlite3.Connection, table: str) -> set[str]:
     return {row["name"] for row in con.execute(f"PRAGMA table_info({table})")}
 
@@ -106,37 +117,47 @@ class Database:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._key = os.path.realpath(self.path)
         self.backup_path = self.path.parent / BACKUP_DIR / DB_NAME
 
     # ---- transactions -----------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
-        con.row_factory = sqlite3.Row
-        con.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; a full fsync per photo made imports crawl
-        con.execute("PRAGMA foreign_keys=ON")
-        return con
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection of its own, counted while open (see the module's note on reading the file directly)."""
+        with _OPEN_LOCK:
+            _open_connections[self._key] += 1
+        try:
+            con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+            try:
+                con.row_factory = sqlite3.Row
+                con.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; a full fsync per photo made imports crawl
+                con.execute("PRAGMA foreign_keys=ON")
+                yield con
+            finally:
+                con.close()
+        finally:
+            with _OPEN_LOCK:
+                _open_connections[self._key] -= 1
+                if not _open_connections[self._key]:
+                    del _open_connections[self._key]
 
     @contextmanager
     def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
-        con = None
         try:
-            con = self._connect()
-            con.execute(begin)
-            try:
-                yield con
-            except BaseException:
-                if con.in_transaction:  # SQLite may have rolled back already (a full disk, an I/O error)
-                    con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
+            with self._connection() as con:
+                con.execute(begin)
+                try:
+                    yield con
+                except BaseException:
+                    if con.in_transaction:  # SQLite may have rolled back already (a full disk, an I/O error)
+                        con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             if type(exc) is sqlite3.DatabaseError:  # "malformed", "not a database": the file itself is damaged
                 raise self.damaged(str(exc)) from exc
             raise
-        finally:
-            if con is not None:
-                con.close()
 
     def read(self) -> Iterator[sqlite3.Connection]:
         """A consistent snapshot to read from."""
@@ -171,11 +192,8 @@ class Database:
             self._upgrade()
 
     def _upgrade(self) -> None:
-        con = self._connect()
-        try:
+        with self._connection() as con:
             con.execute("PRAGMA journal_mode=WAL")  # persistent; needs no transaction around it
-        finally:
-            con.close()
         with self.write() as con:
             version = con.execute("PRAGMA user_version").fetchone()[0]  # another process may have upgraded it
             for target in range(version + 1, SCHEMA_VERSION + 1):
@@ -188,7 +206,8 @@ class Database:
         """What is visibly wrong with the file, read from its header without opening it (so nothing is written).
 
         A checkpoint in another connection writes the header before the pages it adds, so a file that
-        looks cut short is looked at again: only a shortfall that lasts is damage."""
+        looks cut short is looked at again: only a shortfall that lasts is damage. While this process has a
+        connection open, the file is not read directly (see the module's note) and SQLite says what it cannot read."""
         for attempt in range(SHORT_FILE_LOOKS):
             problem = self._header_problem()
             if problem is None or not problem.startswith("the database file is cut short"):
@@ -196,15 +215,23 @@ class Database:
             time.sleep(0.02 * (attempt + 1))
         return problem
 
+    def _header(self) -> tuple[bytes | None, int]:
+        """The file's first 100 bytes (None while this process has a connection open to it) and its size."""
+        with _OPEN_LOCK:  # no connection of this process opens until the file is closed again
+            if _open_connections[self._key]:
+                return None, self.path.stat().st_size
+            with open(self.path, "rb") as f:
+                return f.read(100), os.fstat(f.fileno()).st_size
+
     def _header_problem(self) -> str | None:
         try:
-            with open(self.path, "rb") as f:
-                head = f.read(100)
-                size = os.fstat(f.fileno()).st_size
+            head, size = self._header()
         except FileNotFoundError:
             return "the database file is missing"
         if size == 0:
             return "the database file is empty (0 bytes)"
+        if head is None:
+            return None
         if len(head) < 100 or not head.startswith(_HEADER):
             return "the database file is not an SQLite database any more"
         page_size = int.from_bytes(head[16:18], "big")
@@ -244,21 +271,20 @@ class Database:
             return False
         self.backup_path.parent.mkdir(exist_ok=True)
         tmp = self.backup_path.with_name(f".tmp-{uuid.uuid4().hex}.sqlite")
-        source = self._connect()
         try:
-            if source.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-                return False  # never let a damaged database replace a good backup
-            target = sqlite3.connect(tmp)
-            try:
-                source.backup(target)
-            finally:
-                target.close()
+            with self._connection() as source:
+                if source.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                    return False  # never let a damaged database replace a good backup
+                target = sqlite3.connect(tmp)
+                try:
+                    source.backup(target)
+                finally:
+                    target.close()
             os.replace(tmp, self.backup_path)
             return True
         except sqlite3.DatabaseError:
             return False
         finally:
-            source.close()
             tmp.unlink(missing_ok=True)
 
     def restore_backup(self) -> Path:
