@@ -59,11 +59,12 @@ if not active or st.toggle("Show the photos and settings for the next run", key=
         main_settings(fine_tuning=blocks > 0, train_photos=train_photos)
     # the tables that weigh one network against another take the page's whole width: in a column they scrolled
     # sideways, hiding networks, at 1280 px and below
-    networks_view(busy=active is not None)
+    speeds = model.cached_speeds()  # read once: every table below weighs the same timings
+    networks_view(speeds, busy=active is not None)
     sign = model.unlike_everyday(runs[0].summary if runs else {})
-    choices = model.costs(kept, model.cached_speeds(), len(filled))
+    choices = model.costs(kept, speeds, len(filled))
     costs_view(kept, len(filled), choices, spec.name, unlike=sign is not None)
-    advice_view(kept, choices, sign, spec.name)
+    advice_view(kept, speeds, choices, sign, spec.name)
     advanced_settings(fine_tuning=blocks > 0, train_photos=train_photos)
 
     st.button("🏋️ Train", type="primary", key="train_start", disabled=not ready or active is not None,

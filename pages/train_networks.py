@@ -17,10 +17,10 @@ from pages.train_text import (availability, choice_label, depth_advice, depth_sh
                               photos_a_class, short_label, speed_text)
 
 
-def backbone_table() -> pd.DataFrame:
+def backbone_table(speeds: dict[str, dict]) -> pd.DataFrame:
     """One row per backbone, joined ones last: what a person weighs when choosing one (a joined one's speed is its
-    members' together)."""
-    measured = model.with_joined_speeds(model.cached_speeds())
+    members' together; `speeds`: core.model.speed.cached_speeds)."""
+    measured = model.with_joined_speeds(speeds)
     relative = model.relative_speeds(measured)
     return pd.DataFrame([{
         "Network": spec.label,
@@ -45,10 +45,11 @@ def backbone_picker(project: Project) -> BackboneSpec:
     return spec
 
 
-def networks_view(busy: bool) -> None:
-    """The table of networks, every row in sight, and timing them on this computer."""
+def networks_view(speeds: dict[str, dict], busy: bool) -> None:
+    """The table of networks with the `speeds` measured so far, every row in sight, and timing them on this
+    computer."""
     names = list(REGISTRY)
-    table = backbone_table()
+    table = backbone_table(speeds)
     st.dataframe(table, hide_index=True, key="backbone_table", height=ui.table_height(len(table)), column_config={
         # wide enough for the joined names: left to itself a 1024-px screen cut "EfficientNet-Lite0 + Lite1 + Lite2"
         "Network": st.column_config.TextColumn(width=200),
@@ -60,7 +61,7 @@ def networks_view(busy: bool) -> None:
                                                  "internet: downloads its pretrained weights the first time it "
                                                  "trains; after that it is downloaded and works offline too."),
     })
-    unmeasured = [n for n in names if n not in model.cached_speeds()]
+    unmeasured = [n for n in names if n not in speeds]
     task = jobs.measuring()
     view = task.view() if task else None
     timing = view is not None and view.running
@@ -76,11 +77,12 @@ def networks_view(busy: bool) -> None:
                + (" Timing every network takes a few minutes." if unmeasured else ""))
 
 
-def advice_view(photos: int, choices: list[model.Cost], sign: str | None, chosen: str) -> None:
+def advice_view(photos: int, speeds: dict[str, dict], choices: list[model.Cost], sign: str | None,
+                chosen: str) -> None:
     """Expected time of a first run on this computer and measured accuracy gain, per offline network and depth;
     the `sign` that the last run's photos look unlike everyday ones (core.model.advice.unlike_everyday), with what to
     retrain with the network `chosen`, or what the recommended joined `choices` gained there with the head alone."""
-    rows = model.advice(photos, model.cached_speeds())
+    rows = model.advice(photos, speeds)
     if sign:
         joined = next(c for c in choices if c.backbone == model.RECOMMENDED)
         st.info(f"Your photos look unlike everyday photos ({sign}), so fine-tuning is likely to help"

@@ -151,6 +151,7 @@ def test_projects_opened_and_checked_while_photos_arrive_see_no_damage_and_no_st
     assert seen == []
     consistent(project)
 
+
 def test_photos_added_while_pages_open_the_project_and_another_process_reads_it_are_all_kept(project, tmp_path):
     """Opening a project reads its file's header. Closing that file once dropped every lock this process's SQLite
     connections held on it, so another process closing its connection took itself for the last one and deleted the
