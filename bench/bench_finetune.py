@@ -36,13 +36,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.common import dataset, table
+from bench.common import cache_folder, dataset, table
 from core.model.train import STAGE_FINETUNE, SilentListener, TrainConfig
 
 TINY = 32  # pixels a side of the tiny copies
@@ -171,32 +170,22 @@ def main() -> None:
     parser.add_argument("--cache", help="reuse this cache of embeddings and activations (default: a fresh one)")
     args = parser.parse_args()
     depths = [int(d) for d in args.depths.split(",")]
-    with tempfile.TemporaryDirectory() as tmp:
-        previous = os.environ.get("TRANSFERLAB_CACHE")
-        cache = Path(args.cache or Path(tmp) / "cache")
-        os.environ["TRANSFERLAB_CACHE"] = str(cache)
-        try:
-            load = os.getloadavg()[0]
-            rows = []
-            for name in filter(None, args.sets.split(",")):
-                for size in args.sizes.split(","):
-                    root = dataset(name) if size == "full" else tiny_copy(dataset(name), cache / "tiny" / name)
-                    label = (name if size == "full" else f"{name} {TINY}px") + \
-                        (f", {args.share:.0%} of it" if args.share < 1 else "")
-                    rows += runs(label, root, depths,
-                                 [int(k) for k in args.splits.split(",")], rates(args.rates),
-                                 [None if e == "auto" else int(e) for e in args.epochs.split(",")], args.share)
-            print(f"{os.cpu_count()} CPU cores, load average {load:.1f} at the start; default settings but the depth, "
-                  "the rate and the schedule's length")
-            print(table(["set", "split", "train", "val", "blocks", "rate", "max epochs", "head cv", "model",
-                         "val acc plain / mirrored", "gain", "epochs run/best", "cache s", "epochs s", "epochs cpu s",
-                         "wall s", "cpu s", "load", "factor"], rows))
-        finally:
-            if previous is None:
-                os.environ.pop("TRANSFERLAB_CACHE", None)
-            else:
-                os.environ["TRANSFERLAB_CACHE"] = previous
-
+    with cache_folder(args.cache) as cache:
+        load = os.getloadavg()[0]
+        rows = []
+        for name in filter(None, args.sets.split(",")):
+            for size in args.sizes.split(","):
+                root = dataset(name) if size == "full" else tiny_copy(dataset(name), cache / "tiny" / name)
+                label = (name if size == "full" else f"{name} {TINY}px") + \
+                    (f", {args.share:.0%} of it" if args.share < 1 else "")
+                rows += runs(label, root, depths,
+                             [int(k) for k in args.splits.split(",")], rates(args.rates),
+                             [None if e == "auto" else int(e) for e in args.epochs.split(",")], args.share)
+        print(f"{os.cpu_count()} CPU cores, load average {load:.1f} at the start; default settings but the depth, "
+              "the rate and the schedule's length")
+        print(table(["set", "split", "train", "val", "blocks", "rate", "max epochs", "head cv", "model",
+                     "val acc plain / mirrored", "gain", "epochs run/best", "cache s", "epochs s", "epochs cpu s",
+                     "wall s", "cpu s", "load", "factor"], rows))
 
 if __name__ == "__main__":
     main()

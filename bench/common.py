@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import statistics
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
@@ -14,6 +18,23 @@ def dataset(name: str) -> Path:
     if not path.is_dir():
         raise SystemExit(f"{path} is missing: the benchmarks measure on the real photo sets in ../shared/datasets")
     return path
+
+
+@contextmanager
+def cache_folder(path: str | None = None) -> Iterator[Path]:
+    """TRANSFERLAB_CACHE pointed at `path` (default: a fresh temporary folder) while the bench runs, then as before:
+    runs that share it compute each photo's embeddings and activations once."""
+    previous = os.environ.get("TRANSFERLAB_CACHE")
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(path or Path(tmp) / "cache")
+        os.environ["TRANSFERLAB_CACHE"] = str(cache)
+        try:
+            yield cache
+        finally:
+            if previous is None:
+                os.environ.pop("TRANSFERLAB_CACHE", None)
+            else:
+                os.environ["TRANSFERLAB_CACHE"] = previous
 
 
 def table(headers: list[str], rows: list[list]) -> str:

@@ -1,7 +1,7 @@
 """Command line: the app's capabilities without the browser (and the contract the benchmarks use).
 
     python -m core train DATA_DIR --out RUN_DIR [--backbone NAME] [--unfreeze-blocks N] [--epochs N]
-                         [--learning-rate R] [--val-dir DIR | --val-split F] [--seed N]
+                         [--learning-rate R] [--val-dir DIR | --val-split F] [--no-refit] [--seed N]
     python -m core evaluate RUN_DIR TEST_DIR [--json] [--unknown-dir DIR]
     python -m core predict RUN_DIR IMAGE... [--top-k K]
     python -m core export RUN_DIR --format {web,tflite-int8,onnx,tflite,tflite-quant,keras} [--out PATH]
@@ -71,13 +71,14 @@ def cmd_train(args) -> int:
 
     data = data_from_folders(Path(args.data_dir), Path(args.val_dir) if args.val_dir else None, args.val_split)
     cfg = TrainConfig(backbone=args.backbone, unfreeze_blocks=args.unfreeze_blocks, finetune_epochs=args.epochs,
-                      finetune_learning_rate=args.learning_rate, seed=args.seed)
+                      finetune_learning_rate=args.learning_rate, refit_head=not args.no_refit, seed=args.seed)
     metrics, _ = train_and_save(data, cfg, Path(args.out), TerminalProgress())
     fine_tuning = ("finetune_path", "finetune_kept_head", "finetune_learning_rate", "finetune_epochs",
                    "boundary_seconds", "finetune_seconds") \
         if cfg.unfreeze_blocks else ()
     shown = {k: metrics[k] for k in ("val_accuracy", "val_accuracy_mirrored", "images_used", "images_rejected",
-                                     "embed_seconds", "embed_images_per_second", *fine_tuning, "train_seconds")}
+                                     "embed_seconds", "embed_images_per_second", *fine_tuning, "head_refit",
+                                     "train_seconds")}
     print(json.dumps(shown, indent=2))
     return 0
 
@@ -236,6 +237,10 @@ def parser() -> argparse.ArgumentParser:
     group = t.add_mutually_exclusive_group()
     group.add_argument("--val-dir")
     group.add_argument("--val-split", type=float, default=0.2)
+    t.add_argument("--no-refit", action="store_true",
+                   help="save the head as validated: by default a head the run keeps is then solved again with the "
+                        "validation photos too (the printed figures are always the head's before, on photos it had "
+                        "not seen)")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_train)
 

@@ -33,7 +33,7 @@ def web_page(project: Project, run: RunRecord, name: str) -> None:
                "refuse to run it). Put the folder on any web server to share it.")
 
 
-def _figures(report: dict) -> None:
+def _figures(report: dict, learned: bool) -> None:
     int8, onnx = report.get("tflite-int8", {}), report.get("onnx", {})
     rows = []
     if "accuracy" in int8:
@@ -45,6 +45,9 @@ def _figures(report: dict) -> None:
         photos = int8.get("photos") or onnx.get("photos")
         st.markdown(f"On the {photos} validation photos still in the project:\n\n"
                     "| model | right | same answer as the app |\n|---|---|---|\n" + "\n".join(rows))
+        if learned:
+            st.caption("The saved model learned these photos too, so “right” here compares the files with each "
+                       "other; the validation accuracy above is the honest figure for new photos.")
 
 
 def more_formats(project: Project, run: RunRecord, name: str) -> None:
@@ -62,7 +65,7 @@ def more_formats(project: Project, run: RunRecord, name: str) -> None:
         st.info("⏳ Making the full-integer TFLite and ONNX files and checking them on the validation photos…")
         return
     report = serving.read_report(run.dir)
-    _figures(report)
+    _figures(report, ui.learned_validation(run.summary))
     for key, label, suffix, explanation in (
             ("tflite-int8", "Full-integer model (int8 .tflite)", "-int8.tflite",
              "Integer weights and arithmetic, 8-bit pixels in and probabilities out (divide by 256): for "

@@ -1,7 +1,7 @@
 """Results & export: every training run at a glance, an honest look at one of them, and its files to take away.
 
-The numbers come from the validation photos each run never trained on (`evaluation.json` in the
-run folder). A mislabelled photo found here can be fixed in the dataset on the spot.
+The numbers come from the validation photos each run held back, measured on a model that had not learned them
+(`evaluation.json` in the run folder). A mislabelled photo found here can be fixed in the dataset on the spot.
 """
 
 from __future__ import annotations
@@ -131,8 +131,8 @@ def compare_notes(runs: list[RunRecord], rows: dict[int, list[dict]]) -> str:
     first, second = runs
     notes = [f"One colour per run: run {first.id} is the wide pale line, run {second.id} the thin one on it. **Solid "
              "lines are training photos** (for the head, each judged by a head fitted without it), **dashed lines "
-             "validation photos**, never trained on: the run whose dashed accuracy ends higher did better on photos "
-             "it had never seen. Each panel has its own axes, zoomed on its lines; a dotted line marks the strength "
+             "validation photos**, held back while these were measured: the run whose dashed accuracy ends higher did "
+             "better on photos it had never seen. Each panel has its own axes, zoomed on its lines; a dotted line marks the strength "
              "each head kept."]
     alike = same_stages(rows[first.id], rows[second.id])
     if STAGE_HEAD in alike:
@@ -180,10 +180,12 @@ def headline(run: RunRecord, evaluation: dict) -> None:
     accuracy, n = evaluation["accuracy"], evaluation["n"]
     a, b, c, d = st.columns(4)
     a.metric("Validation accuracy", ui.percent(accuracy) if n else "—",
-             help="Share of the validation photos — never trained on — that the model named right.")
+             help="Share of the validation photos that the model named right, measured before it could learn them.")
     b.metric("Validation photos", n)
     c.metric("Training photos", summary.get("train_images", "—"))
     d.metric("Training time", ui.duration(summary.get("train_seconds", 0)))
+    if ui.learned_validation(summary):
+        st.caption(f"ℹ️ {ui.LEARNED_VALIDATION}")
     if n and n < 20:
         st.caption(f"⚠️ Only {n} validation photos: one more mistake or one fewer moves the score by "
                    f"{ui.percent(1 / n)}. More photos (or a larger validation share on Train) give a firmer figure.")
@@ -292,7 +294,9 @@ def mistakes(project: Project, run: RunRecord, evaluation: dict) -> None:
         return
     st.markdown("The most confident mistakes first. If the model is right and the **label is wrong**, move the "
                 "photo to the class it really shows; if the photo is no good, reject it. Otherwise the model simply "
-                "erred: more varied photos of that class help.")
+                "erred: more varied photos of that class help."
+                + (" These are its answers before it learned the validation photos: the saved model may now name "
+                   "some of them right." if ui.learned_validation(run.summary) else ""))
     st.html(CARD_CSS)
     shown_key = f"results_shown_{run.id}"
     shown = st.session_state.get(shown_key, GALLERY_STEP)
@@ -381,8 +385,8 @@ def export_section(project: Project, run: RunRecord) -> None:
 # ---- the page -------------------------------------------------------------------------------------
 
 st.title("📊 Results & export")
-st.markdown("How well each model did on photos it never trained on, where it goes wrong, and the files to use it "
-            "elsewhere.")
+st.markdown("How well each model did on photos held back from its training, where it goes wrong, and the files to use "
+            "it elsewhere.")
 
 project = ui.require_project()
 def show_evaluation(project: Project, run: RunRecord, evaluation: dict | None) -> None:

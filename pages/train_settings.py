@@ -88,9 +88,11 @@ def photos_section(project: Project) -> bool:
     st.session_state["train_val_share"] = round(project.val_share * 100)
     st.slider("Photos held back to check the model", 5, 50, step=5, format="%d%%", key="train_val_share",
               on_change=sync_val_share, args=(project,),
-              help="Validation photos are never trained on, so the score on them is an honest preview of new photos.")
-    st.caption("These *validation* photos are never learned from: the score on them tells how the model will do "
-               "on photos it has never seen. Each photo keeps its place when you add more.")
+              help="The score on validation photos is measured on a model that has not learned them: an honest "
+                   "preview of new photos.")
+    st.caption("These *validation* photos check the model: the score on them tells how it will do on photos it has "
+               "never seen. A model that keeps only its new head then learns them too, after they measured it; a "
+               "fine-tuned one never does. Each photo keeps its place when you add more.")
     ui.readiness_line(project)
     return True
 

@@ -177,6 +177,8 @@ def accuracy_sentence(summary: dict) -> str:
                 f"{ui.percent(1 / classes)}).")
     if n < 20:
         sentence += " With so few validation photos this figure is rough."
+    if ui.learned_validation(summary):
+        sentence += " Then it learned them too, so the saved model should do a little better than this on new photos."
     return sentence
 
 

@@ -133,6 +133,16 @@ def table_height(rows: int) -> int:
     return (rows + 1) * 35 + 3
 
 
+def learned_validation(summary: dict) -> bool:
+    """Whether the run's saved head was solved again with its validation photos too, after they measured it."""
+    return bool(summary.get("head_refit"))
+
+
+LEARNED_VALIDATION = ("The saved model then learned these validation photos too (its head was solved again with "
+                      "them, which adds a point or two on new photos). The figures here are from before, when it "
+                      "had not seen them.")
+
+
 def retrained(blocks: int) -> str:
     """What a run trained, in a few words: 'new head only' or 'last 2 blocks + head'."""
     return "new head only" if not blocks else f"last {plural(blocks, 'block')} + head"

@@ -46,3 +46,4 @@ def test_results_offers_the_web_page_more_formats_and_code(two_classes):  # noqa
     shown = texts(done)
     assert "| Full-integer (.tflite, int8) |" in shown and "| Float model (.tflite, as on this page) |" in shown
     assert f"On the {report['tflite-int8']['photos']} validation photos" in shown
+    assert "compares the files with each other" in shown  # the saved head learned those photos too

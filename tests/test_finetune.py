@@ -307,6 +307,7 @@ def test_a_re_solved_head_that_fails_the_keep_rule_does_not_lose_the_layer_train
     monkeypatch.setattr(core.model.train, "_fit_cached", bad_resolve)
     result = train(data, cfg)
     assert result.model is not None and result.finetune_layer == "trained"
+    assert not result.head_refit, "a fine-tuned model is saved as validated"
     np.testing.assert_array_equal(result.val_probabilities, trained["probabilities"])
 
 

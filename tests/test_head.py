@@ -5,7 +5,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from core.model import head
-from core.model.head import Problems, coordinates, out_of_fold, reorder_rows, search_head, stratified_folds
+from core.model.head import (Problems, coordinates, out_of_fold, refit_head, reorder_rows, search_head,
+                             stratified_folds)
 
 
 def blobs(n_per_class, dims, n_classes=3, seed=0, spread=1.0):
@@ -42,6 +43,25 @@ def test_head_is_the_full_dimensional_logistic_regression():
     got = search.head.probabilities(test)
     assert (got.argmax(axis=1) == expected.argmax(axis=1)).mean() >= 0.99
     np.testing.assert_allclose(got, expected, atol=0.02)
+
+
+@pytest.mark.parametrize("dims", [40, 300])  # more vectors than dimensions, and fewer (solved on their span)
+def test_a_head_solved_again_on_more_vectors_is_the_logistic_regression_on_all_of_them(dims):
+    """A run's kept head, refitted with its validation photos at the strength chosen without them, is what
+    scikit-learn finds on the union at that C; on the vectors it was solved on it stays as it was."""
+    x, labels = blobs(60, dims, n_classes=3, spread=0.6)
+    train = np.arange(len(labels)) % 5 != 0  # a fifth held aside, then learned too
+    search = search_head(x[train], labels[train], 3, np.arange(train.sum()))
+    refit = refit_head(search.head, x, labels, 3, search.strength)
+    coords = coordinates(x)
+    reference = LogisticRegression(class_weight="balanced", C=search.strength, tol=1e-10, max_iter=10000)
+    reference.fit(coords(x).astype(np.float64), labels)
+    test, _ = blobs(50, dims, n_classes=3, seed=5, spread=0.6)
+    np.testing.assert_allclose(refit.probabilities(test), reference.predict_proba(coords(test).astype(np.float64)),
+                               atol=0.02)
+    assert np.abs(refit.probabilities(test) - search.head.probabilities(test)).max() > 0.02  # it did learn more
+    again = refit_head(search.head, x[train], labels[train], 3, search.strength)
+    np.testing.assert_allclose(again.probabilities(test), search.head.probabilities(test), atol=0.01)
 
 
 def test_fewer_vectors_than_dimensions_are_solved_on_their_span_without_loss():

@@ -15,7 +15,8 @@ from core.model.backbones import REGISTRY, backbone_label, get_backbone
 from core.serving.heatmap import load_heat_mapper, run_map_model
 from core.model.embed import EmbeddingCache, EmbedResult, Group, cached_groups, side_by_side
 from core.model.head import search_head
-from core.model.joined import OFFERED, RECOMMENDED, JoinRefused, feature_scales, refuse_fine_tuning, search_joined_head
+from core.model.joined import (OFFERED, RECOMMENDED, JoinRefused, feature_scales, refit_joined_head, refuse_fine_tuning,
+                               search_joined_head)
 from core.model.train import TrainConfig, TrainData, train
 from tests.photos import class_photo
 
@@ -159,6 +160,13 @@ def test_the_joined_head_hears_a_member_measured_in_small_numbers():
     scales = feature_scales(x, [16, 16])
     assert scales[16:].min() > 100 * scales[:16].max()
     assert np.allclose(feature_scales(x * 7.0, [16, 16]), scales / 7.0, rtol=1e-4)
+    # solved again with the validation vectors too, at the chosen strength: still on the raw concatenation, the
+    # quiet member still counting; on the same vectors it stays the search's head
+    refit = refit_joined_head(joined.head, np.concatenate([x, val_x]), np.concatenate([labels, val_labels]), 3,
+                              joined.strength, sizes=[16, 16])
+    assert refit.kernel.shape == (32, 3) and refit.kernel.dtype == np.float32 and right(refit) > 0.9
+    again = refit_joined_head(joined.head, x, labels, 3, joined.strength, sizes=[16, 16])
+    np.testing.assert_allclose(again.probabilities(val_x), joined.head.probabilities(val_x), atol=0.01)
 
 
 def test_side_by_side_joins_the_photos_every_member_has_in_member_order():

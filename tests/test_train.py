@@ -160,6 +160,25 @@ def test_finetuning_that_never_beats_the_head_stops_after_patience(folders):
     result = train(data_from_folders(folders / "train", folders / "val"), cfg, Epochs())
     assert [e for stage, e in epochs if stage == "fine-tuning"] == [1, 2, 3]
     assert result.best_epoch["fine-tuning"] == 0, "the head's weights are kept"
+    assert result.head_refit, "the head it keeps then learns the validation photos too"
+
+
+def test_a_kept_head_learns_the_validation_photos_too_and_keeps_the_figures_measured_before(folders):
+    """The validation photos choose and measure; the saved head is then solved again with them at the strength chosen
+    without them. Its figures stay those of the head that had not seen them."""
+    data = data_from_folders(folders / "train", folders / "val")
+    apart, refit = train(data, TrainConfig(refit_head=False)), train(data, TrainConfig())
+    assert refit.head_refit and not apart.head_refit
+    np.testing.assert_array_equal(refit.val_probabilities, apart.val_probabilities)
+    assert refit.search.strength == apart.search.strength
+    assert not np.allclose(refit.head.kernel, apart.head.kernel)
+    val = embed_views([s.path for s in data.val], [s.sha256 for s in data.val], get_backbone("efficientnet_lite0"),
+                      (False,))[0].vectors
+    labels = np.array([s.label for s in data.val])
+    sure = lambda head: head.probabilities(val)[np.arange(len(labels)), labels].mean()  # noqa: E731
+    assert sure(refit.head) > sure(apart.head), "it learned them"
+    nothing_to_add = train(TrainData(data.class_names, data.train, []), TrainConfig())
+    assert not nothing_to_add.head_refit
 
 
 def test_background_job_is_usable_first_then_assembles_downloads(project, folders):
@@ -229,7 +248,11 @@ def test_project_data_follows_store_split(project, folders):
 def test_cli_train_evaluate_predict_export(folders, tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert cli(["train", str(folders / "train"), "--out", str(run_dir), "--val-dir", str(folders / "val")]) == 0
-    assert json.loads(capsys.readouterr().out)["val_accuracy"] >= 0.9
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["val_accuracy"] >= 0.9 and shown["head_refit"]
+    assert cli(["train", str(folders / "train"), "--out", str(tmp_path / "apart"), "--val-dir", str(folders / "val"),
+                "--no-refit"]) == 0
+    assert not json.loads(capsys.readouterr().out)["head_refit"]
     assert cli(["evaluate", str(run_dir), str(folders / "val"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["n"] == 12 and len(report["confusion"]) == 2

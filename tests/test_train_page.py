@@ -449,6 +449,8 @@ def test_results_page_explains_a_run_and_exports_it(two_classes):
     at = no_exceptions(page(two_classes, "pages/results.py"))
     history = at.dataframe[0].value
     assert list(history["Run"]) == [run_id] and history["Status"][0] == "✅ finished"
+    shown = texts(at)  # its head learned the validation photos after they measured it: the figures say they are before
+    assert "learned these validation photos too" in shown and "before it learned the validation photos" in shown
     assert at.get("vega_lite_chart"), "confusion matrix missing"
     assert set(at.dataframe[1].value["Class"]) == set(CLASSES)
     assert {b.key for b in at.get("download_button")} == {"download_keras", "download_labels", "download_tflite",
@@ -464,6 +466,9 @@ def test_results_page_explains_a_run_and_exports_it(two_classes):
         *web_download()}
     archive = next((two_classes.meta_dir / "exports").glob("*.zip"))
     assert len(zipfile.ZipFile(archive).namelist()) == 30
+
+    finished_run(two_classes, TrainConfig(refit_head=False))  # saved as validated: nothing to say
+    assert "learned these validation photos too" not in texts(no_exceptions(page(two_classes, "pages/results.py")))
 
 
 @pytest.mark.slow

@@ -127,6 +127,8 @@ def train_and_save(data: TrainData, cfg: TrainConfig, run_dir: Path, listener: T
         TEST_TIME_MIRROR: mirror,
         "val_accuracy_plain": plain,        # each validation photo as it is
         "val_accuracy_mirrored": mirrored,  # averaged with its mirror image
+        # the saved head was solved again with the validation photos too: the figures above are the head's before
+        "head_refit": result.head_refit,
         "head_C": result.search.strength,
         "head_strengths_tried": len(result.search.tried),
         "head_cv_folds": result.search.folds,
@@ -138,6 +140,7 @@ def train_and_save(data: TrainData, cfg: TrainConfig, run_dir: Path, listener: T
         "boundary_seconds": round(result.timings.get("boundary_seconds", 0.0), 2),
         "head_seconds": round(result.timings.get("head_seconds", 0.0), 2),
         "finetune_seconds": round(result.timings.get("finetune_seconds", 0.0), 2),
+        "refit_seconds": round(result.timings.get("refit_seconds", 0.0), 2),
         "train_seconds": round(result.timings["train_seconds"], 2),
         "config": cfg.to_dict(),
         "started": started,

@@ -305,6 +305,21 @@ def _sampled_search(x, labels, n_classes, groups, val, seed, on_try, should_stop
     return HeadSearch(coords.raw(*full.problem(params, 0)), found.strength, found.tried, found.folds)
 
 
+def refit_head(head: LinearHead, x: np.ndarray, labels: np.ndarray, n_classes: int, strength: float, *,
+               threads: int = 1, overwrite_x: bool = False) -> LinearHead:
+    """`head` solved again on more vectors (a run's training and validation photos) at the strength its search
+    chose, started from it. C carries unchanged, as it does from the search's folds to its final head, and the start
+    is close to the answer, so the solve takes few steps; its tolerance grows with the vectors as the sampled
+    search's final solve does. `overwrite_x` as in `search_head`."""
+    labels = np.asarray(labels)
+    with _threads(threads):
+        coords = coordinates(x)
+        problem = Problems(coords(x, overwrite=overwrite_x), labels, n_classes, np.ones((1, len(labels)), bool))
+        params = problem.solve(strength, _in_coordinates(head, coords),
+                               POLISH_TOLERANCE * max(1.0, len(labels) / SEARCH_ROWS), FINAL_MEMORY)
+    return coords.raw(*problem.problem(params, 0))
+
+
 def _in_coordinates(head: LinearHead, coords: Coordinates) -> np.ndarray:
     """A raw-embedding head as a one-problem solver's flat parameters in `coords` (the inverse of Coordinates.raw)."""
     kernel = head.kernel.astype(np.float64) / coords.scale

@@ -34,7 +34,7 @@ import numpy as np
 if TYPE_CHECKING:
     import keras
 
-    from core.model.head import HeadSearch
+    from core.model.head import HeadSearch, LinearHead
 
 # This module never imports core.model.backbones (which imports it, for `get_backbone`): the registry of single
 # backbones comes in as an argument, and `members` holds that module's BackboneSpec objects.
@@ -283,14 +283,32 @@ def search_joined_head(x: np.ndarray, labels: np.ndarray, n_classes: int, groups
     """`core.model.head.search_head` on the concatenated embeddings with each dimension scaled by `feature_scales`
     (`sizes`: the members' widths); the head it returns is on the raw embedding (the scales folded into its kernel's
     rows), the rows of `tried` scored on the scaled vectors (the same predictions)."""
-    from core.model.head import LinearHead, search_head
+    from core.model.head import search_head
 
     scales = feature_scales(x, sizes)
     search = search_head(np.asarray(x, dtype=np.float32) * scales, labels, n_classes, groups,
                          val=None if val is None else (np.asarray(val[0], dtype=np.float32) * scales, val[1]),
                          **options)
-    head = LinearHead((search.head.kernel * scales[:, None]).astype(np.float32), search.head.bias)
-    return replace(search, head=head)
+    return replace(search, head=_unscaled(search.head, scales))
+
+
+def refit_joined_head(head: LinearHead, x: np.ndarray, labels: np.ndarray, n_classes: int, strength: float, *,
+                      sizes: Sequence[int] | None = None, **options) -> LinearHead:
+    """`core.model.head.refit_head` on the concatenated embeddings scaled as `search_joined_head` scales them (the
+    scales taken from the vectors it is solved on); the head it returns is on the raw embedding."""
+    from core.model.head import LinearHead, refit_head
+
+    scales = feature_scales(x, sizes)
+    start = LinearHead((head.kernel / scales[:, None]).astype(np.float32), head.bias)
+    return _unscaled(refit_head(start, np.asarray(x, dtype=np.float32) * scales, labels, n_classes, strength,
+                                **options), scales)
+
+
+def _unscaled(head: LinearHead, scales: np.ndarray) -> LinearHead:
+    """A head on scaled vectors as the same head on raw ones: the scales folded into its kernel's rows."""
+    from core.model.head import LinearHead
+
+    return LinearHead((head.kernel * scales[:, None]).astype(np.float32), head.bias)
 
 
 def refuse_fine_tuning(spec, unfreeze_blocks: int) -> None:
