@@ -96,7 +96,7 @@ def history(runs: list[RunRecord]) -> None:
         "Took": st.column_config.TextColumn(width="small"),
         "Photos": st.column_config.NumberColumn(width="small", help="Photos used: training + validation."),
         "Validation accuracy": st.column_config.TextColumn(
-            help="Share of the validation photos (never trained on) that the model named right."),
+            help="Share of the validation photos that the model named right, measured before it could learn them."),
     })
 
 
@@ -132,8 +132,8 @@ def compare_notes(runs: list[RunRecord], rows: dict[int, list[dict]]) -> str:
     notes = [f"One colour per run: run {first.id} is the wide pale line, run {second.id} the thin one on it. **Solid "
              "lines are training photos** (for the head, each judged by a head fitted without it), **dashed lines "
              "validation photos**, held back while these were measured: the run whose dashed accuracy ends higher did "
-             "better on photos it had never seen. Each panel has its own axes, zoomed on its lines; a dotted line marks the strength "
-             "each head kept."]
+             "better on photos it had never seen. Each panel has its own axes, zoomed on its lines; a dotted line "
+             "marks the strength each head kept."]
     alike = same_stages(rows[first.id], rows[second.id])
     if STAGE_HEAD in alike:
         notes.append(f"Runs {first.id} and {second.id} solved **the same head** (same photos and settings), so their "

@@ -65,9 +65,10 @@ class TrainConfig:
     # flowers5 splits, two blocks went from +0.0 to +0.8 points over the head on held-out photos, never below it.
     finetune_zoom_views: bool = True
     # A head the run keeps is then solved again on the training and validation photos, at the strength chosen without
-    # them: on never-seen photos, +1.4 to +2.0 points on groceries25 and its 32-px copy, +2.0 to +3.0 on flowers5,
-    # -1.3 to +0.0 on hymenoptera (one or two photos; docs/benchmarks.md). The run's figures stay the ones measured
-    # before, on photos that head had not seen.
+    # them: on never-seen photos, +1.3 to +3.4 points on groceries25 and its 32-px copy, +1.0 to +3.0 on flowers5 and
+    # its copy, -3.9 to +0.7 on hymenoptera (one to six photos of 153: what more of its photos cost however they are
+    # learned; `python -m bench.bench_refit`, docs/benchmarks.md). The run's figures stay the ones measured before, on
+    # photos that head had not seen.
     refit_head: bool = True
     augment: Augmentation = field(default_factory=Augmentation)
     seed: int = 0
