@@ -187,5 +187,6 @@ def main() -> None:
                      "val acc plain / mirrored", "gain", "epochs run/best", "cache s", "epochs s", "epochs cpu s",
                      "wall s", "cpu s", "load", "factor"], rows))
 
+
 if __name__ == "__main__":
     main()

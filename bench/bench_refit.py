@@ -34,8 +34,9 @@ def project_and_held_out(root: Path) -> tuple[list, list, list[str]]:
         data = data_from_folders(root / "train", root / "val")
         return data.train, data.val, data.class_names
     samples, class_names = all_photos(root)
-    held = set(id(s) for s in subset(samples, HELD_OUT))
-    return [s for s in samples if id(s) not in held], [s for s in samples if id(s) in held], class_names
+    held = subset(samples, HELD_OUT)
+    apart = set(held)
+    return [s for s in samples if s not in apart], held, class_names
 
 
 def tiny_set(root: Path, target: Path) -> Path:
@@ -90,6 +91,7 @@ def main() -> None:
                              [int(k) for k in args.splits.split(",")])
         print(table(["set", "split", "train", "val", "held out", "head C", "as validated", "refitted", "gain",
                      "refit s", "run s"], rows))
+
 
 if __name__ == "__main__":
     main()

@@ -306,13 +306,13 @@ def _sampled_search(x, labels, n_classes, groups, val, seed, on_try, should_stop
 
 
 def refit_head(head: LinearHead, x: np.ndarray, labels: np.ndarray, n_classes: int, strength: float, *,
-               threads: int = 1, overwrite_x: bool = False) -> LinearHead:
+               overwrite_x: bool = False) -> LinearHead:
     """`head` solved again on more vectors (a run's training and validation photos) at the strength its search
     chose, started from it. C carries unchanged, as it does from the search's folds to its final head, and the start
     is close to the answer, so the solve takes few steps; its tolerance grows with the vectors as the sampled
     search's final solve does. `overwrite_x` as in `search_head`."""
     labels = np.asarray(labels)
-    with _threads(threads):
+    with _threads():
         coords = coordinates(x)
         problem = Problems(coords(x, overwrite=overwrite_x), labels, n_classes, np.ones((1, len(labels)), bool))
         params = problem.solve(strength, _in_coordinates(head, coords),
