@@ -71,10 +71,10 @@ def cmd_train(args) -> int:
 
     data = data_from_folders(Path(args.data_dir), Path(args.val_dir) if args.val_dir else None, args.val_split)
     cfg = TrainConfig(backbone=args.backbone, unfreeze_blocks=args.unfreeze_blocks, finetune_epochs=args.epochs,
-                      finetune_learning_rate=args.learning_rate, refit_head=not args.no_refit, seed=args.seed)
+                      finetune_learning_rate=args.learning_rate, refit=not args.no_refit, seed=args.seed)
     metrics, _ = train_and_save(data, cfg, Path(args.out), TerminalProgress())
     fine_tuning = ("finetune_path", "finetune_kept_head", "finetune_learning_rate", "finetune_epochs",
-                   "boundary_seconds", "finetune_seconds") \
+                   "boundary_seconds", "finetune_seconds", "finetune_refit_epochs") \
         if cfg.unfreeze_blocks else ()
     shown = {k: metrics[k] for k in ("val_accuracy", "val_accuracy_mirrored", "images_used", "images_rejected",
                                      "embed_seconds", "embed_images_per_second", *fine_tuning, "head_refit",
@@ -238,9 +238,10 @@ def parser() -> argparse.ArgumentParser:
     group.add_argument("--val-dir")
     group.add_argument("--val-split", type=float, default=0.2)
     t.add_argument("--no-refit", action="store_true",
-                   help="save the head as validated: by default a head the run keeps is then solved again with the "
-                        "validation photos too (the printed figures are always the head's before, on photos it had "
-                        "not seen)")
+                   help="save the model as validated: by default the model the run keeps then learns the validation "
+                        "photos too, a head solved again with them, a model fine-tuned on cached activations trained "
+                        "again on every photo for its best epoch count (the printed figures are always the model's "
+                        "before, on photos it had not seen)")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_train)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import math
 import threading
 import warnings
 from contextlib import contextmanager

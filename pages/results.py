@@ -232,9 +232,10 @@ def unfamiliar_photos(run: RunRecord) -> None:
     if not settings.own_scores:
         st.caption("This run had too few photos to set its check for photos unlike your classes.")
         return
+    # a network trained again on every photo has no validation photos left: its check was set on training photos only
+    validation = f"{ui.plural(len(settings.val_scores), 'validation photo')} and " if settings.val_scores else ""
     lines = [f"- Of 100 photos of **your own classes** that it never trained on, it wrongly says that about "
-             f"**{round(settings.false_alarms() * 100)}** (measured on this run's "
-             f"{ui.plural(len(settings.val_scores), 'validation photo')} and "
+             f"**{round(settings.false_alarms() * 100)}** (measured on this run's {validation}"
              f"{ui.plural(len(settings.left_out_scores), 'training photo')}, each left out of the comparison)."]
     caught = settings.caught_hidden()
     if caught is not None:

@@ -6,7 +6,7 @@ import streamlit as st
 
 from core.jobs import api as jobs
 from core.jobs.api import has_model
-from core.model.api import STAGE_EMBED, STAGE_FINETUNE, STAGE_HEAD
+from core.model.api import STAGE_EMBED, STAGE_FINETUNE, STAGE_HEAD, STAGE_REFIT
 from core.store.api import Project, RunRecord
 from pages import charts, ui
 from pages.train_text import (STAGE_TEXT, STARTING, accuracy_sentence, batch_text, finetune_won_sentence,
@@ -122,5 +122,6 @@ def how_it_works(first_time: bool) -> None:
         st.markdown(
             f"1. **{STAGE_TEXT[STAGE_EMBED][0]}** — {STAGE_TEXT[STAGE_EMBED][1]}\n"
             f"2. **{STAGE_TEXT[STAGE_HEAD][0]}** — {STAGE_TEXT[STAGE_HEAD][1]}\n"
-            f"3. *Optional:* **{STAGE_TEXT[STAGE_FINETUNE][0]}** — {STAGE_TEXT[STAGE_FINETUNE][1]}\n\n"
+            f"3. *Optional:* **{STAGE_TEXT[STAGE_FINETUNE][0]}** — {STAGE_TEXT[STAGE_FINETUNE][1]}\n"
+            f"4. *After fine-tuning:* **{STAGE_TEXT[STAGE_REFIT][0]}** — {STAGE_TEXT[STAGE_REFIT][1]}\n\n"
             "The defaults suit most projects: click **Train** and watch it learn.")

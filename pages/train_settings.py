@@ -91,8 +91,8 @@ def photos_section(project: Project) -> bool:
               help="The score on validation photos is measured on a model that has not learned them: an honest "
                    "preview of new photos.")
     st.caption("These *validation* photos check the model: the score on them tells how it will do on photos it has "
-               "never seen. A model that keeps only its new head then learns them too, after they measured it; a "
-               "fine-tuned one never does. Each photo keeps its place when you add more.")
+               "never seen. After they have measured it, the model learns them too (a retrained network takes a last "
+               "step for it). Each photo keeps its place when you add more.")
     ui.readiness_line(project)
     return True
 

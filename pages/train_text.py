@@ -8,7 +8,7 @@ import math
 from core.jobs import api as jobs
 from core.model import api as model
 from core.model.api import (DEFAULT_BACKBONE, MEASURED_SETS, RECOMMENDED, STAGE_EMBED, STAGE_FINETUNE, STAGE_HEAD,
-                            STRENGTHS, UNLIKE_SET, BackboneSpec, backbone_label, get_backbone)
+                            STAGE_REFIT, STRENGTHS, UNLIKE_SET, BackboneSpec, backbone_label, get_backbone)
 from core.store.api import RunRecord
 from pages import charts, ui
 
@@ -25,6 +25,10 @@ STAGE_TEXT = {  # stage -> (what it is called, what happens in it)
                      ("The last blocks of the pretrained network are adjusted to your photos, their mirror images "
                       "and zoomed-in views (deep retraining adds small random rotations, contrast…), so that it "
                       "learns the subject rather than the exact pictures.")),
+    STAGE_REFIT: ("Learning every photo",
+                  ("When the retrained network beat the new head, it is retrained once more the same way on all your "
+                   "photos, the validation photos too, for as many epochs as did best on them. Its score stays the "
+                   "one measured before, on photos it had not seen.")),
 }
 STARTING = ("Handing the run to the training process",
             "The first run after the app starts waits a few seconds for the deep-learning library to load.")
@@ -147,7 +151,8 @@ def progress_text(progress: dict) -> str:
         return f"{progress['batch']:,} of {progress['batches']:,} photos{left}"
     if stage == STAGE_HEAD:
         return f"Regularisation strength {max(1, progress.get('epoch', 0))} of {progress.get('epochs', 0)}"
-    return f"Epoch {max(1, progress.get('epoch', 0))} of at most {progress.get('epochs', 0)}{left}"
+    bound = "" if stage == STAGE_REFIT else "at most "
+    return f"Epoch {max(1, progress.get('epoch', 0))} of {bound}{progress.get('epochs', 0)}{left}"
 
 
 def batch_text(progress: dict) -> str:
@@ -201,6 +206,9 @@ def finetune_won_sentence(summary: dict, rows: list[dict]) -> str:
                  is not None and math.isclose(row["C"], summary["head_C"])), None)
     scores = (f" ({ui.percent(head)} with the new head alone, {ui.percent(summary['val_accuracy'])} retrained)"
               if head is not None and summary.get("val_accuracy") is not None else "")
+    again = summary.get("finetune_refit_epochs")
+    learned = (f", then trained for {ui.plural(again, 'epoch')} more on all your photos, the validation photos too"
+               if again else "")
     return (f"Retraining the last {ui.plural(summary['unfreeze_blocks'], 'block')} of the network paid off: it beat "
             f"the new head alone on the validation photos{scores}, best after epoch {summary['best_epoch']} of "
-            f"{epochs}. The retrained network is the model kept.")
+            f"{epochs}. The retrained network is the model kept{learned}.")

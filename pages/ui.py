@@ -134,13 +134,14 @@ def table_height(rows: int) -> int:
 
 
 def learned_validation(summary: dict) -> bool:
-    """Whether the run's saved head was solved again with its validation photos too, after they measured it."""
-    return bool(summary.get("head_refit"))
+    """Whether the run's saved model learned its validation photos too, after they measured it: its head solved
+    again with them, or its fine-tuned network trained again on every photo."""
+    return bool(summary.get("head_refit") or summary.get("finetune_refit_epochs"))
 
 
-LEARNED_VALIDATION = ("The saved model then learned these validation photos too (its head was solved again with "
-                      "them, which adds a point or two on new photos). The figures here are from before, when it "
-                      "had not seen them.")
+LEARNED_VALIDATION = ("The saved model then learned these validation photos too (a new head is solved again with "
+                      "them, a retrained network is trained again on every photo), which adds a point or two on new "
+                      "photos. The figures here are from before, when it had not seen them.")
 
 
 def retrained(blocks: int) -> str:

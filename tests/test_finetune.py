@@ -22,7 +22,7 @@ from core.serving.predict import Classifier
 from core.jobs.pipeline import data_from_folders, train_and_save
 from core.model.schedule import (LARGE_SET_EPOCHS, LARGE_SET_PHOTOS, SMALL_SET_EPOCHS, SMALL_SET_PHOTOS,
                                  automatic_epochs, automatic_rate)
-from core.model.train import (STAGE_EMBED, SilentListener, TrainConfig, assemble_classifier, best_layer, keeps,
+from core.model.train import (STAGE_EMBED, STAGE_REFIT, SilentListener, TrainConfig, assemble_classifier, best_layer, keeps,
                               most_epochs, peak_rate, stop_rule, train)
 from tests.photos import write_image_folder
 
@@ -289,8 +289,7 @@ def test_a_re_solved_head_that_fails_the_keep_rule_does_not_lose_the_layer_train
     again on the tuned features did not; the run keeps the trained layer, not the stage-1 head."""
     data = data_from_folders(folders / "train", folders / "val")
     cfg = TrainConfig(unfreeze_blocks=1, finetune_epochs=1, batch_size=8)
-    finetune = core.model.train._finetune
-    monkeypatch.setattr(core.model.train, "_finetune", lambda *a: finetune(*a[:5], 10.0, a[6]))  # every epoch beats it
+    beats_the_head(monkeypatch)
     fit_cached = core.model.train._fit_cached
     trained = {}
 
@@ -307,8 +306,58 @@ def test_a_re_solved_head_that_fails_the_keep_rule_does_not_lose_the_layer_train
     monkeypatch.setattr(core.model.train, "_fit_cached", bad_resolve)
     result = train(data, cfg)
     assert result.model is not None and result.finetune_layer == "trained"
-    assert not result.head_refit, "a fine-tuned model is saved as validated"
+    assert not result.head_refit and result.finetune_refit_epochs == 1, "trained again, with the layer trained"
     np.testing.assert_array_equal(result.val_probabilities, trained["probabilities"])
+
+
+def beats_the_head(monkeypatch) -> None:
+    """Every fine-tuning epoch beats the stage-1 head's validation loss: the keep rule's other half decides."""
+    finetune = core.model.train._finetune
+    monkeypatch.setattr(core.model.train, "_finetune", lambda *a: finetune(*a[:5], 10.0, a[6]))
+
+
+class StopWhenTrainingAgain(SilentListener):
+    def __init__(self):
+        self.stage = ""
+
+    def on_stage(self, stage, info):
+        self.stage = stage
+
+    def should_stop(self):
+        return self.stage == STAGE_REFIT
+
+
+@pytest.mark.slow
+def test_a_kept_fine_tuned_model_is_trained_again_on_every_photo_and_keeps_its_validated_figures(folders,
+                                                                                               monkeypatch):
+    """The model the keep rule kept is trained again, for its best epoch count, on the training and validation
+    photos: its trunk and novelty reference are new and hold every photo; its validation figures are the validated
+    model's. A stop request while it trains again keeps the validated model."""
+    from core.model.novelty import build_reference
+
+    beats_the_head(monkeypatch)
+    data = data_from_folders(folders / "train", folders / "val")
+    cfg = TrainConfig(unfreeze_blocks=1, finetune_epochs=2, finetune_learning_rate=1e-3, batch_size=8, patience=5)
+    apart, again = train(data, dataclasses.replace(cfg, refit=False)), train(data, cfg)
+    assert apart.model is not None and not apart.finetune_refit_epochs
+    assert again.finetune_refit_epochs == again.best_epoch["fine-tuning"] == apart.best_epoch["fine-tuning"] > 0
+    np.testing.assert_array_equal(again.val_probabilities, apart.val_probabilities)
+    assert (again.finetune_layer, again.finetune_path) == (apart.finetune_layer, "cached")
+    assert any(not np.array_equal(a, b) for a, b in zip(again.model.get_weights(), apart.model.get_weights()))
+
+    every = data.train + data.val
+    views, shape = activations.boundary_activations([s.path for s in every], [s.sha256 for s in every], SPEC, 1)
+    features = activations.top_features(again.model, SPEC, 1)
+    tuned = [pooled(features, v.vectors.reshape(-1, *shape)) for v in views]
+    reference, settings = again.novelty
+    expected = build_reference(tuned, np.array([s.label for s in every]))
+    np.testing.assert_allclose(reference.vectors.astype(np.float32), expected.vectors.astype(np.float32), atol=2e-3)
+    assert settings.val_scores == [] and len(settings.left_out_scores) == len(every), "no validation photos left"
+
+    stopped = train(data, cfg, StopWhenTrainingAgain())
+    assert stopped.stopped and not stopped.finetune_refit_epochs
+    for a, b in zip(stopped.model.get_weights(), apart.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 def two_class(*first: float) -> np.ndarray:
@@ -390,11 +439,14 @@ def test_cli_fine_tunes_at_the_automatic_rate_and_says_how_long_is_left(folders,
     assert shown["finetune_path"] == "cached"
     assert "s left in this stage" in captured.err  # paced from the stage's own progress, as on the Train page
     train_photos = len(data_from_folders(folders / "train").train + data_from_folders(folders / "train").val)
-    assert compiled == [automatic_rate(train_photos)] and shown["finetune_learning_rate"] == compiled[0]
+    # fine-tuning, then training again on every photo when its model is kept: at the validated rate
+    assert compiled[0] == automatic_rate(train_photos) and shown["finetune_learning_rate"] == compiled[0]
+    assert compiled == [compiled[0]] * (1 + bool(shown["finetune_refit_epochs"]))
     recorded = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert recorded["config"]["finetune_learning_rate"] is None, "the run says the rate was chosen for it"
     assert recorded["finetune_learning_rate"] == compiled[0], "and which one it used"
     assert recorded["config"]["finetune_epochs"] == recorded["finetune_epochs"] == 2, "--epochs is the user's number"
+    assert shown["finetune_refit_epochs"] == (0 if shown["finetune_kept_head"] else recorded["best_epoch"]["fine-tuning"])
 
 
 def test_the_automatic_rate_grows_with_the_training_photos():

@@ -167,7 +167,7 @@ def test_a_kept_head_learns_the_validation_photos_too_and_keeps_the_figures_meas
     """The validation photos choose and measure; the saved head is then solved again with them at the strength chosen
     without them. Its figures stay those of the head that had not seen them."""
     data = data_from_folders(folders / "train", folders / "val")
-    apart, refit = train(data, TrainConfig(refit_head=False)), train(data, TrainConfig())
+    apart, refit = train(data, TrainConfig(refit=False)), train(data, TrainConfig())
     assert refit.head_refit and not apart.head_refit
     np.testing.assert_array_equal(refit.val_probabilities, apart.val_probabilities)
     assert refit.search.strength == apart.search.strength

@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import time
+import types
 import zipfile
 from pathlib import Path
 
@@ -34,13 +35,13 @@ from core.serving.predict import MODEL_FILE
 from core.intake.ingest import import_folder
 from core.store.project import Project, create_project
 from core.model.schedule import automatic_epochs, automatic_rate
-from core.model.train import TrainConfig
+from core.model.train import STAGE_FINETUNE, STAGE_HEAD, STAGE_REFIT, TrainConfig
 from tests.apptest import no_exceptions, open_app
 from tests.browser import assert_no_errors, browser_page, screenshot, streamlit_server, wait_idle
 from tests.conftest import shared_dataset
 from tests.photos import add_class_photos, class_photo_bytes
 from tests.runs import finished_run
-from pages.train_text import depth_short, short_label
+from pages.train_text import depth_short, progress_text, short_label, stages_line
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("stripes", "blobs")
@@ -347,10 +348,23 @@ def test_a_run_whose_fine_tuning_won_says_so(two_classes):
                                                           "val_loss": 0.5})
     two_classes.update_run(run_id, status="completed", summary={
         "val_accuracy": 0.76, "val_images": 25, "classes": list(CLASSES), "backbone": DEFAULT_BACKBONE,
-        "unfreeze_blocks": 2, "best_epoch": 3, "finetune_kept_head": False, "head_C": 1.0, "train_seconds": 90})
+        "unfreeze_blocks": 2, "best_epoch": 3, "finetune_kept_head": False, "head_C": 1.0, "train_seconds": 90,
+        "finetune_refit_epochs": 3})
     at = no_exceptions(page(two_classes))
     assert ("Retraining the last 2 blocks of the network paid off: it beat the new head alone on the validation "
-            "photos (70% with the new head alone, 76% retrained), best after epoch 3 of 6.") in texts(at)
+            "photos (70% with the new head alone, 76% retrained), best after epoch 3 of 6. The retrained network is "
+            "the model kept, then trained for 3 epochs more on all your photos, the validation photos too.") in texts(at)
+    assert "Then it learned them too" in texts(at), "its score is from before it learned the validation photos"
+
+
+def test_training_again_on_every_photo_is_a_step_of_its_own_with_its_epochs_counted_exactly():
+    progress = {"epoch": 2, "epochs": 5, "batch": 1, "batches": 4, "eta_seconds": 30.0, "fraction": 0.3,
+                "written": time.time()}
+    assert progress_text({**progress, "stage": STAGE_REFIT}).startswith("Epoch 2 of 5 · about ")
+    assert progress_text({**progress, "stage": STAGE_FINETUNE}).startswith("Epoch 2 of at most 5 · at most about ")
+    run = types.SimpleNamespace(config=TrainConfig(unfreeze_blocks=2).to_dict())
+    assert stages_line(run, STAGE_REFIT).endswith("✅ 3. Fine-tuning the network → ⏳ 4. Learning every photo")
+    assert "Learning every photo" not in stages_line(types.SimpleNamespace(config=TrainConfig().to_dict()), STAGE_HEAD)
 
 
 def test_a_failed_run_shows_its_error_not_a_spinner(two_classes):
@@ -467,7 +481,7 @@ def test_results_page_explains_a_run_and_exports_it(two_classes):
     archive = next((two_classes.meta_dir / "exports").glob("*.zip"))
     assert len(zipfile.ZipFile(archive).namelist()) == 30
 
-    finished_run(two_classes, TrainConfig(refit_head=False))  # saved as validated: nothing to say
+    finished_run(two_classes, TrainConfig(refit=False))  # saved as validated: nothing to say
     assert "learned these validation photos too" not in texts(no_exceptions(page(two_classes, "pages/results.py")))
 
 

@@ -127,8 +127,11 @@ def train_and_save(data: TrainData, cfg: TrainConfig, run_dir: Path, listener: T
         TEST_TIME_MIRROR: mirror,
         "val_accuracy_plain": plain,        # each validation photo as it is
         "val_accuracy_mirrored": mirrored,  # averaged with its mirror image
-        # the saved head was solved again with the validation photos too: the figures above are the head's before
+        # the saved model learned the validation photos too, after they measured it (the figures above are from
+        # before): its head solved again with them, or its fine-tuned network trained again on every photo for this
+        # many epochs (0: saved as validated)
         "head_refit": result.head_refit,
+        "finetune_refit_epochs": result.finetune_refit_epochs,
         "head_C": result.search.strength,
         "head_strengths_tried": len(result.search.tried),
         "head_cv_folds": result.search.folds,

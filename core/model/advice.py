@@ -107,6 +107,11 @@ MIRROR_TTA_HELPS = True
 # +3.7, +4.9, +2.3), so less is not a measured difference.
 CLEARLY_BETTER = 1.0
 LONG_SCHEDULE_COST = 1.76  # 16 epochs' fine-tuning stage against 8 epochs' (see MEASURED)
+# A kept fine-tuned model is then trained again on every photo for its best epoch count (core.model.train.TrainConfig
+# .refit): that stage took 0.64-1.02 times the fine-tuning stage's time, 0.85 on average (two blocks, groceries25 and
+# its 32-px copy, three splits each, `bench_refit --blocks 2`, 2026-12-06, docs/benchmarks.md). An estimate counts it:
+# the keep rule kept the tuned model on every one of those splits.
+REFIT_COST = 0.85
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,8 @@ def advice(photos: int, speeds: dict[str, dict]) -> list[Advice]:
         for blocks in DEPTHS:
             measured = MEASURED.get((name, blocks), Measured(None, None, _nearest_factor(blocks)))
             views = VIEWS + (BOUNDARY_VIEWS if blocks else 0)  # fine-tuning adds a pass for the boundary activations
-            seconds = photos * forward_s * (views * PASS_FACTOR + VIEWS * measured.factor * schedule_cost(photos))
+            tuning = VIEWS * measured.factor * schedule_cost(photos) * (1 + REFIT_COST if blocks else 1)
+            seconds = photos * forward_s * (views * PASS_FACTOR + tuning)
             rows.append(Advice(name, blocks, seconds, measured.everyday, measured.unlike, timed))
     return rows
 

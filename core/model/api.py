@@ -15,10 +15,10 @@ from core.model.schedule import automatic_epochs, automatic_rate
 from core.model.speed import cached_speeds, relative_speeds
 from core.model.suspects import (MIN_PHOTOS_PER_CLASS, NEIGHBOURS, Suspect, current_check, forget_check, remembered,
                                  start_check, too_small)
-from core.model.train import STAGE_EMBED, STAGE_FINETUNE, STAGE_HEAD, TrainConfig, planned_stages
+from core.model.train import STAGE_EMBED, STAGE_FINETUNE, STAGE_HEAD, STAGE_REFIT, TrainConfig, planned_stages
 
 __all__ = ["DEFAULT_BACKBONE", "DEPTHS", "MEASURED_ELSEWHERE", "MEASURED_SETS", "MIN_PHOTOS_PER_CLASS", "NEIGHBOURS",
-           "OFFERED", "RECOMMENDED", "REGISTRY", "STAGE_EMBED", "STAGE_FINETUNE", "STAGE_HEAD", "STRENGTHS", "Advice",
+           "OFFERED", "RECOMMENDED", "REGISTRY", "STAGE_EMBED", "STAGE_FINETUNE", "STAGE_HEAD", "STAGE_REFIT", "STRENGTHS", "Advice",
            "TRAIN_SHARE", "UNLIKE_SET", "BackboneSpec", "Cost", "NoveltySettings", "Suspect", "TrainConfig", "advice",
            "automatic_epochs", "automatic_rate", "backbone_label",
            "cached_speeds", "costs", "current_check", "forget_check", "freeze_options",

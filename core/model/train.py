@@ -8,9 +8,10 @@ through the top N blocks only (`core.model.activations`), or, when the boundary 
 end to end on photos streamed from disk with augmentation. AdamW with warm-up and cosine decay,
 BatchNorm kept in inference mode, then the head solved again on the tuned features or the layer trained with the
 blocks, whichever the validation photos prefer; the stage-1 model is kept unless the fine-tuned one beats it on
-validation loss without getting fewer validation photos right. A head the run keeps is finally solved again with the
-validation photos too; the run's figures stay those of the head that had not seen them. Either way the saved model is
-one Keras model that takes raw RGB pixels, so prediction and export need nothing else.
+validation loss without getting fewer validation photos right. Whichever the run keeps then learns the validation photos
+too: a head is solved again with them, a model fine-tuned on cached activations is trained again on every photo for
+the epochs validation chose; the run's figures stay those measured before, on photos it had not seen. Either way the
+saved model is one Keras model that takes raw RGB pixels, so prediction and export need nothing else.
 """
 
 from __future__ import annotations
@@ -36,13 +37,15 @@ from core.model.schedule import automatic_epochs, automatic_rate
 from core.model.novelty import (MAX_REFERENCE_ROWS, NoveltyReference, NoveltySettings, fit_novelty,
                                  with_novelty_output)
 
-STAGE_EMBED, STAGE_HEAD, STAGE_FINETUNE = "embedding", "head", "fine-tuning"
+STAGE_EMBED, STAGE_HEAD, STAGE_FINETUNE, STAGE_REFIT = "embedding", "head", "fine-tuning", "every photo"
 
 
 def planned_stages(config: dict) -> list[str]:
     """The stages a run with these settings (a run's stored config) goes through, in order: fine-tuning only when
-    part of the network is retrained."""
-    return [STAGE_EMBED, STAGE_HEAD] + ([STAGE_FINETUNE] if config.get("unfreeze_blocks") else [])
+    part of the network is retrained, then training it again on every photo (skipped when the run keeps the head)."""
+    tuned = [STAGE_FINETUNE] + ([STAGE_REFIT] if TrainConfig.from_dict(config).refit else []) \
+        if config.get("unfreeze_blocks") else []
+    return [STAGE_EMBED, STAGE_HEAD] + tuned
 MIN_IMPROVEMENT = 1e-3  # a validation loss lower by less than this is noise: not a better epoch
 
 
@@ -64,12 +67,15 @@ class TrainConfig:
     # Cached fine-tuning also trains on the middle of each photo enlarged (and its mirror image): measured on three
     # flowers5 splits, two blocks went from +0.0 to +0.8 points over the head on held-out photos, never below it.
     finetune_zoom_views: bool = True
-    # A head the run keeps is then solved again on the training and validation photos, at the strength chosen without
-    # them: on never-seen photos, +1.3 to +3.4 points on groceries25 and its 32-px copy, +1.0 to +3.0 on flowers5 and
-    # its copy, -3.9 to +0.7 on hymenoptera (one to six photos of 153: what more of its photos cost however they are
-    # learned; `python -m bench.bench_refit`, docs/benchmarks.md). The run's figures stay the ones measured before, on
-    # photos that head had not seen.
-    refit_head: bool = True
+    # The model the run keeps then learns the validation photos too; the run's figures stay the ones measured before,
+    # on photos it had not seen (`python -m bench.bench_refit`, docs/benchmarks.md). A head is solved again on the
+    # training and validation photos at the strength chosen without them: on never-seen photos +1.3 to +3.4 points on
+    # groceries25 and its 32-px copy, +1.0 to +3.0 on flowers5 and its copy, -3.9 to +0.7 on hymenoptera (one to six
+    # photos of 153: what more of its photos cost however they are learned). A model fine-tuned on cached activations
+    # is trained again from that head on every photo for its best epoch count: two blocks, on never-seen photos,
+    # +0.3 / +1.7 / +2.7 points on three splits of groceries25 and +3.4 / +1.1 / +0.9 on its 32-px copy, for 0.64-1.02
+    # times the fine-tuning stage's time again.
+    refit: bool = True
     augment: Augmentation = field(default_factory=Augmentation)
     seed: int = 0
 
@@ -79,6 +85,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__ and k != "augment"}
+        if "refit_head" in values:  # runs recorded before fine-tuned models learned the validation photos too
+            known.setdefault("refit", values["refit_head"])
         # runs recorded before the Augmentation type kept its flags flat: augment_flip, augment_rotation...
         flags = values.get("augment") or {k.removeprefix("augment_"): v for k, v in values.items()
                                           if k.startswith("augment_")}
@@ -161,9 +169,10 @@ class TrainResult:
     # the novelty check (core.model.novelty) on the embedding the model answers from: the head's, or a fine-tuned
     # trunk's pooled features
     novelty: tuple[NoveltyReference, NoveltySettings] | None = None
-    # `head` was solved again with the validation photos too (TrainConfig.refit_head); the validation figures above
-    # are the head's before, which had not seen them
+    # `head` was solved again with the validation photos too (TrainConfig.refit); the validation figures above are the
+    # head's before, which had not seen them
     head_refit: bool = False
+    finetune_refit_epochs: int = 0      # epochs `model` was trained again for on every photo; 0: saved as validated
 
 
 def strategy(device_type: str = "GPU"):
@@ -240,11 +249,14 @@ def assemble_classifier(spec: BackboneSpec, head: LinearHead, dropout: float = 0
 MONITOR = "val_xent"  # plain cross-entropy: comparable with the head's validation loss whatever the label smoothing
 
 
-def _listener_callback(listener: TrainingListener, stage: str, epochs: int, best: tuple | None = None):
+def _listener_callback(listener: TrainingListener, stage: str, epochs: int, best: tuple | None = None, *,
+                       keep_best: bool = True):
     """Keras callback that reports progress, honours stop requests between batches and keeps the best weights.
 
     `best` is (score, epoch, weights) to beat from an earlier stage: fine-tuning keeps the stage-1
-    model unless an epoch of its own does better on validation.
+    model unless an epoch of its own does better on validation. With `keep_best` False (training again on every
+    photo: nothing left to validate on) the last epoch's weights stay, and epochs are not reported as rows of the
+    run's curves.
     """
     import keras
 
@@ -266,6 +278,8 @@ def _listener_callback(listener: TrainingListener, stage: str, epochs: int, best
                 self.model.stop_training = True
 
         def on_epoch_end(self, epoch, logs=None):
+            if not keep_best:
+                return
             logs = _floats(logs)
             score = logs.get(MONITOR, logs.get("loss", math.inf))
             if self.best is None or score < self.best[0] - MIN_IMPROVEMENT:
@@ -385,9 +399,12 @@ def train(data: TrainData, cfg: TrainConfig, listener: TrainingListener | None =
                       finetune_epochs=result.finetune_epochs)
         _finetune(result, spec, cfg, e, boundary, chosen.get("val_loss"), listener)
         timings["finetune_seconds"] = time.perf_counter() - t2
-    if cfg.refit_head and result.model is None and len(result.val_samples) and not result.stopped:
+    if cfg.refit and len(result.val_samples) and not result.stopped:
         t3 = time.perf_counter()
-        _refit(result, e.train_samples, spec, cfg, cache, listener)
+        if result.model is None:
+            _refit(result, e.train_samples, spec, cfg, cache, listener)
+        elif boundary is not None:
+            _refit_finetuned(result, spec, cfg, e, boundary, cache, listener)
         timings["refit_seconds"] = time.perf_counter() - t3
     timings["train_seconds"] = time.perf_counter() - t0
     return result
@@ -407,22 +424,60 @@ class _StopOnly(SilentListener):
         return self.listener.should_stop()
 
 
+def _head_on_every_photo(result: TrainResult, train_samples: list[Sample], spec: BackboneSpec, cfg: TrainConfig,
+                         cache, listener: TrainingListener) -> LinearHead:
+    """The stage-1 head solved again on the training and validation photos at its chosen strength (their vectors read
+    back from the cache: the head's search may have overwritten the training ones to spare a copy); raises
+    InterruptedError on a stop request while they are read."""
+    every = _embed(TrainData(result.class_names, train_samples + result.val_samples, []), spec, cfg, cache,
+                   _StopOnly(listener))
+    refit = functools.partial(refit_joined_head, sizes=[m.feature_dim for m in spec.members]) \
+        if len(spec.members) > 1 else refit_head
+    return refit(result.head, every.x, every.labels, len(result.class_names), result.search.strength,
+                 overwrite_x=True)
+
+
 def _refit(result: TrainResult, train_samples: list[Sample], spec: BackboneSpec, cfg: TrainConfig, cache,
            listener: TrainingListener) -> None:
-    """The kept head solved again on the training and validation photos at its chosen strength (their vectors read
-    back from the cache: the head's search may have overwritten the training ones to spare a copy). A stop request
-    while they are read keeps the head as it was."""
+    """The kept head learns the validation photos too; a stop request keeps it as it was."""
     try:
-        every = _embed(TrainData(result.class_names, train_samples + result.val_samples, []), spec, cfg, cache,
-                       _StopOnly(listener))
+        result.head = _head_on_every_photo(result, train_samples, spec, cfg, cache, listener)
     except InterruptedError:
         result.stopped = True
         return
-    refit = functools.partial(refit_joined_head, sizes=[m.feature_dim for m in spec.members]) \
-        if len(spec.members) > 1 else refit_head
-    result.head = refit(result.head, every.x, every.labels, len(result.class_names), result.search.strength,
-                        overwrite_x=True)
     result.head_refit = True
+
+
+def _refit_finetuned(result: TrainResult, spec: BackboneSpec, cfg: TrainConfig, e: Embedded, boundary: Boundary,
+                     cache, listener: TrainingListener) -> None:
+    """The kept fine-tuned model trained again on every photo's cached activations: from the stage-1 head solved
+    again with the validation photos, at the validated peak rate, for the epochs validation chose (the schedule
+    decaying over them), its output layer made as the validated model's was, its novelty check fitted on the new
+    trunk. Nothing is left to validate it on: its figures stay the validated model's. A stop request keeps that."""
+    epochs = result.best_epoch[STAGE_FINETUNE]
+    try:
+        start = _head_on_every_photo(result, e.train_samples, spec, cfg, cache, listener)
+    except InterruptedError:
+        result.stopped = True
+        return
+    cfg = replace(cfg, finetune_epochs=epochs, finetune_learning_rate=result.finetune_learning_rate)
+    listener.on_stage(STAGE_REFIT, {"epochs": epochs, "blocks": cfg.unfreeze_blocks})
+    model, devices = _tunable(spec, cfg, start)
+    samples = e.train_samples + e.val_samples
+    fit = _fit_cached(model, spec, cfg, boundary, samples, len(samples), devices)
+    relay = _listener_callback(listener, STAGE_REFIT, epochs, keep_best=False)
+    fit.trained.fit(fit.train, epochs=epochs, class_weight=class_weights(fit.train.labels, len(result.class_names)),
+                    callbacks=[relay], verbose=0)
+    if relay.stopped:
+        result.stopped = True
+        return
+    if result.finetune_layer == "re-solved":
+        fit.resolve()
+    train_x, train_labels, no_val = fit.features()
+    result.novelty = fit_novelty(train_x, train_labels, no_val, np.zeros(0, dtype=int))
+    model = with_novelty_output(model, result.novelty[0])
+    result.model = mirror_averaged(model) if mirror_averaging(cfg) else model
+    result.finetune_refit_epochs = epochs
 
 
 @dataclass
@@ -449,18 +504,13 @@ def _finetune(result: TrainResult, spec: BackboneSpec, cfg: TrainConfig, e: Embe
               head_val_loss: float | None, listener: TrainingListener) -> None:
     """Stage 2 from the stage-1 head, on cached boundary activations when they fit, else streamed photos; fills in
     `result` (its model stays None when no epoch beat the head on validation)."""
-    import keras
-
-    reproducible(cfg.seed)
     n_classes = len(result.class_names)
-    devices = strategy()  # one for the run: a model is compiled and fitted under the strategy it was built in
-    with devices.scope():
-        model = assemble_classifier(spec, result.head, cfg.dropout)
-        set_trainable_blocks(spec, model.get_layer("backbone"), cfg.unfreeze_blocks)
+    model, devices = _tunable(spec, cfg, result.head)
     listener.on_stage(STAGE_FINETUNE, {"epochs": cfg.finetune_epochs, "blocks": cfg.unfreeze_blocks})
     if boundary is not None:
         result.finetune_path = "cached"
-        fit = _fit_cached(model, spec, cfg, e, boundary, result, devices)
+        _leave_out_unreadable(result, e, boundary)
+        fit = _fit_cached(model, spec, cfg, boundary, e.train_samples + e.val_samples, len(e.train_samples), devices)
     else:
         result.finetune_path = "streamed"
         fit = _fit_streamed(model, spec, cfg, e.train_samples, result.val_samples, devices)
@@ -588,27 +638,44 @@ def _compile(model, cfg: TrainConfig, steps_per_epoch: int, devices) -> None:
                       metrics=["accuracy", keras.metrics.CategoricalCrossentropy(name=MONITOR.removeprefix("val_"))])
 
 
-def _fit_cached(model, spec, cfg: TrainConfig, e: Embedded, boundary: Boundary, result: TrainResult, devices) -> Fit:
-    """Fine-tuning the top blocks on the boundary activations, one view of each photo per epoch, then the head
-    solved again on what they learned; photos that could not be read since they were embedded are left out and
-    reported."""
-    import tensorflow as tf
+def _tunable(spec: BackboneSpec, cfg: TrainConfig, head: LinearHead):
+    """The classifier starting from `head` with its top `cfg.unfreeze_blocks` blocks trainable, seeded, and the
+    device strategy it was built in (a model is compiled and fitted under that one)."""
+    reproducible(cfg.seed)
+    devices = strategy()
+    with devices.scope():
+        model = assemble_classifier(spec, head, cfg.dropout)
+        set_trainable_blocks(spec, model.get_layer("backbone"), cfg.unfreeze_blocks)
+    return model, devices
 
-    from core.model.cached_tuning import ViewBatches, pooled
 
+def _leave_out_unreadable(result: TrainResult, e: Embedded, boundary: Boundary) -> None:
+    """Photos that could not be read since they were embedded: reported, and left out of both models' validation
+    figures."""
     samples = e.train_samples + e.val_samples
-    views_out, shape = boundary.views, boundary.shape
-    ok = views_out[0].ok
-    result.skipped.update({str(samples[i].path): why for i, why in views_out[0].failed.items()})
-    n_train = len(e.train_samples)
-    train_rows = [r for r, i in enumerate(ok) if i < n_train]
-    val_rows = [r for r, i in enumerate(ok) if i >= n_train]
-    kept_val = [ok[r] - n_train for r in val_rows]  # a photo gone since it was embedded is left out of both models' figures
+    ok, n_train = boundary.views[0].ok, len(e.train_samples)
+    result.skipped.update({str(samples[i].path): why for i, why in boundary.views[0].failed.items()})
+    kept_val = [i - n_train for i in ok if i >= n_train]
     result.val_samples = [result.val_samples[i] for i in kept_val]
     result.val_probabilities = result.val_probabilities[kept_val]
     if result.val_probabilities_mirrored is not None:
         result.val_probabilities_mirrored = result.val_probabilities_mirrored[kept_val]
-    n_classes = len(result.class_names)
+
+
+def _fit_cached(model, spec, cfg: TrainConfig, boundary: Boundary, samples: list[Sample], n_train: int,
+                devices) -> Fit:
+    """Fine-tuning the top blocks on the boundary activations of `samples` (the first `n_train` to train on, the rest
+    to validate with; the unreadable ones left out), one view of each photo per epoch, then the head solved again on
+    what they learned."""
+    import tensorflow as tf
+
+    from core.model.cached_tuning import ViewBatches, pooled
+
+    views_out, shape = boundary.views, boundary.shape
+    ok = views_out[0].ok
+    train_rows = [r for r, i in enumerate(ok) if i < n_train]
+    val_rows = [r for r, i in enumerate(ok) if i >= n_train]
+    n_classes = model.output_shape[-1]
     unpack = lambda v, rows: v.vectors[rows].reshape(-1, *shape)  # noqa: E731
     train_views = [unpack(v, train_rows) for v in views_out]
     train_labels = np.array([samples[ok[r]].label for r in train_rows], dtype=int)
@@ -619,7 +686,7 @@ def _fit_cached(model, spec, cfg: TrainConfig, e: Embedded, boundary: Boundary, 
     _compile(top, cfg, len(batches), devices)
     plain_views = len(_views(cfg))  # as is (and mirrored): what the head is solved on and validated with, never zoomed
     val_views = [unpack(v, val_rows) for v in views_out[:plain_views]]
-    val_y = np.eye(n_classes, dtype=np.float32)[[s.label for s in result.val_samples]]
+    val_y = np.eye(n_classes, dtype=np.float32)[[samples[ok[r]].label for r in val_rows]]
     val_ds = (tf.data.Dataset.from_tensor_slices((val_views[0], val_y)).batch(cfg.batch_size).map(_as_float)
               if len(val_rows) else None)
 

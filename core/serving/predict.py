@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from core.images import decode_image, dim_outside_square, load_rgb, sha256_hex, square_box, unseen_share
+from core.images import decode_image, dim_outside_square, sha256_hex, square_box, unseen_share
 
 MODEL_FILE = "model.keras"
 LABELS_FILE = "labels.txt"

@@ -26,7 +26,7 @@ from core.serving.heatmap import RUN_MAP_FILE
 from core.images import load_rgb
 from core.model.novelty import load_novelty
 from core.serving.predict import MODEL_FILE, Prediction, read_labels
-from core.store.run_folder import NotConverted, RunFolderInvalid, check_probabilities, loading, read_head, read_metrics
+from core.store.run_folder import NotConverted, check_probabilities, loading, read_head, read_metrics
 
 
 PATH_BATCH = 16  # photos on disk decoded and run at once (`python -m core evaluate` on 10,000 photos)
