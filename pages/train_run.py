@@ -64,7 +64,7 @@ def outcome_view(project: Project, run: RunRecord) -> None:
     if run.summary.get("finetune_kept_head"):
         st.info("Retraining the network did not beat the new head alone on the validation photos, so the head alone "
                 "was kept: it is the better model for these photos.", icon="ℹ️")
-    elif run.summary.get("unfreeze_blocks") and run.summary.get("best_epoch"):
+    elif run.summary.get("unfreeze_blocks") and (run.summary.get("best_epoch") or {}).get(STAGE_FINETUNE):
         st.info(finetune_won_sentence(run.summary, project.epochs(run.id)), icon="🏆")
     downloads_line(project, run)
     rejected = run.summary.get("rejected") or {}

@@ -206,9 +206,9 @@ def finetune_won_sentence(summary: dict, rows: list[dict]) -> str:
                  is not None and math.isclose(row["C"], summary["head_C"])), None)
     scores = (f" ({ui.percent(head)} with the new head alone, {ui.percent(summary['val_accuracy'])} retrained)"
               if head is not None and summary.get("val_accuracy") is not None else "")
-    again = summary.get("finetune_refit_epochs")
+    best, again = summary["best_epoch"][STAGE_FINETUNE], summary.get("finetune_refit_epochs")
     learned = (f", then trained for {ui.plural(again, 'epoch')} more on all your photos, the validation photos too"
                if again else "")
     return (f"Retraining the last {ui.plural(summary['unfreeze_blocks'], 'block')} of the network paid off: it beat "
-            f"the new head alone on the validation photos{scores}, best after epoch {summary['best_epoch']} of "
+            f"the new head alone on the validation photos{scores}, best after epoch {best} of "
             f"{epochs}. The retrained network is the model kept{learned}.")
