@@ -71,7 +71,8 @@ class HeldOut:
         if result.model is None:
             probabilities = np.mean([result.head.probabilities(v) for v in self.embeddings], axis=0)
         else:
-            probabilities = np.mean([self.top(result.model).predict(v, verbose=0) for v in self.activations()], axis=0)
+            top = self.top(result.model)
+            probabilities = np.mean([top.predict(v, verbose=0) for v in self.activations()], axis=0)
         return float((probabilities.argmax(axis=1) == self.labels).mean())
 
     def top(self, model):

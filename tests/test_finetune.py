@@ -22,8 +22,8 @@ from core.serving.predict import Classifier
 from core.jobs.pipeline import data_from_folders, train_and_save
 from core.model.schedule import (LARGE_SET_EPOCHS, LARGE_SET_PHOTOS, SMALL_SET_EPOCHS, SMALL_SET_PHOTOS,
                                  automatic_epochs, automatic_rate)
-from core.model.train import (STAGE_EMBED, STAGE_REFIT, SilentListener, TrainConfig, assemble_classifier, best_layer, keeps,
-                              most_epochs, peak_rate, stop_rule, train)
+from core.model.train import (STAGE_EMBED, STAGE_REFIT, SilentListener, TrainConfig, assemble_classifier, best_layer,
+                              keeps, most_epochs, peak_rate, stop_rule, train)
 from tests.photos import write_image_folder
 
 SPEC = get_backbone("efficientnet_lite0")
@@ -446,7 +446,8 @@ def test_cli_fine_tunes_at_the_automatic_rate_and_says_how_long_is_left(folders,
     assert recorded["config"]["finetune_learning_rate"] is None, "the run says the rate was chosen for it"
     assert recorded["finetune_learning_rate"] == compiled[0], "and which one it used"
     assert recorded["config"]["finetune_epochs"] == recorded["finetune_epochs"] == 2, "--epochs is the user's number"
-    assert shown["finetune_refit_epochs"] == (0 if shown["finetune_kept_head"] else recorded["best_epoch"]["fine-tuning"])
+    trained_again = 0 if shown["finetune_kept_head"] else recorded["best_epoch"]["fine-tuning"]
+    assert shown["finetune_refit_epochs"] == trained_again
 
 
 def test_the_automatic_rate_grows_with_the_training_photos():

@@ -18,9 +18,9 @@ from core.model.suspects import (MIN_PHOTOS_PER_CLASS, NEIGHBOURS, Suspect, curr
 from core.model.train import STAGE_EMBED, STAGE_FINETUNE, STAGE_HEAD, STAGE_REFIT, TrainConfig, planned_stages
 
 __all__ = ["DEFAULT_BACKBONE", "DEPTHS", "MEASURED_ELSEWHERE", "MEASURED_SETS", "MIN_PHOTOS_PER_CLASS", "NEIGHBOURS",
-           "OFFERED", "RECOMMENDED", "REGISTRY", "STAGE_EMBED", "STAGE_FINETUNE", "STAGE_HEAD", "STAGE_REFIT", "STRENGTHS", "Advice",
-           "TRAIN_SHARE", "UNLIKE_SET", "BackboneSpec", "Cost", "NoveltySettings", "Suspect", "TrainConfig", "advice",
-           "automatic_epochs", "automatic_rate", "backbone_label",
+           "OFFERED", "RECOMMENDED", "REGISTRY", "STAGE_EMBED", "STAGE_FINETUNE", "STAGE_HEAD", "STAGE_REFIT",
+           "STRENGTHS", "Advice", "TRAIN_SHARE", "UNLIKE_SET", "BackboneSpec", "Cost", "NoveltySettings", "Suspect",
+           "TrainConfig", "advice", "automatic_epochs", "automatic_rate", "backbone_label",
            "cached_speeds", "costs", "current_check", "forget_check", "freeze_options",
            "get_backbone", "most_alike", "planned_stages", "readiness", "relative_speeds", "remembered", "same_stages",
            "set_threshold", "start_check", "suggested_depth", "too_small", "unlike_everyday",

@@ -473,10 +473,7 @@ def _refit_finetuned(result: TrainResult, spec: BackboneSpec, cfg: TrainConfig, 
         return
     if result.finetune_layer == "re-solved":
         fit.resolve()
-    train_x, train_labels, no_val = fit.features()
-    result.novelty = fit_novelty(train_x, train_labels, no_val, np.zeros(0, dtype=int))
-    model = with_novelty_output(model, result.novelty[0])
-    result.model = mirror_averaged(model) if mirror_averaging(cfg) else model
+    _keep_tuned(result, model, fit, cfg, np.zeros(0, dtype=int))  # no validation photos left
     result.finetune_refit_epochs = epochs
 
 
@@ -534,13 +531,17 @@ def _finetune(result: TrainResult, spec: BackboneSpec, cfg: TrainConfig, e: Embe
                               mirror_averaging(cfg)):
         result.best_epoch[STAGE_FINETUNE] = 0
         return
-    # The fine-tuned trunk makes another embedding than the head's: the novelty check is fitted again on its pooled
-    # features, and the model gets its `novelty` output on them.
+    _keep_tuned(result, model, fit, cfg, np.array([s.label for s in result.val_samples], dtype=int))
+
+
+def _keep_tuned(result: TrainResult, model, fit: Fit, cfg: TrainConfig, val_labels: np.ndarray) -> None:
+    """`model` as the run saves it. The fine-tuned trunk makes another embedding than the head's: the novelty check is
+    fitted again on its pooled features (the validation photos' labelled `val_labels`), and the model gets its
+    `novelty` output on them; it answers mirror-averaged when the run does."""
     result.novelty = None
     if fit.features is not None:
         train_x, train_labels, val_x = fit.features()
-        result.novelty = fit_novelty(train_x, train_labels, val_x,
-                                     np.array([s.label for s in result.val_samples], dtype=int))
+        result.novelty = fit_novelty(train_x, train_labels, val_x, val_labels)
         model = with_novelty_output(model, result.novelty[0])
     result.model = mirror_averaged(model) if mirror_averaging(cfg) else model
 
