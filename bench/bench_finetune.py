@@ -26,7 +26,7 @@ splits are but independently of them, to see a set with fewer photos. "wall s" i
 seconds the process spent in it (all threads), so a run's time on a quiet machine can be judged while others share
 it (on 2 cores, quiet wall ~ cpu s / 2 for the parallel parts); "load" the 1-minute load average when the run
 began. "val acc" is the run's validation accuracy from its plain probabilities and as the model answers (each photo
-averaged with its mirror image); "gain" each minus the head's on the same split, in points; "head cv" the head's cross-validated accuracy on the training photos
+averaged with its mirror image, and a fine-tuned model with its zoomed-in views too); "gain" each minus the head's on the same split, in points; "head cv" the head's cross-validated accuracy on the training photos
 (core.model.advice's sign of photos unlike everyday ones); "factor" the epochs in units of one forward pass of the
 whole network per training photo and view, as plain and mirrored (core.model.advice.MEASURED's last figure: the forward pass is timed on this machine at its quietest moment).
 """
@@ -91,10 +91,10 @@ def rotated_split(samples, class_names, k: int):
                      [s for s, v in zip(samples, is_val) if v])
 
 
-def accuracy(result, mirrored: bool = False) -> float:
-    """Validation accuracy of the run's model: of its plain probabilities, or (`mirrored`) each photo averaged with
-    its mirror image, as the model answers."""
-    probabilities = result.val_probabilities_mirrored if mirrored else result.val_probabilities
+def accuracy(result, averaged: bool = False) -> float:
+    """Validation accuracy of the run's model: of its plain probabilities, or (`averaged`) each photo averaged over
+    its views (mirror image, and zoomed-in views for a model fine-tuned on them), as the model answers."""
+    probabilities = result.val_probabilities_averaged if averaged else result.val_probabilities
     return float((probabilities.argmax(axis=1) == np.array([s.label for s in result.val_samples])).mean())
 
 
@@ -132,16 +132,16 @@ def runs(name: str, root: Path, depths: list[int], splits: list[int], rates: lis
             result = train(data, config, epochs)
             cpu = time.process_time() - cpu0
             t = result.timings
-            acc, acc_mirrored = accuracy(result), accuracy(result, mirrored=True)
-            head_acc = (acc, acc_mirrored) if depth == 0 else head_acc
+            acc, acc_answered = accuracy(result), accuracy(result, averaged=True)
+            head_acc = (acc, acc_answered) if depth == 0 else head_acc
             kept = "-" if depth == 0 else ("head kept" if result.model is None else result.finetune_layer)
             cv = next(row for row in result.search.tried if row["chosen"]).get("cv_accuracy", float("nan"))
             gains = "" if head_acc is None or depth == 0 else \
-                f"{100 * (acc - head_acc[0]):+.1f} / {100 * (acc_mirrored - head_acc[1]):+.1f}"
+                f"{100 * (acc - head_acc[0]):+.1f} / {100 * (acc_answered - head_acc[1]):+.1f}"
             used = f"{result.finetune_learning_rate:g}{' auto' if rate is None else ''}" if depth else ""
             most = f"{result.finetune_epochs}{' auto' if length is None else ''}" if depth else ""
             rows.append([name, k, len(data.train), len(data.val), depth, used, most, cv,
-                         kept, f"{acc:.3f} / {acc_mirrored:.3f}",
+                         kept, f"{acc:.3f} / {acc_answered:.3f}",
                          gains, f"{epochs.run}/{result.best_epoch.get(STAGE_FINETUNE, 0)}" if depth else "",
                          t["embed_seconds"] + t.get("boundary_seconds", 0.0), t.get("finetune_seconds", 0.0),
                          time.process_time() - epochs.cpu_start if epochs.cpu_start is not None else 0.0,
@@ -184,7 +184,7 @@ def main() -> None:
         print(f"{os.cpu_count()} CPU cores, load average {load:.1f} at the start; default settings but the depth, "
               "the rate and the schedule's length")
         print(table(["set", "split", "train", "val", "blocks", "rate", "max epochs", "head cv", "model",
-                     "val acc plain / mirrored", "gain", "epochs run/best", "cache s", "epochs s", "epochs cpu s",
+                     "val acc plain / as answered", "gain", "epochs run/best", "cache s", "epochs s", "epochs cpu s",
                      "wall s", "cpu s", "load", "factor"], rows))
 
 

@@ -108,7 +108,7 @@ def accuracy(sets: list[str], choices: list[str]) -> None:
                 data = split(samples, class_names, index)
                 result = train(data, TrainConfig(backbone=choice))
                 scores.append(right(result.val_probabilities, result.val_samples))
-                mirrored.append(right(result.val_probabilities_mirrored, result.val_samples))
+                mirrored.append(right(result.val_probabilities_averaged, result.val_samples))
                 seconds.append(result.timings["head_seconds"])
             means[(name, choice)] = statistics.mean(scores)
             rows.append([name, short(choice), *[f"{s:.3f}" for s in scores], f"{statistics.mean(scores):.3f}",

@@ -7,8 +7,9 @@ the app trains: a kept head solved again with the validation photos, a kept fine
 photo. Both are scored on held-out photos no run sees: the set's own `val/` folder (flowers5, hymenoptera), or for a
 set with no such folder (groceries25) the fifth of its photos that a second key of the content hash puts first (as
 `bench_finetune --share` chooses, independent of the splits). Accuracy is as the model answers (each photo averaged
-with its mirror image); "gain" is refitted minus as validated, in points; "kept" what the keep rule kept; "tune s"
-the fine-tuning stage's time and "refit s" the time the refit added.
+with its mirror image, and a fine-tuned model with its zoomed-in views too); "gain" is refitted minus as validated, in
+points; "no zoom" the refitted fine-tuned model answering with the photo and its mirror image only; "kept" what the
+keep rule kept; "tune s" the fine-tuning stage's time and "refit s" the time the refit added.
 
     python -m bench.bench_refit [--sets groceries25,flowers5,hymenoptera] [--sizes full,32] [--splits 0,1,2]
                                 [--blocks N] [--cache DIR]
@@ -53,8 +54,8 @@ def tiny_set(root: Path, target: Path) -> Path:
 
 
 class HeldOut:
-    """The held-out photos as each kind of model reads them: embeddings for a head, boundary activations for a model
-    fine-tuned on them; each as is and mirrored (computed once, cached)."""
+    """The held-out photos as each kind of model reads them: embeddings for a head (as is and mirrored), boundary
+    activations of the views a fine-tuned model answers with (computed once, cached)."""
 
     def __init__(self, held: list, cfg: TrainConfig):
         from core.model.backbones import get_backbone
@@ -64,15 +65,19 @@ class HeldOut:
         self.labels = np.array([s.label for s in held])
         self.embeddings = [r.vectors for r in embed_views([s.path for s in held], [s.sha256 for s in held], self.spec,
                                                           (False, True))]
-        self.boundary: list[np.ndarray] = []
+        self.boundary: dict[tuple[str, ...], list[np.ndarray]] = {}
 
-    def right(self, result) -> float:
-        """The share of held-out photos the run's model names right, as it answers (averaged with the mirror image)."""
+    def right(self, result, zoom: bool = True) -> float:
+        """The share of held-out photos the run's model names right, as it answers (averaged over its views; without
+        the zoomed-in ones if not `zoom`)."""
+        from core.model.train import answer_views
+
         if result.model is None:
             probabilities = np.mean([result.head.probabilities(v) for v in self.embeddings], axis=0)
         else:
             top = self.top(result.model)
-            probabilities = np.mean([top.predict(v, verbose=0) for v in self.activations()], axis=0)
+            views = answer_views(self.cfg, zoom=result.zoomed_views and zoom)
+            probabilities = np.mean([top.predict(v, verbose=0) for v in self.activations(views)], axis=0)
         return float((probabilities.argmax(axis=1) == self.labels).mean())
 
     def top(self, model):
@@ -80,14 +85,14 @@ class HeldOut:
 
         return activations.top_model(model, self.spec, self.cfg.unfreeze_blocks)
 
-    def activations(self) -> list[np.ndarray]:
+    def activations(self, views: tuple[str, ...]) -> list[np.ndarray]:
         from core.model import activations
 
-        if not self.boundary:
-            views, shape = activations.boundary_activations([s.path for s in self.held], [s.sha256 for s in self.held],
-                                                            self.spec, self.cfg.unfreeze_blocks)
-            self.boundary = [v.vectors.reshape(-1, *shape).astype(np.float32) for v in views]
-        return self.boundary
+        if views not in self.boundary:
+            found, shape = activations.boundary_activations([s.path for s in self.held], [s.sha256 for s in self.held],
+                                                            self.spec, self.cfg.unfreeze_blocks, views)
+            self.boundary[views] = [v.vectors.reshape(-1, *shape).astype(np.float32) for v in found]
+        return self.boundary[views]
 
 
 def runs(name: str, root: Path, splits: list[int], blocks: int) -> list[list]:
@@ -101,8 +106,9 @@ def runs(name: str, root: Path, splits: list[int], blocks: int) -> list[list]:
         data = rotated_split(project, class_names, k)
         apart, refit = train(data, replace(cfg, refit=False)), train(data, cfg)
         right = [scored.right(r) for r in (apart, refit)]
+        unzoomed = f"{scored.right(refit, zoom=False):.3f}" if refit.zoomed_views else "-"
         rows.append([name, k, len(data.train), len(data.val), len(held), "tuned" if apart.model else "head",
-                     f"{right[0]:.3f}", f"{right[1]:.3f}", f"{100 * (right[1] - right[0]):+.1f}",
+                     f"{right[0]:.3f}", f"{right[1]:.3f}", f"{100 * (right[1] - right[0]):+.1f}", unzoomed,
                      refit.timings.get("finetune_seconds", 0.0), refit.timings.get("refit_seconds", 0.0),
                      refit.timings["train_seconds"]])
         print("done:", rows[-1], file=sys.stderr, flush=True)
@@ -124,7 +130,7 @@ def main() -> None:
                 root = dataset(name) if size == "full" else tiny_set(dataset(name), cache / "tiny-kept-apart" / name)
                 rows += runs(name if size == "full" else f"{name} {TINY}px", root,
                              [int(k) for k in args.splits.split(",")], args.blocks)
-        print(table(["set", "split", "train", "val", "held out", "kept", "as validated", "refitted", "gain",
+        print(table(["set", "split", "train", "val", "held out", "kept", "as validated", "refitted", "gain", "no zoom",
                      "tune s", "refit s", "run s"], rows))
 
 

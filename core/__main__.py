@@ -76,7 +76,7 @@ def cmd_train(args) -> int:
     fine_tuning = ("finetune_path", "finetune_kept_head", "finetune_learning_rate", "finetune_epochs",
                    "boundary_seconds", "finetune_seconds", "finetune_refit_epochs") \
         if cfg.unfreeze_blocks else ()
-    shown = {k: metrics[k] for k in ("val_accuracy", "val_accuracy_mirrored", "images_used", "images_rejected",
+    shown = {k: metrics[k] for k in ("val_accuracy", "val_accuracy_averaged", "images_used", "images_rejected",
                                      "embed_seconds", "embed_images_per_second", *fine_tuning, "head_refit",
                                      "train_seconds")}
     print(json.dumps(shown, indent=2))

@@ -209,6 +209,8 @@ def finetune_won_sentence(summary: dict, rows: list[dict]) -> str:
     best, again = summary["best_epoch"][STAGE_FINETUNE], summary.get("finetune_refit_epochs")
     learned = (f", then trained for {ui.plural(again, 'epoch')} more on all your photos, the validation photos too"
                if again else "")
+    zoom = (" It judges each photo four ways, as it is, mirrored and both zoomed in on the middle, and averages them: "
+            "that was clearly better on your validation photos." if summary.get("test_time_zoom") else "")
     return (f"Retraining the last {ui.plural(summary['unfreeze_blocks'], 'block')} of the network paid off: it beat "
             f"the new head alone on the validation photos{scores}, best after epoch {best} of "
-            f"{epochs}. The retrained network is the model kept{learned}.")
+            f"{epochs}. The retrained network is the model kept{learned}.{zoom}")

@@ -22,8 +22,8 @@ from core.serving.predict import Classifier
 from core.jobs.pipeline import data_from_folders, train_and_save
 from core.model.schedule import (LARGE_SET_EPOCHS, LARGE_SET_PHOTOS, SMALL_SET_EPOCHS, SMALL_SET_PHOTOS,
                                  automatic_epochs, automatic_rate)
-from core.model.train import (STAGE_EMBED, STAGE_REFIT, SilentListener, TrainConfig, assemble_classifier, best_layer,
-                              keeps, most_epochs, peak_rate, stop_rule, train)
+from core.model.train import (STAGE_EMBED, STAGE_REFIT, SilentListener, TrainConfig, answer_views, assemble_classifier,
+                              best_layer, keeps, most_epochs, peak_rate, stop_rule, train, views_averaged)
 from tests.photos import write_image_folder
 
 SPEC = get_backbone("efficientnet_lite0")
@@ -92,13 +92,38 @@ def test_finetuned_weights_are_in_the_saved_model(folders, tmp_path):
     paths = photos(folders)
     results, shape = activations.boundary_activations(paths, [f"probe-{p.name}" for p in paths], SPEC, 2)
     top = activations.top_model(model, SPEC, 2)
-    # The saved model answers with each photo averaged with its mirror image (metrics' test_time_mirror).
+    # The saved model answers with each photo averaged with its mirror image (metrics' test_time_mirror); with no
+    # validation photos there is no evidence for the zoomed-in views.
     expected = np.mean([top.predict(view.vectors.reshape(-1, *shape).astype(np.float32), verbose=0)
                         for view in results[:2]], axis=0)
-    assert metrics["test_time_mirror"] is True
+    assert metrics["test_time_mirror"] is True and metrics["test_time_zoom"] is False
     saved = Classifier.load(tmp_path / "run")  # model.keras, loaded with safe_mode=True
     pixels = np.stack([load_rgb(p, SPEC.input_size) for p in paths]).astype(np.float32)
     np.testing.assert_allclose(saved.probabilities(pixels), expected, atol=2e-3)  # beside its novelty output
+
+
+@pytest.mark.slow
+def test_a_model_answering_with_zoomed_in_views_makes_them_in_its_graph_as_the_cache_made_them(folders, tmp_path):
+    """The .keras and TFLite files crop and enlarge each photo's middle themselves: their answer is the mean of the
+    top blocks' answers on the four cached views the model learned from."""
+    from core.model.embed import LiteRTRunner, tflite_bytes
+
+    paths = photos(folders)
+    results, shape = activations.boundary_activations(paths, [f"zoom-{p.name}" for p in paths], SPEC, 2,
+                                                      answer_views(TrainConfig(), zoom=True))
+    rng = np.random.default_rng(1)
+    classifier = assemble_classifier(SPEC, LinearHead(rng.normal(0, 0.3, (SPEC.feature_dim, 2)).astype(np.float32),
+                                                      np.zeros(2, np.float32)))
+    top = activations.top_model(classifier, SPEC, 2)
+    answers = [top.predict(view.vectors.reshape(-1, *shape).astype(np.float32), verbose=0) for view in results]
+    expected, mirrored_only = np.mean(answers, axis=0), np.mean(answers[:2], axis=0)
+    assert np.abs(expected - mirrored_only).max() > 0.01, "the zoomed-in views change the answer"
+    model = views_averaged(classifier, mirror=True, zoom=True)
+    pixels = np.stack([load_rgb(p, SPEC.input_size) for p in paths]).astype(np.float32)
+    np.testing.assert_allclose(model.predict(pixels, verbose=0), expected, atol=3e-3)
+    (tmp_path / "model.tflite").write_bytes(tflite_bytes(model, SPEC.input_size))
+    lite = LiteRTRunner(tmp_path / "model.tflite", n_classes=2)
+    np.testing.assert_allclose(lite.outputs(pixels)[0], expected, atol=3e-3)
 
 
 @pytest.mark.slow
@@ -258,8 +283,8 @@ def test_a_run_that_cannot_beat_the_head_keeps_it_and_says_so(folders, tmp_path)
                                     assemble=False)
     assert model is None and metrics["finetune_kept_head"] and metrics["best_epoch"] == {"fine-tuning": 0}
     assert (tmp_path / "run" / "head.npz").exists() and not (tmp_path / "run" / "model.keras").exists()
-    assert metrics["val_accuracy_mirrored"] is not None and metrics["test_time_mirror"] is True
-    assert metrics["val_accuracy"] == metrics["val_accuracy_mirrored"], "the figures are the model's as it answers"
+    assert metrics["val_accuracy_averaged"] is not None and metrics["test_time_mirror"] is True
+    assert metrics["val_accuracy"] == metrics["val_accuracy_averaged"], "the figures are the model's as it answers"
 
 
 @pytest.mark.slow
@@ -376,24 +401,52 @@ def test_the_layer_kept_is_one_the_keep_rule_accepts():
     fewer_right = (two_class(0.99, 0.45, 0.51, 0.55), None)  # a lower loss with 1 right
     assert not keeps(failing, HEAD, LABELS, HEAD_LOSS) and keeps(passing, HEAD, LABELS, HEAD_LOSS)
     assert scores(fewer_right[0], LABELS)[0] < HEAD_LOSS and not keeps(fewer_right, HEAD, LABELS, HEAD_LOSS)
-    assert best_layer([failing, passing], HEAD, LABELS, HEAD_LOSS, mirrored=False) == 1
-    assert best_layer([failing, fewer_right], HEAD, LABELS, HEAD_LOSS, mirrored=False) is None
+    assert best_layer([failing, passing], HEAD, LABELS, HEAD_LOSS, answers_averaged=False) == 1
+    assert best_layer([failing, fewer_right], HEAD, LABELS, HEAD_LOSS, answers_averaged=False) is None
 
 
 def test_more_photos_right_as_the_model_answers_wins_then_on_plain_probabilities_then_the_lower_loss():
     more_right = (two_class(0.7, 0.55, 0.3, 0.45), two_class(0.6, 0.4, 0.4, 0.6))  # plain 4 right, averaged 2
     lower_loss = (two_class(0.95, 0.45, 0.05, 0.55), two_class(0.7, 0.55, 0.3, 0.45))  # plain 2 right, averaged 4
     assert scores(lower_loss[0], LABELS)[0] < scores(more_right[0], LABELS)[0]
-    assert best_layer([lower_loss, more_right], HEAD, LABELS, HEAD_LOSS, mirrored=False) == 1
-    assert best_layer([lower_loss, more_right], HEAD, LABELS, HEAD_LOSS, mirrored=True) == 0
+    assert best_layer([lower_loss, more_right], HEAD, LABELS, HEAD_LOSS, answers_averaged=False) == 1
+    assert best_layer([lower_loss, more_right], HEAD, LABELS, HEAD_LOSS, answers_averaged=True) == 0
     # groceries25 split 0 at 2e-4: as many right as the model answers, the lower loss with fewer right on plain ones
     plain_right = (two_class(0.7, 0.55, 0.3, 0.55), two_class(0.7, 0.55, 0.3, 0.45))  # plain 3 right, averaged 4
     assert scores(lower_loss[0], LABELS)[0] < scores(plain_right[0], LABELS)[0]
-    assert best_layer([lower_loss, plain_right], HEAD, LABELS, HEAD_LOSS, mirrored=True) == 1
+    assert best_layer([lower_loss, plain_right], HEAD, LABELS, HEAD_LOSS, answers_averaged=True) == 1
     same_right = (two_class(0.7, 0.45, 0.3, 0.55), None)  # plain 2 right, as lower_loss, at a higher loss
-    assert best_layer([same_right, lower_loss], HEAD, LABELS, HEAD_LOSS, mirrored=False) == 1
-    assert best_layer([lower_loss, same_right], HEAD, LABELS, HEAD_LOSS, mirrored=False) == 0
-    assert best_layer([same_right, same_right], HEAD, LABELS, HEAD_LOSS, mirrored=False) == 0, "the first of equals"
+    assert best_layer([same_right, lower_loss], HEAD, LABELS, HEAD_LOSS, answers_averaged=False) == 1
+    assert best_layer([lower_loss, same_right], HEAD, LABELS, HEAD_LOSS, answers_averaged=False) == 0
+    assert best_layer([same_right, same_right], HEAD, LABELS, HEAD_LOSS, answers_averaged=False) == 0, "the first of equals"
+
+
+
+def test_the_zoomed_in_views_are_kept_only_on_clear_evidence_from_the_validation_photos():
+    labels = np.zeros(40, dtype=int)
+
+    def chosen(gained: int, lost: int) -> tuple[bool, np.ndarray]:
+        """The mirror-averaged answer has 20 of 40 right; the zoomed one puts `gained` of its wrong ones right and
+        `lost` of its right ones wrong."""
+        without = np.array([[0.6, 0.4]] * 20 + [[0.4, 0.6]] * 20)
+        zoomed = without.copy()
+        zoomed[20:20 + gained], zoomed[:lost] = [0.6, 0.4], [0.4, 0.6]
+        result = types.SimpleNamespace(val_probabilities=without, val_probabilities_averaged=without)
+        fit = core.model.train.Fit(None, None, None, None, predict_zoomed=lambda: zoomed)
+        return core.model.train._zoom_helps(fit, result, labels), result.val_probabilities_averaged
+
+    assert chosen(3, 0)[0] and chosen(12, 2)[0]  # 3 >= 1.645 * sqrt(3), 10 >= 1.645 * sqrt(14); not (10, 4) below
+    kept, figures = chosen(9, 2)
+    assert kept and figures[20:29].argmax(axis=1).tolist() == [0] * 9, "its figures are the zoomed answer's"
+    for gained, lost in ((2, 0), (1, 0), (10, 4), (2, 2), (0, 3), (0, 0)):  # a photo or a few, or a tie: too little
+        assert chosen(gained, lost)[0] is False and chosen(gained, lost)[1][20:].argmax(axis=1).tolist() == [1] * 20
+    fit = core.model.train.Fit(None, None, None, None)  # streamed fine-tuning: no zoomed views learned
+    assert core.model.train._zoom_helps(fit, None, labels) is False
+    # the views: without mirroring, the photo and its zoomed-in middle
+    assert core.model.train.answer_views(TrainConfig(), zoom=True) == ("", "-flip", "-zoom", "-zoom-flip")
+    no_flip = dataclasses.replace(TrainConfig(), augment=dataclasses.replace(TrainConfig().augment, flip=False))
+    assert core.model.train.answer_views(no_flip, zoom=True) == ("", "-zoom")
+    assert core.model.train.answer_views(no_flip, zoom=False) == ("",)
 
 
 def epochs_run(val_losses: list[float], patience: int = 3) -> int:

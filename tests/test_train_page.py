@@ -349,12 +349,13 @@ def test_a_run_whose_fine_tuning_won_says_so(two_classes):
     two_classes.update_run(run_id, status="completed", summary={
         "val_accuracy": 0.76, "val_images": 25, "classes": list(CLASSES), "backbone": DEFAULT_BACKBONE,
         "unfreeze_blocks": 2, "best_epoch": {"head": 0, "fine-tuning": 3}, "finetune_kept_head": False, "head_C": 1.0,
-        "train_seconds": 90, "finetune_refit_epochs": 3})
+        "train_seconds": 90, "finetune_refit_epochs": 3, "test_time_zoom": True})
     at = no_exceptions(page(two_classes))
     assert ("Retraining the last 2 blocks of the network paid off: it beat the new head alone on the validation "
             "photos (70% with the new head alone, 76% retrained), best after epoch 3 of 6. The retrained network is "
-            "the model kept, then trained for 3 epochs more on all your photos, the validation photos too.") \
-        in texts(at)
+            "the model kept, then trained for 3 epochs more on all your photos, the validation photos too. It judges "
+            "each photo four ways, as it is, mirrored and both zoomed in on the middle, and averages them: that was "
+            "clearly better on your validation photos.") in texts(at)
     assert "Then it learned them too" in texts(at), "its score is from before it learned the validation photos"
 
 

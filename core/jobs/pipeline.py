@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 from core.serving.evaluate import evaluate_predictions, image_folder
-from core.serving.export import TEST_TIME_MIRROR, assemble_downloads, save_usable
+from core.serving.export import TEST_TIME_MIRROR, TEST_TIME_ZOOM, assemble_downloads, save_usable
 from core.serving.formats import write_photo_list
 from core.model.head import HEAD_FILE
 from core.serving.heatmap import prepare as prepare_heat_maps
@@ -95,14 +95,14 @@ def train_and_save(data: TrainData, cfg: TrainConfig, run_dir: Path, listener: T
     result = train(data, cfg, listener)
     labels = [s.label for s in result.val_samples]
     mirror = mirror_averaging(cfg)
-    # The validation figures are the model's as it answers: each photo averaged with its mirror image when it is.
-    answered = result.val_probabilities_mirrored if mirror and result.val_probabilities_mirrored is not None else (
-        result.val_probabilities)
+    # The validation figures are the model's as it answers: each photo averaged over its views when it is.
+    averaged = result.val_probabilities_averaged
+    answered = averaged if (mirror or result.zoomed_views) and averaged is not None else result.val_probabilities
     evaluation = evaluate_predictions(labels, answered, result.class_names, [s.path for s in result.val_samples])
     n_used = len(data.train) + len(data.val) - len(result.skipped)
     plain = evaluate_predictions(labels, result.val_probabilities, result.class_names).accuracy if evaluation.n else None
-    mirrored = (evaluate_predictions(labels, result.val_probabilities_mirrored, result.class_names).accuracy
-                if result.val_probabilities_mirrored is not None and evaluation.n else None)
+    averaged_accuracy = (evaluate_predictions(labels, averaged, result.class_names).accuracy
+                         if averaged is not None and evaluation.n else None)
     metrics = {
         "val_accuracy": evaluation.accuracy if evaluation.n else None,
         "val_images": evaluation.n,
@@ -123,10 +123,12 @@ def train_and_save(data: TrainData, cfg: TrainConfig, run_dir: Path, listener: T
         "finetune_path": result.finetune_path,
         # fine-tuning ran but no epoch beat the stage-1 head on validation, so the head is the saved model
         "finetune_kept_head": bool(cfg.unfreeze_blocks and result.model is None and not result.stopped),
-        # the model answers with each photo's probabilities averaged with its mirror image's (test-time mirroring)
+        # the model answers with each photo's probabilities averaged with its mirror image's (test-time mirroring),
+        # and a model fine-tuned on zoomed-in views with theirs too (the photo's middle enlarged, and mirrored)
         TEST_TIME_MIRROR: mirror,
-        "val_accuracy_plain": plain,        # each validation photo as it is
-        "val_accuracy_mirrored": mirrored,  # averaged with its mirror image
+        TEST_TIME_ZOOM: result.zoomed_views,
+        "val_accuracy_plain": plain,                 # each validation photo as it is
+        "val_accuracy_averaged": averaged_accuracy,  # averaged over the views above
         # the saved model learned the validation photos too, after they measured it (the figures above are from
         # before): its head solved again with them, or its fine-tuned network trained again on every photo for this
         # many epochs (0: saved as validated)

@@ -94,18 +94,34 @@ def top_model(classifier: "keras.Model", spec: BackboneSpec, unfreeze_blocks: in
 ZOOM = 0.8  # the zoomed views show the middle 80 % of the photo, enlarged back to the input size
 
 
+def zoom_margin(size: int) -> int:
+    """Pixels cut from each side of a `size`-pixel photo for its zoomed view."""
+    return int(round(size * (1 - ZOOM) / 2))
+
+
 def zoomed(pixels: np.ndarray) -> np.ndarray:
     """The middle of each photo, enlarged: a fixed stand-in for the random zoom of streamed fine-tuning."""
     from PIL import Image
 
     size = pixels.shape[1]
-    margin = int(round(size * (1 - ZOOM) / 2))
+    margin = zoom_margin(size)
     crops = [Image.fromarray(p.clip(0, 255).astype(np.uint8)).crop((margin, margin, size - margin, size - margin))
              .resize((size, size), Image.Resampling.BILINEAR) for p in pixels]
     return np.stack([np.asarray(c, dtype=np.float32) for c in crops]) if crops else pixels
 
 
 VIEWS: dict[str, View] = {"": as_is, "-flip": mirrored, "-zoom": zoomed, "-zoom-flip": lambda p: mirrored(zoomed(p))}
+
+
+def zoomed_in_graph(pixels: "keras.KerasTensor") -> "keras.KerasTensor":
+    """`zoomed` inside a model (the crop, then bilinear resizing with half-pixel centres as PIL's), so that a model
+    fine-tuned on zoomed views can answer with them in every file it is exported to."""
+    import keras
+
+    size = int(pixels.shape[1])
+    margin = zoom_margin(size)
+    middle = pixels[:, margin:size - margin, margin:size - margin, :]
+    return keras.ops.image.resize(middle, (size, size), interpolation="bilinear")
 
 
 def activation_key(spec: BackboneSpec, unfreeze_blocks: int, view: str) -> str:

@@ -160,7 +160,10 @@ class TrainResult:
     timings: dict[str, float] = field(default_factory=dict)
     embed_images_per_second: float = 0.0
     best_epoch: dict[str, int] = field(default_factory=dict)
-    val_probabilities_mirrored: np.ndarray | None = None  # the photo and its mirror image averaged
+    # each validation photo averaged over the views the model answers with (`answer_views`): its mirror image, and the
+    # zoomed-in ones for a model fine-tuned on them; None when it has no other view
+    val_probabilities_averaged: np.ndarray | None = None
+    zoomed_views: bool = False          # the fine-tuned model answers with the photo's zoomed-in views too
     finetune_path: str = ""             # "cached" (top blocks on boundary activations), "streamed" or "" (none)
     finetune_learning_rate: float | None = None  # the peak rate fine-tuning used; None when it did not run
     finetune_epochs: int | None = None  # the most epochs fine-tuning was to run; None when it did not run
@@ -214,29 +217,45 @@ def build_classifier(spec: BackboneSpec, n_classes: int, dropout: float):
     return keras.Model(inputs, outputs, name="transferlab_classifier")
 
 
-def mirror_averaged(model):
-    """The classifier answering with the mean of its probabilities for the photo and its mirror image (test-time
-    mirroring). Its own layers are applied to each view (not the classifier nested as one layer), so any graph
-    works (joined backbones too) and Grad-CAM still finds "backbone", "pooled" and "predictions" by name."""
+def views_averaged(model, mirror: bool, zoom: bool = False):
+    """The classifier answering with the mean of its probabilities over views of the photo: its mirror image
+    (test-time mirroring) and, for a model fine-tuned on zoomed views, the photo's middle enlarged (and its mirror
+    image); the classifier itself when neither. Its own layers are applied to each view (not the classifier nested as
+    one layer), so any graph works (joined backbones too) and Grad-CAM still finds "backbone", "pooled" and
+    "predictions" by name, their first call being the photo as it is."""
     import keras
 
+    if not (mirror or zoom):
+        return model
     inputs = keras.Input(model.input_shape[1:], name="pixels")
+    views = [inputs, activations.zoomed_in_graph(inputs)] if zoom else [inputs]
+    if mirror:
+        views += [keras.ops.flip(view, axis=2) for view in views]
     # Functional._run_through_graph is what Model.call does: each layer called again with its recorded arguments
     # (the backbone's training=False included), on new tensors.
-    plain, flipped = (model._run_through_graph(view, operation_fn=lambda layer: layer)
-                      for view in (inputs, keras.ops.flip(inputs, axis=2)))
-    if not isinstance(plain, dict):
-        return keras.Model(inputs, keras.layers.Average(name="mirror_average")([plain, flipped]), name=model.name)
+    answers = [model._run_through_graph(view, operation_fn=lambda layer: layer) for view in views]
+    if not isinstance(answers[0], dict):
+        return keras.Model(inputs, keras.layers.Average(name=VIEW_AVERAGE)(answers), name=model.name)
     # Named outputs (probabilities, novelty): only the probabilities are averaged; novelty stays the photo's own, as
     # its threshold was set on plain embeddings.
-    averaged = keras.layers.Average(name="mirror_average")([plain["probabilities"], flipped["probabilities"]])
-    return keras.Model(inputs, {**plain, "probabilities": averaged}, name=model.name)
+    averaged = keras.layers.Average(name=VIEW_AVERAGE)([answer["probabilities"] for answer in answers])
+    return keras.Model(inputs, {**answers[0], "probabilities": averaged}, name=model.name)
+
+
+VIEW_AVERAGE = "view_average"  # the layer averaging a model's views; before 2026-12-06, "mirror_average"
 
 
 def mirror_averaging(cfg: TrainConfig) -> bool:
     """Whether the run answers with each photo averaged with its mirror image: when mirroring is measured to help
     and the user kept mirrored copies (a set where left and right matter turns both off)."""
     return MIRROR_TTA_HELPS and cfg.augment.flip
+
+
+def answer_views(cfg: TrainConfig, zoom: bool) -> tuple[str, ...]:
+    """The views (`core.model.activations.VIEWS` names) a model fine-tuned on cached activations answers with: the
+    photo, its mirror image when the run mirrors, and with `zoom` both zoomed in when it learned from zoomed views."""
+    plain = ("", "-flip") if mirror_averaging(cfg) else ("",)
+    return plain + (tuple(f"-zoom{view}" for view in plain) if zoom and cfg.finetune_zoom_views else ())
 
 
 def assemble_classifier(spec: BackboneSpec, head: LinearHead, dropout: float = 0.0):
@@ -246,6 +265,14 @@ def assemble_classifier(spec: BackboneSpec, head: LinearHead, dropout: float = 0
     return model
 
 
+# Answering with the zoomed-in views too (each photo's middle enlarged, and mirrored, averaged in) was measured on
+# photos no run saw (`python -m bench.bench_refit --blocks 2`, docs/benchmarks.md, 2026-12-06): +3.2 / +1.8 / +0.4
+# points on groceries25 (224-px product photos), +0.8 on average on its 32-px copy, and two photos of 200 lost on two
+# splits of flowers5 (landscape photos already cropped square), where each run's validation photos had preferred
+# them by a photo or a lower loss. So a run takes them only on clear evidence: the validation photos they put right
+# that the photo and its mirror image alone did not must outnumber the reverse by ZOOM_EVIDENCE standard deviations
+# of a fair coin (a one-sided sign test at the 5 % level, in its normal approximation).
+ZOOM_EVIDENCE = 1.645
 MONITOR = "val_xent"  # plain cross-entropy: comparable with the head's validation loss whatever the label smoothing
 
 
@@ -387,10 +414,10 @@ def train(data: TrainData, cfg: TrainConfig, listener: TrainingListener | None =
     val_probs = search.head.probabilities(val_x) if len(val_samples) else np.zeros((0, n_classes))
     chosen = next(row for row in search.tried if row["chosen"])
 
-    mirrored = (search.head.probabilities(val_x) + search.head.probabilities(e.val_mirrored)) / 2 \
+    averaged = (search.head.probabilities(val_x) + search.head.probabilities(e.val_mirrored)) / 2 \
         if e.val_mirrored is not None and len(val_samples) else None
     result = TrainResult(search.head, None, data.class_names, spec.input_size, val_probs, val_samples, stopped,
-                         search, e.skipped, timings, embed_rate, {}, mirrored, novelty=novelty)
+                         search, e.skipped, timings, embed_rate, {}, averaged, novelty=novelty)
     if cfg.unfreeze_blocks > 0 and not stopped:
         t2 = time.perf_counter()
         result.finetune_learning_rate = peak_rate(cfg, n_train)
@@ -479,19 +506,24 @@ def _refit_finetuned(result: TrainResult, spec: BackboneSpec, cfg: TrainConfig, 
 
 @dataclass
 class Boundary:
-    """Activations at the freeze boundary of the readable photos, one result per view (as is, mirrored)."""
+    """Activations at the freeze boundary of the readable photos, one result per view (`_cached_views`)."""
 
     views: list                         # list[EmbedResult], rows in the order of train_samples + val_samples
     shape: tuple[int, ...]
+
+
+def _cached_views(cfg: TrainConfig) -> tuple[str, ...]:
+    """The views whose boundary activations fine-tuning trains on: as is (and mirrored), and zoomed in."""
+    plain = ("", "-flip")[:len(_views(cfg))]
+    return plain + (tuple(f"-zoom{view}" for view in plain) if cfg.finetune_zoom_views else ())
 
 
 def _boundary(e: Embedded, spec: BackboneSpec, cfg: TrainConfig, listener: TrainingListener) -> Boundary:
     """The boundary activations fine-tuning will train on, computed in the embedding stage (its second pass)."""
     samples = e.train_samples + e.val_samples
     n = len(samples)
-    views = ("", "-flip")[:len(_views(cfg))] + (("-zoom", "-zoom-flip")[:len(_views(cfg))] if cfg.finetune_zoom_views else ())
     results, shape = activations.boundary_activations(
-        [s.path for s in samples], [s.sha256 for s in samples], spec, cfg.unfreeze_blocks, views,
+        [s.path for s in samples], [s.sha256 for s in samples], spec, cfg.unfreeze_blocks, _cached_views(cfg),
         on_progress=lambda done, total: listener.on_batch(STAGE_EMBED, 1, n + done, 2 * n, {}),
         should_stop=listener.should_stop)
     return Boundary(results, shape)
@@ -523,6 +555,7 @@ def _finetune(result: TrainResult, spec: BackboneSpec, cfg: TrainConfig, e: Embe
     if result.best_epoch[STAGE_FINETUNE] == 0:
         return  # no epoch beat the stage-1 head on validation: keep it (the run saves head.npz)
     resolve = fit.resolve if fit.resolve is not None and not relay.stopped else None
+    labels = np.array([s.label for s in result.val_samples], dtype=int)
     if not len(result.val_samples):
         if resolve is not None:
             resolve()  # nothing to compare them on: the solver's head, which beat the trained layer where measured
@@ -531,19 +564,37 @@ def _finetune(result: TrainResult, spec: BackboneSpec, cfg: TrainConfig, e: Embe
                               mirror_averaging(cfg)):
         result.best_epoch[STAGE_FINETUNE] = 0
         return
-    _keep_tuned(result, model, fit, cfg, np.array([s.label for s in result.val_samples], dtype=int))
+    else:
+        result.zoomed_views = _zoom_helps(fit, result, labels)
+    _keep_tuned(result, model, fit, cfg, labels)
+
+
+def _zoom_helps(fit: Fit, result: TrainResult, labels: np.ndarray) -> bool:
+    """Whether the kept model answers with its zoomed-in views too: only when the validation photos say so clearly
+    (`ZOOM_EVIDENCE`); `result`'s averaged figures are then theirs."""
+    if fit.predict_zoomed is None:
+        return False
+    zoomed = fit.predict_zoomed()
+    without = result.val_probabilities_averaged if result.val_probabilities_averaged is not None else \
+        result.val_probabilities
+    right_zoomed, right_without = zoomed.argmax(axis=1) == labels, without.argmax(axis=1) == labels
+    gained, lost = int((right_zoomed & ~right_without).sum()), int((right_without & ~right_zoomed).sum())
+    if gained <= lost or gained - lost < ZOOM_EVIDENCE * math.sqrt(gained + lost):
+        return False
+    result.val_probabilities_averaged = zoomed
+    return True
 
 
 def _keep_tuned(result: TrainResult, model, fit: Fit, cfg: TrainConfig, val_labels: np.ndarray) -> None:
     """`model` as the run saves it. The fine-tuned trunk makes another embedding than the head's: the novelty check is
     fitted again on its pooled features (the validation photos' labelled `val_labels`), and the model gets its
-    `novelty` output on them; it answers mirror-averaged when the run does."""
+    `novelty` output on them; it answers averaged over its views when the run does (`views_averaged`)."""
     result.novelty = None
     if fit.features is not None:
         train_x, train_labels, val_x = fit.features()
         result.novelty = fit_novelty(train_x, train_labels, val_x, val_labels)
         model = with_novelty_output(model, result.novelty[0])
-    result.model = mirror_averaged(model) if mirror_averaging(cfg) else model
+    result.model = views_averaged(model, mirror_averaging(cfg), result.zoomed_views)
 
 
 def stop_rule(cfg: TrainConfig, has_val: bool = True):
@@ -564,7 +615,7 @@ def _right(probabilities: np.ndarray, labels: np.ndarray) -> int:
     return int((probabilities.argmax(axis=1) == labels).sum())
 
 
-Probabilities = tuple[np.ndarray, np.ndarray | None]  # validation probabilities: plain, mirror-averaged (or None)
+Probabilities = tuple[np.ndarray, np.ndarray | None]  # validation probabilities: plain, averaged over views (or None)
 
 
 def keeps(tuned: Probabilities, head: Probabilities, labels: np.ndarray, head_val_loss: float | None) -> bool:
@@ -576,13 +627,14 @@ def keeps(tuned: Probabilities, head: Probabilities, labels: np.ndarray, head_va
 
 
 def best_layer(candidates: Sequence[Probabilities], head: Probabilities, labels: np.ndarray,
-               head_val_loss: float | None, mirrored: bool) -> int | None:
+               head_val_loss: float | None, answers_averaged: bool) -> int | None:
     """Index of the candidate output layer the run keeps, None for the stage-1 head: of those the keep rule accepts,
-    the one with most validation photos right as the model answers (mirror-averaged when `mirrored`), then on its
+    the one with most validation photos right as the model answers (averaged over its views when `answers_averaged`),
+    then on its
     plain probabilities (what the keep rule counts), then the lower validation loss; the first on a full tie."""
     def rank(i: int) -> tuple[int, int, float]:
         plain, averaged = candidates[i]
-        answered = averaged if mirrored and averaged is not None else plain
+        answered = averaged if answers_averaged and averaged is not None else plain
         return _right(answered, labels), _right(plain, labels), -scores(plain, labels)[0]
 
     accepted = [i for i, tuned in enumerate(candidates) if keeps(tuned, head, labels, head_val_loss)]
@@ -590,7 +642,7 @@ def best_layer(candidates: Sequence[Probabilities], head: Probabilities, labels:
 
 
 def _keep_best_layer(predict: Callable[[], Probabilities], resolve: Callable[[], None] | None, layer,
-                     result: TrainResult, head_val_loss: float | None, mirrored: bool) -> bool:
+                     result: TrainResult, head_val_loss: float | None, answers_averaged: bool) -> bool:
     """Puts in `layer` (the Dense output) the better of the head solved again on the tuned features and the layer
     trained with the blocks, and its figures in `result`; False when neither passes the keep rule. Neither wins
     everywhere (peak rate 2e-4, two blocks: the re-solved head had more photos right on groceries25 and most of its
@@ -602,11 +654,11 @@ def _keep_best_layer(predict: Callable[[], Probabilities], resolve: Callable[[],
         resolve()
         candidates.insert(0, (layer.get_weights(), predict()))  # on a full tie, the solver's head as before
     labels = np.array([s.label for s in result.val_samples])
-    head = (result.val_probabilities, result.val_probabilities_mirrored)
-    chosen = best_layer([probs for _, probs in candidates], head, labels, head_val_loss, mirrored)
+    head = (result.val_probabilities, result.val_probabilities_averaged)
+    chosen = best_layer([probs for _, probs in candidates], head, labels, head_val_loss, answers_averaged)
     if chosen is None:
         return False
-    weights, (result.val_probabilities, result.val_probabilities_mirrored) = candidates[chosen]
+    weights, (result.val_probabilities, result.val_probabilities_averaged) = candidates[chosen]
     layer.set_weights(weights)
     result.finetune_layer = "re-solved" if resolve is not None and chosen == 0 else "trained"
     return True
@@ -619,10 +671,12 @@ class Fit:
     trained: object                     # keras.Model
     train: object                       # tf.data.Dataset of (inputs, one-hot labels)
     val: object | None
-    predict: Callable[[], tuple[np.ndarray, np.ndarray | None]]  # validation probabilities: plain, mirror-averaged
+    predict: Callable[[], Probabilities]  # validation probabilities: plain, and averaged over the answer's views
     resolve: Callable[[], None] | None = None  # solves the head again on the tuned blocks' features, into the model
     # the tuned trunk's pooled features: training photos' (one array per plain view), their labels, validation photos'
     features: Callable[[], tuple[list[np.ndarray], np.ndarray, np.ndarray]] | None = None
+    # validation probabilities averaged over the zoomed-in views too (`answer_views`); None: it learned none
+    predict_zoomed: Callable[[], np.ndarray] | None = None
 
 
 def _compile(model, cfg: TrainConfig, steps_per_epoch: int, devices) -> None:
@@ -659,8 +713,8 @@ def _leave_out_unreadable(result: TrainResult, e: Embedded, boundary: Boundary) 
     kept_val = [i - n_train for i in ok if i >= n_train]
     result.val_samples = [result.val_samples[i] for i in kept_val]
     result.val_probabilities = result.val_probabilities[kept_val]
-    if result.val_probabilities_mirrored is not None:
-        result.val_probabilities_mirrored = result.val_probabilities_mirrored[kept_val]
+    if result.val_probabilities_averaged is not None:
+        result.val_probabilities_averaged = result.val_probabilities_averaged[kept_val]
 
 
 def _fit_cached(model, spec, cfg: TrainConfig, boundary: Boundary, samples: list[Sample], n_train: int,
@@ -685,15 +739,22 @@ def _fit_cached(model, spec, cfg: TrainConfig, boundary: Boundary, samples: list
         top = activations.top_model(model, spec, cfg.unfreeze_blocks)
         features = activations.top_features(model, spec, cfg.unfreeze_blocks)
     _compile(top, cfg, len(batches), devices)
-    plain_views = len(_views(cfg))  # as is (and mirrored): what the head is solved on and validated with, never zoomed
-    val_views = [unpack(v, val_rows) for v in views_out[:plain_views]]
+    plain_views = len(_views(cfg))  # as is (and mirrored): what the head is solved on, never zoomed
+    unzoomed, answered = answer_views(cfg, zoom=False), answer_views(cfg, zoom=True)
+    val_views = [unpack(views_out[_cached_views(cfg).index(view)], val_rows) for view in answered]
     val_y = np.eye(n_classes, dtype=np.float32)[[samples[ok[r]].label for r in val_rows]]
     val_ds = (tf.data.Dataset.from_tensor_slices((val_views[0], val_y)).batch(cfg.batch_size).map(_as_float)
               if len(val_rows) else None)
 
-    def predict() -> tuple[np.ndarray, np.ndarray | None]:
-        probs = [top.predict(v.astype(np.float32), batch_size=cfg.batch_size, verbose=0) for v in val_views]
-        return probs[0], (probs[0] + probs[1]) / 2 if len(probs) > 1 else None
+    def answers(views: list[np.ndarray]) -> list[np.ndarray]:
+        return [top.predict(v.astype(np.float32), batch_size=cfg.batch_size, verbose=0) for v in views]
+
+    def predict() -> Probabilities:
+        probs = answers(val_views[:len(unzoomed)])
+        return probs[0], np.mean(probs, axis=0) if len(probs) > 1 else None
+
+    def predict_zoomed() -> np.ndarray:
+        return np.mean(answers(val_views), axis=0)
 
     tuned: dict[str, object] = {}
 
@@ -713,7 +774,8 @@ def _fit_cached(model, spec, cfg: TrainConfig, boundary: Boundary, samples: list
                            np.tile(np.arange(len(train_labels)), plain_views), val=val, seed=cfg.seed).head
         model.get_layer("predictions").set_weights([head.kernel, head.bias])
 
-    return Fit(top, batches, val_ds, predict, resolve, tuned_features)
+    return Fit(top, batches, val_ds, predict, resolve, tuned_features,
+               predict_zoomed if len(answered) > len(unzoomed) else None)
 
 
 def _as_float(x, y):
@@ -749,7 +811,7 @@ def _fit_streamed(model, spec, cfg: TrainConfig, train_samples, val_samples, dev
         return train_x, np.array([s.label for s in photos], dtype=int), val_x
 
     return Fit(model, train_ds, val_ds, lambda: (model.predict(val_ds, verbose=0),
-                                                 mirror_averaged(model).predict(val_ds, verbose=0)
+                                                 views_averaged(model, mirror=True).predict(val_ds, verbose=0)
                                                  if cfg.augment.flip else None), features=tuned_features)
 
 

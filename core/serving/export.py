@@ -28,6 +28,7 @@ from core.store.project import Project
 
 METRICS_FILE = "metrics.json"
 TEST_TIME_MIRROR = "test_time_mirror"  # metrics.json: the model averages each photo with its mirror image
+TEST_TIME_ZOOM = "test_time_zoom"  # metrics.json: a fine-tuned model averages the photo's zoomed-in views in too
 EVALUATION_FILE = "evaluation.json"
 TFLITE_FILES = {False: "model.tflite", True: "model_quant.tflite"}
 DOWNLOAD_FILES = (MODEL_FILE, *TFLITE_FILES.values())
@@ -96,13 +97,13 @@ def downloads_error(run_dir: Path) -> str:
 def _classifier_from_head(run_dir: Path):
     """The Keras classifier of a head-only run: its backbone with head.npz in the Dense layer."""
     from core.model.backbones import get_backbone
-    from core.model.train import assemble_classifier, mirror_averaged
+    from core.model.train import assemble_classifier, views_averaged
 
     metrics = read_metrics(run_dir)
     spec = get_backbone(metrics["backbone"])
     head = LinearHead(*read_head(run_dir, spec.feature_dim, len(read_labels(run_dir))))
     model = with_novelty(assemble_classifier(spec, head), run_dir)
-    return mirror_averaged(model) if metrics.get(TEST_TIME_MIRROR) else model
+    return views_averaged(model, bool(metrics.get(TEST_TIME_MIRROR)))
 
 
 def with_novelty(classifier, run_dir: Path):

@@ -215,10 +215,12 @@ def write_run_map(run_dir: Path, model=None) -> Path:
     """A fine-tuned run's heatmap.tflite, from its Keras model (needs Keras)."""
     import keras
 
+    from core.model.train import VIEW_AVERAGE
+
     run_dir = Path(run_dir)
-    # A mirror-averaging model built in memory reaches its layers' first outputs through another input than its own:
+    # A view-averaging model built in memory reaches its layers' first outputs through another input than its own:
     # read back from the file, its plain view is their first call.
-    if model is None or any(layer.name == "mirror_average" for layer in model.layers):
+    if model is None or any(layer.name == VIEW_AVERAGE for layer in model.layers):
         model = keras.saving.load_model(run_dir / MODEL_FILE, safe_mode=True)
     path = run_dir / RUN_MAP_FILE
     check = load_novelty(run_dir, int(model.get_layer("pooled").output.shape[-1]))

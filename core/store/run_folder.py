@@ -66,7 +66,8 @@ FILES = {f.name: f for f in (
     RunFile("head.npz", "head-only runs: `kernel` (D, C) and `bias` (C,), finite floats, on the raw embedding; "
                         "D = the backbone's embedding size (a joined backbone: its members' sizes added up)", 256 * MB),
     RunFile("metrics.json", "a JSON object; `backbone` names the backbone; `test_time_mirror` (a bool) whether the "
-                            "model averages each photo with its mirror image (written last: the run is usable)", 16 * MB),
+                            "model averages each photo with its mirror image, `test_time_zoom` (a bool) with its "
+                            "zoomed-in views too (written last: the run is usable)", 16 * MB),
     RunFile("evaluation.json", "a JSON object: `n`, `accuracy`, `class_names`, `per_class`, `confusion`, "
                                "`misclassified`", 256 * MB),
     RunFile("novelty.npz", "runs with a novelty check: `reference` (R, D) float16, the training photos' embeddings "
@@ -152,8 +153,9 @@ def read_metrics(run_dir: Path) -> dict:
     metrics = read_json(run_dir, "metrics.json")
     if not isinstance(metrics.get("backbone"), str):
         raise RunFolderInvalid("metrics.json of this run does not name its backbone.")
-    if not isinstance(metrics.get("test_time_mirror", False), bool):
-        raise RunFolderInvalid("metrics.json of this run says neither true nor false about mirroring.")
+    for key, what in (("test_time_mirror", "mirroring"), ("test_time_zoom", "zoomed views")):
+        if not isinstance(metrics.get(key, False), bool):
+            raise RunFolderInvalid(f"metrics.json of this run says neither true nor false about {what}.")
     return metrics
 
 
