@@ -26,7 +26,8 @@ splits are but independently of them, to see a set with fewer photos. "wall s" i
 seconds the process spent in it (all threads), so a run's time on a quiet machine can be judged while others share
 it (on 2 cores, quiet wall ~ cpu s / 2 for the parallel parts); "load" the 1-minute load average when the run
 began. "val acc" is the run's validation accuracy from its plain probabilities and as the model answers (each photo
-averaged with its mirror image, and a fine-tuned model with its zoomed-in views too); "gain" each minus the head's on the same split, in points; "head cv" the head's cross-validated accuracy on the training photos
+averaged with its mirror image, and a fine-tuned model with its zoomed-in views when it takes them); "gain" each minus
+the head's on the same split, in points; "head cv" the head's cross-validated accuracy on the training photos
 (core.model.advice's sign of photos unlike everyday ones); "factor" the epochs in units of one forward pass of the
 whole network per training photo and view, as plain and mirrored (core.model.advice.MEASURED's last figure: the forward pass is timed on this machine at its quietest moment).
 """

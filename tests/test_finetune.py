@@ -418,7 +418,8 @@ def test_more_photos_right_as_the_model_answers_wins_then_on_plain_probabilities
     same_right = (two_class(0.7, 0.45, 0.3, 0.55), None)  # plain 2 right, as lower_loss, at a higher loss
     assert best_layer([same_right, lower_loss], HEAD, LABELS, HEAD_LOSS, answers_averaged=False) == 1
     assert best_layer([lower_loss, same_right], HEAD, LABELS, HEAD_LOSS, answers_averaged=False) == 0
-    assert best_layer([same_right, same_right], HEAD, LABELS, HEAD_LOSS, answers_averaged=False) == 0, "the first of equals"
+    assert best_layer([same_right, same_right], HEAD, LABELS, HEAD_LOSS, answers_averaged=False) == 0, \
+        "the first of equals"
 
 
 
