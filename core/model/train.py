@@ -630,8 +630,8 @@ def best_layer(candidates: Sequence[Probabilities], head: Probabilities, labels:
                head_val_loss: float | None, answers_averaged: bool) -> int | None:
     """Index of the candidate output layer the run keeps, None for the stage-1 head: of those the keep rule accepts,
     the one with most validation photos right as the model answers (averaged over its views when `answers_averaged`),
-    then on its
-    plain probabilities (what the keep rule counts), then the lower validation loss; the first on a full tie."""
+    then on its plain probabilities (what the keep rule counts), then the lower validation loss; the first on a full
+    tie."""
     def rank(i: int) -> tuple[int, int, float]:
         plain, averaged = candidates[i]
         answered = averaged if answers_averaged and averaged is not None else plain
