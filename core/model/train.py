@@ -254,8 +254,12 @@ def mirror_averaging(cfg: TrainConfig) -> bool:
 def answer_views(cfg: TrainConfig, zoom: bool) -> tuple[str, ...]:
     """The views (`core.model.activations.VIEWS` names) a model fine-tuned on cached activations answers with: the
     photo, its mirror image when the run mirrors, and with `zoom` both zoomed in when it learned from zoomed views."""
-    plain = ("", "-flip") if mirror_averaging(cfg) else ("",)
-    return plain + (tuple(f"-zoom{view}" for view in plain) if zoom and cfg.finetune_zoom_views else ())
+    return _with_zoomed(("", "-flip") if mirror_averaging(cfg) else ("",), zoom and cfg.finetune_zoom_views)
+
+
+def _with_zoomed(plain: tuple[str, ...], zoom: bool) -> tuple[str, ...]:
+    """The `plain` views, then (with `zoom`) each of them zoomed in."""
+    return plain + (tuple(f"-zoom{view}" for view in plain) if zoom else ())
 
 
 def assemble_classifier(spec: BackboneSpec, head: LinearHead, dropout: float = 0.0):
@@ -514,8 +518,7 @@ class Boundary:
 
 def _cached_views(cfg: TrainConfig) -> tuple[str, ...]:
     """The views whose boundary activations fine-tuning trains on: as is (and mirrored), and zoomed in."""
-    plain = ("", "-flip")[:len(_views(cfg))]
-    return plain + (tuple(f"-zoom{view}" for view in plain) if cfg.finetune_zoom_views else ())
+    return _with_zoomed(("", "-flip")[:len(_views(cfg))], cfg.finetune_zoom_views)
 
 
 def _boundary(e: Embedded, spec: BackboneSpec, cfg: TrainConfig, listener: TrainingListener) -> Boundary:
@@ -741,7 +744,8 @@ def _fit_cached(model, spec, cfg: TrainConfig, boundary: Boundary, samples: list
     _compile(top, cfg, len(batches), devices)
     plain_views = len(_views(cfg))  # as is (and mirrored): what the head is solved on, never zoomed
     unzoomed, answered = answer_views(cfg, zoom=False), answer_views(cfg, zoom=True)
-    val_views = [unpack(views_out[_cached_views(cfg).index(view)], val_rows) for view in answered]
+    cached = _cached_views(cfg)
+    val_views = [unpack(views_out[cached.index(view)], val_rows) for view in answered]
     val_y = np.eye(n_classes, dtype=np.float32)[[samples[ok[r]].label for r in val_rows]]
     val_ds = (tf.data.Dataset.from_tensor_slices((val_views[0], val_y)).batch(cfg.batch_size).map(_as_float)
               if len(val_rows) else None)
