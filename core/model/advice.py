@@ -69,11 +69,19 @@ class Measured:
 # 32-px copy +6.0, +9.4, +8.2 (+3.1, +7.3, +5.6); flowers5's 32-px copy keeps 8 epochs (+0.0, +2.9, +1.8), so +5.0 on
 # average against +3.8. The everyday sets keep 8 epochs too: +0.0. The factors stay those of 8 epochs; the 16-epoch
 # stage cost LONG_SCHEDULE_COST times as much (1.5-2.2×, 1.76 on average over the six splits: early stopping ends
-# some runs at 13-14). Three blocks' gain is still the one measured at 8 epochs.
+# some runs at 13-14).
+# One and three blocks with today's recipe (automatic rate and schedule, the better layer, refit), 2026-12-06
+# 20:18-21:50 UTC, load 0.7-4.5 (`bench_finetune --depths 0,1,2,3` on the small sets, `--depths 0,1,3` on groceries25
+# and its 32-px copy, three splits each): one block: groceries25 +3.6, +5.1, +4.1, its 32-px copy +2.9, +6.5, +4.1,
+# flowers5's 32-px copy +0.0, +1.5, +0.0: +3.1 on average; three blocks: +6.0, +6.2, +4.3; +6.5, +11.9, +10.4; +0.0,
+# +1.5, +0.9: +5.3, not clearly more than two blocks' +5.0 (more on tiny photos, +9.6 against +7.9, less on 32-px
+# flowers5). Everyday photos +0.0 at every depth. Factors, per epoch run against two blocks' on the same machine: one
+# block about half of two blocks' (1.1-1.5 per 8 epochs), three blocks' 4.3-6.4 under load, so the quiet 4.5 stays.
 MEASURED: dict[tuple[str, int], Measured] = {
     ("efficientnet_lite0", 0): Measured(0.0, 0.0, 0.0),
+    ("efficientnet_lite0", 1): Measured(0.0, 3.1, 1.2),
     ("efficientnet_lite0", 2): Measured(0.0, 5.0, 2.3),
-    ("efficientnet_lite0", 3): Measured(0.0, 2.9, 4.5),
+    ("efficientnet_lite0", 3): Measured(0.0, 5.3, 4.5),
     # Heads alone, each network's own head as the app solves it, mirror-averaged, over 15 splits of every photo of a
     # set (20 for groceries25; `python -m bench.bench_joined methods --method-splits 15`, 2026-12-04, docs/
     # benchmarks.md, the single networks' "raw head" figures): Lite0 / Lite1 / Lite2 0.888 / 0.902 / 0.877 on
